@@ -1,0 +1,254 @@
+"""Where processing happens once the event is recorded and the 2xx is on its way.
+
+A runner only decides *when and where* :meth:`Receiver.process` runs. It never
+holds the only copy of anything: a submitted id it cannot take (full queue, no loop,
+process exit) is still ``pending`` in the store and is found by recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .receiver import Receiver
+
+log = logging.getLogger("iverton_webhooks")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Receives the id of each newly recorded event."""
+
+    def bind(self, receiver: Receiver) -> None:
+        """Called once by the receiver that owns this runner."""
+        ...
+
+    def submit(self, event_id: str) -> None:
+        """Arrange for the event to be processed; must not block the request."""
+        ...
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking work; wait up to ``timeout`` seconds for work in hand."""
+        ...
+
+
+class _Bound:
+    _receiver: Receiver | None = None
+
+    def bind(self, receiver: Receiver) -> None:
+        if self._receiver is not None and self._receiver is not receiver:
+            raise ValueError("a runner belongs to one Receiver; make one runner per receiver")
+        self._receiver = receiver
+
+    @property
+    def receiver(self) -> Receiver:
+        if self._receiver is None:
+            raise RuntimeError("runner is not bound to a Receiver")
+        return self._receiver
+
+
+class InlineRunner(_Bound):
+    """Process before the reply is sent. Simple and predictable, but the sender waits
+    for your handlers (and gives up after 5 s): for tests and very light handlers."""
+
+    def submit(self, event_id: str) -> None:
+        self.receiver.process(event_id)
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+class ThreadRunner(_Bound):
+    """A fixed pool of worker threads fed by a bounded queue, plus a poller that
+    recovers due events (retries, expired leases, overflow) every ``poll_interval`` s.
+
+    Threads start on first use and again in a forked child (gunicorn, Celery prefork),
+    never at import.
+    """
+
+    def __init__(
+        self, workers: int = 4, *, queue_size: int = 10_000, poll_interval: float = 5.0
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=queue_size)
+        self._threads: list[threading.Thread] = []
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._start_lock = threading.Lock()
+
+    def submit(self, event_id: str) -> None:
+        self.start()
+        try:
+            self._queue.put_nowait(event_id)
+        except queue.Full:
+            log.warning("event %s: worker queue full, left pending for the poller", event_id)
+
+    def start(self) -> None:
+        """Start the threads (idempotent; restarts them in a forked child)."""
+        if self._pid == os.getpid():
+            return
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            self._stop = threading.Event()
+            self._threads = [
+                threading.Thread(target=self._work, name=f"iverton-worker-{n}", daemon=True)
+                for n in range(self.workers)
+            ]
+            self._threads.append(
+                threading.Thread(target=self._poll, name="iverton-poller", daemon=True)
+            )
+            for thread in self._threads:
+                thread.start()
+            self._pid = os.getpid()
+
+    def _work(self) -> None:
+        receiver, work = self.receiver, self._queue
+        while True:
+            event_id = work.get()
+            try:
+                if event_id is None:
+                    return
+                receiver.process(event_id)
+            except Exception:
+                log.exception("event %s: processing crashed; it will be retried", event_id)
+            finally:
+                work.task_done()
+
+    def _poll(self) -> None:
+        # The first pass runs at once: that is recovery after a restart.
+        while not self._stop.is_set():
+            try:
+                for event_id in self.receiver.store.due(limit=self._queue.maxsize // 2 or 1):
+                    self._queue.put_nowait(event_id)
+            except queue.Full:
+                pass
+            except Exception:
+                log.exception("recovery poll failed; trying again in %.0f s", self.poll_interval)
+            self._stop.wait(self.poll_interval)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every queued id has been processed (tests, graceful shutdown)."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._pid != os.getpid():
+            return
+        self._stop.set()
+        for _ in range(self.workers):
+            try:
+                self._queue.put(None, timeout=0.1)
+            except queue.Full:
+                break
+        for thread in self._threads:
+            thread.join(timeout)
+        self._pid = None
+
+
+class AsyncioRunner(_Bound):
+    """Process on an asyncio loop: async handlers on the loop, sync ones in threads.
+
+    Call :meth:`startup` from the app's lifespan (it recovers due events and polls
+    for retries) and :meth:`drain` at shutdown. Tasks are strongly referenced, so
+    the loop cannot garbage-collect one mid-event.
+    """
+
+    def __init__(self, *, poll_interval: float = 5.0, max_concurrency: int = 100) -> None:
+        self.poll_interval = poll_interval
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._in_flight: set[str] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._limit: asyncio.Semaphore | None = None
+        self.max_concurrency = max_concurrency
+
+    async def startup(self) -> None:
+        """Attach to the running loop and start recovery polling."""
+        self._attach(asyncio.get_running_loop())
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop:
+            self._loop = loop
+            self._limit = asyncio.Semaphore(self.max_concurrency)
+
+    def submit(self, event_id: str) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            self._attach(running)
+            self._spawn(event_id)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._spawn, event_id)
+        else:
+            log.warning("event %s: no event loop yet, left pending for recovery", event_id)
+
+    def _spawn(self, event_id: str) -> None:
+        if event_id in self._in_flight:
+            return
+        self._in_flight.add(event_id)
+        task: asyncio.Task[object] = asyncio.ensure_future(self._run(event_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._in_flight.discard(event_id))
+
+    async def _run(self, event_id: str) -> object:
+        assert self._limit is not None
+        async with self._limit:
+            try:
+                return await self.receiver.process_async(event_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event %s: processing crashed; it will be retried", event_id)
+                return None
+
+    async def _poll(self) -> None:
+        store = self.receiver.store
+        while True:
+            try:
+                due = await asyncio.to_thread(store.due, 500) if store.blocking else store.due(500)
+                for event_id in due:
+                    self._spawn(event_id)
+            except Exception:
+                log.exception("recovery poll failed; trying again in %.0f s", self.poll_interval)
+            await asyncio.sleep(self.poll_interval)
+
+    async def drain(self, timeout: float = 10.0) -> int:
+        """Wait up to ``timeout`` s for in-flight events, then cancel the rest (they are
+        handed back to the store, due at once). Returns how many were cancelled."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        pending = set(self._tasks)
+        if not pending:
+            return 0
+        _, still_running = await asyncio.wait(pending, timeout=timeout)
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            await asyncio.wait(still_running, timeout=1.0)
+        return len(still_running)
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._poller is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._poller.cancel)

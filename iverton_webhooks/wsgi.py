@@ -1,0 +1,72 @@
+"""A framework-free WSGI app around a :class:`Receiver` (used by the demo; mountable anywhere).
+
+>>> from iverton_webhooks import Receiver
+>>> app = WebhookApp(Receiver(secret="whsec_x", store="memory://", runner="inline"))
+>>> callable(app)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .receiver import TOO_LARGE, Receiver
+
+StartResponse = Callable[..., Any]
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
+}
+# Past this many bytes a too-large body is not even drained: the client is misbehaving.
+_DRAIN_LIMIT = 16 * 1024 * 1024
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """Read-only, case-insensitive view of a WSGI environ's request headers."""
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        return str(self._environ[key])
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").title()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class WebhookApp:
+    """WSGI application: every request to it is a webhook delivery."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > self.receiver.max_body_bytes:
+            reply = TOO_LARGE
+            if length <= _DRAIN_LIMIT:
+                while length > 0:  # drain without keeping, so the client reads our answer
+                    length -= len(stream.read(min(length, 65536)) or b"\0" * length)
+        else:
+            body = stream.read(length) if length else b""
+            reply = self.receiver.receive(environ["REQUEST_METHOD"], body, EnvironHeaders(environ))
+        headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
+        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", headers)
+        return [reply.body]

@@ -1,0 +1,71 @@
+"""Shared fixtures: real service checks (skip on a laptop, fail in CI) and helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from iverton_webhooks import Router, sign
+
+SECRET = "whsec_test_secret_0123456789"
+
+SERVICE_URLS = {
+    "postgres": ("IVERTON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "redis": ("IVERTON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "amqp": ("IVERTON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "amqp": 5672}
+
+
+def service_url(name: str) -> str:
+    variable, default = SERVICE_URLS[name]
+    return os.environ.get(variable, default)
+
+
+def _reachable(name: str) -> bool:
+    parts = urlsplit(service_url(name))
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[name]), timeout=1.0
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in SERVICE_URLS:
+        if item.get_closest_marker(name) is None or _reachable(name):
+            continue
+        message = f"{name} server not reachable at {service_url(name)}"
+        if os.environ.get("IVERTON_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " (IVERTON_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return service_url("postgres")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return service_url("redis")
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return service_url("amqp")
+
+
+@pytest.fixture
+def router() -> Iterator[Router]:
+    return Router()
+
+
+def signed_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    return {"X-Iverton-Signature": sign(body, secret), "Content-Type": "application/json"}
