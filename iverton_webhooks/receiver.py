@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -76,6 +77,8 @@ class Receiver:
     ``sqlite:///webhooks.sqlite3``), ``"memory://"``.
     ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"`` or a :class:`Runner`.
     ``max_age``: refuse verified events older than this (off by default; see README).
+    ``process_context``: a context-manager factory entered around each synchronous
+    :meth:`process` call (e.g. a Flask app context).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Receiver:
         retention: timedelta = DEFAULT_RETENTION,
         retry: RetryPolicy | None = None,
         lease: timedelta = timedelta(minutes=5),
+        process_context: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.verifier = Verifier(_secrets(secret, secrets))
         self.router = router if router is not None else default_router
@@ -101,6 +105,7 @@ class Receiver:
         self.max_age = max_age
         self.retry = retry or RetryPolicy()
         self.lease_seconds = lease.total_seconds()
+        self.process_context = process_context or nullcontext
         self.runner = _make_runner(runner)
         self.runner.bind(self)
 
@@ -161,10 +166,16 @@ class Receiver:
     # The processing path ---------------------------------------------------------
 
     def process(self, event_id: str) -> Result:
-        """Claim and process one stored event in this thread."""
-        return process(
-            self.store, self.router, event_id, lease_seconds=self.lease_seconds, policy=self.retry
-        )
+        """Claim and process one stored event in this thread, inside ``process_context``
+        (adapters use it for an app context or to recycle database connections)."""
+        with self.process_context():
+            return process(
+                self.store,
+                self.router,
+                event_id,
+                lease_seconds=self.lease_seconds,
+                policy=self.retry,
+            )
 
     async def process_async(self, event_id: str) -> Result:
         """Claim and process one stored event on the running loop."""
