@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from datetime import datetime
+
+import pytest
+
+from iverton_webhooks import (
+    ConfigurationError,
+    Event,
+    InlineRunner,
+    MemoryStore,
+    Receiver,
+    Router,
+    Status,
+    ThreadRunner,
+    sign,
+)
+from iverton_webhooks.samples import sample_body, sample_event
+from tests.conftest import SECRET, signed_headers
+
+
+class NullRunner(InlineRunner):
+    """Records what it was handed and processes nothing."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit(self, event_id: str) -> None:
+        self.submitted.append(event_id)
+
+
+def make(router: Router | None = None, **kwargs: object) -> Receiver:
+    kwargs.setdefault("store", MemoryStore())
+    kwargs.setdefault("runner", "inline")
+    return Receiver(SECRET, router=router or Router(), **kwargs)  # type: ignore[arg-type]
+
+
+def post(receiver: Receiver, body: bytes, secret: str = SECRET) -> tuple[int, dict[str, str]]:
+    reply = receiver.receive("POST", body, signed_headers(body, secret))
+    return reply.status, json.loads(reply.body)
+
+
+def test_accepted_then_duplicate_and_handlers_run_once() -> None:
+    router, seen = Router(), []
+    router.on("deal.won")(lambda event: seen.append(event.id))
+    receiver = make(router)
+    body = sample_body("deal.won", id="evt_dup")
+    assert post(receiver, body) == (200, {"status": "accepted"})
+    for _ in range(3):
+        assert post(receiver, body) == (200, {"status": "duplicate"})
+    assert seen == ["evt_dup"]
+    stored = receiver.store.get("evt_dup")
+    assert stored is not None
+    assert stored.deliveries == 4
+    assert stored.status is Status.DONE
+
+
+def test_duplicate_with_different_bytes_but_same_id_is_still_a_duplicate() -> None:
+    receiver = make()
+    first = sample_body("deal.won", id="evt_same")
+    retry = json.dumps(json.loads(first), indent=2).encode()
+    assert post(receiver, first)[1]["status"] == "accepted"
+    assert post(receiver, retry)[1]["status"] == "duplicate"
+
+
+def test_unknown_type_is_recorded_acknowledged_and_reaches_catch_all() -> None:
+    router, seen = Router(), []
+    router.on("*")(lambda event: seen.append(event.type))
+    receiver = make(router)
+    body = json.dumps(sample_event("deal.won") | {"type": "invoice.paid"}).encode()
+    status, answer = post(receiver, body)
+    assert (status, answer["status"]) == (200, "accepted")
+    assert "unknown" in answer["note"]
+    assert seen == ["invoice.paid"]
+
+
+def test_reply_headers_are_json() -> None:
+    body = sample_body("deal.won")
+    reply = make().receive("POST", body, signed_headers(body))
+    assert ("Content-Type", "application/json") in reply.headers
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
+def test_wrong_method_is_405_with_allow(method: str) -> None:
+    body = sample_body("deal.won")
+    reply = make().receive(method, body, signed_headers(body))
+    assert reply.status == 405
+    assert ("Allow", "POST") in reply.headers
+
+
+def test_lowercase_post_is_accepted() -> None:
+    body = sample_body("deal.won")
+    assert make().receive("post", body, signed_headers(body)).status == 200
+
+
+def test_size_cap_just_under_and_just_over() -> None:
+    receiver = make(max_body_bytes=2048)
+    payload = sample_event("deal.won", id="evt_big")
+    base = json.dumps(payload | {"pad": ""}, separators=(",", ":")).encode()
+    fitting = json.dumps(payload | {"pad": "x" * (2048 - len(base))}, separators=(",", ":"))
+    assert len(fitting.encode()) == 2048
+    assert post(receiver, fitting.encode())[0] == 200
+    over = fitting.replace('"pad":"', '"pad":"x', 1).replace('"id":"evt_big"', '"id":"evt_bi2"')
+    assert len(over.encode()) == 2049
+    assert post(receiver, over.encode()) == (413, {"error": "body too large"})
+    assert receiver.store.get("evt_bi2") is None
+
+
+def test_every_signature_failure_gets_one_identical_401_body() -> None:
+    receiver = make()
+    body = sample_body("deal.won")
+    replies = {
+        receiver.receive("POST", body, {}).body,
+        receiver.receive("POST", body, {"X-Iverton-Signature": ""}).body,
+        receiver.receive("POST", body, {"X-Iverton-Signature": "sha256=abc"}).body,
+        receiver.receive("POST", body, signed_headers(body, "whsec_wrong")).body,
+        receiver.receive("POST", body + b" ", signed_headers(body)).body,
+        receiver.receive("POST", body[:-1], signed_headers(body)).body,
+    }
+    assert replies == {b'{"error":"invalid signature"}'}
+    assert receiver.store.count() == 0
+
+
+def test_signature_is_checked_before_parsing_so_garbage_is_401_not_400() -> None:
+    assert post(make(), b"\xff\xfe not json", "whsec_wrong")[0] == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe\x00not utf-8",
+        b"{",
+        b"[1,2,3]",
+        json.dumps(sample_event("deal.won", id="")).encode(),
+        json.dumps(sample_event("deal.won", created_at="not a date")).encode(),
+        b'{"id":"e","type":"deal.won","created_at":"2024-01-15T10:30:00Z","data":{"id":"d","x":'
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}}",
+    ],
+    ids=["non-utf8", "truncated", "array", "empty-id", "bad-created_at", "deep-nesting"],
+)
+def test_signed_but_malformed_is_400_and_nothing_stored(body: bytes) -> None:
+    receiver = make()
+    status, answer = post(receiver, body)
+    assert status == 400
+    assert answer["error"] == "invalid payload"
+    assert receiver.store.count() == 0
+
+
+def test_header_lookup_is_case_insensitive() -> None:
+    receiver = make()
+    for spelling in ("X-Iverton-Signature", "x-iverton-signature", "X-IVERTON-SIGNATURE"):
+        body = sample_body("deal.won")
+        assert receiver.receive("POST", body, {spelling: sign(body, SECRET)}).status == 200
+
+
+def test_rotation_accepts_every_configured_secret() -> None:
+    receiver = Receiver(secrets=["whsec_new", "whsec_old"], store="memory://", runner="inline")
+    assert post(receiver, sample_body("deal.won"), "whsec_old")[0] == 200
+    assert post(receiver, sample_body("deal.won"), "whsec_new")[0] == 200
+    assert post(receiver, sample_body("deal.won"), SECRET)[0] == 401
+
+
+def test_missing_secret_is_a_configuration_error_that_says_what_to_do() -> None:
+    with pytest.raises(ConfigurationError, match="secret="):
+        Receiver(store="memory://")
+
+
+class BrokenStore(MemoryStore):
+    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
+        raise OSError("disk full")
+
+
+def test_store_failure_is_503_and_nothing_dispatched() -> None:
+    router, seen = Router(), []
+    router.on("*")(lambda event: seen.append(event.id))
+    runner = NullRunner()
+    receiver = make(router, store=BrokenStore(), runner=runner)
+    status, answer = post(receiver, sample_body("deal.won"))
+    assert status == 503
+    assert "retry" in answer["error"]
+    assert seen == []
+    assert runner.submitted == []
+
+
+def test_handler_failure_never_reaches_the_reply_and_others_still_run() -> None:
+    router, seen = Router(), []
+
+    @router.on("deal.won")
+    def broken(event: Event) -> None:
+        raise RuntimeError("handler bug")
+
+    @router.on("deal.won")
+    def fine(event: Event) -> None:
+        seen.append(event.id)
+
+    receiver = make(router)
+    status, _ = post(receiver, sample_body("deal.won", id="evt_h"))
+    assert status == 200
+    assert seen == ["evt_h"]
+    stored = receiver.store.get("evt_h")
+    assert stored is not None
+    assert stored.status is Status.FAILED
+    assert "handler bug" in (stored.last_error or "")
+    assert stored.outcomes[f"{fine.__module__}.{fine.__qualname__}"].ok
+
+
+def test_async_handlers_are_awaited() -> None:
+    router, seen = Router(), []
+
+    @router.on("email.bounced")
+    async def suppress(event: Event) -> None:
+        await asyncio.sleep(0)
+        seen.append(event.id)
+
+    post(make(router), sample_body("email.bounced", id="evt_async"))
+    assert seen == ["evt_async"]
+
+
+def test_thread_runner_replies_before_handlers_run() -> None:
+    router, release, seen = Router(), threading.Event(), []
+
+    @router.on("deal.won")
+    def slow(event: Event) -> None:
+        release.wait(5)
+        seen.append(event.id)
+
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    receiver = make(router, runner=runner)
+    started = time.perf_counter()
+    assert post(receiver, sample_body("deal.won", id="evt_t"))[0] == 200
+    assert time.perf_counter() - started < 1.0
+    assert seen == []
+    release.set()
+    assert runner.join(5)
+    assert seen == ["evt_t"]
+    receiver.close()
+
+
+def test_full_worker_queue_never_delays_the_reply_and_the_event_stays_pending() -> None:
+    router, release, seen = Router(), threading.Event(), []
+    router.on("*")(lambda event: (release.wait(5), seen.append(event.id)))
+    runner = ThreadRunner(workers=1, queue_size=1, poll_interval=60)
+    receiver = make(router, runner=runner)
+    ids = [f"evt_q{n}" for n in range(5)]
+    started = time.perf_counter()
+    for event_id in ids:
+        assert post(receiver, sample_body("deal.won", id=event_id))[0] == 200
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    assert runner.join(5)
+    leftover = [i for i in ids if receiver.store.get(i).status is Status.PENDING]  # type: ignore[union-attr]
+    assert leftover  # overflowed ids were not lost, only left for recovery
+    receiver.recover()
+    assert sorted(seen) == ids
+    receiver.close()
+
+
+def test_max_age_refuses_old_events_and_must_sit_between_retry_span_and_retention() -> None:
+    from datetime import timedelta
+
+    receiver = make(max_age=timedelta(days=2))
+    old = json.dumps(sample_event("deal.won", created_at="2020-01-01T00:00:00Z")).encode()
+    status, answer = post(receiver, old)
+    assert (status, answer["error"]) == (400, "event too old")
+    assert receiver.store.count() == 0
+    assert post(receiver, sample_body("deal.won"))[0] == 200
+    with pytest.raises(ConfigurationError, match="retry span"):
+        make(max_age=timedelta(hours=1))
+    with pytest.raises(ConfigurationError, match="retention"):
+        make(max_age=timedelta(days=8))
+    with pytest.raises(ConfigurationError, match="retry span"):
+        make(retention=timedelta(hours=24))
+
+
+def test_unknown_runner_and_store_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="runner"):
+        Receiver(SECRET, store="memory://", runner="celery-ish")
+    with pytest.raises(ConfigurationError, match="scheme"):
+        Receiver(SECRET, store="mongodb://x", runner="inline")

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import hmac
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iverton_webhooks import InvalidSignature, Verifier, sign, verify
+
+PUBLIC_SECRET = "It's a Secret to Everybody"
+PUBLIC_BODY = b"Hello, World!"
+PUBLIC_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+def test_public_vector() -> None:
+    assert sign(PUBLIC_BODY, PUBLIC_SECRET) == PUBLIC_SIGNATURE
+    assert verify(PUBLIC_BODY, PUBLIC_SIGNATURE, PUBLIC_SECRET) == 0
+
+
+def test_sign_is_lowercase_hex_of_raw_bytes() -> None:
+    body = '{"b": "é",  "a":1}'.encode()
+    expected = hmac.new(b"whsec_x", body, "sha256").hexdigest()
+    assert sign(body, "whsec_x") == f"sha256={expected}"
+
+
+def test_rotation_accepts_old_and_new_and_reports_which() -> None:
+    body = b'{"id":"evt_1"}'
+    assert verify(body, sign(body, "whsec_new"), ["whsec_new", "whsec_old"]) == 0
+    assert verify(body, sign(body, "whsec_old"), ["whsec_new", "whsec_old"]) == 1
+    with pytest.raises(InvalidSignature):
+        verify(body, sign(body, "whsec_removed"), ["whsec_new", "whsec_old"])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "sha256=",
+        "sha256",
+        PUBLIC_SIGNATURE[:-1],  # truncated
+        PUBLIC_SIGNATURE + "0",  # too long
+        PUBLIC_SIGNATURE.replace("sha256=", "SHA256="),
+        PUBLIC_SIGNATURE.replace("sha256=", "sha1="),
+        " " + PUBLIC_SIGNATURE[1:],
+        "sha256=" + " " * 64,
+        "sha256=" + "zz" * 32,
+        "sha256=" + "é" * 64,
+        "sha256=" + "00" * 31 + " 0",  # fromhex would skip the space
+        "t=1,v1=" + "00" * 32,
+        PUBLIC_SIGNATURE + "," + PUBLIC_SIGNATURE,
+    ],
+)
+def test_malformed_headers_are_invalid(header: str | None) -> None:
+    with pytest.raises(InvalidSignature):
+        verify(PUBLIC_BODY, header, PUBLIC_SECRET)
+
+
+@pytest.mark.parametrize("header", [b"sha256=00", 123, ["sha256=00"], object()])
+def test_non_string_headers_are_invalid(header: object) -> None:
+    with pytest.raises(InvalidSignature):
+        verify(PUBLIC_BODY, header, PUBLIC_SECRET)  # type: ignore[arg-type]
+
+
+def test_uppercase_hex_digest_is_accepted() -> None:
+    upper = "sha256=" + PUBLIC_SIGNATURE[7:].upper()
+    assert verify(PUBLIC_BODY, upper, PUBLIC_SECRET) == 0
+
+
+def test_non_bytes_body_and_bad_secrets_are_invalid_not_crashes() -> None:
+    with pytest.raises(InvalidSignature):
+        verify("Hello, World!", PUBLIC_SIGNATURE, PUBLIC_SECRET)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSignature):
+        verify(PUBLIC_BODY, PUBLIC_SIGNATURE, [])
+    with pytest.raises(InvalidSignature):
+        verify(PUBLIC_BODY, PUBLIC_SIGNATURE, [None])  # type: ignore[list-item]
+
+
+def test_verifier_needs_a_secret_and_never_shows_it() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        Verifier([])
+    verifier = Verifier(["whsec_supersecret"])
+    assert "supersecret" not in repr(verifier)
+    assert verifier.verify(PUBLIC_BODY, sign(PUBLIC_BODY, "whsec_supersecret")) == 0
+
+
+@settings(max_examples=300)
+@given(body=st.binary(max_size=2048), header=st.one_of(st.none(), st.text(max_size=100)))
+def test_arbitrary_input_raises_only_invalid_signature(body: bytes, header: str | None) -> None:
+    try:
+        verify(body, header, ["whsec_a", "whsec_b"])
+    except InvalidSignature:
+        pass
+
+
+@settings(max_examples=200)
+@given(body=st.binary(max_size=512), header=st.binary(max_size=80))
+def test_arbitrary_bytes_decoded_as_header_raise_only_invalid_signature(
+    body: bytes, header: bytes
+) -> None:
+    text = header.decode("latin-1")
+    with pytest.raises(InvalidSignature):
+        verify(body, "sha256=" + text, "whsec_a")
+
+
+@settings(max_examples=200)
+@given(body=st.binary(min_size=1, max_size=512), data=st.data())
+def test_any_single_byte_change_of_body_is_rejected(body: bytes, data: st.DataObject) -> None:
+    header = sign(body, "whsec_k")
+    index = data.draw(st.integers(0, len(body) - 1))
+    delta = data.draw(st.integers(1, 255))
+    tampered = bytearray(body)
+    tampered[index] = (tampered[index] + delta) % 256
+    with pytest.raises(InvalidSignature):
+        verify(bytes(tampered), header, "whsec_k")
+    assert verify(body, header, "whsec_k") == 0
+
+
+@settings(max_examples=200)
+@given(body=st.binary(max_size=256), data=st.data())
+def test_any_single_character_change_of_signature_is_rejected(
+    body: bytes, data: st.DataObject
+) -> None:
+    header = sign(body, "whsec_k")
+    index = data.draw(st.integers(len("sha256="), len(header) - 1))
+    replacement = data.draw(st.sampled_from("0123456789abcdef").filter(lambda c: c != header[index]))
+    with pytest.raises(InvalidSignature):
+        verify(body, header[:index] + replacement + header[index + 1 :], "whsec_k")
+
+
+def test_huge_body_verifies() -> None:
+    body = b"x" * (8 * 1024 * 1024)
+    assert verify(body, sign(body, "whsec_k"), "whsec_k") == 0
