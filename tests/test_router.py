@@ -71,7 +71,7 @@ def test_strict_router_refuses_nonsense(name: str) -> None:
 def test_on_needs_a_name_and_names_are_strings() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Router().on()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-empty strings"):
         Router().on(None)  # type: ignore[arg-type]
 
 

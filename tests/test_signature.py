@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hmac
 
 import pytest
@@ -88,10 +89,8 @@ def test_verifier_needs_a_secret_and_never_shows_it() -> None:
 @settings(max_examples=300)
 @given(body=st.binary(max_size=2048), header=st.one_of(st.none(), st.text(max_size=100)))
 def test_arbitrary_input_raises_only_invalid_signature(body: bytes, header: str | None) -> None:
-    try:
+    with contextlib.suppress(InvalidSignature):
         verify(body, header, ["whsec_a", "whsec_b"])
-    except InvalidSignature:
-        pass
 
 
 @settings(max_examples=200)
@@ -124,7 +123,9 @@ def test_any_single_character_change_of_signature_is_rejected(
 ) -> None:
     header = sign(body, "whsec_k")
     index = data.draw(st.integers(len("sha256="), len(header) - 1))
-    replacement = data.draw(st.sampled_from("0123456789abcdef").filter(lambda c: c != header[index]))
+    replacement = data.draw(
+        st.sampled_from("0123456789abcdef").filter(lambda c: c != header[index])
+    )
     with pytest.raises(InvalidSignature):
         verify(body, header[:index] + replacement + header[index + 1 :], "whsec_k")
 

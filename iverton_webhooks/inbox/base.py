@@ -44,11 +44,14 @@ class HandlerOutcome:
     at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "error": self.error, "at": self.at}
+        # No nulls: stores merge these with JSON merge-patch, where null means "delete".
+        return {"ok": self.ok, "error": self.error or "", "at": self.at}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> HandlerOutcome:
-        return cls(ok=bool(value["ok"]), error=value.get("error"), at=float(value.get("at", 0.0)))
+        return cls(
+            ok=bool(value["ok"]), error=value.get("error") or None, at=float(value.get("at", 0.0))
+        )
 
 
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:

@@ -55,6 +55,9 @@ CREATE INDEX IF NOT EXISTS iverton_events_due ON iverton_events (due_at)
 CREATE INDEX IF NOT EXISTS iverton_events_received ON iverton_events (received_at);
 """
 
+# Outcomes are a JSON object keyed by handler name; json_patch merges the new ones in.
+_MERGE_OUTCOMES = "outcomes = json_patch(coalesce(outcomes, '{}'), ?)"
+
 _COLUMNS = (
     "id, type, created_at, received_at, body, status, attempts, deliveries, "
     "next_attempt_at, lease_until, processed_at, last_error, outcomes"
@@ -170,16 +173,14 @@ class SQLiteStore:
         return None if row is None else Claim(event=_row_to_event(row), token=token)
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        merged = {**claim.event.outcomes, **outcomes}
-        return self._update_claimed(claim, "outcomes = ?", (dump_outcomes(merged),))
+        return self._update_claimed(claim, _MERGE_OUTCOMES, (dump_outcomes(outcomes),))
 
     def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        merged = {**claim.event.outcomes, **outcomes}
         return self._update_claimed(
             claim,
-            "status = 'done', outcomes = ?, processed_at = ?, last_error = NULL, "
+            f"status = 'done', {_MERGE_OUTCOMES}, processed_at = ?, last_error = NULL, "
             "due_at = NULL, next_attempt_at = NULL, lease_until = NULL, lease_token = NULL",
-            (dump_outcomes(merged), self.clock()),
+            (dump_outcomes(outcomes), self.clock()),
         )
 
     def fail(
@@ -189,13 +190,12 @@ class SQLiteStore:
         error: str,
         retry_at: float | None,
     ) -> bool:
-        merged = {**claim.event.outcomes, **outcomes}
         status = Status.DEAD if retry_at is None else Status.FAILED
         return self._update_claimed(
             claim,
-            "status = ?, outcomes = ?, last_error = ?, due_at = ?, next_attempt_at = ?, "
+            f"status = ?, {_MERGE_OUTCOMES}, last_error = ?, due_at = ?, next_attempt_at = ?, "
             "lease_until = NULL, lease_token = NULL",
-            (status.value, dump_outcomes(merged), error, retry_at, retry_at),
+            (status.value, dump_outcomes(outcomes), error, retry_at, retry_at),
         )
 
     def _update_claimed(self, claim: Claim, assignments: str, values: tuple[object, ...]) -> bool:

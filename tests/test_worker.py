@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from iverton_webhooks import (
+    AsyncioRunner,
+    Event,
+    MemoryStore,
+    Receiver,
+    Result,
+    RetryPolicy,
+    Router,
+    SQLiteStore,
+    Status,
+    Store,
+)
+from iverton_webhooks.samples import sample_body
+from iverton_webhooks.worker import process, process_async
+from tests.conftest import SECRET, signed_headers
+
+NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0, jitter=0)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "w.db")
+    yield made
+    made.close()
+
+
+def stored(store: Store, event_id: str, event_type: str = "deal.won") -> str:
+    body = sample_body(event_type, id=event_id)
+    from iverton_webhooks.events import parse_envelope
+
+    envelope = parse_envelope(body)
+    store.record(envelope.id, envelope.type, envelope.created_at, body)
+    return event_id
+
+
+def test_fails_twice_then_succeeds_reruns_only_the_failing_handler(store: Store) -> None:
+    router, calls = Router(), Counter[str]()
+
+    @router.on("deal.won")
+    def steady(event: Event) -> None:
+        calls["steady"] += 1
+
+    @router.on("deal.*")
+    def flaky(event: Event) -> None:
+        calls["flaky"] += 1
+        if calls["flaky"] < 3:
+            raise ConnectionError(f"try {calls['flaky']}")
+
+    event_id = stored(store, "evt_flaky")
+    results = [process(store, router, event_id, policy=NO_WAIT) for _ in range(4)]
+    assert results == [Result.RETRY, Result.RETRY, Result.DONE, Result.SKIPPED]
+    assert calls == {"steady": 1, "flaky": 3}
+    final = store.get(event_id)
+    assert final is not None
+    assert (final.status, final.attempts, final.last_error) == (Status.DONE, 3, None)
+
+
+def test_always_failing_handler_goes_dead_then_replay_brings_it_back(store: Store) -> None:
+    router, fixed = Router(), threading.Event()
+
+    @router.on("deal.won")
+    def broken(event: Event) -> None:
+        if not fixed.is_set():
+            raise ValueError("bad data")
+
+    event_id = stored(store, "evt_dead")
+    results = [process(store, router, event_id, policy=NO_WAIT) for _ in range(5)]
+    assert results == [Result.RETRY] * 3 + [Result.DEAD, Result.SKIPPED]
+    dead = store.get(event_id)
+    assert dead is not None
+    assert dead.status is Status.DEAD
+    assert dead.attempts == NO_WAIT.max_attempts
+    assert "ValueError: bad data" in (dead.last_error or "")
+    fixed.set()
+    assert store.replay(event_id)
+    assert process(store, router, event_id, policy=NO_WAIT) is Result.DONE
+
+
+def test_retry_waits_for_its_backoff(store: Store) -> None:
+    router = Router()
+    router.on("*")(lambda event: 1 / 0)
+    event_id = stored(store, "evt_backoff")
+    policy = RetryPolicy(base_delay=3600, jitter=0)
+    assert process(store, router, event_id, policy=policy) is Result.RETRY
+    assert process(store, router, event_id, policy=policy) is Result.SKIPPED
+    waiting = store.get(event_id)
+    assert waiting is not None
+    assert waiting.next_attempt_at is not None
+    assert 3500 < waiting.next_attempt_at.timestamp() - store.clock() <= 3600
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(base_delay=60, factor=3, max_delay=600, jitter=0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [60, 180, 540, 600]
+    jittered = {round(RetryPolicy().delay(1)) for _ in range(50)}
+    assert len(jittered) > 1
+    assert all(45 <= d <= 75 for d in jittered)
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_a_worker_that_died_holding_the_lease_is_recovered_after_expiry(store: Store) -> None:
+    router, calls = Router(), Counter[str]()
+    router.on("*")(lambda event: calls.update(["h"]))
+    event_id = stored(store, "evt_crash")
+    assert store.claim(event_id, lease_seconds=0.2) is not None  # a worker that then died
+    assert process(store, router, event_id) is Result.SKIPPED
+    import time
+
+    time.sleep(0.3)
+    assert process(store, router, event_id) is Result.DONE
+    assert calls["h"] == 1
+
+
+def test_poison_event_that_kills_every_worker_goes_dead(store: Store) -> None:
+    router = Router()
+    router.on("*")(lambda event: None)
+    event_id = stored(store, "evt_poison")
+    policy = RetryPolicy(max_attempts=2)
+    for _ in range(2):
+        assert store.claim(event_id, lease_seconds=0) is not None  # each worker died
+    assert process(store, router, event_id, policy=policy) is Result.DEAD
+    dead = store.get(event_id)
+    assert dead is not None
+    assert dead.status is Status.DEAD
+    assert "attempts used up" in (dead.last_error or "")
+
+
+def test_slow_worker_that_lost_its_lease_does_not_overwrite(store: Store) -> None:
+    router, release = Router(), threading.Event()
+    router.on("*")(lambda event: release.wait(5))
+    event_id = stored(store, "evt_slow")
+    results: list[Result] = []
+    slow = threading.Thread(
+        target=lambda: results.append(process(store, router, event_id, lease_seconds=0.1))
+    )
+    slow.start()
+    import time
+
+    time.sleep(0.3)
+    release.set()
+    assert process(store, router, event_id, lease_seconds=30) is Result.DONE
+    slow.join(5)
+    assert results == [Result.LOST_LEASE]
+
+
+def test_processing_context_wraps_each_event() -> None:
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def context() -> Iterator[None]:
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    router = Router()
+    router.on("*")(lambda event: entered.append("handler"))
+    receiver = Receiver(
+        SECRET, router=router, store="memory://", runner="inline", process_context=context
+    )
+    body = sample_body("deal.won")
+    receiver.receive("POST", body, signed_headers(body))
+    assert entered == ["in", "handler", "out"]
+
+
+def test_process_async_runs_async_handlers_on_the_loop_and_sync_ones_in_threads(
+    store: Store,
+) -> None:
+    router, where = Router(), {}
+
+    @router.on("deal.won")
+    async def on_loop(event: Event) -> None:
+        where["async"] = threading.get_ident()
+
+    @router.on("deal.won")
+    def in_thread(event: Event) -> None:
+        where["sync"] = threading.get_ident()
+
+    event_id = stored(store, "evt_async")
+
+    async def main() -> Result:
+        where["loop"] = threading.get_ident()
+        return await process_async(store, router, event_id)
+
+    assert asyncio.run(main()) is Result.DONE
+    assert where["async"] == where["loop"]
+    assert where["sync"] != where["loop"]
+
+
+def test_asyncio_runner_drain_hands_unfinished_events_back_due_now(tmp_path: Path) -> None:
+    router, calls = Router(), Counter[str]()
+
+    @router.on("deal.won")
+    async def quick(event: Event) -> None:
+        calls["quick"] += 1
+
+    @router.on("deal.won")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(30)
+        calls["slow"] += 1
+
+    path = tmp_path / "drain.db"
+    runner = AsyncioRunner(poll_interval=60)
+    receiver = Receiver(SECRET, router=router, store=SQLiteStore(path), runner=runner)
+    body = sample_body("deal.won", id="evt_drain")
+
+    async def serve() -> int:
+        await runner.startup()
+        reply = await receiver.receive_async("POST", body, signed_headers(body))
+        assert reply.status == 200
+        for _ in range(100):  # until the quick handler has run
+            if calls["quick"]:
+                break
+            await asyncio.sleep(0.02)
+        return await runner.drain(timeout=0.2)
+
+    assert asyncio.run(serve()) == 1
+    left = receiver.store.get("evt_drain")
+    assert left is not None
+    assert left.status is Status.FAILED
+    assert left.succeeded_handlers == {name_of(quick)}
+    assert left.next_attempt_at is not None
+
+    # A restart with a fixed slow handler finishes the event and never re-runs `quick`.
+    fresh = Router()
+    fresh.add(lambda event: calls.update(["quick-again"]), "deal.won", name=name_of(quick))
+    fresh.add(lambda event: calls.update(["slow-fixed"]), "deal.won", name=name_of(slow))
+    restarted = Receiver(SECRET, router=fresh, store=SQLiteStore(path), runner="inline")
+    assert restarted.recover() == {Result.DONE: 1}
+    assert calls["slow-fixed"] == 1
+    assert calls["quick-again"] == 0
+    receiver.close()
+    restarted.close()
+
+
+def name_of(func: object) -> str:
+    return f"{func.__module__}.{func.__qualname__}"  # type: ignore[attr-defined]
+
+
+def test_retention_guard_on_prune(store: Store) -> None:
+    receiver = Receiver(SECRET, store=store, runner="inline")
+    with pytest.raises(ValueError, match="retry span"):
+        receiver.prune(older_than=timedelta(hours=2))
+    assert receiver.prune() == 0
