@@ -88,7 +88,7 @@ def test_outcomes_merge_across_checkpoint_fail_and_retry(store: Store) -> None:
     assert claim is not None
     assert store.checkpoint(claim, {"a": HandlerOutcome(ok=True, at=1.0)})
     assert store.fail(
-        claim, {"b": HandlerOutcome(ok=False, error="boom")}, "b: boom", 100.0 + tick_(store)
+        claim, {"b": HandlerOutcome(ok=False, error="boom")}, "b: boom", store.clock() + 100.0
     )
     failed = store.get("evt_1")
     assert failed is not None
