@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
+from .errors import WebhookError
 from .inbox import open_store
 from .inbox.base import Status, Store
 from .receiver import DEFAULT_RETENTION, check_retention
@@ -23,7 +24,11 @@ from .worker import RetryPolicy, process
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    return int(args.command(args))
+    try:
+        return int(args.command(args))
+    except WebhookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:

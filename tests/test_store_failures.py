@@ -1,0 +1,103 @@
+"""The store going wrong under the receiver: 503, never a half-written event."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from iverton_webhooks import Receiver, Router, SQLiteStore, Status
+from iverton_webhooks.samples import sample_body, sample_event
+from tests.conftest import SECRET, signed_headers
+
+
+def post(receiver: Receiver, body: bytes) -> int:
+    return receiver.receive("POST", body, signed_headers(body)).status
+
+
+def test_held_exclusive_lock_gives_503_then_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    receiver = Receiver(SECRET, store=SQLiteStore(path, timeout=0.2), runner="inline")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        assert post(receiver, sample_body("deal.won", id="evt_locked")) == 503
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert receiver.store.get("evt_locked") is None
+    # The sender retries: now it goes through, exactly once.
+    assert post(receiver, sample_body("deal.won", id="evt_locked")) == 200
+    assert receiver.store.get("evt_locked").status is Status.DONE  # type: ignore[union-attr]
+
+
+def test_read_only_connection_gives_503_and_writes_nothing(tmp_path: Path) -> None:
+    # Works as root too: SQLite's own read-only mode refuses every write.
+    path = tmp_path / "ro.db"
+    SQLiteStore(path).close()
+
+    class ReadOnlyStore(SQLiteStore):
+        def _connect(self) -> sqlite3.Connection:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            return conn
+
+    receiver = Receiver(SECRET, store=ReadOnlyStore(path), runner="inline")
+    assert post(receiver, sample_body("deal.won", id="evt_ro")) == 503
+    assert SQLiteStore(path).count() == 0
+
+
+def test_database_deleted_from_under_a_running_receiver_gives_503(tmp_path: Path) -> None:
+    path = tmp_path / "gone" / "inbox.db"
+    store = SQLiteStore(path)
+    receiver = Receiver(SECRET, store=store, runner="inline")
+    assert post(receiver, sample_body("deal.won")) == 200
+    store._conn.execute("DROP TABLE iverton_events")
+    assert post(receiver, sample_body("deal.won")) == 503
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pruning_keeps_dedupe_within_retention_and_forgets_after(tmp_path: Path) -> None:
+    clock, router, runs = Clock(), Router(), []
+    router.on("*")(lambda event: runs.append(event.id))
+    receiver = Receiver(
+        SECRET,
+        router=router,
+        store=SQLiteStore(tmp_path / "prune.db", clock=clock),
+        runner="inline",
+        retention=timedelta(days=7),
+    )
+    body = sample_body("deal.won", id="evt_prune")
+    assert post(receiver, body) == 200
+    real_now = clock.now
+    clock.now = real_now + timedelta(days=2).total_seconds()  # the sender's last retry, and more
+    assert receiver.store.prune(clock.now - receiver.retention.total_seconds()) == 0
+    assert post(receiver, body) == 200
+    assert runs == ["evt_prune"]  # still a duplicate
+
+    clock.now = real_now + timedelta(days=8).total_seconds()
+    assert receiver.store.prune(clock.now - receiver.retention.total_seconds()) == 1
+    assert post(receiver, body) == 200
+    assert runs == ["evt_prune", "evt_prune"]  # forgotten: a replayed capture would run again
+
+
+def test_max_age_refuses_a_replayed_capture_after_its_id_was_pruned(tmp_path: Path) -> None:
+    receiver = Receiver(
+        SECRET,
+        store=SQLiteStore(tmp_path / "age.db"),
+        runner="inline",
+        retention=timedelta(days=7),
+        max_age=timedelta(days=3),
+    )
+    captured = json.dumps(sample_event("deal.won", created_at="2026-01-01T00:00:00Z")).encode()
+    reply = receiver.receive("POST", captured, signed_headers(captured))
+    assert reply.status == 400
+    assert b"too old" in reply.body
