@@ -82,8 +82,18 @@ def test_worker_events_replay_and_prune_commands(
 
     (tmp_path / "cli_handlers.py").write_text(HANDLER_MODULE)
     worker = subprocess.run(
-        [sys.executable, "-m", "iverton_webhooks.cli", "-q", "worker", "--once"]
-        + ["--store", url, "--app", "cli_handlers"],
+        [
+            sys.executable,
+            "-m",
+            "iverton_webhooks.cli",
+            "-q",
+            "worker",
+            "--once",
+            "--store",
+            url,
+            "--app",
+            "cli_handlers",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ def test_four_processes_record_and_process_the_same_2000_ids(tmp_path: Path) -> 
     effects_db(effects).close()
     children = [run_child("record-and-process", str(inbox), str(effects), "2000") for _ in range(4)]
     outputs = [child.communicate(timeout=180) for child in children]
-    for child, (out, err) in zip(children, outputs, strict=True):
+    for child, (_out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
     assert sum(int(out.strip().split("=")[1]) for out, _ in outputs) == 2000
 
@@ -85,7 +85,7 @@ def test_sigkill_after_ack_loses_nothing_and_runs_nothing_twice(tmp_path: Path) 
 
     time.sleep(1.2)  # the dead server's leases (1 s) run out
     recovery = run_child("recover", str(inbox), str(effects))
-    out, err = recovery.communicate(timeout=60)
+    _out, err = recovery.communicate(timeout=60)
     assert recovery.returncode == 0, err
 
     store = SQLiteStore(inbox)
