@@ -6,12 +6,51 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .base import Claim, HandlerOutcome, Status, StoredEvent, to_datetime
 
-_ACTIVE = (Status.PENDING, Status.FAILED, Status.PROCESSING)
+_CLAIMABLE = (Status.PENDING, Status.FAILED, Status.PROCESSING)
+_FINISHED = (Status.DONE, Status.DEAD)
+
+
+@dataclass(slots=True)
+class _Row:
+    """Mutable, cheap to create; callers only ever see frozen :class:`StoredEvent` copies."""
+
+    id: str
+    type: str
+    created_at: datetime
+    received_at: float
+    body: bytes
+    due_at: float | None
+    status: Status = Status.PENDING
+    attempts: int = 0
+    deliveries: int = 1
+    next_attempt_at: float | None = None
+    lease_until: float | None = None
+    lease_token: str | None = None
+    processed_at: float | None = None
+    last_error: str | None = None
+    outcomes: dict[str, HandlerOutcome] = field(default_factory=dict)
+
+    def snapshot(self) -> StoredEvent:
+        return StoredEvent(
+            id=self.id,
+            type=self.type,
+            created_at=self.created_at,
+            received_at=to_datetime(self.received_at),  # type: ignore[arg-type]
+            body=self.body,
+            status=self.status,
+            attempts=self.attempts,
+            deliveries=self.deliveries,
+            next_attempt_at=to_datetime(self.next_attempt_at),
+            lease_until=to_datetime(self.lease_until),
+            processed_at=to_datetime(self.processed_at),
+            last_error=self.last_error,
+            outcomes=dict(self.outcomes),
+        )
 
 
 class MemoryStore:
@@ -21,52 +60,46 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._events: dict[str, StoredEvent] = {}
-        self._due_at: dict[str, float] = {}
-        self._tokens: dict[str, str] = {}
+        self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<MemoryStore {len(self._events)} events>"
+        return f"<MemoryStore {len(self._rows)} events>"
 
     def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
         with self._lock:
-            existing = self._events.get(event_id)
-            if existing is not None:
-                self._events[event_id] = replace(existing, deliveries=existing.deliveries + 1)
+            row = self._rows.get(event_id)
+            if row is not None:
+                row.deliveries += 1
                 return False
             now = self.clock()
-            self._events[event_id] = StoredEvent(
-                id=event_id,
-                type=event_type,
-                created_at=created_at,
-                received_at=to_datetime(now),  # type: ignore[arg-type]
-                body=bytes(body),
-                status=Status.PENDING,
-            )
-            self._due_at[event_id] = now
+            self._rows[event_id] = _Row(event_id, event_type, created_at, now, bytes(body), now)
             return True
 
     def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
         with self._lock:
-            event = self._events.get(event_id)
+            row = self._rows.get(event_id)
             now = self.clock()
-            if event is None or event.status not in _ACTIVE or self._due_at[event_id] > now:
+            if (
+                row is None
+                or row.status not in _CLAIMABLE
+                or row.due_at is None
+                or row.due_at > now
+            ):
                 return None
-            token = uuid.uuid4().hex
-            event = replace(
-                event,
-                status=Status.PROCESSING,
-                attempts=event.attempts + 1,
-                lease_until=to_datetime(now + lease_seconds),
-            )
-            self._events[event_id] = event
-            self._due_at[event_id] = now + lease_seconds
-            self._tokens[event_id] = token
-            return Claim(event=event, token=token)
+            row.status = Status.PROCESSING
+            row.attempts += 1
+            row.lease_until = row.due_at = now + lease_seconds
+            row.lease_token = uuid.uuid4().hex
+            return Claim(event=row.snapshot(), token=row.lease_token)
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._finish(claim, outcomes, Status.PROCESSING, None, None)
+        with self._lock:
+            row = self._claimed(claim)
+            if row is None:
+                return False
+            row.outcomes.update(outcomes)
+            return True
 
     def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         return self._finish(claim, outcomes, Status.DONE, None, None)
@@ -81,6 +114,10 @@ class MemoryStore:
         status = Status.DEAD if retry_at is None else Status.FAILED
         return self._finish(claim, outcomes, status, error, retry_at)
 
+    def _claimed(self, claim: Claim) -> _Row | None:
+        row = self._rows.get(claim.event.id)
+        return row if row is not None and row.lease_token == claim.token else None
+
     def _finish(
         self,
         claim: Claim,
@@ -90,38 +127,31 @@ class MemoryStore:
         retry_at: float | None,
     ) -> bool:
         with self._lock:
-            event = self._events.get(claim.event.id)
-            if event is None or self._tokens.get(event.id) != claim.token:
+            row = self._claimed(claim)
+            if row is None:
                 return False
-            merged = {**event.outcomes, **outcomes}
-            if status is Status.PROCESSING:
-                self._events[event.id] = replace(event, outcomes=merged)
-                return True
-            del self._tokens[event.id]
-            now = self.clock()
-            self._events[event.id] = replace(
-                event,
-                status=status,
-                outcomes=merged,
-                lease_until=None,
-                last_error=error,
-                next_attempt_at=to_datetime(retry_at),
-                processed_at=to_datetime(now) if status is Status.DONE else event.processed_at,
-            )
-            if status is Status.FAILED and retry_at is not None:
-                self._due_at[event.id] = retry_at
-            else:
-                self._due_at.pop(event.id, None)
+            row.outcomes.update(outcomes)
+            row.status, row.last_error = status, error
+            row.lease_token = row.lease_until = None
+            row.next_attempt_at = row.due_at = retry_at
+            if status is Status.DONE:
+                row.processed_at = self.clock()
             return True
 
     def due(self, limit: int = 100) -> list[str]:
         now = self.clock()
         with self._lock:
-            ready = sorted((at, event_id) for event_id, at in self._due_at.items() if at <= now)
+            ready = sorted(
+                (row.due_at, row.id)
+                for row in self._rows.values()
+                if row.status in _CLAIMABLE and row.due_at is not None and row.due_at <= now
+            )
         return [event_id for _, event_id in ready[:limit]]
 
     def get(self, event_id: str) -> StoredEvent | None:
-        return self._events.get(event_id)
+        with self._lock:
+            row = self._rows.get(event_id)
+            return None if row is None else row.snapshot()
 
     def list(
         self,
@@ -129,57 +159,48 @@ class MemoryStore:
         event_type: str | None = None,
         limit: int = 100,
     ) -> list[StoredEvent]:
-        with self._lock:
-            events = list(self._events.values())
         wanted = None if status is None else Status(status)
-        matching = [
-            e
-            for e in reversed(events)
-            if (wanted is None or e.status is wanted)
-            and (event_type is None or e.type == event_type)
-        ]
-        return matching[:limit]
+        found: list[StoredEvent] = []
+        with self._lock:
+            for row in reversed(self._rows.values()):
+                if len(found) >= limit:
+                    break
+                if (wanted is None or row.status is wanted) and event_type in (None, row.type):
+                    found.append(row.snapshot())
+        return found
 
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         with self._lock:
-            event = self._events.get(event_id)
-            if event is None or event.status in (Status.PENDING, Status.PROCESSING):
+            row = self._rows.get(event_id)
+            if row is None or row.status not in (*_FINISHED, Status.FAILED):
                 return False
-            self._events[event_id] = replace(
-                event,
-                status=Status.PENDING,
-                attempts=0,
-                next_attempt_at=None,
-                outcomes={} if rerun_all else event.outcomes,
-            )
-            self._due_at[event_id] = self.clock()
+            row.status, row.attempts, row.next_attempt_at = Status.PENDING, 0, None
+            row.due_at = self.clock()
+            if rerun_all:
+                row.outcomes = {}
             return True
 
     def resolve(self, event_id: str) -> bool:
         with self._lock:
-            event = self._events.get(event_id)
-            if event is None or event.status not in (Status.FAILED, Status.DEAD):
+            row = self._rows.get(event_id)
+            if row is None or row.status not in (Status.FAILED, Status.DEAD):
                 return False
-            self._events[event_id] = replace(
-                event, status=Status.DONE, processed_at=to_datetime(self.clock())
-            )
-            self._due_at.pop(event_id, None)
+            row.status, row.due_at, row.processed_at = Status.DONE, None, self.clock()
             return True
 
     def prune(self, received_before: float) -> int:
         with self._lock:
             old = [
-                e.id
-                for e in self._events.values()
-                if e.status in (Status.DONE, Status.DEAD)
-                and e.received_at.timestamp() < received_before
+                row.id
+                for row in self._rows.values()
+                if row.status in _FINISHED and row.received_at < received_before
             ]
             for event_id in old:
-                del self._events[event_id]
+                del self._rows[event_id]
             return len(old)
 
     def count(self) -> int:
-        return len(self._events)
+        return len(self._rows)
 
     def close(self) -> None:
         pass
