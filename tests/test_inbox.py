@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from iverton_webhooks import MemoryStore, SQLiteStore, Status, Store
+from iverton_webhooks import SQLiteStore, Status, Store
 from iverton_webhooks.inbox.base import HandlerOutcome
+from tests.stores import STORE_PARAMS, STORES
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 
@@ -23,16 +24,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = Clock()
-    made: Store = (
-        MemoryStore(clock=clock)
-        if request.param == "memory"
-        else SQLiteStore(tmp_path / "inbox.sqlite3", clock=clock)
-    )
-    yield made
-    made.close()
+    with STORES[request.param](tmp_path, Clock()) as made:
+        yield made
 
 
 def tick(store: Store, seconds: float) -> None:

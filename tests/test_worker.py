@@ -14,7 +14,6 @@ import pytest
 from iverton_webhooks import (
     AsyncioRunner,
     Event,
-    MemoryStore,
     Receiver,
     Result,
     RetryPolicy,
@@ -26,15 +25,15 @@ from iverton_webhooks import (
 from iverton_webhooks.samples import sample_body
 from iverton_webhooks.worker import process, process_async
 from tests.conftest import SECRET, signed_headers
+from tests.stores import STORE_PARAMS, STORES
 
 NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0, jitter=0)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "w.db")
-    yield made
-    made.close()
+    with STORES[request.param](tmp_path, time.time) as made:
+        yield made
 
 
 def stored(store: Store, event_id: str, event_type: str = "deal.won") -> str:
