@@ -214,7 +214,16 @@ class Receiver:
         check_retention(span, self.max_age)
         return self.store.prune(time.time() - span.total_seconds())
 
+    def start(self) -> None:
+        """Start the runner now rather than at the first request, so events left over from
+        a previous run are recovered at once. Call it after any fork (e.g. in a gunicorn
+        ``post_fork`` hook, or per worker), never before."""
+        start = getattr(self.runner, "start", None)
+        if callable(start):
+            start()
+
     def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the runner (waiting up to ``timeout`` s for work in hand) and the store."""
         self.runner.close(timeout)
         self.store.close()
 

@@ -252,3 +252,14 @@ def test_retention_guard_on_prune(store: Store) -> None:
     with pytest.raises(ValueError, match="retry span"):
         receiver.prune(older_than=timedelta(hours=2))
     assert receiver.prune() == 0
+
+
+def test_starting_a_thread_receiver_recovers_leftovers_without_a_request(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "left.db")
+    stored(store, "evt_left_over")
+    router, seen = Router(), threading.Event()
+    router.on("*")(lambda event: seen.set())
+    receiver = Receiver(SECRET, router=router, store=store, runner="thread")
+    receiver.start()
+    assert seen.wait(5)
+    receiver.close()
