@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     ConfigurationError,
     InvalidPayload,
@@ -43,7 +45,21 @@ from .runners import AsyncioRunner, InlineRunner, Runner, ThreadRunner
 from .signature import SIGNATURE_HEADER, Verifier, sign, verify
 from .worker import Result, RetryPolicy
 
+if TYPE_CHECKING:
+    from .inbox import PostgresStore as PostgresStore
+    from .inbox import RedisStore as RedisStore
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore and RedisStore need their extras; import them only when asked for.
+    if name in ("PostgresStore", "RedisStore"):
+        from . import inbox
+
+        return getattr(inbox, name)
+    raise AttributeError(f"module 'iverton_webhooks' has no attribute {name!r}")
+
 
 __all__ = [
     "EVENT_TYPES",
@@ -63,7 +79,9 @@ __all__ = [
     "InvalidPayload",
     "InvalidSignature",
     "MemoryStore",
+    "PostgresStore",
     "Receiver",
+    "RedisStore",
     "Reply",
     "Resource",
     "Result",

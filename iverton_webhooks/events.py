@@ -91,7 +91,16 @@ class Client(Resource):
 
 DataT = TypeVar("DataT", bound=Resource, default=Resource)
 
-_ID = Annotated[str, Field(min_length=1, max_length=255)]
+
+def _no_nul(value: str) -> str:
+    # Used as a database key: PostgreSQL refuses NUL in text, which would turn a
+    # client's bad input into a 503 on every retry instead of a 400.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+_ID = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
 
 
 class Event(BaseModel, Generic[DataT]):

@@ -3,6 +3,7 @@ so it is skipped (or, in CI, failed) when its server does not answer."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import MemoryStore, SQLiteStore, Store
+from tests.conftest import service_url
 
 StoreFactory = Callable[[Path, Callable[[], float]], Any]
 
@@ -27,14 +29,74 @@ def sqlite_store(tmp_path: Path, clock: Callable[[], float]) -> Iterator[Store]:
     store.close()
 
 
+def unique_name(stem: str) -> str:
+    """A table name or key prefix no other test run uses."""
+    return f"{stem}_{secrets.token_hex(6)}"
+
+
+def drop_postgres_table(url: str, table: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        # The store puts every key under the hash tag "{prefix}"; [{] keeps the glob literal.
+        batch = list(client.scan_iter(match=f"[{{]{prefix}}}:*", count=1000))
+        while batch:
+            client.delete(*batch[:1000])
+            batch = batch[1000:]
+    finally:
+        client.close()
+
+
+@contextmanager
+def postgres_store(tmp_path: Path, clock: Callable[[], float]) -> Iterator[Store]:
+    from iverton_webhooks.inbox import PostgresStore
+
+    url, table = service_url("postgres"), unique_name("iverton_test")
+    store = PostgresStore(url, table=table, clock=clock)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_postgres_table(url, table)
+
+
+@contextmanager
+def redis_store(tmp_path: Path, clock: Callable[[], float]) -> Iterator[Store]:
+    from iverton_webhooks.inbox import RedisStore
+
+    url, prefix = service_url("redis"), unique_name("iverton_test")
+    store = RedisStore(url, prefix=prefix, clock=clock)
+    try:
+        yield store
+    finally:
+        store.close()
+        delete_redis_prefix(url, prefix)
+
+
 #: name -> context-manager factory(tmp_path, clock) yielding a fresh, empty store
 STORES: dict[str, StoreFactory] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
+    "postgres": postgres_store,
+    "redis": redis_store,
 }
 
 #: pytest params for every store, with the server marks where a server is needed
 STORE_PARAMS = [
     pytest.param(name, marks=[getattr(pytest.mark, mark)] if mark else [])
-    for name, mark in (("memory", None), ("sqlite", None))
+    for name, mark in (
+        ("memory", None),
+        ("sqlite", None),
+        ("postgres", "postgres"),
+        ("redis", "redis"),
+    )
 ]

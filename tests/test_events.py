@@ -104,6 +104,8 @@ BAD_BODIES = {
     "id too long": body_of(sample_event("deal.won", id="e" * 256)),
     "missing type": body_of({k: v for k, v in sample_event("deal.won").items() if k != "type"}),
     "empty type": body_of(sample_event("deal.won", type="")),
+    "NUL in id": body_of(sample_event("deal.won", id="evt_\x00x")),
+    "NUL in type": body_of(sample_event("deal.won", type="deal.\x00won")),
     "garbage created_at": body_of(sample_event("deal.won", created_at="yesterday-ish")),
     "numeric created_at": body_of(sample_event("deal.won", created_at=1705314600)),
     "missing created_at": body_of(
