@@ -131,7 +131,7 @@ def _events(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     for event in store.list(status=args.status, event_type=args.event_type, limit=args.limit):
         if args.json:
-            print(json.dumps(_as_json(event.__dict__)))
+            print(json.dumps(event.to_json()))
         else:
             error = f"  {event.last_error}" if event.last_error else ""
             print(
@@ -139,20 +139,6 @@ def _events(args: argparse.Namespace) -> int:
                 f"attempts={event.attempts} deliveries={event.deliveries}{error}"
             )
     return 0
-
-
-def _as_json(fields: dict[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in fields.items():
-        if key == "body":
-            out[key] = bytes(value).decode("utf-8", "replace")  # type: ignore[call-overload]
-        elif key == "outcomes":
-            out[key] = {name: o.to_json() for name, o in value.items()}  # type: ignore[attr-defined]
-        elif hasattr(value, "isoformat"):
-            out[key] = value.isoformat()
-        else:
-            out[key] = str(value) if isinstance(value, Status) else value
-    return out
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -18,11 +18,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigurationError, InvalidPayload, InvalidSignature
 from .events import Envelope, parse_envelope
@@ -64,6 +64,16 @@ BAD_SIGNATURE = Reply.json(401, error="invalid signature")
 TOO_LARGE = Reply.json(413, error="body too large")
 STORE_DOWN = Reply.json(503, error="temporarily unable to record the event; retry later")
 WRONG_METHOD = Reply(405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")))
+
+
+class HeadersLike(Protocol):
+    """What the receiver needs of request headers: Django's, Werkzeug's and Starlette's
+    header objects all fit, as does a plain dict."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
 
 RunnerSpec = Runner | str | None
 StoreSpec = Store | str | None
@@ -116,7 +126,7 @@ class Receiver:
 
     # The request path ------------------------------------------------------------
 
-    def receive(self, method: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+    def receive(self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]) -> Reply:
         """Handle one request; never raises for anything the client sent."""
         if method.upper() != "POST":
             return WRONG_METHOD
@@ -157,7 +167,9 @@ class Receiver:
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
 
-    async def receive_async(self, method: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+    async def receive_async(
+        self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
+    ) -> Reply:
         """:meth:`receive` for async adapters: a blocking store is called in a thread."""
         if self.store.blocking:
             return await asyncio.to_thread(self.receive, method, body, headers)
@@ -228,7 +240,7 @@ class Receiver:
         self.store.close()
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: HeadersLike | Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup that is fast for the common spellings."""
     value = headers.get(name)
     if value is None:

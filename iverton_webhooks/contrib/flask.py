@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -29,10 +29,9 @@ from flask.blueprints import BlueprintSetupState
 from flask.cli import AppGroup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..cli import _as_json
 from ..errors import ConfigurationError, WebhookError
 from ..inbox.base import Status
-from ..receiver import TOO_LARGE, Receiver, Reply
+from ..receiver import TOO_LARGE, HeadersLike, Receiver, Reply
 
 __all__ = [
     "EXTENSION_KEY",
@@ -186,10 +185,10 @@ def _read_capped(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _headers() -> Mapping[str, str]:
-    # Werkzeug's Headers: case-insensitive .get() that returns the first of repeated
-    # headers, which is all the core uses; not declared a Mapping, hence the cast.
-    return cast("Mapping[str, str]", request.headers)
+def _headers() -> HeadersLike:
+    # Werkzeug's Headers: a case-insensitive .get() that returns the first of repeated
+    # headers, which is all the core uses.
+    return request.headers
 
 
 class IvertonWebhooks:
@@ -284,7 +283,7 @@ def events_command(
     store = _endpoint(endpoint).receiver.store
     for event in store.list(status=status, event_type=event_type, limit=limit):
         if as_json:
-            click.echo(json.dumps(_as_json(event.__dict__)))
+            click.echo(json.dumps(event.to_json()))
         else:
             error = f"  {event.last_error}" if event.last_error else ""
             click.echo(

@@ -90,6 +90,28 @@ class StoredEvent:
     def succeeded_handlers(self) -> frozenset[str]:
         return frozenset(name for name, outcome in self.outcomes.items() if outcome.ok)
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO-8601, the body as text) for CLIs and logs."""
+
+        def when(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status.value,
+            "created_at": when(self.created_at),
+            "received_at": when(self.received_at),
+            "attempts": self.attempts,
+            "deliveries": self.deliveries,
+            "next_attempt_at": when(self.next_attempt_at),
+            "lease_until": when(self.lease_until),
+            "processed_at": when(self.processed_at),
+            "last_error": self.last_error,
+            "outcomes": {name: o.to_json() for name, o in self.outcomes.items()},
+            "body": self.body.decode("utf-8", "replace"),
+        }
+
 
 @dataclass(frozen=True)
 class Claim:
