@@ -1,0 +1,273 @@
+"""Every answer of the middleware, through Starlette's TestClient and through httpx's
+ASGI transport (no lifespan: the runner attaches on the first request)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import pytest
+
+pytest.importorskip("starlette.applications")
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+
+from iverton_webhooks import ConfigurationError, MemoryStore, Receiver, sign
+from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware
+from iverton_webhooks.samples import sample_body
+from tests.conftest import SECRET, signed_headers
+from tests.starlette.helpers import PATH, signed
+
+
+class Client(Protocol):
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes = ...,
+        headers: Any = ...,
+    ) -> httpx.Response: ...
+
+
+class TransportClient:
+    """A synchronous face on httpx.AsyncClient + ASGITransport (one loop per request)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes = b"",
+        headers: Any = None,
+    ) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.request(method, url, content=content, headers=headers)
+
+        return asyncio.run(go())
+
+
+async def other(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("other")
+
+
+def make_app(receiver: Receiver) -> Starlette:
+    return Starlette(
+        routes=[Route("/other", other)],
+        middleware=[Middleware(IvertonWebhookMiddleware, path=PATH, receiver=receiver)],
+    )
+
+
+@pytest.fixture(params=["testclient", "httpx-asgi"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Callable[[Starlette], Client]]:
+    clients: list[TestClient] = []
+
+    def connect(app: Starlette) -> Client:
+        if request.param == "httpx-asgi":
+            return TransportClient(app)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(
+    connect: Callable[[Starlette], Client], make_receiver: Callable[..., Receiver]
+) -> Client:
+    return connect(make_app(make_receiver()))
+
+
+def test_new_event_is_accepted_then_duplicate(client: Client, store: MemoryStore) -> None:
+    body, headers = signed(id="evt_new")
+    first = client.request("POST", PATH, content=body, headers=headers)
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["content-length"] == str(len(first.content))
+    again = client.request("POST", PATH, content=body, headers=headers)
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    stored = store.get("evt_new")
+    assert stored is not None
+    assert stored.body == body  # the exact bytes, never re-serialised
+    assert stored.deliveries == 2
+
+
+def test_trailing_slash_is_the_same_endpoint(client: Client) -> None:
+    body, headers = signed(id="evt_slash")
+    assert client.request("POST", PATH + "/", content=body, headers=headers).status_code == 200
+
+
+def test_unknown_type_is_accepted(client: Client) -> None:
+    event = {"id": "evt_future", "type": "invoice.paid", "created_at": "2024-01-15T10:30:00Z"}
+    body = json.dumps({**event, "data": {"id": "inv_1"}}).encode()
+    reply = client.request("POST", PATH, content=body, headers=signed_headers(body))
+    assert reply.status_code == 200
+    assert reply.json()["status"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"\xff\xfe\x00garbage", id="not-utf8"),
+        pytest.param(b"[1, 2, 3]", id="not-an-object"),
+        pytest.param(b'{"type": "contact.created", "data": {"id": "c"}}', id="no-id"),
+        pytest.param(sample_body("contact.created")[:-5], id="truncated-then-signed"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_signed_but_malformed_is_400(client: Client, body: bytes) -> None:
+    reply = client.request("POST", PATH, content=body, headers=signed_headers(body))
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "invalid payload"
+
+
+def _forged(body: bytes, headers: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    return body, {"X-Iverton-Signature": "sha256=" + "0" * 64}
+
+
+def _other_secret(body: bytes, headers: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    return body, {"X-Iverton-Signature": sign(body, "whsec_other")}
+
+
+def _short_header(body: bytes, headers: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    return body, {"X-Iverton-Signature": headers["X-Iverton-Signature"][:20]}
+
+
+def _non_ascii_header(body: bytes, headers: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    return body, {"X-Iverton-Signature": "sha256=\u00e9".encode()}
+
+
+def _two_headers_forged_first(body: bytes, headers: dict[str, Any]) -> tuple[bytes, Any]:
+    # A forged header first, the right one second: the first one counts.
+    return body, [
+        ("X-Iverton-Signature", "sha256=" + "0" * 64),
+        ("X-Iverton-Signature", headers["X-Iverton-Signature"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda body, headers: (body, {}), id="missing"),
+        pytest.param(_forged, id="forged"),
+        pytest.param(_other_secret, id="other-secret"),
+        pytest.param(lambda body, headers: (body[:-3], headers), id="truncated-body"),
+        pytest.param(lambda body, headers: (body + b" ", headers), id="extended-body"),
+        pytest.param(_short_header, id="short-header"),
+        pytest.param(_non_ascii_header, id="non-ascii-header"),
+        pytest.param(_two_headers_forged_first, id="repeated-header"),
+    ],
+)
+def test_bad_signature_is_401(
+    client: Client,
+    store: MemoryStore,
+    tamper: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, Any]]],
+) -> None:
+    body, headers = tamper(*signed(id="evt_forged"))
+    reply = client.request("POST", PATH, content=body, headers=headers)
+    assert (reply.status_code, reply.json()) == (401, {"error": "invalid signature"})
+    assert store.get("evt_forged") is None
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_wrong_method_is_405(client: Client, method: str) -> None:
+    reply = client.request(method, PATH)
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "POST"
+
+
+def test_oversized_body_is_413(
+    connect: Callable[[Starlette], Client], make_receiver: Callable[..., Receiver]
+) -> None:
+    body, headers = signed(id="evt_big")
+    client = connect(make_app(make_receiver(max_body_bytes=len(body) - 1)))
+    reply = client.request("POST", PATH, content=body, headers=headers)
+    assert reply.status_code == 413
+
+
+def test_body_exactly_at_the_cap_is_accepted(
+    connect: Callable[[Starlette], Client], make_receiver: Callable[..., Receiver]
+) -> None:
+    body, headers = signed(id="evt_cap")
+    client = connect(make_app(make_receiver(max_body_bytes=len(body))))
+    assert client.request("POST", PATH, content=body, headers=headers).status_code == 200
+
+
+class BrokenStore(MemoryStore):
+    def record(self, *args: object, **kwargs: object) -> bool:
+        raise OSError("disk full")
+
+
+def test_store_down_is_503(
+    connect: Callable[[Starlette], Client], make_receiver: Callable[..., Receiver]
+) -> None:
+    client = connect(make_app(make_receiver(store=BrokenStore())))
+    body, headers = signed(id="evt_503")
+    reply = client.request("POST", PATH, content=body, headers=headers)
+    assert reply.status_code == 503
+    assert "retry" in reply.json()["error"]
+
+
+def test_other_paths_pass_through(client: Client) -> None:
+    assert client.request("GET", "/other").text == "other"
+    assert client.request("POST", PATH + "x", content=b"x").status_code == 404
+
+
+def test_inside_a_mounted_sub_app_the_path_is_relative_to_it(
+    connect: Callable[[Starlette], Client], make_receiver: Callable[..., Receiver]
+) -> None:
+    inner = make_app(make_receiver())
+    client = connect(Starlette(routes=[Mount("/sub", app=inner), Route("/other", other)]))
+    body, headers = signed(id="evt_mounted")
+    assert client.request("POST", "/sub" + PATH, content=body, headers=headers).status_code == 200
+    assert client.request("POST", PATH, content=body, headers=headers).status_code == 404
+    assert client.request("GET", "/sub/other").text == "other"
+
+
+def test_rotation_accepts_every_configured_secret(connect: Callable[[Starlette], Client]) -> None:
+    app = Starlette(
+        middleware=[
+            Middleware(
+                IvertonWebhookMiddleware,
+                path=PATH,
+                secrets=["whsec_new", SECRET],
+                store="memory://",
+            )
+        ]
+    )
+    client = connect(app)
+    for event_id, secret in (("evt_old", SECRET), ("evt_rotated", "whsec_new")):
+        body = sample_body("deal.won", id=event_id)
+        reply = client.request("POST", PATH, content=body, headers=signed_headers(body, secret))
+        assert reply.status_code == 200, secret
+    body = sample_body("deal.won", id="evt_third")
+    reply = client.request("POST", PATH, content=body, headers=signed_headers(body, "whsec_x"))
+    assert reply.status_code == 401
+
+
+def test_configuration_errors(make_receiver: Callable[..., Receiver]) -> None:
+    app = Starlette()
+    with pytest.raises(ConfigurationError, match="no webhook secret"):
+        IvertonWebhookMiddleware(app, store="memory://")
+    with pytest.raises(TypeError, match="either receiver"):
+        IvertonWebhookMiddleware(app, receiver=make_receiver(), secret=SECRET)
+    middleware = IvertonWebhookMiddleware(app, secret=SECRET, store="memory://")
+    assert type(middleware.receiver.runner).__name__ == "AsyncioRunner"
