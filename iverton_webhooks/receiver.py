@@ -171,6 +171,9 @@ class Receiver:
         self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
     ) -> Reply:
         """:meth:`receive` for async adapters: a blocking store is called in a thread."""
+        if isinstance(self.runner, AsyncioRunner):
+            # Submitting happens in the worker thread; it needs to know this loop.
+            self.runner.attach(asyncio.get_running_loop())
         if self.store.blocking:
             return await asyncio.to_thread(self.receive, method, body, headers)
         return self.receive(method, body, headers)

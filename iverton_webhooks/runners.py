@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -156,8 +157,9 @@ class ThreadRunner(_Bound):
                 self._queue.put(None, timeout=0.1)
             except queue.Full:
                 break
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._pid = None
 
 
@@ -179,15 +181,20 @@ class AsyncioRunner(_Bound):
         self.max_concurrency = max_concurrency
 
     async def startup(self) -> None:
-        """Attach to the running loop and start recovery polling."""
-        self._attach(asyncio.get_running_loop())
-        if self._poller is None:
-            self._poller = asyncio.create_task(self._poll())
+        """Attach to the running loop and start recovery polling (idempotent per loop)."""
+        self.attach(asyncio.get_running_loop())
 
-    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on ``loop`` from now on, and poll there. Called by :meth:`startup` and by
+        :meth:`Receiver.receive_async`, so an app without lifespan events still works.
+        Must be called from ``loop``'s thread."""
         if self._loop is not loop:
             self._loop = loop
             self._limit = asyncio.Semaphore(self.max_concurrency)
+            self._tasks, self._in_flight = set(), set()
+        # A poller left over from a loop that has since closed is done or orphaned.
+        if self._poller is None or self._poller.done() or self._poller.get_loop() is not loop:
+            self._poller = loop.create_task(self._poll())
 
     def submit(self, event_id: str) -> None:
         try:
@@ -195,7 +202,7 @@ class AsyncioRunner(_Bound):
         except RuntimeError:
             running = None
         if running is not None:
-            self._attach(running)
+            self.attach(running)
             self._spawn(event_id)
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn, event_id)

@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -221,7 +221,9 @@ async def _run_handlers_async(job: Job, offload: Any) -> None:
             if handler.is_async:
                 await handler.func(job.event)
             else:
-                value = await asyncio.to_thread(handler.func, job.event)
+                value = await _finish_even_if_cancelled(
+                    job, handler, asyncio.to_thread(handler.func, job.event)
+                )
                 if asyncio.iscoroutine(value):
                     await value
         except Exception as exc:
@@ -229,6 +231,25 @@ async def _run_handlers_async(job: Job, offload: Any) -> None:
         else:
             job.record(handler, None)
         await offload(job.checkpoint, len(job.pending) - index - 1)
+
+
+async def _finish_even_if_cancelled(job: Job, handler: Handler, call: Awaitable[Any]) -> Any:
+    """Await a sync handler running in a thread. A thread cannot be stopped: if this task
+    is cancelled (shutdown), wait for the thread anyway and record what it really did, so
+    a handler that completed is not run again after the restart."""
+    future = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            await future
+        except asyncio.CancelledError:
+            pass  # cancelled twice: give up waiting; its outcome stays unknown
+        except Exception as exc:
+            job.record(handler, exc)
+        else:
+            job.record(handler, None)
+        raise
 
 
 async def _call_here(func: Any, /, *args: Any) -> Any:

@@ -197,3 +197,10 @@ def test_a_later_success_replaces_an_earlier_failure_entirely(store: Store) -> N
     assert claim is not None
     store.complete(claim, {"h": HandlerOutcome(ok=True, at=2.0)})
     assert store.get("evt_1").outcomes == {"h": HandlerOutcome(ok=True, at=2.0)}  # type: ignore[union-attr]
+
+
+def test_an_in_memory_sqlite_inbox_is_refused() -> None:
+    from iverton_webhooks import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="MemoryStore"):
+        SQLiteStore(":memory:")

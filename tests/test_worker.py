@@ -263,3 +263,56 @@ def test_starting_a_thread_receiver_recovers_leftovers_without_a_request(tmp_pat
     receiver.start()
     assert seen.wait(5)
     receiver.close()
+
+
+def test_sync_handler_caught_by_shutdown_is_recorded_and_not_run_again(tmp_path: Path) -> None:
+    calls = Counter[str]()
+
+    def slow_sync(event: Event) -> None:
+        time.sleep(0.4)  # still running in its thread when the drain gives up
+        calls["slow_sync"] += 1
+
+    router = Router()
+    router.add(slow_sync, "deal.won", name="slow_sync")
+    path = tmp_path / "shield.db"
+    runner = AsyncioRunner(poll_interval=60)
+    receiver = Receiver(SECRET, router=router, store=SQLiteStore(path), runner=runner)
+    body = sample_body("deal.won", id="evt_shield")
+
+    async def serve() -> int:
+        await runner.startup()
+        assert (await receiver.receive_async("POST", body, signed_headers(body))).status == 200
+        await asyncio.sleep(0.1)
+        return await runner.drain(timeout=0.05)
+
+    assert asyncio.run(serve()) == 1
+    left = receiver.store.get("evt_shield")
+    assert left is not None
+    assert left.succeeded_handlers == {"slow_sync"}  # the thread's real outcome was kept
+    restarted = Receiver(SECRET, router=router, store=SQLiteStore(path), runner="inline")
+    assert restarted.recover() == {Result.DONE: 1}
+    assert calls["slow_sync"] == 1
+    receiver.close()
+    restarted.close()
+
+
+def test_receive_async_attaches_the_asyncio_runner_without_lifespan(tmp_path: Path) -> None:
+    router, seen = Router(), []
+
+    @router.on("deal.won")
+    async def handler(event: Event) -> None:
+        seen.append(event.id)
+
+    runner = AsyncioRunner(poll_interval=60)
+    receiver = Receiver(SECRET, router=router, store=SQLiteStore(tmp_path / "a.db"), runner=runner)
+
+    async def serve() -> None:
+        body = sample_body("deal.won", id="evt_nolifespan")
+        assert (await receiver.receive_async("POST", body, signed_headers(body))).status == 200
+        for _ in range(100):
+            if seen:
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(serve())
+    assert seen == ["evt_nolifespan"]

@@ -108,6 +108,9 @@ class SQLiteStore:
                 f"SQLiteStore needs SQLite 3.35 or newer (RETURNING); this Python has "
                 f"{sqlite3.sqlite_version}"
             )
+        if str(path) == ":memory:" or str(path).startswith("file::memory:"):
+            # Each thread has its own connection, and each would see its own empty database.
+            raise ConfigurationError("an in-memory SQLite inbox cannot be shared; use MemoryStore")
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = str(path)
@@ -132,15 +135,11 @@ class SQLiteStore:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
-        if (
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal"
-            and self.path != ":memory:"
-        ):
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         # Checkpoint less often than the default 1,000 pages: each checkpoint copies the
