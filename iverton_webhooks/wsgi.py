@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from .body import declared_length, read_capped
 from .receiver import TOO_LARGE, Receiver
 
 StartResponse = Callable[..., Any]
@@ -47,6 +48,15 @@ class EnvironHeaders(Mapping[str, str]):
         return sum(1 for _ in self)
 
 
+def _drain(stream: Any, length: int) -> None:
+    # Read and drop an unwanted body so the client, still sending, reads our answer.
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            return
+        length -= len(chunk)
+
+
 class WebhookApp:
     """WSGI application: every request to it is a webhook delivery."""
 
@@ -55,17 +65,20 @@ class WebhookApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         stream = environ["wsgi.input"]
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > self.receiver.max_body_bytes:
-            reply = TOO_LARGE
-            if length <= _DRAIN_LIMIT:
-                while length > 0:  # drain without keeping, so the client reads our answer
-                    length -= len(stream.read(min(length, 65536)) or b"\0" * length)
+        length = declared_length(environ.get("CONTENT_LENGTH"))
+        if environ["REQUEST_METHOD"] != "POST":
+            body: bytes | None = b""  # 405 from the core, without reading anything
+        elif length is None:
+            body = read_capped(stream.read, self.receiver.max_body_bytes)
         else:
-            body = stream.read(length) if length else b""
+            # With a declared length, read exactly that much (a WSGI server may block
+            # reading past it), unless it is already over the cap.
+            body = None if length > self.receiver.max_body_bytes else stream.read(length)
+        if body is None:
+            reply = TOO_LARGE
+            if length is not None and length <= _DRAIN_LIMIT:
+                _drain(stream, length)
+        else:
             reply = self.receiver.receive(environ["REQUEST_METHOD"], body, EnvironHeaders(environ))
         headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", headers)

@@ -29,6 +29,7 @@ from flask.blueprints import BlueprintSetupState
 from flask.cli import AppGroup
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..body import read_capped
 from ..errors import ConfigurationError, WebhookError
 from ..inbox.base import Status
 from ..receiver import TOO_LARGE, HeadersLike, Receiver, Reply
@@ -159,30 +160,13 @@ def receive(receiver: Receiver) -> Reply:
     limit = receiver.max_body_bytes
     if request.max_content_length is not None:
         limit = min(limit, request.max_content_length)
-    length = request.content_length
-    if length is not None and length > limit:
-        return TOO_LARGE
     try:
-        body = request.get_data(cache=False) if length is not None else _read_capped(limit)
+        body = read_capped(request.stream.read, limit, request.content_length)
     except RequestEntityTooLarge:
         return TOO_LARGE
-    if len(body) > limit:
+    if body is None:
         return TOO_LARGE
     return receiver.receive("POST", body, _headers())
-
-
-def _read_capped(limit: int) -> bytes:
-    # A chunked body has no length: read at most one byte past the cap, looping because
-    # a WSGI stream may return fewer bytes than asked before its end.
-    chunks: list[bytes] = []
-    total = 0
-    while total <= limit:
-        chunk = request.stream.read(limit + 1 - total)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
 
 
 def _headers() -> HeadersLike:

@@ -29,6 +29,7 @@ from typing import Any
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..body import CappedBody
 from ..receiver import TOO_LARGE, Receiver, Reply
 from ..runners import AsyncioRunner
 
@@ -198,22 +199,15 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
     running total is checked on every chunk, so neither chunked bodies nor a
     Content-Length that lies can make this buffer more than one chunk past the limit.
     """
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    total = 0
-    while True:
+    body = CappedBody(limit, headers.get("content-length"))
+    while not body.too_large:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        chunk: bytes = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            return None
-        chunks.append(chunk)
+        body.add(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return None if body.too_large else body.getvalue()
+    return None
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
