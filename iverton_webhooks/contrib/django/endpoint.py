@@ -1,0 +1,142 @@
+"""One lazily built :class:`~iverton_webhooks.Receiver` per endpoint, from the settings."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from ...receiver import Receiver
+from ...runners import Runner
+from . import conf
+from .router import SignalRouter
+from .store import DjangoStore, recycle_connections
+
+_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+
+
+class OnCommitRunner:
+    """Hands an event to ``inner`` once the transaction that recorded it has committed
+    (at once in autocommit mode), so no worker can look for a row not yet visible."""
+
+    def __init__(self, inner: Runner, using: str) -> None:
+        self.inner = inner
+        self.using = using
+
+    def bind(self, receiver: Receiver) -> None:
+        self.inner.bind(receiver)
+
+    def submit(self, event_id: str) -> None:
+        transaction.on_commit(partial(self.inner.submit, event_id), using=self.using)
+
+    def start(self) -> None:
+        start = getattr(self.inner, "start", None)
+        if callable(start):
+            start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for queued work when the inner runner can (tests)."""
+        join = getattr(self.inner, "join", None)
+        return bool(join(timeout)) if callable(join) else True
+
+    def close(self, timeout: float | None = None) -> None:
+        self.inner.close(timeout)
+
+
+@contextmanager
+def fresh_connections() -> Iterator[None]:
+    """Around each event in a worker thread: no stale or broken connection is reused
+    (as Django does around each request)."""
+    recycle_connections()
+    try:
+        yield
+    finally:
+        recycle_connections()
+
+
+def receiver_options(**overrides: Any) -> dict[str, Any]:
+    """Receiver keyword arguments from ``IVERTON_WEBHOOKS``, then ``overrides``
+    (the same lower-case names ``Receiver`` takes)."""
+    opts = conf.options()
+    kwargs: dict[str, Any] = {
+        "secrets": conf.secrets(opts),
+        "router": conf.router(opts.get("ROUTER")),
+        "runner": opts.get("RUNNER"),
+        "retention": conf.duration(opts.get("RETENTION"), "RETENTION"),
+        "max_age": conf.duration(opts.get("MAX_AGE"), "MAX_AGE"),
+        "lease": conf.duration(opts.get("LEASE"), "LEASE"),
+        "max_body_bytes": opts.get("MAX_BODY_BYTES"),
+        "retry": opts.get("RETRY"),
+        "database": conf.database(opts),
+    }
+    if "secret" in overrides or "secrets" in overrides:
+        kwargs["secrets"] = None
+    kwargs.update(overrides)
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def build_receiver(**overrides: Any) -> Receiver:
+    """A Receiver over the ``WebhookEvent`` table, dispatching to the router and to the
+    signals, handing work off after commit. ``overrides`` beat the setting."""
+    kwargs = receiver_options(**overrides)
+    using = str(kwargs.pop("database", "default"))
+    base = kwargs.pop("router")
+    runner = kwargs.pop("runner", None)
+    if not isinstance(runner, Runner):
+        runner = conf.make_runner(runner)
+    return Receiver(
+        router=base if isinstance(base, SignalRouter) else SignalRouter(base),
+        store=DjangoStore(using),
+        runner=OnCommitRunner(runner, using),
+        process_context=fresh_connections,
+        **kwargs,
+    )
+
+
+class Endpoint:
+    """The receiver behind one view, built on first use and rebuilt after the setting
+    changes (``override_settings`` in tests)."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self.overrides = overrides
+        self._receiver: Receiver | None = None
+        self._lock = threading.Lock()
+        _endpoints.add(self)
+
+    @property
+    def receiver(self) -> Receiver:
+        receiver = self._receiver
+        if receiver is None:
+            with self._lock:
+                if self._receiver is None:
+                    self._receiver = build_receiver(**self.overrides)
+                receiver = self._receiver
+        return receiver
+
+    def reset(self, timeout: float | None = 5.0) -> None:
+        """Stop the current receiver's runner; the next request builds a new one."""
+        with self._lock:
+            receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.close(timeout)
+
+
+#: The endpoint configured by ``IVERTON_WEBHOOKS`` alone, served by ``urls.py``.
+default_endpoint = Endpoint()
+
+
+def get_receiver() -> Receiver:
+    """The default endpoint's receiver (replay, prune and inspect from your own code)."""
+    return default_endpoint.receiver
+
+
+def reset_endpoints(**kwargs: Any) -> None:
+    """``setting_changed`` receiver: forget receivers built from old settings."""
+    if kwargs.get("setting") in (None, conf.SETTING, "DATABASES"):
+        for endpoint in list(_endpoints):
+            endpoint.reset()

@@ -1,0 +1,43 @@
+"""Post a signed sample event to an endpoint, like the dashboard's "Send Test" button."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.urls import NoReverseMatch, reverse
+
+from iverton_webhooks.contrib.django import conf
+from iverton_webhooks.events import EVENT_TYPES
+from iverton_webhooks.samples import send_sample
+
+
+class Command(BaseCommand):
+    help = "POST a signed sample event of TYPE to the webhook URL and print the answer."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("type", choices=EVENT_TYPES, metavar="TYPE", help="e.g. deal.won")
+        parser.add_argument("--url", help="default: http://127.0.0.1:8000 + this app's URL")
+        parser.add_argument("--timeout", type=float, default=10.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        secrets = conf.secrets(conf.options())
+        if not secrets:
+            raise CommandError(f"settings.{conf.SETTING} has no SECRET to sign with")
+        url = options["url"] or self._default_url()
+        try:
+            status, body = send_sample(url, options["type"], secrets[0], timeout=options["timeout"])
+        except OSError as exc:
+            raise CommandError(f"could not reach {url}: {exc}") from None
+        self.stdout.write(f"{status} {body.decode('utf-8', 'replace')}")
+        if not 200 <= status < 300:
+            raise CommandError(f"{url} answered {status}")
+
+    def _default_url(self) -> str:
+        try:
+            return "http://127.0.0.1:8000" + reverse("iverton_webhooks:receive")
+        except NoReverseMatch:
+            raise CommandError(
+                "iverton_webhooks.contrib.django.urls is not in your URLconf: pass --url"
+            ) from None
