@@ -286,7 +286,8 @@ def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:
     return found
 
 
-_RUNNERS: dict[str, Callable[[], Runner]] = {
+#: The runner names ``Receiver(runner=...)`` accepts.
+RUNNERS: dict[str, Callable[[], Runner]] = {
     "thread": ThreadRunner,
     "asyncio": AsyncioRunner,
     "inline": InlineRunner,
@@ -298,11 +299,13 @@ def _make_runner(spec: RunnerSpec | Any) -> Runner:
         return ThreadRunner()
     if isinstance(spec, str):
         try:
-            return _RUNNERS[spec]()
+            return RUNNERS[spec]()
         except KeyError:
             raise ConfigurationError(
                 f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline' or a Runner"
             ) from None
+    if isinstance(spec, type):
+        spec = spec()  # a Runner class (which also passes the protocol check) is built
     if isinstance(spec, Runner):
         return spec
     raise ConfigurationError(f"{spec!r} is not a Runner")

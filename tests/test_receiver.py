@@ -283,3 +283,9 @@ def test_unknown_runner_and_store_are_configuration_errors() -> None:
         Receiver(SECRET, store="memory://", runner="celery-ish")
     with pytest.raises(ConfigurationError, match="scheme"):
         Receiver(SECRET, store="mongodb://x", runner="inline")
+
+
+def test_a_runner_class_is_instantiated() -> None:
+    receiver = Receiver(SECRET, store="memory://", runner=ThreadRunner)  # type: ignore[arg-type]
+    assert isinstance(receiver.runner, ThreadRunner)
+    receiver.close()
