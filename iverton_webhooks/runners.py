@@ -84,13 +84,26 @@ class ThreadRunner(_Bound):
         self._pid: int | None = None
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
+        self._queued: set[str] = set()
+        self._queued_lock = threading.Lock()
 
     def submit(self, event_id: str) -> None:
         self.start()
-        try:
-            self._queue.put_nowait(event_id)
-        except queue.Full:
+        if not self._enqueue(event_id):
             log.warning("event %s: worker queue full, left pending for the poller", event_id)
+
+    def _enqueue(self, event_id: str) -> bool:
+        # An id already waiting is not queued twice: the duplicate would only fail its
+        # claim, and a failed claim on SQLite still takes the write lock from the acks.
+        with self._queued_lock:
+            if event_id in self._queued:
+                return True
+            try:
+                self._queue.put_nowait(event_id)
+            except queue.Full:
+                return False
+            self._queued.add(event_id)
+            return True
 
     def start(self) -> None:
         """Start the threads (idempotent; restarts them in a forked child)."""
@@ -100,6 +113,7 @@ class ThreadRunner(_Bound):
             if self._pid == os.getpid():
                 return
             self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            self._queued = set()
             self._stop = threading.Event()
             self._threads = [
                 threading.Thread(target=self._work, name=f"iverton-worker-{n}", daemon=True)
@@ -123,6 +137,9 @@ class ThreadRunner(_Bound):
             except Exception:
                 log.exception("event %s: processing crashed; it will be retried", event_id)
             finally:
+                # Only now: while it is processed, the poller must not queue it again.
+                with self._queued_lock:
+                    self._queued.discard(event_id)
                 work.task_done()
 
     def _poll(self) -> None:
@@ -130,9 +147,8 @@ class ThreadRunner(_Bound):
         while not self._stop.is_set():
             try:
                 for event_id in self.receiver.store.due(limit=self._queue.maxsize // 2 or 1):
-                    self._queue.put_nowait(event_id)
-            except queue.Full:
-                pass
+                    if not self._enqueue(event_id):
+                        break
             except Exception:
                 log.exception("recovery poll failed; trying again in %.0f s", self.poll_interval)
             self._stop.wait(self.poll_interval)

@@ -29,6 +29,7 @@ def effects_db(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id TEXT, handler TEXT, pid INT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS starts (event_id TEXT)")
     return conn
 
 
@@ -36,14 +37,20 @@ def make_router(effects_path: str, slow: float = 0.0) -> Router:
     router = Router()
     local = threading.local()
 
-    def effect(event: Event, name: str) -> None:
+    def connection() -> sqlite3.Connection:
         conn = getattr(local, "conn", None) or effects_db(effects_path)
         local.conn = conn
-        conn.execute("INSERT INTO effects VALUES (?, ?, ?)", (event.id, name, os.getpid()))
+        return conn
+
+    def effect(event: Event, name: str) -> None:
+        connection().execute("INSERT INTO effects VALUES (?, ?, ?)", (event.id, name, os.getpid()))
 
     @router.on("*")
     def first(event: Event) -> None:
-        time.sleep(slow)
+        if slow:
+            # Lets the crash test kill the process while a handler is surely mid-work.
+            connection().execute("INSERT INTO starts VALUES (?)", (event.id,))
+            time.sleep(slow)
         effect(event, "first")
 
     @router.on("deal.*", "contact.*")
@@ -80,9 +87,9 @@ def serve(inbox: str, effects: str) -> None:
     """A real HTTP receiver with slow handlers; the parent kills it mid-processing."""
     receiver = Receiver(
         SECRET,
-        router=make_router(effects, slow=0.15),
+        router=make_router(effects, slow=0.3),
         store=SQLiteStore(inbox),
-        runner=ThreadRunner(workers=2, poll_interval=60),
+        runner=ThreadRunner(workers=1, poll_interval=60),
         lease=timedelta(seconds=1),
     )
     server = make_server("127.0.0.1", 0, WebhookApp(receiver), _Server, _Quiet)

@@ -55,6 +55,21 @@ def test_four_processes_record_and_process_the_same_2000_ids(tmp_path: Path) -> 
     assert set(counts.values()) == {1}  # and each ran exactly once, across all processes
 
 
+def mid_handler_after(path: Path, done: int) -> bool:
+    """At least ``done`` effects written, and the one worker asleep inside a handler.
+
+    Killing then, rather than at a random instant, keeps the test away from the one
+    window no receiver can close (a handler finished, its success not yet recorded)."""
+    conn = effects_db(path)
+    effects = conn.execute("SELECT count(*) FROM effects").fetchone()[0]
+    sleeping = conn.execute(
+        "SELECT count(*) FROM starts s WHERE NOT EXISTS "
+        "(SELECT 1 FROM effects e WHERE e.event_id = s.event_id AND e.handler = 'first')"
+    ).fetchone()[0]
+    conn.close()
+    return bool(effects >= done and sleeping)
+
+
 def post(port: int, body: bytes) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -74,9 +89,9 @@ def test_sigkill_after_ack_loses_nothing_and_runs_nothing_twice(tmp_path: Path) 
         ids = [f"evt_kill_{n:03d}" for n in range(30)]
         statuses = [post(port, sample_body("deal.won", id=event_id)) for event_id in ids]
         assert statuses == [200] * len(ids)
-        deadline = time.monotonic() + 20
-        while sum(effect_counts(effects).values()) < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not mid_handler_after(effects, 6):
+            time.sleep(0.01)
     finally:
         os.kill(server.pid, signal.SIGKILL)
         server.wait(10)

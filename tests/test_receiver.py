@@ -289,3 +289,19 @@ def test_a_runner_class_is_instantiated() -> None:
     receiver = Receiver(SECRET, store="memory://", runner=ThreadRunner)  # type: ignore[arg-type]
     assert isinstance(receiver.runner, ThreadRunner)
     receiver.close()
+
+
+def test_thread_runner_never_queues_an_id_twice() -> None:
+    router, release = Router(), threading.Event()
+    router.on("*")(lambda event: release.wait(5))
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    receiver = make(router, runner=runner)
+    for n in range(3):
+        post(receiver, sample_body("deal.won", id=f"evt_once_{n}"))
+    time.sleep(0.1)  # the worker holds evt_once_0; 1 and 2 wait in the queue
+    for event_id in ("evt_once_0", "evt_once_1", "evt_once_2"):
+        runner.submit(event_id)  # what a poll or a replay would do
+    assert runner._queue.qsize() == 2
+    release.set()
+    assert runner.join(5)
+    receiver.close()
