@@ -1,0 +1,1 @@
+"""Benchmarks of iverton-webhooks: see benchmarks/README.md."""

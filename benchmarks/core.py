@@ -1,0 +1,365 @@
+"""The core's request and processing costs against the floor, the stdlib baseline and peers.
+
+    python -m benchmarks.core              # full run: timings + instructions (~5 min)
+    python -m benchmarks.core --no-ir      # timings only (~1 min)
+    python -m benchmarks.core --quick      # smoke run
+
+Every receive case uses a runner whose ``submit`` does nothing, so it measures the ack
+path alone (verify, parse, durable record); ``process`` is measured separately.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, verify
+from iverton_webhooks.events import parse_envelope
+from iverton_webhooks.inbox.base import Store
+from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
+from iverton_webhooks.worker import Result, process
+
+from .common import (
+    SECRET,
+    Case,
+    Delivery,
+    FuncCase,
+    Pool,
+    alternate,
+    common_args,
+    ir_per_op,
+    machine,
+    make_deliveries,
+    run_ir_case,
+    table,
+)
+
+
+class NullRunner:
+    """A runner that leaves every event pending: isolates the cost of the ack path."""
+
+    def bind(self, receiver: Receiver) -> None:
+        pass
+
+    def submit(self, event_id: str) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def noop_router() -> Router:
+    """One no-op handler for every event type: the worker's own cost, nothing else's."""
+    router = Router()
+
+    @router.on("*")
+    def noop(event: object) -> None:
+        return None
+
+    return router
+
+
+FLOOR = "floor (hmac + compare_digest)"
+BASELINE = "stdlib baseline (floor + json.loads)"
+SVIX = "svix verify + json.loads"
+
+# The reference implementations a user could write by hand -----------------------
+
+_KEY = SECRET.encode()
+
+
+def floor(d: Delivery) -> None:
+    """HMAC of the raw body and a constant-time compare: nothing less is correct."""
+    if not hmac.compare_digest(
+        "sha256=" + hmac.digest(_KEY, d.body, "sha256").hex(), d.headers[SIGNATURE_HEADER]
+    ):
+        raise AssertionError("floor refused a valid signature")
+
+
+def stdlib_baseline(d: Delivery) -> None:
+    """The hand-written receiver: the floor plus ``json.loads`` into dicts."""
+    floor(d)
+    json.loads(d.body)
+
+
+# Receive and process --------------------------------------------------------------
+
+
+class ReceiveCase(Case):
+    """``Receiver.receive`` on distinct events (each one new to its store).
+
+    With ``fresh_store``, each batch starts on an empty store (untimed): used for the
+    MemoryStore, a test double that would otherwise grow to every event of the run and
+    charge Python's garbage collector for it; the durable stores keep growing (see
+    ``benchmarks.scale`` for how little that matters)."""
+
+    def __init__(
+        self,
+        name: str,
+        pool: Pool,
+        store: Store,
+        fresh_store: Callable[[], Store] | None = None,
+    ) -> None:
+        self.name = name
+        self.pool = pool
+        self.fresh_store = fresh_store
+        self.receiver = Receiver(SECRET, router=Router(), store=store, runner=NullRunner())
+        self.batch: list[Delivery] = []
+
+    def prepare(self, n: int) -> None:
+        if self.fresh_store is not None:
+            self.receiver.store = self.fresh_store()
+        self.batch = self.pool.take(self.name, n)
+
+    def run(self, n: int) -> None:
+        receive = self.receiver.receive
+        for d in self.batch:
+            receive("POST", d.body, d.headers)
+
+    def check(self) -> None:
+        self.prepare(1)
+        reply = self.receiver.receive("POST", self.batch[0].body, self.batch[0].headers)
+        if reply.body != b'{"status":"accepted"}':
+            raise AssertionError(f"{self.name}: unexpected reply {reply}")
+
+
+class ProcessCase(Case):
+    """``worker.process`` of stored pending events with one no-op handler (recorded
+    untimed before each batch)."""
+
+    def __init__(self, name: str, pool: Pool, store: Store) -> None:
+        self.name = name
+        self.pool = pool
+        self.store = store
+        self.router = noop_router()
+        self.batch: list[str] = []
+
+    def prepare(self, n: int) -> None:
+        self.batch = []
+        for d in self.pool.take(self.name, n):
+            envelope = parse_envelope(d.body)
+            self.store.record(envelope.id, envelope.type, envelope.created_at, d.body)
+            self.batch.append(envelope.id)
+
+    def run(self, n: int) -> None:
+        store, router = self.store, self.router
+        for event_id in self.batch:
+            process(store, router, event_id)
+
+    def check(self) -> None:
+        self.prepare(1)
+        result = process(self.store, self.router, self.batch[0])
+        if result is not Result.DONE:
+            raise AssertionError(f"{self.name}: process gave {result}")
+
+
+# Peers, each with the headers its own scheme needs -------------------------------
+
+
+def peer_cases(deliveries: Sequence[Delivery]) -> dict[str, Callable[[], Case]]:
+    """svix, standardwebhooks and stripe verifying the same bodies, each signed its way.
+    Factories, so an instruction count imports only the peer it measures."""
+    raw = bytes(range(24))
+    std_secret = "whsec_" + base64.b64encode(raw).decode()
+    now = datetime.now(timezone.utc)
+
+    def svix_case() -> Case:
+        from svix.webhooks import Webhook
+
+        svix = Webhook(std_secret)
+        items = []
+        for i, d in enumerate(deliveries):
+            headers = {
+                "svix-id": f"msg_{i}",
+                "svix-timestamp": str(int(now.timestamp())),
+                "svix-signature": svix.sign(f"msg_{i}", now, d.body.decode()),
+            }
+            items.append((d.body, headers))
+
+        def op(item: tuple[bytes, dict[str, str]]) -> None:
+            svix.verify(item[0], item[1])  # returns None: the JSON is parsed next
+            json.loads(item[0])
+
+        return FuncCase(SVIX, op, items)
+
+    def standard_case() -> Case:
+        from standardwebhooks.webhooks import Webhook
+
+        std = Webhook(std_secret)
+        items = []
+        for i, d in enumerate(deliveries):
+            headers = {
+                "webhook-id": f"msg_{i}",
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": std.sign(f"msg_{i}", now, d.body.decode()),
+            }
+            items.append((d.body, headers))
+
+        def op(item: tuple[bytes, dict[str, str]]) -> None:
+            std.verify(item[0], item[1])  # parses the JSON itself
+
+        return FuncCase("standardwebhooks verify", op, items)
+
+    def stripe_case() -> Case:
+        import stripe
+
+        secret = "whsec_" + raw.hex()
+        stamp = int(time.time())
+        items = []
+        for d in deliveries:
+            mac = hmac.new(secret.encode(), f"{stamp}.".encode() + d.body, "sha256").hexdigest()
+            items.append((d.body, f"t={stamp},v1={mac}"))
+
+        def op(item: tuple[bytes, str]) -> None:
+            stripe.Webhook.construct_event(item[0], item[1], secret)
+
+        return FuncCase("stripe construct_event", op, items)
+
+    factories: dict[str, Callable[[], Case]] = {}
+    for name, module, factory in (
+        (SVIX, "svix", svix_case),
+        ("standardwebhooks verify", "standardwebhooks", standard_case),
+        ("stripe construct_event", "stripe", stripe_case),
+    ):
+        if importlib.util.find_spec(module) is None:
+            print(f"  {module} not installed: pip install -e '.[bench]'", file=sys.stderr)
+        else:
+            factories[name] = factory
+    return factories
+
+
+# Assembly -------------------------------------------------------------------------
+
+
+def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Case]:
+    """Every case (or only the one named), over ``n_events`` distinct signed events."""
+    deliveries = make_deliveries(n_events)
+    pool = Pool()
+    verifier = Verifier(SECRET)
+
+    def ours_verify(d: Delivery) -> None:
+        verify(d.body, d.headers[SIGNATURE_HEADER], SECRET)
+
+    def ours_verifier(d: Delivery) -> None:
+        verifier.verify(d.body, d.headers[SIGNATURE_HEADER])
+
+    def ours_parse(d: Delivery) -> None:
+        parse_event(d.body)
+
+    def ours_envelope(d: Delivery) -> None:
+        parse_envelope(d.body)
+
+    def sqlite(name: str) -> SQLiteStore:
+        return SQLiteStore(os.path.join(workdir, name))
+
+    factories: dict[str, Callable[[], Case]] = {
+        name: (lambda name=name, op=op: FuncCase(name, op, deliveries))  # type: ignore[misc]
+        for name, op in (
+            (FLOOR, floor),
+            (BASELINE, stdlib_baseline),
+            ("verify()", ours_verify),
+            ("Verifier.verify", ours_verifier),
+            ("parse_envelope", ours_envelope),
+            ("parse_event", ours_parse),
+        )
+    }
+    factories["receive MemoryStore"] = lambda: ReceiveCase(
+        "receive MemoryStore", pool, MemoryStore(), fresh_store=MemoryStore
+    )
+    factories["receive SQLiteStore"] = lambda: ReceiveCase(
+        "receive SQLiteStore", pool, sqlite("receive.sqlite3")
+    )
+    factories["process MemoryStore"] = lambda: ProcessCase(
+        "process MemoryStore", pool, MemoryStore()
+    )
+    factories["process SQLiteStore"] = lambda: ProcessCase(
+        "process SQLiteStore", pool, sqlite("process.sqlite3")
+    )
+    factories.update(peer_cases(deliveries))
+    if only is not None:
+        return [factories[only]()] if only in factories else []
+    return [factory() for factory in factories.values()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common_args(__doc__ or "")
+    parser.add_argument("--events", type=int, default=3000, help="distinct signed events")
+    args = parser.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="iverton-bench-")
+    try:
+        if args.ir_case:
+            run_ir_case(
+                build_cases(workdir, 300, args.ir_case), args.ir_case, args.ir_ops, args.ir_most
+            )
+            return 0
+        n_events = 200 if args.quick else args.events
+        rounds = 3 if args.quick else args.rounds
+        cases = [
+            case
+            for case in build_cases(workdir, n_events)
+            if args.only in case.name or case.name in (FLOOR, BASELINE, SVIX)
+        ]
+        print(f"# benchmarks.core: {machine()}")
+        print(f"# {n_events} distinct events, {rounds} alternating rounds\n")
+        results = alternate(
+            cases,
+            references=[FLOOR, BASELINE, SVIX],
+            rounds=rounds,
+            batch_s=0.001 if args.quick else 0.004,
+        )
+        if not args.no_ir and not args.quick:
+            for case in cases:
+                print(f"  counting instructions: {case.name}", file=sys.stderr)
+                results[case.name].ir_per_op = ir_per_op("benchmarks.core", case.name, (200, 1200))
+        print(report(results))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def report(results: dict[str, Any]) -> str:
+    floor_ir = results[FLOOR].ir_per_op
+    base_ir = results[BASELINE].ir_per_op
+    rows = []
+    for name, m in results.items():
+        rows.append(
+            (
+                name,
+                m.median_us,
+                1e6 / m.median_us,
+                m.ratio(FLOOR),
+                m.ratio(BASELINE),
+                m.ratio(SVIX) if SVIX in m.ratios else None,
+                None if m.ir_per_op is None else round(m.ir_per_op),
+                None if m.ir_per_op is None or not floor_ir else m.ir_per_op / floor_ir,
+                None if m.ir_per_op is None or not base_ir else m.ir_per_op / base_ir,
+            )
+        )
+    return table(
+        (
+            "case",
+            "median µs/op",
+            "ops/s",
+            "x floor",
+            "x stdlib",
+            "x svix",
+            "instr/op",
+            "instr x floor",
+            "instr x stdlib",
+        ),
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

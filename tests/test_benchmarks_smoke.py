@@ -1,0 +1,81 @@
+"""Each benchmark script runs end to end on a tiny input (``--quick``).
+
+Benchmarks print numbers; nothing here asserts a timing. What is asserted is that the
+scripts still work against the current code, and that the correctness checks the
+scenarios make (every ack 2xx, one row and one handler run per distinct id) hold.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "benchmarks" / "core.py").exists(), reason="benchmarks/ not in this checkout"
+)
+
+
+def run(module: str, *args: str, timeout: float = 60) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_core_runs() -> None:
+    out = run("benchmarks.core")
+    for case in ("floor", "stdlib baseline", "Verifier.verify", "receive SQLiteStore", "process"):
+        assert case in out
+
+
+def test_scale_runs() -> None:
+    out = run("benchmarks.scale")
+    assert "receive, 5,000 stored" in out
+
+
+def test_duplicate_storm_is_handled_once() -> None:
+    out = run("benchmarks.duplicates")
+    assert "50% duplicates" in out
+    assert "| NO " not in out, out
+
+
+@pytest.mark.slow
+def test_slow_handlers_runs() -> None:
+    out = run("benchmarks.slow_handlers")
+    assert "1 s handlers" in out
+
+
+@pytest.mark.slow
+def test_apps_run() -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("starlette")
+    out = run("benchmarks.apps", "--framework", "flask", "--framework", "starlette")
+    assert "flask bare" in out
+    assert "starlette bare" in out
+
+
+@pytest.mark.slow
+def test_http_runs() -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("gunicorn")
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk not installed (apt-get install -y wrk)")
+    out = run("benchmarks.http.run", "--framework", "flask")
+    rows = [line for line in out.splitlines() if line.startswith("| flask ")]
+    assert len(rows) >= 2, out
+    for row in rows:  # the last column counts non-2xx answers, connect errors, timeouts
+        assert row.rstrip(" |").split("|")[-1].strip() == "0", row
