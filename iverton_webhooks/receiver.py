@@ -84,8 +84,9 @@ class Receiver:
 
     ``secret`` or ``secrets`` (several, for rotation: every one is accepted).
     ``store``: a :class:`Store`, or a URL: ``"sqlite:///path.db"`` (default
-    ``sqlite:///webhooks.sqlite3``), ``"memory://"``.
-    ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"`` or a :class:`Runner`.
+    ``sqlite:///webhooks.sqlite3``), ``"postgresql://..."``, ``"redis://..."``, ``"memory://"``.
+    ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"``, a :class:`Runner`
+    (e.g. ``CeleryRunner(app)``) or a Runner class.
     ``max_age``: refuse verified events older than this (off by default; see README).
     ``process_context``: a context-manager factory entered around each synchronous
     :meth:`process` call (e.g. a Flask app context).
@@ -107,10 +108,10 @@ class Receiver:
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.verifier = Verifier(_secrets(secret, secrets))
+        check_retention(retention, max_age)  # before opening (and maybe creating) a store
         self.router = router if router is not None else default_router
         self.store: Store = open_store(store)
         self.max_body_bytes = max_body_bytes
-        check_retention(retention, max_age)
         self.retention = retention
         self.max_age = max_age
         self.retry = retry or RetryPolicy()
