@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="post every sample event to a local receiver")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the library's log")
     demo.set_defaults(command=_demo)
 
     sign_cmd = commands.add_parser("sign", help="print the X-Iverton-Signature for a body")
@@ -94,6 +95,8 @@ def _need_secret(secret: str | None) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    # The table is the point; the per-event log lines would bury it.
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     return run_demo()
 
 
