@@ -136,11 +136,7 @@ def _events(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(event.to_json()))
         else:
-            error = f"  {event.last_error}" if event.last_error else ""
-            print(
-                f"{event.id:32} {event.type:22} {event.status.value:10} "
-                f"attempts={event.attempts} deliveries={event.deliveries}{error}"
-            )
+            print(event.summary())
     return 0
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from iverton_webhooks import Router, sign
+from iverton_webhooks.samples import sample_body
 
 SECRET = "whsec_test_secret_0123456789"
 
@@ -69,3 +71,21 @@ def router() -> Iterator[Router]:
 
 def signed_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
     return {"X-Iverton-Signature": sign(body, secret), "Content-Type": "application/json"}
+
+
+def signed(
+    event_type: str = "contact.created", **overrides: object
+) -> tuple[bytes, dict[str, str]]:
+    """A signed sample delivery: its body and headers."""
+    body = sample_body(event_type, **overrides)
+    return body, signed_headers(body)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` (bounded); True once it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

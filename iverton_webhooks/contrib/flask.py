@@ -269,11 +269,7 @@ def events_command(
         if as_json:
             click.echo(json.dumps(event.to_json()))
         else:
-            error = f"  {event.last_error}" if event.last_error else ""
-            click.echo(
-                f"{event.id:32} {event.type:22} {event.status.value:10} "
-                f"attempts={event.attempts} deliveries={event.deliveries}{error}"
-            )
+            click.echo(event.summary())
 
 
 @iverton_cli.command("replay")

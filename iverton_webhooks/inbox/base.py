@@ -90,6 +90,14 @@ class StoredEvent:
     def succeeded_handlers(self) -> frozenset[str]:
         return frozenset(name for name, outcome in self.outcomes.items() if outcome.ok)
 
+    def summary(self) -> str:
+        """One line for a terminal: id, type, status, attempts, deliveries, last error."""
+        error = f"  {self.last_error}" if self.last_error else ""
+        return (
+            f"{self.id:32} {self.type:22} {self.status.value:10} "
+            f"attempts={self.attempts} deliveries={self.deliveries}{error}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO-8601, the body as text) for CLIs and logs."""
 

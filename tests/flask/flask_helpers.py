@@ -4,15 +4,11 @@ these folders are not packages, so module names must be unique across them)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from flask import Flask
 
 from iverton_webhooks import Event, Receiver
 from iverton_webhooks.contrib.flask import state_of
-from iverton_webhooks.samples import sample_body
-from tests.conftest import signed_headers
 
 PREFIX = "/webhooks/iverton"
 
@@ -41,20 +37,3 @@ def close_all(app: Flask) -> None:
 
 def receiver_of(app: Flask, name: str | None = None) -> Receiver:
     return state_of(app).receiver(name)
-
-
-def signed(
-    event_type: str = "contact.created", **overrides: object
-) -> tuple[bytes, dict[str, str]]:
-    body = sample_body(event_type, **overrides)
-    return body, signed_headers(body)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``condition`` (bounded); True once it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

@@ -14,8 +14,8 @@ from flask import Flask, current_app
 from iverton_webhooks import ConfigurationError, Event, Router, SQLiteStore, Status, ThreadRunner
 from iverton_webhooks.contrib.flask import IvertonWebhooks, state_of, webhooks_blueprint
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed_headers
-from tests.flask.flask_helpers import PREFIX, Seen, close_all, receiver_of, signed, wait_for
+from tests.conftest import SECRET, signed, signed_headers, wait_for
+from tests.flask.flask_helpers import PREFIX, Seen, close_all, receiver_of
 
 MakeApp = Callable[..., Flask]
 

@@ -12,8 +12,8 @@ from flask import Flask
 
 from iverton_webhooks import MemoryStore, Receiver, Status, sign
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed_headers
-from tests.flask.flask_helpers import PREFIX, Seen, receiver_of, signed
+from tests.conftest import SECRET, signed, signed_headers
+from tests.flask.flask_helpers import PREFIX, Seen, receiver_of
 
 MakeApp = Callable[..., Flask]
 

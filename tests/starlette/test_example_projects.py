@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from iverton_webhooks import sign
 from iverton_webhooks.samples import sample_body
-from tests.starlette.helpers import wait_for
+from tests.conftest import wait_for
 
 EXAMPLES = Path(__file__).parent.parent.parent / "example_projects"
 SECRET = "whsec_example_tests"

@@ -19,7 +19,8 @@ from iverton_webhooks.contrib.starlette import (
     WebhookEndpoint,
     receiver_lifespan,
 )
-from tests.starlette.helpers import PATH, signed, status_of, wait_for
+from tests.conftest import signed, wait_for
+from tests.starlette.helpers import PATH, status_of
 
 
 class Item(BaseModel):

@@ -24,7 +24,8 @@ from starlette.websockets import WebSocket
 
 from iverton_webhooks import MemoryStore, Receiver
 from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware
-from tests.starlette.helpers import PATH, signed
+from tests.conftest import signed
+from tests.starlette.helpers import PATH
 
 CAP = 100 * 1024
 CHUNK = 16 * 1024

@@ -26,7 +26,8 @@ from iverton_webhooks.contrib.starlette import (
     webhook_route,
 )
 from iverton_webhooks.samples import sample_body
-from tests.starlette.helpers import PATH, signed, status_of, wait_for
+from tests.conftest import signed, wait_for
+from tests.starlette.helpers import PATH, status_of
 
 
 def app_with(

@@ -23,8 +23,8 @@ from starlette.testclient import TestClient
 from iverton_webhooks import ConfigurationError, MemoryStore, Receiver, sign
 from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed_headers
-from tests.starlette.helpers import PATH, signed
+from tests.conftest import SECRET, signed, signed_headers
+from tests.starlette.helpers import PATH
 
 
 class Client(Protocol):

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
+from ...body import declared_length
 from ...receiver import TOO_LARGE, Reply
 from .endpoint import Endpoint, default_endpoint
 
@@ -45,8 +46,8 @@ def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
 def _reply(limit: int, request: HttpRequest) -> Reply | None:
     """A reply when the body cannot or need not be read (too large, already consumed)."""
     if request.method == "POST":
-        length = request.META.get("CONTENT_LENGTH") or ""
-        if length.isdigit() and int(length) > limit:
+        length = declared_length(request.META.get("CONTENT_LENGTH"))
+        if length is not None and length > limit:
             return TOO_LARGE  # refuse without reading it
     try:
         request.body  # noqa: B018 - read (and cached by Django) once, here
