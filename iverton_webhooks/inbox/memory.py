@@ -6,201 +6,204 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from .base import Claim, HandlerOutcome, Status, StoredEvent, to_datetime
+from .base import (
+    CLAIMABLE,
+    DEFAULT_ENDPOINT,
+    FINISHED,
+    REPLAYABLE,
+    RESOLVABLE,
+    Claim,
+    HandlerOutcome,
+    Status,
+    StoredEvent,
+    Verdict,
+    claim_fields,
+    finish_fields,
+    new_row,
+    read_row,
+    renew_fields,
+    replay_fields,
+    resolve_fields,
+    values,
+)
 
-_CLAIMABLE = (Status.PENDING, Status.FAILED, Status.PROCESSING)
-_FINISHED = (Status.DONE, Status.DEAD)
+_CLAIMABLE = values(CLAIMABLE)
+_FINISHED = values(FINISHED)
+_REPLAYABLE = values(REPLAYABLE)
+_RESOLVABLE = values(RESOLVABLE)
+
+Row = dict[str, Any]
 
 
-@dataclass(slots=True)
-class _Row:
-    """Mutable, cheap to create; callers only ever see frozen :class:`StoredEvent` copies."""
-
-    id: str
-    type: str
-    created_at: datetime
-    received_at: float
-    body: bytes
-    due_at: float | None
-    status: Status = Status.PENDING
-    attempts: int = 0
-    deliveries: int = 1
-    next_attempt_at: float | None = None
-    lease_until: float | None = None
-    lease_token: str | None = None
-    processed_at: float | None = None
-    last_error: str | None = None
-    outcomes: dict[str, HandlerOutcome] = field(default_factory=dict)
-
-    def snapshot(self) -> StoredEvent:
-        return StoredEvent(
-            id=self.id,
-            type=self.type,
-            created_at=self.created_at,
-            received_at=to_datetime(self.received_at),  # type: ignore[arg-type]
-            body=self.body,
-            status=self.status,
-            attempts=self.attempts,
-            deliveries=self.deliveries,
-            next_attempt_at=to_datetime(self.next_attempt_at),
-            lease_until=to_datetime(self.lease_until),
-            processed_at=to_datetime(self.processed_at),
-            last_error=self.last_error,
-            outcomes=dict(self.outcomes),
-        )
+def _is_due(row: Row, now: float) -> bool:
+    return row["status"] in _CLAIMABLE and row["due_at"] is not None and row["due_at"] <= now
 
 
 class MemoryStore:
-    """A dict behind a lock, with the same semantics as the durable stores."""
+    """Rows as plain dicts (the columns of :func:`~.base.new_row` plus ``outcomes``)
+    behind one lock, with the same semantics as the durable stores."""
 
     blocking = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._rows: dict[str, _Row] = {}
+        # Insertion order is arrival order: listing walks it backwards.
+        self._rows: dict[tuple[str, str], Row] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} events>"
 
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
         with self._lock:
-            row = self._rows.get(event_id)
+            row = self._rows.get((endpoint, event_id))
             if row is not None:
-                row.deliveries += 1
+                row["deliveries"] += 1
                 return False
-            now = self.clock()
-            self._rows[event_id] = _Row(event_id, event_type, created_at, now, bytes(body), now)
+            fresh = new_row(
+                endpoint=endpoint,
+                event_id=event_id,
+                event_type=event_type,
+                created_at=created_at.timestamp(),
+                body=body,
+                now=self.clock(),
+                status=status,
+                error=error,
+            )
+            self._rows[(endpoint, event_id)] = {**fresh, "outcomes": {}}
             return True
 
-    def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
+    def claim(
+        self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
+    ) -> Claim | None:
         with self._lock:
-            row = self._rows.get(event_id)
+            row = self._rows.get((endpoint, event_id))
             now = self.clock()
-            if (
-                row is None
-                or row.status not in _CLAIMABLE
-                or row.due_at is None
-                or row.due_at > now
-            ):
+            if row is None or not _is_due(row, now):
                 return None
-            row.status = Status.PROCESSING
-            row.attempts += 1
-            row.lease_until = row.due_at = now + lease_seconds
-            row.lease_token = uuid.uuid4().hex
-            return Claim(event=row.snapshot(), token=row.lease_token)
+            token = uuid.uuid4().hex
+            row.update(claim_fields(now, lease_seconds, token))
+            row["attempts"] += 1
+            return Claim(event=read_row(row), token=token)
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        return self._claimed(claim, renew_fields(self.clock(), lease_seconds), {})
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
+        return self._claimed(claim, {}, outcomes)
+
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
+    ) -> bool:
+        return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
+
+    def _claimed(
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
+    ) -> bool:
+        """Apply a transition that only the holder of the claim's lease may make."""
         with self._lock:
-            row = self._claimed(claim)
-            if row is None:
+            row = self._rows.get((claim.event.endpoint, claim.event.id))
+            if row is None or row["lease_token"] != claim.token:
                 return False
-            row.outcomes.update(outcomes)
+            row.update(fields)
+            # Kept as JSON-ready dicts, as the SQL stores keep them, for read_row.
+            merged = {name: outcome.to_json() for name, outcome in outcomes.items()}
+            row["outcomes"] = {**row["outcomes"], **merged}
             return True
 
-    def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._finish(claim, outcomes, Status.DONE, None, None)
-
-    def fail(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        error: str,
-        retry_at: float | None,
-    ) -> bool:
-        status = Status.DEAD if retry_at is None else Status.FAILED
-        return self._finish(claim, outcomes, status, error, retry_at)
-
-    def _claimed(self, claim: Claim) -> _Row | None:
-        row = self._rows.get(claim.event.id)
-        return row if row is not None and row.lease_token == claim.token else None
-
-    def _finish(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        status: Status,
-        error: str | None,
-        retry_at: float | None,
-    ) -> bool:
-        with self._lock:
-            row = self._claimed(claim)
-            if row is None:
-                return False
-            row.outcomes.update(outcomes)
-            row.status, row.last_error = status, error
-            row.lease_token = row.lease_until = None
-            row.next_attempt_at = row.due_at = retry_at
-            if status is Status.DONE:
-                row.processed_at = self.clock()
-            return True
-
-    def due(self, limit: int = 100) -> list[str]:
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         now = self.clock()
         with self._lock:
             ready = sorted(
-                (row.due_at, row.id)
-                for row in self._rows.values()
-                if row.status in _CLAIMABLE and row.due_at is not None and row.due_at <= now
+                (row["due_at"], row["id"])
+                for (where, _), row in self._rows.items()
+                if where == endpoint and _is_due(row, now)
             )
         return [event_id for _, event_id in ready[:limit]]
 
-    def get(self, event_id: str) -> StoredEvent | None:
+    def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         with self._lock:
-            row = self._rows.get(event_id)
-            return None if row is None else row.snapshot()
+            row = self._rows.get((endpoint, event_id))
+            return None if row is None else read_row(row)
+
+    def _select(self, endpoint: str | None) -> list[Row]:
+        return [row for row in self._rows.values() if endpoint in (None, row["endpoint"])]
 
     def list(
         self,
         status: Status | str | None = None,
         event_type: str | None = None,
         limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
     ) -> list[StoredEvent]:
-        wanted = None if status is None else Status(status)
+        wanted = None if status is None else Status(status).value
         found: list[StoredEvent] = []
         with self._lock:
-            for row in reversed(self._rows.values()):
+            for row in reversed(self._select(endpoint)):
                 if len(found) >= limit:
                     break
-                if (wanted is None or row.status is wanted) and event_type in (None, row.type):
-                    found.append(row.snapshot())
+                if wanted in (None, row["status"]) and event_type in (None, row["type"]):
+                    found.append(read_row(row))
         return found
 
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
+    def _transition(
+        self, endpoint: str, event_id: str, allowed: tuple[str, ...], fields: Mapping[str, Any]
+    ) -> Row | None:
         with self._lock:
-            row = self._rows.get(event_id)
-            if row is None or row.status not in (*_FINISHED, Status.FAILED):
-                return False
-            row.status, row.attempts, row.next_attempt_at = Status.PENDING, 0, None
-            row.due_at = self.clock()
-            if rerun_all:
-                row.outcomes = {}
-            return True
+            row = self._rows.get((endpoint, event_id))
+            if row is None or row["status"] not in allowed:
+                return None
+            row.update(fields)
+            return row
 
-    def resolve(self, event_id: str) -> bool:
-        with self._lock:
-            row = self._rows.get(event_id)
-            if row is None or row.status not in (Status.FAILED, Status.DEAD):
-                return False
-            row.status, row.due_at, row.processed_at = Status.DONE, None, self.clock()
-            return True
+    def replay(
+        self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
+    ) -> bool:
+        fields = replay_fields(self.clock())
+        if rerun_all:
+            fields["outcomes"] = {}
+        return self._transition(endpoint, event_id, _REPLAYABLE, fields) is not None
 
-    def prune(self, received_before: float) -> int:
+    def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
+        fields = resolve_fields(self.clock())
+        return self._transition(endpoint, event_id, _RESOLVABLE, fields) is not None
+
+    def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
         with self._lock:
             old = [
-                row.id
-                for row in self._rows.values()
-                if row.status in _FINISHED and row.received_at < received_before
+                (row["endpoint"], row["id"])
+                for row in self._select(endpoint)
+                if row["status"] in _FINISHED and row["received_at"] < received_before
             ]
-            for event_id in old:
-                del self._rows[event_id]
+            for key in old:
+                del self._rows[key]
             return len(old)
 
-    def count(self) -> int:
-        return len(self._rows)
+    def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
+        counts: dict[Status, int] = {}
+        with self._lock:
+            for row in self._select(endpoint):
+                status = Status(row["status"])
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def count(self, *, endpoint: str | None = None) -> int:
+        with self._lock:
+            return len(self._select(endpoint))
 
     def close(self) -> None:
         pass

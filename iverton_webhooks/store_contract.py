@@ -1,0 +1,546 @@
+"""The store contract: the tests every inbox store passes, for the stores in this
+package and for yours.
+
+The processor's guarantees (each event recorded once, one worker at a time, a lost
+lease cannot overwrite a result, receivers on different endpoints never see each
+other's events, no stored row can block the inbox) rest on what a store does. This
+module holds those checks as one pytest class. A store proves itself by subclassing it
+in its own test module and saying how to build a fresh, empty store::
+
+    # tests/test_my_store.py
+    from iverton_webhooks.testing import StoreContract
+
+    class TestMyStore(StoreContract):
+        def make_store(self, clock, tmp_path):
+            # A new, empty store that reads the time from ``clock`` (a callable
+            # returning epoch seconds; the tests move it forward by hand).
+            return MyStore("my://test", clock=clock)
+
+        # Optional: clean up after each test (the default calls ``store.close()``).
+        def cleanup_store(self, store):
+            store.close()
+            drop_my_test_data()
+
+        # Optional: write a row the store cannot read back (a time outside what
+        # Python can hold, say), straight into the backend. Without it, that test
+        # is skipped.
+        def write_unreadable_row(self, store, event_id):
+            ...
+
+Run it with plain ``pytest``: nothing beyond pytest itself is needed. The class name
+does not start with ``Test``, so pytest collects only your subclass. For full control,
+override the ``store`` fixture instead of ``make_store`` (it must yield a store whose
+``clock`` is the ``clock`` fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .inbox.base import (
+    CLAIMABLE,
+    FINISHED,
+    Claim,
+    HandlerOutcome,
+    Status,
+    Store,
+    Verdict,
+)
+
+__all__ = ["EDGE_VALUES", "ContractClock", "StoreContract"]
+
+CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
+START = 1_700_000_000.0
+
+
+class ContractClock:
+    """A clock the tests move by hand: ``clock()`` is ``clock.now``."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+#: (label, event id, event type, created_at, body): values the envelope accepts or a
+#: quarantined body may carry. Every store must record, claim, finish and list each.
+EDGE_VALUES: list[tuple[str, str, str, datetime, bytes]] = [
+    ("long type", "evt_long_type", "t" * 255, CREATED, b"{}"),
+    ("long id", "e" * 255, "deal.won", CREATED, b"{}"),
+    ("unicode", "évt_☃_𝄞_中文", "déal.wön_☃", CREATED, '{"k":"☃"}'.encode()),
+    ("crlf", "evt_a\r\nInjected: 1", "deal.won\r\n", CREATED, b"{}"),
+    ("controls", "evt_\x01\x07\x1b[2J\x1b]52;c;eA==\x07\x7f", "deal.\x1b[31mwon", CREATED, b"{}"),
+    ("year 1", "evt_year_1", "deal.won", datetime(1, 1, 1, tzinfo=timezone.utc), b"{}"),
+    (
+        "year 9999",
+        "evt_year_9999",
+        "deal.won",
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+        b"{}",
+    ),
+    ("nul body", "evt_nul_body", "deal.won", CREATED, b'{"a":"\x00"}\x00\x00'),
+    ("non-utf8 body", "evt_latin1", "deal.won", CREATED, b"\xff\xfe\x80caf\xe9\x00"),
+    ("empty body", "sha256:" + "0" * 64, "", CREATED, b""),
+]
+
+
+def _ok(name: str = "h", at: float = 0.0) -> dict[str, HandlerOutcome]:
+    return {name: HandlerOutcome(ok=True, at=at)}
+
+
+class StoreContract:
+    """Every store-contract test. Subclass it (with a name starting ``Test``) and
+    implement :meth:`make_store`; see the module docstring."""
+
+    # -- hooks ---------------------------------------------------------------------
+
+    def make_store(self, clock: ContractClock, tmp_path: Path) -> Store:
+        """Return a new, empty store whose ``clock`` is ``clock``. Required."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_store()")
+
+    def cleanup_store(self, store: Store) -> None:
+        """Called after each test; the default closes the store."""
+        store.close()
+
+    def write_unreadable_row(self, store: Store, event_id: str) -> None:
+        """Write a pending, due event on the default endpoint that the store cannot read
+        back (e.g. ``created_at`` far outside Python's datetime range), bypassing the
+        store's own methods. Optional: the test using it is skipped without it."""
+        pytest.skip(f"{type(self).__name__} does not implement write_unreadable_row()")
+
+    # -- fixtures ------------------------------------------------------------------
+
+    @pytest.fixture
+    def clock(self) -> ContractClock:
+        return ContractClock()
+
+    @pytest.fixture
+    def store(self, clock: ContractClock, tmp_path: Path) -> Iterator[Store]:
+        made = self.make_store(clock, tmp_path)
+        try:
+            yield made
+        finally:
+            self.cleanup_store(made)
+
+    # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def record(store: Store, event_id: str = "evt_1", body: bytes = b"{}", **kw: Any) -> bool:
+        return store.record(event_id, "deal.won", CREATED, body, **kw)
+
+    @staticmethod
+    def claimed(store: Store, event_id: str = "evt_1", lease: float = 30, **kw: Any) -> Claim:
+        claim = store.claim(event_id, lease, **kw)
+        assert claim is not None, f"{event_id} was not claimable"
+        return claim
+
+    @staticmethod
+    def status(store: Store, event_id: str = "evt_1", **kw: Any) -> Status | None:
+        event = store.get(event_id, **kw)
+        return None if event is None else event.status
+
+    # -- recording -----------------------------------------------------------------
+
+    def test_record_is_insert_if_absent_and_counts_deliveries(self, store: Store) -> None:
+        assert self.record(store, body=b"first") is True
+        assert self.record(store, body=b"second") is False
+        event = store.get("evt_1")
+        assert event is not None
+        assert (event.body, event.deliveries, event.status) == (b"first", 2, Status.PENDING)
+        assert (event.endpoint, event.attempts, event.unreadable) == ("default", 0, None)
+        assert event.created_at == CREATED
+        assert event.received_at.timestamp() == pytest.approx(START)
+        assert store.count() == 1
+        assert store.get("evt_missing") is None
+
+    def test_concurrent_records_of_one_id_store_it_once(self, store: Store) -> None:
+        results: list[bool] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            for n in range(200):
+                outcome = store.record(f"evt_{n}", "deal.won", CREATED, b"{}")
+                with lock:
+                    results.append(outcome)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert results.count(True) == 200
+        assert len(results) == 800
+        assert store.count() == 200
+        assert {e.deliveries for e in store.list(limit=1000)} == {4}
+
+    # -- claiming and leases ----------------------------------------------------------
+
+    def test_only_one_claim_at_a_time_and_lease_expiry_frees_it(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        assert store.due() == ["evt_1"]
+        first = self.claimed(store)
+        assert first.event.attempts == 1
+        assert first.event.status is Status.PROCESSING
+        assert store.claim("evt_1", 30) is None
+        assert store.due() == []
+        clock.advance(31)
+        assert store.due() == ["evt_1"]
+        second = self.claimed(store)
+        assert second.event.attempts == 2
+        # The first worker woke up late: its token no longer counts.
+        assert store.finish(first, _ok(), Verdict(Status.DONE)) is False
+        assert store.checkpoint(first, _ok("late")) is False
+        assert store.finish(second, _ok(), Verdict(Status.DONE)) is True
+        assert self.status(store) is Status.DONE
+        assert "late" not in store.get("evt_1").outcomes  # type: ignore[union-attr]
+
+    def test_unknown_and_finished_events_are_not_claimable(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        assert store.claim("evt_missing", 30) is None
+        self.record(store)
+        store.finish(self.claimed(store), {}, Verdict(Status.DONE))
+        clock.advance(3600)
+        assert store.claim("evt_1", 30) is None
+        assert store.due() == []
+
+    def test_renew_extends_the_lease_and_fails_once_it_is_lost(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store, lease=30)
+        clock.advance(20)
+        assert store.renew(claim, 30) is True
+        clock.advance(20)  # 40 s after the claim: past the first lease, within the renewed one
+        assert store.due() == []
+        assert store.claim("evt_1", 30) is None
+        lease_until = store.get("evt_1").lease_until  # type: ignore[union-attr]
+        assert lease_until is not None
+        assert lease_until.timestamp() == pytest.approx(START + 50)
+        clock.advance(11)
+        assert store.due() == ["evt_1"]
+        taken = self.claimed(store)
+        assert store.renew(claim, 30) is False
+        assert store.renew(taken, 30) is True
+
+    def test_due_is_soonest_first_and_limited(self, store: Store, clock: ContractClock) -> None:
+        for n in range(3):
+            self.record(store, f"evt_{n}")
+            clock.advance(1)
+        assert store.due() == ["evt_0", "evt_1", "evt_2"]
+        assert store.due(limit=2) == ["evt_0", "evt_1"]
+
+    # -- finishing ---------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "status", [s for s in Status if s not in (Status.PENDING, Status.PROCESSING)], ids=str
+    )
+    def test_finish_with_each_verdict(
+        self, store: Store, clock: ContractClock, status: Status
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        clock.advance(1)
+        retry_at = clock() + 100 if status is Status.FAILED else None
+        error = None if status in (Status.DONE, Status.UNHANDLED) else f"why {status}"
+        assert store.finish(claim, _ok(at=clock()), Verdict(status, error, retry_at)) is True
+        event = store.get("evt_1")
+        assert event is not None
+        assert (event.status, event.last_error, event.attempts) == (status, error, 1)
+        assert event.lease_until is None
+        assert event.outcomes == _ok(at=clock())
+        if status in FINISHED:
+            assert event.processed_at is not None
+            assert event.processed_at.timestamp() == pytest.approx(clock())
+            assert event.next_attempt_at is None
+        else:
+            assert event.processed_at is None
+            assert event.next_attempt_at is not None
+            assert event.next_attempt_at.timestamp() == pytest.approx(clock() + 100)
+        assert store.due() == []
+        clock.advance(101)
+        assert store.due() == ([] if status in FINISHED else ["evt_1"])
+        # The lease is gone with the verdict: the token cannot write again.
+        assert store.finish(claim, {}, Verdict(Status.DONE)) is False
+
+    def test_outcomes_merge_across_checkpoint_failure_and_retry(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        assert store.checkpoint(claim, {"a": HandlerOutcome(ok=True, at=1.0)})
+        failed_b = {"b": HandlerOutcome(ok=False, error="boom")}
+        assert store.finish(claim, failed_b, Verdict(Status.FAILED, "b: boom", clock() + 100))
+        failed = store.get("evt_1")
+        assert failed is not None
+        assert failed.status is Status.FAILED
+        assert failed.succeeded_handlers == {"a"}
+        assert failed.outcomes["b"].error == "boom"
+        assert failed.last_error == "b: boom"
+        assert store.claim("evt_1", 30) is None  # not due yet
+        clock.advance(101)
+        retry = self.claimed(store)
+        assert retry.event.succeeded_handlers == {"a"}
+        assert store.finish(retry, {"b": HandlerOutcome(ok=True)}, Verdict(Status.DONE))
+        done = store.get("evt_1")
+        assert done is not None
+        assert done.succeeded_handlers == {"a", "b"}
+        assert done.last_error is None
+        assert done.processed_at is not None
+
+    def test_a_later_success_replaces_an_earlier_failure_entirely(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        store.finish(
+            claim,
+            {"h": HandlerOutcome(ok=False, error="boom", at=1.0)},
+            Verdict(Status.FAILED, "boom", clock()),
+        )
+        store.finish(self.claimed(store), _ok(at=2.0), Verdict(Status.DONE))
+        assert store.get("evt_1").outcomes == _ok(at=2.0)  # type: ignore[union-attr]
+
+    # -- replay, resolve, list, prune, stats ------------------------------------------
+
+    def test_dead_replay_and_resolve(self, store: Store) -> None:
+        self.record(store, "evt_dead")
+        self.record(store, "evt_other")
+        claim = self.claimed(store, "evt_dead")
+        outcomes = {"a": HandlerOutcome(ok=True), "b": HandlerOutcome(ok=False, error="x")}
+        store.finish(claim, outcomes, Verdict(Status.DEAD, "b: x"))
+        assert [e.id for e in store.list(status="dead")] == ["evt_dead"]
+        assert "evt_dead" not in store.due()
+        assert store.replay("evt_other") is False  # pending: nothing to replay
+        assert store.replay("evt_missing") is False
+        assert store.replay("evt_dead") is True
+        replayed = store.get("evt_dead")
+        assert replayed is not None
+        assert (replayed.status, replayed.attempts) == (Status.PENDING, 0)
+        assert replayed.succeeded_handlers == {"a"}
+        assert "evt_dead" in store.due()
+        store.finish(self.claimed(store, "evt_dead"), {}, Verdict(Status.DEAD, "still"))
+        assert store.resolve("evt_dead") is True
+        assert self.status(store, "evt_dead") is Status.DONE
+        assert store.resolve("evt_other") is False
+        assert store.resolve("evt_dead") is False  # done is not resolvable
+        assert store.replay("evt_dead", rerun_all=True) is True
+        assert store.get("evt_dead").outcomes == {}  # type: ignore[union-attr]
+
+    def test_a_processing_event_is_neither_replayed_nor_resolved(self, store: Store) -> None:
+        self.record(store)
+        self.claimed(store)
+        assert store.replay("evt_1") is False
+        assert store.resolve("evt_1") is False
+        assert self.status(store) is Status.PROCESSING
+
+    def test_unhandled_is_finished_replayable_and_resolvable(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        for event_id in ("evt_u1", "evt_u2"):
+            self.record(store, event_id)
+            store.finish(self.claimed(store, event_id), {}, Verdict(Status.UNHANDLED))
+        assert store.due() == []
+        assert [e.id for e in store.list(status=Status.UNHANDLED)] == ["evt_u2", "evt_u1"]
+        assert store.replay("evt_u1") is True
+        assert store.due() == ["evt_u1"]
+        assert store.resolve("evt_u2") is True
+        assert self.status(store, "evt_u2") is Status.DONE
+        self.record(store, "evt_u3")
+        store.finish(self.claimed(store, "evt_u3"), {}, Verdict(Status.UNHANDLED))
+        clock.advance(10)
+        assert store.prune(clock()) == 2  # evt_u2 (done) and evt_u3 (unhandled)
+        assert store.get("evt_u1") is not None
+
+    def test_quarantined_record_list_replay_resolve_and_prune(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        why = "body is not JSON"
+        assert self.record(
+            store, "sha256:ab", b"\xffnot json", status=Status.QUARANTINED, error=why
+        )
+        assert self.record(store, "sha256:ab", b"\xffnot json", status=Status.QUARANTINED) is False
+        event = store.get("sha256:ab")
+        assert event is not None
+        assert (event.status, event.last_error, event.deliveries) == (Status.QUARANTINED, why, 2)
+        assert event.body == b"\xffnot json"
+        assert event.processed_at is not None
+        assert store.due() == []
+        assert store.claim("sha256:ab", 30) is None
+        assert [e.id for e in store.list(status="quarantined")] == ["sha256:ab"]
+        assert store.stats() == {Status.QUARANTINED: 1}
+        # Replay re-parses it: back to pending, due now.
+        assert store.replay("sha256:ab") is True
+        assert store.due() == ["sha256:ab"]
+        store.finish(self.claimed(store, "sha256:ab"), {}, Verdict(Status.QUARANTINED, why))
+        assert self.status(store, "sha256:ab") is Status.QUARANTINED
+        assert self.record(store, "sha256:cd", b"?", status=Status.QUARANTINED, error=why)
+        assert store.resolve("sha256:cd") is True
+        assert self.status(store, "sha256:cd") is Status.DONE
+        clock.advance(10)
+        assert store.prune(clock() - 5) == 2
+        assert store.count() == 0
+
+    def test_list_filters_newest_first(self, store: Store, clock: ContractClock) -> None:
+        for n in range(5):
+            store.record(f"evt_{n}", "deal.won" if n % 2 else "contact.created", CREATED, b"{}")
+            clock.advance(1)
+        assert [e.id for e in store.list()] == ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]
+        assert [e.id for e in store.list(event_type="deal.won")] == ["evt_3", "evt_1"]
+        assert [e.id for e in store.list(status=Status.PENDING, limit=2)] == ["evt_4", "evt_3"]
+        assert list(store.list(status="done")) == []
+
+    def test_prune_deletes_only_finished_events_received_before_the_cutoff(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        for event_id in ("evt_old_done", "evt_old_pending", "evt_old_failed", "evt_new_done"):
+            self.record(store, event_id)
+            if event_id.endswith("done"):
+                store.finish(self.claimed(store, event_id), {}, Verdict(Status.DONE))
+            if event_id == "evt_old_failed":
+                store.finish(
+                    self.claimed(store, event_id), {}, Verdict(Status.FAILED, "x", clock() + 1)
+                )
+                clock.advance(1000)
+        cutoff = clock() - 500
+        assert store.prune(cutoff) == 1
+        assert store.get("evt_old_done") is None
+        assert store.get("evt_old_pending") is not None
+        assert store.get("evt_old_failed") is not None
+        assert store.get("evt_new_done") is not None
+        assert self.record(store, "evt_old_done") is True  # forgotten ids are new again
+
+    def test_stats_count_each_status_and_leave_out_empty_ones(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        assert store.stats() == {}
+        for n in range(6):
+            self.record(store, f"evt_{n}")
+        store.finish(self.claimed(store, "evt_0"), {}, Verdict(Status.DONE))
+        store.finish(self.claimed(store, "evt_1"), {}, Verdict(Status.DONE))
+        store.finish(self.claimed(store, "evt_2"), {}, Verdict(Status.DEAD, "x"))
+        store.finish(self.claimed(store, "evt_3"), {}, Verdict(Status.FAILED, "x", clock() + 9))
+        self.claimed(store, "evt_4")
+        self.record(store, "sha256:q", status=Status.QUARANTINED, error="bad")
+        assert store.stats() == {
+            Status.DONE: 2,
+            Status.DEAD: 1,
+            Status.FAILED: 1,
+            Status.PROCESSING: 1,
+            Status.PENDING: 1,
+            Status.QUARANTINED: 1,
+        }
+        assert store.count() == 7
+
+    # -- endpoints ------------------------------------------------------------------
+
+    def test_endpoints_are_isolated(self, store: Store, clock: ContractClock) -> None:
+        assert self.record(store, "evt_1", b"a", endpoint="a") is True
+        assert self.record(store, "evt_1", b"b", endpoint="b") is True  # same id, other endpoint
+        assert self.record(store, "evt_only_b", endpoint="b") is True
+        assert store.count() == 3
+        assert store.count(endpoint="a") == 1
+        assert store.get("evt_1") is None  # neither is on the default endpoint
+        assert store.get("evt_1", endpoint="a").body == b"a"  # type: ignore[union-attr]
+        assert store.get("evt_1", endpoint="b").endpoint == "b"  # type: ignore[union-attr]
+        assert store.due() == []
+        assert store.due(endpoint="a") == ["evt_1"]
+        assert sorted(store.due(endpoint="b")) == ["evt_1", "evt_only_b"]
+        assert store.claim("evt_only_b", 30, endpoint="a") is None
+        claim_a = self.claimed(store, "evt_1", endpoint="a")
+        assert claim_a.event.endpoint == "a"
+        assert self.status(store, "evt_1", endpoint="b") is Status.PENDING
+        assert store.finish(claim_a, {}, Verdict(Status.DEAD, "x")) is True
+        assert self.status(store, "evt_1", endpoint="b") is Status.PENDING
+        assert [e.endpoint for e in store.list(endpoint="a")] == ["a"]
+        assert {(e.endpoint, e.id) for e in store.list(endpoint=None)} == {
+            ("a", "evt_1"),
+            ("b", "evt_1"),
+            ("b", "evt_only_b"),
+        }
+        assert list(store.list()) == []
+        assert store.stats(endpoint="a") == {Status.DEAD: 1}
+        assert store.stats(endpoint="b") == {Status.PENDING: 2}
+        assert store.stats(endpoint=None) == {Status.DEAD: 1, Status.PENDING: 2}
+        assert store.replay("evt_1", endpoint="b") is False  # pending there
+        assert store.resolve("evt_1", endpoint="b") is False
+        assert store.replay("evt_1") is False
+        assert store.replay("evt_1", endpoint="a") is True
+        store.finish(self.claimed(store, "evt_1", endpoint="a"), {}, Verdict(Status.DONE))
+        store.finish(self.claimed(store, "evt_1", endpoint="b"), {}, Verdict(Status.DONE))
+        clock.advance(10)
+        assert store.prune(clock(), endpoint="b") == 1
+        assert store.get("evt_1", endpoint="a") is not None
+        assert store.prune(clock()) == 1  # every endpoint
+        assert store.count() == 1
+
+    # -- values at the edges ---------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("event_id", "event_type", "created_at", "body"),
+        [pytest.param(*row[1:], id=row[0]) for row in EDGE_VALUES],
+    )
+    def test_edge_values_are_recorded_claimed_finished_and_listed(
+        self,
+        store: Store,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+    ) -> None:
+        assert store.record(event_id, event_type, created_at, body) is True
+        assert store.record(event_id, event_type, created_at, body) is False
+        assert store.due() == [event_id]
+        claim = self.claimed(store, event_id)
+        assert store.checkpoint(claim, {event_type: HandlerOutcome(ok=False, error=event_id)})
+        assert store.finish(claim, _ok(event_type), Verdict(Status.DONE))
+        listed = store.list(limit=10)
+        assert [e.id for e in listed] == [event_id]
+        for event in (listed[0], store.get(event_id), claim.event):
+            assert event is not None
+            assert event.unreadable is None
+            assert (event.id, event.type, event.body) == (event_id, event_type, body)
+            assert event.created_at == created_at
+        assert store.get(event_id).outcomes == _ok(event_type)  # type: ignore[union-attr]
+        assert store.stats() == {Status.DONE: 1}
+
+    def test_a_row_the_store_cannot_read_never_blocks_the_inbox(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        self.record(store, "evt_before")
+        clock.advance(1)
+        self.write_unreadable_row(store, "evt_bad")
+        clock.advance(1)
+        self.record(store, "evt_after")
+        clock.advance(1)
+        listed = {e.id: e for e in store.list(limit=10)}
+        assert set(listed) == {"evt_before", "evt_bad", "evt_after"}
+        bad = listed["evt_bad"]
+        assert bad.unreadable is not None
+        assert bad.status is Status.QUARANTINED
+        assert store.get("evt_bad").unreadable  # type: ignore[union-attr]
+        assert set(store.due()) >= {"evt_before", "evt_after"}
+        for event_id in store.due():
+            claim = self.claimed(store, event_id)
+            if claim.event.unreadable:
+                verdict = Verdict(Status.QUARANTINED, claim.event.unreadable)
+            else:
+                verdict = Verdict(Status.DONE)
+            assert store.finish(claim, {}, verdict)
+        assert store.due() == []
+        assert self.status(store, "evt_after") is Status.DONE
+        assert sum(store.stats().values()) == 3
+        assert set(store.stats()) <= set(Status)
+        assert CLAIMABLE.isdisjoint(store.stats())
