@@ -9,16 +9,24 @@ event, pending ones included. With replicas, failover can also lose the last wri
 it with ``maxmemory-policy noeviction`` too: an evicting policy drops events silently
 (with ``noeviction`` a full Redis refuses writes, and the receiver answers 503).
 
-Layout, under the hash tag ``{prefix}``, so that all keys would share one Redis Cluster
-slot (a Lua script may touch several keys only within one slot):
+Layout, under the hash tag ``{prefix}``, so that all keys share one Redis Cluster slot
+(a Lua script may touch several keys only within one slot). ``<base>`` is ``{prefix}``
+for the ``default`` endpoint (the wave-1 names, so an older inbox reads as it is) and
+``{prefix}:@<endpoint, percent-encoded>`` for any other:
 
-- ``{prefix}:e:<id>``: a hash per event: its fields, plus ``o:<handler>`` per outcome;
-- ``{prefix}:due``: sorted set, id -> due time, holding only unfinished events;
-- ``{prefix}:all`` and ``{prefix}:s:<status>``: sorted sets, id -> arrival number;
-- ``{prefix}:finished``: sorted set of done and dead events, id -> received time (pruning);
-- ``{prefix}:seq``: the arrival counter.
+- ``<base>:e:<id>``: a hash per event: its fields, plus ``o:<handler>`` per outcome;
+- ``<base>:due``: sorted set, id -> ``due_at``, holding only events a worker may take
+  (``due_at`` lives here, not in the hash);
+- ``<base>:all`` and ``<base>:s:<status>``: sorted sets, id -> arrival number;
+- ``<base>:finished``: sorted set of finished events, id -> received time (pruning);
+- ``{prefix}:seq``: the arrival counter, shared by every endpoint (so listings of all
+  endpoints merge newest first); ``{prefix}:endpoints``: the set of endpoint names;
+- ``{prefix}:schema``: the layout version; older layouts are migrated forward on first use.
 
-Each transition is one Lua script, so it is atomic: nobody sees or makes half of it.
+Each transition is one Lua script, so it is atomic: nobody sees or makes half of it. The
+scripts know nothing of the lifecycle: the status sets are generated from
+:mod:`.base`, and every transition writes the field dict :mod:`.base` gives it through one
+generic ``apply`` that also keeps the indexes in step.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
+from urllib.parse import quote
 
 try:
     import redis
@@ -41,111 +50,151 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..errors import ConfigurationError
-from .base import Claim, HandlerOutcome, Status, StoredEvent, to_datetime
+from .base import (
+    CLAIMABLE,
+    DEFAULT_ENDPOINT,
+    FINISHED,
+    REPLAYABLE,
+    RESOLVABLE,
+    Claim,
+    HandlerOutcome,
+    Status,
+    StoredEvent,
+    Verdict,
+    claim_fields,
+    finish_fields,
+    new_row,
+    read_row,
+    renew_fields,
+    replay_fields,
+    resolve_fields,
+    values,
+)
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-_STATUSES = ("pending", "processing", "done", "failed", "dead")
+_STATUSES = tuple(status.value for status in Status)
 
-# Shared by the transition scripts, whose KEYS always start: event hash, due, finished,
-# then one sorted set per status in _STATUSES order. Numbers that are stored are passed in
-# from Python as strings: Lua would print them back with only 14 significant digits.
-_PRELUDE = """
-local EVENT, DUE, FINISHED = KEYS[1], KEYS[2], KEYS[3]
-local BY_STATUS = {pending = KEYS[4], processing = KEYS[5], done = KEYS[6],
-                   failed = KEYS[7], dead = KEYS[8]}
-local function set_status(id, old, new)
-  local seq = redis.call('HGET', EVENT, 'seq')
-  redis.call('ZREM', BY_STATUS[old], id)
-  redis.call('ZADD', BY_STATUS[new], seq, id)
-  redis.call('HSET', EVENT, 'status', new)
-  if new == 'done' or new == 'dead' then
-    redis.call('ZADD', FINISHED, redis.call('HGET', EVENT, 'received_at'), id)
-  else
-    redis.call('ZREM', FINISHED, id)
+#: The layout this code writes. 1: wave 1 (one endpoint, no schema key); 2: endpoints.
+SCHEMA_VERSION = 2
+
+
+def _lua_set(statuses: frozenset[Status]) -> str:
+    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in values(statuses)) + "}"
+
+
+# Shared by the transition scripts, whose KEYS always are: event hash, due, finished, all,
+# seq, endpoints, then one sorted set per status in _STATUSES order; ARGV[1] is the id.
+# Numbers that are stored are passed in from Python as strings: Lua would print them back
+# with only 14 significant digits.
+_PRELUDE = f"""
+local EVENT, DUE, FINISHED, ALL, SEQ, ENDPOINTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+                                                  KEYS[5], KEYS[6]
+local ID = ARGV[1]
+local STATUSES = {{{", ".join(json.dumps(name) for name in _STATUSES)}}}
+local BY_STATUS = {{}}
+for i, name in ipairs(STATUSES) do BY_STATUS[name] = KEYS[6 + i] end
+local CLAIMABLE = {_lua_set(CLAIMABLE)}
+local IS_FINISHED = {_lua_set(FINISHED)}
+local REPLAYABLE = {_lua_set(REPLAYABLE)}
+local RESOLVABLE = {_lua_set(RESOLVABLE)}
+
+-- Writes one transition's fields, given at ARGV[i] as: n, n field/value pairs, m, m
+-- fields to delete. 'due_at' goes to the due index; a new 'status' moves the event
+-- between the status indexes and in or out of the finished one. Returns the next index.
+local function apply(i)
+  local old = redis.call('HGET', EVENT, 'status')
+  local new, due, clear_due = nil, nil, false
+  local n = tonumber(ARGV[i]); i = i + 1
+  for k = 1, n do
+    local field, value = ARGV[i], ARGV[i + 1]; i = i + 2
+    if field == 'due_at' then due = value
+    else
+      if field == 'status' then new = value end
+      redis.call('HSET', EVENT, field, value)
+    end
   end
+  local m = tonumber(ARGV[i]); i = i + 1
+  for k = 1, m do
+    local field = ARGV[i]; i = i + 1
+    if field == 'due_at' then clear_due = true else redis.call('HDEL', EVENT, field) end
+  end
+  if due then redis.call('ZADD', DUE, due, ID) elseif clear_due then redis.call('ZREM', DUE, ID) end
+  if new and new ~= old then
+    if old and BY_STATUS[old] then redis.call('ZREM', BY_STATUS[old], ID) end
+    redis.call('ZADD', BY_STATUS[new], redis.call('HGET', EVENT, 'seq'), ID)
+    if IS_FINISHED[new] then
+      redis.call('ZADD', FINISHED, redis.call('HGET', EVENT, 'received_at'), ID)
+    else
+      redis.call('ZREM', FINISHED, ID)
+    end
+  end
+  return i
 end
-local function merge_outcomes(first)
-  for i = first, #ARGV, 2 do
-    redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1])
+-- Outcomes at ARGV[i]: n, then n handler/json pairs.
+local function merge_outcomes(i)
+  local n = tonumber(ARGV[i]); i = i + 1
+  for k = 1, n do
+    redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1]); i = i + 2
   end
+  return i
 end
 local function holds_lease(token)
   return redis.call('HGET', EVENT, 'lease_token') == token
 end
 """
 
-# KEYS[9] all, KEYS[10] seq. ARGV: id, type, created_at, now, body.
+# ARGV: id, endpoint, fields of the new row.
 _RECORD = """
 if redis.call('EXISTS', EVENT) == 1 then
   redis.call('HINCRBY', EVENT, 'deliveries', 1)
   return 0
 end
-local seq = redis.call('INCR', KEYS[10])
-redis.call('HSET', EVENT, 'type', ARGV[2], 'created_at', ARGV[3], 'received_at', ARGV[4],
-           'body', ARGV[5], 'status', 'pending', 'attempts', 0, 'deliveries', 1, 'seq', seq)
-redis.call('ZADD', DUE, ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[9], seq, ARGV[1])
-redis.call('ZADD', BY_STATUS.pending, seq, ARGV[1])
+local seq = redis.call('INCR', SEQ)
+redis.call('HSET', EVENT, 'seq', seq)
+redis.call('SADD', ENDPOINTS, ARGV[2])
+redis.call('ZADD', ALL, seq, ID)
+apply(3)
 return 1
 """
 
-# ARGV: id, now, lease_until, token. Returns the event's hash, or nil.
+# ARGV: id, now, claim fields. Returns the event's hash, or nil.
 _CLAIM = """
 local status = redis.call('HGET', EVENT, 'status')
-if status ~= 'pending' and status ~= 'failed' and status ~= 'processing' then return false end
-local due = redis.call('ZSCORE', DUE, ARGV[1])
+if not status or not CLAIMABLE[status] then return false end
+local due = redis.call('ZSCORE', DUE, ID)
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
-set_status(ARGV[1], status, 'processing')
 redis.call('HINCRBY', EVENT, 'attempts', 1)
-redis.call('HSET', EVENT, 'lease_token', ARGV[4], 'lease_until', ARGV[3])
-redis.call('ZADD', DUE, ARGV[3], ARGV[1])
+apply(3)
 return redis.call('HGETALL', EVENT)
 """
 
-# ARGV: id, token, then outcome name/json pairs.
+# ARGV: id, token, renew fields.
+_RENEW = """
+if not holds_lease(ARGV[2]) then return 0 end
+apply(3)
+return 1
+"""
+
+# ARGV: id, token, outcomes.
 _CHECKPOINT = """
 if not holds_lease(ARGV[2]) then return 0 end
 merge_outcomes(3)
 return 1
 """
 
-# ARGV: id, token, now, then outcome name/json pairs.
-_COMPLETE = """
+# ARGV: id, token, outcomes, finish fields.
+_FINISH = """
 if not holds_lease(ARGV[2]) then return 0 end
-merge_outcomes(4)
-set_status(ARGV[1], 'processing', 'done')
-redis.call('HSET', EVENT, 'processed_at', ARGV[3])
-redis.call('HDEL', EVENT, 'last_error', 'next_attempt_at', 'lease_until', 'lease_token')
-redis.call('ZREM', DUE, ARGV[1])
+apply(merge_outcomes(3))
 return 1
 """
 
-# ARGV: id, token, status, error, retry_at ('' for none: dead), then outcome pairs.
-_FAIL = """
-if not holds_lease(ARGV[2]) then return 0 end
-merge_outcomes(6)
-set_status(ARGV[1], 'processing', ARGV[3])
-redis.call('HSET', EVENT, 'last_error', ARGV[4])
-redis.call('HDEL', EVENT, 'lease_until', 'lease_token')
-if ARGV[5] == '' then
-  redis.call('HDEL', EVENT, 'next_attempt_at')
-  redis.call('ZREM', DUE, ARGV[1])
-else
-  redis.call('HSET', EVENT, 'next_attempt_at', ARGV[5])
-  redis.call('ZADD', DUE, ARGV[5], ARGV[1])
-end
-return 1
-"""
-
-# ARGV: id, now, rerun_all ('1' or '0').
+# ARGV: id, rerun_all ('1' or '0'), replay fields.
 _REPLAY = """
 local status = redis.call('HGET', EVENT, 'status')
-if status ~= 'done' and status ~= 'failed' and status ~= 'dead' then return 0 end
-set_status(ARGV[1], status, 'pending')
-redis.call('HSET', EVENT, 'attempts', 0)
-redis.call('HDEL', EVENT, 'next_attempt_at')
-redis.call('ZADD', DUE, ARGV[2], ARGV[1])
-if ARGV[3] == '1' then
+if not status or not REPLAYABLE[status] then return 0 end
+apply(3)
+if ARGV[2] == '1' then
   for _, field in ipairs(redis.call('HKEYS', EVENT)) do
     if string.sub(field, 1, 2) == 'o:' then redis.call('HDEL', EVENT, field) end
   end
@@ -153,34 +202,59 @@ end
 return 1
 """
 
-# ARGV: id, now.
+# ARGV: id, resolve fields.
 _RESOLVE = """
 local status = redis.call('HGET', EVENT, 'status')
-if status ~= 'failed' and status ~= 'dead' then return 0 end
-set_status(ARGV[1], status, 'done')
-redis.call('HSET', EVENT, 'processed_at', ARGV[2])
-redis.call('ZREM', DUE, ARGV[1])
+if not status or not RESOLVABLE[status] then return 0 end
+apply(2)
 return 1
 """
 
-# KEYS: finished, all, then the five status sets, then one event hash per id.
+# KEYS: finished, due, all, then the status sets, then one event hash per id.
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
 # Returns {deleted, left the finished set}.
-_PRUNE = """
+_PRUNE = f"""
+local IS_FINISHED = {_lua_set(FINISHED)}
+local fixed = 3 + {len(_STATUSES)}
 local deleted, dropped = 0, 0
 for i = 2, #ARGV do
-  local id, event = ARGV[i], KEYS[6 + i]
+  local id, event = ARGV[i], KEYS[fixed + i - 1]
   local fields = redis.call('HMGET', event, 'status', 'received_at')
   local status, received = fields[1], fields[2]
-  if (status == 'done' or status == 'dead') and tonumber(received) < tonumber(ARGV[1]) then
+  if status and IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
     redis.call('DEL', event)
-    for k = 1, 7 do redis.call('ZREM', KEYS[k], id) end
+    for k = 1, fixed do redis.call('ZREM', KEYS[k], id) end
     deleted = deleted + 1
-  elseif status ~= 'done' and status ~= 'dead' then
+  elseif not (status and IS_FINISHED[status]) then
     dropped = dropped + redis.call('ZREM', KEYS[1], id)
   end
 end
-return {deleted, deleted + dropped}
+return {{deleted, deleted + dropped}}
+"""
+
+# KEYS: schema, seq, the default endpoint's 'all', endpoints. ARGV: this code's version,
+# the default endpoint's name. Returns the version found before migrating (0: new inbox),
+# or an error for a layout newer than this code.
+_MIGRATE = """
+local CURRENT = tonumber(ARGV[1])
+local found = redis.call('GET', KEYS[1])
+if found then
+  found = tonumber(found)
+elseif redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  found = 1  -- wave 1 wrote no schema key
+else
+  found = 0
+end
+if found > CURRENT then
+  return redis.error_reply('inbox layout version ' .. found .. ' is newer than this code (' ..
+                           CURRENT .. '): upgrade iverton-webhooks')
+end
+if found == 1 then
+  -- 1 -> 2: the wave-1 keys are the default endpoint's, unchanged; list them as one.
+  redis.call('SADD', KEYS[4], ARGV[2])
+end
+redis.call('SET', KEYS[1], CURRENT)
+return found
 """
 
 _PRUNE_BATCH = 500
@@ -191,43 +265,74 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
-def _pairs(outcomes: Mapping[str, HandlerOutcome]) -> list[str]:
-    args: list[str] = []
+def _encode(value: Any) -> str | bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+def _fields(fields: Mapping[str, Any]) -> list[str | bytes]:
+    """A transition's field dict as the ``apply`` arguments: what to write, what to delete."""
+    written = [(name, value) for name, value in fields.items() if value is not None]
+    deleted = [name for name, value in fields.items() if value is None]
+    args: list[str | bytes] = [str(len(written))]
+    for name, value in written:
+        args += (name, _encode(value))
+    return [*args, str(len(deleted)), *deleted]
+
+
+def _outcomes(outcomes: Mapping[str, HandlerOutcome]) -> list[str | bytes]:
+    args: list[str | bytes] = [str(len(outcomes))]
     for name, outcome in outcomes.items():
         args += (name, json.dumps(outcome.to_json(), separators=(",", ":")))
     return args
 
 
-def _optional_time(fields: Mapping[bytes, bytes], name: bytes) -> datetime | None:
-    value = fields.get(name)
-    return None if value is None else to_datetime(float(value))
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
-def _to_event(event_id: str, fields: Mapping[bytes, bytes]) -> StoredEvent:
-    error = fields.get(b"last_error")
-    return StoredEvent(
-        id=event_id,
-        type=fields[b"type"].decode(),
-        created_at=to_datetime(float(fields[b"created_at"])),  # type: ignore[arg-type]
-        received_at=to_datetime(float(fields[b"received_at"])),  # type: ignore[arg-type]
-        body=fields[b"body"],
-        status=Status(fields[b"status"].decode()),
-        attempts=int(fields[b"attempts"]),
-        deliveries=int(fields[b"deliveries"]),
-        next_attempt_at=_optional_time(fields, b"next_attempt_at"),
-        lease_until=_optional_time(fields, b"lease_until"),
-        processed_at=_optional_time(fields, b"processed_at"),
-        last_error=None if error is None else error.decode(),
-        outcomes={
-            key[2:].decode(): HandlerOutcome.from_json(json.loads(value))
-            for key, value in fields.items()
-            if key.startswith(b"o:")
-        },
-    )
+def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredEvent:
+    """The event hash as a :func:`read_row` mapping (outcomes gathered as JSON text)."""
+    row: dict[str, Any] = {}
+    outcomes: list[str] = []
+    for key, value in fields.items():
+        name = _text(key)
+        if name.startswith("o:"):
+            outcomes.append(f"{json.dumps(name[2:])}:{_text(value)}")
+        else:
+            row[name] = value if name == "body" else _text(value)
+    row["id"], row["endpoint"] = event_id, endpoint
+    row["outcomes"] = "{" + ",".join(outcomes) + "}"
+    return read_row(row)
 
 
 def _pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class _Keys:
+    """The key names of one endpoint."""
+
+    def __init__(self, prefix: str, endpoint: str) -> None:
+        tag = "{" + prefix + "}"
+        # Percent-encoding leaves no ':' in the name, so no two endpoints' keys can meet.
+        base = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
+        self.endpoint = endpoint
+        self.event_prefix = f"{base}:e:"
+        self.due, self.finished, self.all = f"{base}:due", f"{base}:finished", f"{base}:all"
+        self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
+        self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
+
+    def event(self, event_id: str) -> str:
+        return self.event_prefix + event_id
+
+    def script(self, event_id: str) -> list[str]:
+        """KEYS of a transition script (see ``_PRELUDE``)."""
+        fixed = [self.due, self.finished, self.all, self.seq, self.endpoints]
+        return [self.event(event_id), *fixed, *self.by_status.values()]
 
 
 class RedisStore:
@@ -237,6 +342,7 @@ class RedisStore:
     ``timeout`` bounds connecting and each reply, so a dead server turns into an error
     quickly (the receiver answers 503 and the sender retries). Failed commands are not
     retried by the client: a retry after a lost reply could run a transition twice.
+    Nothing connects before the first call, which also migrates an older layout.
     """
 
     blocking = True
@@ -268,139 +374,259 @@ class RedisStore:
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL: {exc}") from None
-        tag = "{" + prefix + "}"
-        self._event_prefix = f"{tag}:e:"
-        self._due, self._finished = f"{tag}:due", f"{tag}:finished"
-        self._all, self._seq = f"{tag}:all", f"{tag}:seq"
-        self._by_status = {name: f"{tag}:s:{name}" for name in _STATUSES}
-        self._indexes = [self._due, self._finished, *self._by_status.values()]
+        self._tag = "{" + prefix + "}"
+        self._schema = f"{self._tag}:schema"
+        self._endpoint_keys: dict[str, _Keys] = {}
+        self._migrated = False
         register = self.redis.register_script
         self._record = register(_PRELUDE + _RECORD)
         self._claim = register(_PRELUDE + _CLAIM)
+        self._renew = register(_PRELUDE + _RENEW)
         self._checkpoint = register(_PRELUDE + _CHECKPOINT)
-        self._complete = register(_PRELUDE + _COMPLETE)
-        self._fail = register(_PRELUDE + _FAIL)
+        self._finish = register(_PRELUDE + _FINISH)
         self._replay = register(_PRELUDE + _REPLAY)
         self._resolve = register(_PRELUDE + _RESOLVE)
         self._prune = register(_PRUNE)
+        self._migrate = register(_MIGRATE)
 
     def __repr__(self) -> str:
         kwargs = self.redis.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return f"<RedisStore {where}/{kwargs.get('db', 0)} prefix={self.prefix!r}>"
 
-    def keys(self) -> list[str]:
-        """The fixed keys this store uses; each event adds one ``{prefix}:e:<id>`` hash."""
-        return [*self._indexes, self._all, self._seq]
+    # Keys and schema ------------------------------------------------------------------
 
-    def _keys(self, event_id: str) -> list[str]:
-        return [self._event_prefix + event_id, *self._indexes]
+    def _keys(self, endpoint: str) -> _Keys:
+        keys = self._endpoint_keys.get(endpoint)
+        if keys is None:
+            keys = self._endpoint_keys[endpoint] = _Keys(self.prefix, endpoint)
+        return keys
 
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
-        args = (event_id, event_type, _num(created_at.timestamp()), _num(self.clock()), body)
-        keys = [*self._keys(event_id), self._all, self._seq]
-        return bool(self._record(keys, args))
+    def keys(self, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        """The fixed keys this store uses for one endpoint (plus the shared ones); each
+        event adds one ``<base>:e:<id>`` hash."""
+        k = self._keys(endpoint)
+        return [
+            k.due,
+            k.finished,
+            k.all,
+            *k.by_status.values(),
+            k.seq,
+            k.endpoints,
+            self._schema,
+        ]
 
-    def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
+    def migrate(self) -> int:
+        """Bring the layout up to :data:`SCHEMA_VERSION` (atomic; safe from many processes
+        at once); return the version found (0 for a new inbox). Runs on first use."""
+        k = self._keys(DEFAULT_ENDPOINT)
+        try:
+            found = int(
+                self._migrate(
+                    [self._schema, k.seq, k.all, k.endpoints], [SCHEMA_VERSION, DEFAULT_ENDPOINT]
+                )
+            )
+        except redis.ResponseError as exc:
+            if "newer than this code" in str(exc):
+                raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
+            raise
+        self._migrated = True
+        return found
+
+    def schema_version(self) -> int | None:
+        """The layout version stored in Redis (None before anything was written)."""
+        value = self.redis.get(self._schema)
+        return None if value is None else int(cast(bytes, value))
+
+    def _ready(self, endpoint: str) -> _Keys:
+        if not self._migrated:
+            self.migrate()
+        return self._keys(endpoint)
+
+    def _endpoints(self, endpoint: str | None) -> list[_Keys]:
+        if endpoint is not None:
+            return [self._ready(endpoint)]
+        shared = self._ready(DEFAULT_ENDPOINT).endpoints
+        names = cast("set[bytes]", self.redis.smembers(shared))
+        return [self._keys(_text(name)) for name in sorted(names)]
+
+    # Transitions -----------------------------------------------------------------------
+
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
+        keys = self._ready(endpoint)
+        row = new_row(
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type=event_type,
+            created_at=created_at.timestamp(),
+            body=body,
+            now=self.clock(),
+            status=Status(status),
+            error=error,
+        )
+        args = [event_id, endpoint, *_fields(row)]
+        return bool(self._record(keys.script(event_id), args))
+
+    def claim(
+        self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
+    ) -> Claim | None:
+        keys = self._ready(endpoint)
         now = self.clock()
         token = uuid.uuid4().hex
-        args = (event_id, _num(now), _num(now + lease_seconds), token)
-        flat = self._claim(self._keys(event_id), args)
+        args = [event_id, _num(now), *_fields(claim_fields(now, lease_seconds, token))]
+        flat = self._claim(keys.script(event_id), args)
         if flat is None:
             return None
-        return Claim(event=_to_event(event_id, _pairs_to_dict(flat)), token=token)
+        return Claim(event=_row(endpoint, event_id, _pairs_to_dict(flat)), token=token)
+
+    def _held(self, claim: Claim) -> tuple[list[str], str, str]:
+        event = claim.event
+        return self._ready(event.endpoint).script(event.id), event.id, claim.token
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        keys, event_id, token = self._held(claim)
+        args = [event_id, token, *_fields(renew_fields(self.clock(), lease_seconds))]
+        return bool(self._renew(keys, args))
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        event_id = claim.event.id
-        args = [event_id, claim.token, *_pairs(outcomes)]
-        return bool(self._checkpoint(self._keys(event_id), args))
+        keys, event_id, token = self._held(claim)
+        return bool(self._checkpoint(keys, [event_id, token, *_outcomes(outcomes)]))
 
-    def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        event_id = claim.event.id
-        args = [event_id, claim.token, _num(self.clock()), *_pairs(outcomes)]
-        return bool(self._complete(self._keys(event_id), args))
-
-    def fail(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        error: str,
-        retry_at: float | None,
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        event_id = claim.event.id
-        status = Status.DEAD if retry_at is None else Status.FAILED
-        when = "" if retry_at is None else _num(retry_at)
-        args = [event_id, claim.token, status.value, error, when, *_pairs(outcomes)]
-        return bool(self._fail(self._keys(event_id), args))
+        keys, event_id, token = self._held(claim)
+        fields = _fields(finish_fields(verdict, self.clock()))
+        return bool(self._finish(keys, [event_id, token, *_outcomes(outcomes), *fields]))
 
-    def due(self, limit: int = 100) -> list[str]:
-        ids = self._range(self._due, "-inf", _num(self.clock()), limit)
-        return [event_id.decode() for event_id in ids]
+    def replay(
+        self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
+    ) -> bool:
+        keys = self._ready(endpoint).script(event_id)
+        args = [event_id, "1" if rerun_all else "0", *_fields(replay_fields(self.clock()))]
+        return bool(self._replay(keys, args))
+
+    def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
+        keys = self._ready(endpoint).script(event_id)
+        return bool(self._resolve(keys, [event_id, *_fields(resolve_fields(self.clock()))]))
+
+    # Reading ---------------------------------------------------------------------------
+
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        keys = self._ready(endpoint)
+        ids = self._range(keys.due, "-inf", _num(self.clock()), limit)
+        return [_text(event_id) for event_id in ids]
 
     def _range(self, key: str, low: str, high: str, limit: int) -> list[bytes]:
         # redis-py types replies loosely (sync and asyncio clients share the stubs).
         return cast("list[bytes]", self.redis.zrangebyscore(key, low, high, start=0, num=limit))
 
-    def get(self, event_id: str) -> StoredEvent | None:
-        fields = cast("dict[bytes, bytes]", self.redis.hgetall(self._event_prefix + event_id))
-        return _to_event(event_id, fields) if fields else None
+    def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
+        keys = self._ready(endpoint)
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys.event(event_id)))
+        return _row(endpoint, event_id, fields) if fields else None
 
-    def list(
-        self,
-        status: Status | str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-    ) -> list[StoredEvent]:
-        wanted = None if status is None else Status(status)
-        index = self._all if wanted is None else self._by_status[wanted.value]
-        found: list[StoredEvent] = []
+    def _list_one(
+        self, keys: _Keys, wanted: Status | None, event_type: str | None, limit: int
+    ) -> list[tuple[float, StoredEvent]]:
+        index = keys.all if wanted is None else keys.by_status[wanted.value]
+        found: list[tuple[float, StoredEvent]] = []
         start, page = 0, max(limit, 100)
         # Newest first, a page at a time; each event is re-checked, since it may have
-        # moved on between reading the index and reading the event.
+        # moved on between reading the index and reading the event. The check is on the
+        # stored status: an unreadable row (shown quarantined) still lists where it is.
         while len(found) < limit:
-            ids = cast("list[bytes]", self.redis.zrevrange(index, start, start + page - 1))
-            if not ids:
+            ranked = cast(
+                "list[tuple[bytes, float]]",
+                self.redis.zrevrange(index, start, start + page - 1, withscores=True),
+            )
+            if not ranked:
                 break
             start += page
             pipe = self.redis.pipeline(transaction=False)
-            for event_id in ids:
-                pipe.hgetall(self._event_prefix + event_id.decode())
-            for event_id, fields in zip(ids, pipe.execute(), strict=True):
+            for event_id, _ in ranked:
+                pipe.hgetall(keys.event(_text(event_id)))
+            for (event_id, seq), fields in zip(ranked, pipe.execute(), strict=True):
                 if not fields:
                     continue
-                event = _to_event(event_id.decode(), fields)
-                if (wanted is None or event.status is wanted) and event_type in (None, event.type):
-                    found.append(event)
+                stored = fields.get(b"status")
+                if wanted is not None and stored != wanted.value.encode():
+                    continue
+                event = _row(keys.endpoint, _text(event_id), fields)
+                if event_type in (None, event.type):
+                    found.append((seq, event))
                     if len(found) == limit:
                         break
         return found
 
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
-        args = (event_id, _num(self.clock()), "1" if rerun_all else "0")
-        return bool(self._replay(self._keys(event_id), args))
+    def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
+        every = self._endpoints(endpoint)
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in every:
+            for name in _STATUSES:
+                pipe.zcard(keys.by_status[name])
+        counts = iter(pipe.execute())
+        totals: dict[Status, int] = {}
+        for _ in every:
+            for name in _STATUSES:
+                n = int(next(counts))
+                if n:
+                    totals[Status(name)] = totals.get(Status(name), 0) + n
+        return totals
 
-    def resolve(self, event_id: str) -> bool:
-        args = (event_id, _num(self.clock()))
-        return bool(self._resolve(self._keys(event_id), args))
+    def count(self, *, endpoint: str | None = None) -> int:
+        every = self._endpoints(endpoint)
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in every:
+            pipe.zcard(keys.all)
+        return sum(int(n) for n in pipe.execute())
 
-    def prune(self, received_before: float) -> int:
+    def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
+        return sum(self._prune_one(keys, received_before) for keys in self._endpoints(endpoint))
+
+    def _prune_one(self, keys: _Keys, received_before: float) -> int:
         cutoff = _num(received_before)
-        fixed = [self._finished, self._all, *self._by_status.values()]
+        fixed = [keys.finished, keys.due, keys.all, *keys.by_status.values()]
         deleted = 0
         # Batches keep each script short (Redis serves nobody else while one runs). Every
         # candidate leaves the finished set, so this ends; stopping when a batch removes
         # nothing guards against an index gone wrong.
         while True:
-            ids = self._range(self._finished, "-inf", f"({cutoff}", _PRUNE_BATCH)
-            names = [event_id.decode() for event_id in ids]
-            keys = fixed + [self._event_prefix + name for name in names]
-            gone, removed = self._prune(keys, [cutoff, *names]) if names else (0, 0)
+            ids = self._range(keys.finished, "-inf", f"({cutoff}", _PRUNE_BATCH)
+            names = [_text(event_id) for event_id in ids]
+            if not names:
+                return deleted
+            gone, removed = self._prune(fixed + [keys.event(n) for n in names], [cutoff, *names])
             deleted += int(gone)
             if not removed:
                 return deleted
 
-    def count(self) -> int:
-        return int(self.redis.zcard(self._all))
+    # Last in the class: below here, ``list`` names this method, not the builtin.
+    def list(
+        self,
+        status: Status | str | None = None,
+        event_type: str | None = None,
+        limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
+    ) -> list[StoredEvent]:
+        wanted = None if status is None else Status(status)
+        found: list[tuple[float, StoredEvent]] = []
+        for keys in self._endpoints(endpoint):
+            found += self._list_one(keys, wanted, event_type, limit)
+        # The arrival number is shared by every endpoint: newest first across them all.
+        found.sort(key=lambda item: item[0], reverse=True)
+        return [event for _, event in found[:limit]]
 
     def close(self) -> None:
         self.redis.close()
