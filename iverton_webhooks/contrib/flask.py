@@ -16,22 +16,16 @@ with different ``name=``. With Flask-WTF's ``CSRFProtect``, exempt the blueprint
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, cast
 
-import click
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
-from flask.cli import AppGroup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..body import read_capped
-from ..errors import ConfigurationError, WebhookError
-from ..inbox.base import Status
+from ..errors import ConfigurationError
 from ..receiver import TOO_LARGE, HeadersLike, Receiver, Reply
 
 __all__ = [
@@ -134,6 +128,8 @@ def webhooks_blueprint(
             built = Receiver(secret, secrets=secrets, **options)
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
         if "iverton" not in app.cli.commands:
+            from .flask_cli import iverton_cli  # here: flask_cli imports this module
+
             app.cli.add_command(iverton_cli)
 
     blueprint.record(setup)
@@ -235,124 +231,3 @@ def _secrets_setting(value: object) -> list[str] | None:
     if isinstance(value, Sequence):
         return [str(part) for part in value]
     raise ConfigurationError("IVERTON_WEBHOOK_SECRETS must be a list of secrets")
-
-
-# The ``flask iverton`` commands: the same as ``iverton-webhooks``, for the app's receiver.
-
-iverton_cli = AppGroup(
-    "iverton", help="Iverton webhooks: events, replay, worker, prune, send-test."
-)
-_endpoint_option = click.option(
-    "--endpoint", default=None, help="blueprint name, when the app has several endpoints"
-)
-
-
-def _endpoint(name: str | None) -> Endpoint:
-    try:
-        return state_of(current_app).endpoint(name)
-    except WebhookError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@iverton_cli.command("events")
-@_endpoint_option
-@click.option("--status", type=click.Choice([s.value for s in Status]))
-@click.option("--type", "event_type")
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-def events_command(
-    endpoint: str | None, status: str | None, event_type: str | None, limit: int, as_json: bool
-) -> None:
-    """List stored events, newest first."""
-    store = _endpoint(endpoint).receiver.store
-    for event in store.list(status=status, event_type=event_type, limit=limit):
-        if as_json:
-            click.echo(json.dumps(event.to_json()))
-        else:
-            click.echo(event.summary())
-
-
-@iverton_cli.command("replay")
-@_endpoint_option
-@click.argument("ids", nargs=-1)
-@click.option("--dead", is_flag=True, help="replay every dead event")
-@click.option("--all-handlers", is_flag=True, help="re-run handlers that succeeded")
-def replay_command(
-    endpoint: str | None, ids: tuple[str, ...], dead: bool, all_handlers: bool
-) -> None:
-    """Queue events again; the app's runner or `flask iverton worker` processes them."""
-    store = _endpoint(endpoint).receiver.store
-    wanted = list(ids)
-    if dead:
-        wanted += [event.id for event in store.list(status=Status.DEAD, limit=1_000_000)]
-    if not wanted:
-        raise click.UsageError("name event ids or pass --dead")
-    replayed = [i for i in wanted if store.replay(i, rerun_all=all_handlers)]
-    click.echo(f"replayed {len(replayed)} of {len(wanted)} event(s); the worker will process them")
-    if len(replayed) != len(wanted):
-        raise click.exceptions.Exit(1)
-
-
-@iverton_cli.command("worker")
-@_endpoint_option
-@click.option("--once", is_flag=True, help="one pass, then exit")
-@click.option("--interval", type=float, default=2.0, show_default=True)
-def worker_command(endpoint: str | None, once: bool, interval: float) -> None:
-    """Process due events (pending, retries, crashed) with the app's handlers."""
-    receiver = _endpoint(endpoint).receiver
-    while True:
-        counts = receiver.recover(limit=500)
-        if counts:
-            click.echo(" ".join(f"{result.value}={n}" for result, n in counts.items()))
-        if once:
-            return
-        if not counts:
-            time.sleep(interval)
-
-
-@iverton_cli.command("prune")
-@_endpoint_option
-@click.option("--older-than-hours", type=float, default=None, help="default: the retention")
-def prune_command(endpoint: str | None, older_than_hours: float | None) -> None:
-    """Delete done and dead events past the retention."""
-    receiver = _endpoint(endpoint).receiver
-    span = None if older_than_hours is None else timedelta(hours=older_than_hours)
-    try:
-        click.echo(f"deleted {receiver.prune(span)} event(s)")
-    except WebhookError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@iverton_cli.command("send-test")
-@_endpoint_option
-@click.argument("event_type", metavar="TYPE")
-@click.option("--url", default=None, help="default: http://127.0.0.1:5000 + the endpoint's path")
-@click.option("--secret", default=None, help="default: the endpoint's first secret")
-def send_test_command(
-    endpoint: str | None, event_type: str, url: str | None, secret: str | None
-) -> None:
-    """POST a signed sample event, like the dashboard's "Send Test" button."""
-    from ..samples import send_sample
-
-    found = _endpoint(endpoint)
-    secret = secret or found.signing_secret
-    if not secret:
-        raise click.UsageError("give --secret (this endpoint was set up with a ready receiver)")
-    target = url or _default_url(endpoint)
-    try:
-        status, body = send_sample(target, event_type, secret)
-    except ValueError as error:  # not one of the 22 types
-        raise click.BadParameter(str(error), param_hint="TYPE") from None
-    except OSError as error:
-        raise click.ClickException(f"could not reach {target}: {error}") from None
-    click.echo(f"{status} {body.decode('utf-8', 'replace')}")
-    if not 200 <= status < 300:
-        raise click.exceptions.Exit(1)
-
-
-def _default_url(endpoint: str | None) -> str:
-    # _endpoint() already checked that, without a name, the app has exactly one.
-    name = endpoint or next(iter(state_of(current_app).endpoints))
-    for rule in current_app.url_map.iter_rules(f"{name}.{VIEW}"):
-        return f"http://127.0.0.1:5000{rule.rule}"
-    raise click.UsageError(f"no URL rule for endpoint {name!r}; give --url")

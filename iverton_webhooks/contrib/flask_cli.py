@@ -1,0 +1,164 @@
+"""``flask iverton``: the inbox operations of :mod:`iverton_webhooks.operations` for the
+app's own receivers, with the same flags, messages and exit codes as ``iverton-webhooks``.
+
+Registered on an app by :func:`iverton_webhooks.contrib.flask.webhooks_blueprint` (and so
+by the extension). ``--endpoint`` names a blueprint; without it, the app's only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .. import operations as ops
+from ..errors import WebhookError
+from ..inbox.base import Status
+from ..operations import OperationError, printable
+from ..processor import Processor
+from .flask import VIEW, Endpoint, state_of
+
+__all__ = ["iverton_cli"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+NO_HANDLERS_HINT = "register them with @on(...) (or pass router=) where the app is created"
+
+iverton_cli = AppGroup(
+    "iverton", help="Iverton webhooks: events, stats, replay, worker, prune, send-test."
+)
+
+
+class Refused(click.ClickException):
+    """An operation's refusal, shown as click shows errors, with the operation's code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _endpoint_option(func: F) -> F:
+    return click.option(
+        "--endpoint", default=None, help="blueprint name (default: the app's only endpoint)"
+    )(func)
+
+
+def _endpoint(name: str | None) -> Endpoint:
+    try:
+        return state_of(current_app).endpoint(name)
+    except WebhookError as error:
+        raise Refused(printable(error), ops.USAGE) from None
+
+
+def _run(endpoint: str | None, operation: Callable[[Processor], int]) -> None:
+    processor = _endpoint(endpoint).receiver.processor
+    try:
+        code = operation(processor)
+    except OperationError as error:
+        raise Refused(str(error), error.code) from None
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@iverton_cli.command("events")
+@_endpoint_option
+@click.option("--status", type=click.Choice([s.value for s in Status]))
+@click.option("--type", "event_type")
+@click.option("--limit", type=int, default=ops.DEFAULT_LIMIT, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def events_command(
+    endpoint: str | None, status: str | None, event_type: str | None, limit: int, as_json: bool
+) -> None:
+    """List stored events, newest first."""
+    _run(
+        endpoint,
+        lambda p: ops.list_events(
+            p, click.echo, status=status, event_type=event_type, limit=limit, as_json=as_json
+        ),
+    )
+
+
+@iverton_cli.command("stats")
+@_endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+def stats_command(endpoint: str | None, as_json: bool) -> None:
+    """How many events are in each status."""
+    _run(endpoint, lambda p: ops.stats(p, click.echo, as_json=as_json))
+
+
+@iverton_cli.command("replay")
+@_endpoint_option
+@click.argument("ids", nargs=-1)
+@click.option("--dead", is_flag=True, help="replay every dead event")
+@click.option("--rerun-all", is_flag=True, help="re-run handlers that succeeded")
+def replay_command(endpoint: str | None, ids: tuple[str, ...], dead: bool, rerun_all: bool) -> None:
+    """Queue events again; the app's runner or `flask iverton worker` processes them."""
+    _run(endpoint, lambda p: ops.replay(p, click.echo, ids, dead=dead, rerun_all=rerun_all))
+
+
+@iverton_cli.command("worker")
+@_endpoint_option
+@click.option("--once", is_flag=True, help="until nothing is due, then exit")
+@click.option("--interval", type=float, default=ops.DEFAULT_INTERVAL, show_default=True)
+@click.option("--batch", type=int, default=ops.DEFAULT_BATCH, show_default=True)
+def worker_command(endpoint: str | None, once: bool, interval: float, batch: int) -> None:
+    """Process due events (pending, retries, crashed) with the app's handlers."""
+    _run(
+        endpoint,
+        lambda p: ops.work(
+            p,
+            click.echo,
+            once=once,
+            interval=interval,
+            batch=batch,
+            no_handlers_hint=NO_HANDLERS_HINT,
+        ),
+    )
+
+
+@iverton_cli.command("prune")
+@_endpoint_option
+@click.option("--older-than-hours", type=float, default=None, help="default: the retention")
+def prune_command(endpoint: str | None, older_than_hours: float | None) -> None:
+    """Delete finished events past the retention."""
+    _run(endpoint, lambda p: ops.prune(p, click.echo, older_than_hours=older_than_hours))
+
+
+@iverton_cli.command("send-test")
+@_endpoint_option
+@click.argument("event_type", metavar="TYPE")
+@click.option("--url", default=None, help="default: http://127.0.0.1:5000 + the endpoint's path")
+@click.option("--secret", default=None, help="default: the endpoint's first secret")
+@click.option("--timeout", type=float, default=10.0, show_default=True)
+def send_test_command(
+    endpoint: str | None, event_type: str, url: str | None, secret: str | None, timeout: float
+) -> None:
+    """POST a signed sample event, like the dashboard's "Send Test" button."""
+    from .. import samples
+
+    found = _endpoint(endpoint)
+    secret = secret or found.signing_secret
+    if not secret:
+        raise Refused("give --secret (this endpoint was set up with a ready receiver)", ops.USAGE)
+    target = url or _default_url(endpoint)
+    try:
+        status, body = samples.send_sample(target, event_type, secret, timeout=timeout)
+    except ValueError as error:  # not a known type
+        raise Refused(printable(error), ops.USAGE) from None
+    except OSError as error:
+        reason = getattr(error, "reason", None) or error
+        raise Refused(printable(f"could not reach {target}: {reason}"), ops.USAGE) from None
+    click.echo(f"{status} {printable(body.decode('utf-8', 'replace'))}")
+    if not 200 <= status < 300:
+        raise click.exceptions.Exit(ops.NOTHING_DONE)
+
+
+def _default_url(endpoint: str | None) -> str:
+    # _endpoint() already checked that, without a name, the app has exactly one.
+    name = endpoint or next(iter(state_of(current_app).endpoints))
+    for rule in current_app.url_map.iter_rules(f"{name}.{VIEW}"):
+        return f"http://127.0.0.1:5000{rule.rule}"
+    raise Refused(f"no URL rule for endpoint {name!r}; give --url", ops.USAGE)
