@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,15 +21,36 @@ from iverton_webhooks.inbox.base import (
     FINISHED,
     HandlerOutcome,
     Status,
+    Store,
     Verdict,
 )
 from iverton_webhooks.inbox.redis import SCHEMA_VERSION, RedisStore
+from iverton_webhooks.store_contract import ContractClock, StoreContract
 from tests.conftest import service_url
 from tests.stores import delete_redis_prefix, unique_name
 
 pytestmark = pytest.mark.redis
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
+
+
+class TestRedisStoreContract(StoreContract):
+    """The shared store contract, on the real server, under a fresh key prefix per test."""
+
+    def make_store(self, clock: ContractClock, tmp_path: Path) -> RedisStore:
+        return RedisStore(service_url("redis"), prefix=unique_name("iverton_test"), clock=clock)
+
+    def cleanup_store(self, store: Store) -> None:
+        assert isinstance(store, RedisStore)
+        store.close()
+        delete_redis_prefix(service_url("redis"), store.prefix)
+
+    def write_unreadable_row(self, store: Store, event_id: str) -> None:
+        assert isinstance(store, RedisStore)
+        store.record(event_id, "deal.won", CREATED, b"{}")
+        # A time no datetime can hold, as an older version or another tool could write.
+        key = "{" + store.prefix + "}:e:" + event_id  # the default endpoint's event hash
+        store.redis.hset(key, "created_at", "1e300")
 
 
 class Clock:
