@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 
 from django.db import models
 
-from ...inbox.base import Status
+from ...inbox.base import CLAIMABLE, DEFAULT_ENDPOINT, Status, values
 
-#: Statuses a worker may claim; the ``due_at`` index covers only these rows.
-CLAIMABLE = (Status.PENDING.value, Status.FAILED.value, Status.PROCESSING.value)
-FINISHED = (Status.DONE.value, Status.DEAD.value)
+#: Longest endpoint name: endpoints are names a developer picks, not sender input.
+ENDPOINT_MAX_LENGTH = 100
+#: Longest id and type the envelope accepts (``events._ID``); a longer one never gets here.
+KEY_MAX_LENGTH = 255
 
 
 class WebhookEvent(models.Model):
@@ -19,8 +20,12 @@ class WebhookEvent(models.Model):
 
     # An integer key gives the arrival order for listing (the SQLite store uses its rowid).
     id: models.BigAutoField[int, int] = models.BigAutoField(primary_key=True)
-    event_id: models.CharField[str, str] = models.CharField("event id", max_length=255, unique=True)
-    type: models.CharField[str, str] = models.CharField(max_length=100)
+    endpoint: models.CharField[str, str] = models.CharField(
+        max_length=ENDPOINT_MAX_LENGTH, default=DEFAULT_ENDPOINT
+    )
+    # Unique per endpoint (see Meta.constraints), not across the table.
+    event_id: models.CharField[str, str] = models.CharField("event id", max_length=KEY_MAX_LENGTH)
+    type: models.CharField[str, str] = models.CharField(max_length=KEY_MAX_LENGTH)
     resource_id: models.CharField[str, str] = models.CharField(
         "resource id", max_length=255, blank=True, default=""
     )
@@ -59,13 +64,21 @@ class WebhookEvent(models.Model):
         app_label = "iverton_webhooks"
         verbose_name = "webhook event"
         ordering = ("-id",)
+        constraints = (
+            # What makes record() an atomic insert-if-absent, per endpoint. The id leads,
+            # so the admin's search by id alone (every endpoint) uses this index too.
+            models.UniqueConstraint(
+                fields=["event_id", "endpoint"], name="iverton_webhooks_endpoint_event"
+            ),
+        )
         indexes = (
-            # What workers look for: unfinished events whose time has come. Partial, so it
-            # stays small however long the history (ignored where unsupported).
+            # What workers look for: an endpoint's unfinished events whose time has come.
+            # Partial, so it stays small however long the history (ignored where
+            # unsupported). The status list comes from the core's CLAIMABLE set.
             models.Index(
-                fields=["due_at"],
-                name="iverton_webhooks_due",
-                condition=models.Q(status__in=CLAIMABLE),
+                fields=["endpoint", "due_at"],
+                name="iverton_webhooks_due_v2",
+                condition=models.Q(status__in=values(CLAIMABLE)),
             ),
         )
 

@@ -1,26 +1,102 @@
 """``DjangoStore``: the core :class:`~iverton_webhooks.Store` over the ``WebhookEvent`` model.
 
-Same semantics as ``inbox/sqlite.py``: the unique ``event_id`` makes ``record`` an atomic
-insert-if-absent across processes and hosts; every transition after ``claim`` is a
-conditional UPDATE on the lease token, so a worker that lost its lease changes nothing.
+Same semantics as the other stores: the unique ``(endpoint, event_id)`` key makes
+``record`` an atomic insert-if-absent across processes and hosts; every transition
+after ``claim`` is a conditional UPDATE on the lease token, so a worker that lost its
+lease changes nothing. What each transition writes comes from ``inbox/base.py``; this
+module only translates column names and times to the ORM.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
-from django.db.models import F, QuerySet
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone as dj_timezone
 
-from ...inbox.base import Claim, HandlerOutcome, Status, StoredEvent, to_datetime
-from .models import CLAIMABLE, FINISHED, WebhookEvent
+from ...errors import StoreUnavailable
+from ...inbox import base
+from ...inbox.base import (
+    CLAIMABLE,
+    DEFAULT_ENDPOINT,
+    FINISHED,
+    REPLAYABLE,
+    RESOLVABLE,
+    Claim,
+    HandlerOutcome,
+    Status,
+    StoredEvent,
+    Verdict,
+)
+from .models import KEY_MAX_LENGTH, WebhookEvent
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Columns the ORM holds as DateTimeFields; the core writes every time as epoch seconds.
+_DATETIME_COLUMNS = frozenset({"created_at", "received_at", "processed_at"})
+#: What ``read_row`` needs, by model field name (``event_id`` is the core's ``id``).
+_READ_FIELDS = (
+    "endpoint",
+    "event_id",
+    "type",
+    "created_at",
+    "received_at",
+    "body",
+    "status",
+    "attempts",
+    "deliveries",
+    "next_attempt_at",
+    "lease_until",
+    "processed_at",
+    "last_error",
+    "outcomes",
+)
+
+MIGRATE_HINT = "run `python manage.py migrate` to create or update it"
+
+
+def missing_schema(exc: BaseException) -> bool:
+    """Whether a database error says the inbox table or one of its columns is missing
+    (SQLite "no such table/column", PostgreSQL "relation/column ... does not exist",
+    MySQL "doesn't exist" / "Unknown column")."""
+    text = str(exc).lower()
+    table = WebhookEvent._meta.db_table.lower()
+    return (
+        "no such table" in text
+        or "no such column" in text
+        or "unknown column" in text
+        or (table in text and ("does not exist" in text or "doesn't exist" in text))
+        or ("column" in text and "does not exist" in text)
+    )
+
+
+def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
+    """A missing table (``migrate`` not run) becomes a :class:`StoreUnavailable` whose
+    message, logged with the 503, says how to fix it instead of only "no such table"."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except DatabaseError as exc:
+            if not missing_schema(exc):
+                raise
+            raise StoreUnavailable(
+                f"the webhook inbox table {WebhookEvent._meta.db_table!r} is missing or out "
+                f"of date ({exc}): {MIGRATE_HINT}"
+            ) from exc
+
+    return wrapper
 
 
 def _to_db(epoch: float) -> datetime:
@@ -29,9 +105,62 @@ def _to_db(epoch: float) -> datetime:
     return value if settings.USE_TZ else dj_timezone.make_naive(value)
 
 
-def _from_db(value: datetime) -> datetime:
-    aware = value if dj_timezone.is_aware(value) else dj_timezone.make_aware(value)
-    return aware.astimezone(timezone.utc)
+def _from_db(value: object) -> object:
+    # Naive values are in the project's time zone (USE_TZ off); read_row would take
+    # them for UTC. Anything else goes to read_row as it is, which never raises.
+    if isinstance(value, datetime) and dj_timezone.is_naive(value):
+        try:
+            return dj_timezone.make_aware(value).astimezone(timezone.utc)
+        except (ValueError, OverflowError):
+            return value
+    return value
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    """Text a database will take: PostgreSQL refuses NUL in text and in jsonb, so a NUL
+    is written as the four characters ``\\x00`` (visible, and never the reason an
+    authentic event is refused); cut to ``limit`` characters for a varchar."""
+    cleaned = value.replace("\x00", "\\x00")
+    return cleaned if limit is None else cleaned[:limit]
+
+
+def _resource_id(body: bytes) -> str:
+    # Only for searching in the admin: the receiver has already validated the envelope.
+    try:
+        data = json.loads(body).get("data")
+        return clean_text(str(data.get("id", "")), 255) if isinstance(data, dict) else ""
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+
+
+def _db_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A core field dict (epoch times, core column names) as ORM update kwargs."""
+    out: dict[str, Any] = {}
+    for column, value in fields.items():
+        if column in _DATETIME_COLUMNS and value is not None:
+            value = _to_db(float(value))
+        elif column == "last_error" and value is not None:
+            value = clean_text(str(value))
+        out["event_id" if column == "id" else column] = value
+    return out
+
+
+def _outcomes_json(outcomes: Mapping[str, HandlerOutcome]) -> dict[str, Any]:
+    # jsonb refuses \u0000 as well: handler errors may quote any sender data.
+    merged: dict[str, Any] = {}
+    for name, outcome in outcomes.items():
+        value = outcome.to_json()
+        value["error"] = clean_text(value["error"])
+        merged[clean_text(name)] = value
+    return merged
+
+
+def _stored(row: Mapping[str, Any]) -> StoredEvent:
+    mapping = dict(row)
+    mapping["id"] = mapping.pop("event_id")
+    for column in _DATETIME_COLUMNS:
+        mapping[column] = _from_db(mapping.get(column))
+    return base.read_row(mapping)
 
 
 def recycle_connections() -> None:
@@ -42,32 +171,15 @@ def recycle_connections() -> None:
             connection.close_if_unusable_or_obsolete()
 
 
-def _resource_id(body: bytes) -> str:
-    # Only for searching in the admin: the receiver has already validated the envelope.
+@contextmanager
+def _recycled() -> Iterator[None]:
+    # For calls from pollers that live for the whole process, outside any request: give
+    # back a stale or broken connection each time, as Django does after a request.
+    recycle_connections()
     try:
-        data = json.loads(body).get("data")
-        return str(data.get("id", ""))[:255] if isinstance(data, dict) else ""
-    except (ValueError, AttributeError):
-        return ""
-
-
-def _stored(row: WebhookEvent) -> StoredEvent:
-    outcomes: dict[str, Any] = row.outcomes or {}
-    return StoredEvent(
-        id=row.event_id,
-        type=row.type,
-        created_at=_from_db(row.created_at),
-        received_at=_from_db(row.received_at),
-        body=bytes(row.body),
-        status=Status(row.status),
-        attempts=row.attempts,
-        deliveries=row.deliveries,
-        next_attempt_at=to_datetime(row.next_attempt_at),
-        lease_until=to_datetime(row.lease_until),
-        processed_at=None if row.processed_at is None else _from_db(row.processed_at),
-        last_error=row.last_error,
-        outcomes={name: HandlerOutcome.from_json(value) for name, value in outcomes.items()},
-    )
+        yield
+    finally:
+        recycle_connections()
 
 
 class DjangoStore:
@@ -82,21 +194,40 @@ class DjangoStore:
     def __repr__(self) -> str:
         return f"<DjangoStore using={self.using!r}>"
 
-    def _rows(self) -> QuerySet[WebhookEvent]:
+    def _rows(self, endpoint: str | None = DEFAULT_ENDPOINT) -> QuerySet[WebhookEvent]:
         rows: QuerySet[WebhookEvent] = WebhookEvent.objects.using(self.using)
+        if endpoint is not None:
+            rows = rows.filter(endpoint=endpoint)
         return rows
 
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
-        now = self.clock()
-        row = WebhookEvent(
+    def _event(self, event_id: str, endpoint: str) -> QuerySet[WebhookEvent]:
+        rows: QuerySet[WebhookEvent] = self._rows(endpoint).filter(event_id=event_id)
+        return rows
+
+    @_migrate_hint
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
+        fields = base.new_row(
+            endpoint=endpoint,
             event_id=event_id,
-            type=event_type,
-            resource_id=_resource_id(body),
-            created_at=_to_db(created_at.timestamp()),
-            received_at=_to_db(now),
-            body=bytes(body),
-            due_at=now,
+            # A quarantined body's type is whatever could be read: make it fit.
+            event_type=clean_text(event_type, KEY_MAX_LENGTH),
+            created_at=created_at.timestamp(),
+            body=body,
+            now=self.clock(),
+            status=Status(status),
+            error=error,
         )
+        row = WebhookEvent(resource_id=_resource_id(body), **_db_fields(fields))
         try:
             # Its own transaction (a savepoint inside a caller's): the insert is committed
             # when this returns, and a duplicate key leaves the connection usable.
@@ -104,138 +235,138 @@ class DjangoStore:
                 row.save(using=self.using, force_insert=True)
             return True
         except IntegrityError:
-            self._rows().filter(event_id=event_id).update(deliveries=F("deliveries") + 1)
+            self._event(event_id, endpoint).update(deliveries=F("deliveries") + 1)
             return False
 
-    def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
+    @_migrate_hint
+    def claim(
+        self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
+    ) -> Claim | None:
         now = self.clock()
         token = uuid.uuid4().hex
+        fields = _db_fields(base.claim_fields(now, lease_seconds, token))
         with transaction.atomic(using=self.using):
             taken = (
-                self._rows()
-                .filter(event_id=event_id, status__in=CLAIMABLE, due_at__lte=now)
-                .update(
-                    status=Status.PROCESSING.value,
-                    attempts=F("attempts") + 1,
-                    lease_token=token,
-                    lease_until=now + lease_seconds,
-                    due_at=now + lease_seconds,
-                )
+                self._event(event_id, endpoint)
+                .filter(status__in=base.values(CLAIMABLE), due_at__lte=now)
+                .update(attempts=F("attempts") + 1, **fields)
             )
             if not taken:
                 return None
-            row = self._rows().get(event_id=event_id)
+            row = self._event(event_id, endpoint).values(*_READ_FIELDS).get()
         return Claim(event=_stored(row), token=token)
 
+    def _held(self, claim: Claim) -> QuerySet[WebhookEvent]:
+        rows: QuerySet[WebhookEvent] = self._event(claim.event.id, claim.event.endpoint).filter(
+            lease_token=claim.token, status=Status.PROCESSING.value
+        )
+        return rows
+
     def _update_claimed(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], **fields: object
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], fields: Mapping[str, Any]
     ) -> bool:
         # Read, merge, write back, each guarded by the lease token. No transaction is
         # needed: while the lease holds, its holder is the only writer of the row (and a
         # read-then-write transaction would fail at once on a busy SQLite database).
-        rows = self._rows().filter(event_id=claim.event.id, lease_token=claim.token)
+        rows = self._held(claim)
         current = rows.values_list("outcomes", flat=True).first()
         if current is None:
             return False
-        merged = {**current, **{name: o.to_json() for name, o in outcomes.items()}}
-        return bool(rows.update(outcomes=merged, **fields) == 1)
+        merged = {**current, **_outcomes_json(outcomes)}
+        return bool(rows.update(outcomes=merged, **_db_fields(fields)) == 1)
 
+    @_migrate_hint
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        fields = _db_fields(base.renew_fields(self.clock(), lease_seconds))
+        return bool(self._held(claim).update(**fields) == 1)
+
+    @_migrate_hint
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(claim, outcomes)
+        return self._update_claimed(claim, outcomes, {})
 
-    def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(
-            claim,
-            outcomes,
-            status=Status.DONE.value,
-            processed_at=_to_db(self.clock()),
-            last_error=None,
-            due_at=None,
-            next_attempt_at=None,
-            lease_until=None,
-            lease_token=None,
-        )
-
-    def fail(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        error: str,
-        retry_at: float | None,
+    @_migrate_hint
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        status = Status.DEAD if retry_at is None else Status.FAILED
-        return self._update_claimed(
-            claim,
-            outcomes,
-            status=status.value,
-            last_error=error,
-            due_at=retry_at,
-            next_attempt_at=retry_at,
-            lease_until=None,
-            lease_token=None,
-        )
+        return self._update_claimed(claim, outcomes, base.finish_fields(verdict, self.clock()))
 
-    def due(self, limit: int = 100) -> list[str]:
-        # Called by pollers that live for the whole process, outside any request: give
-        # back a stale or broken connection each time, as Django does after a request.
-        recycle_connections()
-        try:
+    @_migrate_hint
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        with _recycled():
             ids = (
-                self._rows()
-                .filter(status__in=CLAIMABLE, due_at__lte=self.clock())
+                self._rows(endpoint)
+                .filter(status__in=base.values(CLAIMABLE), due_at__lte=self.clock())
                 .order_by("due_at")
                 .values_list("event_id", flat=True)[:limit]
             )
             return list(ids)
-        finally:
-            recycle_connections()
 
-    def get(self, event_id: str) -> StoredEvent | None:
-        row = self._rows().filter(event_id=event_id).first()
+    @_migrate_hint
+    def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
+        row = self._event(event_id, endpoint).values(*_READ_FIELDS).first()
         return None if row is None else _stored(row)
 
+    @_migrate_hint
     def list(
         self,
         status: Status | str | None = None,
         event_type: str | None = None,
         limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
     ) -> list[StoredEvent]:
-        rows = self._rows().order_by("-id")
+        rows = self._rows(endpoint).order_by("-id")
         if status is not None:
             rows = rows.filter(status=Status(status).value)
         if event_type is not None:
             rows = rows.filter(type=event_type)
-        return [_stored(row) for row in rows[:limit]]
+        return [_stored(row) for row in rows.values(*_READ_FIELDS)[:limit]]
 
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
-        reset: dict[str, Any] = {"outcomes": {}} if rerun_all else {}
+    @_migrate_hint
+    def replay(
+        self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
+    ) -> bool:
+        fields = _db_fields(base.replay_fields(self.clock()))
+        if rerun_all:
+            fields["outcomes"] = {}
         replayed = (
-            self._rows()
-            .filter(event_id=event_id, status__in=(*FINISHED, Status.FAILED.value))
-            .update(
-                status=Status.PENDING.value,
-                attempts=0,
-                due_at=self.clock(),
-                next_attempt_at=None,
-                **reset,
-            )
+            self._event(event_id, endpoint)
+            .filter(status__in=base.values(REPLAYABLE))
+            .update(**fields)
         )
         return bool(replayed == 1)
 
-    def resolve(self, event_id: str) -> bool:
+    @_migrate_hint
+    def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
+        fields = _db_fields(base.resolve_fields(self.clock()))
         resolved = (
-            self._rows()
-            .filter(event_id=event_id, status__in=(Status.FAILED.value, Status.DEAD.value))
-            .update(status=Status.DONE.value, processed_at=_to_db(self.clock()), due_at=None)
+            self._event(event_id, endpoint)
+            .filter(status__in=base.values(RESOLVABLE))
+            .update(**fields)
         )
         return bool(resolved == 1)
 
-    def prune(self, received_before: float) -> int:
-        old = self._rows().filter(status__in=FINISHED, received_at__lt=_to_db(received_before))
+    @_migrate_hint
+    def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
+        old = self._rows(endpoint).filter(
+            status__in=base.values(FINISHED), received_at__lt=_to_db(received_before)
+        )
         return int(old.delete()[0])
 
-    def count(self) -> int:
-        return self._rows().count()
+    @_migrate_hint
+    def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
+        counts: dict[Status, int] = {}
+        for row in self._rows(endpoint).order_by().values("status").annotate(n=Count("id")):
+            try:
+                status = Status(row["status"])
+            except ValueError:  # a status written by a newer version: show it as quarantined
+                status = Status.QUARANTINED
+            counts[status] = counts.get(status, 0) + int(row["n"])
+        return counts
+
+    @_migrate_hint
+    def count(self, *, endpoint: str | None = None) -> int:
+        return self._rows(endpoint).count()
 
     def close(self) -> None:
         """Connections belong to Django: nothing to close here."""
