@@ -39,9 +39,10 @@ from .events import (
     parse_event,
 )
 from .inbox import MemoryStore, SQLiteStore, Status, Store, StoredEvent, open_store
+from .processor import Processor
 from .receiver import SENDER_RETRY_SPAN, Receiver, Reply
 from .router import Handler, Router, default_router, on
-from .runners import AsyncioRunner, InlineRunner, Runner, ThreadRunner
+from .runners import AsyncioRunner, BaseRunner, InlineRunner, Runner, ThreadRunner
 from .signature import SIGNATURE_HEADER, Verifier, sign, verify
 from .worker import Result, RetryPolicy
 
@@ -67,6 +68,7 @@ __all__ = [
     "SENDER_RETRY_SPAN",
     "SIGNATURE_HEADER",
     "AsyncioRunner",
+    "BaseRunner",
     "Campaign",
     "Client",
     "ConfigurationError",
@@ -80,6 +82,7 @@ __all__ = [
     "InvalidSignature",
     "MemoryStore",
     "PostgresStore",
+    "Processor",
     "Receiver",
     "RedisStore",
     "Reply",

@@ -15,29 +15,45 @@ b'{"status":"duplicate"}'
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from .errors import ConfigurationError, InvalidPayload, InvalidSignature
-from .events import Envelope, parse_envelope
+from .events import Envelope, parse_envelope, salvage_id_and_type
 from .inbox import open_store
-from .inbox.base import Store
-from .router import Router, default_router
-from .runners import AsyncioRunner, InlineRunner, Runner, ThreadRunner
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store
+from .processor import (
+    DEFAULT_HANDLER_TIMEOUT,
+    DEFAULT_LEASE,
+    DEFAULT_RETENTION,
+    SENDER_RETRY_SPAN,
+    Processor,
+    check_retention,
+)
+from .router import Router
+from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
 from .signature import SIGNATURE_HEADER, Verifier
-from .worker import Result, RetryPolicy, process, process_async
+from .text import printable
+from .worker import Result, RetryPolicy
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "SENDER_RETRY_SPAN",
+    "Receiver",
+    "Reply",
+    "check_retention",
+    "header",
+]
 
 log = logging.getLogger("iverton_webhooks")
 
-#: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
-SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
-DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _JSON = (("Content-Type", "application/json"),)
 
@@ -60,6 +76,8 @@ class Reply:
 ACCEPTED = Reply.json(200, status="accepted")
 DUPLICATE = Reply.json(200, status="duplicate")
 UNKNOWN_TYPE = Reply.json(200, status="accepted", note="unknown event type")
+QUARANTINED = Reply.json(200, status="quarantined")
+EXPIRED = Reply.json(200, status="expired")
 BAD_SIGNATURE = Reply.json(401, error="invalid signature")
 TOO_LARGE = Reply.json(413, error="body too large")
 STORE_DOWN = Reply.json(503, error="temporarily unable to record the event; retry later")
@@ -75,21 +93,24 @@ class HeadersLike(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-RunnerSpec = Runner | str | None
+RunnerSpec = BaseRunner | str | type[BaseRunner] | None
 StoreSpec = Store | str | None
 
 
 class Receiver:
-    """Verifies, records and dispatches Iverton webhook requests. Framework-free.
+    """Verifies, records and hands off Iverton webhook requests. Framework-free.
 
-    ``secret`` or ``secrets`` (several, for rotation: every one is accepted).
+    ``secret`` or ``secrets`` (a list of several, for rotation: every one is accepted).
+    ``endpoint``: the name this receiver's events are kept under, so several receivers
+    (one per Iverton endpoint) can share a store without seeing each other's events.
     ``store``: a :class:`Store`, or a URL: ``"sqlite:///path.db"`` (default
     ``sqlite:///webhooks.sqlite3``), ``"postgresql://..."``, ``"redis://..."``, ``"memory://"``.
-    ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"``, a :class:`Runner`
-    (e.g. ``CeleryRunner(app)``) or a Runner class.
-    ``max_age``: refuse verified events older than this (off by default; see README).
-    ``process_context``: a context-manager factory entered around each synchronous
-    :meth:`process` call (e.g. a Flask app context).
+    ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"``, a runner
+    (e.g. ``CeleryRunner(app)``) or a runner class.
+    ``max_age``: verified events older than this are answered ``expired`` and not
+    recorded (off by default; see README).
+    ``lease``, ``handler_timeout``, ``retry``, ``process_context``: see :class:`Processor`,
+    which the receiver builds and keeps as :attr:`processor`.
     """
 
     def __init__(
@@ -97,6 +118,7 @@ class Receiver:
         secret: str | None = None,
         *,
         secrets: Sequence[str] | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
         router: Router | None = None,
         store: StoreSpec = None,
         runner: RunnerSpec = None,
@@ -104,31 +126,55 @@ class Receiver:
         max_age: timedelta | None = None,
         retention: timedelta = DEFAULT_RETENTION,
         retry: RetryPolicy | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
+        handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT,
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.verifier = Verifier(_secrets(secret, secrets))
+        if not isinstance(endpoint, str) or not endpoint.strip() or endpoint != endpoint.strip():
+            raise ConfigurationError(f"endpoint must be a non-blank name, got {endpoint!r}")
         check_retention(retention, max_age)  # before opening (and maybe creating) a store
-        self.router = router if router is not None else default_router
         self.store: Store = open_store(store)
+        self.processor = Processor(
+            self.store,
+            router,
+            endpoint=endpoint,
+            retry=retry,
+            lease=lease,
+            handler_timeout=handler_timeout,
+            process_context=process_context,
+            retention=retention,
+            max_age=max_age,
+        )
         self.max_body_bytes = max_body_bytes
-        self.retention = retention
-        self.max_age = max_age
-        self.retry = retry or RetryPolicy()
-        self.lease_seconds = lease.total_seconds()
-        self.process_context = process_context or nullcontext
         self.runner = _make_runner(runner)
-        self.runner.bind(self)
+        self.runner.bind(self.processor)
+
+    @property
+    def endpoint(self) -> str:
+        return self.processor.endpoint
+
+    @property
+    def router(self) -> Router:
+        return self.processor.router
+
+    @property
+    def max_age(self) -> timedelta | None:
+        return self.processor.max_age
 
     def __repr__(self) -> str:
         return (
-            f"<Receiver {self.verifier!r} store={self.store!r} runner={type(self.runner).__name__}>"
+            f"<Receiver {self.verifier!r} endpoint={self.endpoint!r} store={self.store!r} "
+            f"runner={type(self.runner).__name__}>"
         )
 
     # The request path ------------------------------------------------------------
 
     def receive(self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]) -> Reply:
         """Handle one request; never raises for anything the client sent."""
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            # A str here means the adapter decoded the body: the signature is over bytes.
+            raise TypeError(f"receive() needs the raw body as bytes, not {type(body).__name__}")
         if method.upper() != "POST":
             return WRONG_METHOD
         if len(body) > self.max_body_bytes:
@@ -141,106 +187,149 @@ class Receiver:
         try:
             envelope = parse_envelope(body)
         except InvalidPayload as exc:
-            log.warning("refused a signed but malformed payload: %s", exc)
-            return Reply.json(400, error="invalid payload", detail=str(exc))
+            return self._quarantine(bytes(body), str(exc))
         if self.max_age is not None and _too_old(envelope, self.max_age):
-            log.warning("refused event %s (%s): older than max_age", envelope.id, envelope.type)
-            return Reply.json(400, error="event too old", detail="created_at is before max_age")
-        try:
-            is_new = self.store.record(envelope.id, envelope.type, envelope.created_at, body)
-        except Exception:
-            log.exception(
-                "event %s (%s): store unavailable, answering 503", envelope.id, envelope.type
+            log.warning(
+                "event %s (%s) is older than max_age: answered 'expired', not recorded",
+                printable(envelope.id),
+                envelope.type,
             )
+            return EXPIRED
+        is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
+        if is_new is None:
             return STORE_DOWN
         if not is_new:
             log.info(
-                "event %s (%s): duplicate delivery, not dispatched", envelope.id, envelope.type
+                "event %s (%s): duplicate delivery, not dispatched",
+                printable(envelope.id),
+                envelope.type,
             )
             return DUPLICATE
-        log.info("event %s (%s) recorded (secret #%d)", envelope.id, envelope.type, secret_index)
+        log.info(
+            "event %s (%s) recorded (secret #%d)",
+            printable(envelope.id),
+            envelope.type,
+            secret_index,
+        )
         try:
             self.runner.submit(envelope.id)
         except Exception:
             # Recorded is what the 2xx promises; recovery will process it.
             log.exception(
-                "event %s (%s): hand-off failed, left pending", envelope.id, envelope.type
+                "event %s (%s): hand-off failed, left pending",
+                printable(envelope.id),
+                envelope.type,
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
+
+    def _record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool | None:
+        """Record in the store: True if new, False if a duplicate, None if the store failed."""
+        try:
+            return self.store.record(
+                event_id,
+                event_type,
+                created_at,
+                body,
+                endpoint=self.endpoint,
+                status=status,
+                error=error,
+            )
+        except Exception:
+            log.exception(
+                "event %s (%s): store unavailable, answering 503",
+                printable(event_id),
+                printable(event_type),
+            )
+            return None
+
+    def _quarantine(self, body: bytes, reason: str) -> Reply:
+        # Signed, so it came from the sender: refusing it would count towards disabling
+        # the endpoint. Keep it aside, unprocessed, for a replay after a fix.
+        event_id, event_type = salvage_id_and_type(body)
+        key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
+        is_new = self._record(
+            key,
+            event_type or "(unreadable)",
+            datetime.now(timezone.utc),
+            body,
+            status=Status.QUARANTINED,
+            error=reason[:500],
+        )
+        if is_new is None:
+            return STORE_DOWN
+        if is_new:
+            log.error(
+                "event %s: signed but unreadable, quarantined (not processed): %s",
+                printable(key),
+                printable(reason),
+            )
+        return QUARANTINED if is_new else DUPLICATE
 
     async def receive_async(
         self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
     ) -> Reply:
         """:meth:`receive` for async adapters: a blocking store is called in a thread."""
-        if isinstance(self.runner, AsyncioRunner):
-            # Submitting happens in the worker thread; it needs to know this loop.
-            self.runner.attach(asyncio.get_running_loop())
+        # Submitting happens in the worker thread; an asyncio runner needs this loop.
+        self.runner.attach(asyncio.get_running_loop())
         if self.store.blocking:
             return await asyncio.to_thread(self.receive, method, body, headers)
         return self.receive(method, body, headers)
 
-    # The processing path ---------------------------------------------------------
+    # Processing and maintenance: the processor's, for convenience ---------------
 
     def process(self, event_id: str) -> Result:
-        """Claim and process one stored event in this thread, inside ``process_context``
-        (adapters use it for an app context or to recycle database connections)."""
-        with self.process_context():
-            return process(
-                self.store,
-                self.router,
-                event_id,
-                lease_seconds=self.lease_seconds,
-                policy=self.retry,
-            )
+        """Claim and process one stored event in this thread."""
+        return self.processor.process(event_id)
 
     async def process_async(self, event_id: str) -> Result:
         """Claim and process one stored event on the running loop."""
-        return await process_async(
-            self.store, self.router, event_id, lease_seconds=self.lease_seconds, policy=self.retry
-        )
+        return await self.processor.process_async(event_id)
 
-    def recover(self, limit: int = 1000) -> dict[Result, int]:
-        """Process, in this thread, every event that is due now: pending ones, retries
-        whose time has come, and ones whose worker died. Returns counts by result."""
-        counts: dict[Result, int] = {}
-        for event_id in self.store.due(limit):
-            result = self.process(event_id)
-            counts[result] = counts.get(result, 0) + 1
-        return counts
+    def recover(self, limit: int | None = None) -> dict[Result, int]:
+        """Process, in this thread, every event that is due now; counts by result."""
+        return self.processor.recover(limit)
 
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         """Queue a finished, failed or dead event again and hand it to the runner."""
-        if not self.store.replay(event_id, rerun_all=rerun_all):
+        if not self.processor.replay(event_id, rerun_all=rerun_all):
             return False
         self.runner.submit(event_id)
         return True
 
-    def replay_dead(self) -> int:
-        """Replay every dead event; returns how many."""
-        replayed = 0
-        while dead := self.store.list(status="dead", limit=500):
-            replayed += sum(self.replay(event.id) for event in dead)
-        return replayed
+    def replay_dead(self, *, rerun_all: bool = False) -> int:
+        """Replay every event dead now; returns how many."""
+        replayed = self.processor.replay_dead(rerun_all=rerun_all)
+        for event_id in replayed:
+            self.runner.submit(event_id)
+        return len(replayed)
 
     def prune(self, older_than: timedelta | None = None) -> int:
-        """Delete done and dead events received more than ``older_than`` ago
-        (default: the retention). Refuses a span that would forget ids the sender may
-        still retry."""
-        span = self.retention if older_than is None else older_than
-        check_retention(span, self.max_age)
-        return self.store.prune(time.time() - span.total_seconds())
+        """Delete finished events older than ``older_than`` (default: the retention)."""
+        return self.processor.prune(older_than)
+
+    def stats(self) -> dict[Status, int]:
+        """How many of this endpoint's events are in each status."""
+        return self.processor.stats()
 
     def start(self) -> None:
-        """Start the runner now rather than at the first request, so events left over from
-        a previous run are recovered at once. Call it after any fork (e.g. in a gunicorn
-        ``post_fork`` hook, or per worker), never before."""
-        start = getattr(self.runner, "start", None)
-        if callable(start):
-            start()
+        """Start processing now rather than at the first request, so events left over
+        from a previous run are recovered with no new traffic. Idempotent in a process;
+        a thread runner started before a fork starts again in each child."""
+        self.runner.start()
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the runner (waiting up to ``timeout`` s for work in hand) and the store."""
         self.runner.close(timeout)
+        self.processor.close()
         self.store.close()
 
 
@@ -257,28 +346,19 @@ def header(headers: HeadersLike | Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
-    """Refuse settings under which a legitimate retry could be processed twice or refused."""
-    if retention <= SENDER_RETRY_SPAN:
-        raise ConfigurationError(
-            f"retention {retention} is shorter than the sender's retry span "
-            f"({SENDER_RETRY_SPAN}): a late retry would no longer be recognised as a duplicate. "
-            "Keep events for at least 2 days (default 7)."
-        )
-    if max_age is not None and not (SENDER_RETRY_SPAN < max_age < retention):
-        raise ConfigurationError(
-            f"max_age must be longer than the sender's retry span ({SENDER_RETRY_SPAN}), so "
-            f"legitimate retries are accepted, and shorter than retention ({retention}), so an "
-            "event is refused by age before its id is forgotten."
-        )
-
-
 def _too_old(envelope: Envelope, max_age: timedelta) -> bool:
     return envelope.created_at.timestamp() < time.time() - max_age.total_seconds()
 
 
 def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:
-    found = ([secret] if secret else []) + list(secrets or [])
+    if secret is not None and not isinstance(secret, str):
+        raise ConfigurationError(f"secret must be a string, got {type(secret).__name__}")
+    if isinstance(secrets, (str, bytes)):
+        raise ConfigurationError(
+            'secrets must be a list of strings, e.g. secrets=["whsec_new", "whsec_old"]; '
+            'for a single secret pass secret="whsec_..."'
+        )
+    found = ([secret] if secret is not None else []) + list(secrets or [])
     if not found:
         raise ConfigurationError(
             "no webhook secret configured: pass secret='whsec_...' (the endpoint's signing "
@@ -288,14 +368,14 @@ def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:
 
 
 #: The runner names ``Receiver(runner=...)`` accepts.
-RUNNERS: dict[str, Callable[[], Runner]] = {
+RUNNERS: dict[str, Callable[[], BaseRunner]] = {
     "thread": ThreadRunner,
     "asyncio": AsyncioRunner,
     "inline": InlineRunner,
 }
 
 
-def _make_runner(spec: RunnerSpec | Any) -> Runner:
+def _make_runner(spec: RunnerSpec | Any) -> BaseRunner:
     if spec is None:
         return ThreadRunner()
     if isinstance(spec, str):
@@ -303,10 +383,12 @@ def _make_runner(spec: RunnerSpec | Any) -> Runner:
             return RUNNERS[spec]()
         except KeyError:
             raise ConfigurationError(
-                f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline' or a Runner"
+                f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline' or a BaseRunner"
             ) from None
     if isinstance(spec, type):
         spec = spec()  # a Runner class (which also passes the protocol check) is built
-    if isinstance(spec, Runner):
+    if isinstance(spec, BaseRunner):
         return spec
-    raise ConfigurationError(f"{spec!r} is not a Runner")
+    raise ConfigurationError(
+        f"{spec!r} is not a runner: subclass iverton_webhooks.runners.BaseRunner"
+    )

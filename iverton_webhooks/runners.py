@@ -1,6 +1,6 @@
 """Where processing happens once the event is recorded and the 2xx is on its way.
 
-A runner only decides *when and where* :meth:`Receiver.process` runs. It never
+A runner only decides *when and where* :meth:`Processor.process` runs. It never
 holds the only copy of anything: a submitted id it cannot take (full queue, no loop,
 process exit) is still ``pending`` in the store and is found by recovery.
 """
@@ -13,58 +13,80 @@ import os
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .text import printable
 
 if TYPE_CHECKING:
-    from .receiver import Receiver
+    from .processor import Processor
 
 log = logging.getLogger("iverton_webhooks")
 
 
-@runtime_checkable
-class Runner(Protocol):
-    """Receives the id of each newly recorded event."""
+class BaseRunner:
+    """What every runner offers; each hook but :meth:`submit` does nothing by default,
+    so adapters call them all without asking what kind of runner they hold.
 
-    def bind(self, receiver: Receiver) -> None:
+    >>> class Collect(BaseRunner):
+    ...     def __init__(self) -> None:
+    ...         self.ids: list[str] = []
+    ...     def submit(self, event_id: str) -> None:
+    ...         self.ids.append(event_id)
+    """
+
+    _processor: Processor | None = None
+
+    def bind(self, processor: Processor) -> None:
         """Called once by the receiver that owns this runner."""
-        ...
+        if self._processor is not None and self._processor is not processor:
+            raise ValueError("a runner belongs to one Receiver; make one runner per receiver")
+        self._processor = processor
+
+    @property
+    def processor(self) -> Processor:
+        if self._processor is None:
+            raise RuntimeError("runner is not bound to a Receiver")
+        return self._processor
 
     def submit(self, event_id: str) -> None:
-        """Arrange for the event to be processed; must not block the request."""
-        ...
+        """Arrange for a newly recorded event to be processed; must not block the request."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start processing and recovery in this process now (idempotent; call it again
+        after a fork). Runners that need a loop start in :meth:`startup` instead."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Told the loop an async adapter serves on (runners that use one, run there)."""
+
+    async def startup(self) -> None:
+        """From an ASGI lifespan start-up: start as :meth:`start` does, on this loop."""
+        self.start()
+
+    async def drain(self, timeout: float = 10.0) -> int:
+        """From an ASGI lifespan shutdown: finish or hand back work in hand; returns how
+        many events were handed back unfinished."""
+        return 0
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking work; wait up to ``timeout`` seconds for work in hand."""
-        ...
 
 
-class _Bound:
-    _receiver: Receiver | None = None
-
-    def bind(self, receiver: Receiver) -> None:
-        if self._receiver is not None and self._receiver is not receiver:
-            raise ValueError("a runner belongs to one Receiver; make one runner per receiver")
-        self._receiver = receiver
-
-    @property
-    def receiver(self) -> Receiver:
-        if self._receiver is None:
-            raise RuntimeError("runner is not bound to a Receiver")
-        return self._receiver
+#: The type the receiver accepts as a runner (kept under its wave-1 name).
+Runner = BaseRunner
 
 
-class InlineRunner(_Bound):
+class InlineRunner(BaseRunner):
     """Process before the reply is sent. Simple and predictable, but the sender waits
     for your handlers (and gives up after 5 s): for tests and very light handlers."""
 
     def submit(self, event_id: str) -> None:
-        self.receiver.process(event_id)
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
+        self.processor.process(event_id)
 
 
-class ThreadRunner(_Bound):
+class ThreadRunner(BaseRunner):
     """A fixed pool of worker threads fed by a bounded queue, plus a poller that
     recovers due events (retries, expired leases, overflow) every ``poll_interval`` s.
 
@@ -86,11 +108,14 @@ class ThreadRunner(_Bound):
         self._start_lock = threading.Lock()
         self._queued: set[str] = set()
         self._queued_lock = threading.Lock()
+        self._fork_hook = False
 
     def submit(self, event_id: str) -> None:
         self.start()
         if not self._enqueue(event_id):
-            log.warning("event %s: worker queue full, left pending for the poller", event_id)
+            log.warning(
+                "event %s: worker queue full, left pending for the poller", printable(event_id)
+            )
 
     def _enqueue(self, event_id: str) -> bool:
         # An id already waiting is not queued twice: the duplicate would only fail its
@@ -125,17 +150,22 @@ class ThreadRunner(_Bound):
             for thread in self._threads:
                 thread.start()
             self._pid = os.getpid()
+            if not self._fork_hook:
+                self._fork_hook = True
+                os.register_at_fork(after_in_child=_restart_after_fork(self))
 
     def _work(self) -> None:
-        receiver, work = self.receiver, self._queue
+        processor, work = self.processor, self._queue
         while True:
             event_id = work.get()
             try:
                 if event_id is None:
                     return
-                receiver.process(event_id)
+                processor.process(event_id)
             except Exception:
-                log.exception("event %s: processing crashed; it will be retried", event_id)
+                log.exception(
+                    "event %s: processing crashed; it will be retried", printable(event_id)
+                )
             finally:
                 # Only now: while it is processed, the poller must not queue it again.
                 with self._queued_lock:
@@ -146,7 +176,9 @@ class ThreadRunner(_Bound):
         # The first pass runs at once: that is recovery after a restart.
         while not self._stop.is_set():
             try:
-                for event_id in self.receiver.store.due(limit=self._queue.maxsize // 2 or 1):
+                processor = self.processor
+                limit = self._queue.maxsize // 2 or 1
+                for event_id in processor.store.due(limit, endpoint=processor.endpoint):
                     if not self._enqueue(event_id):
                         break
             except Exception:
@@ -179,7 +211,21 @@ class ThreadRunner(_Bound):
         self._pid = None
 
 
-class AsyncioRunner(_Bound):
+def _restart_after_fork(runner: ThreadRunner) -> Callable[[], None]:
+    # A runner started before a fork (gunicorn --preload, Celery prefork) starts again in
+    # each child, so every serving process recovers with no request. Held weakly, since
+    # an at-fork hook cannot be removed.
+    ref = weakref.ref(runner)
+
+    def restart() -> None:
+        alive = ref()
+        if alive is not None and alive._pid is not None:
+            alive.start()
+
+    return restart
+
+
+class AsyncioRunner(BaseRunner):
     """Process on an asyncio loop: async handlers on the loop, sync ones in threads.
 
     Call :meth:`startup` from the app's lifespan (it recovers due events and polls
@@ -223,7 +269,9 @@ class AsyncioRunner(_Bound):
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn, event_id)
         else:
-            log.warning("event %s: no event loop yet, left pending for recovery", event_id)
+            log.warning(
+                "event %s: no event loop yet, left pending for recovery", printable(event_id)
+            )
 
     def _spawn(self, event_id: str) -> None:
         if event_id in self._in_flight:
@@ -238,18 +286,23 @@ class AsyncioRunner(_Bound):
         assert self._limit is not None
         async with self._limit:
             try:
-                return await self.receiver.process_async(event_id)
+                return await self.processor.process_async(event_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("event %s: processing crashed; it will be retried", event_id)
+                log.exception(
+                    "event %s: processing crashed; it will be retried", printable(event_id)
+                )
                 return None
 
     async def _poll(self) -> None:
-        store = self.receiver.store
+        store, endpoint = self.processor.store, self.processor.endpoint
         while True:
             try:
-                due = await asyncio.to_thread(store.due, 500) if store.blocking else store.due(500)
+                if store.blocking:
+                    due = await asyncio.to_thread(store.due, 500, endpoint=endpoint)
+                else:
+                    due = store.due(500, endpoint=endpoint)
                 for event_id in due:
                     self._spawn(event_id)
             except Exception:

@@ -1,8 +1,8 @@
-"""Processing one stored event: claim it, run the handlers still owed, record what happened.
+"""One claimed event on its way through its handlers: the decisions, without the driving.
 
-The steps live in :class:`Job` so that the blocking driver (:func:`process`) and the
-asyncio driver (:func:`process_async`) share every decision and differ only in how
-they call things.
+:class:`Job` holds every decision about one event (which handlers it still owes, what a
+failure means, what is written when); :class:`~iverton_webhooks.processor.Processor`
+drives it, blocking or on an event loop.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import asyncio
 import logging
 import random
 import threading
+import time
 import traceback
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -20,20 +21,34 @@ from typing import Any
 
 from .errors import InvalidPayload
 from .events import Event, parse_event
-from .inbox.base import Claim, HandlerOutcome, Store
+from .inbox.base import Claim, HandlerOutcome, Status, Store, Verdict
 from .router import Handler, Router
+from .text import printable
 
 log = logging.getLogger("iverton_webhooks")
 
 
 class Result(str, Enum):
-    """What one call to :func:`process` did."""
+    """What one call to :meth:`Processor.process` did."""
 
     DONE = "done"
+    UNHANDLED = "unhandled"  # no handler matches its type; kept, replayable
     RETRY = "retry"
     DEAD = "dead"
+    QUARANTINED = "quarantined"  # its stored body cannot be read as an event
     SKIPPED = "skipped"  # not claimable: unknown id, finished, leased by another worker, not due
     LOST_LEASE = "lost_lease"  # took longer than the lease and another worker took over
+    STORE_DOWN = "store_down"  # its result could not be written; it runs again after the lease
+
+
+#: What processing an event achieved, by the status it was left in.
+RESULT_OF_VERDICT = {
+    Status.DONE: Result.DONE,
+    Status.UNHANDLED: Result.UNHANDLED,
+    Status.FAILED: Result.RETRY,
+    Status.DEAD: Result.DEAD,
+    Status.QUARANTINED: Result.QUARANTINED,
+}
 
 
 @dataclass(frozen=True)
@@ -70,16 +85,32 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500] + where
 
 
-class Job:
-    """One claimed event on its way through its handlers."""
+class HandlerTimeout(Exception):
+    """A handler ran past ``handler_timeout``; its thread was abandoned (or task cancelled)."""
 
-    def __init__(self, store: Store, claim: Claim, event: Event[Any], handlers: list[Handler]):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} s")
+
+
+class Job:
+    """One claimed event: the handlers it still owes and the outcomes so far."""
+
+    def __init__(
+        self,
+        store: Store,
+        claim: Claim,
+        event: Event[Any],
+        handlers: list[Handler],
+        matched: bool,
+        policy: RetryPolicy,
+    ) -> None:
         self.store = store
         self.claim = claim
         self.event = event
         self.pending = handlers
+        self.matched = matched
+        self.policy = policy
         self.outcomes: dict[str, HandlerOutcome] = {}
-        self._unsaved = False
 
     @classmethod
     def begin(
@@ -87,173 +118,148 @@ class Job:
         store: Store,
         router: Router,
         event_id: str,
+        *,
+        endpoint: str,
         lease_seconds: float,
         policy: RetryPolicy,
-    ) -> Job | Result:
-        """Claim the event and work out which handlers it still needs."""
-        claim = store.claim(event_id, lease_seconds)
+    ) -> Job | Verdict | None:
+        """Claim the event and work out which handlers it still needs. Returns None when
+        it is not claimable, or the verdict to write at once when it cannot be run."""
+        claim = store.claim(event_id, lease_seconds, endpoint=endpoint)
         if claim is None:
-            return Result.SKIPPED
+            return None
         stored = claim.event
+        if stored.unreadable:
+            return cls._closed(store, claim, Verdict(Status.QUARANTINED, stored.unreadable))
         if stored.attempts > policy.max_attempts:
             # Only reachable when earlier workers died holding the lease: a poison event.
-            store.fail(claim, {}, "worker died while processing, attempts used up", None)
-            log.error("event %s (%s) is dead: its workers kept dying", event_id, stored.type)
-            return Result.DEAD
+            reason = "worker died while processing, attempts used up"
+            return cls._closed(store, claim, Verdict(Status.DEAD, reason))
         try:
-            event = parse_event(stored.body, stored.type)
+            event = parse_event(stored.body)
         except InvalidPayload as exc:
-            store.fail(claim, {}, f"stored body no longer parses: {exc}", None)
-            log.error("event %s (%s) is dead: %s", event_id, stored.type, exc)
-            return Result.DEAD
+            return cls._closed(store, claim, Verdict(Status.QUARANTINED, str(exc)[:500]))
+        matching = router.handlers_for(event.type)
         done = stored.succeeded_handlers
-        handlers = [h for h in router.handlers_for(stored.type) if h.name not in done]
-        return cls(store, claim, event, handlers)
+        owed = [handler for handler in matching if handler.name not in done]
+        return cls(store, claim, event, owed, bool(matching), policy)
+
+    @staticmethod
+    def _closed(store: Store, claim: Claim, verdict: Verdict) -> Verdict:
+        log.error(
+            "event %s (%s) is %s: %s",
+            printable(claim.event.id),
+            printable(claim.event.type),
+            verdict.status.value,
+            printable(verdict.error or ""),
+        )
+        store.finish(claim, {}, verdict)
+        return verdict
 
     def record(self, handler: Handler, error: BaseException | None) -> None:
         now = self.store.clock()
         if error is None:
             self.outcomes[handler.name] = HandlerOutcome(ok=True, at=now)
-        else:
-            self.outcomes[handler.name] = HandlerOutcome(
-                ok=False, error=describe_exception(error), at=now
-            )
-            log.warning(
-                "handler %s failed on event %s (%s): %s",
-                handler.name,
-                self.event.id,
-                self.event.type,
-                describe_exception(error),
-            )
-        self._unsaved = True
+            return
+        described = str(error) if isinstance(error, HandlerTimeout) else describe_exception(error)
+        self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
+        log.warning(
+            "handler %s failed on event %s (%s): %s",
+            handler.name,
+            printable(self.event.id),
+            self.event.type,
+            printable(described),
+        )
 
-    def checkpoint(self, remaining: int) -> None:
-        """Save outcomes between handlers, so a crash does not re-run the ones that succeeded."""
-        if remaining and self._unsaved:
-            self.store.checkpoint(self.claim, self.outcomes)
-            self._unsaved = False
+    def checkpoint(self) -> bool:
+        """Save the outcomes so far; False if the lease was lost. Raises if the store does."""
+        return self.store.checkpoint(self.claim, self.outcomes)
 
-    def finish(self, policy: RetryPolicy) -> Result:
-        failures = {name: o for name, o in self.outcomes.items() if not o.ok}
+    def verdict(self) -> Verdict:
+        attempts = self.claim.event.attempts
+        return Verdict.after_attempt(
+            self.outcomes,
+            matched=self.matched,
+            attempts=attempts,
+            max_attempts=self.policy.max_attempts,
+            retry_at=self.store.clock() + self.policy.delay(attempts),
+        )
+
+    def finish(self, verdict: Verdict) -> Result:
+        """Write the verdict; raises if the store does (the caller retries)."""
+        if not self.store.finish(self.claim, self.outcomes, verdict):
+            return self.lost()
         event = self.claim.event
-        if not failures:
-            saved = self.store.complete(self.claim, self.outcomes)
-            if saved:
-                log.info("event %s (%s) done", event.id, event.type)
-            return Result.DONE if saved else self._lost()
-        error = "; ".join(f"{name}: {o.error}" for name, o in failures.items())
-        if event.attempts >= policy.max_attempts:
-            saved = self.store.fail(self.claim, self.outcomes, error, None)
+        if verdict.status is Status.DEAD:
             log.error(
-                "event %s (%s) is dead after %d attempts", event.id, event.type, event.attempts
+                "event %s (%s) is dead after %d attempts",
+                printable(event.id),
+                event.type,
+                event.attempts,
             )
-            return Result.DEAD if saved else self._lost()
-        retry_at = self.store.clock() + policy.delay(event.attempts)
-        saved = self.store.fail(self.claim, self.outcomes, error, retry_at)
-        return Result.RETRY if saved else self._lost()
+        elif verdict.status is Status.DONE:
+            log.info("event %s (%s) done", printable(event.id), event.type)
+        return RESULT_OF_VERDICT[verdict.status]
 
-    def interrupt(self) -> None:
+    def interrupted(self) -> Verdict:
         """Give the event back, due now, keeping the outcomes so far (shutdown mid-event)."""
-        self.store.fail(self.claim, self.outcomes, "interrupted by shutdown", self.store.clock())
+        return Verdict(Status.FAILED, "interrupted by shutdown", self.store.clock())
 
-    def _lost(self) -> Result:
+    def lost(self) -> Result:
         log.warning(
             "event %s (%s): lease expired before processing finished; another worker owns it",
-            self.claim.event.id,
+            printable(self.claim.event.id),
             self.claim.event.type,
         )
         return Result.LOST_LEASE
 
 
-def process(
-    store: Store,
-    router: Router,
-    event_id: str,
-    *,
-    lease_seconds: float = 300.0,
-    policy: RetryPolicy = RetryPolicy(),
-) -> Result:
-    """Process one event in the calling thread (async handlers get a private event loop)."""
-    job = Job.begin(store, router, event_id, lease_seconds, policy)
-    if not isinstance(job, Job):
-        return job
-    for index, handler in enumerate(job.pending):
+def write_backoff(budget: float) -> list[float]:
+    """Pauses between attempts at a store write that failed, summing to about ``budget``
+    seconds: quick at first (a blip), then up to 5 s apart (a restart).
+
+    >>> write_backoff(1.0)
+    [0.05, 0.1, 0.2, 0.4, 0.25]
+    """
+    pauses: list[float] = []
+    pause, left = 0.05, budget
+    while left > 1e-9:
+        step = min(pause, left)
+        pauses.append(round(step, 6))
+        left -= step
+        pause = min(pause * 2, 5.0)
+    return pauses
+
+
+def persist(write: Callable[[], Any], budget: float, what: str) -> tuple[bool, Any]:
+    """Call ``write`` until it stops raising, for up to ``budget`` seconds.
+    Returns (True, its value) or (False, None) when the store stayed down."""
+    for pause in [*write_backoff(budget), None]:
         try:
-            value = handler.func(job.event)
-            if handler.is_async or asyncio.iscoroutine(value):
-                run_coroutine(value)
+            return True, write()
         except Exception as exc:
-            job.record(handler, exc)
-        else:
-            job.record(handler, None)
-        job.checkpoint(len(job.pending) - index - 1)
-    return job.finish(policy)
+            if pause is None:
+                log.error("%s: the store stayed unavailable (%s); giving up", what, exc)
+                return False, None
+            log.warning("%s: store unavailable (%s); retrying in %.2f s", what, exc, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
-async def process_async(
-    store: Store,
-    router: Router,
-    event_id: str,
-    *,
-    lease_seconds: float = 300.0,
-    policy: RetryPolicy = RetryPolicy(),
-) -> Result:
-    """Process one event from a running loop: async handlers on this loop,
-    sync handlers and blocking store calls in worker threads."""
-    offload = asyncio.to_thread if store.blocking else _call_here
-    job = await offload(Job.begin, store, router, event_id, lease_seconds, policy)
-    if not isinstance(job, Job):
-        return job
-    try:
-        await _run_handlers_async(job, offload)
-    except asyncio.CancelledError:
-        # Shutting down mid-event: hand the event back at once (due now) instead of
-        # leaving it leased until the lease runs out. Done without awaiting, since
-        # this task is being cancelled.
-        job.interrupt()
-        raise
-    return await offload(job.finish, policy)
-
-
-async def _run_handlers_async(job: Job, offload: Any) -> None:
-    for index, handler in enumerate(job.pending):
+async def persist_async(
+    write: Callable[[], Any], budget: float, what: str, offload: Callable[..., Any]
+) -> tuple[bool, Any]:
+    """:func:`persist` for a running loop; ``offload`` runs ``write`` (e.g. in a thread)."""
+    for pause in [*write_backoff(budget), None]:
         try:
-            if handler.is_async:
-                await handler.func(job.event)
-            else:
-                value = await _finish_even_if_cancelled(
-                    job, handler, asyncio.to_thread(handler.func, job.event)
-                )
-                if asyncio.iscoroutine(value):
-                    await value
+            return True, await offload(write)
         except Exception as exc:
-            job.record(handler, exc)
-        else:
-            job.record(handler, None)
-        await offload(job.checkpoint, len(job.pending) - index - 1)
-
-
-async def _finish_even_if_cancelled(job: Job, handler: Handler, call: Awaitable[Any]) -> Any:
-    """Await a sync handler running in a thread. A thread cannot be stopped: if this task
-    is cancelled (shutdown), wait for the thread anyway and record what it really did, so
-    a handler that completed is not run again after the restart."""
-    future = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        try:
-            await future
-        except asyncio.CancelledError:
-            pass  # cancelled twice: give up waiting; its outcome stays unknown
-        except Exception as exc:
-            job.record(handler, exc)
-        else:
-            job.record(handler, None)
-        raise
-
-
-async def _call_here(func: Any, /, *args: Any) -> Any:
-    return func(*args)
+            if pause is None:
+                log.error("%s: the store stayed unavailable (%s); giving up", what, exc)
+                return False, None
+            log.warning("%s: store unavailable (%s); retrying in %.2f s", what, exc, pause)
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 _thread_loops = threading.local()

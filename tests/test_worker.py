@@ -22,12 +22,29 @@ from iverton_webhooks import (
     Status,
     Store,
 )
+from iverton_webhooks.processor import Processor
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.worker import process, process_async
 from tests.conftest import SECRET, signed_headers
 from tests.stores import STORE_PARAMS, STORES
 
 NO_WAIT = RetryPolicy(max_attempts=4, base_delay=0, jitter=0)
+
+
+def process(
+    store: Store,
+    router: Router,
+    event_id: str,
+    *,
+    policy: RetryPolicy | None = None,
+    lease_seconds: float = 300.0,
+) -> Result:
+    """One call of a processor built with these settings (what every runner does)."""
+    lease = timedelta(seconds=lease_seconds)
+    return Processor(store, router, retry=policy, lease=lease).process(event_id)
+
+
+async def process_async(store: Store, router: Router, event_id: str) -> Result:
+    return await Processor(store, router).process_async(event_id)
 
 
 @pytest.fixture(params=STORE_PARAMS)

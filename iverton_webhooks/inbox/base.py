@@ -1,12 +1,21 @@
-"""The store protocol: how a received event is recorded, claimed, finished and kept.
+"""The inbox lifecycle, defined once: statuses, what each transition writes, and the
+protocol every store implements.
 
 Lifecycle of one event::
 
-    record ──> pending ──claim──> processing ──> done
-                  ^                  │  │
-                  │   retry later    │  └──> dead (attempts used up)   ──replay──> pending
-                  └──── failed <─────┘
-    processing whose lease expired (its worker died) is claimable again.
+    record ──> pending ──claim──> processing ──> done         (every handler succeeded)
+      │           ^                  │  │  └──> unhandled    (no handler matched its type)
+      │           │   retry later    │  └──> dead            (attempts used up)
+      │           └──── failed <─────┘
+      └──> quarantined                (signed, but the body cannot be read as an event)
+
+    processing whose lease expired (its worker died) is claimable again;
+    replay puts any finished or failed event back to pending.
+
+Stores never decide anything: the functions below say which fields each transition
+writes (as epoch seconds and plain values), and a store applies them in its own
+language (SQL, Lua, the Django ORM, a dict). A new status or a new column is a change
+here plus one place per store.
 
 Every transition after ``claim`` names the claim's token, so a worker that lost its
 lease (it was too slow and another worker took over) cannot overwrite the result.
@@ -21,6 +30,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
+#: The endpoint an event belongs to when the receiver was not given one.
+DEFAULT_ENDPOINT = "default"
+
 
 class Status(str, Enum):
     """Where an event stands in its lifecycle."""
@@ -28,11 +40,29 @@ class Status(str, Enum):
     PENDING = "pending"
     PROCESSING = "processing"
     DONE = "done"
+    UNHANDLED = "unhandled"
     FAILED = "failed"
     DEAD = "dead"
+    QUARANTINED = "quarantined"
 
     def __str__(self) -> str:
         return self.value
+
+
+#: Waiting for a worker: due when ``due_at`` has passed. A ``processing`` event is due
+#: once its lease has run out (its ``due_at`` is the lease's end).
+CLAIMABLE = frozenset({Status.PENDING, Status.FAILED, Status.PROCESSING})
+#: Nothing more will happen to these on their own; they may be pruned after retention.
+FINISHED = frozenset({Status.DONE, Status.UNHANDLED, Status.DEAD, Status.QUARANTINED})
+#: ``replay`` puts these back to pending (never one that a worker holds).
+REPLAYABLE = FINISHED | {Status.FAILED}
+#: ``resolve`` marks these done by hand, without running handlers.
+RESOLVABLE = frozenset({Status.FAILED, Status.DEAD, Status.UNHANDLED, Status.QUARANTINED})
+
+
+def values(statuses: frozenset[Status]) -> tuple[str, ...]:
+    """The status names of a set, in a stable order (for SQL ``IN`` lists and Lua)."""
+    return tuple(sorted(status.value for status in statuses))
 
 
 @dataclass(frozen=True)
@@ -58,19 +88,158 @@ def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
     return json.dumps({name: o.to_json() for name, o in outcomes.items()}, separators=(",", ":"))
 
 
-def load_outcomes(text: str | None) -> dict[str, HandlerOutcome]:
+def load_outcomes(text: str | bytes | Mapping[str, Any] | None) -> dict[str, HandlerOutcome]:
     if not text:
         return {}
-    return {name: HandlerOutcome.from_json(v) for name, v in json.loads(text).items()}
+    raw = json.loads(text) if isinstance(text, (str, bytes)) else text
+    return {name: HandlerOutcome.from_json(v) for name, v in raw.items()}
 
 
 def to_datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
+# What each transition writes ------------------------------------------------------
+#
+# Column names are the stores' own: ``due_at`` is the one time a worker looks at (when a
+# pending event arrived, when a failed one may retry, when a lease runs out);
+# ``lease_token`` names the worker holding the lease. Times are epoch seconds.
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a claimed event leaves ``processing``: the one place that decides between
+    done, unhandled, a retry and dead.
+
+    >>> Verdict.after_attempt({}, matched=False, attempts=1, max_attempts=3, retry_at=9.0).status
+    <Status.UNHANDLED: 'unhandled'>
+    >>> failed = {"h": HandlerOutcome(ok=False, error="boom")}
+    >>> Verdict.after_attempt(failed, matched=True, attempts=1, max_attempts=3, retry_at=9.0)
+    Verdict(status=<Status.FAILED: 'failed'>, error='h: boom', retry_at=9.0)
+    >>> Verdict.after_attempt(failed, matched=True, attempts=3, max_attempts=3, retry_at=9.0).status
+    <Status.DEAD: 'dead'>
+    """
+
+    status: Status
+    error: str | None = None
+    retry_at: float | None = None
+
+    @classmethod
+    def after_attempt(
+        cls,
+        outcomes: Mapping[str, HandlerOutcome],
+        *,
+        matched: bool,
+        attempts: int,
+        max_attempts: int,
+        retry_at: float,
+    ) -> Verdict:
+        failures = [f"{name}: {o.error}" for name, o in outcomes.items() if not o.ok]
+        if failures:
+            error = "; ".join(failures)
+            if attempts >= max_attempts:
+                return cls(Status.DEAD, error)
+            return cls(Status.FAILED, error, retry_at)
+        return cls(Status.DONE if matched else Status.UNHANDLED)
+
+
+def new_row(
+    *,
+    endpoint: str,
+    event_id: str,
+    event_type: str,
+    created_at: float,
+    body: bytes,
+    now: float,
+    status: Status = Status.PENDING,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a newly recorded event (``outcomes`` empty)."""
+    finished = status in FINISHED
+    return {
+        "endpoint": endpoint,
+        "id": event_id,
+        "type": event_type,
+        "created_at": created_at,
+        "received_at": now,
+        "body": bytes(body),
+        "status": status.value,
+        "attempts": 0,
+        "deliveries": 1,
+        "due_at": None if finished else now,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "lease_token": None,
+        "processed_at": now if finished else None,
+        "last_error": error,
+    }
+
+
+def claim_fields(now: float, lease_seconds: float, token: str) -> dict[str, Any]:
+    """Taking the lease; the store also adds one to ``attempts``."""
+    until = now + lease_seconds
+    return {
+        "status": Status.PROCESSING.value,
+        "lease_token": token,
+        "lease_until": until,
+        "due_at": until,
+    }
+
+
+def renew_fields(now: float, lease_seconds: float) -> dict[str, Any]:
+    """Extending a lease still held (the heartbeat of a long handler)."""
+    until = now + lease_seconds
+    return {"lease_until": until, "due_at": until}
+
+
+def finish_fields(verdict: Verdict, now: float) -> dict[str, Any]:
+    """Leaving ``processing``; the store also merges the outcomes in."""
+    finished = verdict.status in FINISHED
+    return {
+        "status": verdict.status.value,
+        "last_error": verdict.error,
+        "due_at": verdict.retry_at,
+        "next_attempt_at": verdict.retry_at,
+        "lease_until": None,
+        "lease_token": None,
+        "processed_at": now if finished else None,
+    }
+
+
+def replay_fields(now: float) -> dict[str, Any]:
+    """Back to pending, due now, attempts counted afresh (``last_error`` is kept as history;
+    with ``rerun_all`` the store also clears the outcomes)."""
+    return {
+        "status": Status.PENDING.value,
+        "attempts": 0,
+        "due_at": now,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "lease_token": None,
+        "processed_at": None,
+    }
+
+
+def resolve_fields(now: float) -> dict[str, Any]:
+    """Marked done by hand."""
+    return {
+        "status": Status.DONE.value,
+        "due_at": None,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "lease_token": None,
+        "processed_at": now,
+    }
+
+
 @dataclass(frozen=True)
 class StoredEvent:
-    """One row of the inbox. Times are UTC datetimes; ``body`` is the raw signed bytes."""
+    """One row of the inbox. Times are UTC datetimes; ``body`` is the raw signed bytes.
+
+    ``unreadable`` is set (and ``status`` shown as quarantined) when the store holds a
+    row it cannot fully read, e.g. a time outside what Python can represent, written by
+    an older version: such a row is listed and quarantined, never allowed to block.
+    """
 
     id: str
     type: str
@@ -85,6 +254,8 @@ class StoredEvent:
     processed_at: datetime | None = None
     last_error: str | None = None
     outcomes: Mapping[str, HandlerOutcome] = field(default_factory=dict)
+    endpoint: str = DEFAULT_ENDPOINT
+    unreadable: str | None = None
 
     @property
     def succeeded_handlers(self) -> frozenset[str]:
@@ -94,7 +265,7 @@ class StoredEvent:
         """One line for a terminal: id, type, status, attempts, deliveries, last error."""
         error = f"  {self.last_error}" if self.last_error else ""
         return (
-            f"{self.id:32} {self.type:22} {self.status.value:10} "
+            f"{self.id:32} {self.type:22} {self.status.value:11} "
             f"attempts={self.attempts} deliveries={self.deliveries}{error}"
         )
 
@@ -106,6 +277,7 @@ class StoredEvent:
 
         return {
             "id": self.id,
+            "endpoint": self.endpoint,
             "type": self.type,
             "status": self.status.value,
             "created_at": when(self.created_at),
@@ -121,6 +293,56 @@ class StoredEvent:
         }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(float(value), timezone.utc)
+
+
+def read_row(row: Mapping[str, Any]) -> StoredEvent:
+    """Build a :class:`StoredEvent` from a store's row, keyed by column name; times may
+    be epoch seconds or datetimes, ``outcomes`` JSON text or a dict, ``body`` any bytes-like.
+
+    Never raises for what a row holds: a value it cannot read makes the event
+    ``unreadable`` (shown as quarantined, with the reason), so one bad row cannot stop
+    a listing, a claim or a worker.
+    """
+    try:
+        return StoredEvent(
+            id=str(row["id"]),
+            endpoint=str(row.get("endpoint") or DEFAULT_ENDPOINT),
+            type=str(row["type"]),
+            created_at=_when(row["created_at"]) or _EPOCH,
+            received_at=_when(row["received_at"]) or _EPOCH,
+            body=bytes(row["body"]),
+            status=Status(row["status"]),
+            attempts=int(row["attempts"]),
+            deliveries=int(row["deliveries"]),
+            next_attempt_at=_when(row.get("next_attempt_at")),
+            lease_until=_when(row.get("lease_until")),
+            processed_at=_when(row.get("processed_at")),
+            last_error=row.get("last_error"),
+            outcomes=load_outcomes(row.get("outcomes")),
+        )
+    except Exception as exc:  # noqa: BLE001 - any unreadable value, whatever its kind
+        reason = f"unreadable stored row: {type(exc).__name__}: {exc}"[:500]
+        body = row.get("body")
+        return StoredEvent(
+            id=str(row.get("id")),
+            endpoint=str(row.get("endpoint") or DEFAULT_ENDPOINT),
+            type=str(row.get("type")),
+            created_at=_EPOCH,
+            received_at=_EPOCH,
+            body=bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b"",
+            status=Status.QUARANTINED,
+            last_error=reason,
+            unreadable=reason,
+        )
+
+
 @dataclass(frozen=True)
 class Claim:
     """Proof that one worker holds the lease on one event."""
@@ -131,71 +353,91 @@ class Claim:
 
 @runtime_checkable
 class Store(Protocol):
-    """What the receiver and the worker need from a durable inbox.
+    """What the receiver and the processor need from a durable inbox.
 
     Implementations must make :meth:`record` and :meth:`claim` atomic across every
     process and host that shares the store: that is what makes dedupe and
-    "one worker at a time" hold.
+    "one worker at a time" hold. Events are keyed by ``(endpoint, id)``: receivers with
+    different endpoints share a store without seeing each other's events. Methods that
+    take ``endpoint=None`` mean every endpoint. :class:`iverton_webhooks.testing.StoreContract`
+    is the test suite a store proves itself with.
     """
 
     #: True when calls do I/O that may block (async adapters then call it in a thread).
     blocking: bool
     clock: Callable[[], float]
 
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
-        """Store the event if its id is new (True) or count one more delivery (False)."""
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
+        """Store the event if its id is new (True) or count one more delivery (False).
+        ``status`` is pending, or quarantined (with ``error`` saying why)."""
         ...
 
-    def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
-        """Take the lease on a claimable event (pending, due, or lease expired), or None."""
+    def claim(
+        self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
+    ) -> Claim | None:
+        """Take the lease on a claimable event that is due, or None."""
+        ...
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        """Extend a lease still held; False if it was lost."""
         ...
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         """Merge handler outcomes while still processing; False if the lease was lost."""
         ...
 
-    def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        """Merge outcomes and mark done; False if the lease was lost."""
-        ...
-
-    def fail(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        error: str,
-        retry_at: float | None,
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        """Merge outcomes and mark failed (retry at ``retry_at``) or dead (``None``)."""
+        """Merge outcomes and write :func:`finish_fields`; False if the lease was lost."""
         ...
 
-    def due(self, limit: int = 100) -> list[str]:
-        """Ids that a worker may claim now, oldest first."""
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        """Ids that a worker may claim now, soonest due first."""
         ...
 
-    def get(self, event_id: str) -> StoredEvent | None: ...
+    def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None: ...
 
     def list(
         self,
         status: Status | str | None = None,
         event_type: str | None = None,
         limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
     ) -> Sequence[StoredEvent]:
         """Newest first, filtered by status and type."""
         ...
 
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
-        """Queue the event again (not while it is leased). Handlers that already
-        succeeded are kept unless ``rerun_all``."""
+    def replay(
+        self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
+    ) -> bool:
+        """Queue a :data:`REPLAYABLE` event again. Handlers that already succeeded are
+        kept unless ``rerun_all``."""
         ...
 
-    def resolve(self, event_id: str) -> bool:
-        """Mark a failed or dead event done by hand, without running handlers."""
+    def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
+        """Mark a :data:`RESOLVABLE` event done by hand, without running handlers."""
         ...
 
-    def prune(self, received_before: float) -> int:
-        """Delete done and dead events received before the given epoch; return how many."""
+    def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
+        """Delete :data:`FINISHED` events received before the given epoch; return how many."""
         ...
 
-    def count(self) -> int: ...
+    def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
+        """How many events are in each status (statuses with none are left out)."""
+        ...
+
+    def count(self, *, endpoint: str | None = None) -> int: ...
 
     def close(self) -> None: ...

@@ -1,0 +1,354 @@
+"""Processing stored events: the one layer that runners, CLIs, adapters and Celery share.
+
+A :class:`Processor` claims an event, runs the handlers it still owes (each with a
+deadline, renewing the lease while it runs), and writes the verdict, retrying that
+write while the store is briefly down so that a handler's recorded success is never
+run again.
+
+>>> from iverton_webhooks import MemoryStore, Router
+>>> from iverton_webhooks.events import parse_envelope
+>>> from iverton_webhooks.samples import sample_body
+>>> router = Router()
+>>> seen = []
+>>> _ = router.add(lambda event: seen.append(event.id), "deal.won", name="collect")
+>>> store = MemoryStore()
+>>> processor = Processor(store, router)
+>>> body = sample_body("deal.won", id="evt_p1")
+>>> store.record("evt_p1", "deal.won", parse_envelope(body).created_at, body)
+True
+>>> processor.process("evt_p1"), seen
+(<Result.DONE: 'done'>, ['evt_p1'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
+from typing import Any
+
+from .calls import Call, HandlerThreads
+from .errors import ConfigurationError
+from .events import Event
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent
+from .router import Handler, Router, default_router
+from .text import printable
+from .worker import (
+    RESULT_OF_VERDICT,
+    HandlerTimeout,
+    Job,
+    Result,
+    RetryPolicy,
+    persist,
+    persist_async,
+    run_coroutine,
+)
+
+log = logging.getLogger("iverton_webhooks")
+
+#: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
+SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
+DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_LEASE = timedelta(seconds=60)
+DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
+
+
+def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
+    """Refuse settings under which a legitimate retry could be processed twice or refused."""
+    if retention <= SENDER_RETRY_SPAN:
+        raise ConfigurationError(
+            f"retention {retention} is shorter than the sender's retry span "
+            f"({SENDER_RETRY_SPAN}): a late retry would no longer be recognised as a duplicate. "
+            "Keep events for at least 2 days (default 7)."
+        )
+    if max_age is not None and not (SENDER_RETRY_SPAN < max_age < retention):
+        raise ConfigurationError(
+            f"max_age must be longer than the sender's retry span ({SENDER_RETRY_SPAN}), so "
+            f"legitimate retries are accepted, and shorter than retention ({retention}), so an "
+            "event is refused by age before its id is forgotten."
+        )
+
+
+def _invoke(handler: Handler, event: Event[Any]) -> None:
+    value = handler.func(event)
+    if handler.is_async or asyncio.iscoroutine(value):
+        run_coroutine(value)
+
+
+async def _call_here(func: Callable[..., Any], /, *args: Any) -> Any:
+    return func(*args)
+
+
+class Processor:
+    """Claims and processes the events of one endpoint of a store.
+
+    ``lease``: how long a claim is held before another worker may take the event over;
+    renewed every third of it while a handler runs, so it only bounds how soon a
+    crashed worker's event is picked up again. ``handler_timeout``: a handler running
+    longer is recorded as failed ("timed out after N s") and the event retried; a sync
+    handler's thread is abandoned, an async handler is cancelled. ``process_context``:
+    a context-manager factory entered around each synchronous :meth:`process` call
+    (e.g. a Flask app context).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        router: Router | None = None,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        retry: RetryPolicy | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT,
+        process_context: Callable[[], AbstractContextManager[object]] | None = None,
+        retention: timedelta = DEFAULT_RETENTION,
+        max_age: timedelta | None = None,
+    ) -> None:
+        check_retention(retention, max_age)
+        if lease.total_seconds() <= 0 or handler_timeout.total_seconds() <= 0:
+            raise ConfigurationError("lease and handler_timeout must be positive durations")
+        self.store = store
+        self.router = router if router is not None else default_router
+        self.endpoint = endpoint
+        self.retry = retry or RetryPolicy()
+        self.lease_seconds = lease.total_seconds()
+        self.handler_timeout_seconds = handler_timeout.total_seconds()
+        self.process_context = process_context or nullcontext
+        self.retention = retention
+        self.max_age = max_age
+        self._threads = HandlerThreads()
+        self._warned_types: set[str] = set()
+        self._warned_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Processor endpoint={self.endpoint!r} store={self.store!r}>"
+
+    @property
+    def _heartbeat(self) -> float:
+        return self.lease_seconds / 3
+
+    @property
+    def _write_budget(self) -> float:
+        # Retry a failed write for at most half the lease: past that another worker may
+        # take the event over, and the handlers would run twice anyway.
+        return self.lease_seconds / 2
+
+    # One event -------------------------------------------------------------------
+
+    def process(self, event_id: str) -> Result:
+        """Claim and process one stored event in this thread, inside ``process_context``."""
+        with self.process_context():
+            job = Job.begin(
+                self.store,
+                self.router,
+                event_id,
+                endpoint=self.endpoint,
+                lease_seconds=self.lease_seconds,
+                policy=self.retry,
+            )
+            if not isinstance(job, Job):
+                return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
+            self._warn_if_unhandled(job)
+            for position, handler in enumerate(job.pending, 1):
+                job.record(handler, self._call(job, handler))
+                if position < len(job.pending):
+                    saved, kept = persist(job.checkpoint, self._write_budget, _what(job))
+                    if not saved:
+                        return Result.STORE_DOWN
+                    if not kept:
+                        return job.lost()
+            verdict = job.verdict()
+            saved, result = persist(lambda: job.finish(verdict), self._write_budget, _what(job))
+            return result if saved else Result.STORE_DOWN
+
+    def _call(self, job: Job, handler: Handler) -> BaseException | None:
+        call = self._threads.start(_invoke, handler, job.event)
+        deadline = time.monotonic() + self.handler_timeout_seconds
+        while True:
+            left = deadline - time.monotonic()
+            concurrent.futures.wait([call.future], timeout=min(self._heartbeat, max(left, 0)))
+            if call.future.done():
+                return call.future.exception()
+            if time.monotonic() >= deadline:
+                call.abandon()
+                return HandlerTimeout(self.handler_timeout_seconds)
+            self._renew(job)
+
+    def _renew(self, job: Job) -> None:
+        try:
+            if not self.store.renew(job.claim, self.lease_seconds):
+                log.warning("event %s: lease lost while a handler ran", printable(job.event.id))
+        except Exception as exc:
+            log.warning("event %s: could not renew the lease (%s)", printable(job.event.id), exc)
+
+    async def process_async(self, event_id: str) -> Result:
+        """Claim and process one stored event on the running loop: async handlers on the
+        loop, sync handlers and blocking store calls in threads."""
+        offload = asyncio.to_thread if self.store.blocking else _call_here
+        job = await offload(
+            lambda: Job.begin(
+                self.store,
+                self.router,
+                event_id,
+                endpoint=self.endpoint,
+                lease_seconds=self.lease_seconds,
+                policy=self.retry,
+            )
+        )
+        if not isinstance(job, Job):
+            return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
+        self._warn_if_unhandled(job)
+        try:
+            for position, handler in enumerate(job.pending, 1):
+                job.record(handler, await self._call_async(job, handler, offload))
+                if position < len(job.pending):
+                    saved, kept = await persist_async(
+                        job.checkpoint, self._write_budget, _what(job), offload
+                    )
+                    if not saved:
+                        return Result.STORE_DOWN
+                    if not kept:
+                        return job.lost()
+        except asyncio.CancelledError:
+            # Shutting down mid-event: hand the event back at once (due now) instead of
+            # leaving it leased until the lease runs out. Done without awaiting, since
+            # this task is being cancelled.
+            try:
+                job.finish(job.interrupted())
+            except Exception:
+                log.exception("event %s: could not hand it back", printable(job.event.id))
+            raise
+        verdict = job.verdict()
+        saved, result = await persist_async(
+            lambda: job.finish(verdict), self._write_budget, _what(job), offload
+        )
+        return result if saved else Result.STORE_DOWN
+
+    async def _call_async(
+        self, job: Job, handler: Handler, offload: Callable[..., Awaitable[Any]]
+    ) -> BaseException | None:
+        call: Call | None = None
+        if handler.is_async:
+            running: asyncio.Future[Any] = asyncio.ensure_future(handler.func(job.event))
+        else:
+            call = self._threads.start(handler.func, job.event)
+            running = asyncio.wrap_future(call.future)
+        deadline = time.monotonic() + self.handler_timeout_seconds
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                await asyncio.wait({running}, timeout=min(self._heartbeat, max(left, 0)))
+                if running.done():
+                    outcome = await _outcome(running)
+                    if outcome is None and asyncio.iscoroutine(running.result()):
+                        # A sync function that returned a coroutine: finish it on this loop.
+                        running, call = asyncio.ensure_future(running.result()), None
+                        continue
+                    return outcome
+                if time.monotonic() >= deadline:
+                    if call is not None:
+                        call.abandon()
+                    running.cancel()
+                    return HandlerTimeout(self.handler_timeout_seconds)
+                await offload(self._renew, job)
+        except asyncio.CancelledError:
+            if call is not None:
+                # A thread cannot be stopped: wait for it anyway (until its deadline) and
+                # record what it really did, so a handler that completed is not run again.
+                await asyncio.wait({running}, timeout=max(deadline - time.monotonic(), 0))
+                if running.done():
+                    job.record(handler, await _outcome(running))
+            else:
+                running.cancel()
+            raise
+
+    def _warn_if_unhandled(self, job: Job) -> None:
+        if job.matched:
+            return
+        with self._warned_lock:
+            if job.event.type in self._warned_types:
+                return
+            self._warned_types.add(job.event.type)
+        log.warning(
+            "no handler matches event type %s (endpoint %s): such events are kept as "
+            "'unhandled'; register a handler and replay them",
+            printable(job.event.type),
+            printable(self.endpoint),
+        )
+
+    # Many events -----------------------------------------------------------------
+
+    def recover(self, limit: int | None = None) -> dict[Result, int]:
+        """Process, in this thread, every event that is due now: pending ones, retries
+        whose time has come, and ones whose worker died. Returns counts by result.
+        Each event is tried once per call, so a call always ends."""
+        counts: dict[Result, int] = {}
+        tried: set[str] = set()
+        while limit is None or len(tried) < limit:
+            batch = [i for i in self.store.due(500, endpoint=self.endpoint) if i not in tried]
+            if not batch:
+                break
+            for event_id in batch[: None if limit is None else limit - len(tried)]:
+                tried.add(event_id)
+                try:
+                    result = self.process(event_id)
+                except Exception:
+                    log.exception("event %s: processing failed", printable(event_id))
+                    result = Result.STORE_DOWN
+                counts[result] = counts.get(result, 0) + 1
+        return counts
+
+    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
+        """Put a finished or failed event back to pending (it is processed by whatever
+        runs this endpoint). Handlers that succeeded are kept unless ``rerun_all``."""
+        return self.store.replay(event_id, rerun_all=rerun_all, endpoint=self.endpoint)
+
+    def replay_dead(self, *, rerun_all: bool = False) -> list[str]:
+        """Replay every event dead now; returns their ids. The ids are read first, so an
+        event that dies again while this runs is not replayed twice."""
+        dead = self.store.list(Status.DEAD, limit=2**31 - 1, endpoint=self.endpoint)
+        return [e.id for e in dead if self.replay(e.id, rerun_all=rerun_all)]
+
+    def prune(self, older_than: timedelta | None = None) -> int:
+        """Delete finished events received more than ``older_than`` ago (default: the
+        retention). Refuses a span that would forget ids the sender may still retry,
+        or that max_age would still accept."""
+        span = self.retention if older_than is None else older_than
+        check_retention(span, self.max_age)
+        return self.store.prune(time.time() - span.total_seconds(), endpoint=self.endpoint)
+
+    def stats(self) -> dict[Status, int]:
+        """How many of this endpoint's events are in each status."""
+        return self.store.stats(endpoint=self.endpoint)
+
+    def list(
+        self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100
+    ) -> Sequence[StoredEvent]:
+        """This endpoint's events, newest first."""
+        return self.store.list(status, event_type, limit, endpoint=self.endpoint)
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        return self.store.get(event_id, endpoint=self.endpoint)
+
+    def resolve(self, event_id: str) -> bool:
+        """Mark a failed, dead, unhandled or quarantined event done without running it."""
+        return self.store.resolve(event_id, endpoint=self.endpoint)
+
+    def close(self) -> None:
+        """Let idle handler threads exit."""
+        self._threads.close()
+
+
+async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:
+    if done.cancelled():
+        return asyncio.CancelledError("handler cancelled")
+    return done.exception()
+
+
+def _what(job: Job) -> str:
+    return f"event {printable(job.event.id)} ({job.event.type})"

@@ -1,0 +1,288 @@
+"""The processing layer under the faults of issue [3 of 7] and the lifecycle of [2 of 7]:
+unhandled events, hung handlers, lease heartbeats, store writes that fail, endpoints
+sharing a store, replay_dead that ends, recovery that drains everything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iverton_webhooks import Event, MemoryStore, Receiver, RetryPolicy, Router, Status, Store
+from iverton_webhooks.events import parse_envelope
+from iverton_webhooks.inbox.base import Claim, HandlerOutcome, Verdict
+from iverton_webhooks.processor import Processor
+from iverton_webhooks.samples import sample_body
+from iverton_webhooks.worker import Result
+from tests.conftest import SECRET, signed_headers
+from tests.stores import STORE_PARAMS, STORES
+
+NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0, jitter=0)
+
+
+@pytest.fixture(params=STORE_PARAMS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with STORES[request.param](tmp_path, time.time) as made:
+        yield made
+
+
+def stored(store: Store, event_id: str, event_type: str = "deal.won", **kw: Any) -> str:
+    body = sample_body(event_type, id=event_id)
+    envelope = parse_envelope(body)
+    store.record(envelope.id, envelope.type, envelope.created_at, body, **kw)
+    return event_id
+
+
+def test_an_event_no_handler_matches_is_unhandled_not_done(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    processor = Processor(store, Router())
+    with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+        assert processor.process(stored(store, "evt_u1")) is Result.UNHANDLED
+        assert processor.process(stored(store, "evt_u2")) is Result.UNHANDLED
+    assert store.get("evt_u1").status is Status.UNHANDLED  # type: ignore[union-attr]
+    warnings = [r for r in caplog.records if "no handler matches" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "deal.won" in warnings[0].getMessage()
+    # Unhandled is kept and replayable: register the handler, replay, and it runs.
+    router = Router()
+    ran: list[str] = []
+    router.add(lambda event: ran.append(event.id), "deal.won", name="late")
+    later = Processor(store, router)
+    assert later.replay("evt_u1")
+    assert later.process("evt_u1") is Result.DONE
+    assert ran == ["evt_u1"]
+
+
+def test_a_hung_sync_handler_times_out_is_retried_and_ends_dead(store: Store) -> None:
+    release = threading.Event()
+    router = Router()
+    calls = Counter[str]()
+
+    @router.on("deal.won")
+    def hangs(event: Event) -> None:
+        calls["hangs"] += 1
+        release.wait(30)
+
+    processor = Processor(
+        store,
+        router,
+        retry=RetryPolicy(max_attempts=2, base_delay=0, jitter=0),
+        handler_timeout=timedelta(seconds=0.3),
+    )
+    event_id = stored(store, "evt_hang")
+    try:
+        started = time.monotonic()
+        assert processor.process(event_id) is Result.RETRY
+        assert time.monotonic() - started < 2.0  # the calling thread was not held
+        event = store.get(event_id)
+        assert event is not None
+        assert event.status is Status.FAILED
+        assert "timed out after 0.3 s" in (event.last_error or "")
+        assert processor.process(event_id) is Result.DEAD
+        assert calls["hangs"] == 2
+    finally:
+        release.set()
+
+
+def test_a_hung_async_handler_is_cancelled(store: Store) -> None:
+    router = Router()
+    cancelled = threading.Event()
+
+    @router.on("deal.won")
+    async def hangs(event: Event) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    processor = Processor(store, router, retry=NO_WAIT, handler_timeout=timedelta(seconds=0.2))
+    event_id = stored(store, "evt_ahang")
+    assert asyncio.run(asyncio.wait_for(processor.process_async(event_id), 5)) is Result.RETRY
+    assert cancelled.is_set()
+    assert "timed out" in (store.get(event_id).last_error or "")  # type: ignore[union-attr]
+
+
+def test_a_long_handler_keeps_its_lease_so_nobody_runs_it_twice(store: Store) -> None:
+    router = Router()
+    runs = Counter[str]()
+
+    @router.on("deal.won")
+    def slow(event: Event) -> None:
+        runs["slow"] += 1
+        time.sleep(1.2)
+
+    lease = timedelta(seconds=0.3)
+    first = Processor(store, router, lease=lease, retry=NO_WAIT)
+    second = Processor(store, router, lease=lease, retry=NO_WAIT)
+    event_id = stored(store, "evt_long")
+    results: list[Result] = []
+    worker = threading.Thread(target=lambda: results.append(first.process(event_id)))
+    worker.start()
+    deadline = time.monotonic() + 1.1
+    stolen = []
+    while time.monotonic() < deadline:  # another worker tries, well past the lease
+        stolen.append(second.process(event_id))
+        time.sleep(0.05)
+    worker.join(5)
+    assert results == [Result.DONE]
+    assert set(stolen) == {Result.SKIPPED}
+    assert runs["slow"] == 1
+
+
+class FlakyWrites:
+    """A store whose checkpoint/finish raise a few times first (a database restarting)."""
+
+    def __init__(self, inner: Store, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _maybe_fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("server closed the connection unexpectedly")
+
+    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
+        self._maybe_fail()
+        return self._inner.checkpoint(claim, outcomes)
+
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
+    ) -> bool:
+        self._maybe_fail()
+        return self._inner.finish(claim, outcomes, verdict)
+
+
+def test_a_store_fault_after_the_handlers_does_not_run_them_again() -> None:
+    inner = MemoryStore()
+    store = FlakyWrites(inner, failures=3)
+    router = Router()
+    runs = Counter[str]()
+    for name in ("first", "second"):
+        router.add(lambda event, name=name: runs.update([name]), "deal.won", name=name)
+    processor = Processor(store, router)  # type: ignore[arg-type]
+    event_id = stored(inner, "evt_fault")
+    assert processor.process(event_id) is Result.DONE
+    assert runs == Counter({"first": 1, "second": 1})
+    assert inner.get(event_id).status is Status.DONE  # type: ignore[union-attr]
+
+
+def test_when_the_store_stays_down_recorded_successes_are_still_not_rerun() -> None:
+    inner = MemoryStore()
+    router = Router()
+    runs = Counter[str]()
+    for name in ("first", "second"):
+        router.add(lambda event, name=name: runs.update([name]), "deal.won", name=name)
+    lease = timedelta(seconds=0.2)
+    event_id = stored(inner, "evt_down")
+    # The checkpoint after "first" is written; then the store is down for good.
+    store = FlakyWrites(inner, failures=0)
+    original = store.finish
+
+    def finish_down(*args: Any) -> bool:
+        raise ConnectionError("down")
+
+    store.finish = finish_down  # type: ignore[method-assign]
+    assert Processor(store, router, lease=lease).process(event_id) is Result.STORE_DOWN  # type: ignore[arg-type]
+    store.finish = original  # type: ignore[method-assign]
+    time.sleep(0.25)  # the lease runs out; a second worker takes over
+    assert Processor(inner, router, lease=lease).process(event_id) is Result.DONE
+    assert runs == Counter({"first": 1, "second": 2})  # only the unrecorded one again
+
+
+def test_receivers_sharing_a_store_never_process_each_others_events(tmp_path: Path) -> None:
+    store = MemoryStore()
+    ran: list[str] = []
+    router_a, router_b = Router(), Router()
+    router_a.add(lambda event: ran.append(f"A:{event.id}"), "deal.won", name="a")
+
+    @router_b.on("deal.won")
+    def fails(event: Event) -> None:
+        raise RuntimeError("B's handler fails")
+
+    a = Receiver(secret=SECRET, router=router_a, store=store, runner="inline", endpoint="a")
+    b = Receiver(secret=SECRET, router=router_b, store=store, runner="inline", endpoint="b")
+    body = sample_body("deal.won", id="evt_shared")
+    assert b.receive("POST", body, signed_headers(body)).status == 200
+    assert b.stats() == {Status.FAILED: 1}
+    a.recover()
+    assert ran == []  # A never touched B's event
+    assert store.get("evt_shared", endpoint="b").status is Status.FAILED  # type: ignore[union-attr]
+    # The same id sent to A is A's own event, not a duplicate of B's.
+    assert a.receive("POST", body, signed_headers(body)).body == b'{"status":"accepted"}'
+    assert ran == ["A:evt_shared"]
+
+
+def test_replay_dead_ends_when_replayed_events_die_again() -> None:
+    router = Router()
+    runs = Counter[str]()
+
+    @router.on("deal.won")
+    def fails(event: Event) -> None:
+        runs[event.id] += 1
+        raise RuntimeError("still broken")
+
+    receiver = Receiver(
+        secret=SECRET,
+        router=router,
+        store="memory://",
+        runner="inline",
+        retry=RetryPolicy(max_attempts=1),
+    )
+    for n in range(3):
+        body = sample_body("deal.won", id=f"evt_dead{n}")
+        receiver.receive("POST", body, signed_headers(body))
+    assert receiver.stats() == {Status.DEAD: 3}
+    assert receiver.replay_dead() == 3  # each replayed (and dead again) exactly once
+    assert runs == Counter({f"evt_dead{n}": 2 for n in range(3)})
+    assert receiver.stats() == {Status.DEAD: 3}
+
+
+def test_recover_drains_everything_due_not_just_one_batch(store: Store) -> None:
+    for n in range(1203):
+        stored(store, f"evt_many{n}")
+    counts = Processor(store, Router()).recover()
+    assert counts == {Result.UNHANDLED: 1203}
+    assert store.stats() == {Status.UNHANDLED: 1203}
+
+
+def test_an_unreadable_body_in_the_inbox_is_quarantined_not_dead(store: Store) -> None:
+    store.record("evt_raw", "deal.won", parse_envelope(sample_body("deal.won")).created_at, b"{")
+    assert Processor(store, Router()).process("evt_raw") is Result.QUARANTINED
+    event = store.get("evt_raw")
+    assert event is not None
+    assert event.status is Status.QUARANTINED
+    assert event.last_error
+
+
+def test_a_replayed_quarantined_event_is_parsed_again() -> None:
+    store = MemoryStore()
+    ran: list[str] = []
+    router = Router()
+    router.add(lambda event: ran.append(event.id), "deal.won", name="h")
+    body = sample_body("deal.won", id="evt_q")
+    store.record(
+        "evt_q",
+        "deal.won",
+        parse_envelope(body).created_at,
+        body,
+        status=Status.QUARANTINED,
+        error="was unreadable by an older version",
+    )
+    processor = Processor(store, router)
+    assert processor.process("evt_q") is Result.SKIPPED  # quarantined is never due
+    assert processor.replay("evt_q")
+    assert processor.process("evt_q") is Result.DONE
+    assert ran == ["evt_q"]
