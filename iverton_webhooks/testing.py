@@ -73,3 +73,12 @@ else:
         receiver = inline_receiver(iverton_router, iverton_secret)
         yield receiver
         receiver.close()
+
+
+def __getattr__(name: str) -> Any:
+    # The store contract suite needs pytest; import it only when a store's tests ask.
+    if name == "StoreContract":
+        from .store_contract import StoreContract
+
+        return StoreContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
