@@ -3,6 +3,9 @@
 Durability: with ``synchronous="NORMAL"`` (the default) a recorded event survives the
 death of any process; surviving an operating-system crash or power cut as well needs
 ``synchronous="FULL"``, which costs an fsync per acknowledged event.
+
+The queries live in :mod:`.sql`; this module holds connections, the schema and its
+migrations (the schema version is SQLite's ``PRAGMA user_version``).
 """
 
 from __future__ import annotations
@@ -11,89 +14,76 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigurationError
-from .base import (
-    Claim,
-    HandlerOutcome,
-    Status,
-    StoredEvent,
-    dump_outcomes,
-    load_outcomes,
-    to_datetime,
-)
+from .base import CLAIMABLE
+from .sql import SQLITE, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
 
-# ``due_at`` is the one time a worker looks at: when a pending event was received, when
-# a failed one may retry, when a processing one's lease runs out. A partial index on it
-# holds only unfinished events, so it stays small however large the history grows.
-# Every index is paid for on each acknowledged request, so there are just two: the
-# unique id and that one. Listing goes by rowid (arrival order); pruning, a rare
-# maintenance job, scans.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS iverton_events (
-    id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    received_at REAL NOT NULL,
-    body BLOB NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    deliveries INTEGER NOT NULL DEFAULT 1,
-    due_at REAL,
-    next_attempt_at REAL,
-    lease_until REAL,
-    lease_token TEXT,
-    processed_at REAL,
-    last_error TEXT,
-    outcomes TEXT
-);
-CREATE INDEX IF NOT EXISTS iverton_events_due ON iverton_events (due_at)
-    WHERE status IN ('pending', 'failed', 'processing');
-"""
+# The write-ahead log is checkpointed every this many pages (SQLite's own default), and
+# cut back to JOURNAL_SIZE_LIMIT bytes after a checkpoint, so the -wal file stays a few
+# MB. Wave 1 used 10,000 pages: a ~40 MB WAL that filled a small disk.
+WAL_AUTOCHECKPOINT_PAGES = 1000
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
-# Outcomes are a JSON object keyed by handler name; json_patch merges the new ones in.
-_MERGE_OUTCOMES = "outcomes = json_patch(coalesce(outcomes, '{}'), ?)"
-
-_COLUMNS = (
-    "id, type, created_at, received_at, body, status, attempts, deliveries, "
-    "next_attempt_at, lease_until, processed_at, last_error, outcomes"
+_TABLE = "iverton_events"
+_COLUMNS_V1 = (
+    "type TEXT NOT NULL, created_at REAL NOT NULL, received_at REAL NOT NULL, "
+    "body BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending', "
+    "attempts INTEGER NOT NULL DEFAULT 0, deliveries INTEGER NOT NULL DEFAULT 1, "
+    "due_at REAL, next_attempt_at REAL, lease_until REAL, lease_token TEXT, "
+    "processed_at REAL, last_error TEXT, outcomes TEXT"
+)
+_COPIED_V1 = (
+    "id, type, created_at, received_at, body, status, attempts, deliveries, due_at, "
+    "next_attempt_at, lease_until, lease_token, processed_at, last_error, outcomes"
 )
 
+# Forward migrations: version -> statements, run in one transaction each at open.
+# ``due_at`` is the one time a worker looks at (a pending event's arrival, a failed
+# one's retry, a processing one's lease end). Its partial index holds only unfinished
+# events, so it stays small however large the history grows; every index is paid for
+# on each acknowledged request, so there are just two: the unique key and that one.
+# Listing goes by rowid (arrival order); pruning, a rare maintenance job, scans.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Wave 1: keyed by id alone (a file it made has user_version 0 and this table).
+    1: (
+        f"CREATE TABLE IF NOT EXISTS {_TABLE} (id TEXT NOT NULL UNIQUE, {_COLUMNS_V1})",
+        f"CREATE INDEX IF NOT EXISTS {_TABLE}_due ON {_TABLE} (due_at) "
+        f"WHERE status IN {status_list(CLAIMABLE)}",
+    ),
+    # Endpoints: keyed by (endpoint, id); existing events belong to "default". SQLite
+    # cannot change a table's keys in place, so the table is rebuilt (rowids, and with
+    # them arrival order, are kept).
+    2: (
+        f"CREATE TABLE {_TABLE}_v2 (endpoint TEXT NOT NULL DEFAULT 'default', "
+        f"id TEXT NOT NULL, {_COLUMNS_V1}, UNIQUE (endpoint, id))",
+        f"INSERT INTO {_TABLE}_v2 (rowid, endpoint, {_COPIED_V1}) "
+        f"SELECT rowid, 'default', {_COPIED_V1} FROM {_TABLE} ORDER BY rowid",
+        f"DROP TABLE {_TABLE}",
+        f"ALTER TABLE {_TABLE}_v2 RENAME TO {_TABLE}",
+        f"CREATE INDEX {_TABLE}_due ON {_TABLE} (endpoint, due_at) "
+        f"WHERE status IN {status_list(CLAIMABLE)}",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
-def _row_to_event(row: tuple[object, ...]) -> StoredEvent:
-    (id_, type_, created, received, body, status, attempts, deliveries) = row[:8]
-    (next_at, lease, processed, error, outcomes) = row[8:]
-    return StoredEvent(
-        id=str(id_),
-        type=str(type_),
-        created_at=to_datetime(float(created)),  # type: ignore[arg-type]
-        received_at=to_datetime(float(received)),  # type: ignore[arg-type]
-        body=bytes(body),  # type: ignore[call-overload]
-        status=Status(status),
-        attempts=int(attempts),  # type: ignore[call-overload]
-        deliveries=int(deliveries),  # type: ignore[call-overload]
-        next_attempt_at=to_datetime(next_at),  # type: ignore[arg-type]
-        lease_until=to_datetime(lease),  # type: ignore[arg-type]
-        processed_at=to_datetime(processed),  # type: ignore[arg-type]
-        last_error=error,  # type: ignore[arg-type]
-        outcomes=load_outcomes(outcomes),  # type: ignore[arg-type]
-    )
 
-
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """Events in a SQLite file, one connection per thread (and per process after a fork).
 
     ``timeout`` is how long a write waits for another writer's lock before giving up;
     the receiver then answers 503 and the sender retries, so keep it well under 5 s.
+    Opening a file an older version made upgrades its schema in place.
     """
 
     blocking = True
+    dialect = SQLITE
+    _table = _TABLE
 
     def __init__(
         self,
@@ -120,8 +110,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+        self._migrate(self._conn)
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -142,131 +131,36 @@ class SQLiteStore:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        # Checkpoint less often than the default 1,000 pages: each checkpoint copies the
-        # hot index pages back into the database, and fewer, larger ones copy each page
-        # once instead of many times. The WAL file may grow to about 40 MB.
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         with self._all_lock:
             self._all.append(conn)
         return conn
 
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
-        now = self.clock()
-        conn = self._conn
-        inserted = conn.execute(
-            "INSERT OR IGNORE INTO iverton_events "
-            "(id, type, created_at, received_at, body, due_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (event_id, event_type, created_at.timestamp(), now, bytes(body), now),
-        ).rowcount
-        if inserted:
-            return True
-        conn.execute(
-            "UPDATE iverton_events SET deliveries = deliveries + 1 WHERE id = ?", (event_id,)
-        )
-        return False
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the file's schema to :data:`SCHEMA_VERSION`. Processes opening it at
+        once take turns on the write lock, and each re-reads the version under it."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        # A large inbox takes a while to rebuild: wait for it rather than fail.
+        conn.execute("PRAGMA busy_timeout=120000")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                for version in sorted(v for v in MIGRATIONS if v > current):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={round(self.timeout * 1000)}")
 
-    def claim(self, event_id: str, lease_seconds: float) -> Claim | None:
-        now = self.clock()
-        token = uuid.uuid4().hex
-        row = self._conn.execute(
-            "UPDATE iverton_events SET status = 'processing', attempts = attempts + 1, "
-            "lease_token = ?, lease_until = ?, due_at = ? "
-            "WHERE id = ? AND status IN ('pending', 'failed', 'processing') AND due_at <= ? "
-            f"RETURNING {_COLUMNS}",
-            (token, now + lease_seconds, now + lease_seconds, event_id, now),
-        ).fetchone()
-        return None if row is None else Claim(event=_row_to_event(row), token=token)
-
-    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(claim, _MERGE_OUTCOMES, (dump_outcomes(outcomes),))
-
-    def complete(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(
-            claim,
-            f"status = 'done', {_MERGE_OUTCOMES}, processed_at = ?, last_error = NULL, "
-            "due_at = NULL, next_attempt_at = NULL, lease_until = NULL, lease_token = NULL",
-            (dump_outcomes(outcomes), self.clock()),
-        )
-
-    def fail(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        error: str,
-        retry_at: float | None,
-    ) -> bool:
-        status = Status.DEAD if retry_at is None else Status.FAILED
-        return self._update_claimed(
-            claim,
-            f"status = ?, {_MERGE_OUTCOMES}, last_error = ?, due_at = ?, next_attempt_at = ?, "
-            "lease_until = NULL, lease_token = NULL",
-            (status.value, dump_outcomes(outcomes), error, retry_at, retry_at),
-        )
-
-    def _update_claimed(self, claim: Claim, assignments: str, values: tuple[object, ...]) -> bool:
-        cursor = self._conn.execute(
-            f"UPDATE iverton_events SET {assignments} WHERE id = ? AND lease_token = ?",
-            (*values, claim.event.id, claim.token),
-        )
-        return cursor.rowcount == 1
-
-    def due(self, limit: int = 100) -> list[str]:
-        rows = self._conn.execute(
-            "SELECT id FROM iverton_events "
-            "WHERE status IN ('pending', 'failed', 'processing') AND due_at <= ? "
-            "ORDER BY due_at LIMIT ?",
-            (self.clock(), limit),
-        ).fetchall()
-        return [row[0] for row in rows]
-
-    def get(self, event_id: str) -> StoredEvent | None:
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM iverton_events WHERE id = ?", (event_id,)
-        ).fetchone()
-        return None if row is None else _row_to_event(row)
-
-    def list(
-        self,
-        status: Status | str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-    ) -> list[StoredEvent]:
-        wanted = None if status is None else Status(status).value
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM iverton_events "
-            "WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?) "
-            "ORDER BY rowid DESC LIMIT ?",
-            (wanted, wanted, event_type, event_type, limit),
-        ).fetchall()
-        return [_row_to_event(row) for row in rows]
-
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
-        reset = ", outcomes = NULL" if rerun_all else ""
-        cursor = self._conn.execute(
-            "UPDATE iverton_events SET status = 'pending', attempts = 0, due_at = ?, "
-            f"next_attempt_at = NULL{reset} "
-            "WHERE id = ? AND status IN ('done', 'failed', 'dead')",
-            (self.clock(), event_id),
-        )
-        return cursor.rowcount == 1
-
-    def resolve(self, event_id: str) -> bool:
-        cursor = self._conn.execute(
-            "UPDATE iverton_events SET status = 'done', processed_at = ?, due_at = NULL "
-            "WHERE id = ? AND status IN ('failed', 'dead')",
-            (self.clock(), event_id),
-        )
-        return cursor.rowcount == 1
-
-    def prune(self, received_before: float) -> int:
-        cursor = self._conn.execute(
-            "DELETE FROM iverton_events WHERE status IN ('done', 'dead') AND received_at < ?",
-            (received_before,),
-        )
-        return cursor.rowcount
-
-    def count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM iverton_events").fetchone()[0])
+    def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(statement, params)
 
     def close(self) -> None:
         with self._all_lock:

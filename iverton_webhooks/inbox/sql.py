@@ -1,0 +1,340 @@
+"""The inbox in SQL, written once for SQLite and PostgreSQL.
+
+:class:`SQLStore` holds every store method; the two stores differ only in a
+:class:`Dialect` (placeholder style, how times go in and come out, how outcomes are
+merged, which column keeps arrival order) and in how they hold connections, which
+each store file does by implementing :meth:`SQLStore._execute`.
+
+Every transition's columns come from the field writers in :mod:`.base`, and every
+status list from its sets: a new column or status changes no SQL here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .base import (
+    CLAIMABLE,
+    DEFAULT_ENDPOINT,
+    FINISHED,
+    REPLAYABLE,
+    RESOLVABLE,
+    Claim,
+    HandlerOutcome,
+    Status,
+    StoredEvent,
+    Verdict,
+    claim_fields,
+    dump_outcomes,
+    finish_fields,
+    new_row,
+    read_row,
+    renew_fields,
+    replay_fields,
+    resolve_fields,
+    values,
+)
+
+#: Columns holding a time; the stores keep them as epoch seconds (SQLite ``REAL``) or
+#: ``timestamptz`` (PostgreSQL), and every query reads them back as epoch seconds.
+TIME_COLUMNS = frozenset(
+    {"created_at", "received_at", "due_at", "next_attempt_at", "lease_until", "processed_at"}
+)
+
+#: What :func:`~.base.read_row` needs, in the order every query selects it.
+READ_COLUMNS = (
+    "endpoint",
+    "id",
+    "type",
+    "created_at",
+    "received_at",
+    "body",
+    "status",
+    "attempts",
+    "deliveries",
+    "next_attempt_at",
+    "lease_until",
+    "processed_at",
+    "last_error",
+    "outcomes",
+)
+
+
+def status_list(statuses: frozenset[Status]) -> str:
+    """``('a', 'b')`` for an SQL ``IN``: literals, so the planner can match the partial
+    due index, whose predicate is written with the same function."""
+    return "(" + ", ".join(f"'{name}'" for name in values(statuses)) + ")"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL databases the inbox runs on."""
+
+    #: The driver's parameter placeholder.
+    param: str
+    #: An SQL expression turning one epoch-seconds parameter into a stored time.
+    time_param: str
+    #: An SQL expression reading a stored time column ``{0}`` as epoch seconds.
+    time_column: str
+    #: The assignment merging one JSON-object parameter into ``outcomes``.
+    merge_outcomes: str
+    #: The column that keeps arrival order, for listing newest first.
+    arrival: str
+
+
+SQLITE = Dialect(
+    param="?",
+    time_param="?",
+    time_column="{0}",
+    merge_outcomes="outcomes = json_patch(coalesce(outcomes, '{{}}'), ?)",
+    arrival="rowid",
+)
+
+# Times come back through extract(epoch ...) so the driver never has to build a
+# datetime: a stored time outside Python's range then makes one unreadable event
+# (see read_row) instead of an exception that blocks every listing and claim.
+POSTGRES = Dialect(
+    param="%s",
+    time_param="to_timestamp(%s)",
+    time_column="extract(epoch from {0})",
+    # jsonb || replaces whole top-level keys: a handler's latest outcome replaces its last.
+    merge_outcomes="outcomes = coalesce(outcomes, '{{}}'::jsonb) || %s::jsonb",
+    arrival="seq",
+)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses (sqlite3 and psycopg both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+_CLAIMABLE = status_list(CLAIMABLE)
+_FINISHED = status_list(FINISHED)
+_REPLAYABLE = status_list(REPLAYABLE)
+_RESOLVABLE = status_list(RESOLVABLE)
+
+
+class SQLStore:
+    """Every :class:`~.base.Store` method over one SQL table. A subclass sets
+    ``dialect`` and ``_table`` (the quoted table name) and implements :meth:`_execute`."""
+
+    blocking = True
+    dialect: Dialect
+    _table: str
+    clock: Callable[[], float]
+
+    def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one autocommitted statement on this thread's connection."""
+        raise NotImplementedError
+
+    def _execute_long(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
+        """Like :meth:`_execute`, for maintenance that may outlast a request's timeout."""
+        return self._execute(statement, params)
+
+    # -- building statements ---------------------------------------------------------
+
+    @property
+    def _select(self) -> str:
+        cached: str | None = self.__dict__.get("_select_cache")
+        if cached is None:
+            cached = ", ".join(
+                f"{self.dialect.time_column.format(name)} AS {name}"
+                if name in TIME_COLUMNS
+                else name
+                for name in READ_COLUMNS
+            )
+            self.__dict__["_select_cache"] = cached
+        return cached
+
+    def _placeholder(self, column: str) -> str:
+        return self.dialect.time_param if column in TIME_COLUMNS else self.dialect.param
+
+    def _assign(self, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """``col = ?, ...`` for a transition's fields, and their values in order."""
+        sql = ", ".join(f"{name} = {self._placeholder(name)}" for name in fields)
+        return sql, list(fields.values())
+
+    def _where(self, conditions: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """``WHERE a = ? AND ...`` for the conditions whose value is not None."""
+        used = {name: value for name, value in conditions.items() if value is not None}
+        if not used:
+            return "", []
+        p = self.dialect.param
+        return "WHERE " + " AND ".join(f"{name} = {p}" for name in used), list(used.values())
+
+    def _rows(self, cursor: Cursor) -> list[StoredEvent]:
+        return [read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()]
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
+        row = new_row(
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type=event_type,
+            created_at=created_at.timestamp(),
+            body=body,
+            now=self.clock(),
+            status=status,
+            error=error,
+        )
+        names = ", ".join(row)
+        marks = ", ".join(self._placeholder(name) for name in row)
+        # One statement either way; a new row is the only one with deliveries = 1.
+        cursor = self._execute(
+            f"INSERT INTO {self._table} AS e ({names}) VALUES ({marks}) "
+            "ON CONFLICT (endpoint, id) DO UPDATE SET deliveries = e.deliveries + 1 "
+            "RETURNING deliveries",
+            list(row.values()),
+        )
+        return int(cursor.fetchone()[0]) == 1
+
+    def claim(
+        self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
+    ) -> Claim | None:
+        now, token = self.clock(), uuid.uuid4().hex
+        sets, params = self._assign(claim_fields(now, lease_seconds, token))
+        p, t = self.dialect.param, self.dialect.time_param
+        cursor = self._execute(
+            f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
+            f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
+            f"RETURNING {self._select}",
+            [*params, endpoint, event_id, now],
+        )
+        claimed = self._rows(cursor)
+        return Claim(event=claimed[0], token=token) if claimed else None
+
+    def _claimed(
+        self,
+        claim: Claim,
+        fields: Mapping[str, Any],
+        outcomes: Mapping[str, HandlerOutcome] | None = None,
+    ) -> bool:
+        """Apply a transition that only the holder of the claim's lease may make."""
+        sets, params = self._assign(fields)
+        if outcomes is not None:
+            sets = ", ".join(filter(None, (sets, self.dialect.merge_outcomes.format())))
+            params.append(dump_outcomes(outcomes))
+        p = self.dialect.param
+        cursor = self._execute(
+            f"UPDATE {self._table} SET {sets} "
+            f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}",
+            [*params, claim.event.endpoint, claim.event.id, claim.token],
+        )
+        return cursor.rowcount == 1
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        return self._claimed(claim, renew_fields(self.clock(), lease_seconds))
+
+    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
+        return self._claimed(claim, {}, outcomes)
+
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
+    ) -> bool:
+        return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
+
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        p, t = self.dialect.param, self.dialect.time_param
+        cursor = self._execute(
+            f"SELECT id FROM {self._table} "
+            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
+            f"ORDER BY due_at, id LIMIT {p}",
+            [endpoint, self.clock(), limit],
+        )
+        return [str(row[0]) for row in cursor.fetchall()]
+
+    def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
+        where, params = self._where({"endpoint": endpoint, "id": event_id})
+        found = self._rows(
+            self._execute(f"SELECT {self._select} FROM {self._table} {where}", params)
+        )
+        return found[0] if found else None
+
+    def list(
+        self,
+        status: Status | str | None = None,
+        event_type: str | None = None,
+        limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
+    ) -> list[StoredEvent]:
+        wanted = None if status is None else Status(status).value
+        where, params = self._where({"endpoint": endpoint, "status": wanted, "type": event_type})
+        cursor = self._execute(
+            f"SELECT {self._select} FROM {self._table} {where} "
+            f"ORDER BY {self.dialect.arrival} DESC LIMIT {self.dialect.param}",
+            [*params, limit],
+        )
+        return self._rows(cursor)
+
+    def _transition(
+        self, event_id: str, endpoint: str, allowed: str, fields: Mapping[str, Any]
+    ) -> bool:
+        sets, params = self._assign(fields)
+        p = self.dialect.param
+        cursor = self._execute(
+            f"UPDATE {self._table} SET {sets} "
+            f"WHERE endpoint = {p} AND id = {p} AND status IN {allowed}",
+            [*params, endpoint, event_id],
+        )
+        return cursor.rowcount == 1
+
+    def replay(
+        self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
+    ) -> bool:
+        fields = replay_fields(self.clock())
+        if rerun_all:
+            fields["outcomes"] = None
+        return self._transition(event_id, endpoint, _REPLAYABLE, fields)
+
+    def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
+        return self._transition(event_id, endpoint, _RESOLVABLE, resolve_fields(self.clock()))
+
+    def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
+        where, params = self._where({"endpoint": endpoint})
+        where = f"{where} AND" if where else "WHERE"
+        cursor = self._execute_long(
+            f"DELETE FROM {self._table} {where} status IN {_FINISHED} "
+            f"AND received_at < {self.dialect.time_param}",
+            [*params, received_before],
+        )
+        return cursor.rowcount
+
+    def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
+        where, params = self._where({"endpoint": endpoint})
+        cursor = self._execute(
+            f"SELECT status, count(*) FROM {self._table} {where} GROUP BY status", params
+        )
+        counts: dict[Status, int] = {}
+        for name, number in cursor.fetchall():
+            # A status this version does not know is counted as quarantined, as read_row
+            # shows such a row.
+            status = Status(name) if name in Status._value2member_map_ else Status.QUARANTINED
+            counts[status] = counts.get(status, 0) + int(number)
+        return counts
+
+    def count(self, *, endpoint: str | None = None) -> int:
+        where, params = self._where({"endpoint": endpoint})
+        cursor = self._execute(f"SELECT count(*) FROM {self._table} {where}", params)
+        return int(cursor.fetchone()[0])
