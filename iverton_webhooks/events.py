@@ -1,4 +1,6 @@
-"""The event envelope, the 22 event type names and the resource models.
+"""The event envelope, the event type names and the resource models.
+
+Type names, families and models come from the catalogue (:mod:`iverton_webhooks.catalogue`).
 
 Only the envelope (``id``, ``type``, ``created_at``, ``data.id``) is guaranteed by the
 sender, so every resource model requires ``id`` alone and keeps unknown fields.
@@ -11,96 +13,83 @@ sender, so every resource model requires ``id`` alone and keeps unknown fields.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypeVar
 
+from .catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
 from .errors import InvalidPayload
 
-EVENT_TYPES: tuple[str, ...] = (
-    "contact.created",
-    "contact.updated",
-    "contact.deleted",
-    "contact.subscribed",
-    "contact.unsubscribed",
-    "campaign.created",
-    "campaign.scheduled",
-    "campaign.sent",
-    "campaign.completed",
-    "email.delivered",
-    "email.opened",
-    "email.clicked",
-    "email.bounced",
-    "email.complained",
-    "deal.created",
-    "deal.updated",
-    "deal.stage_changed",
-    "deal.won",
-    "deal.lost",
-    "client.created",
-    "client.updated",
-    "client.deleted",
-)
-FAMILIES: tuple[str, ...] = ("contact", "campaign", "email", "deal", "client")
-_KNOWN_TYPES = frozenset(EVENT_TYPES)
+__all__ = [
+    "EVENT_TYPES",
+    "FAMILIES",
+    "Campaign",
+    "Client",
+    "Contact",
+    "Deal",
+    "Email",
+    "Envelope",
+    "Event",
+    "Resource",
+    "describe_validation_error",
+    "event_model",
+    "parse_envelope",
+    "parse_event",
+    "salvage_id_and_type",
+]
+
+EVENT_TYPES: tuple[str, ...] = CATALOGUE.types
+"""Every event type name the sender documents, family by family."""
+FAMILIES: tuple[str, ...] = CATALOGUE.names
+"""The family names (the part of a type before the dot)."""
+
+# One day inside what datetime can hold at either end: a store, an admin page or a log
+# that shows the time in any zone (offsets are under a day) can still build it, and an
+# epoch-float round trip cannot round past the end.
+_EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
+_LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
 
-def _assume_utc(value: datetime) -> datetime:
+def _to_utc(value: datetime) -> datetime:
     # The contract promises UTC; a sender that drops the offset still means UTC,
     # and refusing it would get the endpoint disabled for a formatting detail.
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        value = value.astimezone(timezone.utc)
+    except OverflowError:
+        # A ValueError, so pydantic reports it like any other bad field (an
+        # OverflowError would escape validation and crash the request).
+        raise ValueError("is out of range once converted to UTC") from None
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError("is out of range once converted to UTC")
+    return value
 
 
-UtcDatetime = Annotated[datetime, Field(strict=True), AfterValidator(_assume_utc)]
-"""A timestamp given as an ISO-8601 string; naive values are taken as UTC."""
-
-
-class Resource(BaseModel):
-    """The object an event is about. Fields the sender adds later are kept as extras."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str = Field(min_length=1)
-
-
-class Contact(Resource):
-    """A contact (the one resource whose fields the sender documents)."""
-
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-
-
-class Campaign(Resource):
-    """An email campaign."""
-
-
-class Email(Resource):
-    """One email sent to one contact (delivery, open, click, bounce, complaint)."""
-
-
-class Deal(Resource):
-    """A deal in the CRM pipeline."""
-
-
-class Client(Resource):
-    """A client company."""
+UtcDatetime = Annotated[datetime, Field(strict=True), AfterValidator(_to_utc)]
+"""An ISO-8601 timestamp, converted to UTC (naive values are taken as UTC); a time
+outside years 1-9999 once in UTC is invalid."""
 
 
 DataT = TypeVar("DataT", bound=Resource, default=Resource)
 
 
+_MAX_KEY = 255
+
+
 def _no_nul(value: str) -> str:
     # Used as a database key: PostgreSQL refuses NUL in text, which would turn a
-    # client's bad input into a 503 on every retry instead of a 400.
+    # signed event into a 503 on every retry instead of a quarantine.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
 
 
-_ID = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+# 255: the narrowest key column of any store (Django's CharField, MySQL index limits).
+_ID = Annotated[str, Field(min_length=1, max_length=_MAX_KEY), AfterValidator(_no_nul)]
 
 
 class Event(BaseModel, Generic[DataT]):
@@ -121,7 +110,7 @@ class Event(BaseModel, Generic[DataT]):
     @property
     def is_known_type(self) -> bool:
         """False for a type this version of the library has not heard of."""
-        return self.type in _KNOWN_TYPES
+        return self.type in CATALOGUE
 
 
 class _DataRef(Resource):
@@ -134,20 +123,17 @@ class Envelope(Event[_DataRef]):
 
 _validate_envelope = Envelope.__pydantic_validator__.validate_json
 
+# Built once: parametrising a generic model is a cache lookup, but not a free one.
 _FAMILY_MODELS: dict[str, type[Event[Any]]] = {
-    "contact": Event[Contact],
-    "campaign": Event[Campaign],
-    "email": Event[Email],
-    "deal": Event[Deal],
-    "client": Event[Client],
+    family.name: Event[family.model]  # type: ignore[name-defined]  # a runtime parameter
+    for family in CATALOGUE.families
 }
 
 
 def event_model(event_type: str) -> type[Event[Any]]:
     """The model for an event type: typed by family when known, generic otherwise."""
-    if event_type in _KNOWN_TYPES:
-        return _FAMILY_MODELS[event_type.partition(".")[0]]
-    return Event[Resource]
+    family = CATALOGUE.family_of(event_type)
+    return _FAMILY_MODELS[family.name] if family else Event[Resource]
 
 
 def parse_envelope(body: bytes) -> Envelope:
@@ -182,3 +168,38 @@ def describe_validation_error(exc: ValidationError) -> str:
         location = ".".join(str(part) for part in error["loc"]) or "body"
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts) or "invalid payload"
+
+
+def _usable_key(value: object) -> str | None:
+    # The same rule as the envelope's id and type, plus UTF-8 encodability: json.loads
+    # accepts lone surrogates ("\\ud800") that no store can write.
+    if not isinstance(value, str) or not 1 <= len(value) <= _MAX_KEY or "\x00" in value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def salvage_id_and_type(body: bytes) -> tuple[str | None, str | None]:
+    """The event ``id`` and ``type`` of a body that failed to parse, where they can be read.
+
+    For the quarantine key of a signed but malformed event: each is a string of 1 to
+    255 characters without NUL, or None. Never raises.
+
+    >>> salvage_id_and_type(b'{"id": "evt_1", "type": "deal.won", "created_at": "soon"}')
+    ('evt_1', 'deal.won')
+    >>> salvage_id_and_type(b'{"id": 42, "type": "deal.won"}')
+    (None, 'deal.won')
+    >>> salvage_id_and_type(b"not json")
+    (None, None)
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, TypeError, RecursionError, MemoryError):
+        # ValueError covers bad JSON and bad UTF-8; RecursionError deep nesting.
+        return None, None
+    if not isinstance(payload, dict):
+        return None, None
+    return _usable_key(payload.get("id")), _usable_key(payload.get("type"))

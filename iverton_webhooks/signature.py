@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 from collections.abc import Sequence
 
-from .errors import InvalidSignature
+from .errors import ConfigurationError, InvalidSignature
 
 SIGNATURE_HEADER = "X-Iverton-Signature"
 PREFIX = "sha256="
@@ -25,6 +26,79 @@ def sign(body: bytes, secret: str) -> str:
     return PREFIX + hmac.digest(secret.encode(), body, "sha256").hex()
 
 
+# Values copied from docs or templates instead of the dashboard: each would make every
+# request fail with 401, which the sender counts towards disabling the endpoint.
+_PLACEHOLDER = re.compile(
+    r"""
+    whsec_[x.]*                 # the README's whsec_..., the sender docs' whsec_xxxxxxxxxxxxx
+    | changeme | change[-_]me | secret
+    | your[-_].*                # your_secret_here, your-secret, your_webhook_secret...
+    | <.*>                      # <secret>, <your signing secret>
+    | \$\{?[A-Za-z_][A-Za-z0-9_]*\}?  # an environment variable that was never expanded
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_LIST_FORM = 'secrets=["whsec_..."] (or secret="whsec_..." for a single one)'
+
+
+def validate_secrets(secrets: object) -> list[str]:
+    """Return ``secrets`` as a list, or raise :class:`ConfigurationError` saying what to fix.
+
+    Takes a list (or tuple) of the endpoint's signing secrets, newest first while rotating.
+    Refuses a bare string (iterating it would make one secret per character), an empty
+    list, non-string items, blank secrets, secrets with surrounding whitespace and obvious
+    placeholders. Messages name the secret by position, never by value.
+
+    >>> validate_secrets(["whsec_9f8a7b6c5d4e"])
+    ['whsec_9f8a7b6c5d4e']
+    >>> try:
+    ...     validate_secrets("whsec_9f8a7b6c5d4e")
+    ... except ConfigurationError as error:
+    ...     print(str(error)[:77])
+    secrets must be a list of strings, not one string: pass secrets=["whsec_..."]
+    """
+    if isinstance(secrets, (str, bytes, bytearray)):
+        kind = "string" if isinstance(secrets, str) else "bytes value"
+        raise ConfigurationError(
+            f"secrets must be a list of strings, not one {kind}: pass {_LIST_FORM}"
+        )
+    if not isinstance(secrets, (list, tuple)):
+        raise ConfigurationError(
+            f"secrets must be a list of strings, not {type(secrets).__name__}: pass {_LIST_FORM}"
+        )
+    if not secrets:
+        raise ConfigurationError(
+            "no webhook secret configured: pass the endpoint's signing secret from the "
+            f"Iverton dashboard, {_LIST_FORM}"
+        )
+    for index, secret in enumerate(secrets):
+        problem = _secret_problem(secret)
+        if problem:
+            raise ConfigurationError(f"webhook secret #{index} {problem}")
+    return list(secrets)
+
+
+def _secret_problem(secret: object) -> str | None:
+    if not isinstance(secret, str):
+        return (
+            f"is a {type(secret).__name__}, not a str: pass the secret as text, "
+            "exactly as the Iverton dashboard shows it"
+        )
+    if not secret.strip():
+        return "is blank: copy the endpoint's signing secret from the Iverton dashboard"
+    if secret != secret.strip():
+        return (
+            "has leading or trailing whitespace (a newline from a file or an environment "
+            "variable?): strip it, the sender signs with the exact secret"
+        )
+    if _PLACEHOLDER.fullmatch(secret):
+        return (
+            "looks like a placeholder, not a real signing secret: copy the endpoint's "
+            "secret (whsec_ and random characters) from the Iverton dashboard"
+        )
+    return None
+
+
 class Verifier:
     """Checks signatures against a fixed list of secrets.
 
@@ -34,19 +108,12 @@ class Verifier:
 
     __slots__ = ("_keys",)
 
-    def __init__(self, secrets: str | Sequence[str]) -> None:
-        if isinstance(secrets, str):
-            secrets = [secrets]
-        self._keys = tuple(s.encode() for s in secrets if isinstance(s, str) and s)
-        if not self._keys:
-            raise ValueError("at least one non-empty webhook secret is required")
+    def __init__(self, secrets: Sequence[str]) -> None:
+        """Raise :class:`ConfigurationError` for anything :func:`validate_secrets` refuses."""
+        self._keys = tuple(secret.encode() for secret in validate_secrets(secrets))
 
     def __repr__(self) -> str:
         return f"<Verifier with {len(self._keys)} secret(s)>"
-
-    @property
-    def count(self) -> int:
-        return len(self._keys)
 
     def verify(self, body: bytes, signature: object) -> int:
         """Return the index of the secret that signed ``body``; raise :class:`InvalidSignature`."""
@@ -83,13 +150,14 @@ def verify(body: bytes, signature: str | None, secrets: str | Sequence[str]) -> 
     Raises :class:`InvalidSignature` for every kind of failure, whatever the input.
     """
     try:
-        verifier = _verifier_for(secrets if isinstance(secrets, str) else tuple(secrets))
+        # A str here is one secret (this low-level call has always taken one).
+        verifier = _verifier_for((secrets,) if isinstance(secrets, str) else tuple(secrets))
     except (ValueError, TypeError, AttributeError, UnicodeError):
         raise InvalidSignature() from None
     return verifier.verify(body, signature)
 
 
 @functools.lru_cache(maxsize=16)
-def _verifier_for(secrets: str | tuple[str, ...]) -> Verifier:
+def _verifier_for(secrets: tuple[str, ...]) -> Verifier:
     # Encoding the secrets costs about an eighth of a verification: do it once per list.
     return Verifier(secrets)

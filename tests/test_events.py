@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iverton_webhooks import (
     EVENT_TYPES,
+    FAMILIES,
     Campaign,
     Client,
     Contact,
@@ -17,6 +20,8 @@ from iverton_webhooks import (
     Resource,
     parse_event,
 )
+from iverton_webhooks.catalogue import CATALOGUE
+from iverton_webhooks.events import parse_envelope, salvage_id_and_type
 from iverton_webhooks.samples import sample_body, sample_event
 
 FAMILY_MODELS = {
@@ -32,9 +37,13 @@ def body_of(payload: object) -> bytes:
     return json.dumps(payload).encode()
 
 
-def test_twenty_two_types_in_five_families() -> None:
-    assert len(EVENT_TYPES) == 22 == len(set(EVENT_TYPES))
+def test_types_and_families_come_from_the_catalogue() -> None:
+    assert CATALOGUE.types == EVENT_TYPES
+    assert len(EVENT_TYPES) == len(set(EVENT_TYPES)) == len(CATALOGUE)
+    assert FAMILIES == tuple(FAMILY_MODELS) == CATALOGUE.names
     assert {t.partition(".")[0] for t in EVENT_TYPES} == set(FAMILY_MODELS)
+    # SENDER-CONTRACT.md lists these; the count appears in no message, only here.
+    assert len(EVENT_TYPES) == 22
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
@@ -141,3 +150,114 @@ def test_sample_overrides_merge_data_and_reject_unknown_types() -> None:
     assert sample_event("deal.won")["id"] != sample_event("deal.won")["id"]
     with pytest.raises(ValueError, match="no sample"):
         sample_event("deal.wonn")
+
+
+def test_sample_data_is_a_copy_of_the_catalogue() -> None:
+    sample_event("contact.created")["data"]["tags"].append("edited")
+    assert "edited" not in sample_event("contact.created")["data"]["tags"]
+
+
+OUT_OF_RANGE = [
+    "0001-01-01T00:00:00+14:00",  # UTC: year 0
+    "9999-12-31T23:59:59-14:00",  # UTC: year 10000
+    "0001-01-01T00:00:00Z",  # representable, but not in any zone west of UTC
+    "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00",  # naive: taken as UTC
+]
+
+
+@pytest.mark.parametrize("created_at", OUT_OF_RANGE)
+def test_created_at_out_of_range_in_utc_is_invalid_payload(created_at: str) -> None:
+    # Wave 1 accepted these (and every store then failed on the row); the first two
+    # raised OverflowError from astimezone() in whoever touched them next.
+    body = body_of(sample_event("deal.won", created_at=created_at))
+    with pytest.raises(InvalidPayload, match="created_at"):
+        parse_envelope(body)
+    with pytest.raises(InvalidPayload, match="created_at"):
+        parse_event(body)
+
+
+@pytest.mark.parametrize(
+    ("created_at", "utc"),
+    [
+        ("0001-01-02T00:00:00Z", datetime(1, 1, 2, tzinfo=timezone.utc)),
+        ("0001-01-03T13:59:59+14:00", datetime(1, 1, 2, 23, 59, 59, tzinfo=timezone.utc)),
+        ("9999-12-30T23:59:59Z", datetime(9999, 12, 30, 23, 59, 59, tzinfo=timezone.utc)),
+        ("2024-01-15T12:30:00+02:00", datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)),
+    ],
+)
+def test_created_at_in_range_is_converted_to_utc(created_at: str, utc: datetime) -> None:
+    envelope = parse_envelope(body_of(sample_event("deal.won", created_at=created_at)))
+    assert envelope.created_at == utc
+    assert envelope.created_at.tzinfo is timezone.utc
+
+
+@settings(max_examples=300)
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)),
+    offset_minutes=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+)
+def test_every_accepted_created_at_fits_every_store(moment: datetime, offset_minutes: int) -> None:
+    offset = timezone(timedelta(minutes=offset_minutes))
+    body = body_of(sample_event("deal.won", created_at=moment.replace(tzinfo=offset).isoformat()))
+    try:
+        created = parse_envelope(body).created_at
+    except InvalidPayload:
+        return
+    # What the stores and their readers do with it: epoch floats both ways, and showing
+    # it in any time zone (Django's admin, a log in local time).
+    stamp = created.timestamp()
+    assert abs(datetime.fromtimestamp(stamp, timezone.utc) - created) < timedelta(seconds=1)
+    for hours in (-23, 23):
+        created.astimezone(timezone(timedelta(hours=hours, minutes=59 * (hours > 0))))
+    created.isoformat()
+
+
+def test_id_and_type_at_the_length_limit() -> None:
+    envelope = parse_envelope(body_of(sample_event("deal.won", id="e" * 255, type="t" * 255)))
+    assert len(envelope.id) == len(envelope.type) == 255
+    with pytest.raises(InvalidPayload, match="type"):
+        parse_envelope(body_of(sample_event("deal.won", type="t" * 256)))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"id":"evt_1","type":"deal.won","created_at":"yesterday"}', ("evt_1", "deal.won")),
+        (b'{"id":"evt_1","type":"deal.won"}', ("evt_1", "deal.won")),
+        (b'{"id":"evt_1","type":42}', ("evt_1", None)),
+        (b'{"id":123,"type":"deal.won"}', (None, "deal.won")),
+        (b'{"id":"","type":""}', (None, None)),
+        (b'{"id":"evt_\\u0000","type":"deal.won"}', (None, "deal.won")),
+        (b'{"id":"evt_\\ud800","type":"deal.won"}', (None, "deal.won")),  # lone surrogate
+        (body_of({"id": "e" * 256, "type": "t" * 255}), (None, "t" * 255)),
+        (body_of({"id": "e" * 255, "type": "deal.won"}), ("e" * 255, "deal.won")),
+        (b'{"id":"evt_1","id":"evt_2"}', ("evt_2", None)),  # last wins, as in the parser
+        (b'{"data":{"id":"d_1"}}', (None, None)),  # never the resource's id
+        (b'[{"id":"evt_1"}]', (None, None)),
+        (b'"evt_1"', (None, None)),
+        (b"", (None, None)),
+        (b"not json", (None, None)),
+        (b'{"id":"evt_\xff"}', (None, None)),
+        (b'{"id":"evt_1","type":"deal.won"', (None, None)),  # truncated
+        (b"\xff\xfe\x00", (None, None)),
+        (b'{"id":"evt_1","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", (None, None)),
+        (b'{"id":"evt_1","n":' + b"9" * 5000 + b"}", (None, None)),  # int digit limit
+    ],
+)
+def test_salvage_id_and_type(body: bytes, expected: tuple[str | None, str | None]) -> None:
+    assert salvage_id_and_type(body) == expected
+
+
+@settings(max_examples=300)
+@given(body=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_salvage_never_raises_and_returns_storable_keys(body: bytes) -> None:
+    for key in salvage_id_and_type(body):
+        assert key is None or (1 <= len(key) <= 255 and "\x00" not in key and key.encode())
+
+
+def test_salvage_agrees_with_the_envelope_on_valid_bodies() -> None:
+    for event_type in EVENT_TYPES:
+        body = sample_body(event_type)
+        envelope = parse_envelope(body)
+        assert salvage_id_and_type(body) == (envelope.id, envelope.type)

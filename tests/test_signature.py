@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iverton_webhooks import InvalidSignature, Verifier, sign, verify
+from iverton_webhooks import ConfigurationError, InvalidSignature, Verifier, sign, verify
+from iverton_webhooks.signature import validate_secrets
 
 PUBLIC_SECRET = "It's a Secret to Everybody"
 PUBLIC_BODY = b"Hello, World!"
@@ -134,3 +135,94 @@ def test_any_single_character_change_of_signature_is_rejected(
 def test_huge_body_verifies() -> None:
     body = b"x" * (8 * 1024 * 1024)
     assert verify(body, sign(body, "whsec_k"), "whsec_k") == 0
+
+
+GOOD = "whsec_9f8a7b6c5d4e3f2a1b0c"
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        [GOOD],
+        (GOOD, "whsec_old_0a1b2c3d4e5f"),
+        ["It's a Secret to Everybody"],
+        ["s3cr3t-from-vault"],
+    ],
+)
+def test_validate_secrets_accepts_real_looking_lists(secrets: object) -> None:
+    assert validate_secrets(secrets) == list(secrets)  # type: ignore[call-overload]
+
+
+def test_a_string_for_secrets_is_refused_with_the_list_form() -> None:
+    # Wave 1 made nine one-character secrets out of "whsec_abc": "w" signed requests.
+    with pytest.raises(ConfigurationError, match=r'secrets=\["whsec_\.\.\."\]') as caught:
+        validate_secrets("whsec_abc")
+    assert "not one string" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="list"):
+        Verifier("whsec_abc")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="list"):
+        validate_secrets(b"whsec_abc")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "message"),
+    [
+        (None, "not NoneType"),
+        ({GOOD}, "not set"),
+        ({"new": GOOD}, "not dict"),
+        ([], "no webhook secret"),
+        ([GOOD, None], "#1 is a NoneType"),
+        ([b"whsec_abc123"], "#0 is a bytes"),
+        ([""], "#0 is blank"),
+        (["   "], "#0 is blank"),
+        ([GOOD + "\n"], "#0 has leading or trailing whitespace"),
+        ([" " + GOOD], "whitespace"),
+        ([GOOD, "\t" + GOOD], "#1 has leading"),
+    ],
+)
+def test_bad_secrets_are_refused_with_the_fix(secrets: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        validate_secrets(secrets)
+    assert GOOD not in str(caught.value)  # a secret is never echoed
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "whsec_...",
+        "whsec_xxxxxxxxxxxxx",
+        "whsec_XXXXXXXX",
+        "whsec_x.x.",
+        "whsec_",
+        "changeme",
+        "CHANGE_ME",
+        "secret",
+        "Secret",
+        "your_secret",
+        "your_secret_here",
+        "your-secret",
+        "your-webhook-secret",
+        "<secret>",
+        "<your signing secret>",
+        "$IVERTON_WEBHOOK_SECRET",
+        "${IVERTON_WEBHOOK_SECRET}",
+    ],
+)
+def test_placeholders_are_refused(placeholder: str) -> None:
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        validate_secrets([GOOD, placeholder])
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        Verifier([placeholder])
+
+
+@pytest.mark.parametrize("real", ["whsec_xyz123", "secretive-0a1b2c", "whsec_secret_42"])
+def test_secrets_that_merely_contain_placeholder_words_are_accepted(real: str) -> None:
+    assert validate_secrets([real]) == [real]
+
+
+def test_verifier_has_no_unused_count() -> None:
+    assert not hasattr(Verifier([GOOD]), "count")
+
+
+def test_verify_still_takes_one_secret_as_a_string() -> None:
+    assert verify(PUBLIC_BODY, sign(PUBLIC_BODY, GOOD), GOOD) == 0

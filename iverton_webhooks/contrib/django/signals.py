@@ -1,8 +1,9 @@
 """Django signals sent while an event is processed.
 
-``webhook_received`` fires for every event; each of the 22 types has its own signal
-(``deal_won``, ``email_bounced``, ...; ``SIGNALS`` maps type names to them). Receivers get
-``sender=WebhookEvent`` and ``event=`` the typed :class:`~iverton_webhooks.Event`::
+``webhook_received`` fires for every event; each event type in the catalogue has its
+own signal, named after it (``deal_won``, ``email_bounced``, ...; ``SIGNALS`` maps type
+names to them). Receivers get ``sender=WebhookEvent`` and ``event=`` the typed
+:class:`~iverton_webhooks.Event`::
 
     from django.dispatch import receiver
     from iverton_webhooks.contrib.django.signals import deal_won
@@ -18,34 +19,30 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
+from ...catalogue import CATALOGUE, Catalogue
+
 webhook_received = Signal()
 
-contact_created = Signal()
-contact_updated = Signal()
-contact_deleted = Signal()
-contact_subscribed = Signal()
-contact_unsubscribed = Signal()
-campaign_created = Signal()
-campaign_scheduled = Signal()
-campaign_sent = Signal()
-campaign_completed = Signal()
-email_delivered = Signal()
-email_opened = Signal()
-email_clicked = Signal()
-email_bounced = Signal()
-email_complained = Signal()
-deal_created = Signal()
-deal_updated = Signal()
-deal_stage_changed = Signal()
-deal_won = Signal()
-deal_lost = Signal()
-client_created = Signal()
-client_updated = Signal()
-client_deleted = Signal()
+
+def signal_name(event_type: str) -> str:
+    """The module attribute for a type's signal: ``"deal.won"`` -> ``"deal_won"``."""
+    return event_type.replace(".", "_")
+
+
+def build_signals(catalogue: Catalogue) -> dict[str, Signal]:
+    """One new signal per event type of ``catalogue``, keyed by type name."""
+    return {event_type: Signal() for event_type in catalogue.types}
+
 
 #: Event type name -> its signal.
-SIGNALS: dict[str, Signal] = {
-    name.replace("_", ".", 1): signal
-    for name, signal in list(globals().items())
-    if isinstance(signal, Signal) and name != "webhook_received"
-}
+SIGNALS: dict[str, Signal] = build_signals(CATALOGUE)
+
+# Derived from the catalogue, so a new family brings its signals with it; each one is
+# also a module attribute so ``from ...signals import deal_won`` works.
+globals().update({signal_name(event_type): signal for event_type, signal in SIGNALS.items()})
+
+
+def __getattr__(name: str) -> Signal:
+    # Never reached for a real signal (those are module attributes); tells type checkers
+    # that the generated names exist.
+    raise AttributeError(f"module {__name__!r} has no signal {name!r}")
