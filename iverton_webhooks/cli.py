@@ -1,38 +1,72 @@
-"""The ``iverton-webhooks`` command: demo, sign, worker, events, replay, prune, send-test."""
+"""The ``iverton-webhooks`` command: demo, sign, send-test, and the inbox operations
+(events, stats, replay, worker, prune) shared with ``flask iverton`` and the Django
+management commands (see :mod:`iverton_webhooks.operations`).
+
+``--app MODULE`` (or ``MODULE:NAME``) imports your code, from the current directory as
+``flask`` and ``celery`` do: a module that builds a :class:`Receiver` (or a
+:class:`Processor`) is run with that receiver's store, router, retry policy, lease and
+handler timeout; a module that only registers handlers with ``@on(...)`` is run with the
+default router over ``--store``.
+
+Exit codes: 0 done, 1 nothing to do or only part done, 2 usage or configuration error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from . import operations as ops
 from .errors import WebhookError
 from .inbox import open_store
-from .inbox.base import Status, Store
-from .receiver import DEFAULT_RETENTION, check_retention
+from .inbox.base import DEFAULT_ENDPOINT, Status
+from .operations import OperationError, printable
+from .processor import Processor
+from .receiver import Receiver
 from .router import default_router
 from .signature import sign
-from .worker import RetryPolicy, process
+
+STORE_ENV = "IVERTON_WEBHOOK_STORE"
+DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (a signed id holding ``\\r\\n`` must not
+    forge a second line, nor an escape sequence reach the terminal)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(message)s"))
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True
+    )
     try:
         return int(args.command(args))
-    except WebhookError as error:
+    except OperationError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.code
+    except WebhookError as error:
+        print(f"error: {printable(error)}", file=sys.stderr)
+        return ops.USAGE
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iverton-webhooks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="iverton-webhooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -45,50 +79,190 @@ def _parser() -> argparse.ArgumentParser:
     sign_cmd.add_argument("--secret", default=os.environ.get("IVERTON_WEBHOOK_SECRET"))
     sign_cmd.set_defaults(command=_sign)
 
-    store_help = "store URL, e.g. sqlite:///webhooks.sqlite3 (env IVERTON_WEBHOOK_STORE)"
-    default_store = os.environ.get("IVERTON_WEBHOOK_STORE", "sqlite:///webhooks.sqlite3")
-
-    worker = commands.add_parser("worker", help="process due events (pending, retries, crashed)")
-    worker.add_argument("--store", default=default_store, help=store_help)
-    worker.add_argument("--app", action="append", default=[], help="module that registers handlers")
-    worker.add_argument("--once", action="store_true", help="one pass, then exit")
-    worker.add_argument("--interval", type=float, default=2.0, help="seconds between passes")
-    worker.add_argument("--lease", type=float, default=300.0, help="seconds a worker owns an event")
-    worker.set_defaults(command=_worker)
-
-    events = commands.add_parser("events", help="list stored events")
-    events.add_argument("--store", default=default_store, help=store_help)
+    events = _inbox_command(commands, "events", "list stored events, newest first")
     events.add_argument("--status", choices=[s.value for s in Status])
     events.add_argument("--type", dest="event_type")
-    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--limit", type=int, default=ops.DEFAULT_LIMIT)
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(command=_events)
 
-    replay = commands.add_parser("replay", help="queue events again (processed by the worker)")
-    replay.add_argument("ids", nargs="*")
-    replay.add_argument("--store", default=default_store, help=store_help)
+    stats = _inbox_command(commands, "stats", "how many events are in each status")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    stats.set_defaults(command=_stats)
+
+    replay = _inbox_command(commands, "replay", "queue events again (the worker runs them)")
+    replay.add_argument("ids", nargs="*", metavar="ID")
     replay.add_argument("--dead", action="store_true", help="replay every dead event")
-    replay.add_argument(
-        "--all-handlers", action="store_true", help="re-run handlers that succeeded"
-    )
+    replay.add_argument("--rerun-all", action="store_true", help="re-run handlers that succeeded")
     replay.set_defaults(command=_replay)
 
-    prune = commands.add_parser("prune", help="delete done and dead events past the retention")
-    prune.add_argument("--store", default=default_store, help=store_help)
-    prune.add_argument("--older-than-hours", type=float, default=DEFAULT_RETENTION.days * 24)
+    worker = _inbox_command(commands, "worker", "process due events (pending, retries, crashed)")
+    worker.add_argument("--once", action="store_true", help="until nothing is due, then exit")
+    worker.add_argument("--interval", type=float, default=ops.DEFAULT_INTERVAL, help="seconds")
+    worker.add_argument("--batch", type=int, default=ops.DEFAULT_BATCH, help="events per pass")
+    worker.set_defaults(command=_worker)
+
+    prune = _inbox_command(commands, "prune", "delete finished events past the retention")
+    prune.add_argument(
+        "--older-than-hours", type=float, default=None, help="default: the retention"
+    )
     prune.set_defaults(command=_prune)
 
     send = commands.add_parser("send-test", help="POST a signed sample event to a URL")
     send.add_argument("event_type", metavar="TYPE")
     send.add_argument("--url", required=True)
     send.add_argument("--secret", default=os.environ.get("IVERTON_WEBHOOK_SECRET"))
+    send.add_argument("--timeout", type=float, default=10.0)
     send.set_defaults(command=_send_test)
     return parser
 
 
+def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    command.add_argument(
+        "--store",
+        default=None,
+        help=f"store URL (default: env {STORE_ENV}, else {DEFAULT_STORE}; "
+        "not with an --app that builds a Receiver)",
+    )
+    command.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="MODULE[:NAME]",
+        help="your module: a Receiver, or handlers registered with @on (repeatable)",
+    )
+    command.add_argument(
+        "--endpoint",
+        default=None,
+        help=f"default: {DEFAULT_ENDPOINT!r} (or the --app receiver's own)",
+    )
+    return command
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+# The inbox operations: find the user's processor, hand over -------------------------
+
+
+def _with_processor(
+    args: argparse.Namespace, run: Callable[[Processor], int], *, read: bool = True
+) -> int:
+    processor = _processor(args, read=read)
+    try:
+        return run(processor)
+    finally:
+        processor.close()
+        processor.store.close()
+
+
+def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
+    """The processor the command works with: the --app receiver's own, else one over
+    --store with the default router. ``read``: refuse a store that does not exist."""
+    found = _load_apps(args.app)
+    if found:
+        chosen = _pick(found, args.endpoint)
+        if args.store is not None:
+            raise OperationError(
+                f"--app {', '.join(args.app)} builds a receiver with its own store "
+                f"({chosen.store!r}): drop --store"
+            )
+        return chosen
+    url = args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    if read and (reason := ops.missing_inbox(url)):
+        raise OperationError(reason)
+    return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
+
+
+def _load_apps(specs: Sequence[str]) -> list[Processor]:
+    """Import each ``MODULE`` or ``MODULE:NAME`` (the current directory first on the
+    path) and collect the processors of the receivers and processors it holds."""
+    if not specs:
+        return []
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    found: dict[int, Processor] = {}
+    for spec in specs:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise OperationError(f"--app {spec}: cannot import {module_name}: {error}") from None
+        if attribute:
+            try:
+                candidates = [getattr(module, attribute)]
+            except AttributeError:
+                raise OperationError(f"--app {spec}: {module_name} has no {attribute}") from None
+        else:
+            candidates = list(vars(module).values())
+        for value in candidates:
+            if isinstance(value, Receiver):
+                value = value.processor
+            if isinstance(value, Processor):
+                found.setdefault(id(value), value)
+        if attribute and not found:
+            raise OperationError(f"--app {spec}: not a Receiver or a Processor")
+    return list(found.values())
+
+
+def _pick(found: list[Processor], endpoint: str | None) -> Processor:
+    if endpoint is None and len(found) == 1:
+        return found[0]
+    wanted = endpoint or DEFAULT_ENDPOINT
+    matching = [p for p in found if p.endpoint == wanted]
+    if len(matching) == 1:
+        return matching[0]
+    names = ", ".join(sorted(repr(p.endpoint) for p in found))
+    raise OperationError(f"--app has receivers for endpoints {names}: pass --endpoint NAME")
+
+
+def _events(args: argparse.Namespace) -> int:
+    return _with_processor(
+        args,
+        lambda p: ops.list_events(
+            p,
+            _out,
+            status=args.status,
+            event_type=args.event_type,
+            limit=args.limit,
+            as_json=args.json,
+        ),
+    )
+
+
+def _stats(args: argparse.Namespace) -> int:
+    return _with_processor(args, lambda p: ops.stats(p, _out, as_json=args.json))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    return _with_processor(
+        args, lambda p: ops.replay(p, _out, args.ids, dead=args.dead, rerun_all=args.rerun_all)
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    # A worker may start before the web app has created the inbox: open it even if new.
+    return _with_processor(
+        args,
+        lambda p: ops.work(p, _out, once=args.once, interval=args.interval, batch=args.batch),
+        read=False,
+    )
+
+
+def _prune(args: argparse.Namespace) -> int:
+    return _with_processor(
+        args, lambda p: ops.prune(p, _out, older_than_hours=args.older_than_hours)
+    )
+
+
+# The other commands --------------------------------------------------------------------
+
+
 def _need_secret(secret: str | None) -> str:
     if not secret:
-        sys.exit("error: give --secret or set IVERTON_WEBHOOK_SECRET")
+        raise OperationError("give --secret or set IVERTON_WEBHOOK_SECRET")
     return secret
 
 
@@ -103,69 +277,30 @@ def _demo(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     secret = _need_secret(args.secret)
     if args.file:
-        with open(args.file, "rb") as handle:
-            body = handle.read()
+        try:
+            with open(args.file, "rb") as handle:
+                body = handle.read()
+        except OSError as error:
+            raise OperationError(f"cannot read {args.file}: {error.strerror or error}") from None
     else:
         body = sys.stdin.buffer.read()
     print(sign(body, secret))
-    return 0
-
-
-def _worker(args: argparse.Namespace) -> int:
-    for module in args.app:
-        importlib.import_module(module)
-    store = open_store(args.store)
-    policy = RetryPolicy()
-    while True:
-        handled = 0
-        for event_id in store.due(limit=500):
-            result = process(
-                store, default_router, event_id, lease_seconds=args.lease, policy=policy
-            )
-            logging.getLogger("iverton_webhooks").info("event %s: %s", event_id, result.value)
-            handled += 1
-        if args.once:
-            return 0
-        if not handled:
-            time.sleep(args.interval)
-
-
-def _events(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
-    for event in store.list(status=args.status, event_type=args.event_type, limit=args.limit):
-        if args.json:
-            print(json.dumps(event.to_json()))
-        else:
-            print(event.summary())
-    return 0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
-    ids = list(args.ids)
-    if args.dead:
-        ids += [event.id for event in store.list(status=Status.DEAD, limit=1_000_000)]
-    if not ids:
-        sys.exit("error: name event ids or pass --dead")
-    replayed = [i for i in ids if store.replay(i, rerun_all=args.all_handlers)]
-    print(f"replayed {len(replayed)} of {len(ids)} event(s); the worker will process them")
-    return 0 if len(replayed) == len(ids) else 1
-
-
-def _prune(args: argparse.Namespace) -> int:
-    span = timedelta(hours=args.older_than_hours)
-    check_retention(span, None)
-    store: Store = open_store(args.store)
-    print(f"deleted {store.prune(time.time() - span.total_seconds())} event(s)")
-    return 0
+    return ops.OK
 
 
 def _send_test(args: argparse.Namespace) -> int:
     from .samples import send_sample
 
-    status, body = send_sample(args.url, args.event_type, _need_secret(args.secret))
-    print(status, body.decode("utf-8", "replace"))
-    return 0 if 200 <= status < 300 else 1
+    secret = _need_secret(args.secret)
+    try:
+        status, body = send_sample(args.url, args.event_type, secret, timeout=args.timeout)
+    except ValueError as error:  # not a known type, or not a URL
+        raise OperationError(str(error)) from None
+    except OSError as error:  # refused, unreachable, timed out
+        reason = getattr(error, "reason", None) or error
+        raise OperationError(f"could not reach {args.url}: {reason}") from None
+    print(status, printable(body.decode("utf-8", "replace")))
+    return ops.OK if 200 <= status < 300 else ops.NOTHING_DONE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,11 +33,20 @@ iverton_cli = AppGroup(
 
 
 class Refused(click.ClickException):
-    """An operation's refusal, shown as click shows errors, with the operation's code."""
+    """A usage or configuration error, shown as click shows errors: exit 2."""
 
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
+    exit_code = ops.USAGE
+
+
+class NothingDone(click.ClickException):
+    """Nothing to do, or only part done: exit 1."""
+
+    exit_code = ops.NOTHING_DONE
+
+
+def _refusal(error: OperationError) -> click.ClickException:
+    kind = NothingDone if error.code == ops.NOTHING_DONE else Refused
+    return kind(str(error))
 
 
 def _endpoint_option(func: F) -> F:
@@ -50,7 +59,7 @@ def _endpoint(name: str | None) -> Endpoint:
     try:
         return state_of(current_app).endpoint(name)
     except WebhookError as error:
-        raise Refused(printable(error), ops.USAGE) from None
+        raise Refused(printable(error)) from None
 
 
 def _run(endpoint: str | None, operation: Callable[[Processor], int]) -> None:
@@ -58,7 +67,7 @@ def _run(endpoint: str | None, operation: Callable[[Processor], int]) -> None:
     try:
         code = operation(processor)
     except OperationError as error:
-        raise Refused(str(error), error.code) from None
+        raise _refusal(error) from None
     if code:
         raise click.exceptions.Exit(code)
 
@@ -142,15 +151,15 @@ def send_test_command(
     found = _endpoint(endpoint)
     secret = secret or found.signing_secret
     if not secret:
-        raise Refused("give --secret (this endpoint was set up with a ready receiver)", ops.USAGE)
+        raise Refused("give --secret (this endpoint was set up with a ready receiver)")
     target = url or _default_url(endpoint)
     try:
         status, body = samples.send_sample(target, event_type, secret, timeout=timeout)
     except ValueError as error:  # not a known type
-        raise Refused(printable(error), ops.USAGE) from None
+        raise Refused(printable(error)) from None
     except OSError as error:
         reason = getattr(error, "reason", None) or error
-        raise Refused(printable(f"could not reach {target}: {reason}"), ops.USAGE) from None
+        raise Refused(printable(f"could not reach {target}: {reason}")) from None
     click.echo(f"{status} {printable(body.decode('utf-8', 'replace'))}")
     if not 200 <= status < 300:
         raise click.exceptions.Exit(ops.NOTHING_DONE)
@@ -161,4 +170,4 @@ def _default_url(endpoint: str | None) -> str:
     name = endpoint or next(iter(state_of(current_app).endpoints))
     for rule in current_app.url_map.iter_rules(f"{name}.{VIEW}"):
         return f"http://127.0.0.1:5000{rule.rule}"
-    raise Refused(f"no URL rule for endpoint {name!r}; give --url", ops.USAGE)
+    raise Refused(f"no URL rule for endpoint {name!r}; give --url")
