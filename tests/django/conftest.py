@@ -48,15 +48,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     # pytest-django sorts every collected test once Django is configured; keep that order
-    # inside this folder only, and the rest of the suite in its own order.
+    # inside this folder only, and the rest of the suite in its own order. Only items still
+    # selected after every other hook (-k, -m deselect inside this call) are put back.
     original = list(items)
     yield
     ours = [item for item in items if "tests/django/" in item.nodeid]
     if not ours:
         return
+    selected = set(items)
     position = {item: n for n, item in enumerate(original)}
     first = min(position[item] for item in ours)
-    others = [item for item in original if "tests/django/" not in item.nodeid]
+    others = [item for item in original if item in selected and "tests/django/" not in item.nodeid]
     before = [item for item in others if position[item] < first]
     items[:] = [*before, *ours, *others[len(before) :]]
 
