@@ -116,9 +116,12 @@ def test_a_long_handler_keeps_its_lease_so_nobody_runs_it_twice(store: Store) ->
     router = Router()
     runs = Counter[str]()
 
+    started = threading.Event()
+
     @router.on("deal.won")
     def slow(event: Event) -> None:
         runs["slow"] += 1
+        started.set()
         time.sleep(1.2)
 
     lease = timedelta(seconds=0.3)
@@ -128,7 +131,8 @@ def test_a_long_handler_keeps_its_lease_so_nobody_runs_it_twice(store: Store) ->
     results: list[Result] = []
     worker = threading.Thread(target=lambda: results.append(first.process(event_id)))
     worker.start()
-    deadline = time.monotonic() + 1.1
+    assert started.wait(5)
+    deadline = time.monotonic() + 1.0
     stolen = []
     while time.monotonic() < deadline:  # another worker tries, well past the lease
         stolen.append(second.process(event_id))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -144,12 +145,49 @@ def test_signature_is_checked_before_parsing_so_garbage_is_401_not_400() -> None
     ],
     ids=["non-utf8", "truncated", "array", "empty-id", "bad-created_at", "deep-nesting"],
 )
-def test_signed_but_malformed_is_400_and_nothing_stored(body: bytes) -> None:
+def test_signed_but_malformed_is_quarantined_never_refused(body: bytes) -> None:
+    # Five refusals and the sender disables the endpoint: a signed body is always kept.
     receiver = make()
     status, answer = post(receiver, body)
-    assert status == 400
-    assert answer["error"] == "invalid payload"
-    assert receiver.store.count() == 0
+    assert (status, answer) == (200, {"status": "quarantined"})
+    (kept,) = receiver.store.list()
+    assert kept.status is Status.QUARANTINED
+    assert kept.body == body
+    assert kept.last_error
+    # A retried copy is a duplicate, whether it was keyed by its id or by its hash.
+    assert post(receiver, body) == (200, {"status": "duplicate"})
+    assert receiver.store.count() == 1
+    assert receiver.recover() == {}  # quarantined is never dispatched
+
+
+def test_a_quarantined_body_is_keyed_by_its_id_when_one_can_be_read() -> None:
+    receiver = make()
+    body = json.dumps(sample_event("deal.won", id="evt_bad_date", created_at="nope")).encode()
+    assert post(receiver, body)[1] == {"status": "quarantined"}
+    assert receiver.store.get("evt_bad_date") is not None
+    unreadable = b"\xff\xfe"
+    post(receiver, unreadable)
+    assert receiver.store.get("sha256:" + hashlib.sha256(unreadable).hexdigest()) is not None
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_created_at_no_store_can_hold_is_quarantined_at_the_door(created_at: str) -> None:
+    receiver = make()
+    body = json.dumps(sample_event("deal.won", id="evt_edge", created_at=created_at)).encode()
+    assert post(receiver, body) == (200, {"status": "quarantined"})
+    assert receiver.store.get("evt_edge").status is Status.QUARANTINED  # type: ignore[union-attr]
+    assert [e.id for e in receiver.store.list()] == ["evt_edge"]
+
+
+def test_a_str_body_is_a_programming_error_not_a_401() -> None:
+    body = sample_body("deal.won")
+    with pytest.raises(TypeError, match="bytes"):
+        make().receive("POST", body.decode(), signed_headers(body))  # type: ignore[arg-type]
+
+
+def test_secrets_given_as_one_string_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"secrets=\["):
+        Receiver(secrets="whsec_abc", store="memory://")  # type: ignore[arg-type]
 
 
 def test_header_lookup_is_case_insensitive() -> None:
@@ -261,13 +299,12 @@ def test_full_worker_queue_never_delays_the_reply_and_the_event_stays_pending() 
     receiver.close()
 
 
-def test_max_age_refuses_old_events_and_must_sit_between_retry_span_and_retention() -> None:
+def test_max_age_answers_expired_and_must_sit_between_retry_span_and_retention() -> None:
     from datetime import timedelta
 
     receiver = make(max_age=timedelta(days=2))
     old = json.dumps(sample_event("deal.won", created_at="2020-01-01T00:00:00Z")).encode()
-    status, answer = post(receiver, old)
-    assert (status, answer["error"]) == (400, "event too old")
+    assert post(receiver, old) == (200, {"status": "expired"})
     assert receiver.store.count() == 0
     assert post(receiver, sample_body("deal.won"))[0] == 200
     with pytest.raises(ConfigurationError, match="retry span"):

@@ -23,4 +23,6 @@ def test_fixtures_give_an_inline_receiver_over_a_fresh_router(
 def test_a_delivery_signed_with_another_secret_is_refused(iverton_receiver: Receiver) -> None:
     delivery = signed_delivery("deal.won", "whsec_someone_else")
     assert iverton_receiver.receive("POST", delivery.body, delivery.headers).status == 401
-    assert iverton_receiver.receive("POST", b"{}", deliver(b"{}").headers).status == 400
+    # Signed but not an event: kept aside (quarantined), never refused.
+    reply = iverton_receiver.receive("POST", b"{}", deliver(b"{}").headers)
+    assert (reply.status, reply.body) == (200, b'{"status":"quarantined"}')

@@ -159,8 +159,19 @@ def test_slow_worker_that_lost_its_lease_does_not_overwrite(store: Store) -> Non
     fast_router.add(lambda event: None, "*", name="handler")
     event_id = stored(store, "evt_slow")
     results: list[Result] = []
+
+    class Partitioned:
+        """The slow worker cannot reach the store to renew its lease (a network split)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def renew(self, *args: object) -> bool:
+            raise ConnectionError("unreachable")
+
+    cut_off = Partitioned()
     slow = threading.Thread(
-        target=lambda: results.append(process(store, slow_router, event_id, lease_seconds=0.1))
+        target=lambda: results.append(process(cut_off, slow_router, event_id, lease_seconds=0.1))  # type: ignore[arg-type]
     )
     slow.start()
     time.sleep(0.3)  # the slow worker's lease has run out while its handler still runs
