@@ -40,6 +40,9 @@ def drop_postgres_table(url: str, table: str) -> None:
 
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        # The store notes each table's schema version in a shared table: forget it too.
+        if conn.execute("SELECT to_regclass('iverton_schema')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM iverton_schema WHERE table_name = %s", (table,))
 
 
 def delete_redis_prefix(url: str, prefix: str) -> None:

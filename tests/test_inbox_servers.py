@@ -18,8 +18,11 @@ import pytest
 
 from iverton_webhooks import ConfigurationError, Receiver, Status, Store, open_store
 from iverton_webhooks.inbox import HandlerOutcome, PostgresStore, RedisStore
+from iverton_webhooks.inbox.base import Verdict
+from iverton_webhooks.inbox.postgres import SCHEMA_VERSION
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed_headers
+from iverton_webhooks.store_contract import ContractClock, StoreContract
+from tests.conftest import SECRET, service_url, signed_headers
 from tests.stores import STORES, drop_postgres_table, unique_name
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
@@ -141,7 +144,7 @@ def test_times_survive_the_round_trip_exactly_at_the_lease_boundary(
         assert store.due() == ["evt_1"]
         assert store.claim("evt_1", 30) is not None
         outcome = HandlerOutcome(ok=True, at=clock.now)
-        assert store.complete(claim, {"h": outcome}) is False  # lease lost
+        assert store.finish(claim, {"h": outcome}, Verdict(Status.DONE)) is False  # lease lost
         event = store.get("evt_1")
         assert event is not None
         assert event.received_at.timestamp() == pytest.approx(1_700_000_000.123456, abs=1e-6)
@@ -312,7 +315,7 @@ def test_redis_keeps_every_key_under_its_prefix(redis_url: str) -> None:
         store.record("evt_1", "deal.won", CREATED, b"{}")
         claim = store.claim("evt_1", 30)
         assert claim is not None
-        store.complete(claim, {})
+        store.finish(claim, {}, Verdict(Status.DONE))
         keys = {key.decode() for key in client.scan_iter(match=f"*{prefix}*")}
         assert keys <= {*store.keys(), f"{{{prefix}}}:e:evt_1"}
         assert f"{{{prefix}}}:e:evt_1" in keys
@@ -401,3 +404,106 @@ def test_core_imports_without_the_server_drivers() -> None:
     )
     assert "MemoryStore" in done.stdout
     assert "pip install 'iverton-webhooks[postgres]'" in done.stdout
+
+
+@pytest.mark.postgres
+class TestPostgresStore(StoreContract):
+    def make_store(self, clock: ContractClock, tmp_path: Path) -> Store:
+        self.url, self.table = service_url("postgres"), unique_name("iverton_test")
+        return PostgresStore(self.url, table=self.table, clock=clock)
+
+    def cleanup_store(self, store: Store) -> None:
+        store.close()
+        drop_postgres_table(self.url, self.table)
+
+    def write_unreadable_row(self, store: Store, event_id: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            # PostgreSQL holds years up to 294276; Python's datetime stops at 9999.
+            conn.execute(
+                f'INSERT INTO "{self.table}" (endpoint, id, type, created_at, received_at, '
+                "body, due_at) VALUES ('default', %s, 'deal.won', '200000-01-01Z', "
+                "to_timestamp(%s), '\\x7b7d', to_timestamp(%s))",
+                (event_id, store.clock(), store.clock()),
+            )
+
+
+# The wave-1 schema (commit 1b12079), as its PostgresStore created it.
+WAVE1_POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    type text NOT NULL,
+    created_at timestamptz NOT NULL,
+    received_at timestamptz NOT NULL,
+    body bytea NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    attempts integer NOT NULL DEFAULT 0,
+    deliveries integer NOT NULL DEFAULT 1,
+    due_at timestamptz,
+    next_attempt_at timestamptz,
+    lease_until timestamptz,
+    lease_token text,
+    processed_at timestamptz,
+    last_error text,
+    outcomes jsonb
+);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (due_at)
+    WHERE status IN ('pending', 'failed', 'processing')
+"""
+
+
+@pytest.mark.postgres
+def test_a_wave1_postgres_inbox_is_upgraded_and_keeps_its_events(postgres_url: str) -> None:
+    import psycopg
+
+    table = unique_name("iverton_test")
+    received = datetime.now(timezone.utc)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for statement in WAVE1_POSTGRES_SCHEMA.format(table=table, index=f"{table}_due").split(";"):
+            conn.execute(statement)  # type: ignore[call-overload]
+        # As wave 1's record() and complete() wrote them.
+        for event_id in ("evt_old_1", "evt_old_2", "evt_old_done"):
+            conn.execute(
+                f"INSERT INTO {table} (id, type, created_at, received_at, body, due_at) "  # type: ignore[call-overload]
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (event_id, "deal.won", CREATED, received, b'{"k":1}', received),
+            )
+        conn.execute(
+            f"UPDATE {table} SET status = 'done', outcomes = '{{\"h\":{{\"ok\":true}}}}', "  # type: ignore[call-overload]
+            "processed_at = now(), due_at = NULL WHERE id = 'evt_old_done'"
+        )
+    stores = [PostgresStore(postgres_url, table=table) for _ in range(3)]
+    try:
+        # Several processes open the old inbox at once: one upgrades, the others wait.
+        threads = [threading.Thread(target=store.count) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        store = stores[0]
+        listed = store.list()
+        assert [e.id for e in listed] == ["evt_old_done", "evt_old_2", "evt_old_1"]
+        assert {e.endpoint for e in listed} == {"default"}
+        assert listed[0].status is Status.DONE
+        assert listed[0].succeeded_handlers == {"h"}
+        assert listed[1].body == b'{"k":1}'
+        assert listed[1].created_at == CREATED
+        assert sorted(store.due()) == ["evt_old_1", "evt_old_2"]
+        claim = store.claim("evt_old_1", 30)
+        assert claim is not None
+        assert store.finish(claim, {}, Verdict(Status.DONE))
+        # The new key: the same id on another endpoint is another event.
+        assert store.record("evt_old_2", "deal.won", CREATED, b"{}", endpoint="b") is True
+        assert store.record("evt_old_2", "deal.won", CREATED, b"{}") is False
+        assert store.stats(endpoint=None) == {Status.DONE: 2, Status.PENDING: 2}
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            version = conn.execute(
+                "SELECT version FROM iverton_schema WHERE table_name = %s", (table,)
+            ).fetchone()
+        assert version == (SCHEMA_VERSION,)
+    finally:
+        for store in stores:
+            store.close()
+        drop_postgres_table(postgres_url, table)
