@@ -167,7 +167,9 @@ class Processor:
             return result if saved else Result.STORE_DOWN
 
     def _call(self, job: Job, handler: Handler) -> BaseException | None:
-        call = self._threads.start(_invoke, handler, job.event)
+        # The handler runs in its own thread: enter process_context there too (a Flask
+        # app context is per thread).
+        call = self._threads.start(self._invoke_in_context, handler, job.event)
         deadline = time.monotonic() + self.handler_timeout_seconds
         while True:
             left = deadline - time.monotonic()
@@ -178,6 +180,10 @@ class Processor:
                 call.abandon()
                 return HandlerTimeout(self.handler_timeout_seconds)
             self._renew(job)
+
+    def _invoke_in_context(self, handler: Handler, event: Event[Any]) -> None:
+        with self.process_context():
+            _invoke(handler, event)
 
     def _renew(self, job: Job) -> None:
         try:
