@@ -12,6 +12,8 @@ True
 >>> import io
 >>> read_capped(io.BytesIO(b"x" * 20).read, limit=8) is None
 True
+>>> declared_length("12"), declared_length("\u00b2"), declared_length("-1")
+(12, None, None)
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from collections.abc import Callable
 
 
 def declared_length(content_length: str | int | None) -> int | None:
-    """The Content-Length as a number, or None when absent or not a plain number."""
+    """The Content-Length as a number, or None when absent or not a plain number.
+
+    Only ASCII digits make a length: ``str.isdigit`` also accepts ``"²"`` and other
+    Unicode digits that ``int()`` then refuses.
+    """
     if isinstance(content_length, int):
-        return content_length
-    if content_length and content_length.isdigit():
+        return content_length if content_length >= 0 else None
+    if content_length and content_length.isascii() and content_length.isdigit():
         return int(content_length)
     return None
 
@@ -65,13 +71,17 @@ def read_capped(
 ) -> bytes | None:
     """Read a blocking stream to its end, or None once it is known to pass ``limit``.
 
-    Asks for at most one byte past the limit in all, looping because a stream may
-    return fewer bytes than asked for before its end.
+    With a declared length, reads exactly that many bytes (a WSGI server may block on a
+    read past it); without one (chunked), reads to the end of the stream, asking for at
+    most one byte past the limit in all. Loops because a stream may return fewer bytes
+    than asked for before its end.
     """
     body = CappedBody(limit, content_length)
-    while not body.too_large:
-        chunk = read(limit + 1 - body.size)
+    declared = declared_length(content_length)
+    end = limit + 1 if declared is None else declared
+    while not body.too_large and body.size < end:
+        chunk = read(end - body.size)
         if not chunk:
-            return body.getvalue()
+            break
         body.add(chunk)
-    return None
+    return None if body.too_large else body.getvalue()

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .body import declared_length, read_capped
+from .adapter import declared_over_cap, handle
+from .body import declared_length
 from .receiver import TOO_LARGE, Receiver
 
 StartResponse = Callable[..., Any]
@@ -35,14 +36,16 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        return str(self._environ[key])
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH") and key in self._environ:
+            return str(self._environ[key])
+        return str(self._environ["HTTP_" + key])
 
     def __iter__(self) -> Iterator[str]:
         for key in self._environ:
-            if key.startswith("HTTP_"):
+            if key.startswith("HTTP_") and key[5:] not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 yield key[5:].replace("_", "-").title()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.replace("_", "-").title()
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -58,28 +61,26 @@ def _drain(stream: Any, length: int) -> None:
 
 
 class WebhookApp:
-    """WSGI application: every request to it is a webhook delivery."""
+    """WSGI application: every request to it is a webhook delivery.
+
+    Building it starts the receiver's processing in this process (recovery of events left
+    over from a previous run, with no request needed); a thread runner restarts itself in
+    forked workers (gunicorn ``--preload``).
+    """
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
+        receiver.start()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         stream = environ["wsgi.input"]
-        length = declared_length(environ.get("CONTENT_LENGTH"))
-        if environ["REQUEST_METHOD"] != "POST":
-            body: bytes | None = b""  # 405 from the core, without reading anything
-        elif length is None:
-            body = read_capped(stream.read, self.receiver.max_body_bytes)
-        else:
-            # With a declared length, read exactly that much (a WSGI server may block
-            # reading past it), unless it is already over the cap.
-            body = None if length > self.receiver.max_body_bytes else stream.read(length)
-        if body is None:
-            reply = TOO_LARGE
+        headers = EnvironHeaders(environ)
+        method = environ["REQUEST_METHOD"]
+        reply = handle(self.receiver, method, headers, stream.read)
+        if reply is TOO_LARGE and method == "POST" and declared_over_cap(self.receiver, headers):
+            length = declared_length(environ.get("CONTENT_LENGTH"))
             if length is not None and length <= _DRAIN_LIMIT:
                 _drain(stream, length)
-        else:
-            reply = self.receiver.receive(environ["REQUEST_METHOD"], body, EnvironHeaders(environ))
-        headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
-        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", headers)
+        out = [*reply.headers, ("Content-Length", str(len(reply.body)))]
+        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", out)
         return [reply.body]

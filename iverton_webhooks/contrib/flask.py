@@ -24,9 +24,10 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..body import read_capped
+from ..adapter import BodyTooLarge, handle, make_receiver
 from ..errors import ConfigurationError
-from ..receiver import TOO_LARGE, HeadersLike, Receiver, Reply
+from ..inbox.base import DEFAULT_ENDPOINT
+from ..receiver import HeadersLike, Receiver, Reply
 
 __all__ = [
     "EXTENSION_KEY",
@@ -107,11 +108,42 @@ def webhooks_blueprint(
     Pass ``secret=`` (or ``secrets=[new, old]``) and any :class:`Receiver` option
     (``store=``, ``router=``, ``runner=``, ``max_body_bytes=``, ...); the receiver is built
     when the blueprint is registered, once per app, with the store defaulting to
-    ``<instance folder>/<name>.sqlite3`` and handlers run inside that app's context.
-    Or pass a ready ``receiver=`` (shared by every app the blueprint is registered on).
+    ``<instance folder>/<name>.sqlite3``, its events kept under the endpoint ``name``
+    (:func:`endpoint_name`) and handlers run inside that app's context. Or pass a ready
+    ``receiver=`` (shared by every app the blueprint is registered on). Either way its
+    processing starts at registration,
+    so events left from a previous run are recovered with no request.
     """
-    if receiver is not None and (secret or secrets or receiver_options):
-        raise TypeError("pass either receiver= or secret=/secrets= and Receiver options")
+    return _blueprint(name, url_prefix, secret, secrets, receiver, receiver_options, _MISSING)
+
+
+_MISSING = "pass secret='whsec_...' (or secrets=[new, old] while rotating)"
+_MISSING_CONFIG = (
+    "set IVERTON_WEBHOOK_SECRET in app.config (or the environment variable "
+    "FLASK_IVERTON_WEBHOOK_SECRET, read by app.config.from_prefixed_env()) to the endpoint's "
+    "signing secret from the Iverton dashboard; while rotating, IVERTON_WEBHOOK_SECRETS = "
+    "[new, old]"
+)
+
+
+def _blueprint(
+    name: str,
+    url_prefix: str,
+    secret: str | None,
+    secrets: Sequence[str] | None,
+    receiver: Receiver | None,
+    receiver_options: dict[str, Any],
+    missing: str,
+) -> Blueprint:
+    def build(**defaults: Any) -> Receiver:
+        # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
+        given = {k: v for k, v in receiver_options.items() if v is not None or k not in defaults}
+        options = given if receiver is not None else {**defaults, **given}
+        return make_receiver(receiver, secret, secrets, missing_secret=missing, **options)
+
+    if receiver is not None or not (secret or secrets):
+        build()  # refuse a missing secret, or a receiver with options, now, not at setup
+
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 
     def setup(state: BlueprintSetupState) -> None:
@@ -121,12 +153,14 @@ def webhooks_blueprint(
         if receiver is not None:
             endpoints[full_name] = Endpoint(receiver)
         else:
-            options = dict(receiver_options)
-            if options.get("store") is None:
-                options["store"] = f"sqlite:///{app.instance_path}/{full_name}.sqlite3"
-            options.setdefault("process_context", app.app_context)
-            built = Receiver(secret, secrets=secrets, **options)
+            built = build(
+                store=f"sqlite:///{app.instance_path}/{full_name}.sqlite3",
+                process_context=app.app_context,
+                endpoint=endpoint_name(full_name),
+            )
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
+        # Recovery starts now, with no request; a thread runner restarts in forked workers.
+        endpoints[full_name].receiver.start()
         if "iverton" not in app.cli.commands:
             from .flask_cli import iverton_cli  # here: flask_cli imports this module
 
@@ -141,6 +175,13 @@ def webhooks_blueprint(
     return blueprint
 
 
+def endpoint_name(blueprint_name: str) -> str:
+    """The endpoint a blueprint's events are kept under: its name, except that the
+    default blueprint keeps the core's ``"default"`` (so ``iverton-webhooks`` commands and
+    inboxes from before endpoints existed need no ``--endpoint``)."""
+    return DEFAULT_ENDPOINT if blueprint_name == DEFAULT_NAME else blueprint_name
+
+
 def _webhook_view() -> Response:
     assert request.blueprint is not None  # only ever routed through a blueprint
     reply = receive(state_of(current_app).receiver(request.blueprint))
@@ -150,19 +191,15 @@ def _webhook_view() -> Response:
 def receive(receiver: Receiver) -> Reply:
     """Run the current request through ``receiver``: the raw body whatever its content
     type, refused with 413 before reading when over the receiver's cap or Flask's
-    ``MAX_CONTENT_LENGTH``."""
-    if request.method != "POST":
-        return receiver.receive(request.method, b"", _headers())  # 405, no body read
-    limit = receiver.max_body_bytes
-    if request.max_content_length is not None:
-        limit = min(limit, request.max_content_length)
+    ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read."""
+    return handle(receiver, request.method, _headers(), _read, limit=request.max_content_length)
+
+
+def _read(size: int) -> bytes:
     try:
-        body = read_capped(request.stream.read, limit, request.content_length)
-    except RequestEntityTooLarge:
-        return TOO_LARGE
-    if body is None:
-        return TOO_LARGE
-    return receiver.receive("POST", body, _headers())
+        return request.stream.read(size)
+    except RequestEntityTooLarge:  # Werkzeug's own cap (MAX_CONTENT_LENGTH)
+        raise BodyTooLarge from None
 
 
 def _headers() -> HeadersLike:
@@ -172,14 +209,17 @@ def _headers() -> HeadersLike:
 
 
 class IvertonWebhooks:
-    """The Flask extension: one webhook endpoint per app, configured from ``app.config``.
+    """The Flask extension: one webhook endpoint per app, configured from ``app.config``,
+    mounted at ``/webhooks/iverton`` (``IVERTON_WEBHOOK_URL_PREFIX``).
 
     Read at :meth:`init_app`: ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
-    (a list, or a comma-separated string), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite
-    file in the instance folder), ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``),
+    (a list), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite file in the instance folder),
+    ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``),
     ``IVERTON_WEBHOOK_MAX_BODY_BYTES``, ``IVERTON_WEBHOOK_URL_PREFIX`` (default
-    ``/webhooks/iverton``). Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...)
-    are passed to every app's :class:`Receiver`; config keys win over them.
+    ``/webhooks/iverton``). From the environment, ``app.config.from_prefixed_env()`` reads
+    ``FLASK_IVERTON_WEBHOOK_SECRET`` and ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
+    Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's
+    :class:`Receiver`; config keys win over them. Processing starts at ``init_app``.
     """
 
     def __init__(
@@ -201,11 +241,14 @@ class IvertonWebhooks:
                 "IVERTON_WEBHOOK_RUNNER must be 'thread' or 'inline' under Flask (WSGI has no "
                 "event loop for the asyncio runner)"
             )
-        blueprint = webhooks_blueprint(
+        blueprint = _blueprint(
+            self.name,
+            DEFAULT_URL_PREFIX,
             config.get("IVERTON_WEBHOOK_SECRET"),
-            secrets=_secrets_setting(config.get("IVERTON_WEBHOOK_SECRETS")),
-            name=self.name,
-            **options,
+            _secrets_setting(config.get("IVERTON_WEBHOOK_SECRETS")),
+            None,
+            options,
+            _MISSING_CONFIG,
         )
         app.register_blueprint(
             blueprint, url_prefix=config.get("IVERTON_WEBHOOK_URL_PREFIX", DEFAULT_URL_PREFIX)
@@ -226,8 +269,14 @@ _CONFIG_OPTIONS = (
 def _secrets_setting(value: object) -> list[str] | None:
     if value is None:
         return None
-    if isinstance(value, str):  # from an environment variable: "new,old"
-        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, str):
+        # A string would be taken as one secret per character: refuse it and show the form.
+        raise ConfigurationError(
+            "IVERTON_WEBHOOK_SECRETS must be a list, e.g. IVERTON_WEBHOOK_SECRETS = "
+            "['whsec_new...', 'whsec_old...'] (from the environment: "
+            'FLASK_IVERTON_WEBHOOK_SECRETS=\'["whsec_new...", "whsec_old..."]\' with '
+            "app.config.from_prefixed_env()); for one secret use IVERTON_WEBHOOK_SECRET"
+        )
     if isinstance(value, Sequence):
         return [str(part) for part in value]
     raise ConfigurationError("IVERTON_WEBHOOK_SECRETS must be a list of secrets")

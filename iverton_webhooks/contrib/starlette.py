@@ -22,78 +22,86 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..body import CappedBody
-from ..receiver import TOO_LARGE, Receiver, Reply
-from ..runners import AsyncioRunner
+from ..adapter import handle_async, make_receiver, normalise_path
+from ..errors import ConfigurationError
+from ..receiver import Receiver, Reply
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
 
 log = logging.getLogger("iverton_webhooks")
 
 DEFAULT_PATH = "/webhooks/iverton"
+_MISSING = (
+    "pass secret='whsec_...' (or secrets=[new, old] while rotating) to "
+    "IvertonWebhookMiddleware, or a ready receiver="
+)
 
 
 class WebhookEndpoint:
     """ASGI app: every HTTP request to it is a webhook delivery for ``receiver``.
 
     If the app's lifespan never started the receiver's runner (a server run without
-    lifespan), the first request attaches it to the running loop.
+    lifespan), the first request on a loop starts it there.
     """
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self._attached: asyncio.AbstractEventLoop | None = None
+        self._started: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise RuntimeError(f"the webhook endpoint serves HTTP only, not {scope['type']!r}")
-        await self._attach()
-        method: str = scope["method"]
-        headers = _headers(scope)
-        if method.upper() != "POST":
-            # The core answers 405 before looking at the body: do not read one.
-            reply = await self.receiver.receive_async(method, b"", headers)
-        else:
-            try:
-                body = await read_body(receive, headers, self.receiver.max_body_bytes)
-            except ClientDisconnected:
-                return  # the client went away before sending its body: nobody to answer
-            if body is None:
-                reply = TOO_LARGE
-            else:
-                reply = await self.receiver.receive_async(method, body, headers)
+        if self._started is not asyncio.get_running_loop():
+            await self.startup()
+
+        async def next_chunk() -> tuple[bytes, bool]:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            return message.get("body", b""), bool(message.get("more_body", False))
+
+        try:
+            reply = await handle_async(self.receiver, scope["method"], _headers(scope), next_chunk)
+        except ClientDisconnected:
+            return  # the client went away before sending its body: nobody to answer
         await send_reply(send, reply)
 
-    async def _attach(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._attached is loop:
-            return
-        self._attached = loop
+    async def startup(self) -> None:
+        """Start the receiver's runner on the running loop: due events are recovered now."""
+        self._started = asyncio.get_running_loop()
         await startup(self.receiver)
-
-    def started(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Note that the lifespan already started the runner on ``loop``."""
-        self._attached = loop
 
 
 class IvertonWebhookMiddleware:
-    """Pure ASGI middleware answering Iverton webhooks at ``path``.
+    """Pure ASGI middleware answering Iverton webhooks at ``path`` (with or without a
+    trailing ``/``).
 
-    Pass ``secret=`` (or ``secrets=[new, old]`` while rotating) plus any other
-    :class:`Receiver` option (``store=``, ``router=``, ``max_body_bytes=``, ...), or a ready
-    ``receiver=``. The receiver built here uses ``runner="asyncio"``: async handlers run
-    on the server's loop, sync ones in worker threads. At lifespan startup (after the
-    wrapped app's own) it recovers pending events; at shutdown (before the wrapped app's)
-    it waits up to ``drain_timeout`` seconds for events in progress; the rest stay pending
-    for the next start.
+    Pass ``secret=`` (or ``secrets=[new, old]`` while rotating), ``endpoint=`` (the name
+    its events are kept under, default ``"default"``) plus any other :class:`Receiver`
+    option (``store=``, ``router=``, ``max_body_bytes=``, ...), or a ready ``receiver=``.
+    The receiver built here uses ``runner="asyncio"``: async handlers run on the server's
+    loop, sync ones in worker threads. At lifespan startup (after the wrapped app's own)
+    it recovers pending events; at shutdown (before the wrapped app's) it waits up to
+    ``drain_timeout`` seconds for events in progress; the rest stay pending for the next
+    start. Without a lifespan, the first request starts it.
+
+    A configuration mistake (no secret, a string for ``secrets``, ...) is logged when the
+    middleware is built and fails the app's lifespan startup with the
+    :class:`ConfigurationError`, so the server refuses to start and says why (Starlette
+    builds middleware lazily, on the first ASGI call, where an exception would only read
+    as "lifespan unsupported" and then a 500 on every route). Without a lifespan, requests
+    to ``path`` raise it; other routes are not affected.
     """
+
+    receiver: Receiver
+    endpoint: WebhookEndpoint
 
     def __init__(
         self,
@@ -106,19 +114,26 @@ class IvertonWebhookMiddleware:
         drain_timeout: float = 10.0,
         **receiver_options: Any,
     ) -> None:
-        if receiver is not None and (secret or secrets or receiver_options):
-            raise TypeError("pass either receiver= or secret=/secrets= and Receiver options")
+        self.app = app
+        self.path = normalise_path(path)
+        self.drain_timeout = drain_timeout
+        self.error: ConfigurationError | None = None
         if receiver is None:
             receiver_options.setdefault("runner", "asyncio")
-            receiver = Receiver(secret, secrets=secrets, **receiver_options)
-        self.app = app
-        self.path = _normalise(path)
-        self.receiver = receiver
-        self.endpoint = WebhookEndpoint(receiver)
-        self.drain_timeout = drain_timeout
+        try:
+            self.receiver = make_receiver(
+                receiver, secret, secrets, missing_secret=_MISSING, **receiver_options
+            )
+        except ConfigurationError as error:
+            log.error("IvertonWebhookMiddleware: %s", error)
+            self.error = error
+            return
+        self.endpoint = WebhookEndpoint(self.receiver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _route_path(scope) == self.path:
+            if self.error is not None:
+                raise self.error
             await self.endpoint(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
@@ -130,14 +145,19 @@ class IvertonWebhookMiddleware:
         # whatever the app set up, and it is still there while we drain.
         async def receive_and_drain() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.shutdown":
+            if message["type"] == "lifespan.shutdown" and self.error is None:
                 await shutdown(self.receiver, self.drain_timeout)
             return message
 
         async def start_then_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                await startup(self.receiver)
-                self.endpoint.started(asyncio.get_running_loop())
+                if self.error is not None:
+                    message = {
+                        "type": "lifespan.startup.failed",
+                        "message": f"IvertonWebhookMiddleware: {self.error}",
+                    }
+                else:
+                    await self.endpoint.startup()
             await send(message)
 
         await self.app(scope, receive_and_drain, start_then_send)
@@ -171,43 +191,19 @@ def receiver_lifespan(
 
 async def startup(receiver: Receiver) -> None:
     """Start the receiver's runner on this loop: due events are recovered at once."""
-    runner = receiver.runner
-    if isinstance(runner, AsyncioRunner):
-        await runner.startup()
+    receiver.runner.attach(asyncio.get_running_loop())
+    await receiver.runner.startup()
 
 
 async def shutdown(receiver: Receiver, timeout: float) -> None:
     """Wait up to ``timeout`` s for events in progress; cancelled ones stay due in the store."""
-    runner = receiver.runner
-    if isinstance(runner, AsyncioRunner):
-        cancelled = await runner.drain(timeout)
-        if cancelled:
-            log.warning("shutdown: %d event(s) left pending for the next start", cancelled)
-    else:
-        # A thread runner restarts lazily if the app is started again (tests do).
-        await asyncio.to_thread(runner.close, timeout)
+    handed_back = await receiver.runner.drain(timeout)
+    if handed_back:
+        log.warning("shutdown: %d event(s) left pending for the next start", handed_back)
 
 
 class ClientDisconnected(Exception):
     """The client closed the connection before its body was complete."""
-
-
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed ``limit`` bytes.
-
-    A declared Content-Length over the limit is refused before reading anything; the
-    running total is checked on every chunk, so neither chunked bodies nor a
-    Content-Length that lies can make this buffer more than one chunk past the limit.
-    """
-    body = CappedBody(limit, headers.get("content-length"))
-    while not body.too_large:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        body.add(message.get("body", b""))
-        if not message.get("more_body", False):
-            return None if body.too_large else body.getvalue()
-    return None
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -235,10 +231,4 @@ def _route_path(scope: Scope) -> str:
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
-    return _normalise(path)
-
-
-def _normalise(path: str) -> str:
-    # "/webhooks/iverton/" and "/webhooks/iverton" are one endpoint: a redirect
-    # between them would turn the sender's POST into a failed delivery.
-    return path.rstrip("/") or "/"
+    return normalise_path(path)

@@ -1,10 +1,38 @@
-"""App config: finds every installed app's ``webhooks`` module and registers the checks."""
+"""App config: finds every installed app's ``webhooks`` module, registers the checks and,
+in a process that serves requests, starts processing at once (recovery needs no request)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.utils.module_loading import autodiscover_modules
+
+#: manage.py commands that serve requests (in the autoreloader's child, or --noreload).
+SERVING_COMMANDS = frozenset({"runserver", "runserver_plus"})
+
+
+def serving_process(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether this process serves requests, so processing should start at ``ready()``.
+
+    Under gunicorn, uWSGI, daphne, uvicorn (anything but ``manage.py``/``django-admin``):
+    always, in every worker. Under ``manage.py``: only ``runserver`` in the autoreloader's
+    child (``RUN_MAIN=true``) or with ``--noreload``; never ``migrate``, ``check``, ``shell``
+    or the autoreloader's parent, which serves nothing.
+    """
+    program = os.path.basename(argv[0]) if argv else ""
+    managed = program in ("manage.py", "django-admin", "django-admin.py") or (
+        program == "__main__.py" and os.path.basename(os.path.dirname(argv[0])) == "django"
+    )
+    if not managed:
+        return True
+    command = argv[1] if len(argv) > 1 else ""
+    if command not in SERVING_COMMANDS:
+        return False
+    return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
 
 
 class IvertonWebhooksConfig(AppConfig):
@@ -15,8 +43,12 @@ class IvertonWebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
-        from .endpoint import reset_endpoints
+        from .endpoint import reset_endpoints, start_endpoints
 
         setting_changed.connect(reset_endpoints, dispatch_uid="iverton_webhooks_reset")
         # Like admin.autodiscover(): `@on(...)` handlers in <app>/webhooks.py register now.
         autodiscover_modules("webhooks")
+        if serving_process(sys.argv, os.environ):
+            # Every worker recovers what a previous run left, with no request; a thread
+            # runner started before a fork (gunicorn --preload) starts again in each child.
+            start_endpoints()

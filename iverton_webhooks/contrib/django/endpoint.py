@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from collections.abc import Iterator
@@ -11,38 +12,51 @@ from typing import Any
 
 from django.db import transaction
 
+from ...adapter import make_receiver
+from ...processor import Processor
 from ...receiver import Receiver
-from ...runners import Runner
+from ...runners import BaseRunner
 from . import conf
 from .router import SignalRouter
 from .store import DjangoStore, recycle_connections
 
 _endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+#: Set by ``AppConfig.ready()`` in a serving process: receivers start as they are built.
+_serving = threading.Event()
+
+MISSING_SECRET = (
+    f"set {conf.SETTING} = {{'SECRET': 'whsec_...'}} in your settings (the endpoint's signing "
+    "secret from the Iverton dashboard; 'SECRETS': [new, old] while rotating), or pass "
+    "webhook_view(secret=...)"
+)
 
 
-class OnCommitRunner:
+class OnCommitRunner(BaseRunner):
     """Hands an event to ``inner`` once the transaction that recorded it has committed
     (at once in autocommit mode), so no worker can look for a row not yet visible."""
 
-    def __init__(self, inner: Runner, using: str) -> None:
+    def __init__(self, inner: BaseRunner, using: str) -> None:
         self.inner = inner
         self.using = using
 
-    def bind(self, receiver: Receiver) -> None:
-        self.inner.bind(receiver)
+    def bind(self, processor: Processor) -> None:
+        super().bind(processor)
+        self.inner.bind(processor)
 
     def submit(self, event_id: str) -> None:
         transaction.on_commit(partial(self.inner.submit, event_id), using=self.using)
 
     def start(self) -> None:
-        start = getattr(self.inner, "start", None)
-        if callable(start):
-            start()
+        self.inner.start()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for queued work when the inner runner can (tests)."""
-        join = getattr(self.inner, "join", None)
-        return bool(join(timeout)) if callable(join) else True
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner.attach(loop)
+
+    async def startup(self) -> None:
+        await self.inner.startup()
+
+    async def drain(self, timeout: float = 10.0) -> int:
+        return await self.inner.drain(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         self.inner.close(timeout)
@@ -87,9 +101,13 @@ def build_receiver(**overrides: Any) -> Receiver:
     using = str(kwargs.pop("database", "default"))
     base = kwargs.pop("router")
     runner = kwargs.pop("runner", None)
-    if not isinstance(runner, Runner):
+    if not isinstance(runner, BaseRunner):
         runner = conf.make_runner(runner)
-    return Receiver(
+    return make_receiver(
+        None,
+        kwargs.pop("secret", None),
+        kwargs.pop("secrets", None),
+        missing_secret=MISSING_SECRET,
         router=base if isinstance(base, SignalRouter) else SignalRouter(base),
         store=DjangoStore(using),
         runner=OnCommitRunner(runner, using),
@@ -115,6 +133,8 @@ class Endpoint:
             with self._lock:
                 if self._receiver is None:
                     self._receiver = build_receiver(**self.overrides)
+                    if _serving.is_set():
+                        self._receiver.start()
                 receiver = self._receiver
         return receiver
 
@@ -133,6 +153,15 @@ default_endpoint = Endpoint()
 def get_receiver() -> Receiver:
     """The default endpoint's receiver (replay, prune and inspect from your own code)."""
     return default_endpoint.receiver
+
+
+def start_endpoints() -> None:
+    """In a serving process: start processing (recovery first) for every endpoint built
+    so far and every one built from now on, with no request needed."""
+    _serving.set()
+    default_endpoint.receiver.start()
+    for endpoint in list(_endpoints):
+        endpoint.receiver.start()
 
 
 def reset_endpoints(**kwargs: Any) -> None:

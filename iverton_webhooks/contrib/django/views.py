@@ -12,8 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
+from ...adapter import BodyTooLarge, Read, handle
 from ...body import declared_length
-from ...receiver import TOO_LARGE, Reply
+from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
 
 
@@ -36,35 +37,57 @@ View = Callable[[HttpRequest], HttpResponse]
 
 def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
     """Pass the request to the endpoint's receiver and answer what it says."""
-    receiver = endpoint.receiver
-    reply = _reply(receiver.max_body_bytes, request) or receiver.receive(
-        request.method or "", request.body, request.headers
-    )
+    try:
+        reply = handle(
+            endpoint.receiver,
+            request.method or "",
+            request.headers,
+            _reader(request),
+            limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        )
+    except RawPostDataException:
+        log.error("the webhook body was read as a stream before the view: answering 400")
+        reply = BODY_CONSUMED
     return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
 
 
-def _reply(limit: int, request: HttpRequest) -> Reply | None:
-    """A reply when the body cannot or need not be read (too large, already consumed)."""
-    if request.method == "POST":
-        length = declared_length(request.META.get("CONTENT_LENGTH"))
-        if length is not None and length > limit:
-            return TOO_LARGE  # refuse without reading it
-    try:
-        request.body  # noqa: B018 - read (and cached by Django) once, here
-    except RequestDataTooBig:
-        return TOO_LARGE
-    except RawPostDataException:
-        log.error("the webhook body was read as a stream before the view: answering 400")
-        return BODY_CONSUMED
-    return None
+def _reader(request: HttpRequest) -> Read:
+    """How to read this request's body; the kit decides whether and how much."""
+    environ = getattr(request, "environ", {})
+    if declared_length(request.META.get("CONTENT_LENGTH")) is None and environ.get(
+        "wsgi.input_terminated"
+    ):
+        # Chunked, with no Content-Length: Django's own stream is limited to 0 bytes,
+        # but the server (gunicorn, ...) says its input ends where the body does.
+        stream: Any = environ["wsgi.input"]
+        return stream.read  # type: ignore[no-any-return]
+    body: list[bytes] = []
+
+    def read(size: int) -> bytes:
+        # Django's request.body: cached for middleware, its own cap (413 here), and
+        # already read if a middleware got there first. Asked for only when the declared
+        # length is under the cap.
+        if body:
+            return b""
+        try:
+            body.append(request.body)
+        except RequestDataTooBig:
+            raise BodyTooLarge from None
+        return body[0]
+
+    return read
 
 
 def webhook_view(**overrides: Any) -> View:
     """A view for one endpoint. With no arguments it serves the ``IVERTON_WEBHOOKS``
-    setting; keyword arguments (``secret=``, ``secrets=``, ``router=``, ``runner=``, ...,
-    as for :class:`~iverton_webhooks.Receiver`) override it, e.g. for a second account::
+    setting; keyword arguments (``endpoint=``, ``secret=``, ``secrets=``, ``router=``,
+    ``runner=``, ..., as for :class:`~iverton_webhooks.Receiver`) override it, e.g. for a
+    second account, whose events are kept under its own endpoint name::
 
-        path("webhooks/iverton/eu/", webhook_view(secret=os.environ["EU_SECRET"]))
+        webhook_path("webhooks/iverton/eu", endpoint="eu", secret=os.environ["EU_SECRET"])
+
+    (:func:`~iverton_webhooks.contrib.django.urls.webhook_path` answers with and without
+    the trailing slash.)
     """
     endpoint = Endpoint(**overrides) if overrides else default_endpoint
     return _make_view(endpoint)
