@@ -182,4 +182,4 @@ def test_the_readme_commands_migrate_runserver_and_send_test(tmp_path: Path) -> 
     assert "no issues" in checked.stdout
     env["IVERTON_WEBHOOK_SECRET"] = "whsec_..."
     warned = manage(env, "check")
-    assert "iverton_webhooks.W002" in warned.stderr + warned.stdout
+    assert "iverton_webhooks.E002" in warned.stderr + warned.stdout

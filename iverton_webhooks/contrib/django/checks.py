@@ -1,5 +1,7 @@
-"""System checks (``manage.py check``): a missing or placeholder secret, and settings
-under which a legitimate retry would be refused or processed twice."""
+"""System checks (``manage.py check``): a missing, malformed or placeholder secret,
+settings under which a legitimate retry would be refused or processed twice, and
+(tagged ``database``: ``check --database default``, and before ``migrate``) an inbox
+table that ``migrate`` has not created or brought up to date."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from ...errors import ConfigurationError
 from ...receiver import DEFAULT_RETENTION, SENDER_RETRY_SPAN
 from . import conf
+from .models import WebhookEvent
+from .store import MIGRATE_HINT
 
 _SETTING = conf.SETTING
 _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "placeholder", "xxx", "...", "todo")
@@ -53,7 +58,22 @@ def check_settings(
 
 
 def _check_secrets(opts: dict[str, Any]) -> list[CheckMessage]:
-    secrets = conf.secrets(opts)
+    try:
+        secrets = conf.secrets(opts)
+    except ConfigurationError as exc:
+        # The receiver refuses to be built with these: say so before the first request.
+        return [
+            Error(
+                str(exc),
+                hint=(
+                    f'Set {_SETTING} = {{"SECRETS": [os.environ["IVERTON_WEBHOOK_SECRET"]]}} '
+                    "(a list, newest first while rotating), or "
+                    '{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]} for one secret, with the '
+                    "endpoint's signing secret copied exactly from the Iverton dashboard."
+                ),
+                id="iverton_webhooks.E002",
+            )
+        ]
     if not secrets:
         return [
             Error(
@@ -124,3 +144,49 @@ def _check_objects(opts: dict[str, Any]) -> list[CheckMessage]:
         except (ConfigurationError, ImportError) as exc:
             messages.append(Error(str(exc), id="iverton_webhooks.E005"))
     return messages
+
+
+@register(Tags.database)
+def check_inbox_table(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """The inbox table exists with every column of the current model.
+
+    A Warning, not an Error: ``migrate`` runs the database checks before migrating, and
+    an Error would stop the very command that fixes it.
+    """
+    try:
+        alias = conf.database(conf.options())
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if not databases or alias not in databases or alias not in connections:
+        return []
+    connection = connections[alias]
+    table = WebhookEvent._meta.db_table
+    try:
+        with connection.cursor() as cursor:
+            if table not in connection.introspection.table_names(cursor):
+                missing = "does not exist"
+            else:
+                description = connection.introspection.get_table_description(cursor, table)
+                have = {column.name for column in description}
+                want = {field.column for field in WebhookEvent._meta.concrete_fields}
+                lacking = sorted(want - have)
+                missing = f"lacks the column(s) {', '.join(lacking)}" if lacking else ""
+    except DatabaseError:
+        return []  # an unreachable database is not ours to report
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"The webhook inbox table {table!r} {missing} in database {alias!r}: every "
+            "webhook would be answered 503 (and the sender disables the endpoint after "
+            "5 failed deliveries).",
+            hint=f"{MIGRATE_HINT[0].upper()}{MIGRATE_HINT[1:]}"
+            + ("" if alias == "default" else f" (with --database {alias})")
+            + ".",
+            id="iverton_webhooks.W007",
+        )
+    ]

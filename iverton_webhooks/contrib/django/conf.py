@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from ...errors import ConfigurationError
 from ...router import Router, default_router
 from ...runners import InlineRunner, Runner, ThreadRunner
+from ...signature import validate_secrets
 
 SETTING = "IVERTON_WEBHOOKS"
 
@@ -57,9 +58,40 @@ def duration(value: object, key: str) -> timedelta | None:
 
 
 def secrets(opts: dict[str, Any]) -> list[str]:
-    """``SECRET`` then ``SECRETS``, blanks dropped."""
-    found = [opts.get("SECRET"), *(opts.get("SECRETS") or [])]
-    return [s for s in found if isinstance(s, str) and s]
+    """``SECRET`` then ``SECRETS``, checked: an empty list when neither is set (``""``
+    counts as unset, as from an unset environment variable).
+
+    Raises :class:`ConfigurationError` saying what to fix for ``SECRETS`` given as one
+    string (it would be read as one secret per character), a blank secret, one with
+    leading or trailing whitespace, or an obvious placeholder: with any of them every
+    authentic request would be refused with 401.
+    """
+    found: list[str] = []
+    single = opts.get("SECRET")
+    if single is not None and single != "":
+        found += _checked("SECRET", [single])
+    many = opts.get("SECRETS")
+    if isinstance(many, (str, bytes)):
+        raise ConfigurationError(
+            f"settings.{SETTING}['SECRETS'] is one string, not a list: it would be read as "
+            'one secret per character. Write "SECRETS": ["whsec_new...", "whsec_old..."] '
+            '(newest first), or "SECRET": "whsec_..." for a single secret.'
+        )
+    if many is not None:
+        if not isinstance(many, (list, tuple)):
+            raise ConfigurationError(
+                f"settings.{SETTING}['SECRETS'] must be a list of strings, not "
+                f'{type(many).__name__}: write "SECRETS": ["whsec_new...", "whsec_old..."]'
+            )
+        found += _checked("SECRETS", list(many)) if many else []
+    return found
+
+
+def _checked(key: str, values: list[Any]) -> list[str]:
+    try:
+        return validate_secrets(values)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"settings.{SETTING}[{key!r}]: {exc}") from None
 
 
 def database(opts: dict[str, Any]) -> str:
