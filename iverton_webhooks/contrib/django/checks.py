@@ -172,7 +172,7 @@ def check_inbox_table(
             else:
                 description = connection.introspection.get_table_description(cursor, table)
                 have = {column.name for column in description}
-                want = {field.column for field in WebhookEvent._meta.concrete_fields}
+                want = {str(field.column) for field in WebhookEvent._meta.concrete_fields}
                 lacking = sorted(want - have)
                 missing = f"lacks the column(s) {', '.join(lacking)}" if lacking else ""
     except DatabaseError:
