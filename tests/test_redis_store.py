@@ -328,3 +328,35 @@ def test_lua_status_sets_come_from_the_lifecycle_module() -> None:
     scripts = [module._RECORD, module._CLAIM, module._FINISH, module._REPLAY, module._RESOLVE]
     for status in Status:
         assert all(f"'{status.value}'" not in script for script in scripts)
+
+
+def test_a_receiver_on_redis_processes_quarantines_and_scopes_by_endpoint(
+    prefix: str,
+) -> None:
+    from iverton_webhooks import Receiver, Router
+    from iverton_webhooks.samples import sample_body
+    from tests.conftest import SECRET, signed_headers
+
+    seen: list[tuple[str, str]] = []
+    routers = {name: Router() for name in ("default", "billing")}
+    for name, router in routers.items():
+        router.add(lambda event, name=name: seen.append((name, event.id)), "*", name="h")
+    store = RedisStore(service_url("redis"), prefix=prefix)
+    receivers = [
+        Receiver(SECRET, endpoint=name, router=router, store=store, runner="inline")
+        for name, router in routers.items()
+    ]
+    try:
+        for receiver in receivers:
+            body = sample_body("deal.won", id="evt_same")
+            assert receiver.receive("POST", body, signed_headers(body)).status == 200
+        bad = b"signed, but not an event"
+        reply = receivers[0].receive("POST", bad, signed_headers(bad))
+        assert (reply.status, b"quarantined" in reply.body) == (200, True)
+        assert seen == [("default", "evt_same"), ("billing", "evt_same")]
+        assert store.stats(endpoint=None) == {Status.DONE: 2, Status.QUARANTINED: 1}
+        assert store.due() == []
+        assert store.due(endpoint="billing") == []
+    finally:
+        for receiver in receivers:
+            receiver.close()
