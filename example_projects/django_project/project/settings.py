@@ -2,6 +2,8 @@
 
 - ``IVERTON_WEBHOOK_SECRET``: the endpoint's signing secret (default for local tries only)
 - ``EXAMPLE_DB``: the SQLite file (default ``db.sqlite3`` here)
+- ``DJANGO_DEBUG=1``: turn Django's debug mode on (off by default: debug pages show
+  settings and tracebacks to anyone who can reach the server)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import django
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-example-only")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
