@@ -1,33 +1,34 @@
-"""Delete done and dead events older than the retention."""
+"""Delete finished webhook events older than the retention."""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
-from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from iverton_webhooks.errors import ConfigurationError
+from iverton_webhooks import operations as ops
 
-from ._base import command_receiver
+from ._base import add_endpoint_argument, run_operation
 
 
 class Command(BaseCommand):
-    help = "Delete finished (done and dead) webhook events past the retention."
+    help = (
+        "Delete finished webhook events past the retention; a span that breaks the "
+        "RETENTION/MAX_AGE rule is refused."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        add_endpoint_argument(parser)
         parser.add_argument(
-            "--older-than-hours", type=float, help="instead of the RETENTION setting"
+            "--older-than-hours", type=float, default=None, help="default: the RETENTION setting"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        hours = options["older_than_hours"]
-        receiver = command_receiver()
-        try:
-            deleted = receiver.prune(None if hours is None else timedelta(hours=hours))
-        except ConfigurationError as exc:
-            raise CommandError(str(exc)) from None
-        finally:
-            receiver.close()
-        self.stdout.write(f"deleted {deleted} events")
+        run_operation(
+            self,
+            options["endpoint"],
+            lambda processor, out: ops.prune(
+                processor, out, older_than_hours=options["older_than_hours"]
+            ),
+        )

@@ -1,45 +1,40 @@
-"""Queue finished, failed or dead events again, and process them now."""
+"""Queue events again (by id, or every dead one); the running worker processes them."""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from ._base import command_receiver
+from iverton_webhooks import operations as ops
+
+from ._base import add_endpoint_argument, run_operation
 
 
 class Command(BaseCommand):
-    help = "Replay webhook events by id, or every event with --status dead|failed."
+    help = (
+        "Queue webhook events again by id, or every dead one with --dead; the app's runner "
+        "or iverton_webhooks_worker processes them."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
-        parser.add_argument("--status", choices=("dead", "failed"), help="replay all of these")
+        add_endpoint_argument(parser)
+        parser.add_argument("ids", nargs="*", metavar="ID")
+        parser.add_argument("--dead", action="store_true", help="replay every dead event")
         parser.add_argument(
             "--rerun-all", action="store_true", help="also re-run handlers that succeeded"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        ids: list[str] = list(options["event_ids"])
-        if bool(ids) == bool(options["status"]):
-            raise CommandError("give event ids or --status, not both or neither")
-        receiver = command_receiver()
-        try:
-            if options["status"]:
-                ids = [e.id for e in receiver.store.list(status=options["status"], limit=10**9)]
-            missing = []
-            for event_id in ids:
-                if receiver.replay(event_id, rerun_all=options["rerun_all"]):
-                    event = receiver.store.get(event_id)
-                    status = event.status.value if event else "gone"
-                    self.stdout.write(f"{event_id}: replayed, now {status}")
-                else:
-                    missing.append(event_id)
-            if missing:
-                raise CommandError(
-                    "not replayable (unknown, pending or processing): " + ", ".join(missing)
-                )
-            self.stdout.write(f"replayed {len(ids)} events")
-        finally:
-            receiver.close()
+        run_operation(
+            self,
+            options["endpoint"],
+            lambda processor, out: ops.replay(
+                processor,
+                out,
+                options["ids"],
+                dead=options["dead"],
+                rerun_all=options["rerun_all"],
+            ),
+        )

@@ -8,8 +8,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import NoReverseMatch, reverse
 
+from iverton_webhooks import operations as ops
 from iverton_webhooks.contrib.django import conf
 from iverton_webhooks.events import EVENT_TYPES
+from iverton_webhooks.operations import printable
 from iverton_webhooks.samples import send_sample
 
 
@@ -24,20 +26,26 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         secrets = conf.secrets(conf.options())
         if not secrets:
-            raise CommandError(f"settings.{conf.SETTING} has no SECRET to sign with")
+            raise CommandError(
+                f"settings.{conf.SETTING} has no SECRET to sign with", returncode=ops.USAGE
+            )
         url = options["url"] or self._default_url()
         try:
             status, body = send_sample(url, options["type"], secrets[0], timeout=options["timeout"])
         except OSError as exc:
-            raise CommandError(f"could not reach {url}: {exc}") from None
-        self.stdout.write(f"{status} {body.decode('utf-8', 'replace')}")
+            reason = getattr(exc, "reason", None) or exc
+            raise CommandError(
+                printable(f"could not reach {url}: {reason}"), returncode=ops.USAGE
+            ) from None
+        self.stdout.write(f"{status} {printable(body.decode('utf-8', 'replace'))}")
         if not 200 <= status < 300:
-            raise CommandError(f"{url} answered {status}")
+            raise CommandError(f"{url} answered {status}", returncode=ops.NOTHING_DONE)
 
     def _default_url(self) -> str:
         try:
             return "http://127.0.0.1:8000" + reverse("iverton_webhooks:receive")
         except NoReverseMatch:
             raise CommandError(
-                "iverton_webhooks.contrib.django.urls is not in your URLconf: pass --url"
+                "iverton_webhooks.contrib.django.urls is not in your URLconf: pass --url",
+                returncode=ops.USAGE,
             ) from None
