@@ -3,12 +3,25 @@ plus what is specific to SQLite: its file, its schema versions and its write-ahe
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from iverton_webhooks import SQLiteStore, Store
-from iverton_webhooks.inbox.base import new_row
+import pytest
+
+from iverton_webhooks import ConfigurationError, SQLiteStore, Status, Store
+from iverton_webhooks.inbox.base import Verdict, new_row
+from iverton_webhooks.inbox.sqlite import SCHEMA_VERSION
 from iverton_webhooks.inbox.memory import MemoryStore
 from iverton_webhooks.store_contract import ContractClock, StoreContract
+
+CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
+#: What the write-ahead log may grow to: the checkpoint interval (1,000 pages of 4 KiB)
+#: plus the commits that arrive while a checkpoint runs.
+WAL_BOUND = 6 * 1024 * 1024
 
 
 class TestMemoryStore(StoreContract):
@@ -41,3 +54,108 @@ class TestSQLiteStore(StoreContract):
             "due_at) VALUES ('default', ?, 'deal.won', 1e20, ?, x'7b7d', ?)",
             (event_id, now, now),
         )
+
+
+def test_sqlite_file_is_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "inbox.sqlite3"
+    first = SQLiteStore(path)
+    first.record("evt_keep", "deal.won", CREATED, b'{"k":1}')
+    first.close()
+    again = SQLiteStore(path)
+    assert again.get("evt_keep").body == b'{"k":1}'  # type: ignore[union-attr]
+    assert again._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    again.close()
+
+
+def test_an_in_memory_sqlite_inbox_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="MemoryStore"):
+        SQLiteStore(":memory:")
+
+
+# The wave-1 schema (commit 1b12079), as its SQLiteStore created it.
+WAVE1_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS iverton_events (
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    due_at REAL,
+    next_attempt_at REAL,
+    lease_until REAL,
+    lease_token TEXT,
+    processed_at REAL,
+    last_error TEXT,
+    outcomes TEXT
+);
+CREATE INDEX IF NOT EXISTS iverton_events_due ON iverton_events (due_at)
+    WHERE status IN ('pending', 'failed', 'processing');
+"""
+
+
+def test_a_wave1_sqlite_inbox_is_upgraded_and_keeps_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "wave1.sqlite3"
+    received = time.time()
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.executescript(WAVE1_SQLITE_SCHEMA)
+    # As wave 1's record() and complete() wrote them.
+    for event_id in ("evt_old_1", "evt_old_2", "evt_old_done"):
+        old.execute(
+            "INSERT OR IGNORE INTO iverton_events "
+            "(id, type, created_at, received_at, body, due_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, "deal.won", CREATED.timestamp(), received, b'{"k":1}', received),
+        )
+    old.execute(
+        "UPDATE iverton_events SET status = 'done', outcomes = json_patch(coalesce(outcomes, "
+        "'{}'), ?), processed_at = ?, due_at = NULL WHERE id = 'evt_old_done'",
+        ('{"h":{"ok":true,"error":"","at":1.0}}', received),
+    )
+    old.close()
+
+    # Several processes open the old file at once: one upgrades, the others wait for it.
+    opened: list[SQLiteStore] = []
+    threads = [
+        threading.Thread(target=lambda: opened.append(SQLiteStore(path))) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(opened) == 3
+    store = opened[0]
+    listed = store.list()
+    assert [e.id for e in listed] == ["evt_old_done", "evt_old_2", "evt_old_1"]
+    assert {e.endpoint for e in listed} == {"default"}
+    assert (listed[0].status, listed[0].succeeded_handlers) == (Status.DONE, {"h"})
+    assert (listed[1].body, listed[1].created_at) == (b'{"k":1}', CREATED)
+    assert store.due() == ["evt_old_1", "evt_old_2"]
+    claim = store.claim("evt_old_1", 30)
+    assert claim is not None
+    assert store.finish(claim, {}, Verdict(Status.DONE))
+    # The new key: the same id on another endpoint is another event.
+    assert store.record("evt_old_2", "deal.won", CREATED, b"{}", endpoint="b") is True
+    assert store.record("evt_old_2", "deal.won", CREATED, b"{}") is False
+    assert store.stats(endpoint=None) == {Status.DONE: 2, Status.PENDING: 2}
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    for each in opened:
+        each.close()
+
+
+def test_sqlite_wal_file_stays_within_a_few_megabytes(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    store = SQLiteStore(path)
+    body = b'{"data":"' + b"x" * 400 + b'"}'
+    largest = 0
+    for n in range(4000):
+        store.record(f"evt_{n}", "deal.won", CREATED, body)
+        if n % 100 == 0:
+            largest = max(largest, os.path.getsize(f"{path}-wal"))
+    largest = max(largest, os.path.getsize(f"{path}-wal"))
+    store.close()
+    # Wave 1 checkpointed every 10,000 pages: this run grew its WAL past 20 MB.
+    assert largest <= WAL_BOUND, f"the WAL reached {largest / 1e6:.1f} MB"

@@ -24,11 +24,13 @@ from .sql import SQLITE, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
 
-# The write-ahead log is checkpointed every this many pages (SQLite's own default), and
-# cut back to JOURNAL_SIZE_LIMIT bytes after a checkpoint, so the -wal file stays a few
-# MB. Wave 1 used 10,000 pages: a ~40 MB WAL that filled a small disk.
+# The write-ahead log is checkpointed every this many pages (SQLite's own default; 4 MB
+# of 4 KiB pages), and cut back to JOURNAL_SIZE_LIMIT bytes after a checkpoint (it can
+# grow past the interval while a long read holds a checkpoint back). Wave 1 used 10,000
+# pages: a ~40 MB WAL that filled a small disk. Each checkpoint costs an fsync, so ten
+# times as many cost some ack speed (benchmarks/sqlite_wal.py measures it).
 WAL_AUTOCHECKPOINT_PAGES = 1000
-JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 6 * 1024 * 1024
 
 _TABLE = "iverton_events"
 _COLUMNS_V1 = (
@@ -78,6 +80,8 @@ class SQLiteStore(SQLStore):
 
     ``timeout`` is how long a write waits for another writer's lock before giving up;
     the receiver then answers 503 and the sender retries, so keep it well under 5 s.
+    ``wal_pages`` is how many pages the write-ahead log takes before it is checkpointed
+    (4 KiB each): more buys a little ack speed with a larger ``-wal`` file.
     Opening a file an older version made upgrades its schema in place.
     """
 
@@ -92,6 +96,7 @@ class SQLiteStore(SQLStore):
         timeout: float = 2.0,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
+        wal_pages: int = WAL_AUTOCHECKPOINT_PAGES,
     ) -> None:
         if sqlite3.sqlite_version_info < (3, 35, 0):
             raise ConfigurationError(
@@ -107,6 +112,7 @@ class SQLiteStore(SQLStore):
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         self.clock = clock
+        self.wal_pages = int(wal_pages)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -131,8 +137,9 @@ class SQLiteStore(SQLStore):
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={self.wal_pages}")
+        limit = max(JOURNAL_SIZE_LIMIT, self.wal_pages * 4096 * 3 // 2)
+        conn.execute(f"PRAGMA journal_size_limit={limit}")
         with self._all_lock:
             self._all.append(conn)
         return conn
