@@ -14,8 +14,8 @@ import pytest
 
 from iverton_webhooks import ConfigurationError, SQLiteStore, Status, Store
 from iverton_webhooks.inbox.base import Verdict, new_row
-from iverton_webhooks.inbox.sqlite import SCHEMA_VERSION
 from iverton_webhooks.inbox.memory import MemoryStore
+from iverton_webhooks.inbox.sqlite import SCHEMA_VERSION
 from iverton_webhooks.store_contract import ContractClock, StoreContract
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
@@ -119,9 +119,7 @@ def test_a_wave1_sqlite_inbox_is_upgraded_and_keeps_its_events(tmp_path: Path) -
 
     # Several processes open the old file at once: one upgrades, the others wait for it.
     opened: list[SQLiteStore] = []
-    threads = [
-        threading.Thread(target=lambda: opened.append(SQLiteStore(path))) for _ in range(3)
-    ]
+    threads = [threading.Thread(target=lambda: opened.append(SQLiteStore(path))) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
