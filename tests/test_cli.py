@@ -35,12 +35,18 @@ HOSTILE_IDS = [
 RAW_CONTROLS = ["\x1b", "\x07", "\r", "\x9b", "\x7f"]
 
 
+#: The installed console script: unlike ``python -m``, it does not put the current
+#: directory on sys.path by itself, as for a user who runs ``iverton-webhooks``.
+SCRIPT = Path(sys.executable).with_name("iverton-webhooks")
+
+
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real command in a fresh interpreter: its own default_router and sys.path."""
+    assert SCRIPT.exists(), "pip install -e . installs the iverton-webhooks script"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("IVERTON_WEBHOOK_STORE", None)
     return subprocess.run(
-        [sys.executable, "-m", "iverton_webhooks.cli", *args],
+        [str(SCRIPT), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -339,7 +345,7 @@ def test_worker_loop_sleeps_interval_then_stops_cleanly(tmp_path: Path) -> None:
     url = seed(tmp_path / "loop.db", "evt_l1")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "iverton_webhooks.cli", "-q", "worker", "--store", url,
+        [str(SCRIPT), "-q", "worker", "--store", url,
          "--app", "handlers", "--interval", "0.1"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
