@@ -1,13 +1,18 @@
-"""The admin on the stock site: list, filters, search, read-only detail, actions."""
+"""The admin on the stock site: list, filters (endpoint too), search, read-only detail,
+the new statuses, actions, and foreign text shown with its control characters escaped."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from iverton_webhooks import RetryPolicy
+from iverton_webhooks import RetryPolicy, Status
 from iverton_webhooks.contrib.django.models import WebhookEvent
+from iverton_webhooks.contrib.django.store import DjangoStore
+from iverton_webhooks.inbox.base import Verdict
 from iverton_webhooks.samples import sample_body
 from tests.django.dj_helpers import post
 from tests.django.testapp import webhooks as handlers
@@ -84,10 +89,10 @@ def test_replay_action_runs_the_dead_event_again(staff: Client) -> None:
 
 
 @pytest.mark.usefixtures("events")
-def test_mark_resolved_only_touches_failed_and_dead_events(staff: Client) -> None:
+def test_mark_resolved_only_touches_resolvable_events(staff: Client) -> None:
     page = select(staff, "mark_resolved", "evt_dead", "evt_done")
     assert "Resolved 1 of 2 events." in page
-    assert "Only failed and dead events can be resolved." in page
+    assert "Only dead, failed, quarantined and unhandled events can be resolved." in page
     assert WebhookEvent.objects.get(event_id="evt_dead").status == "done"
     assert handlers.calls.count(("celebrate", "evt_dead")) == 1  # resolved, not re-run
 
@@ -100,3 +105,101 @@ def test_view_only_staff_see_events_but_cannot_replay(client: Client) -> None:
     page = client.get(CHANGELIST).content.decode()
     assert "evt_dead" in page
     assert "Replay selected events" not in page
+
+
+CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
+NASTY_ID = "evt_\x1b[2J\r\nFORGED\x07"
+NASTY_TYPE = "deal.\x1b]52;c;eA==\x07won"
+
+
+def unhandled(store: DjangoStore, event_id: str, endpoint: str = "default") -> None:
+    store.record(
+        event_id, "widget.made", CREATED, sample_body("deal.won", id=event_id), endpoint=endpoint
+    )
+    claim = store.claim(event_id, 30, endpoint=endpoint)
+    assert claim is not None
+    store.finish(claim, {}, Verdict(Status.UNHANDLED))
+
+
+@pytest.fixture
+def v2_events() -> DjangoStore:
+    """A quarantined event (its body readable now, as after an upgrade), an unhandled
+    one, one on another endpoint, and one whose id, type and error hold control
+    characters."""
+    store = DjangoStore()
+    store.record(
+        "evt_quarantined",
+        "deal.won",
+        CREATED,
+        sample_body("deal.won", id="evt_quarantined"),
+        status=Status.QUARANTINED,
+        error="created_at: year 0 is out of range",
+    )
+    unhandled(store, "evt_unhandled")
+    unhandled(store, "evt_billing", endpoint="billing")
+    store.record(
+        NASTY_ID,
+        NASTY_TYPE,
+        CREATED,
+        b"\x1b[2J not json",
+        status=Status.QUARANTINED,
+        error="bad\r\nERROR forged line\x1b[31m",
+    )
+    return store
+
+
+@pytest.mark.usefixtures("v2_events")
+def test_endpoint_column_and_filter(staff: Client) -> None:
+    page = staff.get(CHANGELIST).content.decode()
+    assert "column-endpoint" in page
+    assert "billing" in page
+    billing = staff.get(CHANGELIST, {"endpoint__exact": "billing"}).content.decode()
+    assert "evt_billing" in billing
+    assert "evt_unhandled" not in billing
+
+
+@pytest.mark.usefixtures("v2_events")
+def test_quarantined_shows_its_reason_and_unhandled_is_visible(staff: Client) -> None:
+    page = staff.get(CHANGELIST).content.decode()
+    assert "quarantined: created_at: year 0 is out of range" in page
+    assert "unhandled: no handler for this type" in page
+    only = staff.get(CHANGELIST, {"status__exact": "quarantined"}).content.decode()
+    assert "evt_quarantined" in only
+    assert "evt_unhandled" not in only
+    assert "evt_unhandled" in staff.get(CHANGELIST, {"status__exact": "unhandled"}).content.decode()
+
+
+def test_replay_runs_quarantined_and_unhandled_events_again(
+    staff: Client, v2_events: DjangoStore
+) -> None:
+    page = select(staff, "replay", "evt_quarantined", "evt_unhandled", "evt_billing")
+    assert "Replayed 3 of 3 events." in page
+    assert v2_events.get("evt_quarantined").status is Status.DONE  # type: ignore[union-attr]
+    assert v2_events.get("evt_unhandled").status is Status.DONE  # type: ignore[union-attr]
+    assert ("audit", "evt_quarantined") in handlers.calls
+    # Another endpoint's event is requeued for that endpoint, not run by this receiver.
+    billing = v2_events.get("evt_billing", endpoint="billing")
+    assert billing is not None
+    assert billing.status is Status.PENDING
+    assert ("audit", "evt_billing") not in handlers.calls
+
+
+def test_resolve_quarantined_and_unhandled(staff: Client, v2_events: DjangoStore) -> None:
+    page = select(staff, "mark_resolved", "evt_quarantined", "evt_unhandled")
+    assert "Resolved 2 of 2 events." in page
+    assert v2_events.stats() == {Status.DONE: 2, Status.QUARANTINED: 1}
+
+
+@pytest.mark.usefixtures("v2_events")
+def test_control_characters_are_shown_escaped(staff: Client) -> None:
+    pages = [staff.get(CHANGELIST).content.decode()]
+    row = WebhookEvent.objects.get(event_id=NASTY_ID)
+    pages.append(staff.get(f"{CHANGELIST}{row.pk}/change/").content.decode())
+    for page in pages:
+        assert "\x1b" not in page
+        assert "\x07" not in page
+        assert "evt_\\x1b[2J\\r\\nFORGED\\x07" in page
+        assert "deal.\\x1b]52;c;eA==\\x07won" in page
+    detail = pages[1]
+    assert "bad\\r\\nERROR forged line\\x1b[31m" in detail
+    assert "\\x1b[2J not json" in detail  # the quarantined body, as text

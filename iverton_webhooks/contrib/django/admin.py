@@ -1,46 +1,82 @@
-"""Read-only admin for the inbox, with "replay" and "mark resolved" actions."""
+"""Read-only admin for the inbox, with "replay" and "mark resolved" actions.
+
+Ids, types, errors and bodies are signed but still foreign text: besides Django's HTML
+escaping, control characters are shown as escapes (``\\x1b``, ``\\r\\n``) so that an
+id cannot hide part of itself, break a line or reach a terminal through a copy-paste.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, values
+from ...text import printable
 from .endpoint import get_receiver
 from .models import WebhookEvent
+from .store import DjangoStore
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
+
+#: How much of a quarantine reason the list shows (the detail page shows all of it).
+REASON_CHARS = 80
+
+
+def _statuses(statuses: frozenset[Status]) -> str:
+    names = values(statuses)
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+
+
+class PrintableValuesFilter(admin.AllValuesFieldListFilter):
+    """The stock "all values" filter, its labels with control characters escaped."""
+
+    def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
+        for choice in super().choices(changelist):
+            choice["display"] = printable(choice["display"])
+            yield choice
 
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
-        "event_id",
-        "type",
-        "status",
+        "shown_id",
+        "endpoint",
+        "shown_type",
+        "shown_status",
         "created_at",
         "received_at",
         "attempts",
         "deliveries",
     )
-    list_filter = ("status", "type")
+    list_filter = (
+        "status",
+        ("endpoint", PrintableValuesFilter),
+        ("type", PrintableValuesFilter),
+    )
     search_fields = ("=event_id", "=resource_id")
     date_hierarchy = "received_at"
     actions = ("replay", "mark_resolved")
     fields = (
-        "event_id",
-        "type",
-        "resource_id",
-        "status",
+        "shown_id",
+        "endpoint",
+        "shown_type",
+        "shown_resource_id",
+        "shown_status",
         "created_at",
         "received_at",
         "processed_at",
         "attempts",
         "deliveries",
-        "last_error",
+        "shown_error",
         "handler_outcomes",
         "pretty_body",
     )
@@ -57,13 +93,43 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         user: Any = request.user
         return bool(user.has_perm("iverton_webhooks.change_webhookevent"))
 
+    @admin.display(description="event id", ordering="event_id")
+    def shown_id(self, obj: WebhookEvent) -> str:
+        return printable(obj.event_id)
+
+    @admin.display(description="type", ordering="type")
+    def shown_type(self, obj: WebhookEvent) -> str:
+        return printable(obj.type)
+
+    @admin.display(description="resource id")
+    def shown_resource_id(self, obj: WebhookEvent) -> str:
+        return printable(obj.resource_id)
+
+    @admin.display(description="last error")
+    def shown_error(self, obj: WebhookEvent) -> str:
+        return printable(obj.last_error or "")
+
+    @admin.display(description="status", ordering="status")
+    def shown_status(self, obj: WebhookEvent) -> str:
+        """The status; a quarantined event shows why, an unhandled one what it means."""
+        if obj.status == Status.QUARANTINED.value and obj.last_error:
+            reason = printable(obj.last_error)
+            if len(reason) > REASON_CHARS:
+                reason = reason[: REASON_CHARS - 1] + "…"
+            return f"quarantined: {reason}"
+        if obj.status == Status.UNHANDLED.value:
+            return "unhandled: no handler for this type"
+        return obj.status
+
     @admin.display(description="body")
     def pretty_body(self, obj: WebhookEvent) -> SafeString:
         raw = bytes(obj.body)
         try:
+            # json.dumps writes control characters inside strings as \\u escapes.
             text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=True)
-        except ValueError:
-            text = raw.decode("utf-8", "replace")
+        except (ValueError, RecursionError):
+            # A quarantined body: show it as text, every control character escaped.
+            text = printable(raw.decode("utf-8", "replace"))
         return format_html("<pre>{}</pre>", text)
 
     @admin.display(description="handler outcomes")
@@ -75,7 +141,11 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (name, "ok" if o.get("ok") else "failed", o.get("error") or "")
+                (
+                    printable(name),
+                    "ok" if o.get("ok") else "failed",
+                    printable(o.get("error") or ""),
+                )
                 for name, o in sorted(outcomes.items())
             ),
         )
@@ -87,22 +157,33 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Replay selected events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        keys = list(queryset.values_list("endpoint", "event_id"))
         receiver = get_receiver()
-        ids = list(queryset.values_list("event_id", flat=True))
-        replayed = sum(receiver.replay(event_id) for event_id in ids)
-        self.message_user(request, f"Replayed {replayed} of {len(ids)} events.", messages.SUCCESS)
-        if replayed < len(ids):
+        store = DjangoStore(queryset.db)
+        replayed = 0
+        for endpoint, event_id in keys:
+            if endpoint == receiver.endpoint:
+                # Requeued and handed to this process's runner at once.
+                replayed += receiver.replay(event_id)
+            else:
+                # Another endpoint's receiver picks it up when it next looks for due work.
+                replayed += store.replay(event_id, endpoint=endpoint)
+        self.message_user(request, f"Replayed {replayed} of {len(keys)} events.", messages.SUCCESS)
+        if replayed < len(keys):
             self.message_user(
-                request, "Pending and processing events cannot be replayed.", messages.WARNING
+                request,
+                f"Only {_statuses(REPLAYABLE)} events can be replayed "
+                "(pending and processing ones are already queued).",
+                messages.WARNING,
             )
 
     @admin.action(description="Mark selected events resolved", permissions=["replay"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
-        store = get_receiver().store
-        ids = list(queryset.values_list("event_id", flat=True))
-        resolved = sum(store.resolve(event_id) for event_id in ids)
-        self.message_user(request, f"Resolved {resolved} of {len(ids)} events.", messages.SUCCESS)
-        if resolved < len(ids):
+        keys = list(queryset.values_list("endpoint", "event_id"))
+        store = DjangoStore(queryset.db)
+        resolved = sum(store.resolve(event_id, endpoint=endpoint) for endpoint, event_id in keys)
+        self.message_user(request, f"Resolved {resolved} of {len(keys)} events.", messages.SUCCESS)
+        if resolved < len(keys):
             self.message_user(
-                request, "Only failed and dead events can be resolved.", messages.WARNING
+                request, f"Only {_statuses(RESOLVABLE)} events can be resolved.", messages.WARNING
             )

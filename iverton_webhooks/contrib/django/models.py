@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from django.db import models
 
 from ...inbox.base import CLAIMABLE, DEFAULT_ENDPOINT, Status, values
+from ...text import printable
 
 #: Longest endpoint name: endpoints are names a developer picks, not sender input.
 ENDPOINT_MAX_LENGTH = 100
@@ -83,4 +84,5 @@ class WebhookEvent(models.Model):
         )
 
     def __str__(self) -> str:
-        return f"{self.event_id} ({self.type})"
+        # Shown by the admin in titles, breadcrumbs and messages: control characters escaped.
+        return f"{printable(self.event_id)} ({printable(self.type)})"
