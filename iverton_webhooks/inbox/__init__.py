@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ..errors import ConfigurationError
-from .base import Claim, HandlerOutcome, Status, Store, StoredEvent
+from .base import Claim, HandlerOutcome, Status, Store, StoredEvent, Verdict
 from .memory import MemoryStore
 from .sqlite import DEFAULT_PATH, SQLiteStore
 
@@ -27,6 +27,7 @@ __all__ = [
     "Status",
     "Store",
     "StoredEvent",
+    "Verdict",
     "open_store",
 ]
 

@@ -9,31 +9,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .base import (
-    CLAIMABLE,
-    DEFAULT_ENDPOINT,
-    FINISHED,
-    REPLAYABLE,
-    RESOLVABLE,
-    Claim,
-    HandlerOutcome,
-    Status,
-    StoredEvent,
-    Verdict,
-    claim_fields,
-    finish_fields,
-    new_row,
-    read_row,
-    renew_fields,
-    replay_fields,
-    resolve_fields,
-    values,
-)
+from . import base
+from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, Verdict
 
-_CLAIMABLE = values(CLAIMABLE)
-_FINISHED = values(FINISHED)
-_REPLAYABLE = values(REPLAYABLE)
-_RESOLVABLE = values(RESOLVABLE)
+_CLAIMABLE = base.values(base.CLAIMABLE)
+_FINISHED = base.values(base.FINISHED)
+_REPLAYABLE = base.values(base.REPLAYABLE)
+_RESOLVABLE = base.values(base.RESOLVABLE)
 
 Row = dict[str, Any]
 
@@ -73,7 +55,7 @@ class MemoryStore:
             if row is not None:
                 row["deliveries"] += 1
                 return False
-            fresh = new_row(
+            fresh = base.new_row(
                 endpoint=endpoint,
                 event_id=event_id,
                 event_type=event_type,
@@ -95,12 +77,12 @@ class MemoryStore:
             if row is None or not _is_due(row, now):
                 return None
             token = uuid.uuid4().hex
-            row.update(claim_fields(now, lease_seconds, token))
+            row.update(base.claim_fields(now, lease_seconds, token))
             row["attempts"] += 1
-            return Claim(event=read_row(row), token=token)
+            return Claim(event=base.read_row(row), token=token)
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        return self._claimed(claim, renew_fields(self.clock(), lease_seconds), {})
+        return self._claimed(claim, base.renew_fields(self.clock(), lease_seconds), {})
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         return self._claimed(claim, {}, outcomes)
@@ -108,7 +90,7 @@ class MemoryStore:
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
+        return self._claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
@@ -137,7 +119,7 @@ class MemoryStore:
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         with self._lock:
             row = self._rows.get((endpoint, event_id))
-            return None if row is None else read_row(row)
+            return None if row is None else base.read_row(row)
 
     def _select(self, endpoint: str | None) -> list[Row]:
         return [row for row in self._rows.values() if endpoint in (None, row["endpoint"])]
@@ -157,7 +139,7 @@ class MemoryStore:
                 if len(found) >= limit:
                     break
                 if wanted in (None, row["status"]) and event_type in (None, row["type"]):
-                    found.append(read_row(row))
+                    found.append(base.read_row(row))
         return found
 
     def _transition(
@@ -173,13 +155,13 @@ class MemoryStore:
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        fields = replay_fields(self.clock())
+        fields = base.replay_fields(self.clock())
         if rerun_all:
             fields["outcomes"] = {}
         return self._transition(endpoint, event_id, _REPLAYABLE, fields) is not None
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        fields = resolve_fields(self.clock())
+        fields = base.resolve_fields(self.clock())
         return self._transition(endpoint, event_id, _RESOLVABLE, fields) is not None
 
     def prune(self, received_before: float, *, endpoint: str | None = None) -> int:

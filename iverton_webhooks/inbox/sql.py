@@ -17,57 +17,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .base import (
-    CLAIMABLE,
-    DEFAULT_ENDPOINT,
-    FINISHED,
-    REPLAYABLE,
-    RESOLVABLE,
-    Claim,
-    HandlerOutcome,
-    Status,
-    StoredEvent,
-    Verdict,
-    claim_fields,
-    dump_outcomes,
-    finish_fields,
-    new_row,
-    read_row,
-    renew_fields,
-    replay_fields,
-    resolve_fields,
-    values,
-)
+from . import base
+from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, Verdict
 
 #: Columns holding a time; the stores keep them as epoch seconds (SQLite ``REAL``) or
 #: ``timestamptz`` (PostgreSQL), and every query reads them back as epoch seconds.
+# (Names split from one string: a column per line would be a copy of every store's list.)
 TIME_COLUMNS = frozenset(
-    {"created_at", "received_at", "due_at", "next_attempt_at", "lease_until", "processed_at"}
+    "created_at received_at due_at next_attempt_at lease_until processed_at".split()  # noqa: SIM905
 )
 
 #: What :func:`~.base.read_row` needs, in the order every query selects it.
-READ_COLUMNS = (
-    "endpoint",
-    "id",
-    "type",
-    "created_at",
-    "received_at",
-    "body",
-    "status",
-    "attempts",
-    "deliveries",
-    "next_attempt_at",
-    "lease_until",
-    "processed_at",
-    "last_error",
-    "outcomes",
+READ_COLUMNS = tuple(
+    "endpoint id type created_at received_at body status attempts deliveries "
+    "next_attempt_at lease_until processed_at last_error outcomes".split()  # noqa: SIM905
 )
 
 
 def status_list(statuses: frozenset[Status]) -> str:
     """``('a', 'b')`` for an SQL ``IN``: literals, so the planner can match the partial
     due index, whose predicate is written with the same function."""
-    return "(" + ", ".join(f"'{name}'" for name in values(statuses)) + ")"
+    return "(" + ", ".join(f"'{name}'" for name in base.values(statuses)) + ")"
 
 
 @dataclass(frozen=True)
@@ -118,10 +88,10 @@ class Cursor(Protocol):
     def fetchall(self) -> Any: ...
 
 
-_CLAIMABLE = status_list(CLAIMABLE)
-_FINISHED = status_list(FINISHED)
-_REPLAYABLE = status_list(REPLAYABLE)
-_RESOLVABLE = status_list(RESOLVABLE)
+_CLAIMABLE = status_list(base.CLAIMABLE)
+_FINISHED = status_list(base.FINISHED)
+_REPLAYABLE = status_list(base.REPLAYABLE)
+_RESOLVABLE = status_list(base.RESOLVABLE)
 
 
 class SQLStore:
@@ -173,7 +143,9 @@ class SQLStore:
         return "WHERE " + " AND ".join(f"{name} = {p}" for name in used), list(used.values())
 
     def _rows(self, cursor: Cursor) -> list[StoredEvent]:
-        return [read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()]
+        return [
+            base.read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()
+        ]
 
     # -- the protocol ----------------------------------------------------------------
 
@@ -188,7 +160,7 @@ class SQLStore:
         status: Status = Status.PENDING,
         error: str | None = None,
     ) -> bool:
-        row = new_row(
+        row = base.new_row(
             endpoint=endpoint,
             event_id=event_id,
             event_type=event_type,
@@ -213,7 +185,7 @@ class SQLStore:
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now, token = self.clock(), uuid.uuid4().hex
-        sets, params = self._assign(claim_fields(now, lease_seconds, token))
+        sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
         p, t = self.dialect.param, self.dialect.time_param
         cursor = self._execute(
             f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
@@ -234,7 +206,7 @@ class SQLStore:
         sets, params = self._assign(fields)
         if outcomes is not None:
             sets = ", ".join(filter(None, (sets, self.dialect.merge_outcomes.format())))
-            params.append(dump_outcomes(outcomes))
+            params.append(base.dump_outcomes(outcomes))
         p = self.dialect.param
         cursor = self._execute(
             f"UPDATE {self._table} SET {sets} "
@@ -244,7 +216,7 @@ class SQLStore:
         return cursor.rowcount == 1
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        return self._claimed(claim, renew_fields(self.clock(), lease_seconds))
+        return self._claimed(claim, base.renew_fields(self.clock(), lease_seconds))
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         return self._claimed(claim, {}, outcomes)
@@ -252,7 +224,7 @@ class SQLStore:
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
+        return self._claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         p, t = self.dialect.param, self.dialect.time_param
@@ -303,13 +275,13 @@ class SQLStore:
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        fields = replay_fields(self.clock())
+        fields = base.replay_fields(self.clock())
         if rerun_all:
             fields["outcomes"] = None
         return self._transition(event_id, endpoint, _REPLAYABLE, fields)
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        return self._transition(event_id, endpoint, _RESOLVABLE, resolve_fields(self.clock()))
+        return self._transition(event_id, endpoint, _RESOLVABLE, base.resolve_fields(self.clock()))
 
     def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
         where, params = self._where({"endpoint": endpoint})
