@@ -87,7 +87,7 @@ def test_quarantined_events_are_listed_and_counted(make_app: MakeApp) -> None:
     code, output = invoke(app, "stats")
     assert code == 0
     lines = output.splitlines()
-    assert lines[0] == "endpoint iverton_webhooks: 2 event(s)"
+    assert lines[0] == f"endpoint {receiver_of(app).endpoint}: 2 event(s)"
     assert dict(line.split() for line in lines[1:])["quarantined"] == "1"
     code, output = invoke(app, "stats", "--json")
     counts = json.loads(output)
