@@ -157,3 +157,20 @@ def test_sqlite_wal_file_stays_within_a_few_megabytes(tmp_path: Path) -> None:
     store.close()
     # Wave 1 checkpointed every 10,000 pages: this run grew its WAL past 20 MB.
     assert largest <= WAL_BOUND, f"the WAL reached {largest / 1e6:.1f} MB"
+
+
+def test_sqlite_row_with_unparseable_outcomes_is_listed_and_can_be_quarantined(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "bad.sqlite3")
+    store.record("evt_bad", "deal.won", CREATED, b"{}")
+    store.record("evt_ok", "deal.won", CREATED, b"{}")
+    store._conn.execute("UPDATE iverton_events SET outcomes = 'not json' WHERE id = 'evt_bad'")
+    assert {e.id: bool(e.unreadable) for e in store.list()} == {"evt_bad": True, "evt_ok": False}
+    claim = store.claim("evt_bad", 30)
+    assert claim is not None
+    assert claim.event.unreadable
+    assert store.finish(claim, {}, Verdict(Status.QUARANTINED, claim.event.unreadable))
+    assert store.due() == ["evt_ok"]
+    assert store.stats() == {Status.QUARANTINED: 1, Status.PENDING: 1}
+    store.close()

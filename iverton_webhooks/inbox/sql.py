@@ -20,18 +20,17 @@ from typing import Any, Protocol
 from . import base
 from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, Verdict
 
+# Names split from one string: a column per line would read as a copy of every store's.
+_TIMES = "created_at received_at due_at next_attempt_at lease_until processed_at"
+_READ = (
+    "endpoint id type created_at received_at body status attempts deliveries "
+    "next_attempt_at lease_until processed_at last_error outcomes"
+)
 #: Columns holding a time; the stores keep them as epoch seconds (SQLite ``REAL``) or
 #: ``timestamptz`` (PostgreSQL), and every query reads them back as epoch seconds.
-# (Names split from one string: a column per line would be a copy of every store's list.)
-TIME_COLUMNS = frozenset(
-    "created_at received_at due_at next_attempt_at lease_until processed_at".split()  # noqa: SIM905
-)
-
+TIME_COLUMNS = frozenset(_TIMES.split())
 #: What :func:`~.base.read_row` needs, in the order every query selects it.
-READ_COLUMNS = tuple(
-    "endpoint id type created_at received_at body status attempts deliveries "
-    "next_attempt_at lease_until processed_at last_error outcomes".split()  # noqa: SIM905
-)
+READ_COLUMNS = tuple(_READ.split())
 
 
 def status_list(statuses: frozenset[Status]) -> str:
@@ -204,9 +203,12 @@ class SQLStore:
     ) -> bool:
         """Apply a transition that only the holder of the claim's lease may make."""
         sets, params = self._assign(fields)
-        if outcomes is not None:
+        # No outcomes, no merge: a row whose stored outcomes cannot be parsed (the
+        # reason it is being quarantined) can still be finished.
+        if outcomes:
             sets = ", ".join(filter(None, (sets, self.dialect.merge_outcomes.format())))
             params.append(base.dump_outcomes(outcomes))
+        sets = sets or "lease_token = lease_token"  # nothing to write: just check the lease
         p = self.dialect.param
         cursor = self._execute(
             f"UPDATE {self._table} SET {sets} "
