@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from iverton_webhooks import ConfigurationError, Receiver, Status, Store, open_store
+from iverton_webhooks import ConfigurationError, Receiver, Router, Status, Store, open_store
 from iverton_webhooks.inbox import HandlerOutcome, PostgresStore, RedisStore
 from iverton_webhooks.inbox.base import Verdict
 from iverton_webhooks.inbox.postgres import SCHEMA_VERSION
@@ -209,7 +209,9 @@ def test_postgres_statement_timeout_gives_503_then_the_retry_goes_through(
 
     table = unique_name("iverton_test")
     store = PostgresStore(postgres_url, table=table, timeout=0.3)
-    receiver = Receiver(SECRET, store=store, runner="inline")
+    router = Router()
+    router.on("*")(lambda event: None)
+    receiver = Receiver(SECRET, router=router, store=store, runner="inline")
     body = sample_body("deal.won", id="evt_locked")
     try:
         assert store.count() == 0  # creates the table

@@ -17,9 +17,16 @@ def post(receiver: Receiver, body: bytes) -> int:
     return receiver.receive("POST", body, signed_headers(body)).status
 
 
+def handled() -> Router:
+    router = Router()
+    router.on("*")(lambda event: None)
+    return router
+
+
 def test_held_exclusive_lock_gives_503_then_recovers(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    receiver = Receiver(SECRET, store=SQLiteStore(path, timeout=0.2), runner="inline")
+    store = SQLiteStore(path, timeout=0.2)
+    receiver = Receiver(SECRET, router=handled(), store=store, runner="inline")
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
@@ -79,12 +86,12 @@ def test_pruning_keeps_dedupe_within_retention_and_forgets_after(tmp_path: Path)
     assert post(receiver, body) == 200
     real_now = clock.now
     clock.now = real_now + timedelta(days=2).total_seconds()  # the sender's last retry, and more
-    assert receiver.store.prune(clock.now - receiver.retention.total_seconds()) == 0
+    assert receiver.store.prune(clock.now - receiver.processor.retention.total_seconds()) == 0
     assert post(receiver, body) == 200
     assert runs == ["evt_prune"]  # still a duplicate
 
     clock.now = real_now + timedelta(days=8).total_seconds()
-    assert receiver.store.prune(clock.now - receiver.retention.total_seconds()) == 1
+    assert receiver.store.prune(clock.now - receiver.processor.retention.total_seconds()) == 1
     assert post(receiver, body) == 200
     assert runs == ["evt_prune", "evt_prune"]  # forgotten: a replayed capture would run again
 
@@ -99,5 +106,6 @@ def test_max_age_refuses_a_replayed_capture_after_its_id_was_pruned(tmp_path: Pa
     )
     captured = json.dumps(sample_event("deal.won", created_at="2026-01-01T00:00:00Z")).encode()
     reply = receiver.receive("POST", captured, signed_headers(captured))
-    assert reply.status == 400
-    assert b"too old" in reply.body
+    # Answered (the sender must not count it as a failure) but neither recorded nor run.
+    assert (reply.status, json.loads(reply.body)) == (200, {"status": "expired"})
+    assert receiver.store.count() == 0
