@@ -109,3 +109,28 @@ def test_max_age_refuses_a_replayed_capture_after_its_id_was_pruned(tmp_path: Pa
     # Answered (the sender must not count it as a failure) but neither recorded nor run.
     assert (reply.status, json.loads(reply.body)) == (200, {"status": "expired"})
     assert receiver.store.count() == 0
+
+
+def test_a_row_sqlite_holds_but_python_cannot_read_is_quarantined_by_recover(
+    tmp_path: Path,
+) -> None:
+    # Wave 1: every read of such a row raised, so list() and the worker stopped on it.
+    store = SQLiteStore(tmp_path / "poisoned.db")
+    now = time.time()
+    store._conn.execute(
+        "INSERT INTO iverton_events (endpoint, id, type, created_at, received_at, body, "
+        "due_at) VALUES ('default', 'evt_poison', 'deal.won', -1e15, ?, x'7b7d', ?)",
+        (now, now),
+    )
+    runs: list[str] = []
+    router = Router()
+    router.on("*")(lambda event: runs.append(event.id))
+    receiver = Receiver(SECRET, router=router, store=store, runner="inline")
+    assert post(receiver, sample_body("deal.won", id="evt_fine")) == 200
+    receiver.recover()
+    assert runs == ["evt_fine"]
+    listed = {event.id: event for event in store.list()}
+    assert listed["evt_fine"].status is Status.DONE
+    assert listed["evt_poison"].status is Status.QUARANTINED
+    assert listed["evt_poison"].unreadable
+    assert store.due() == []
