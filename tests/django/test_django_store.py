@@ -44,6 +44,19 @@ class DjangoContract(StoreContract):
         store.close()
         end_other_sessions(self.alias)
 
+    def write_unreadable_row(self, store: Store, event_id: str) -> None:
+        # A time past year 9999, as a wave-1 receiver could store from a signed
+        # "9999-12-31T23:59:59-14:00": the database holds it, Python cannot.
+        store.record(event_id, "deal.won", CREATED, b"{}")
+        connection = connections[self.alias]
+        table = connection.ops.quote_name(WebhookEvent._meta.db_table)
+        cast = "::timestamptz" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET created_at = %s{cast} WHERE event_id = %s",
+                ["10000-01-01 13:59:59+00:00", event_id],
+            )
+
 
 @db_mark("default")
 class TestDjangoStoreOnSQLite(DjangoContract):

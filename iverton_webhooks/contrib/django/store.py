@@ -20,7 +20,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, F, Func, QuerySet, TextField
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
 from ...errors import StoreUnavailable
@@ -44,23 +46,52 @@ R = TypeVar("R")
 
 #: Columns the ORM holds as DateTimeFields; the core writes every time as epoch seconds.
 _DATETIME_COLUMNS = frozenset({"created_at", "received_at", "processed_at"})
-#: What ``read_row`` needs, by model field name (``event_id`` is the core's ``id``).
+#: What ``read_row`` needs, by model field name (``event_id`` is the core's ``id``);
+#: the datetime columns are read raw, see :class:`_RawTime`.
 _READ_FIELDS = (
     "endpoint",
     "event_id",
     "type",
-    "created_at",
-    "received_at",
     "body",
     "status",
     "attempts",
     "deliveries",
     "next_attempt_at",
     "lease_until",
-    "processed_at",
     "last_error",
     "outcomes",
 )
+_RAW = "_raw"
+
+
+class _RawTime(Func):
+    """A datetime column read without Django's conversion, so that a value Python
+    cannot hold (a year-10000 time a wave-1 receiver stored, say) makes its row
+    unreadable (listed, quarantined) instead of failing every query that touches it.
+
+    PostgreSQL gives epoch seconds; SQLite the stored text (an expression, so sqlite3
+    does not convert it by the column's declared type), parsed in :func:`_from_db`. A
+    text output field has no converter, so the value arrives untouched; other
+    databases return what their driver builds.
+    """
+
+    template = "%(expressions)s"
+    output_field = TextField()
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> Any:
+        return self.as_sql(compiler, connection, template="(%(expressions)s || '')", **extra)
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> Any:
+        return self.as_sql(
+            compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra
+        )
+
+
+_READ_TIMES = {f"{column}{_RAW}": _RawTime(column) for column in sorted(_DATETIME_COLUMNS)}
 
 MIGRATE_HINT = "run `python manage.py migrate` to create or update it"
 
@@ -106,9 +137,17 @@ def _to_db(epoch: float) -> datetime:
 
 
 def _from_db(value: object) -> object:
-    # Naive values are in the project's time zone (USE_TZ off); read_row would take
-    # them for UTC. Anything else goes to read_row as it is, which never raises.
+    """A raw time as ``read_row`` takes it. Naive values are UTC under USE_TZ, else in
+    the project's time zone (``read_row`` would take them for UTC). Anything this cannot
+    read goes to ``read_row`` as it is, which marks the row unreadable, never raises."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime) and dj_timezone.is_naive(value):
+        if settings.USE_TZ:
+            return value.replace(tzinfo=timezone.utc)
         try:
             return dj_timezone.make_aware(value).astimezone(timezone.utc)
         except (ValueError, OverflowError):
@@ -159,8 +198,12 @@ def _stored(row: Mapping[str, Any]) -> StoredEvent:
     mapping = dict(row)
     mapping["id"] = mapping.pop("event_id")
     for column in _DATETIME_COLUMNS:
-        mapping[column] = _from_db(mapping.get(column))
+        mapping[column] = _from_db(mapping.pop(f"{column}{_RAW}", None))
     return base.read_row(mapping)
+
+
+def _readable(rows: QuerySet[WebhookEvent]) -> QuerySet[WebhookEvent, dict[str, Any]]:
+    return rows.values(*_READ_FIELDS, **_READ_TIMES)
 
 
 def recycle_connections() -> None:
@@ -253,7 +296,7 @@ class DjangoStore:
             )
             if not taken:
                 return None
-            row = self._event(event_id, endpoint).values(*_READ_FIELDS).get()
+            row = _readable(self._event(event_id, endpoint)).get()
         return Claim(event=_stored(row), token=token)
 
     def _held(self, claim: Claim) -> QuerySet[WebhookEvent]:
@@ -303,7 +346,7 @@ class DjangoStore:
 
     @_migrate_hint
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
-        row = self._event(event_id, endpoint).values(*_READ_FIELDS).first()
+        row = _readable(self._event(event_id, endpoint)).first()
         return None if row is None else _stored(row)
 
     @_migrate_hint
@@ -320,7 +363,7 @@ class DjangoStore:
             rows = rows.filter(status=Status(status).value)
         if event_type is not None:
             rows = rows.filter(type=event_type)
-        return [_stored(row) for row in rows.values(*_READ_FIELDS)[:limit]]
+        return [_stored(row) for row in _readable(rows)[:limit]]
 
     @_migrate_hint
     def replay(
