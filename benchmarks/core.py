@@ -27,7 +27,9 @@ from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_e
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Store
 from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
-from iverton_webhooks.worker import Result, process
+from iverton_webhooks.processor import Processor
+from iverton_webhooks.runners import BaseRunner
+from iverton_webhooks.worker import Result
 
 from .common import (
     SECRET,
@@ -45,16 +47,10 @@ from .common import (
 )
 
 
-class NullRunner:
+class NullRunner(BaseRunner):
     """A runner that leaves every event pending: isolates the cost of the ack path."""
 
-    def bind(self, receiver: Receiver) -> None:
-        pass
-
     def submit(self, event_id: str) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
         pass
 
 
@@ -134,14 +130,14 @@ class ReceiveCase(Case):
 
 
 class ProcessCase(Case):
-    """``worker.process`` of stored pending events with one no-op handler (recorded
+    """``Processor.process`` of stored pending events with one no-op handler (recorded
     untimed before each batch)."""
 
     def __init__(self, name: str, pool: Pool, store: Store) -> None:
         self.name = name
         self.pool = pool
         self.store = store
-        self.router = noop_router()
+        self.processor = Processor(store, noop_router())
         self.batch: list[str] = []
 
     def prepare(self, n: int) -> None:
@@ -152,13 +148,13 @@ class ProcessCase(Case):
             self.batch.append(envelope.id)
 
     def run(self, n: int) -> None:
-        store, router = self.store, self.router
+        process = self.processor.process
         for event_id in self.batch:
-            process(store, router, event_id)
+            process(event_id)
 
     def check(self) -> None:
         self.prepare(1)
-        result = process(self.store, self.router, self.batch[0])
+        result = self.processor.process(self.batch[0])
         if result is not Result.DONE:
             raise AssertionError(f"{self.name}: process gave {result}")
 
@@ -245,7 +241,7 @@ def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Ca
     """Every case (or only the one named), over ``n_events`` distinct signed events."""
     deliveries = make_deliveries(n_events)
     pool = Pool()
-    verifier = Verifier(SECRET)
+    verifier = Verifier([SECRET])
 
     def ours_verify(d: Delivery) -> None:
         verify(d.body, d.headers[SIGNATURE_HEADER], SECRET)

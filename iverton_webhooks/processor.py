@@ -23,7 +23,7 @@ True
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import threading
 import time
@@ -38,6 +38,7 @@ from .events import Event
 from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent
 from .router import Handler, Router, default_router
 from .text import printable
+from .watchdog import Watchdog
 from .worker import (
     RESULT_OF_VERDICT,
     HandlerTimeout,
@@ -122,6 +123,9 @@ class Processor:
         self.retention = retention
         self.max_age = max_age
         self._threads = HandlerThreads()
+        heartbeat = self.lease_seconds / 3
+        tick = min(heartbeat, self.handler_timeout_seconds) / 4
+        self._watchdog = Watchdog(heartbeat, tick=min(max(tick, 0.01), 1.0))
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
 
@@ -140,8 +144,14 @@ class Processor:
 
     # One event -------------------------------------------------------------------
 
-    def process(self, event_id: str) -> Result:
-        """Claim and process one stored event in this thread, inside ``process_context``."""
+    def process(self, event_id: str, *, on_stuck: Callable[[], None] | None = None) -> Result:
+        """Claim and process one stored event in this thread, inside ``process_context``.
+
+        Handlers run in this thread. If one overruns ``handler_timeout`` its failure is
+        written at once by the watchdog and ``on_stuck`` is called (from the watchdog's
+        thread), so the owner of this thread can put another in its place; when the
+        handler finally returns, this call returns :attr:`Result.TIMED_OUT`.
+        """
         with self.process_context():
             job = Job.begin(
                 self.store,
@@ -155,7 +165,21 @@ class Processor:
                 return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
             self._warn_if_unhandled(job)
             for position, handler in enumerate(job.pending, 1):
-                job.record(handler, self._call(job, handler))
+                watch = self._watchdog.watch(
+                    self.handler_timeout_seconds,
+                    renew=functools.partial(self._renew, job),
+                    expire=functools.partial(self._expire, job, handler, on_stuck),
+                )
+                error: Exception | None = None
+                try:
+                    _invoke(handler, job.event)
+                except Exception as exc:
+                    error = exc
+                finally:
+                    in_time = self._watchdog.release(watch)
+                if not in_time:
+                    return Result.TIMED_OUT
+                job.record(handler, error)
                 if position < len(job.pending):
                     saved, kept = persist(job.checkpoint, self._write_budget, _what(job))
                     if not saved:
@@ -166,24 +190,14 @@ class Processor:
             saved, result = persist(lambda: job.finish(verdict), self._write_budget, _what(job))
             return result if saved else Result.STORE_DOWN
 
-    def _call(self, job: Job, handler: Handler) -> BaseException | None:
-        # The handler runs in its own thread: enter process_context there too (a Flask
-        # app context is per thread).
-        call = self._threads.start(self._invoke_in_context, handler, job.event)
-        deadline = time.monotonic() + self.handler_timeout_seconds
-        while True:
-            left = deadline - time.monotonic()
-            concurrent.futures.wait([call.future], timeout=min(self._heartbeat, max(left, 0)))
-            if call.future.done():
-                return call.future.exception()
-            if time.monotonic() >= deadline:
-                call.abandon()
-                return HandlerTimeout(self.handler_timeout_seconds)
-            self._renew(job)
-
-    def _invoke_in_context(self, handler: Handler, event: Event[Any]) -> None:
-        with self.process_context():
-            _invoke(handler, event)
+    def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
+        # In the watchdog's thread, while the handler still runs in its own: write the
+        # timeout as the handler's failure so the event is retried (or dead) elsewhere.
+        job.record(handler, HandlerTimeout(self.handler_timeout_seconds))
+        verdict = job.verdict()
+        persist(lambda: job.finish(verdict), self._write_budget, _what(job))
+        if on_stuck is not None:
+            on_stuck()
 
     def _renew(self, job: Job) -> None:
         try:
@@ -290,9 +304,10 @@ class Processor:
     # Many events -----------------------------------------------------------------
 
     def recover(self, limit: int | None = None) -> dict[Result, int]:
-        """Process, in this thread, every event that is due now: pending ones, retries
-        whose time has come, and ones whose worker died. Returns counts by result.
-        Each event is tried once per call, so a call always ends."""
+        """Process every event that is due now: pending ones, retries whose time has
+        come, and ones whose worker died. Returns counts by result. Each event is tried
+        once per call, so a call always ends, and a handler that hangs past
+        ``handler_timeout`` is left behind in its own thread rather than holding this one."""
         counts: dict[Result, int] = {}
         tried: set[str] = set()
         while limit is None or len(tried) < limit:
@@ -301,13 +316,26 @@ class Processor:
                 break
             for event_id in batch[: None if limit is None else limit - len(tried)]:
                 tried.add(event_id)
-                try:
-                    result = self.process(event_id)
-                except Exception:
-                    log.exception("event %s: processing failed", printable(event_id))
-                    result = Result.STORE_DOWN
+                result = self._process_unless_stuck(event_id)
                 counts[result] = counts.get(result, 0) + 1
         return counts
+
+    def _process_unless_stuck(self, event_id: str) -> Result:
+        ended = threading.Event()
+        call = self._threads.start(functools.partial(self.process, on_stuck=ended.set), event_id)
+        call.future.add_done_callback(lambda _: ended.set())
+        ended.wait()
+        if not call.future.done():  # the watchdog gave up on a handler: so do we
+            call.abandon()
+            return Result.TIMED_OUT
+        if call.future.exception() is not None:
+            log.error(
+                "event %s: processing failed: %s",
+                printable(event_id),
+                printable(call.future.exception()),
+            )
+            return Result.STORE_DOWN
+        return call.future.result()  # type: ignore[no-any-return]
 
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         """Put a finished or failed event back to pending (it is processed by whatever
@@ -346,8 +374,9 @@ class Processor:
         return self.store.resolve(event_id, endpoint=self.endpoint)
 
     def close(self) -> None:
-        """Let idle handler threads exit."""
+        """Let idle handler threads and the watchdog exit."""
         self._threads.close()
+        self._watchdog.close()
 
 
 async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:

@@ -8,6 +8,7 @@ process exit) is still ``pending`` in the store and is found by recovery.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -156,12 +157,15 @@ class ThreadRunner(BaseRunner):
 
     def _work(self) -> None:
         processor, work = self.processor, self._queue
-        while True:
+        retired = threading.Event()
+        while not retired.is_set():
             event_id = work.get()
             try:
                 if event_id is None:
                     return
-                processor.process(event_id)
+                processor.process(
+                    event_id, on_stuck=functools.partial(self._replace, retired, event_id)
+                )
             except Exception:
                 log.exception(
                     "event %s: processing crashed; it will be retried", printable(event_id)
@@ -171,6 +175,21 @@ class ThreadRunner(BaseRunner):
                 with self._queued_lock:
                     self._queued.discard(event_id)
                 work.task_done()
+
+    def _replace(self, retired: threading.Event, event_id: str) -> None:
+        # A handler overran its timeout in a worker thread: the thread cannot be stopped,
+        # so it retires (it exits if the handler ever returns) and a new one takes its
+        # place. The event is free to be queued again for its retry.
+        retired.set()
+        with self._queued_lock:
+            self._queued.discard(event_id)
+        thread = threading.Thread(target=self._work, name="iverton-worker", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        log.warning(
+            "event %s: a handler overran handler_timeout; its worker thread was replaced",
+            printable(event_id),
+        )
 
     def _poll(self) -> None:
         # The first pass runs at once: that is recovery after a restart.

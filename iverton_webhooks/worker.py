@@ -39,6 +39,7 @@ class Result(str, Enum):
     SKIPPED = "skipped"  # not claimable: unknown id, finished, leased by another worker, not due
     LOST_LEASE = "lost_lease"  # took longer than the lease and another worker took over
     STORE_DOWN = "store_down"  # its result could not be written; it runs again after the lease
+    TIMED_OUT = "timed_out"  # a handler overran handler_timeout; its failure was written for it
 
 
 #: What processing an event achieved, by the status it was left in.
@@ -136,7 +137,7 @@ class Job:
             reason = "worker died while processing, attempts used up"
             return cls._closed(store, claim, Verdict(Status.DEAD, reason))
         try:
-            event = parse_event(stored.body)
+            event = parse_event(stored.body, stored.type)
         except InvalidPayload as exc:
             return cls._closed(store, claim, Verdict(Status.QUARANTINED, str(exc)[:500]))
         matching = router.handlers_for(event.type)
@@ -234,32 +235,38 @@ def write_backoff(budget: float) -> list[float]:
 def persist(write: Callable[[], Any], budget: float, what: str) -> tuple[bool, Any]:
     """Call ``write`` until it stops raising, for up to ``budget`` seconds.
     Returns (True, its value) or (False, None) when the store stayed down."""
-    for pause in [*write_backoff(budget), None]:
+    try:
+        return True, write()
+    except Exception as exc:
+        failure: Exception = exc
+    for pause in write_backoff(budget):
+        log.warning("%s: store unavailable (%s); retrying in %.2f s", what, failure, pause)
+        time.sleep(pause)
         try:
             return True, write()
         except Exception as exc:
-            if pause is None:
-                log.error("%s: the store stayed unavailable (%s); giving up", what, exc)
-                return False, None
-            log.warning("%s: store unavailable (%s); retrying in %.2f s", what, exc, pause)
-            time.sleep(pause)
-    raise AssertionError("unreachable")
+            failure = exc
+    log.error("%s: the store stayed unavailable (%s); giving up", what, failure)
+    return False, None
 
 
 async def persist_async(
     write: Callable[[], Any], budget: float, what: str, offload: Callable[..., Any]
 ) -> tuple[bool, Any]:
     """:func:`persist` for a running loop; ``offload`` runs ``write`` (e.g. in a thread)."""
-    for pause in [*write_backoff(budget), None]:
+    try:
+        return True, await offload(write)
+    except Exception as exc:
+        failure: Exception = exc
+    for pause in write_backoff(budget):
+        log.warning("%s: store unavailable (%s); retrying in %.2f s", what, failure, pause)
+        await asyncio.sleep(pause)
         try:
             return True, await offload(write)
         except Exception as exc:
-            if pause is None:
-                log.error("%s: the store stayed unavailable (%s); giving up", what, exc)
-                return False, None
-            log.warning("%s: store unavailable (%s); retrying in %.2f s", what, exc, pause)
-            await asyncio.sleep(pause)
-    raise AssertionError("unreachable")
+            failure = exc
+    log.error("%s: the store stayed unavailable (%s); giving up", what, failure)
+    return False, None
 
 
 _thread_loops = threading.local()

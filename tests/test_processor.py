@@ -16,13 +16,22 @@ from typing import Any
 
 import pytest
 
-from iverton_webhooks import Event, MemoryStore, Receiver, RetryPolicy, Router, Status, Store
+from iverton_webhooks import (
+    Event,
+    MemoryStore,
+    Receiver,
+    RetryPolicy,
+    Router,
+    Status,
+    Store,
+    ThreadRunner,
+)
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Claim, HandlerOutcome, Verdict
 from iverton_webhooks.processor import Processor
 from iverton_webhooks.samples import sample_body
 from iverton_webhooks.worker import Result
-from tests.conftest import SECRET, signed_headers
+from tests.conftest import SECRET, signed_headers, wait_for
 from tests.stores import STORE_PARAMS, STORES
 
 NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0, jitter=0)
@@ -79,18 +88,64 @@ def test_a_hung_sync_handler_times_out_is_retried_and_ends_dead(store: Store) ->
         handler_timeout=timedelta(seconds=0.3),
     )
     event_id = stored(store, "evt_hang")
+    stuck: list[str] = []
     try:
-        started = time.monotonic()
-        assert processor.process(event_id) is Result.RETRY
-        assert time.monotonic() - started < 2.0  # the calling thread was not held
+        worker = threading.Thread(
+            target=processor.process,
+            args=(event_id,),
+            kwargs={"on_stuck": lambda: stuck.append("x")},
+        )
+        worker.start()
+        # The watchdog writes the timeout while the handler still hangs in its thread.
+        assert wait_for(lambda: store.get(event_id).status is Status.FAILED, 3)  # type: ignore[union-attr]
+        assert stuck == ["x"]  # the thread's owner was told, so it can replace it
         event = store.get(event_id)
         assert event is not None
-        assert event.status is Status.FAILED
         assert "timed out after 0.3 s" in (event.last_error or "")
-        assert processor.process(event_id) is Result.DEAD
+        # recover() is never held by a hung handler either: it leaves it behind.
+        started = time.monotonic()
+        assert processor.recover() == {Result.TIMED_OUT: 1}
+        assert time.monotonic() - started < 3
+        assert store.get(event_id).status is Status.DEAD  # type: ignore[union-attr]
         assert calls["hangs"] == 2
     finally:
         release.set()
+    worker.join(5)
+    # The first call returns once its handler does, and writes nothing more.
+    assert store.get(event_id).status is Status.DEAD  # type: ignore[union-attr]
+
+
+def test_a_thread_runner_replaces_a_worker_thread_stuck_in_a_handler() -> None:
+    release = threading.Event()
+    router = Router()
+    done: list[str] = []
+
+    @router.on("deal.won")
+    def maybe_hangs(event: Event) -> None:
+        if event.id.startswith("evt_hang"):
+            release.wait(30)
+        done.append(event.id)
+
+    receiver = Receiver(
+        secret=SECRET,
+        router=router,
+        store="memory://",
+        runner=ThreadRunner(workers=2, poll_interval=0.2),
+        handler_timeout=timedelta(seconds=0.3),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        for n in range(4):
+            body = sample_body("deal.won", id=f"evt_hang{n}")
+            receiver.receive("POST", body, signed_headers(body))
+        for n in range(20):
+            body = sample_body("deal.won", id=f"evt_ok{n}")
+            receiver.receive("POST", body, signed_headers(body))
+        assert wait_for(lambda: receiver.stats().get(Status.DONE) == 20, 10)
+        assert wait_for(lambda: receiver.stats().get(Status.DEAD) == 4, 5)
+    finally:
+        release.set()
+        receiver.close()
 
 
 def test_a_hung_async_handler_is_cancelled(store: Store) -> None:

@@ -327,7 +327,7 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
             last_error=row.get("last_error"),
             outcomes=load_outcomes(row.get("outcomes")),
         )
-    except Exception as exc:  # noqa: BLE001 - any unreadable value, whatever its kind
+    except Exception as exc:  # any unreadable value, whatever its kind
         reason = f"unreadable stored row: {type(exc).__name__}: {exc}"[:500]
         body = row.get("body")
         return StoredEvent(
