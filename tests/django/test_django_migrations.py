@@ -13,7 +13,6 @@ from django.db.migrations.executor import MigrationExecutor
 
 from iverton_webhooks import Status
 from iverton_webhooks.contrib.django.store import DjangoStore
-
 from tests.django.test_django_store import DATABASE_PARAMS
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
