@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,31 @@ def redis_store(tmp_path: Path, clock: Callable[[], float]) -> Iterator[Store]:
     finally:
         store.close()
         delete_redis_prefix(url, prefix)
+
+
+WAVE1_CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
+
+
+def check_wave1_events_kept(store: Store) -> None:
+    """After opening an inbox wave 1 wrote (evt_old_1 and evt_old_2 pending, evt_old_done
+    done with handler "h"): every event kept, listed, and the pending ones claimable;
+    the new (endpoint, id) key in force."""
+    from iverton_webhooks import Status
+    from iverton_webhooks.inbox.base import Verdict
+
+    listed = store.list()
+    assert [e.id for e in listed] == ["evt_old_done", "evt_old_2", "evt_old_1"]
+    assert {e.endpoint for e in listed} == {"default"}
+    assert (listed[0].status, listed[0].succeeded_handlers) == (Status.DONE, {"h"})
+    assert (listed[1].body, listed[1].created_at) == (b'{"k":1}', WAVE1_CREATED)
+    assert sorted(store.due()) == ["evt_old_1", "evt_old_2"]
+    claim = store.claim("evt_old_1", 30)
+    assert claim is not None
+    assert store.finish(claim, {}, Verdict(Status.DONE))
+    # The new key: the same id on another endpoint is another event.
+    assert store.record("evt_old_2", "deal.won", WAVE1_CREATED, b"{}", endpoint="b") is True
+    assert store.record("evt_old_2", "deal.won", WAVE1_CREATED, b"{}") is False
+    assert store.stats(endpoint=None) == {Status.DONE: 2, Status.PENDING: 2}
 
 
 #: name -> context-manager factory(tmp_path, clock) yielding a fresh, empty store

@@ -17,6 +17,7 @@ from iverton_webhooks.inbox.base import Verdict, new_row
 from iverton_webhooks.inbox.memory import MemoryStore
 from iverton_webhooks.inbox.sqlite import SCHEMA_VERSION
 from iverton_webhooks.store_contract import ContractClock, StoreContract
+from tests.stores import check_wave1_events_kept
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 #: What the write-ahead log may grow to: the checkpoint interval (1,000 pages of 4 KiB)
@@ -126,19 +127,7 @@ def test_a_wave1_sqlite_inbox_is_upgraded_and_keeps_its_events(tmp_path: Path) -
         thread.join(30)
     assert len(opened) == 3
     store = opened[0]
-    listed = store.list()
-    assert [e.id for e in listed] == ["evt_old_done", "evt_old_2", "evt_old_1"]
-    assert {e.endpoint for e in listed} == {"default"}
-    assert (listed[0].status, listed[0].succeeded_handlers) == (Status.DONE, {"h"})
-    assert (listed[1].body, listed[1].created_at) == (b'{"k":1}', CREATED)
-    assert store.due() == ["evt_old_1", "evt_old_2"]
-    claim = store.claim("evt_old_1", 30)
-    assert claim is not None
-    assert store.finish(claim, {}, Verdict(Status.DONE))
-    # The new key: the same id on another endpoint is another event.
-    assert store.record("evt_old_2", "deal.won", CREATED, b"{}", endpoint="b") is True
-    assert store.record("evt_old_2", "deal.won", CREATED, b"{}") is False
-    assert store.stats(endpoint=None) == {Status.DONE: 2, Status.PENDING: 2}
+    check_wave1_events_kept(store)
     assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     for each in opened:
         each.close()

@@ -23,7 +23,7 @@ from iverton_webhooks.inbox.postgres import SCHEMA_VERSION
 from iverton_webhooks.samples import sample_body
 from iverton_webhooks.store_contract import ContractClock, StoreContract
 from tests.conftest import SECRET, service_url, signed_headers
-from tests.stores import STORES, drop_postgres_table, unique_name
+from tests.stores import STORES, check_wave1_events_kept, drop_postgres_table, unique_name
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 SERVER_STORES = [
@@ -485,21 +485,7 @@ def test_a_wave1_postgres_inbox_is_upgraded_and_keeps_its_events(postgres_url: s
         for thread in threads:
             thread.join(30)
         store = stores[0]
-        listed = store.list()
-        assert [e.id for e in listed] == ["evt_old_done", "evt_old_2", "evt_old_1"]
-        assert {e.endpoint for e in listed} == {"default"}
-        assert listed[0].status is Status.DONE
-        assert listed[0].succeeded_handlers == {"h"}
-        assert listed[1].body == b'{"k":1}'
-        assert listed[1].created_at == CREATED
-        assert sorted(store.due()) == ["evt_old_1", "evt_old_2"]
-        claim = store.claim("evt_old_1", 30)
-        assert claim is not None
-        assert store.finish(claim, {}, Verdict(Status.DONE))
-        # The new key: the same id on another endpoint is another event.
-        assert store.record("evt_old_2", "deal.won", CREATED, b"{}", endpoint="b") is True
-        assert store.record("evt_old_2", "deal.won", CREATED, b"{}") is False
-        assert store.stats(endpoint=None) == {Status.DONE: 2, Status.PENDING: 2}
+        check_wave1_events_kept(store)
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             version = conn.execute(
                 "SELECT version FROM iverton_schema WHERE table_name = %s", (table,)
