@@ -386,4 +386,4 @@ async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:
 
 
 def _what(job: Job) -> str:
-    return f"event {printable(job.event.id)} ({job.event.type})"
+    return f"event {printable(job.event.id)} ({printable(job.event.type)})"

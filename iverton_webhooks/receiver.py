@@ -192,7 +192,7 @@ class Receiver:
             log.warning(
                 "event %s (%s) is older than max_age: answered 'expired', not recorded",
                 printable(envelope.id),
-                envelope.type,
+                printable(envelope.type),
             )
             return EXPIRED
         is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
@@ -202,13 +202,13 @@ class Receiver:
             log.info(
                 "event %s (%s): duplicate delivery, not dispatched",
                 printable(envelope.id),
-                envelope.type,
+                printable(envelope.type),
             )
             return DUPLICATE
         log.info(
             "event %s (%s) recorded (secret #%d)",
             printable(envelope.id),
-            envelope.type,
+            printable(envelope.type),
             secret_index,
         )
         try:
@@ -218,7 +218,7 @@ class Receiver:
             log.exception(
                 "event %s (%s): hand-off failed, left pending",
                 printable(envelope.id),
-                envelope.type,
+                printable(envelope.type),
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
 

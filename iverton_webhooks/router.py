@@ -16,13 +16,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .events import EVENT_TYPES, FAMILIES, Event
+from .events import EVENT_TYPES, FAMILIES
 
-HandlerFunc = Callable[[Event[Any]], "Awaitable[None] | None"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _registration_order = itertools.count()
@@ -50,9 +49,9 @@ class Handler:
 class Router:
     """A set of handlers keyed by event name. Routers compose with :meth:`include`.
 
-    With ``strict=True`` (the default) a name that is not one of the 22 types, a
-    ``family.*`` pattern or ``"*"`` is refused when registered, so a typo fails at
-    import instead of silently never running.
+    With ``strict=True`` (the default) a name that is not a known event type (see
+    :data:`EVENT_TYPES`), a ``family.*`` pattern or ``"*"`` is refused when registered,
+    so a typo fails at import instead of silently never running.
     """
 
     def __init__(self, *, strict: bool = True) -> None:
@@ -118,8 +117,8 @@ class Router:
             close = difflib.get_close_matches(name, _VALID_NAMES, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(
-                f"unknown event name {name!r}: {hint}Use one of the 22 event types, "
-                "a family pattern such as 'deal.*', or '*'; "
+                f"unknown event name {name!r}: {hint}Use one of the "
+                f"{len(EVENT_TYPES)} event types, a family pattern such as 'deal.*', or '*'; "
                 "Router(strict=False) accepts names this library does not know yet."
             )
 

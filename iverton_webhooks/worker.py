@@ -168,7 +168,7 @@ class Job:
             "handler %s failed on event %s (%s): %s",
             handler.name,
             printable(self.event.id),
-            self.event.type,
+            printable(self.event.type),
             printable(described),
         )
 
@@ -195,7 +195,7 @@ class Job:
             log.error(
                 "event %s (%s) is dead after %d attempts",
                 printable(event.id),
-                event.type,
+                printable(event.type),
                 event.attempts,
             )
         elif verdict.status is Status.DONE:
@@ -210,7 +210,7 @@ class Job:
         log.warning(
             "event %s (%s): lease expired before processing finished; another worker owns it",
             printable(self.claim.event.id),
-            self.claim.event.type,
+            printable(self.claim.event.type),
         )
         return Result.LOST_LEASE
 
