@@ -146,12 +146,6 @@ async def handle_async(
     return await receiver.receive_async(method, body.getvalue(), headers)
 
 
-def declared_over_cap(receiver: Receiver, headers: Headers, limit: int | None = None) -> bool:
-    """Whether the request declares a body longer than the cap (adapters that must decide
-    before handing over a stream, e.g. to drain or not)."""
-    return _over(header(headers, "Content-Length"), _cap(receiver, limit))
-
-
 def _cap(receiver: Receiver, limit: int | None) -> int:
     cap = receiver.max_body_bytes
     return cap if limit is None else min(cap, limit)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .adapter import declared_over_cap, handle
-from .body import declared_length
-from .receiver import TOO_LARGE, Receiver
+from .adapter import handle
+from .receiver import Receiver
 
 StartResponse = Callable[..., Any]
 _REASONS = {
@@ -24,8 +23,6 @@ _REASONS = {
     413: "Payload Too Large",
     503: "Service Unavailable",
 }
-# Past this many bytes a too-large body is not even drained: the client is misbehaving.
-_DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class EnvironHeaders(Mapping[str, str]):
@@ -51,15 +48,6 @@ class EnvironHeaders(Mapping[str, str]):
         return sum(1 for _ in self)
 
 
-def _drain(stream: Any, length: int) -> None:
-    # Read and drop an unwanted body so the client, still sending, reads our answer.
-    while length > 0:
-        chunk = stream.read(min(length, 65536))
-        if not chunk:
-            return
-        length -= len(chunk)
-
-
 class WebhookApp:
     """WSGI application: every request to it is a webhook delivery.
 
@@ -73,14 +61,10 @@ class WebhookApp:
         receiver.start()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        stream = environ["wsgi.input"]
         headers = EnvironHeaders(environ)
         method = environ["REQUEST_METHOD"]
-        reply = handle(self.receiver, method, headers, stream.read)
-        if reply is TOO_LARGE and method == "POST" and declared_over_cap(self.receiver, headers):
-            length = declared_length(environ.get("CONTENT_LENGTH"))
-            if length is not None and length <= _DRAIN_LIMIT:
-                _drain(stream, length)
+        # A declared body over the cap is answered 413 unread, as every adapter does.
+        reply = handle(self.receiver, method, headers, environ["wsgi.input"].read)
         out = [*reply.headers, ("Content-Length", str(len(reply.body)))]
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", out)
         return [reply.body]

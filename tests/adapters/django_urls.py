@@ -1,0 +1,7 @@
+"""The seed's own URL form: no trailing slash after the prefix."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+urlpatterns = [path("webhooks/iverton", include("iverton_webhooks.contrib.django.urls"))]
