@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 import time
 from datetime import datetime
@@ -342,3 +343,23 @@ def test_thread_runner_never_queues_an_id_twice() -> None:
     release.set()
     assert runner.join(5)
     receiver.close()
+
+
+def test_log_lines_escape_control_characters_in_signed_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A signed id or type with CR LF would forge a second server log line; ESC sequences
+    # would reach the terminal of whoever tails the log.
+    receiver = make(runner="inline")
+    hostile = "evt_x\r\n2026-01-01 INFO forged\x1b]52;c;aGk=\x07"
+    body = json.dumps(sample_event("deal.won", id=hostile)).encode()
+    unknown = json.dumps(sample_event("deal.won", id="evt_y", type="x.y\r\nforged")).encode()
+    with caplog.at_level(logging.DEBUG, "iverton_webhooks"):
+        post(receiver, body)
+        post(receiver, body)
+        post(receiver, unknown)
+        post(receiver, b'{"id": "evt_z\\r\\nforged", "broken": ')
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("evt_x\\r\\n" in message for message in messages)
+    for message in messages:
+        assert not set(message) & {"\r", "\n", "\x1b", "\x07"}, message
