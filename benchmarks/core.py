@@ -228,7 +228,10 @@ def peer_cases(deliveries: Sequence[Delivery]) -> dict[str, Callable[[], Case]]:
         ("stripe construct_event", "stripe", stripe_case),
     ):
         if importlib.util.find_spec(module) is None:
-            print(f"  {module} not installed: pip install -e '.[bench]'", file=sys.stderr)
+            print(
+                f"  {module} not installed: pip install -r benchmarks/requirements.txt",
+                file=sys.stderr,
+            )
         else:
             factories[name] = factory
     return factories

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .inbox import PostgresStore as PostgresStore
     from .inbox import RedisStore as RedisStore
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def __getattr__(name: str) -> object:
