@@ -38,9 +38,11 @@ from typing import Any
 from .body import CappedBody, declared_length, read_capped
 from .errors import ConfigurationError
 from .receiver import TOO_LARGE, HeadersLike, Receiver, Reply, header
+from .signature import validate_secrets
 
 __all__ = [
     "BodyTooLarge",
+    "check_secrets",
     "handle",
     "handle_async",
     "make_receiver",
@@ -81,9 +83,22 @@ def make_receiver(
                 "options, not both"
             )
         return receiver
+    check_secrets(secret, secrets, missing_secret=missing_secret)
+    return Receiver(secret, secrets=secrets, **options)
+
+
+def check_secrets(
+    secret: str | None, secrets: Sequence[str] | None, *, missing_secret: str
+) -> None:
+    """Refuse, before anything is built, a missing secret (saying ``missing_secret``) and
+    whatever :func:`~iverton_webhooks.signature.validate_secrets` refuses (a string where
+    the list goes, blanks, placeholders)."""
     if not secret and not secrets:
         raise ConfigurationError(f"no webhook secret configured: {missing_secret}")
-    return Receiver(secret, secrets=secrets, **options)
+    if secrets is not None:
+        validate_secrets(secrets)
+    if secret is not None:
+        validate_secrets([secret])
 
 
 def normalise_path(path: str) -> str:

@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..adapter import BodyTooLarge, handle, make_receiver
+from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..errors import ConfigurationError
 from ..inbox.base import DEFAULT_ENDPOINT
 from ..receiver import HeadersLike, Receiver, Reply
@@ -141,8 +141,11 @@ def _blueprint(
         options = given if receiver is not None else {**defaults, **given}
         return make_receiver(receiver, secret, secrets, missing_secret=missing, **options)
 
-    if receiver is not None or not (secret or secrets):
-        build()  # refuse a missing secret, or a receiver with options, now, not at setup
+    # Mistakes fail here, where the blueprint is made, not at registration.
+    if receiver is not None:
+        build()  # a ready receiver with options is refused
+    else:
+        check_secrets(secret, secrets, missing_secret=missing)
 
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 

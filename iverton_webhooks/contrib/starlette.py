@@ -100,7 +100,6 @@ class IvertonWebhookMiddleware:
     to ``path`` raise it; other routes are not affected.
     """
 
-    receiver: Receiver
     endpoint: WebhookEndpoint
 
     def __init__(
@@ -120,15 +119,24 @@ class IvertonWebhookMiddleware:
         self.error: ConfigurationError | None = None
         if receiver is None:
             receiver_options.setdefault("runner", "asyncio")
+        self._receiver: Receiver | None = None
         try:
-            self.receiver = make_receiver(
+            self._receiver = make_receiver(
                 receiver, secret, secrets, missing_secret=_MISSING, **receiver_options
             )
         except ConfigurationError as error:
             log.error("IvertonWebhookMiddleware: %s", error)
             self.error = error
             return
-        self.endpoint = WebhookEndpoint(self.receiver)
+        self.endpoint = WebhookEndpoint(self._receiver)
+
+    @property
+    def receiver(self) -> Receiver:
+        """The receiver; raises the configuration error when it could not be built."""
+        if self._receiver is None:
+            assert self.error is not None
+            raise self.error
+        return self._receiver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _route_path(scope) == self.path:

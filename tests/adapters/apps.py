@@ -79,3 +79,19 @@ def django_app() -> Any:
     from django.core.wsgi import get_wsgi_application
 
     return get_wsgi_application()
+
+
+def starlette_app_without_secret() -> Any:
+    """The mistake of issue 13 item 3: the middleware added with no secret."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware
+
+    async def other(request: object) -> PlainTextResponse:
+        return PlainTextResponse("other")
+
+    app = Starlette(routes=[Route("/other", other)])
+    app.add_middleware(IvertonWebhookMiddleware, store=f"sqlite:///{_db()}")
+    return app
