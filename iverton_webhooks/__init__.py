@@ -1,6 +1,6 @@
 """Receive Iverton AI webhooks correctly: verify, record durably, acknowledge, dispatch.
 
->>> from iverton_webhooks import Router, Receiver, sign
+>>> from iverton_webhooks import Event, Router, Receiver, sign
 >>> from iverton_webhooks.samples import sample_body
 >>> router = Router()
 >>> won = []
@@ -17,49 +17,91 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .errors import (
-    ConfigurationError,
-    InvalidPayload,
-    InvalidSignature,
-    StoreUnavailable,
-    WebhookError,
-)
-from .events import (
-    EVENT_TYPES,
-    FAMILIES,
-    Campaign,
-    Client,
-    Contact,
-    Deal,
-    Email,
-    Event,
-    Resource,
-    parse_event,
-)
-from .inbox import MemoryStore, SQLiteStore, Status, Store, StoredEvent, open_store
-from .processor import Processor
-from .receiver import SENDER_RETRY_SPAN, Receiver, Reply
-from .router import Handler, Router, default_router, on
-from .runners import AsyncioRunner, BaseRunner, InlineRunner, Runner, ThreadRunner
-from .signature import SIGNATURE_HEADER, Verifier, sign, verify
-from .worker import Result, RetryPolicy
-
 if TYPE_CHECKING:
-    from .inbox import PostgresStore as PostgresStore
-    from .inbox import RedisStore as RedisStore
+    from .errors import (
+        ConfigurationError,
+        InvalidPayload,
+        InvalidSignature,
+        StoreUnavailable,
+        WebhookError,
+    )
+    from .events import (
+        EVENT_TYPES,
+        FAMILIES,
+        Campaign,
+        Client,
+        Contact,
+        Deal,
+        Email,
+        Event,
+        Resource,
+        parse_event,
+    )
+    from .inbox import (
+        MemoryStore,
+        PostgresStore,
+        RedisStore,
+        SQLiteStore,
+        Status,
+        Store,
+        StoredEvent,
+        open_store,
+    )
+    from .processor import Processor
+    from .receiver import SENDER_RETRY_SPAN, Receiver, Reply
+    from .router import Handler, Router, default_router, on
+    from .runners import AsyncioRunner, BaseRunner, InlineRunner, Runner, ThreadRunner
+    from .signature import SIGNATURE_HEADER, Verifier, sign, verify
+    from .worker import Result, RetryPolicy
 
 __version__ = "0.2.0.dev0"
 
+# Every public name, and the submodule that defines it. The names are imported on first
+# use (PEP 562), so ``import iverton_webhooks.testing`` (the pytest plugin, loaded in every
+# pytest session of every user) or ``import iverton_webhooks.signature`` does not pay for
+# pydantic, the event models, the stores and the runners.
+_WHERE = {
+    **dict.fromkeys(
+        ("ConfigurationError", "InvalidPayload", "InvalidSignature", "StoreUnavailable"),
+        "errors",
+    ),
+    "WebhookError": "errors",
+    **dict.fromkeys(
+        ("EVENT_TYPES", "FAMILIES", "Campaign", "Client", "Contact", "Deal", "Email"),
+        "events",
+    ),
+    **dict.fromkeys(("Event", "Resource", "parse_event"), "events"),
+    # PostgresStore and RedisStore need their extras: importing them stays on demand.
+    **dict.fromkeys(
+        ("MemoryStore", "PostgresStore", "RedisStore", "SQLiteStore", "Status", "Store"),
+        "inbox",
+    ),
+    **dict.fromkeys(("StoredEvent", "open_store"), "inbox"),
+    "Processor": "processor",
+    **dict.fromkeys(("SENDER_RETRY_SPAN", "Receiver", "Reply"), "receiver"),
+    **dict.fromkeys(("Handler", "Router", "default_router", "on"), "router"),
+    **dict.fromkeys(
+        ("AsyncioRunner", "BaseRunner", "InlineRunner", "Runner", "ThreadRunner"), "runners"
+    ),
+    **dict.fromkeys(("SIGNATURE_HEADER", "Verifier", "sign", "verify"), "signature"),
+    **dict.fromkeys(("Result", "RetryPolicy"), "worker"),
+}
+
 
 def __getattr__(name: str) -> object:
-    # PostgresStore and RedisStore need their extras; import them only when asked for.
-    if name in ("PostgresStore", "RedisStore"):
-        from . import inbox
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iverton_webhooks' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return getattr(inbox, name)
-    raise AttributeError(f"module 'iverton_webhooks' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
 
 
 __all__ = [
