@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from iverton_webhooks import Event, Receiver, RetryPolicy, Router, SQLiteStore
+from iverton_webhooks import Event, PostgresStore, Receiver, RetryPolicy, Router, SQLiteStore
 from iverton_webhooks.samples import sample_body
 from tests.conftest import signed_headers
 from tests.fault_app import (
@@ -29,6 +29,7 @@ from tests.fault_app import (
     SECRET,
     Gunicorn,
     Load,
+    PrivatePostgres,
     PrivateRedis,
     double_runs,
     effect_counts,
@@ -37,6 +38,7 @@ from tests.fault_app import (
     send,
     send_until_killed,
     statuses,
+    temporary_directory,
     wait_until,
 )
 
@@ -45,7 +47,9 @@ pytestmark = pytest.mark.slow
 LEASE = 3.0  # the store may be down for up to half of it
 
 
-def _receiver(store: Any, runs: list[str], fault: str, inject: Any) -> Receiver:
+def _receiver(
+    store: Any, runs: list[str], fault: str, inject: Any, lease: float = LEASE
+) -> Receiver:
     """Two handlers that record their runs in ``runs``; the one named ``fault`` calls
     ``inject`` (once) right after its own work, i.e. before its success is written."""
     router = Router()
@@ -69,7 +73,7 @@ def _receiver(store: Any, runs: list[str], fault: str, inject: Any) -> Receiver:
         store=store,
         runner="inline",
         retry=RetryPolicy(max_attempts=5, base_delay=0.1, jitter=0),
-        **receiver_options(lease=timedelta(seconds=LEASE)),
+        **receiver_options(lease=timedelta(seconds=lease)),
     )
 
 
@@ -111,10 +115,51 @@ def test_redis_killed_mid_event_runs_each_handler_once(
         receiver.close()
 
 
-def _deliver_then_recover_tail(receiver: Receiver, outage: threading.Thread) -> None:
-    outage.join(timeout=15)
-    time.sleep(LEASE + 0.5)
+def _deliver_then_recover_tail(
+    receiver: Receiver, outage: threading.Thread, lease: float = LEASE
+) -> None:
+    outage.join(timeout=30)
+    # Past the lease: whatever was left half-done is due again, and recovery takes it.
+    time.sleep(lease + 0.5)
     receiver.recover()
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if PrivatePostgres.bindir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    # Not under pytest's tmp_path: the postgres user cannot enter root's private folder.
+    with temporary_directory() as directory, PrivatePostgres(directory) as server:
+        yield server
+
+
+@pytest.mark.parametrize("fault", ["first", "second"])
+def test_postgres_stopped_mid_event_runs_each_handler_once(
+    private_postgres: PrivatePostgres, fault: str
+) -> None:
+    # pg_ctl stop -m immediate (no checkpoint, connections cut) right after the handler's
+    # work; started again 0.3 s later, after crash recovery.
+    runs: list[str] = []
+    outage: list[threading.Thread] = []
+
+    def stop_postgres() -> None:
+        private_postgres.stop()
+        outage.append(private_postgres.restart_after(0.3))
+
+    lease = 8.0  # the write is retried for half of it; a restart takes about 1 s here
+    store = PostgresStore(private_postgres.url, table=f"faults_{fault}")
+    receiver = _receiver(store, runs, fault, stop_postgres, lease)
+    try:
+        body = sample_body("deal.won", id="evt_pg_fault")
+        receiver.receive("POST", body, signed_headers(body, SECRET))
+        assert outage, "the fault was not injected"
+        _deliver_then_recover_tail(receiver, outage[0], lease)
+        assert sorted(runs) == ["first", "second"]
+        event = receiver.store.get("evt_pg_fault")
+        assert event is not None
+        assert event.status.value == "done"
+    finally:
+        receiver.close()
 
 
 @pytest.fixture
