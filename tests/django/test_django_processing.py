@@ -145,7 +145,7 @@ def test_thread_runner_processes_after_commit_off_the_request_thread(
     try:
         for n in range(5):
             assert post(client, sample_body("client.created", id=f"evt_t{n}")).status_code == 200
-        assert get_receiver().runner.join(10)  # type: ignore[attr-defined]
+        assert get_receiver().runner.inner.join(10)  # type: ignore[attr-defined]
     finally:
         handlers.router._handlers["client.created"].clear()
     assert len(threads) == 5
@@ -168,7 +168,7 @@ def test_a_duplicate_posted_while_processing_is_not_processed_twice(
         assert post(client, body).json() == {"status": "accepted"}
         assert post(client, body).json() == {"status": "duplicate"}
         release.set()
-        assert get_receiver().runner.join(10)  # type: ignore[attr-defined]
+        assert get_receiver().runner.inner.join(10)  # type: ignore[attr-defined]
     finally:
         handlers.router._handlers["client.updated"].clear()
     row = WebhookEvent.objects.get(event_id="evt_slow")

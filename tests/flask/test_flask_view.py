@@ -1,18 +1,17 @@
-"""Every answer of the Flask view, through Flask's test client."""
+"""The Flask view's own behaviour, through Flask's test client: app context, Flask's caps
+and streams, HEAD/OPTIONS. The answers every adapter shares are in tests/adapters."""
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
-from datetime import datetime
 
 import pytest
 from flask import Flask
 
 from iverton_webhooks import MemoryStore, Receiver, Status, sign
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed, signed_headers
+from tests.conftest import signed, signed_headers
 from tests.flask.flask_helpers import PREFIX, Seen, receiver_of
 
 MakeApp = Callable[..., Flask]
@@ -34,125 +33,7 @@ def test_signed_event_is_accepted_recorded_and_handled_in_an_app_context(
     assert stored.status is Status.DONE
 
 
-def test_trailing_slash_is_the_same_endpoint_without_a_redirect(
-    make_app: MakeApp, seen: Seen
-) -> None:
-    client = make_app().test_client()
-    body, headers = signed(id="evt_slash")
-    response = client.post(PREFIX + "/", data=body, headers=headers)
-    assert response.status_code == 200
-    assert client.post(PREFIX, data=body, headers=headers).get_json() == {"status": "duplicate"}
-    assert seen.ids == ["evt_slash"]
-
-
-def test_duplicate_is_acknowledged_and_not_processed_again(make_app: MakeApp, seen: Seen) -> None:
-    app = make_app()
-    client = app.test_client()
-    body, headers = signed(id="evt_dup")
-    replies = [client.post(PREFIX, data=body, headers=headers) for _ in range(3)]
-    assert [r.status_code for r in replies] == [200, 200, 200]
-    assert [r.get_json()["status"] for r in replies] == ["accepted", "duplicate", "duplicate"]
-    assert seen.ids == ["evt_dup"]
-    stored = receiver_of(app).store.get("evt_dup")
-    assert stored is not None
-    assert stored.deliveries == 3
-
-
-@pytest.mark.parametrize(
-    "content_type",
-    [
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=xyz",
-        "text/plain; charset=latin-1",
-        "application/octet-stream",
-        None,
-    ],
-)
-def test_raw_body_verifies_whatever_the_content_type(
-    make_app: MakeApp, seen: Seen, content_type: str | None
-) -> None:
-    client = make_app().test_client()
-    body = sample_body("contact.created", id="evt_ct", data={"first_name": "Zoë"})
-    headers = {"X-Iverton-Signature": sign(body, SECRET)}
-    if content_type:
-        headers["Content-Type"] = content_type
-    response = client.post(PREFIX, data=body, headers=headers)
-    assert response.status_code == 200, response.data
-    assert seen.ids == ["evt_ct"]
-
-
-def test_a_real_form_body_is_verified_as_bytes_then_refused_as_not_json(
-    make_app: MakeApp, seen: Seen
-) -> None:
-    # A 400 (not 401) shows the signature was checked against the raw form bytes.
-    client = make_app().test_client()
-    body = b"payload=%7B%22id%22%3A1%7D&b=2"
-    headers = {
-        "X-Iverton-Signature": sign(body, SECRET),
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-    response = client.post(PREFIX, data=body, headers=headers)
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "invalid payload"
-    assert seen.runs == []
-
-
-@pytest.mark.parametrize(
-    ("name", "mutate"),
-    [
-        ("missing header", lambda body, h: (body, {})),
-        ("forged digest", lambda body, h: (body, {"X-Iverton-Signature": "sha256=" + "0" * 64})),
-        ("other secret", lambda body, h: (body, {"X-Iverton-Signature": sign(body, "whsec_no")})),
-        ("truncated body", lambda body, h: (body[:-7], h)),
-        ("extra byte", lambda body, h: (body + b" ", h)),
-        ("malformed header", lambda body, h: (body, {"X-Iverton-Signature": "md5=abc"})),
-        ("short digest", lambda body, h: (body, {"X-Iverton-Signature": h[next(iter(h))][:20]})),
-    ],
-)
-def test_bad_signatures_get_one_401_and_nothing_is_stored(
-    make_app: MakeApp, seen: Seen, name: str, mutate: Callable[..., tuple[bytes, dict[str, str]]]
-) -> None:
-    app = make_app()
-    body = sample_body("deal.won", id="evt_forged")
-    sent_body, headers = mutate(body, {"X-Iverton-Signature": sign(body, SECRET)})
-    response = app.test_client().post(PREFIX, data=sent_body, headers=headers)
-    assert response.status_code == 401, name
-    assert response.get_json() == {"error": "invalid signature"}
-    assert receiver_of(app).store.count() == 0
-    assert seen.runs == []
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"not json at all",
-        b"\xff\xfe\x00garbage",  # not UTF-8
-        b"[1, 2, 3]",
-        b'{"type": "deal.won", "created_at": "2024-01-15T10:30:00Z", "data": {"id": "d"}}',
-        b'{"id": "evt_x", "type": "deal.won", "created_at": "yesterday", "data": {"id": "d"}}',
-        b"",
-    ],
-)
-def test_signed_but_malformed_payloads_get_400(make_app: MakeApp, seen: Seen, body: bytes) -> None:
-    app = make_app()
-    response = app.test_client().post(PREFIX, data=body, headers=signed_headers(body))
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "invalid payload"
-    assert receiver_of(app).store.count() == 0
-    assert seen.runs == []
-
-
-def test_unknown_event_type_is_acknowledged(make_app: MakeApp, seen: Seen) -> None:
-    client = make_app().test_client()
-    event = {"id": "evt_new", "type": "invoice.paid", "created_at": "2024-01-15T10:30:00Z"}
-    body = json.dumps({**event, "data": {"id": "inv_1"}}).encode()
-    response = client.post(PREFIX, data=body, headers=signed_headers(body))
-    assert response.status_code == 200
-    assert response.get_json()["status"] == "accepted"
-    assert seen.ids == ["evt_new"]  # "*" handlers see it
-
-
-@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT"])
 def test_other_methods_get_the_cores_405_with_allow(make_app: MakeApp, method: str) -> None:
     app = make_app()
     body, headers = signed()
@@ -260,7 +141,7 @@ def test_chunked_body_arriving_in_short_reads_is_read_whole(make_app: MakeApp) -
 
 
 class BrokenStore(MemoryStore):
-    def record(self, event_id: str, event_type: str, created_at: datetime, body: bytes) -> bool:
+    def record(self, *args: object, **kwargs: object) -> bool:
         raise OSError("disk on fire")
 
 
