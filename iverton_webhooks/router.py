@@ -1,5 +1,11 @@
 """Handlers by event name: exact (``"deal.won"``), family (``"deal.*"``) or all (``"*"``).
 
+The names type the handler for the type checker: ``@on("deal.won")``, ``@on("deal.*")``
+or ``@on("deal.won", "deal.lost")`` take a function of ``Event[Deal]``; ``@on("*")``, names
+of several families and names the catalogue lacks take one of any event: plain ``Event``
+(that is ``Event[Resource]``) or ``Event[Any]``, which fit every name. A handler returns
+None or is ``async``.
+
 >>> router = Router()
 >>> @router.on("deal.won", "deal.lost")
 ... def close_deal(event: Event) -> None: ...
@@ -16,13 +22,84 @@ from __future__ import annotations
 import difflib
 import inspect
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, overload
 
-from .events import EVENT_TYPES, FAMILIES
+from . import catalogue
+from .events import EVENT_TYPES, FAMILIES, Event, Resource
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Strings: the type checker reads them, and importing the router parametrises no model.
+HandlerResult: TypeAlias = "Awaitable[None] | None"
+"""What a handler returns: nothing, or an awaitable of nothing (``async def``)."""
+AnyEventHandler: TypeAlias = "Callable[[Event[Resource]], HandlerResult]"
+"""A handler of any event (plain ``Event``, or ``Event[Any]``): it fits every name."""
+AnyHandler = TypeVar("AnyHandler", bound=AnyEventHandler)
+"""A handler for ``"*"``, names of several families, or names the catalogue lacks."""
+
+# The overloads below give each family's names their handler type. They are written by
+# `python -m iverton_webhooks._gen_typing` from the catalogue: edit the catalogue and rerun.
+# <generated:names>
+# fmt: off
+ContactName = Literal[
+    "contact.*",
+    "contact.created",
+    "contact.updated",
+    "contact.deleted",
+    "contact.subscribed",
+    "contact.unsubscribed",
+]
+ContactHandler = TypeVar(
+    "ContactHandler",
+    bound="Callable[[Event[catalogue.Contact]], HandlerResult] | AnyEventHandler",
+)
+CampaignName = Literal[
+    "campaign.*",
+    "campaign.created",
+    "campaign.scheduled",
+    "campaign.sent",
+    "campaign.completed",
+]
+CampaignHandler = TypeVar(
+    "CampaignHandler",
+    bound="Callable[[Event[catalogue.Campaign]], HandlerResult] | AnyEventHandler",
+)
+EmailName = Literal[
+    "email.*",
+    "email.delivered",
+    "email.opened",
+    "email.clicked",
+    "email.bounced",
+    "email.complained",
+]
+EmailHandler = TypeVar(
+    "EmailHandler",
+    bound="Callable[[Event[catalogue.Email]], HandlerResult] | AnyEventHandler",
+)
+DealName = Literal[
+    "deal.*",
+    "deal.created",
+    "deal.updated",
+    "deal.stage_changed",
+    "deal.won",
+    "deal.lost",
+]
+DealHandler = TypeVar(
+    "DealHandler",
+    bound="Callable[[Event[catalogue.Deal]], HandlerResult] | AnyEventHandler",
+)
+ClientName = Literal[
+    "client.*",
+    "client.created",
+    "client.updated",
+    "client.deleted",
+]
+ClientHandler = TypeVar(
+    "ClientHandler",
+    bound="Callable[[Event[catalogue.Client]], HandlerResult] | AnyEventHandler",
+)
+# fmt: on
+# </generated:names>
 
 _registration_order = itertools.count()
 _VALID_NAMES = (*EVENT_TYPES, *(f"{family}.*" for family in FAMILIES), "*")
@@ -59,14 +136,44 @@ class Router:
         self._handlers: dict[str, list[Handler]] = {}
         self._included: list[Router] = []
 
-    def on(self, *names: str) -> Callable[[F], F]:
-        """Decorator: run the function for events matching any of ``names``."""
+    # <generated:method>
+    # fmt: off
+    @overload
+    def on(
+        self, name: ContactName, /, *names: ContactName
+    ) -> Callable[[ContactHandler], ContactHandler]: ...
+    @overload
+    def on(
+        self, name: CampaignName, /, *names: CampaignName
+    ) -> Callable[[CampaignHandler], CampaignHandler]: ...
+    @overload
+    def on(
+        self, name: EmailName, /, *names: EmailName
+    ) -> Callable[[EmailHandler], EmailHandler]: ...
+    @overload
+    def on(
+        self, name: DealName, /, *names: DealName
+    ) -> Callable[[DealHandler], DealHandler]: ...
+    @overload
+    def on(
+        self, name: ClientName, /, *names: ClientName
+    ) -> Callable[[ClientHandler], ClientHandler]: ...
+    @overload
+    def on(self, *names: str) -> Callable[[AnyHandler], AnyHandler]: ...
+    # fmt: on
+    # </generated:method>
+    def on(self, *names: str) -> Callable[[AnyHandler], AnyHandler]:
+        """Decorator: run the function for events matching any of ``names``.
+
+        Returns the function unchanged. Its type is checked against the names: see the
+        module docstring.
+        """
         if not names:
             raise ValueError("on() needs at least one event name, e.g. on('deal.won') or on('*')")
         for name in names:
             self._check_name(name)
 
-        def register(func: F) -> F:
+        def register(func: AnyHandler) -> AnyHandler:
             self.add(func, *names)
             return func
 
@@ -127,6 +234,32 @@ default_router = Router()
 """The router behind the module-level :func:`on`."""
 
 
-def on(*names: str) -> Callable[[F], F]:
+# <generated:function>
+# fmt: off
+@overload
+def on(
+    name: ContactName, /, *names: ContactName
+) -> Callable[[ContactHandler], ContactHandler]: ...
+@overload
+def on(
+    name: CampaignName, /, *names: CampaignName
+) -> Callable[[CampaignHandler], CampaignHandler]: ...
+@overload
+def on(
+    name: EmailName, /, *names: EmailName
+) -> Callable[[EmailHandler], EmailHandler]: ...
+@overload
+def on(
+    name: DealName, /, *names: DealName
+) -> Callable[[DealHandler], DealHandler]: ...
+@overload
+def on(
+    name: ClientName, /, *names: ClientName
+) -> Callable[[ClientHandler], ClientHandler]: ...
+@overload
+def on(*names: str) -> Callable[[AnyHandler], AnyHandler]: ...
+# fmt: on
+# </generated:function>
+def on(*names: str) -> Callable[[AnyHandler], AnyHandler]:
     """Register a handler on the default router: ``@on("deal.won")``."""
     return default_router.on(*names)

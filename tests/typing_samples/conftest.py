@@ -1,0 +1,2 @@
+# The samples are for the type checker only: importing them would register their handlers.
+collect_ignore_glob = ["*.py"]
