@@ -118,3 +118,17 @@ def test_clear_forgets_everything() -> None:
     router.include(Router())
     router.clear()
     assert router.handlers_for("deal.won") == []
+
+
+def test_on_returns_the_function_itself_sync_or_async() -> None:
+    # The typed overloads are for the checker only: at run time the decorator hands
+    # back the very function it registered, for every kind of name.
+    router = Router(strict=False)
+
+    async def later(event: Event) -> None: ...
+
+    for names in (("deal.won",), ("deal.*", "deal.lost"), ("*",), ("deal.won", "contact.*")):
+        assert router.on(*names)(noop) is noop
+        assert router.on(*names)(later) is later
+    assert router.on("invoice.paid")(noop) is noop
+    assert [h.is_async for h in router.handlers_for("deal.won")] == [False, True]
