@@ -35,8 +35,12 @@ from typing import Any
 from .calls import Call, HandlerThreads
 from .errors import ConfigurationError
 from .events import Event
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent
+from .health import Health, oldest_due_age
+from .hooks import Hooks
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent, Verdict
+from .logs import fields
 from .router import Handler, Router, default_router
+from .telemetry import OUTCOME, RESULT, Telemetry, default_telemetry
 from .text import printable
 from .watchdog import Watchdog
 from .worker import (
@@ -94,7 +98,8 @@ class Processor:
     longer is recorded as failed ("timed out after N s") and the event retried; a sync
     handler's thread is abandoned, an async handler is cancelled. ``process_context``:
     a context-manager factory entered around each synchronous :meth:`process` call
-    (e.g. a Flask app context).
+    (e.g. a Flask app context). ``hooks``: the lifecycle hooks to fire (handler_failed,
+    dead, unhandled, done, quarantined). ``telemetry``: where spans and metrics go.
     """
 
     def __init__(
@@ -109,6 +114,8 @@ class Processor:
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
         retention: timedelta = DEFAULT_RETENTION,
         max_age: timedelta | None = None,
+        hooks: Hooks | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         check_retention(retention, max_age)
         if lease.total_seconds() <= 0 or handler_timeout.total_seconds() <= 0:
@@ -122,6 +129,8 @@ class Processor:
         self.process_context = process_context or nullcontext
         self.retention = retention
         self.max_age = max_age
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self._threads = HandlerThreads()
         heartbeat = self.lease_seconds / 3
         tick = min(heartbeat, self.handler_timeout_seconds) / 4
@@ -153,18 +162,34 @@ class Processor:
         handler finally returns, this call returns :attr:`Result.TIMED_OUT`.
         """
         with self.process_context():
-            job = Job.begin(
-                self.store,
-                self.router,
-                event_id,
-                endpoint=self.endpoint,
-                lease_seconds=self.lease_seconds,
-                policy=self.retry,
-            )
+            job = self._begin(event_id)
             if not isinstance(job, Job):
                 return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
-            self._warn_if_unhandled(job)
-            for position, handler in enumerate(job.pending, 1):
+            with self._span(job) as span:
+                result = self._run(job, on_stuck)
+                span.set_attribute(RESULT, result.value)
+            return result
+
+    def _begin(self, event_id: str) -> Job | Verdict | None:
+        return Job.begin(
+            self.store,
+            self.router,
+            event_id,
+            endpoint=self.endpoint,
+            lease_seconds=self.lease_seconds,
+            policy=self.retry,
+            hooks=self.hooks,
+            telemetry=self.telemetry,
+        )
+
+    def _span(self, job: Job) -> AbstractContextManager[Any]:
+        event = job.claim.event
+        return self.telemetry.processing(self.endpoint, event.id, event.type, event.attempts)
+
+    def _run(self, job: Job, on_stuck: Callable[[], None] | None) -> Result:
+        self._warn_if_unhandled(job)
+        for position, handler in enumerate(job.pending, 1):
+            with self.telemetry.handler(handler.name) as span:
                 watch = self._watchdog.watch(
                     self.handler_timeout_seconds,
                     renew=functools.partial(self._renew, job),
@@ -178,17 +203,19 @@ class Processor:
                 finally:
                     in_time = self._watchdog.release(watch)
                 if not in_time:
+                    # The watchdog already recorded it as failed ("timed out").
+                    span.set_attribute(OUTCOME, "timed_out")
                     return Result.TIMED_OUT
-                job.record(handler, error)
-                if position < len(job.pending):
-                    saved, kept = persist(job.checkpoint, self._write_budget, _what(job))
-                    if not saved:
-                        return Result.STORE_DOWN
-                    if not kept:
-                        return job.lost()
-            verdict = job.verdict()
-            saved, result = persist(lambda: job.finish(verdict), self._write_budget, _what(job))
-            return result if saved else Result.STORE_DOWN
+                job.record(handler, error, span)
+            if position < len(job.pending):
+                saved, kept = persist(job.checkpoint, self._write_budget, _what(job))
+                if not saved:
+                    return Result.STORE_DOWN
+                if not kept:
+                    return job.lost()
+        verdict = job.verdict()
+        saved, result = persist(lambda: job.finish(verdict), self._write_budget, _what(job))
+        return result if saved else Result.STORE_DOWN
 
     def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
         # In the watchdog's thread, while the handler still runs in its own: write the
@@ -202,30 +229,37 @@ class Processor:
     def _renew(self, job: Job) -> None:
         try:
             if not self.store.renew(job.claim, self.lease_seconds):
-                log.warning("event %s: lease lost while a handler ran", printable(job.event.id))
+                log.warning(
+                    "event %s: lease lost while a handler ran",
+                    printable(job.event.id),
+                    extra=job.fields(),
+                )
         except Exception as exc:
-            log.warning("event %s: could not renew the lease (%s)", printable(job.event.id), exc)
+            log.warning(
+                "event %s: could not renew the lease (%s)",
+                printable(job.event.id),
+                printable(exc),
+                extra=job.fields(),
+            )
 
     async def process_async(self, event_id: str) -> Result:
         """Claim and process one stored event on the running loop: async handlers on the
         loop, sync handlers and blocking store calls in threads."""
         offload = asyncio.to_thread if self.store.blocking else _call_here
-        job = await offload(
-            lambda: Job.begin(
-                self.store,
-                self.router,
-                event_id,
-                endpoint=self.endpoint,
-                lease_seconds=self.lease_seconds,
-                policy=self.retry,
-            )
-        )
+        job = await offload(self._begin, event_id)
         if not isinstance(job, Job):
             return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
+        with self._span(job) as span:
+            result = await self._run_async(job, offload)
+            span.set_attribute(RESULT, result.value)
+        return result
+
+    async def _run_async(self, job: Job, offload: Callable[..., Awaitable[Any]]) -> Result:
         self._warn_if_unhandled(job)
         try:
             for position, handler in enumerate(job.pending, 1):
-                job.record(handler, await self._call_async(job, handler, offload))
+                with self.telemetry.handler(handler.name) as span:
+                    job.record(handler, await self._call_async(job, handler, offload), span)
                 if position < len(job.pending):
                     saved, kept = await persist_async(
                         job.checkpoint, self._write_budget, _what(job), offload
@@ -241,7 +275,9 @@ class Processor:
             try:
                 job.finish(job.interrupted())
             except Exception:
-                log.exception("event %s: could not hand it back", printable(job.event.id))
+                log.exception(
+                    "event %s: could not hand it back", printable(job.event.id), extra=job.fields()
+                )
             raise
         verdict = job.verdict()
         saved, result = await persist_async(
@@ -299,6 +335,7 @@ class Processor:
             "'unhandled'; register a handler and replay them",
             printable(job.event.type),
             printable(self.endpoint),
+            extra=job.fields(Status.UNHANDLED),
         )
 
     # Many events -----------------------------------------------------------------
@@ -333,6 +370,7 @@ class Processor:
                 "event %s: processing failed: %s",
                 printable(event_id),
                 printable(call.future.exception()),
+                extra=fields(event_id=event_id, endpoint=self.endpoint),
             )
             return Result.STORE_DOWN
         return call.future.result()  # type: ignore[no-any-return]
@@ -359,6 +397,11 @@ class Processor:
     def stats(self) -> dict[Status, int]:
         """How many of this endpoint's events are in each status."""
         return self.store.stats(endpoint=self.endpoint)
+
+    def health(self) -> Health:
+        """Counts by status and how long the oldest due event has waited for a worker
+        (see :class:`~iverton_webhooks.health.Health`); what ``stats`` commands show."""
+        return Health(self.endpoint, self.stats(), oldest_due_age(self.store, self.endpoint))
 
     def list(
         self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100

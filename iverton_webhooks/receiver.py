@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -25,10 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from . import answers
+from .answers import AT_RISK_AFTER, AnswerLog, LocalAnswerLog, likely_cause
 from .errors import ConfigurationError, InvalidPayload, InvalidSignature
 from .events import Envelope, parse_envelope, salvage_id_and_type
+from .hooks import Hook, Hooks, Notice
 from .inbox import open_store
 from .inbox.base import DEFAULT_ENDPOINT, Status, Store
+from .logs import fields
 from .processor import (
     DEFAULT_HANDLER_TIMEOUT,
     DEFAULT_LEASE,
@@ -39,7 +44,8 @@ from .processor import (
 )
 from .router import Router
 from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
-from .signature import SIGNATURE_HEADER, Verifier
+from .signature import PREFIX, SIGNATURE_HEADER, Verifier
+from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 from .text import printable
 from .worker import Result, RetryPolicy
 
@@ -83,6 +89,41 @@ TOO_LARGE = Reply.json(413, error="body too large")
 STORE_DOWN = Reply.json(503, error="temporarily unable to record the event; retry later")
 WRONG_METHOD = Reply(405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")))
 
+#: What each reply is called in metrics (``iverton.requests``'s ``answer``) and logs.
+ANSWER_OF = {
+    ACCEPTED: "accepted",
+    UNKNOWN_TYPE: "accepted",
+    DUPLICATE: "duplicate",
+    QUARANTINED: "quarantined",
+    EXPIRED: "expired",
+    BAD_SIGNATURE: "refused",
+    STORE_DOWN: "store_down",
+    TOO_LARGE: "too_large",
+    WRONG_METHOD: "wrong_method",
+}
+#: The hook each answer fires.
+HOOK_OF_ANSWER = {
+    "accepted": Hook.RECEIVED,
+    "duplicate": Hook.DUPLICATE,
+    "quarantined": Hook.QUARANTINED,
+    "expired": Hook.EXPIRED,
+    "refused": Hook.REFUSED,
+    "store_down": Hook.STORE_DOWN,
+}
+#: The answer-log kind of each failed answer the sender counts (a 405 is not the sender).
+_KIND_OF_STATUS = {401: answers.NO_SIGNATURE, 413: answers.TOO_LARGE, 503: answers.STORE_DOWN}
+_WELL_FORMED = re.compile(re.escape(PREFIX) + "[0-9a-f]{64}")
+
+
+@dataclass
+class _Seen:
+    """What one request turned out to be, for the hooks, spans and the answer log."""
+
+    event_id: str | None = None
+    event_type: str | None = None
+    error: str | None = None
+    well_formed_signature: bool = False
+
 
 class HeadersLike(Protocol):
     """What the receiver needs of request headers: Django's, Werkzeug's and Starlette's
@@ -111,6 +152,10 @@ class Receiver:
     recorded (off by default; see README).
     ``lease``, ``handler_timeout``, ``retry``, ``process_context``: see :class:`Processor`,
     which the receiver builds and keeps as :attr:`processor`.
+    ``hooks``: the :class:`~iverton_webhooks.hooks.Hooks` to fire (default: a new set,
+    as :attr:`hooks`). ``telemetry``: where spans and metrics go (default: the global
+    OpenTelemetry providers, when installed). ``answer_log``: where consecutive non-2xx
+    answers are counted for the disablement warning (default: in this process).
     """
 
     def __init__(
@@ -129,6 +174,9 @@ class Receiver:
         lease: timedelta = DEFAULT_LEASE,
         handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT,
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
+        hooks: Hooks | None = None,
+        telemetry: Telemetry | None = None,
+        answer_log: AnswerLog | None = None,
     ) -> None:
         self.verifier = Verifier(_secrets(secret, secrets))
         if not isinstance(endpoint, str) or not endpoint.strip() or endpoint != endpoint.strip():
@@ -145,7 +193,10 @@ class Receiver:
             process_context=process_context,
             retention=retention,
             max_age=max_age,
+            hooks=hooks,
+            telemetry=telemetry,
         )
+        self.answer_log: AnswerLog = answer_log if answer_log is not None else LocalAnswerLog()
         self.max_body_bytes = max_body_bytes
         self.runner = _make_runner(runner)
         self.runner.bind(self.processor)
@@ -153,6 +204,15 @@ class Receiver:
     @property
     def endpoint(self) -> str:
         return self.processor.endpoint
+
+    @property
+    def hooks(self) -> Hooks:
+        """The lifecycle hooks, shared with :attr:`processor`."""
+        return self.processor.hooks
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self.processor.telemetry
 
     @property
     def router(self) -> Router:
@@ -175,27 +235,59 @@ class Receiver:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             # A str here means the adapter decoded the body: the signature is over bytes.
             raise TypeError(f"receive() needs the raw body as bytes, not {type(body).__name__}")
+        started = time.perf_counter()
+        seen = _Seen()
+        with self.telemetry.span("iverton.receive", {ENDPOINT: self.endpoint}) as span:
+            reply = self._receive(method, body, headers, seen)
+            answer = ANSWER_OF.get(reply, "other")
+            if span.is_recording():
+                span.set_attributes({ANSWER: answer, HTTP_STATUS: reply.status})
+                if seen.event_id is not None:
+                    span.set_attributes({EVENT_ID: seen.event_id, EVENT_TYPE: seen.event_type})
+        self._answered(reply, answer, seen, time.perf_counter() - started)
+        return reply
+
+    def _receive(
+        self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str], seen: _Seen
+    ) -> Reply:
         if method.upper() != "POST":
             return WRONG_METHOD
         if len(body) > self.max_body_bytes:
             return TOO_LARGE
-        try:
-            secret_index = self.verifier.verify(body, header(headers, SIGNATURE_HEADER))
-        except InvalidSignature:
-            log.warning("refused a request with an invalid signature (%d bytes)", len(body))
-            return BAD_SIGNATURE
-        try:
-            envelope = parse_envelope(body)
-        except InvalidPayload as exc:
-            return self._quarantine(bytes(body), str(exc))
+        signature = header(headers, SIGNATURE_HEADER)
+        with self.telemetry.span("iverton.verify"):
+            try:
+                secret_index = self.verifier.verify(body, signature)
+            except InvalidSignature:
+                seen.well_formed_signature = isinstance(signature, str) and bool(
+                    _WELL_FORMED.fullmatch(signature)
+                )
+                log.warning(
+                    "refused a request with an invalid signature (%d bytes)",
+                    len(body),
+                    extra=fields(endpoint=self.endpoint),
+                )
+                return BAD_SIGNATURE
+        envelope: Envelope | None = None
+        with self.telemetry.span("iverton.parse"):
+            try:
+                envelope = parse_envelope(body)
+            except InvalidPayload as exc:
+                reason = str(exc)
+        if envelope is None:
+            return self._quarantine(bytes(body), reason, seen)
+        seen.event_id, seen.event_type = envelope.id, envelope.type
+        what = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
         if self.max_age is not None and _too_old(envelope, self.max_age):
             log.warning(
                 "event %s (%s) is older than max_age: answered 'expired', not recorded",
                 printable(envelope.id),
                 printable(envelope.type),
+                extra=what,
             )
             return EXPIRED
-        is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
+        with self.telemetry.span("iverton.record"):
+            is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
         if is_new is None:
             return STORE_DOWN
         if not is_new:
@@ -203,6 +295,7 @@ class Receiver:
                 "event %s (%s): duplicate delivery, not dispatched",
                 printable(envelope.id),
                 printable(envelope.type),
+                extra=what,
             )
             return DUPLICATE
         log.info(
@@ -210,7 +303,10 @@ class Receiver:
             printable(envelope.id),
             printable(envelope.type),
             secret_index,
+            extra={**what, "status": Status.PENDING.value},
         )
+        # Its processing joins this request's trace, whichever thread runs it here.
+        self.telemetry.remember(self.endpoint, envelope.id)
         try:
             self.runner.submit(envelope.id)
         except Exception:
@@ -219,8 +315,53 @@ class Receiver:
                 "event %s (%s): hand-off failed, left pending",
                 printable(envelope.id),
                 printable(envelope.type),
+                extra=what,
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
+
+    def _answered(self, reply: Reply, answer: str, seen: _Seen, seconds: float) -> None:
+        """After the request: metrics, the answer's hook, the disablement warning."""
+        self.telemetry.answered(self.endpoint, answer, seconds)
+        hook = HOOK_OF_ANSWER.get(answer)
+        if hook is not None and self.hooks:
+            self.hooks.emit(
+                Notice(
+                    hook,
+                    self.endpoint,
+                    event_id=seen.event_id,
+                    event_type=seen.event_type,
+                    error=seen.error,
+                    status_code=reply.status,
+                )
+            )
+        ok = 200 <= reply.status < 300
+        kind = answers.OK if ok else _KIND_OF_STATUS.get(reply.status)
+        if kind is None:
+            return  # a wrong method: not the sender
+        if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
+            kind = answers.SIGNATURE
+        try:
+            in_a_row = self.answer_log.note(self.endpoint, ok, kind)
+        except Exception as exc:
+            log.warning(
+                "could not count this answer for the disablement warning: %s",
+                printable(exc),
+                extra=fields(endpoint=self.endpoint),
+            )
+            return
+        if in_a_row == AT_RISK_AFTER:
+            cause = likely_cause(kind)
+            log.error(
+                "endpoint %s answered %d non-2xx responses in a row; the sender disables an "
+                "endpoint after 5 failed deliveries. Likely cause: %s",
+                printable(self.endpoint),
+                in_a_row,
+                cause,
+                extra=fields(endpoint=self.endpoint, status=reply.status),
+            )
+            self.hooks.emit(
+                Notice(Hook.ENDPOINT_AT_RISK, self.endpoint, status_code=reply.status, detail=cause)
+            )
 
     def _record(
         self,
@@ -248,22 +389,26 @@ class Receiver:
                 "event %s (%s): store unavailable, answering 503",
                 printable(event_id),
                 printable(event_type),
+                extra=fields(event_id=event_id, event_type=event_type, endpoint=self.endpoint),
             )
             return None
 
-    def _quarantine(self, body: bytes, reason: str) -> Reply:
+    def _quarantine(self, body: bytes, reason: str, seen: _Seen) -> Reply:
         # Signed, so it came from the sender: refusing it would count towards disabling
         # the endpoint. Keep it aside, unprocessed, for a replay after a fix.
         event_id, event_type = salvage_id_and_type(body)
         key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
-        is_new = self._record(
-            key,
-            event_type or "(unreadable)",
-            datetime.now(timezone.utc),
-            body,
-            status=Status.QUARANTINED,
-            error=reason[:500],
-        )
+        seen.event_id, seen.event_type = key, event_type or "(unreadable)"
+        seen.error = reason[:500]
+        with self.telemetry.span("iverton.record"):
+            is_new = self._record(
+                key,
+                seen.event_type,
+                datetime.now(timezone.utc),
+                body,
+                status=Status.QUARANTINED,
+                error=seen.error,
+            )
         if is_new is None:
             return STORE_DOWN
         if is_new:
@@ -271,6 +416,12 @@ class Receiver:
                 "event %s: signed but unreadable, quarantined (not processed): %s",
                 printable(key),
                 printable(reason),
+                extra=fields(
+                    event_id=key,
+                    event_type=seen.event_type,
+                    endpoint=self.endpoint,
+                    status=Status.QUARANTINED,
+                ),
             )
         return QUARANTINED if is_new else DUPLICATE
 

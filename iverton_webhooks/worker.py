@@ -21,8 +21,11 @@ from typing import Any
 
 from .errors import InvalidPayload
 from .events import Event, parse_event
-from .inbox.base import Claim, HandlerOutcome, Status, Store, Verdict
+from .hooks import Hook, Hooks, Notice
+from .inbox.base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, Store, Verdict
+from .logs import fields
 from .router import Handler, Router
+from .telemetry import Telemetry, default_telemetry
 from .text import printable
 
 log = logging.getLogger("iverton_webhooks")
@@ -41,6 +44,14 @@ class Result(str, Enum):
     STORE_DOWN = "store_down"  # its result could not be written; it runs again after the lease
     TIMED_OUT = "timed_out"  # a handler overran handler_timeout; its failure was written for it
 
+
+#: The hook each verdict fires.
+HOOK_OF_VERDICT = {
+    Status.DONE: Hook.DONE,
+    Status.UNHANDLED: Hook.UNHANDLED,
+    Status.DEAD: Hook.DEAD,
+    Status.QUARANTINED: Hook.QUARANTINED,
+}
 
 #: What processing an event achieved, by the status it was left in.
 RESULT_OF_VERDICT = {
@@ -94,7 +105,10 @@ class HandlerTimeout(Exception):
 
 
 class Job:
-    """One claimed event: the handlers it still owes and the outcomes so far."""
+    """One claimed event: the handlers it still owes and the outcomes so far.
+
+    ``hooks`` and ``telemetry`` are told of each handler run and of the verdict.
+    """
 
     def __init__(
         self,
@@ -104,6 +118,10 @@ class Job:
         handlers: list[Handler],
         matched: bool,
         policy: RetryPolicy,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        hooks: Hooks | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.claim = claim
@@ -111,7 +129,18 @@ class Job:
         self.pending = handlers
         self.matched = matched
         self.policy = policy
+        self.endpoint = endpoint
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self.outcomes: dict[str, HandlerOutcome] = {}
+
+    def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
+        """Structured log fields for this event."""
+        return _event_fields(self.claim, self.endpoint, status, handler)
+
+    def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
+        if self.hooks:
+            _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
 
     @classmethod
     def begin(
@@ -123,6 +152,8 @@ class Job:
         endpoint: str,
         lease_seconds: float,
         policy: RetryPolicy,
+        hooks: Hooks | None = None,
+        telemetry: Telemetry | None = None,
     ) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
         it is not claimable, or the verdict to write at once when it cannot be run."""
@@ -130,35 +161,55 @@ class Job:
         if claim is None:
             return None
         stored = claim.event
+        verdict: Verdict | None = None
         if stored.unreadable:
-            return cls._closed(store, claim, Verdict(Status.QUARANTINED, stored.unreadable))
-        if stored.attempts > policy.max_attempts:
+            verdict = Verdict(Status.QUARANTINED, stored.unreadable)
+        elif stored.attempts > policy.max_attempts:
             # Only reachable when earlier workers died holding the lease: a poison event.
-            reason = "worker died while processing, attempts used up"
-            return cls._closed(store, claim, Verdict(Status.DEAD, reason))
-        try:
-            event = parse_event(stored.body, stored.type)
-        except InvalidPayload as exc:
-            return cls._closed(store, claim, Verdict(Status.QUARANTINED, str(exc)[:500]))
+            verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
+        else:
+            try:
+                event = parse_event(stored.body, stored.type)
+            except InvalidPayload as exc:
+                verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
+        if verdict is not None:
+            return cls._closed(store, claim, verdict, endpoint, hooks)
         matching = router.handlers_for(event.type)
         done = stored.succeeded_handlers
         owed = [handler for handler in matching if handler.name not in done]
-        return cls(store, claim, event, owed, bool(matching), policy)
+        return cls(
+            store,
+            claim,
+            event,
+            owed,
+            bool(matching),
+            policy,
+            endpoint=endpoint,
+            hooks=hooks,
+            telemetry=telemetry,
+        )
 
     @staticmethod
-    def _closed(store: Store, claim: Claim, verdict: Verdict) -> Verdict:
+    def _closed(
+        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks | None
+    ) -> Verdict:
         log.error(
             "event %s (%s) is %s: %s",
             printable(claim.event.id),
             printable(claim.event.type),
             verdict.status.value,
             printable(verdict.error or ""),
+            extra=_event_fields(claim, endpoint, verdict.status),
         )
         store.finish(claim, {}, verdict)
+        if hooks:
+            _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
         return verdict
 
-    def record(self, handler: Handler, error: BaseException | None) -> None:
+    def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
+        """Keep one handler's outcome (and count it; ``span``: its trace span, if any)."""
         now = self.store.clock()
+        self.telemetry.ran(span, self.endpoint, handler.name, error)
         if error is None:
             self.outcomes[handler.name] = HandlerOutcome(ok=True, at=now)
             return
@@ -166,11 +217,13 @@ class Job:
         self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
         log.warning(
             "handler %s failed on event %s (%s): %s",
-            handler.name,
+            printable(handler.name),
             printable(self.event.id),
             printable(self.event.type),
             printable(described),
+            extra=self.fields(handler=handler.name),
         )
+        self.notify(Hook.HANDLER_FAILED, handler=handler.name, error=described)
 
     def checkpoint(self) -> bool:
         """Save the outcomes so far; False if the lease was lost. Raises if the store does."""
@@ -197,9 +250,18 @@ class Job:
                 printable(event.id),
                 printable(event.type),
                 event.attempts,
+                extra=self.fields(verdict.status),
             )
         elif verdict.status is Status.DONE:
-            log.info("event %s (%s) done", printable(event.id), event.type)
+            log.info(
+                "event %s (%s) done",
+                printable(event.id),
+                printable(event.type),
+                extra=self.fields(verdict.status),
+            )
+        hook = HOOK_OF_VERDICT.get(verdict.status)
+        if hook is not None:
+            self.notify(hook, error=verdict.error)
         return RESULT_OF_VERDICT[verdict.status]
 
     def interrupted(self) -> Verdict:
@@ -211,8 +273,40 @@ class Job:
             "event %s (%s): lease expired before processing finished; another worker owns it",
             printable(self.claim.event.id),
             printable(self.claim.event.type),
+            extra=self.fields(),
         )
         return Result.LOST_LEASE
+
+
+def _event_fields(
+    claim: Claim, endpoint: str, status: Status | None = None, handler: str | None = None
+) -> dict[str, Any]:
+    event = claim.event
+    return fields(
+        event_id=event.id, event_type=event.type, endpoint=endpoint, handler=handler, status=status
+    )
+
+
+def _notify(
+    hooks: Hooks,
+    hook: Hook,
+    claim: Claim,
+    endpoint: str,
+    *,
+    handler: str | None = None,
+    error: str | None = None,
+) -> None:
+    event = claim.event
+    hooks.emit(
+        Notice(
+            hook,
+            endpoint,
+            event_id=event.id,
+            event_type=event.type,
+            handler=handler,
+            error=error,
+        )
+    )
 
 
 def write_backoff(budget: float) -> list[float]:

@@ -1,0 +1,80 @@
+"""The disablement warning: consecutive non-2xx answers per endpoint.
+
+The sender switches an endpoint off after five failed deliveries in a row. The
+receiver notes every answer it gives; at the third failure in a row it logs an ERROR
+naming the likely cause and fires :attr:`~iverton_webhooks.hooks.Hook.ENDPOINT_AT_RISK`,
+two deliveries before the sender gives up. Any 2xx starts the count again.
+
+The count has to be shared by every process serving the endpoint (the sender's
+deliveries land on any of them): an :class:`AnswerLog` backed by the store does that.
+:class:`LocalAnswerLog` counts within one process.
+
+>>> answers = LocalAnswerLog()
+>>> [answers.note("default", False, SIGNATURE) for _ in range(3)]
+[1, 2, 3]
+>>> answers.note("default", True, OK)
+0
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "AT_RISK_AFTER",
+    "AnswerLog",
+    "LocalAnswerLog",
+    "likely_cause",
+]
+
+#: Failed answers in a row that raise the warning (the sender disables at five).
+AT_RISK_AFTER = 3
+
+# Kinds of answer.
+OK = "ok"
+SIGNATURE = "signature"  # 401, the header well-formed: signed with a key we lack
+NO_SIGNATURE = "no_signature"  # 401, the header missing or malformed
+STORE_DOWN = "store_down"  # 503
+TOO_LARGE = "too_large"  # 413
+
+
+@runtime_checkable
+class AnswerLog(Protocol):
+    """Where consecutive failed answers are counted, per endpoint."""
+
+    def note(self, endpoint: str, ok: bool, kind: str) -> int:
+        """Count one answer; returns the endpoint's failures in a row including this
+        one (0 after a 2xx). Must be atomic across the processes that share it."""
+        ...
+
+
+class LocalAnswerLog:
+    """Counts in this process only."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def note(self, endpoint: str, ok: bool, kind: str) -> int:
+        with self._lock:
+            if ok:
+                self._failures.pop(endpoint, None)
+                return 0
+            count = self._failures.get(endpoint, 0) + 1
+            self._failures[endpoint] = count
+            return count
+
+
+def likely_cause(kind: str) -> str:
+    """What the last failed answer suggests, for the log line and the hook's detail."""
+    if kind == SIGNATURE:
+        return (
+            "requests carry well-formed signatures that match no configured secret: "
+            "did the secret rotate? configure secrets=[new, old]"
+        )
+    if kind == STORE_DOWN:
+        return "the store is down: events cannot be recorded and are answered 503"
+    if kind == TOO_LARGE:
+        return "bodies are larger than max_body_bytes: raise it"
+    return "requests arrive without a valid signature header: check what posts to this URL"

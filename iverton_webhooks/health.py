@@ -1,0 +1,130 @@
+"""Health of one endpoint's inbox: counts by status, how long the oldest due event has
+waited, and thresholds a cron job or a probe can check (``stats --max-dead 0``).
+
+>>> from iverton_webhooks.inbox.base import Status
+>>> health = Health("default", {Status.DONE: 5, Status.DEAD: 2}, oldest_due_age=None)
+>>> health.dead, health.total
+(2, 7)
+>>> Thresholds(max_dead=0).problems(health)
+['2 dead (max 0)']
+>>> Thresholds(max_dead=2).problems(health)
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent
+
+__all__ = ["Health", "Thresholds", "oldest_due_age"]
+
+
+@dataclass(frozen=True)
+class Health:
+    """One endpoint's inbox at one moment.
+
+    ``counts``: events by status (statuses with none may be left out).
+    ``oldest_due_age``: seconds the event that has waited longest for a worker has
+    been due (pending, a retry whose time came, or a crashed worker's lease that ran
+    out); None when nothing is due. It stays near zero while workers keep up, and
+    grows when none runs.
+    """
+
+    endpoint: str
+    counts: Mapping[Status, int] = field(default_factory=dict)
+    oldest_due_age: float | None = None
+
+    @property
+    def every_status(self) -> dict[Status, int]:
+        """Counts for every status, zeros included, in lifecycle order."""
+        return {status: self.counts.get(status, 0) for status in Status}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def dead(self) -> int:
+        return self.counts.get(Status.DEAD, 0)
+
+    @property
+    def quarantined(self) -> int:
+        return self.counts.get(Status.QUARANTINED, 0)
+
+    @property
+    def unhandled(self) -> int:
+        return self.counts.get(Status.UNHANDLED, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            **{status.value: n for status, n in self.every_status.items()},
+            "oldest_due_age": None
+            if self.oldest_due_age is None
+            else round(self.oldest_due_age, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits past which an endpoint is unhealthy; None means no limit."""
+
+    max_dead: int | None = None
+    max_quarantined: int | None = None
+    max_unhandled: int | None = None
+    max_due_age: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value is not None and value < 0:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must not be negative, not {value:g}")
+
+    @property
+    def any(self) -> bool:
+        return any(value is not None for value in vars(self).values())
+
+    def problems(self, health: Health) -> list[str]:
+        """One phrase per limit exceeded, e.g. ``"3 dead (max 0)"``; empty when healthy."""
+        found = []
+        for count, limit, what in (
+            (health.dead, self.max_dead, "dead"),
+            (health.quarantined, self.max_quarantined, "quarantined"),
+            (health.unhandled, self.max_unhandled, "unhandled"),
+        ):
+            if limit is not None and count > limit:
+                found.append(f"{count} {what} (max {limit})")
+        age = health.oldest_due_age
+        if self.max_due_age is not None and age is not None and age > self.max_due_age:
+            found.append(
+                f"oldest due event waiting {age:.0f} s (max {self.max_due_age:g} s): "
+                "is a worker running?"
+            )
+        return found
+
+
+def due_since(event: StoredEvent) -> float | None:
+    """When a claimable event became due (epoch seconds), from what a row shows: a retry
+    at its next attempt, an abandoned lease at its end, a pending event at its arrival
+    (a replayed one counts from its first arrival: an over-estimate)."""
+    if event.status is Status.FAILED and event.next_attempt_at is not None:
+        return event.next_attempt_at.timestamp()
+    if event.status is Status.PROCESSING and event.lease_until is not None:
+        return event.lease_until.timestamp()
+    if event.status is Status.PENDING:
+        return event.received_at.timestamp()
+    return None
+
+
+def oldest_due_age(store: Store, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+    """Seconds the soonest-due event of ``endpoint`` has been due, or None; two cheap
+    store calls (the first due id, then that event)."""
+    for event_id in store.due(1, endpoint=endpoint):
+        event = store.get(event_id, endpoint=endpoint)
+        since = None if event is None else due_since(event)
+        if since is not None:
+            return max(0.0, store.clock() - since)
+    return None

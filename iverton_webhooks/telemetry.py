@@ -1,0 +1,246 @@
+"""OpenTelemetry traces and metrics, when ``opentelemetry-api`` is installed
+(``pip install 'iverton-webhooks[otel]'``); without it every call here does nothing.
+
+Traces: one ``iverton.receive`` span per request (children ``iverton.verify``,
+``iverton.parse``, ``iverton.record``) and one ``iverton.process`` span per processing
+of an event, with an ``iverton.handler`` child per handler run. The processing span is
+a child of the receive span that acknowledged the event when both happen in the same
+process (inline, thread and asyncio runners). Processing in another process (a Celery
+worker, recovery after a restart) starts a new trace; the ``iverton.event.id``
+attribute ties the two together.
+
+Metrics: ``iverton.requests`` (by ``answer``), ``iverton.handler.runs`` (by ``handler``
+and ``outcome``), the ``iverton.ack.duration`` histogram (seconds), and, once
+:func:`observe_inbox` is called for a processor, the gauges ``iverton.inbox.events``
+(by ``status``) and ``iverton.inbox.oldest_due_age`` (seconds). Every point carries
+``iverton.endpoint``.
+
+Spans and metrics go to the global providers unless a :class:`Telemetry` built with
+explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=...)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .processor import Processor
+
+__all__ = ["Telemetry", "default_telemetry", "observe_inbox"]
+
+NAME = "iverton_webhooks"
+#: How many acknowledged events' trace contexts are kept for their processing.
+CONTEXTS_KEPT = 10_000
+
+# Attribute names.
+ENDPOINT = "iverton.endpoint"
+EVENT_ID = "iverton.event.id"
+EVENT_TYPE = "iverton.event.type"
+ANSWER = "iverton.answer"
+RESULT = "iverton.result"
+HANDLER = "iverton.handler"
+OUTCOME = "iverton.handler.outcome"
+ATTEMPT = "iverton.attempt"
+HTTP_STATUS = "http.response.status_code"
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class _NoSpan:
+    """Stands in for a span when OpenTelemetry is absent."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        pass
+
+    def is_recording(self) -> bool:
+        return False
+
+
+NO_SPAN = _NoSpan()
+
+
+class Telemetry:
+    """The library's tracer and instruments (no-ops without ``opentelemetry-api``).
+
+    ``tracer_provider`` / ``meter_provider``: default the global ones.
+    """
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.meter_provider = meter_provider
+        try:
+            from opentelemetry import metrics, trace
+        except ImportError:
+            self.enabled = False
+            return
+        self.enabled = True
+        self._trace = trace
+        self.tracer = trace.get_tracer(NAME, _version(), tracer_provider=tracer_provider)
+        meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
+        self.requests = meter.create_counter(
+            "iverton.requests", unit="{request}", description="Webhook requests, by answer"
+        )
+        self.handler_runs = meter.create_counter(
+            "iverton.handler.runs", unit="{run}", description="Handler runs, by outcome"
+        )
+        self.ack_duration = meter.create_histogram(
+            "iverton.ack.duration", unit="s", description="From request to answer"
+        )
+
+    # Receiving -------------------------------------------------------------------
+
+    @contextmanager
+    def span(self, name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """A span that is current inside the block (a stand-in without OpenTelemetry)."""
+        if not self.enabled:
+            yield NO_SPAN
+            return
+        with self.tracer.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+
+    def answered(self, endpoint: str, answer: str, seconds: float) -> None:
+        if self.enabled:
+            attributes = {ENDPOINT: endpoint, ANSWER: answer}
+            self.requests.add(1, attributes)
+            self.ack_duration.record(seconds, attributes)
+
+    def remember(self, endpoint: str, event_id: str) -> None:
+        """Keep the current trace context for the processing of this event, so its
+        ``iverton.process`` span joins the trace of the request that recorded it."""
+        if not self.enabled:
+            return
+        context = self._trace.get_current_span().get_span_context()
+        if not context.is_valid:
+            return
+        with self._lock:
+            self._contexts[(endpoint, event_id)] = context
+            while len(self._contexts) > CONTEXTS_KEPT:
+                self._contexts.popitem(last=False)
+
+    # Processing ------------------------------------------------------------------
+
+    @contextmanager
+    def processing(
+        self, endpoint: str, event_id: str, event_type: str, attempt: int
+    ) -> Iterator[Any]:
+        """The ``iverton.process`` span, a child of the acknowledging request's span
+        when this process remembered it, else of whatever span is current."""
+        if not self.enabled:
+            yield NO_SPAN
+            return
+        with self._lock:
+            remembered = self._contexts.pop((endpoint, event_id), None)
+        current = self._trace.get_current_span().get_span_context()
+        parent = None
+        if remembered is not None and not current.is_valid:
+            parent = self._trace.set_span_in_context(self._trace.NonRecordingSpan(remembered))
+        attributes: dict[str, Any] = {
+            ENDPOINT: endpoint,
+            EVENT_ID: event_id,
+            EVENT_TYPE: event_type,
+            ATTEMPT: attempt,
+        }
+        with self.tracer.start_as_current_span(
+            "iverton.process", context=parent, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextmanager
+    def handler(self, name: str) -> Iterator[Any]:
+        """The ``iverton.handler`` span around one handler run."""
+        with self.span("iverton.handler", {HANDLER: name}) as span:
+            yield span
+
+    def ran(self, span: Any, endpoint: str, handler: str, error: BaseException | None) -> None:
+        """Record one handler run: its outcome on ``span`` and in ``iverton.handler.runs``."""
+        if not self.enabled:
+            return
+        outcome = "ok" if error is None else "failed"
+        self.handler_runs.add(1, {ENDPOINT: endpoint, HANDLER: handler, OUTCOME: outcome})
+        if span is not None and span.is_recording():
+            span.set_attribute(OUTCOME, outcome)
+            if error is not None:
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(error)))
+
+
+_default: Telemetry | None = None
+
+
+def default_telemetry() -> Telemetry:
+    """The shared instance that reports to the global providers."""
+    global _default
+    if _default is None:
+        _default = Telemetry()
+    return _default
+
+
+_observed: list[tuple[Any, weakref.WeakSet[Processor]]] = []
+_observed_lock = threading.Lock()
+
+
+def observe_inbox(processor: Processor, meter_provider: Any = None) -> bool:
+    """Publish the gauges ``iverton.inbox.events`` (by ``status``) and
+    ``iverton.inbox.oldest_due_age`` (seconds; 0 when nothing is due) for
+    ``processor``'s endpoint, read from its store at each collection. Call once per
+    processor, e.g. ``observe_inbox(receiver.processor)``; the processor is held weakly.
+    Returns False without OpenTelemetry."""
+    try:
+        from opentelemetry import metrics
+    except ImportError:
+        return False
+    with _observed_lock:
+        for provider, watched in _observed:
+            if provider is meter_provider:
+                watched.add(processor)
+                return True
+        watched = weakref.WeakSet([processor])
+        _observed.append((meter_provider, watched))
+    # One pair of gauges per meter provider, reporting every processor observed with it.
+    meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
+
+    def events(_options: Any) -> Iterable[Any]:
+        return [
+            metrics.Observation(n, {ENDPOINT: health.endpoint, "status": status.value})
+            for health in _healths(watched)
+            for status, n in health.every_status.items()
+        ]
+
+    def oldest(_options: Any) -> Iterable[Any]:
+        return [
+            metrics.Observation(health.oldest_due_age or 0.0, {ENDPOINT: health.endpoint})
+            for health in _healths(watched)
+        ]
+
+    meter.create_observable_gauge(
+        "iverton.inbox.events", [events], unit="{event}", description="Events by status"
+    )
+    meter.create_observable_gauge(
+        "iverton.inbox.oldest_due_age",
+        [oldest],
+        unit="s",
+        description="How long the oldest due event has waited for a worker",
+    )
+    return True
+
+
+def _healths(watched: weakref.WeakSet[Processor]) -> list[Any]:
+    found = []
+    for processor in list(watched):
+        try:
+            found.append(processor.health())
+        except Exception:  # a store down: no point this time, the next scrape retries
+            continue
+    return found
