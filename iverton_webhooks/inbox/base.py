@@ -175,6 +175,43 @@ def new_row(
     }
 
 
+class RecordsRows:
+    """:meth:`Store.record` written once: a store inherits it and implements only
+    :meth:`insert_row`, given every column of the new event from :func:`new_row`."""
+
+    clock: Callable[[], float]
+
+    def record(
+        self,
+        event_id: str,
+        event_type: str,
+        created_at: datetime,
+        body: bytes,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        status: Status = Status.PENDING,
+        error: str | None = None,
+    ) -> bool:
+        """Store the event if its id is new (True) or count one more delivery (False)."""
+        return self.insert_row(
+            new_row(
+                endpoint=endpoint,
+                event_id=event_id,
+                event_type=event_type,
+                created_at=created_at.timestamp(),
+                body=body,
+                now=self.clock(),
+                status=Status(status),
+                error=error,
+            )
+        )
+
+    def insert_row(self, row: dict[str, Any]) -> bool:
+        """Insert ``row`` unless ``(row["endpoint"], row["id"])`` exists; then add one
+        to that event's ``deliveries``. True if inserted. Atomic across processes."""
+        raise NotImplementedError
+
+
 def claim_fields(now: float, lease_seconds: float, token: str) -> dict[str, Any]:
     """Taking the lease; the store also adds one to ``attempts``."""
     until = now + lease_seconds

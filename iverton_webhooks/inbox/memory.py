@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from . import base
@@ -24,7 +23,7 @@ def _is_due(row: Row, now: float) -> bool:
     return row["status"] in _CLAIMABLE and row["due_at"] is not None and row["due_at"] <= now
 
 
-class MemoryStore:
+class MemoryStore(base.RecordsRows):
     """Rows as plain dicts (the columns of :func:`~.base.new_row` plus ``outcomes``)
     behind one lock, with the same semantics as the durable stores."""
 
@@ -39,33 +38,14 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} events>"
 
-    def record(
-        self,
-        event_id: str,
-        event_type: str,
-        created_at: datetime,
-        body: bytes,
-        *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        status: Status = Status.PENDING,
-        error: str | None = None,
-    ) -> bool:
+    def insert_row(self, row: dict[str, Any]) -> bool:
+        key = (row["endpoint"], row["id"])
         with self._lock:
-            row = self._rows.get((endpoint, event_id))
-            if row is not None:
-                row["deliveries"] += 1
+            existing = self._rows.get(key)
+            if existing is not None:
+                existing["deliveries"] += 1
                 return False
-            fresh = base.new_row(
-                endpoint=endpoint,
-                event_id=event_id,
-                event_type=event_type,
-                created_at=created_at.timestamp(),
-                body=body,
-                now=self.clock(),
-                status=status,
-                error=error,
-            )
-            self._rows[(endpoint, event_id)] = {**fresh, "outcomes": {}}
+            self._rows[key] = {**row, "outcomes": {}}
             return True
 
     def claim(

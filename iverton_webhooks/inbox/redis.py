@@ -36,7 +36,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -58,12 +57,12 @@ from .base import (
     RESOLVABLE,
     Claim,
     HandlerOutcome,
+    RecordsRows,
     Status,
     StoredEvent,
     Verdict,
     claim_fields,
     finish_fields,
-    new_row,
     read_row,
     renew_fields,
     replay_fields,
@@ -335,7 +334,7 @@ class _Keys:
         return [self.event(event_id), *fixed, *self.by_status.values()]
 
 
-class RedisStore:
+class RedisStore(RecordsRows):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts.
 
@@ -452,28 +451,9 @@ class RedisStore:
 
     # Transitions -----------------------------------------------------------------------
 
-    def record(
-        self,
-        event_id: str,
-        event_type: str,
-        created_at: datetime,
-        body: bytes,
-        *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        status: Status = Status.PENDING,
-        error: str | None = None,
-    ) -> bool:
+    def insert_row(self, row: dict[str, Any]) -> bool:
+        event_id, endpoint = row["id"], row["endpoint"]
         keys = self._ready(endpoint)
-        row = new_row(
-            endpoint=endpoint,
-            event_id=event_id,
-            event_type=event_type,
-            created_at=created_at.timestamp(),
-            body=body,
-            now=self.clock(),
-            status=Status(status),
-            error=error,
-        )
         args = [event_id, endpoint, *_fields(row)]
         return bool(self._record(keys.script(event_id), args))
 

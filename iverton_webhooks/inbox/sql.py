@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from . import base
@@ -93,7 +92,7 @@ _REPLAYABLE = status_list(base.REPLAYABLE)
 _RESOLVABLE = status_list(base.RESOLVABLE)
 
 
-class SQLStore:
+class SQLStore(base.RecordsRows):
     """Every :class:`~.base.Store` method over one SQL table. A subclass sets
     ``dialect`` and ``_table`` (the quoted table name) and implements :meth:`_execute`."""
 
@@ -148,27 +147,7 @@ class SQLStore:
 
     # -- the protocol ----------------------------------------------------------------
 
-    def record(
-        self,
-        event_id: str,
-        event_type: str,
-        created_at: datetime,
-        body: bytes,
-        *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        status: Status = Status.PENDING,
-        error: str | None = None,
-    ) -> bool:
-        row = base.new_row(
-            endpoint=endpoint,
-            event_id=event_id,
-            event_type=event_type,
-            created_at=created_at.timestamp(),
-            body=body,
-            now=self.clock(),
-            status=status,
-            error=error,
-        )
+    def insert_row(self, row: dict[str, Any]) -> bool:
         names = ", ".join(row)
         marks = ", ".join(self._placeholder(name) for name in row)
         # One statement either way; a new row is the only one with deliveries = 1.

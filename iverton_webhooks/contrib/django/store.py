@@ -225,7 +225,7 @@ def _recycled() -> Iterator[None]:
         recycle_connections()
 
 
-class DjangoStore:
+class DjangoStore(base.RecordsRows):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
     blocking = True
@@ -248,34 +248,16 @@ class DjangoStore:
         return rows
 
     @_migrate_hint
-    def record(
-        self,
-        event_id: str,
-        event_type: str,
-        created_at: datetime,
-        body: bytes,
-        *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        status: Status = Status.PENDING,
-        error: str | None = None,
-    ) -> bool:
-        fields = base.new_row(
-            endpoint=endpoint,
-            event_id=event_id,
-            # A quarantined body's type is whatever could be read: make it fit.
-            event_type=clean_text(event_type, KEY_MAX_LENGTH),
-            created_at=created_at.timestamp(),
-            body=body,
-            now=self.clock(),
-            status=Status(status),
-            error=error,
-        )
-        row = WebhookEvent(resource_id=_resource_id(body), **_db_fields(fields))
+    def insert_row(self, row: dict[str, Any]) -> bool:
+        # A quarantined body's type is whatever could be read: make it fit.
+        fields = {**row, "type": clean_text(row["type"], KEY_MAX_LENGTH)}
+        event_id, endpoint, body = row["id"], row["endpoint"], row["body"]
+        model = WebhookEvent(resource_id=_resource_id(body), **_db_fields(fields))
         try:
             # Its own transaction (a savepoint inside a caller's): the insert is committed
             # when this returns, and a duplicate key leaves the connection usable.
             with transaction.atomic(using=self.using):
-                row.save(using=self.using, force_insert=True)
+                model.save(using=self.using, force_insert=True)
             return True
         except IntegrityError:
             self._event(event_id, endpoint).update(deliveries=F("deliveries") + 1)
