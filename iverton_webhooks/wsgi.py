@@ -1,7 +1,7 @@
 """A framework-free WSGI app around a :class:`Receiver` (used by the demo; mountable anywhere).
 
 >>> from iverton_webhooks import Receiver
->>> app = WebhookApp(Receiver(secret="whsec_x", store="memory://", runner="inline"))
+>>> app = WebhookApp(Receiver(secret="whsec_doc_9f8a7b6c5d4e", store="memory://", runner="inline"))
 >>> callable(app)
 True
 """

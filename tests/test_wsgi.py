@@ -51,7 +51,31 @@ def test_wsgi_app_paths() -> None:
     assert stream.bytes_read == 4097  # stopped one byte past the cap
     status, _, stream = call(app, "POST", big, signed_headers(big))
     assert status == 413
-    assert stream.bytes_read == len(big)  # declared too large: drained, not kept
+    assert stream.bytes_read == 0  # declared too large: answered unread
+
+
+def test_a_content_length_of_unicode_digits_is_no_length_not_a_500() -> None:
+    # "²".isdigit() is True but int("²") raises: only ASCII digits make a length.
+    app = WebhookApp(Receiver(SECRET, store="memory://", runner="inline"))
+    body = sample_body("deal.won", id="evt_superscript")
+    for length in ("\u00b2", "1\u00b2", "\u0661\u0662"):  # ², 1², Arabic-Indic 12
+        stream = CountingStream(body)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "POST",
+            "wsgi.input": stream,
+            "CONTENT_LENGTH": length,
+            "HTTP_X_IVERTON_SIGNATURE": signed_headers(body)["X-Iverton-Signature"],
+        }
+        status: list[str] = []
+        b"".join(app(environ, lambda s, h, out=status: out.append(s)))
+        assert int(status[0].split()[0]) < 500, length
+
+
+def test_a_put_or_get_is_405_without_reading_even_a_huge_body() -> None:
+    app = WebhookApp(Receiver(SECRET, store="memory://", runner="inline", max_body_bytes=4096))
+    for method in ("PUT", "GET"):
+        status, _, stream = call(app, method, b"x" * 3_000_000, {})
+        assert (status, stream.bytes_read) == (405, 0)
 
 
 def test_capped_body_refuses_once_past_the_limit_and_keeps_nothing() -> None:

@@ -205,9 +205,13 @@ async def startup(receiver: Receiver) -> None:
 
 async def shutdown(receiver: Receiver, timeout: float) -> None:
     """Wait up to ``timeout`` s for events in progress; cancelled ones stay due in the store."""
-    handed_back = await receiver.runner.drain(timeout)
+    runner = receiver.runner
+    handed_back = await runner.drain(timeout)
     if handed_back:
         log.warning("shutdown: %d event(s) left pending for the next start", handed_back)
+    # Then stop what the runner runs off the loop (a thread runner's pool); it starts
+    # again if the app is started again.
+    await asyncio.to_thread(runner.close, timeout)
 
 
 class ClientDisconnected(Exception):

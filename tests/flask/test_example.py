@@ -70,7 +70,7 @@ def test_example_handlers_update_the_crm_after_the_reply(app: Flask, example: Mo
     for n, event_type in enumerate(["email.bounced", "email.complained", "contact.created"]):
         assert post(app, sample_body(event_type, id=f"evt_{n}"), secret)[0] == 200
     assert post(app, won, "whsec_forged")[0] == 401
-    assert post(app, b"{}", secret)[0] == 400
+    assert post(app, b"{}", secret) == (200, {"status": "quarantined"})
     settle(app)
 
     summary = app.test_client().get("/").get_json()
@@ -93,13 +93,15 @@ def test_example_handlers_update_the_crm_after_the_reply(app: Flask, example: Mo
 def test_example_takes_its_secret_from_the_environment(
     example: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FLASK_IVERTON_WEBHOOK_SECRETS", "whsec_new,whsec_old")
-    monkeypatch.setenv("FLASK_IVERTON_WEBHOOK_SECRET", "whsec_env")
+    # from_prefixed_env() reads JSON: the list of secrets is a JSON list.
+    new, old, env = "whsec_new_4f3e2d1c0b", "whsec_old_9a8b7c6d5e", "whsec_env_1a2b3c4d5e"
+    monkeypatch.setenv("FLASK_IVERTON_WEBHOOK_SECRETS", f'["{new}", "{old}"]')
+    monkeypatch.setenv("FLASK_IVERTON_WEBHOOK_SECRET", env)
     app = example.create_app(instance_path=str(tmp_path / "instance"))
     try:
         body = sample_body("deal.won")
         assert post(app, body, example.DEV_SECRET)[0] == 401
-        for n, secret in enumerate(["whsec_env", "whsec_new", "whsec_old"]):
+        for n, secret in enumerate([env, new, old]):
             assert post(app, sample_body("deal.won", id=f"evt_s{n}"), secret)[0] == 200
     finally:
         close_all(app)
@@ -109,14 +111,15 @@ def test_example_cli_commands(app: Flask) -> None:
     store = receiver_of(app).store
     runner = app.test_cli_runner()
     result = runner.invoke(args=["iverton", "events"])
-    assert (result.exit_code, result.output) == (0, "")
+    assert (result.exit_code, result.output) == (0, "no events\n")
     from iverton_webhooks.events import parse_envelope
 
     body = sample_body("deal.won", id="evt_cli")
     envelope = parse_envelope(body)
     store.record(envelope.id, envelope.type, envelope.created_at, body)  # acked, never processed
     result = runner.invoke(args=["iverton", "worker", "--once"])
-    assert (result.exit_code, result.output.strip()) == (0, "done=1")
+    assert result.exit_code == 0
+    assert "done=1" in result.output
     assert store.get("evt_cli").status is Status.DONE  # type: ignore[union-attr]
     assert app.test_client().get("/").get_json()["won_deals"][0]["deal_id"] == "deal_654mno"
 

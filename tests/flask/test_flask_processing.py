@@ -140,7 +140,7 @@ def test_blueprint_needs_a_secret_and_rejects_mixed_arguments() -> None:
     app = Flask("nosecret")
     with pytest.raises(ConfigurationError, match="no webhook secret"):
         app.register_blueprint(webhooks_blueprint(store="memory://"))
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError, match="either receiver"):
         webhooks_blueprint(secret="s", receiver=object())  # type: ignore[arg-type]
 
 
@@ -196,18 +196,6 @@ def test_extension_with_rotated_secrets_prefix_store_and_cap(
         == 413
     )
     assert seen.ids == ["evt_rot0", "evt_rot1"]
-
-
-def test_extension_accepts_comma_separated_secrets_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, router: Router
-) -> None:
-    monkeypatch.setenv("FLASK_IVERTON_WEBHOOK_SECRETS", "whsec_a, whsec_b")
-    app = make_ext_app(tmp_path, IVERTON_WEBHOOK_STORE="memory://", IVERTON_WEBHOOK_RUNNER="inline")
-    app.config.from_prefixed_env()
-    IvertonWebhooks(app, router=router)
-    body = sample_body("deal.won")
-    response = app.test_client().post(PREFIX, data=body, headers=signed_headers(body, "whsec_b"))
-    assert response.status_code == 200
 
 
 def test_extension_one_instance_many_apps(tmp_path: Path, router: Router, seen: Seen) -> None:
