@@ -18,6 +18,7 @@ from ...receiver import Receiver
 from ...runners import BaseRunner
 from . import conf
 from .router import SignalRouter
+from .signals import signal_hooks
 from .store import DjangoStore, recycle_connections
 
 _endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
@@ -87,6 +88,7 @@ def receiver_options(**overrides: Any) -> dict[str, Any]:
         "max_body_bytes": opts.get("MAX_BODY_BYTES"),
         "retry": opts.get("RETRY"),
         "database": conf.database(opts),
+        "hooks": signal_hooks,  # each lifecycle hook sends its Django signal
     }
     if "secret" in overrides or "secrets" in overrides:
         kwargs["secrets"] = None

@@ -13,13 +13,32 @@ names to them). Receivers get ``sender=WebhookEvent`` and ``event=`` the typed
 
 Each connected receiver is tracked as a handler of its own: its outcome is recorded,
 and a retry runs only the receivers that failed.
+
+Lifecycle signals, one per :class:`~iverton_webhooks.hooks.Hook`, named
+``iverton_<hook>`` (``iverton_dead``, ``iverton_endpoint_at_risk``, ...; ``HOOK_SIGNALS``
+maps hooks to them), are sent with ``sender=WebhookEvent`` and ``notice=`` the
+:class:`~iverton_webhooks.hooks.Notice`. They observe only: a receiver that raises is
+logged, and changes neither the reply nor the event's outcome::
+
+    from django.dispatch import receiver
+    from iverton_webhooks.contrib.django.signals import iverton_dead
+
+    @receiver(iverton_dead)
+    def page_someone(sender, notice, **kwargs): ...
 """
 
 from __future__ import annotations
 
+import logging
+
 from django.dispatch import Signal
 
 from ...catalogue import CATALOGUE, Catalogue
+from ...hooks import Hook, Hooks, Notice
+from ...logs import fields
+from ...text import printable
+
+log = logging.getLogger("iverton_webhooks")
 
 webhook_received = Signal()
 
@@ -40,6 +59,40 @@ SIGNALS: dict[str, Signal] = build_signals(CATALOGUE)
 # Derived from the catalogue, so a new family brings its signals with it; each one is
 # also a module attribute so ``from ...signals import deal_won`` works.
 globals().update({signal_name(event_type): signal for event_type, signal in SIGNALS.items()})
+
+
+#: Lifecycle hook -> its signal.
+HOOK_SIGNALS: dict[Hook, Signal] = {hook: Signal() for hook in Hook}
+globals().update({f"iverton_{hook.value}": signal for hook, signal in HOOK_SIGNALS.items()})
+
+
+def send_hook_signal(notice: Notice) -> None:
+    """Send the signal of ``notice.hook``; a receiver that raises is logged, the others
+    still run."""
+    from .models import WebhookEvent  # at send time: the app registry is ready
+
+    signal = HOOK_SIGNALS[notice.hook]
+    for receiver, outcome in signal.send_robust(sender=WebhookEvent, notice=notice):
+        if isinstance(outcome, Exception):
+            log.error(
+                "signal iverton_%s receiver %s raised (ignored): %s",
+                notice.hook.value,
+                printable(getattr(receiver, "__qualname__", receiver)),
+                printable(outcome),
+                exc_info=outcome,
+                extra=fields(
+                    event_id=notice.event_id,
+                    event_type=notice.event_type,
+                    endpoint=notice.endpoint,
+                    handler=notice.handler,
+                ),
+            )
+
+
+#: The hooks of every receiver built from the settings: each hook sends its signal.
+#: Subscribe plain functions here too (``signal_hooks.on(Hook.DEAD)``).
+signal_hooks = Hooks()
+signal_hooks.add(send_hook_signal)
 
 
 def __getattr__(name: str) -> Signal:
