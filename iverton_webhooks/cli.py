@@ -86,8 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(command=_events)
 
-    stats = _inbox_command(commands, "stats", "how many events are in each status")
+    stats = _inbox_command(
+        commands, "stats", "events in each status; exit 1 past a --max-* threshold"
+    )
     stats.add_argument("--json", action="store_true", help="one JSON object")
+    for flag, dest, kind, help_text in ops.THRESHOLD_FLAGS:
+        stats.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
     stats.set_defaults(command=_stats)
 
     replay = _inbox_command(commands, "replay", "queue events again (the worker runs them)")
@@ -233,7 +237,8 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    return _with_processor(args, lambda p: ops.stats(p, _out, as_json=args.json))
+    limits = ops.thresholds(**{dest: getattr(args, dest) for _, dest, _, _ in ops.THRESHOLD_FLAGS})
+    return _with_processor(args, lambda p: ops.stats(p, _out, as_json=args.json, limits=limits))
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ router, retry policy, lease and handler timeout) and passes it here, so the thre
 on flags, defaults, messages and exit codes:
 
 - ``0`` (:data:`OK`): done;
-- ``1`` (:data:`NOTHING_DONE`): nothing to do, or only part of it done;
+- ``1`` (:data:`NOTHING_DONE`): nothing to do, or only part of it done; for ``stats``
+  with thresholds, a threshold exceeded (unhealthy);
 - ``2`` (:data:`USAGE`): a usage or configuration error (a missing inbox, a prune
   span that breaks the retention rule, a worker with no handlers).
 
@@ -32,6 +33,7 @@ from urllib.parse import quote, unquote
 
 from .errors import ConfigurationError, WebhookError
 from .events import EVENT_TYPES
+from .health import Health, Thresholds
 from .inbox.base import Status, StoredEvent
 from .router import Router
 from .text import printable
@@ -56,6 +58,7 @@ __all__ = [
     "prune",
     "replay",
     "stats",
+    "thresholds",
     "work",
 ]
 
@@ -99,6 +102,8 @@ class Operable(Protocol):
     def prune(self, older_than: timedelta | None = None) -> int: ...
 
     def stats(self) -> dict[Status, int]: ...
+
+    def health(self) -> Health: ...
 
     def list(
         self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100
@@ -254,16 +259,52 @@ def prune(processor: Operable, out: Echo, *, older_than_hours: float | None = No
     return OK
 
 
-def stats(processor: Operable, out: Echo, *, as_json: bool = False) -> int:
-    """How many events are in each status (every status, zeros included)."""
-    counts = processor.stats()
-    every = {status.value: counts.get(status, 0) for status in Status}
+#: The stats threshold flags, their help, and the keyword of :class:`Thresholds` each sets.
+THRESHOLD_FLAGS = (
+    ("--max-dead", "max_dead", int, "unhealthy above this many dead events"),
+    ("--max-quarantined", "max_quarantined", int, "unhealthy above this many quarantined"),
+    ("--max-unhandled", "max_unhandled", int, "unhealthy above this many unhandled"),
+    (
+        "--max-due-age",
+        "max_due_age",
+        float,
+        "unhealthy when the oldest due event has waited longer (seconds): no worker?",
+    ),
+)
+
+
+def thresholds(**limits: float | None) -> Thresholds:
+    """:class:`Thresholds` from the flags' values; a negative one is a usage error."""
+    try:
+        return Thresholds(**limits)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise OperationError(str(error)) from None
+
+
+def stats(
+    processor: Operable,
+    out: Echo,
+    *,
+    as_json: bool = False,
+    limits: Thresholds | None = None,
+) -> int:
+    """How many events are in each status (zeros included) and how long the oldest due
+    event has waited. With ``limits``: exit 1 (:data:`NOTHING_DONE`) naming each limit
+    exceeded, for a cron job or a probe; 0 when healthy."""
+    health = processor.health()
+    problems = limits.problems(health) if limits is not None else []
     if as_json:
-        out(json.dumps({"endpoint": processor.endpoint, **every}))
-        return OK
-    out(f"endpoint {printable(processor.endpoint)}: {sum(every.values())} event(s)")
-    for name, n in every.items():
-        out(f"  {name:{STATUS_WIDTH}} {n}")
+        out(json.dumps({**health.to_json(), "problems": problems}))
+    else:
+        out(f"endpoint {printable(processor.endpoint)}: {health.total} event(s)")
+        for status, n in health.every_status.items():
+            out(f"  {status.value:{STATUS_WIDTH}} {n}")
+        age = health.oldest_due_age
+        out(f"  {'oldest-due':{STATUS_WIDTH}} {'-' if age is None else f'{age:.0f}s'}")
+        if limits is not None and limits.any and not problems:
+            out("healthy")
+    if problems:
+        raise OperationError(f"unhealthy: {'; '.join(problems)}", NOTHING_DONE)
     return OK
 
 

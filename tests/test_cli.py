@@ -183,7 +183,7 @@ def test_quarantined_and_unhandled_events_are_listed_and_counted(
 
     code, out, _ = run(capsys, "stats", "--store", url)
     assert code == 0
-    counts = dict(line.split() for line in out.splitlines()[1:])
+    counts = dict(line.split() for line in out.splitlines()[1:8])
     assert out.splitlines()[0] == "endpoint default: 3 event(s)"
     assert counts == {
         "pending": "0",
@@ -195,7 +195,12 @@ def test_quarantined_and_unhandled_events_are_listed_and_counted(
         "quarantined": "1",
     }
     code, out, _ = run(capsys, "stats", "--store", url, "--json")
-    assert json.loads(out) == {"endpoint": "default", **{k: int(v) for k, v in counts.items()}}
+    assert json.loads(out) == {
+        "endpoint": "default",
+        **{k: int(v) for k, v in counts.items()},
+        "oldest_due_age": None,
+        "problems": [],
+    }
 
 
 # A missing inbox is refused, never created ---------------------------------------------

@@ -90,12 +90,23 @@ def events_command(
     )
 
 
+def _threshold_options(func: F) -> F:
+    for flag, dest, kind, help_text in reversed(ops.THRESHOLD_FLAGS):
+        func = click.option(flag, dest, type=kind, default=None, help=help_text)(func)
+    return func
+
+
 @iverton_cli.command("stats")
 @_endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
-def stats_command(endpoint: str | None, as_json: bool) -> None:
-    """How many events are in each status."""
-    _run(endpoint, lambda p: ops.stats(p, click.echo, as_json=as_json))
+@_threshold_options
+def stats_command(endpoint: str | None, as_json: bool, **limits: float | None) -> None:
+    """Events in each status; exit 1 past a --max-* threshold."""
+    try:
+        chosen = ops.thresholds(**limits)
+    except OperationError as error:
+        raise _refusal(error) from None
+    _run(endpoint, lambda p: ops.stats(p, click.echo, as_json=as_json, limits=chosen))
 
 
 @iverton_cli.command("replay")

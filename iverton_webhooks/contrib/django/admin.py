@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -81,6 +81,25 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "pretty_body",
     )
     readonly_fields = fields
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, under a line of counts by status (of the endpoint filtered on, else
+        of every endpoint): what is pending, failing, dead, quarantined at a glance."""
+        context = {"subtitle": self.status_counts(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def status_counts(self, request: HttpRequest) -> str:
+        endpoint = request.GET.get("endpoint__exact") or request.GET.get("endpoint")
+        store = DjangoStore(self.get_queryset(request).db)
+        try:
+            counts = store.stats(endpoint=endpoint or None)
+        except Exception:  # the list itself shows the database error better
+            return ""
+        where = f"endpoint {printable(endpoint)}" if endpoint else "all endpoints"
+        shown = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in Status)
+        return f"{where}: {shown}"
 
     # Events are written by the receiver only; people look, replay and resolve.
     def has_add_permission(self, request: HttpRequest) -> bool:
