@@ -95,9 +95,9 @@ def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'iverton_webhooks' has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    # Not cached in globals(): a test harness that drops modules from sys.modules
+    # (pytester restores its snapshot) must not leave us holding stale classes.
+    return getattr(import_module(f"{__name__}.{module}"), name)
 
 
 def __dir__() -> list[str]:
