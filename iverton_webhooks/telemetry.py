@@ -96,9 +96,7 @@ class Telemetry:
         self.handler_runs = meter.create_counter(
             "iverton.handler.runs", unit="{run}", description="Handler runs, by outcome"
         )
-        self.ack_duration = meter.create_histogram(
-            "iverton.ack.duration", unit="s", description="From request to answer"
-        )
+        self.ack_duration = _histogram(meter, "iverton.ack.duration", "From request to answer")
 
     # Receiving -------------------------------------------------------------------
 
@@ -174,6 +172,19 @@ class Telemetry:
             span.set_attribute(OUTCOME, outcome)
             if error is not None:
                 span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(error)))
+
+
+#: Seconds: an ack takes milliseconds, and the sender gives up at 5 s.
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _histogram(meter: Any, name: str, description: str) -> Any:
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=ACK_BUCKETS
+        )
+    except TypeError:  # opentelemetry-api before 1.23: the SDK's default buckets
+        return meter.create_histogram(name, unit="s", description=description)
 
 
 _default: Telemetry | None = None

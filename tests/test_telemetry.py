@@ -1,0 +1,235 @@
+"""OpenTelemetry (issue 14, item 2), with the SDK's in-memory exporters: the exact spans
+and metric points for accepted, duplicate, forged, quarantined and failing events."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from iverton_webhooks import MemoryStore, Receiver, Router, ThreadRunner
+from iverton_webhooks.samples import sample_body
+from iverton_webhooks.telemetry import Telemetry, observe_inbox
+from tests.conftest import SECRET, signed_headers
+
+
+class Otel:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.telemetry = Telemetry(self.tracer_provider, self.meter_provider)
+
+    def take(self) -> list[ReadableSpan]:
+        found = list(self.spans.get_finished_spans())
+        self.spans.clear()
+        return found
+
+    def points(self) -> dict[str, dict[tuple[tuple[str, Any], ...], Any]]:
+        """Metric name -> {sorted attributes: value (sum, gauge value, or histogram count)}."""
+        data = self.reader.get_metrics_data()
+        found: dict[str, dict[tuple[tuple[str, Any], ...], Any]] = {}
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        key = tuple(sorted(point.attributes.items()))
+                        value = getattr(point, "value", None)
+                        found.setdefault(metric.name, {})[key] = (
+                            point.count if value is None else value
+                        )
+        return found
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    found = Otel()
+    yield found
+    found.tracer_provider.shutdown()
+    found.meter_provider.shutdown()
+
+
+def router() -> Router:
+    found = Router()
+
+    def books(event: Any) -> None:
+        raise RuntimeError("ledger offline")
+
+    found.add(lambda event: None, "deal.won", "deal.lost", name="crm")
+    found.add(books, "deal.lost", name="books")
+    return found
+
+
+def tree(spans: list[ReadableSpan]) -> list[tuple[str, str | None]]:
+    """(name, parent's name) for each span, in the order they ended."""
+    by_id = {span.context.span_id: span.name for span in spans}
+    return [(span.name, by_id.get(span.parent.span_id) if span.parent else None) for span in spans]
+
+
+def named(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    [found] = [span for span in spans if span.name == name]
+    return found
+
+
+def test_exact_spans_and_metric_points(otel: Otel) -> None:
+    receiver = Receiver(
+        SECRET, router=router(), store=MemoryStore(), runner="inline", telemetry=otel.telemetry
+    )
+    assert observe_inbox(receiver.processor, otel.meter_provider)
+
+    def post(body: bytes, headers: dict[str, str] | None = None) -> int:
+        return receiver.receive("POST", body, headers or signed_headers(body)).status
+
+    # Accepted: receive (verify, parse, record), then the inline processing under it.
+    assert post(sample_body("deal.won", id="evt_ok")) == 200
+    spans = otel.take()
+    assert tree(spans) == [
+        ("iverton.verify", "iverton.receive"),
+        ("iverton.parse", "iverton.receive"),
+        ("iverton.record", "iverton.receive"),
+        ("iverton.handler", "iverton.process"),
+        ("iverton.process", "iverton.receive"),
+        ("iverton.receive", None),
+    ]
+    assert len({span.context.trace_id for span in spans}) == 1
+    assert dict(named(spans, "iverton.receive").attributes or {}) == {
+        "iverton.endpoint": "default",
+        "iverton.answer": "accepted",
+        "http.response.status_code": 200,
+        "iverton.event.id": "evt_ok",
+        "iverton.event.type": "deal.won",
+    }
+    assert dict(named(spans, "iverton.process").attributes or {}) == {
+        "iverton.endpoint": "default",
+        "iverton.event.id": "evt_ok",
+        "iverton.event.type": "deal.won",
+        "iverton.attempt": 1,
+        "iverton.result": "done",
+    }
+    assert dict(named(spans, "iverton.handler").attributes or {}) == {
+        "iverton.handler": "crm",
+        "iverton.handler.outcome": "ok",
+    }
+
+    # Duplicate: receive with its three steps, no processing.
+    assert post(sample_body("deal.won", id="evt_ok")) == 200
+    spans = otel.take()
+    assert [name for name, _ in tree(spans)] == [
+        "iverton.verify",
+        "iverton.parse",
+        "iverton.record",
+        "iverton.receive",
+    ]
+    assert named(spans, "iverton.receive").attributes["iverton.answer"] == "duplicate"  # type: ignore[index]
+
+    # Forged: stops at verify; no event id on the span.
+    assert post(b"{}", {"X-Iverton-Signature": "sha256=" + "0" * 64}) == 401
+    spans = otel.take()
+    assert tree(spans) == [("iverton.verify", "iverton.receive"), ("iverton.receive", None)]
+    assert dict(named(spans, "iverton.receive").attributes or {}) == {
+        "iverton.endpoint": "default",
+        "iverton.answer": "refused",
+        "http.response.status_code": 401,
+    }
+
+    # Quarantined: signed but unreadable, recorded aside, never processed.
+    assert post(b'{"id": "evt_q", "type": "deal.won", "data": 1}') == 200
+    spans = otel.take()
+    assert [name for name, _ in tree(spans)] == [
+        "iverton.verify",
+        "iverton.parse",
+        "iverton.record",
+        "iverton.receive",
+    ]
+    receive = named(spans, "iverton.receive").attributes or {}
+    assert (receive["iverton.answer"], receive["iverton.event.id"]) == ("quarantined", "evt_q")
+
+    # A failing handler: one handler span per handler, the failure marked as an error.
+    assert post(sample_body("deal.lost", id="evt_fail")) == 200
+    spans = otel.take()
+    handlers = [
+        (dict(span.attributes or {}), span.status.status_code)
+        for span in spans
+        if span.name == "iverton.handler"
+    ]
+    assert handlers == [
+        ({"iverton.handler": "crm", "iverton.handler.outcome": "ok"}, StatusCode.UNSET),
+        ({"iverton.handler": "books", "iverton.handler.outcome": "failed"}, StatusCode.ERROR),
+    ]
+    assert named(spans, "iverton.process").attributes["iverton.result"] == "retry"  # type: ignore[index]
+
+    points = otel.points()
+    assert points["iverton.requests"] == {
+        (("iverton.answer", "accepted"), ("iverton.endpoint", "default")): 2,
+        (("iverton.answer", "duplicate"), ("iverton.endpoint", "default")): 1,
+        (("iverton.answer", "refused"), ("iverton.endpoint", "default")): 1,
+        (("iverton.answer", "quarantined"), ("iverton.endpoint", "default")): 1,
+    }
+    assert points["iverton.ack.duration"] == points["iverton.requests"]  # one sample each
+    endpoint = ("iverton.endpoint", "default")
+    assert points["iverton.handler.runs"] == {
+        (endpoint, ("iverton.handler", "crm"), ("iverton.handler.outcome", "ok")): 2,
+        (endpoint, ("iverton.handler", "books"), ("iverton.handler.outcome", "failed")): 1,
+    }
+    assert points["iverton.inbox.events"] == {
+        (endpoint, ("status", status)): n
+        for status, n in {
+            "pending": 0,
+            "processing": 0,
+            "done": 1,
+            "unhandled": 0,
+            "failed": 1,
+            "dead": 0,
+            "quarantined": 1,
+        }.items()
+    }
+    assert points["iverton.inbox.oldest_due_age"] == {(endpoint,): 0.0}  # the retry is not due
+    receiver.close()
+
+
+def test_processing_in_a_worker_thread_joins_the_request_trace(otel: Otel) -> None:
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    receiver = Receiver(
+        SECRET, router=router(), store=MemoryStore(), runner=runner, telemetry=otel.telemetry
+    )
+    body = sample_body("deal.won", id="evt_thread")
+    try:
+        assert receiver.receive("POST", body, signed_headers(body)).status == 200
+        assert runner.join(10)
+    finally:
+        receiver.close()
+    spans = otel.take()
+    receive, process = named(spans, "iverton.receive"), named(spans, "iverton.process")
+    assert process.parent is not None
+    assert process.parent.span_id == receive.context.span_id
+    assert process.context.trace_id == receive.context.trace_id
+    assert threading.current_thread().name == "MainThread"
+
+
+def test_without_opentelemetry_everything_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in sys.modules if n == "opentelemetry" or n.startswith("opentelemetry.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import fails
+    telemetry = Telemetry()
+    assert not telemetry.enabled
+    receiver = Receiver(
+        SECRET, router=router(), store=MemoryStore(), runner="inline", telemetry=telemetry
+    )
+    body = sample_body("deal.lost", id="evt_plain")
+    assert receiver.receive("POST", body, signed_headers(body)).status == 200
+    assert observe_inbox(receiver.processor) is False
+    receiver.close()
