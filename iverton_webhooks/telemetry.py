@@ -26,10 +26,19 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .processor import Processor
+from .health import Health
+
+
+class Observed(Protocol):
+    """What :func:`observe_inbox` reads: a :class:`~iverton_webhooks.processor.Processor`."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def health(self) -> Health: ...
+
 
 __all__ = ["Telemetry", "default_telemetry", "observe_inbox"]
 
@@ -198,11 +207,11 @@ def default_telemetry() -> Telemetry:
     return _default
 
 
-_observed: list[tuple[Any, weakref.WeakSet[Processor]]] = []
+_observed: list[tuple[Any, weakref.WeakSet[Observed]]] = []
 _observed_lock = threading.Lock()
 
 
-def observe_inbox(processor: Processor, meter_provider: Any = None) -> bool:
+def observe_inbox(processor: Observed, meter_provider: Any = None) -> bool:
     """Publish the gauges ``iverton.inbox.events`` (by ``status``) and
     ``iverton.inbox.oldest_due_age`` (seconds; 0 when nothing is due) for
     ``processor``'s endpoint, read from its store at each collection. Call once per
@@ -247,7 +256,7 @@ def observe_inbox(processor: Processor, meter_provider: Any = None) -> bool:
     return True
 
 
-def _healths(watched: weakref.WeakSet[Processor]) -> list[Any]:
+def _healths(watched: weakref.WeakSet[Observed]) -> list[Health]:
     found = []
     for processor in list(watched):
         try:
