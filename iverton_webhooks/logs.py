@@ -2,6 +2,7 @@
 ``event_id``, ``event_type``, ``endpoint``, ``handler`` and ``status`` as attributes
 (None where they do not apply), so a JSON formatter can emit them as fields.
 
+Records the library logs with no event at hand carry the five as None too.
 Values are escaped with :func:`~iverton_webhooks.text.printable`, like the messages:
 ids and types are the sender's text, and a format string such as ``%(event_id)s``
 must not write a raw escape sequence or a forged line.
@@ -14,12 +15,25 @@ must not write a raw escape sequence or a forged line.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .text import printable
 
 #: The attribute names every record about an event carries.
 FIELDS = ("event_id", "event_type", "endpoint", "handler", "status")
+
+
+def _with_every_field(record: logging.LogRecord) -> bool:
+    # Records logged without fields (start-up, polling) still get them, as None, so a
+    # format string or JSON formatter naming them never meets a record without them.
+    for name in FIELDS:
+        if not hasattr(record, name):
+            setattr(record, name, None)
+    return True
+
+
+logging.getLogger("iverton_webhooks").addFilter(_with_every_field)
 
 
 def fields(

@@ -208,13 +208,15 @@ class Processor:
                     return Result.TIMED_OUT
                 job.record(handler, error, span)
             if position < len(job.pending):
-                saved, kept = persist(job.checkpoint, self._write_budget, _what(job))
+                saved, kept = persist(job.checkpoint, self._write_budget, _what(job), job.fields())
                 if not saved:
                     return Result.STORE_DOWN
                 if not kept:
                     return job.lost()
         verdict = job.verdict()
-        saved, result = persist(lambda: job.finish(verdict), self._write_budget, _what(job))
+        saved, result = persist(
+            lambda: job.finish(verdict), self._write_budget, _what(job), job.fields()
+        )
         return result if saved else Result.STORE_DOWN
 
     def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
@@ -222,7 +224,7 @@ class Processor:
         # timeout as the handler's failure so the event is retried (or dead) elsewhere.
         job.record(handler, HandlerTimeout(self.handler_timeout_seconds))
         verdict = job.verdict()
-        persist(lambda: job.finish(verdict), self._write_budget, _what(job))
+        persist(lambda: job.finish(verdict), self._write_budget, _what(job), job.fields())
         if on_stuck is not None:
             on_stuck()
 
@@ -262,7 +264,7 @@ class Processor:
                     job.record(handler, await self._call_async(job, handler, offload), span)
                 if position < len(job.pending):
                     saved, kept = await persist_async(
-                        job.checkpoint, self._write_budget, _what(job), offload
+                        job.checkpoint, self._write_budget, _what(job), offload, job.fields()
                     )
                     if not saved:
                         return Result.STORE_DOWN
@@ -281,7 +283,7 @@ class Processor:
             raise
         verdict = job.verdict()
         saved, result = await persist_async(
-            lambda: job.finish(verdict), self._write_budget, _what(job), offload
+            lambda: job.finish(verdict), self._write_budget, _what(job), offload, job.fields()
         )
         return result if saved else Result.STORE_DOWN
 

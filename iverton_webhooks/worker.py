@@ -326,26 +326,33 @@ def write_backoff(budget: float) -> list[float]:
     return pauses
 
 
-def persist(write: Callable[[], Any], budget: float, what: str) -> tuple[bool, Any]:
+def persist(
+    write: Callable[[], Any], budget: float, what: str, extra: dict[str, Any] | None = None
+) -> tuple[bool, Any]:
     """Call ``write`` until it stops raising, for up to ``budget`` seconds.
-    Returns (True, its value) or (False, None) when the store stayed down."""
+    Returns (True, its value) or (False, None) when the store stayed down.
+    ``extra``: the log records' structured fields."""
     try:
         return True, write()
     except Exception as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
-        log.warning("%s: store unavailable (%s); retrying in %.2f s", what, failure, pause)
+        _retrying(what, failure, pause, extra)
         time.sleep(pause)
         try:
             return True, write()
         except Exception as exc:
             failure = exc
-    log.error("%s: the store stayed unavailable (%s); giving up", what, failure)
+    _gave_up(what, failure, extra)
     return False, None
 
 
 async def persist_async(
-    write: Callable[[], Any], budget: float, what: str, offload: Callable[..., Any]
+    write: Callable[[], Any],
+    budget: float,
+    what: str,
+    offload: Callable[..., Any],
+    extra: dict[str, Any] | None = None,
 ) -> tuple[bool, Any]:
     """:func:`persist` for a running loop; ``offload`` runs ``write`` (e.g. in a thread)."""
     try:
@@ -353,14 +360,30 @@ async def persist_async(
     except Exception as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
-        log.warning("%s: store unavailable (%s); retrying in %.2f s", what, failure, pause)
+        _retrying(what, failure, pause, extra)
         await asyncio.sleep(pause)
         try:
             return True, await offload(write)
         except Exception as exc:
             failure = exc
-    log.error("%s: the store stayed unavailable (%s); giving up", what, failure)
+    _gave_up(what, failure, extra)
     return False, None
+
+
+def _retrying(what: str, failure: Exception, pause: float, extra: dict[str, Any] | None) -> None:
+    log.warning(
+        "%s: store unavailable (%s); retrying in %.2f s",
+        what,
+        printable(failure),
+        pause,
+        extra=extra,
+    )
+
+
+def _gave_up(what: str, failure: Exception, extra: dict[str, Any] | None) -> None:
+    log.error(
+        "%s: the store stayed unavailable (%s); giving up", what, printable(failure), extra=extra
+    )
 
 
 _thread_loops = threading.local()
