@@ -97,6 +97,7 @@ class Telemetry:
             return
         self.enabled = True
         self._trace = trace
+        self._own_tracer_provider = tracer_provider is not None
         self.tracer = trace.get_tracer(NAME, _version(), tracer_provider=tracer_provider)
         meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
         self.requests = meter.create_counter(
@@ -112,11 +113,24 @@ class Telemetry:
     @contextmanager
     def span(self, name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """A span that is current inside the block (a stand-in without OpenTelemetry)."""
-        if not self.enabled:
+        if not self.tracing:
             yield NO_SPAN
             return
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
+
+    @property
+    def tracing(self) -> bool:
+        """False while no SDK is set up: spans would be dropped anyway, so none are made
+        (the API's stand-in spans cost more than the rest of an ack)."""
+        if not self.enabled:
+            return False
+        if self._own_tracer_provider:
+            return True
+        provider = self._trace.get_tracer_provider()
+        return not isinstance(
+            provider, (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
+        )
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
         if self.enabled:
@@ -127,7 +141,7 @@ class Telemetry:
     def remember(self, endpoint: str, event_id: str) -> None:
         """Keep the current trace context for the processing of this event, so its
         ``iverton.process`` span joins the trace of the request that recorded it."""
-        if not self.enabled:
+        if not self.tracing:
             return
         context = self._trace.get_current_span().get_span_context()
         if not context.is_valid:
@@ -145,7 +159,7 @@ class Telemetry:
     ) -> Iterator[Any]:
         """The ``iverton.process`` span, a child of the acknowledging request's span
         when this process remembered it, else of whatever span is current."""
-        if not self.enabled:
+        if not self.tracing:
             yield NO_SPAN
             return
         with self._lock:

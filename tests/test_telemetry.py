@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from iverton_webhooks import MemoryStore, Receiver, Router, ThreadRunner
+from iverton_webhooks import BaseRunner, MemoryStore, Receiver, Router, ThreadRunner
 from iverton_webhooks.samples import sample_body
 from iverton_webhooks.telemetry import Telemetry, observe_inbox
 from tests.conftest import SECRET, signed_headers
@@ -233,3 +233,36 @@ def test_without_opentelemetry_everything_is_a_no_op(monkeypatch: pytest.MonkeyP
     assert receiver.receive("POST", body, signed_headers(body)).status == 200
     assert observe_inbox(receiver.processor) is False
     receiver.close()
+
+
+def test_no_spans_are_made_until_an_sdk_is_set_up(otel: Otel) -> None:
+    # The API's global provider is a stand-in until the app installs the SDK: skipping
+    # the spans then keeps the ack as cheap as without OpenTelemetry.
+    from opentelemetry import trace
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert not Telemetry().tracing
+    assert otel.telemetry.tracing
+
+
+def test_async_processing_spans(otel: Otel) -> None:
+    import asyncio
+
+    receiver = Receiver(
+        SECRET, router=router(), store=MemoryStore(), runner=NullRunner(), telemetry=otel.telemetry
+    )
+    body = sample_body("deal.lost", id="evt_async")
+    assert receiver.receive("POST", body, signed_headers(body)).status == 200
+    otel.take()
+    assert asyncio.run(receiver.process_async("evt_async")).value == "retry"
+    assert tree(otel.take()) == [
+        ("iverton.handler", "iverton.process"),
+        ("iverton.handler", "iverton.process"),
+        ("iverton.process", None),
+    ]
+    receiver.close()
+
+
+class NullRunner(BaseRunner):
+    def submit(self, event_id: str) -> None:
+        pass
