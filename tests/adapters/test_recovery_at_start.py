@@ -21,15 +21,16 @@ from tests.adapters.servers import ROOT, Inbox, django_manage, environment, prep
 EVENTS = 20
 
 
-def seed(adapter: str, db: Path) -> list[str]:
+def seed(adapter: str, db: Path, endpoint: str = "default") -> list[str]:
     """Record ``EVENTS`` pending events straight into the inbox, as a previous run that
     acknowledged them and died would have left them."""
-    ids = [f"evt_left_{n:02d}" for n in range(EVENTS)]
+    ids = [f"evt_left_{endpoint}_{n:02d}" for n in range(EVENTS)]
     created = datetime(2099, 1, 1, tzinfo=timezone.utc)
     if adapter != "django":
         store = open_store(f"sqlite:///{db}")
         for event_id in ids:
-            store.record(event_id, "deal.won", created, sample_body("deal.won", id=event_id))
+            body = sample_body("deal.won", id=event_id)
+            store.record(event_id, "deal.won", created, body, endpoint=endpoint)
         store.close()
         return ids
     code = (
@@ -39,7 +40,8 @@ def seed(adapter: str, db: Path) -> list[str]:
         "store = DjangoStore('default')\n"
         "created = datetime(2099, 1, 1, tzinfo=timezone.utc)\n"
         f"for event_id in {ids!r}:\n"
-        "    store.record(event_id, 'deal.won', created, sample_body('deal.won', id=event_id))\n"
+        "    body = sample_body('deal.won', id=event_id)\n"
+        f"    store.record(event_id, 'deal.won', created, body, endpoint={endpoint!r})\n"
     )
     done = django_manage(db, "shell", "-c", code)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -82,6 +84,24 @@ def test_events_left_pending_are_processed_after_a_restart_with_no_request(
             time.sleep(0.2)
         assert set(statuses(adapter, db, ids).values()) == {"done"}, server.log_text()
         assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-load", "preload"])
+def test_a_django_endpoint_declared_in_the_urlconf_recovers_with_no_request(
+    tmp_path: Path, preload: bool
+) -> None:
+    db = tmp_path / "inbox.sqlite3"
+    prepare("django", db)
+    ids = seed("django", db, endpoint="second")  # webhook_path(..., endpoint="second")
+    server = start("django", db, tmp_path / "server.log", workers=2, preload=preload)
+    try:
+        deadline = time.monotonic() + 20
+        while set(statuses("django", db, ids).values()) != {"done"}:
+            assert time.monotonic() < deadline, (statuses("django", db, ids), server.log_text())
+            time.sleep(0.2)
     finally:
         server.stop()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from ...adapter import make_receiver
+from ...errors import ConfigurationError
 from ...processor import Processor
 from ...receiver import Receiver
 from ...runners import BaseRunner
@@ -20,6 +24,8 @@ from . import conf
 from .router import SignalRouter
 from .signals import signal_hooks
 from .store import DjangoStore, recycle_connections
+
+log = logging.getLogger("iverton_webhooks")
 
 _endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 #: Set by ``AppConfig.ready()`` in a serving process: receivers start as they are built.
@@ -127,6 +133,12 @@ class Endpoint:
         self._receiver: Receiver | None = None
         self._lock = threading.Lock()
         _endpoints.add(self)
+        if _serving.is_set():
+            # Made after start-up (the URLconf's webhook_view(...)): start it now too.
+            try:
+                self.receiver.start()
+            except ConfigurationError:
+                log.exception("webhook endpoint %r could not start", overrides.get("endpoint"))
 
     @property
     def receiver(self) -> Receiver:
@@ -164,6 +176,36 @@ def start_endpoints() -> None:
     default_endpoint.receiver.start()
     for endpoint in list(_endpoints):
         endpoint.receiver.start()
+    # Endpoints made by webhook_view(...) in the URLconf exist once it is imported, which
+    # Django does at the first request: import it as soon as the app registry is ready,
+    # so they too recover with no request.
+    # In each forked worker (gunicorn --preload) too: threads do not survive a fork.
+    _load_urlconf_soon()
+    if not _forks_load_urlconf:
+        _forks_load_urlconf.append(True)
+        os.register_at_fork(after_in_child=_load_urlconf_soon)
+
+
+_forks_load_urlconf: list[bool] = []
+
+
+def _load_urlconf_soon() -> None:
+    threading.Thread(target=_load_urlconf, name="iverton-urlconf", daemon=True).start()
+
+
+def _load_urlconf(wait: float = 30.0) -> None:
+    from django.apps import apps
+    from django.urls import get_resolver
+
+    deadline = time.monotonic() + wait
+    while not apps.ready:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    try:
+        get_resolver().url_patterns  # noqa: B018 - imports the URLconf (cached by Django)
+    except Exception:  # the first request will raise it where Django reports it
+        log.warning("could not import the URLconf early to start webhook endpoints", exc_info=True)
 
 
 def reset_endpoints(**kwargs: Any) -> None:
