@@ -123,6 +123,8 @@ def test_concurrent_duplicates_over_http_run_each_handler_once(
     assert {a[0] for a in answers} == {200}
     assert won_answers == ["accepted"] + ["duplicate"] * 11
     assert post(url, won, secret="whsec_forged_000000000000")[0] == 401
+    # The sender's URL form has no trailing slash: no redirect, the same endpoint.
+    assert post(url.rstrip("/"), won) == (200, {"status": "duplicate"})
     # Signed but unreadable: acknowledged and kept aside, never a 4xx (issue 11 item 1).
     assert post(url, sample_body("deal.won", id="evt_e2e_soon", created_at="soon")) == (
         200,
@@ -141,7 +143,7 @@ def test_concurrent_duplicates_over_http_run_each_handler_once(
             "SELECT deliveries, attempts, outcomes FROM iverton_webhooks_webhookevent "
             "WHERE event_id = 'evt_e2e_won'"
         ).fetchone()
-    assert (deliveries, attempts) == (12, 1)
+    assert (deliveries, attempts) == (13, 1)
     assert sorted(json.loads(outcomes)) == [
         "deals.webhooks.audit (webhook_received)",
         "deals.webhooks.celebrate",
