@@ -12,6 +12,7 @@ the inspection of the effects file and the inbox.
 
 from __future__ import annotations
 
+import faulthandler
 import http.client
 import inspect
 import os
@@ -110,6 +111,9 @@ def create_app() -> WebhookApp:
     ``FAULT_POLL`` (poll interval, s), ``FAULT_LEASE`` and ``FAULT_TIMEOUT`` (s),
     ``FAULT_MAX_ATTEMPTS`` and ``FAULT_BASE_DELAY`` (retry policy)."""
     env = os.environ
+    # `kill -URG` (a signal gunicorn leaves alone) prints every thread's stack to the
+    # server log: to see what a stuck server is doing.
+    faulthandler.register(signal.SIGURG, all_threads=True)
     receiver = Receiver(
         SECRET,
         router=make_router(env["FAULT_EFFECTS"], float(env.get("FAULT_SLEEP", "0"))),
@@ -199,6 +203,12 @@ class Gunicorn:
         if self.proc is not None:
             kill_group(self.proc, sig)
             self.proc = None
+
+    def dump_stacks(self) -> None:
+        """Every thread's stack of every process of the server, into its log."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGURG)
+            time.sleep(0.5)
 
     def __enter__(self) -> Gunicorn:
         self.start()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -264,7 +265,10 @@ def test_hung_handlers_do_not_stall_gunicorn(tmp_path: Path) -> None:
         def normal_done() -> bool:
             return not missing_effects(acked, effect_counts(env["FAULT_EFFECTS"]))
 
-        assert wait_until(normal_done, timeout=20), "normal events stalled behind hung ones"
+        assert wait_until(normal_done, timeout=20), (
+            f"normal events stalled behind hung ones: {Counter(statuses(store).values())}; "
+            f"server log: {server.log}"
+        )
 
         def hung_dead() -> bool:
             found = statuses(store)
@@ -313,7 +317,13 @@ def test_restart_after_sigkill_recovers_without_traffic(tmp_path: Path, preload:
         restarted = time.monotonic()
         recovered = wait_until(lambda: not missing_effects(acked, effect_counts(effects)), 15)
         left = missing_effects(acked, effect_counts(effects))
-        assert recovered, f"{len(left)} of {len(acked)} acked events unprocessed 15 s after restart"
+        if not recovered:
+            server.dump_stacks()  # every thread's stack, into the server log
+        stuck = [(e.id, e.status.value, e.lease_until) for e in map(store.get, left) if e]
+        assert recovered, (
+            f"{len(left)} of {len(acked)} acked events unprocessed 15 s after restart: "
+            f"{stuck[:5]}; server log (stacks at the end): {server.log}"
+        )
         took = time.monotonic() - restarted
         found = statuses(store)
         assert wait_until(lambda: all(statuses(store)[i] == "done" for i in acked), 5), found
