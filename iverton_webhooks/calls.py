@@ -19,6 +19,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from .forks import reset_after_fork
+
 _Work = tuple[Callable[..., Any], tuple[Any, ...], "Future[Any]"]
 
 
@@ -67,6 +69,11 @@ class HandlerThreads:
 
     def __init__(self, keep_idle: int = 8) -> None:
         self.keep_idle = keep_idle
+        self._fresh()
+        reset_after_fork(self, HandlerThreads._fresh)
+
+    def _fresh(self) -> None:
+        # Also in a forked child, where the parent's idle threads do not exist.
         self._idle: list[_HandlerThread] = []
         self._lock = threading.Lock()
 

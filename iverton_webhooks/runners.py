@@ -14,10 +14,9 @@ import os
 import queue
 import threading
 import time
-import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .forks import reset_after_fork
 from .text import printable
 
 if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class ThreadRunner(BaseRunner):
         self._start_lock = threading.Lock()
         self._queued: set[str] = set()
         self._queued_lock = threading.Lock()
-        self._fork_hook = False
+        reset_after_fork(self, ThreadRunner._after_fork)
 
     def submit(self, event_id: str) -> None:
         self.start()
@@ -151,9 +150,16 @@ class ThreadRunner(BaseRunner):
             for thread in self._threads:
                 thread.start()
             self._pid = os.getpid()
-            if not self._fork_hook:
-                self._fork_hook = True
-                os.register_at_fork(after_in_child=_restart_after_fork(self))
+
+    def _after_fork(self) -> None:
+        # The parent's threads did not come along and its locks may have been copied
+        # held. A runner started before the fork (gunicorn --preload, Celery prefork)
+        # starts again here, so every serving process recovers with no request.
+        self._start_lock = threading.Lock()
+        self._queued_lock = threading.Lock()
+        if self._pid is not None:
+            self._pid = None
+            self.start()
 
     def _work(self) -> None:
         processor, work = self.processor, self._queue
@@ -228,20 +234,6 @@ class ThreadRunner(BaseRunner):
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._pid = None
-
-
-def _restart_after_fork(runner: ThreadRunner) -> Callable[[], None]:
-    # A runner started before a fork (gunicorn --preload, Celery prefork) starts again in
-    # each child, so every serving process recovers with no request. Held weakly, since
-    # an at-fork hook cannot be removed.
-    ref = weakref.ref(runner)
-
-    def restart() -> None:
-        alive = ref()
-        if alive is not None and alive._pid is not None:
-            alive.start()
-
-    return restart
 
 
 class AsyncioRunner(BaseRunner):

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .forks import reset_after_fork
+
 log = logging.getLogger("iverton_webhooks")
 
 
@@ -44,6 +46,12 @@ class Watchdog:
     def __init__(self, heartbeat: float, tick: float) -> None:
         self.heartbeat = heartbeat
         self.tick = tick
+        self._fresh()
+        reset_after_fork(self, Watchdog._fresh)
+
+    def _fresh(self) -> None:
+        # Also in a forked child: the parent's watches and thread are not there, and its
+        # lock may have been copied while held.
         self._watches: dict[int, Watch] = {}
         self._lock = threading.Lock()
         self._pid: int | None = None

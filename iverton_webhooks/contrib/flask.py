@@ -17,7 +17,6 @@ with different ``name=``. With Flask-WTF's ``CSRFProtect``, exempt the blueprint
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -28,6 +27,8 @@ from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..errors import ConfigurationError
 from ..inbox.base import DEFAULT_ENDPOINT
 from ..receiver import HeadersLike, Receiver, Reply
+from .flask_cli import iverton_cli
+from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
 
 __all__ = [
     "EXTENSION_KEY",
@@ -39,58 +40,11 @@ __all__ = [
     "webhooks_blueprint",
 ]
 
-EXTENSION_KEY = "iverton_webhooks"
 DEFAULT_NAME = "iverton_webhooks"
 DEFAULT_URL_PREFIX = "/webhooks/iverton"
-VIEW = "webhook"
 # Every common method reaches the view, so a GET gets the core's JSON 405 (with
 # ``Allow: POST``) rather than Flask's HTML one. HEAD is added by Flask with GET.
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-@dataclass
-class Endpoint:
-    """One webhook endpoint of one app: its receiver, and a secret for ``send-test``."""
-
-    receiver: Receiver
-    signing_secret: str | None = field(default=None, repr=False)
-
-
-@dataclass
-class WebhooksState:
-    """``app.extensions["iverton_webhooks"]``: the app's endpoints by blueprint name."""
-
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
-
-    def endpoint(self, name: str | None = None) -> Endpoint:
-        """The endpoint called ``name``; without a name, the app's only one."""
-        if name is None:
-            if len(self.endpoints) == 1:
-                return next(iter(self.endpoints.values()))
-            raise ConfigurationError(
-                f"this app has {len(self.endpoints)} webhook endpoints; "
-                f"name one of: {', '.join(sorted(self.endpoints)) or '(none)'}"
-            )
-        try:
-            return self.endpoints[name]
-        except KeyError:
-            raise ConfigurationError(
-                f"no webhook endpoint {name!r}; this app has: "
-                f"{', '.join(sorted(self.endpoints)) or '(none)'}"
-            ) from None
-
-    def receiver(self, name: str | None = None) -> Receiver:
-        return self.endpoint(name).receiver
-
-
-def state_of(app: Flask) -> WebhooksState:
-    """The app's webhook state (created empty on first use)."""
-    found = app.extensions.get(EXTENSION_KEY)
-    if found is None:
-        found = app.extensions[EXTENSION_KEY] = WebhooksState()
-    if not isinstance(found, WebhooksState):
-        raise ConfigurationError(f"app.extensions[{EXTENSION_KEY!r}] is taken by {found!r}")
-    return found
 
 
 def webhooks_blueprint(
@@ -165,8 +119,6 @@ def _blueprint(
         # Recovery starts now, with no request; a thread runner restarts in forked workers.
         endpoints[full_name].receiver.start()
         if "iverton" not in app.cli.commands:
-            from .flask_cli import iverton_cli  # here: flask_cli imports this module
-
             app.cli.add_command(iverton_cli)
 
     blueprint.record(setup)

@@ -19,7 +19,7 @@ from ..errors import WebhookError
 from ..inbox.base import Status
 from ..operations import OperationError, printable
 from ..processor import Processor
-from .flask import VIEW, Endpoint, state_of
+from .flask_state import VIEW, Endpoint, state_of
 
 __all__ = ["iverton_cli"]
 

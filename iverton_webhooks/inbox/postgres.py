@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..errors import ConfigurationError
+from ..forks import reset_after_fork
 from .base import CLAIMABLE
 from .sql import POSTGRES, SQLStore, status_list
 
@@ -139,8 +140,16 @@ class PostgresStore(SQLStore):
         self._schema, self._name = schema, name
         self._table = _quote(*table.split("."))
         self._schema_ready = False
+        self._fresh_connections()
+        reset_after_fork(self, PostgresStore._fresh_connections)
+
+    def _fresh_connections(self) -> None:
+        # Also in a forked child: its threads open their own connections, and the lock
+        # may have been copied while another thread of the parent held it.
         self._local = threading.local()
-        self._all: list[tuple[int, Connection]] = []
+        # The parent's connections stay referenced: closed (or garbage-collected) in a
+        # child, a connection would act on the parent's session or files.
+        self._all: list[tuple[int, Connection]] = getattr(self, "_all", [])
         self._all_lock = threading.Lock()
 
     def __repr__(self) -> str:

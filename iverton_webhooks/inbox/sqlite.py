@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..forks import reset_after_fork
 from .base import CLAIMABLE
 from .sql import SQLITE, SQLStore, status_list
 
@@ -113,10 +114,18 @@ class SQLiteStore(SQLStore):
         self.synchronous = synchronous.upper()
         self.clock = clock
         self.wal_pages = int(wal_pages)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._fresh_connections()
+        reset_after_fork(self, SQLiteStore._fresh_connections)
         self._migrate(self._conn)
+
+    def _fresh_connections(self) -> None:
+        # Also in a forked child: its threads open their own connections, and the lock
+        # may have been copied while another thread of the parent held it.
+        self._local = threading.local()
+        # The parent's connections stay referenced: closed (or garbage-collected) in a
+        # child, a connection would act on the parent's session or files.
+        self._all: list[sqlite3.Connection] = getattr(self, "_all", [])
+        self._all_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
