@@ -106,7 +106,26 @@ def receiver_options(**options: Any) -> dict[str, Any]:
 
 
 def create_app() -> WebhookApp:
-    """The app from ``FAULT_STORE`` (store URL), ``FAULT_EFFECTS`` (effects file),
+    """The core WSGI app, every path a webhook (settings: :func:`receiver_from_env`)."""
+    return WebhookApp(receiver_from_env())
+
+
+FLASK_PATH = "/webhooks/iverton"
+
+
+def create_flask_app() -> Any:
+    """A Flask app with the webhook blueprint at :data:`FLASK_PATH`."""
+    from flask import Flask
+
+    from iverton_webhooks.contrib.flask import webhooks_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(webhooks_blueprint(receiver=receiver_from_env()), url_prefix=FLASK_PATH)
+    return app
+
+
+def receiver_from_env() -> Receiver:
+    """The receiver from ``FAULT_STORE`` (store URL), ``FAULT_EFFECTS`` (effects file),
     ``FAULT_SLEEP`` (s per first-handler run), ``FAULT_THREADS`` (runner threads),
     ``FAULT_POLL`` (poll interval, s), ``FAULT_LEASE`` and ``FAULT_TIMEOUT`` (s),
     ``FAULT_MAX_ATTEMPTS`` and ``FAULT_BASE_DELAY`` (retry policy)."""
@@ -114,7 +133,7 @@ def create_app() -> WebhookApp:
     # `kill -URG` (a signal gunicorn leaves alone) prints every thread's stack to the
     # server log: to see what a stuck server is doing.
     faulthandler.register(signal.SIGURG, all_threads=True)
-    receiver = Receiver(
+    return Receiver(
         SECRET,
         router=make_router(env["FAULT_EFFECTS"], float(env.get("FAULT_SLEEP", "0"))),
         store=env["FAULT_STORE"],
@@ -132,7 +151,6 @@ def create_app() -> WebhookApp:
             handler_timeout=timedelta(seconds=float(env.get("FAULT_TIMEOUT", "30"))),
         ),
     )
-    return WebhookApp(receiver)
 
 
 # Processes --------------------------------------------------------------------------
@@ -171,9 +189,18 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
 class Gunicorn:
     """``gunicorn tests.fault_app:create_app()`` on a free port, in its own session."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 2, preload: bool = False) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        preload: bool = False,
+        flask: bool = False,
+    ) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": _pythonpath()}
         self.workers, self.preload = workers, preload
+        self.app = "tests.fault_app:create_flask_app()" if flask else "tests.fault_app:create_app()"
+        self.path = FLASK_PATH if flask else "/"
         self.port = free_port()
         self.log = Path(env["FAULT_EFFECTS"]).with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -189,7 +216,7 @@ class Gunicorn:
             "--graceful-timeout",
             "1",
             *(["--preload"] if self.preload else []),
-            "tests.fault_app:create_app()",
+            self.app,
         ]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -384,13 +411,13 @@ class Load:
         return dict(self.acked)
 
 
-def post(port: int, body: bytes, timeout: float = 10.0) -> int:
+def post(port: int, body: bytes, timeout: float = 10.0, path: str = "/") -> int:
     """POST one signed delivery; its status, or 0 when the connection failed."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(
             "POST",
-            "/",
+            path,
             body,
             {"X-Iverton-Signature": sign(body, SECRET), "Content-Type": "application/json"},
         )
@@ -418,6 +445,7 @@ def send(
     *,
     threads: int = 4,
     stop: threading.Event | None = None,
+    path: str = "/",
 ) -> Load:
     """Send the deliveries numbered ``ids`` from ``threads`` client threads."""
     numbers = iter(list(ids))
@@ -432,7 +460,7 @@ def send(
             event_id, event_type, body = delivery(n, prefix)
             with load.lock:
                 load.sent.append((event_id, event_type))
-            if 200 <= post(port, body) < 300:
+            if 200 <= post(port, body, path=path) < 300:
                 with load.lock:
                     load.acked.append((event_id, event_type))
             else:
@@ -447,13 +475,22 @@ def send(
 
 
 def send_until_killed(
-    port: int, prefix: str, kill: Callable[[], None], *, kill_after_acks: int, limit: int
+    port: int,
+    prefix: str,
+    kill: Callable[[], None],
+    *,
+    kill_after_acks: int,
+    limit: int,
+    path: str = "/",
 ) -> Load:
     """Send under load; call ``kill`` once ``kill_after_acks`` deliveries were acked."""
     load = Load()
     stop = threading.Event()
     sender = threading.Thread(
-        target=send, args=(port, range(limit), prefix, load), kwargs={"stop": stop}, daemon=True
+        target=send,
+        args=(port, range(limit), prefix, load),
+        kwargs={"stop": stop, "path": path},
+        daemon=True,
     )
     sender.start()
     deadline = time.monotonic() + 60

@@ -290,8 +290,14 @@ def test_hung_handlers_do_not_stall_gunicorn(tmp_path: Path) -> None:
 # Item 1: SIGKILL under load, restart, no traffic --------------------------------------
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-load", "preload"])
-def test_restart_after_sigkill_recovers_without_traffic(tmp_path: Path, preload: bool) -> None:
+@pytest.mark.parametrize(
+    ("flask", "preload"),
+    [(False, False), (False, True), (True, False)],
+    ids=["wsgi", "wsgi-preload", "flask"],
+)
+def test_restart_after_sigkill_recovers_without_traffic(
+    tmp_path: Path, flask: bool, preload: bool
+) -> None:
     env = {
         "FAULT_STORE": f"sqlite:///{tmp_path / 'inbox.sqlite3'}",
         "FAULT_EFFECTS": str(tmp_path / "effects.sqlite3"),
@@ -300,11 +306,16 @@ def test_restart_after_sigkill_recovers_without_traffic(tmp_path: Path, preload:
         "FAULT_POLL": "1",
         "FAULT_LEASE": "4",
     }
-    server = Gunicorn(env, workers=2, preload=preload)
+    server = Gunicorn(env, workers=2, preload=preload, flask=flask)
     server.start()
     try:
         load = send_until_killed(
-            server.port, "evt_kill", server.kill, kill_after_acks=300, limit=2000
+            server.port,
+            "evt_kill",
+            server.kill,
+            kill_after_acks=300,
+            limit=2000,
+            path=server.path,
         )
         acked = load.acked_ids()
         effects = env["FAULT_EFFECTS"]
