@@ -6,8 +6,8 @@ naming the likely cause and fires :attr:`~iverton_webhooks.hooks.Hook.ENDPOINT_A
 two deliveries before the sender gives up. Any 2xx starts the count again.
 
 The count has to be shared by every process serving the endpoint (the sender's
-deliveries land on any of them): an :class:`AnswerLog` backed by the store does that.
-:class:`LocalAnswerLog` counts within one process.
+deliveries land on any of them): :class:`StoreAnswerLog`, the receiver's default, keeps
+it in the store. :class:`LocalAnswerLog` counts within one process.
 
 >>> answers = LocalAnswerLog()
 >>> [answers.note("default", False, SIGNATURE) for _ in range(3)]
@@ -19,12 +19,17 @@ deliveries land on any of them): an :class:`AnswerLog` backed by the store does 
 from __future__ import annotations
 
 import threading
-from typing import Protocol, runtime_checkable
+import time
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .inbox.base import Store
 
 __all__ = [
     "AT_RISK_AFTER",
     "AnswerLog",
     "LocalAnswerLog",
+    "StoreAnswerLog",
     "likely_cause",
 ]
 
@@ -64,6 +69,40 @@ class LocalAnswerLog:
             count = self._failures.get(endpoint, 0) + 1
             self._failures[endpoint] = count
             return count
+
+
+class StoreAnswerLog:
+    """Counts in the store, so every process serving an endpoint adds to one count.
+
+    A failure is one atomic increment in the store. A success clears the count at most
+    once a second per process (a read, and a write only when there were failures), so
+    2xx answers add next to nothing to the request path. The price: a success reaches
+    the shared count up to ``clear_every`` seconds late, and failures in other
+    processes within that time may be counted as one streak with older ones. When the
+    store itself fails (the 503s this warning is also about), this process counts alone.
+    """
+
+    def __init__(self, store: Store, *, clear_every: float = 1.0) -> None:
+        self.store = store
+        self.clear_every = clear_every
+        self._local = LocalAnswerLog()
+        self._cleared: dict[str, float] = {}  # when this process last cleared, by endpoint
+
+    def note(self, endpoint: str, ok: bool, kind: str) -> int:
+        if ok:
+            self._local.note(endpoint, True, kind)
+            now = time.monotonic()
+            if now - self._cleared.get(endpoint, -self.clear_every) >= self.clear_every:
+                self._cleared[endpoint] = now
+                self.store.clear_failures(endpoint)
+            return 0
+        try:
+            count = self.store.note_failure(endpoint, kind)
+        except Exception:
+            return self._local.note(endpoint, False, kind)
+        # A failure must be cleared by the next success, however soon it comes.
+        self._cleared.pop(endpoint, None)
+        return count
 
 
 def likely_cause(kind: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store
 
 __all__ = ["Health", "Thresholds", "oldest_due_age"]
 
@@ -106,25 +106,7 @@ class Thresholds:
         return found
 
 
-def due_since(event: StoredEvent) -> float | None:
-    """When a claimable event became due (epoch seconds), from what a row shows: a retry
-    at its next attempt, an abandoned lease at its end, a pending event at its arrival
-    (a replayed one counts from its first arrival: an over-estimate)."""
-    if event.status is Status.FAILED and event.next_attempt_at is not None:
-        return event.next_attempt_at.timestamp()
-    if event.status is Status.PROCESSING and event.lease_until is not None:
-        return event.lease_until.timestamp()
-    if event.status is Status.PENDING:
-        return event.received_at.timestamp()
-    return None
-
-
 def oldest_due_age(store: Store, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-    """Seconds the soonest-due event of ``endpoint`` has been due, or None; two cheap
-    store calls (the first due id, then that event)."""
-    for event_id in store.due(1, endpoint=endpoint):
-        event = store.get(event_id, endpoint=endpoint)
-        since = None if event is None else due_since(event)
-        if since is not None:
-            return max(0.0, store.clock() - since)
-    return None
+    """Seconds the event of ``endpoint`` that is due soonest has been waiting, or None."""
+    since = store.oldest_due(endpoint=endpoint)
+    return None if since is None else max(0.0, store.clock() - since)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from . import answers
-from .answers import AT_RISK_AFTER, AnswerLog, LocalAnswerLog, likely_cause
+from .answers import AT_RISK_AFTER, AnswerLog, StoreAnswerLog, likely_cause
 from .errors import ConfigurationError, InvalidPayload, InvalidSignature
 from .events import Envelope, parse_envelope, salvage_id_and_type
 from .hooks import Hook, Hooks, Notice
@@ -155,7 +155,8 @@ class Receiver:
     ``hooks``: the :class:`~iverton_webhooks.hooks.Hooks` to fire (default: a new set,
     as :attr:`hooks`). ``telemetry``: where spans and metrics go (default: the global
     OpenTelemetry providers, when installed). ``answer_log``: where consecutive non-2xx
-    answers are counted for the disablement warning (default: in this process).
+    answers are counted for the disablement warning (default: in the store, shared by
+    every process).
     """
 
     def __init__(
@@ -196,7 +197,9 @@ class Receiver:
             hooks=hooks,
             telemetry=telemetry,
         )
-        self.answer_log: AnswerLog = answer_log if answer_log is not None else LocalAnswerLog()
+        self.answer_log: AnswerLog = (
+            answer_log if answer_log is not None else StoreAnswerLog(self.store)
+        )
         self.max_body_bytes = max_body_bytes
         self.runner = _make_runner(runner)
         self.runner.bind(self.processor)

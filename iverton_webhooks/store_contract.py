@@ -242,6 +242,30 @@ class StoreContract:
         assert store.due() == ["evt_0", "evt_1", "evt_2"]
         assert store.due(limit=2) == ["evt_0", "evt_1"]
 
+    def test_oldest_due_is_the_earliest_due_time_of_this_endpoint(
+        self, store: Store, clock: ContractClock
+    ) -> None:
+        assert store.oldest_due() is None
+        first = clock()
+        self.record(store, "evt_0")
+        clock.advance(5)
+        self.record(store, "evt_1")
+        self.record(store, "evt_other", endpoint="other")
+        assert store.oldest_due() == pytest.approx(first)
+        self.claimed(store, "evt_0", lease=30)  # held: not due until its lease runs out
+        assert store.oldest_due() == pytest.approx(first + 5)
+        clock.advance(31)
+        assert store.oldest_due() == pytest.approx(first + 35)  # the lease's end
+        assert store.oldest_due(endpoint="nobody") is None
+
+    def test_failed_answers_count_per_endpoint_until_cleared(self, store: Store) -> None:
+        assert [store.note_failure("default", "signature") for _ in range(3)] == [1, 2, 3]
+        assert store.note_failure("other", "store_down") == 1
+        store.clear_failures("default")
+        store.clear_failures("nobody")  # nothing to clear is fine
+        assert store.note_failure("default", "signature") == 1
+        assert store.note_failure("other", "store_down") == 2
+
     # -- finishing ---------------------------------------------------------------
 
     @pytest.mark.parametrize(

@@ -60,6 +60,20 @@ def test_health_counts_and_oldest_due_age_follow_the_store() -> None:
     assert processor.health().oldest_due_age is None
 
 
+def test_a_replayed_event_is_due_from_its_replay_not_its_first_arrival() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    processor = Processor(store, Router())
+    record(store, "evt_old")
+    claim = store.claim("evt_old", 60)
+    assert claim is not None
+    store.finish(claim, {}, Verdict(Status.DEAD, "boom"))
+    clock.now += 3600
+    assert processor.replay("evt_old")
+    clock.now += 10
+    assert processor.health().oldest_due_age == pytest.approx(10)
+
+
 def test_thresholds_name_each_limit_exceeded() -> None:
     health = Health("default", {Status.DEAD: 2, Status.QUARANTINED: 1, Status.UNHANDLED: 4}, 600.0)
     assert Thresholds().problems(health) == []

@@ -475,6 +475,21 @@ class Store(Protocol):
         """How many events are in each status (statuses with none are left out)."""
         ...
 
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        """The earliest ``due_at`` (epoch seconds) among the events due now, or None:
+        how long the inbox has kept a worker waiting."""
+        ...
+
+    def note_failure(self, endpoint: str, kind: str) -> int:
+        """Count one more non-2xx answer in a row for ``endpoint`` (``kind`` says which);
+        returns the count. Atomic across every process sharing the store."""
+        ...
+
+    def clear_failures(self, endpoint: str) -> None:
+        """A 2xx: the endpoint's failures in a row start again from zero. Cheap when
+        there are none (it reads before it writes)."""
+        ...
+
     def count(self, *, endpoint: str | None = None) -> int: ...
 
     def close(self) -> None: ...

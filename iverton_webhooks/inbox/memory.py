@@ -33,6 +33,7 @@ class MemoryStore(base.RecordsRows):
         self.clock = clock
         # Insertion order is arrival order: listing walks it backwards.
         self._rows: dict[tuple[str, str], Row] = {}
+        self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -85,6 +86,25 @@ class MemoryStore(base.RecordsRows):
             merged = {name: outcome.to_json() for name, outcome in outcomes.items()}
             row["outcomes"] = {**row["outcomes"], **merged}
             return True
+
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        now = self.clock()
+        with self._lock:
+            times = [
+                float(row["due_at"])
+                for (where, _), row in self._rows.items()
+                if where == endpoint and _is_due(row, now)
+            ]
+        return min(times, default=None)
+
+    def note_failure(self, endpoint: str, kind: str) -> int:
+        with self._lock:
+            self._failures[endpoint] = self._failures.get(endpoint, 0) + 1
+            return self._failures[endpoint]
+
+    def clear_failures(self, endpoint: str) -> None:
+        with self._lock:
+            self._failures.pop(endpoint, None)
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         now = self.clock()

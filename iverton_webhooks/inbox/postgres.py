@@ -44,6 +44,8 @@ _TABLE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,58}\.)?[A-Za-z_][A-Za-z0-
 
 #: Where each events table's schema version is kept: one row per table, in its schema.
 VERSION_TABLE = "iverton_schema"
+#: Where failed answers in a row are counted, per events table and endpoint.
+ANSWERS_TABLE = "iverton_answers"
 
 # Forward migrations: version -> statements ({table}, {index} and {index_name} filled in
 # with quoted names), each version in one transaction at open. ``seq`` keeps arrival
@@ -72,6 +74,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS {index}",
         "CREATE INDEX {index_name} ON {table} (endpoint, due_at) "
         f"WHERE status IN {status_list(CLAIMABLE)}",
+    ),
+    # Failed answers in a row per endpoint, for the disablement warning: one table per
+    # schema, shared by its events tables (keyed by their names).
+    3: (
+        "CREATE TABLE IF NOT EXISTS {answers} (scope text NOT NULL, endpoint text NOT NULL, "
+        "failures integer NOT NULL DEFAULT 0, kind text, updated_at timestamptz, "
+        "PRIMARY KEY (scope, endpoint))",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -139,6 +148,8 @@ class PostgresStore(SQLStore):
         schema, _, name = table.rpartition(".")
         self._schema, self._name = schema, name
         self._table = _quote(*table.split("."))
+        self._answers = _quote(*filter(None, (schema, ANSWERS_TABLE)))
+        self._answers_scope = name
         self._schema_ready = False
         self._fresh_connections()
         reset_after_fork(self, PostgresStore._fresh_connections)
@@ -222,6 +233,7 @@ class PostgresStore(SQLStore):
             "index_name": _quote(index_name),
             "index": _quote(*filter(None, (self._schema, index_name))),
             "pkey": _quote(pkey[0]) if pkey else '"-"',
+            "answers": self._answers,
         }
 
     def _migrate(self, conn: Connection) -> None:

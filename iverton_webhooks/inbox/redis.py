@@ -323,6 +323,7 @@ class _Keys:
         self.event_prefix = f"{base}:e:"
         self.due, self.finished, self.all = f"{base}:due", f"{base}:finished", f"{base}:all"
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
+        self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
         self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
 
     def event(self, event_id: str) -> str:
@@ -506,6 +507,26 @@ class RedisStore(RecordsRows):
         keys = self._ready(endpoint)
         ids = self._range(keys.due, "-inf", _num(self.clock()), limit)
         return [_text(event_id) for event_id in ids]
+
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        keys = self._ready(endpoint)
+        first = cast(
+            "list[tuple[bytes, float]]",
+            self.redis.zrangebyscore(
+                keys.due, "-inf", _num(self.clock()), start=0, num=1, withscores=True
+            ),
+        )
+        return float(first[0][1]) if first else None
+
+    def note_failure(self, endpoint: str, kind: str) -> int:
+        keys = self._ready(endpoint)
+        return int(self.redis.hincrby(keys.answers, endpoint, 1))
+
+    def clear_failures(self, endpoint: str) -> None:
+        keys = self._ready(endpoint)
+        # Read first: most answers are 2xx and there is nothing to clear.
+        if self.redis.hget(keys.answers, endpoint) not in (None, b"0"):
+            self.redis.hset(keys.answers, endpoint, 0)
 
     def _range(self, key: str, low: str, high: str, limit: int) -> list[bytes]:
         # redis-py types replies loosely (sync and asyncio clients share the stubs).

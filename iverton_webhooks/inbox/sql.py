@@ -99,6 +99,10 @@ class SQLStore(base.RecordsRows):
     blocking = True
     dialect: Dialect
     _table: str
+    #: The (quoted) table of failed answers in a row, shared by every events table of
+    #: a database and keyed by ``_answers_scope`` (the events table's name) and endpoint.
+    _answers: str
+    _answers_scope: str
     clock: Callable[[], float]
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
@@ -286,6 +290,36 @@ class SQLStore(base.RecordsRows):
             status = Status(name) if name in Status._value2member_map_ else Status.QUARANTINED
             counts[status] = counts.get(status, 0) + int(number)
         return counts
+
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        p, t = self.dialect.param, self.dialect.time_param
+        cursor = self._execute(
+            f"SELECT {self.dialect.time_column.format('min(due_at)')} FROM {self._table} "
+            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}",
+            [endpoint, self.clock()],
+        )
+        found = cursor.fetchone()[0]
+        return None if found is None else float(found)
+
+    def note_failure(self, endpoint: str, kind: str) -> int:
+        p, t = self.dialect.param, self.dialect.time_param
+        cursor = self._execute(
+            f"INSERT INTO {self._answers} AS a (scope, endpoint, failures, kind, updated_at) "
+            f"VALUES ({p}, {p}, 1, {p}, {t}) ON CONFLICT (scope, endpoint) DO UPDATE SET "
+            "failures = a.failures + 1, kind = excluded.kind, updated_at = excluded.updated_at "
+            "RETURNING failures",
+            [self._answers_scope, endpoint, kind, self.clock()],
+        )
+        return int(cursor.fetchone()[0])
+
+    def clear_failures(self, endpoint: str) -> None:
+        p = self.dialect.param
+        key = f"WHERE scope = {p} AND endpoint = {p}"
+        params = [self._answers_scope, endpoint]
+        # Read first: an UPDATE would take the write lock even with nothing to change.
+        row = self._execute(f"SELECT failures FROM {self._answers} {key}", params).fetchone()
+        if row is not None and row[0]:
+            self._execute(f"UPDATE {self._answers} SET failures = 0 {key}", params)
 
     def count(self, *, endpoint: str | None = None) -> int:
         where, params = self._where({"endpoint": endpoint})

@@ -72,6 +72,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"CREATE INDEX {_TABLE}_due ON {_TABLE} (endpoint, due_at) "
         f"WHERE status IN {status_list(CLAIMABLE)}",
     ),
+    # Failed answers in a row per endpoint, for the disablement warning.
+    3: (
+        "CREATE TABLE iverton_answers (scope TEXT NOT NULL, endpoint TEXT NOT NULL, "
+        "failures INTEGER NOT NULL DEFAULT 0, kind TEXT, updated_at REAL, "
+        "PRIMARY KEY (scope, endpoint))",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -89,6 +95,8 @@ class SQLiteStore(SQLStore):
     blocking = True
     dialect = SQLITE
     _table = _TABLE
+    _answers = "iverton_answers"
+    _answers_scope = _TABLE
 
     def __init__(
         self,

@@ -86,3 +86,21 @@ class WebhookEvent(models.Model):
     def __str__(self) -> str:
         # Shown by the admin in titles, breadcrumbs and messages: control characters escaped.
         return f"{printable(self.event_id)} ({printable(self.type)})"
+
+
+class FailedAnswers(models.Model):
+    """Non-2xx answers in a row per endpoint, shared by every process serving it: the
+    disablement warning fires at the third (the sender gives up at the fifth)."""
+
+    endpoint: models.CharField[str, str] = models.CharField(
+        max_length=ENDPOINT_MAX_LENGTH, primary_key=True
+    )
+    failures: models.PositiveIntegerField[int, int] = models.PositiveIntegerField(default=0)
+    kind: models.CharField[str, str] = models.CharField(max_length=32, blank=True, default="")
+
+    objects: ClassVar[models.Manager[FailedAnswers]] = models.Manager()
+
+    class Meta:
+        app_label = "iverton_webhooks"
+        verbose_name = "failed answers in a row"
+        verbose_name_plural = "failed answers in a row"

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Count, F, Func, QuerySet, TextField
+from django.db.models import Count, F, Func, Min, QuerySet, TextField
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
@@ -39,7 +39,7 @@ from ...inbox.base import (
     StoredEvent,
     Verdict,
 )
-from .models import KEY_MAX_LENGTH, WebhookEvent
+from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -325,6 +325,31 @@ class DjangoStore(base.RecordsRows):
                 .values_list("event_id", flat=True)[:limit]
             )
             return list(ids)
+
+    @_migrate_hint
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        with _recycled():
+            found = (
+                self._rows(endpoint)
+                .filter(status__in=base.values(CLAIMABLE), due_at__lte=self.clock())
+                .aggregate(oldest=Min("due_at"))["oldest"]
+            )
+        return None if found is None else float(found)
+
+    @_migrate_hint
+    def note_failure(self, endpoint: str, kind: str) -> int:
+        answers = FailedAnswers.objects.using(self.using)
+        with transaction.atomic(using=self.using):
+            answers.get_or_create(endpoint=endpoint)
+            answers.filter(endpoint=endpoint).update(failures=F("failures") + 1, kind=kind)
+            return int(answers.values_list("failures", flat=True).get(endpoint=endpoint))
+
+    @_migrate_hint
+    def clear_failures(self, endpoint: str) -> None:
+        answers = FailedAnswers.objects.using(self.using).filter(endpoint=endpoint)
+        # Read first: most answers are 2xx and there is nothing to clear.
+        if answers.filter(failures__gt=0).exists():
+            answers.update(failures=0)
 
     @_migrate_hint
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
