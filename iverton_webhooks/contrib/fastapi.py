@@ -1,0 +1,289 @@
+"""FastAPI: a dependency giving your own path operation a verified, recorded, deduplicated
+event, and an ``APIRouter`` factory.
+
+Your own path operation::
+
+    webhook = IvertonWebhook(receiver)
+    router = APIRouter(route_class=WebhookRoute)  # refusals answered byte for byte
+
+    @router.post("/webhooks/iverton", **webhook.route_options(include_in_schema=True))
+    async def iverton(delivery: Annotated[Delivery, Depends(webhook)]) -> Response:
+        if delivery.is_new:
+            audit.info("event %s arrived", delivery.event_id)
+        return delivery.response()
+
+    app = FastAPI(lifespan=receiver_lifespan(receiver))
+    app.include_router(router)
+
+Or all of it at once: ``app.include_router(webhook_router(receiver))``.
+
+By the time the path operation runs, the event is verified, recorded in the inbox and
+handed to the runner (your handlers process it off the request path); the function
+only decides what the 2xx says. Anything the sender must retry or stop (401, 413, 405,
+503) never reaches it: the dependency raises :class:`WebhookRefused`, an
+``HTTPException`` with the core's status and headers. Under :class:`WebhookRoute` (or
+with :func:`answer_refused` as the app's handler for it) the answer is the core's reply
+exactly; under a plain route, FastAPI writes it as ``{"detail": <the core's body>}``.
+
+Do not declare a body parameter on the path operation: the signature is over the raw
+bytes, which the dependency reads itself (under the receiver's cap, chunk by chunk). A
+body parameter would make FastAPI parse the body first, and a malformed one would be
+its 422 instead of a recorded, quarantined event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from ..adapter import handle_async
+from ..errors import InvalidPayload
+from ..events import Event, parse_event
+from ..receiver import ANSWER_OF, Receiver, Reply
+from ..signature import SIGNATURE_HEADER
+from .starlette import DEFAULT_PATH, startup
+
+__all__ = [
+    "Delivery",
+    "IvertonWebhook",
+    "WebhookRefused",
+    "WebhookRoute",
+    "answer_refused",
+    "webhook_router",
+]
+
+
+class WebhookRefused(HTTPException):
+    """The core refused the request (401, 405, 413, 503): ``reply`` is its answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        try:
+            detail: Any = json.loads(reply.body)
+        except ValueError:
+            detail = reply.body.decode("utf-8", "replace")
+        headers = {k: v for k, v in reply.headers if k.lower() != "content-type"}
+        super().__init__(reply.status, detail=detail, headers=headers or None)
+        self.reply = reply
+
+
+def reply_response(reply: Reply) -> Response:
+    """The core's :class:`Reply` as a FastAPI/Starlette response."""
+    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+
+async def answer_refused(request: Request, exc: Exception) -> Response:
+    """Exception handler: ``app.add_exception_handler(WebhookRefused, answer_refused)``
+    answers a refusal with the core's exact reply on every route."""
+    assert isinstance(exc, WebhookRefused)
+    return reply_response(exc.reply)
+
+
+class WebhookRoute(APIRoute):
+    """``APIRouter(route_class=WebhookRoute)``: its routes answer :class:`WebhookRefused`
+    with the core's exact reply (status, body and headers), with no app-wide handler."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except WebhookRefused as refused:
+                return reply_response(refused.reply)
+
+        return answer
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the dependency hands your path operation: one accepted delivery.
+
+    ``answer``: ``"accepted"`` (new, recorded, handed off), ``"duplicate"`` (recorded
+    before: not processed again), ``"quarantined"`` (signed but unreadable: recorded
+    aside, not processed) or ``"expired"`` (older than ``max_age``: not recorded).
+    ``event`` is the typed event (None when quarantined). ``reply`` is the core's 2xx.
+    """
+
+    answer: str
+    event: Event[Any] | None
+    reply: Reply
+    body: bytes
+
+    @property
+    def is_new(self) -> bool:
+        """Recorded by this request (the first delivery of this event)."""
+        return self.answer == "accepted"
+
+    @property
+    def duplicate(self) -> bool:
+        return self.answer == "duplicate"
+
+    @property
+    def quarantined(self) -> bool:
+        return self.answer == "quarantined"
+
+    @property
+    def event_id(self) -> str | None:
+        return None if self.event is None else self.event.id
+
+    def response(self) -> Response:
+        """The core's reply, as the middleware would have answered."""
+        return reply_response(self.reply)
+
+
+#: The envelope the sender posts, for the OpenAPI request body.
+_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type", "created_at", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "The event id (the deduplication key)."},
+        "type": {"type": "string", "examples": ["deal.won"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "data": {"type": "object", "description": "The resource, typed by the event family."},
+    },
+}
+
+
+class IvertonWebhook:
+    """A FastAPI dependency: ``Depends(IvertonWebhook(receiver))`` gives a :class:`Delivery`.
+
+    It reads the raw body under the receiver's cap, lets the receiver verify, record and
+    hand off, and raises :class:`WebhookRefused` for every non-2xx answer. The first
+    request on a loop starts the receiver's runner there, unless the app's lifespan
+    (:func:`~iverton_webhooks.contrib.starlette.receiver_lifespan`) already did.
+    """
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self._started: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, request: Request) -> Delivery:
+        loop = asyncio.get_running_loop()
+        if self._started is not loop:
+            self._started = loop
+            await startup(self.receiver)
+        chunks = request.stream().__aiter__()
+        body = bytearray()
+
+        async def next_chunk() -> tuple[bytes, bool]:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return b"", False
+            body.extend(chunk)
+            return chunk, True
+
+        reply = await handle_async(self.receiver, request.method, request.headers, next_chunk)
+        if not 200 <= reply.status < 300:
+            raise WebhookRefused(reply)
+        answer = ANSWER_OF.get(reply, "accepted")
+        return Delivery(answer, _event(bytes(body), answer), reply, bytes(body))
+
+    def route_options(self, *, include_in_schema: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``@router.post(path, **options)``: whether the route is
+        in the OpenAPI schema, and if so its documented body, header and answers."""
+        if not include_in_schema:
+            return {"include_in_schema": False}
+        return {
+            "include_in_schema": True,
+            "summary": "Iverton webhook",
+            "description": (
+                "Receives a signed Iverton event. Answers 2xx once the event is recorded; "
+                "processing happens after the reply."
+            ),
+            "response_class": Response,
+            "openapi_extra": {
+                "parameters": [
+                    {
+                        "name": SIGNATURE_HEADER,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                        "description": "HMAC-SHA256 of the raw body with the endpoint's secret.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _BODY_SCHEMA}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "accepted, duplicate, quarantined or expired",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "401": {"description": "invalid signature"},
+                    "413": {"description": "body too large"},
+                    "503": {"description": "could not record the event; retry later"},
+                },
+            },
+        }
+
+
+def _event(body: bytes, answer: str) -> Event[Any] | None:
+    if answer == "quarantined":
+        return None
+    try:
+        return parse_event(body)
+    except InvalidPayload:
+        # The envelope passed the receiver; only this type's data model refuses it (the
+        # processor reports that). Nothing typed to give.
+        return None
+
+
+def webhook_router(
+    receiver: Receiver,
+    path: str = DEFAULT_PATH,
+    *,
+    include_in_schema: bool = False,
+    on_delivery: Callable[[Delivery], Awaitable[None] | None] | None = None,
+    **router_options: Any,
+) -> APIRouter:
+    """An ``APIRouter`` answering webhooks at ``path`` (with or without a trailing ``/``).
+
+    ``include_in_schema``: show the POST in OpenAPI, with its body and header documented.
+    ``on_delivery``: called (sync or async) with each :class:`Delivery` before the 2xx.
+    Other methods get the core's 405. Give the app
+    ``lifespan=receiver_lifespan(receiver)`` to recover at start-up and drain at shutdown.
+    """
+    webhook = IvertonWebhook(receiver)
+    router = APIRouter(route_class=WebhookRoute, **router_options)
+    bare = path.rstrip("/") or "/"
+
+    async def receive(delivery: Delivery = Depends(webhook)) -> Response:  # noqa: B008
+        if on_delivery is not None:
+            outcome = on_delivery(delivery)
+            if isinstance(outcome, Awaitable):
+                await outcome
+        return delivery.response()
+
+    for form in (bare,) if bare == "/" else (bare, bare + "/"):
+        shown = include_in_schema and form == bare
+        router.add_api_route(
+            form,
+            receive,
+            methods=["POST"],
+            name="iverton_webhooks",
+            **webhook.route_options(include_in_schema=shown),
+        )
+        # Every other method reaches the receiver too, for its 405 (Allow: POST).
+        router.add_api_route(
+            form,
+            receive,
+            methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            include_in_schema=False,
+        )
+    return router
