@@ -154,3 +154,31 @@ def migrated(request: pytest.FixtureRequest) -> str:
 def test_database_check_is_quiet_when_migrated(migrated: str) -> None:
     alias = migrated
     assert [m for m in database_messages(alias) if m.id.startswith("iverton_webhooks")] == []
+
+
+# Issue 15: SQLite without WAL ---------------------------------------------------------
+
+
+def sqlite_journal(mode: str) -> str:
+    """Switch the default (SQLite) database's journal mode; returns the old mode."""
+    connection = connections["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        old = str(cursor.fetchone()[0])
+        cursor.execute(f"PRAGMA journal_mode={mode}")
+        assert str(cursor.fetchone()[0]).lower() == mode.lower()
+    return old
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["iverton_webhooks.contrib.django"])
+def test_database_check_warns_when_sqlite_is_not_in_wal_mode(settings: Any) -> None:
+    settings.IVERTON_WEBHOOKS = {**settings.IVERTON_WEBHOOKS, "DATABASE": "default"}
+    assert [m.id for m in database_messages("default")] == []  # the tests run in WAL
+    old = sqlite_journal("DELETE")
+    try:
+        (message,) = database_messages("default")
+    finally:
+        sqlite_journal(old)
+    assert message.id == "iverton_webhooks.W008"
+    assert "journal_mode='delete'" in message.msg
+    assert "journal_mode=WAL" in (message.hint or "")

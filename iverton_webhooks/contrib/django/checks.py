@@ -190,3 +190,50 @@ def check_inbox_table(
             id="iverton_webhooks.W007",
         )
     ]
+
+
+@register(Tags.database)
+def check_sqlite_wal(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """The inbox database, when SQLite, is in WAL mode.
+
+    In SQLite's default rollback-journal mode a writer locks readers out and every
+    commit rewrites the journal: webhook acks and the worker threads then queue on one
+    lock, acks take seconds under a burst, and some fail "database is locked" (a 503
+    the sender counts towards disabling the endpoint). WAL is a property of the file,
+    so the check asks the database rather than reading settings.
+    """
+    try:
+        alias = conf.database(conf.options())
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if not databases or alias not in databases or alias not in connections:
+        return []
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        return []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            mode = str(cursor.fetchone()[0]).lower()
+    except DatabaseError:
+        return []  # an unreachable database is not ours to report
+    if mode == "wal":
+        return []
+    return [
+        Warning(
+            f"The webhook inbox database {alias!r} is SQLite in journal_mode={mode!r}, not "
+            "WAL: under a burst, webhook acks wait on the worker threads' writes (seconds) "
+            "and some are answered 503 'database is locked'.",
+            hint=(
+                "Put the file in WAL mode once (it stays so), e.g. in DATABASES["
+                f'{alias!r}][\'OPTIONS\']: "init_command": "PRAGMA journal_mode=WAL; PRAGMA '
+                'synchronous=NORMAL" (Django 5.1+, with "transaction_mode": "IMMEDIATE"), '
+                "or PostgreSQL."
+            ),
+            id="iverton_webhooks.W008",
+        )
+    ]

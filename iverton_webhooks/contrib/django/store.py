@@ -15,13 +15,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Count, F, Func, Min, QuerySet, TextField
+from django.db.models import Count, F, Field, Func, Min, QuerySet, TextField
+from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
@@ -172,6 +174,90 @@ def _resource_id(body: bytes) -> str:
         return ""
 
 
+# On SQLite the database reads ``data.id`` itself while inserting (its JSON functions
+# are in C, and the body is bound again rather than parsed again in Python); a body
+# that is not JSON (a quarantined one) gets "". The first parameter, when not NULL,
+# is the id read in Python instead: SQLite's text functions stop at a NUL, so a body
+# with an escaped NUL is read by _resource_id, which escapes it visibly.
+_SQLITE_RESOURCE_ID = (
+    "coalesce(%s, iif(json_valid(CAST(%s AS TEXT)), substr(coalesce(CAST(json_extract("
+    "CAST(%s AS TEXT), '$.data.id') AS TEXT), ''), 1, 255), ''))"
+)
+
+
+#: Columns whose Python value every backend takes as it is.
+_PLAIN_COLUMNS = frozenset(
+    "endpoint id type status attempts deliveries due_at next_attempt_at lease_until "
+    "lease_token".split()
+)
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """The insert-if-absent statement for one database vendor, built once: the
+    backend's own "ignore conflicts" spelling (SQLite ``INSERT OR IGNORE``, PostgreSQL
+    ``ON CONFLICT DO NOTHING``, MySQL ``INSERT IGNORE``), so a duplicate inserts
+    nothing (rowcount 0) instead of raising."""
+
+    sql: str
+    #: Each column's model field, in statement order.
+    fields: tuple[Field[Any, Any], ...]
+    #: The database computes ``resource_id`` from the body (SQLite).
+    resource_id_in_sql: bool
+
+    _built: ClassVar[dict[str, _Insert]] = {}
+
+    @classmethod
+    def of(cls, connection: BaseDatabaseWrapper) -> _Insert:
+        found = cls._built.get(connection.vendor)
+        if found is None:
+            found = cls._built[connection.vendor] = cls._build(connection)
+        return found
+
+    @classmethod
+    def _build(cls, connection: BaseDatabaseWrapper) -> _Insert:
+        meta = WebhookEvent._meta
+        fields = tuple(f for f in meta.concrete_fields if f.name not in ("id", "resource_id"))
+        in_sql = connection.vendor == "sqlite"
+        ops, quote = connection.ops, connection.ops.quote_name
+        columns = [quote(str(f.column)) for f in fields] + [quote("resource_id")]
+        marks = ["%s"] * len(fields) + [_SQLITE_RESOURCE_ID if in_sql else "%s"]
+        suffix = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
+        sql = (
+            f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {quote(meta.db_table)} "
+            f"({', '.join(columns)}) VALUES ({', '.join(marks)}) {suffix}"
+        ).rstrip()
+        return cls(sql, fields, in_sql)
+
+    def params(self, row: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
+        # Only the columns the backend stores differently from the Python value go
+        # through a conversion (times, the body, the JSON outcomes); text and numbers as
+        # they are: a model field's full get_db_prep_save on 16 columns cost more than
+        # the insert itself.
+        adapt_time = connection.ops.adapt_datetimefield_value
+        params: list[Any] = []
+        for field in self.fields:
+            name = "id" if field.attname == "event_id" else field.attname
+            value = row.get(name)
+            if name in _DATETIME_COLUMNS:
+                value = None if value is None else adapt_time(_to_db(float(value)))
+            elif name == "last_error":
+                value = None if value is None else clean_text(str(value))
+            elif name not in _PLAIN_COLUMNS:
+                value = field.get_db_prep_save(
+                    value if name in row else field.get_default(), connection
+                )
+            params.append(value)
+        body = row["body"]
+        if not self.resource_id_in_sql:
+            params.append(_resource_id(body))
+        elif b"\\u0000" in body:
+            params += [_resource_id(body), None, None]
+        else:
+            params += [None, body, body]
+        return params
+
+
 def _db_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A core field dict (epoch times, core column names) as ORM update kwargs."""
     out: dict[str, Any] = {}
@@ -249,19 +335,20 @@ class DjangoStore(base.RecordsRows):
 
     @_migrate_hint
     def insert_row(self, row: dict[str, Any]) -> bool:
+        # One raw insert-if-absent, no ORM model, no savepoint: in autocommit it is its
+        # own committed transaction when execute() returns, and a duplicate is not an
+        # error, so a caller's transaction (ATOMIC_REQUESTS) is never left broken.
+        connection = connections[self.using]
+        insert = _Insert.of(connection)
         # A quarantined body's type is whatever could be read: make it fit.
-        fields = {**row, "type": clean_text(row["type"], KEY_MAX_LENGTH)}
-        event_id, endpoint, body = row["id"], row["endpoint"], row["body"]
-        model = WebhookEvent(resource_id=_resource_id(body), **_db_fields(fields))
-        try:
-            # Its own transaction (a savepoint inside a caller's): the insert is committed
-            # when this returns, and a duplicate key leaves the connection usable.
-            with transaction.atomic(using=self.using):
-                model.save(using=self.using, force_insert=True)
-            return True
-        except IntegrityError:
-            self._event(event_id, endpoint).update(deliveries=F("deliveries") + 1)
-            return False
+        values = {**row, "type": clean_text(row["type"], KEY_MAX_LENGTH)}
+        params = insert.params(values, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(insert.sql, params)
+            if cursor.rowcount == 1:
+                return True
+        self._event(row["id"], row["endpoint"]).update(deliveries=F("deliveries") + 1)
+        return False
 
     @_migrate_hint
     def claim(
