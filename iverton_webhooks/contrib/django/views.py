@@ -1,30 +1,28 @@
-"""The webhook view: raw body and headers in, the core's ``Reply`` out."""
+"""The webhook views: raw body and headers in, the core's ``Reply`` out.
+
+:func:`webhook_view` is a sync view (WSGI); :func:`async_webhook_view` an async one
+(ASGI), which records through ``sync_to_async``. The URL patterns of
+:func:`~iverton_webhooks.contrib.django.urls.webhook_path` (and the included ``urls``)
+hold both and give Django the one that matches how it serves the request.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
-from django.views.decorators.csrf import csrf_exempt
 
 from ...adapter import BodyTooLarge, Read, handle
 from ...body import declared_length
 from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
-
-
-def _login_not_required(view_func: Any) -> Any:
-    """Django >= 5.1: exempt from LoginRequiredMiddleware (older Django has none)."""
-    from django.contrib.auth import decorators
-
-    exempt = getattr(decorators, "login_not_required", None)
-    return view_func if exempt is None else exempt(view_func)
-
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -33,10 +31,28 @@ BODY_CONSUMED = Reply.json(
 )
 
 View = Callable[[HttpRequest], HttpResponse]
+AsyncView = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
     """Pass the request to the endpoint's receiver and answer what it says."""
+    reply = _reply(endpoint, request)
+    return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
+
+
+async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
+    """:func:`respond` for an async view: reading the body and recording it run in
+    ``sync_to_async`` (thread-sensitive), as any ORM call from an async view does, so
+    the request's database connection is the one Django closes when the request ends."""
+    receiver = endpoint.receiver
+    receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
+    # One hop for both: Django's ASGI request body is a spooled file (maybe on disk),
+    # and the insert is a blocking database call.
+    reply = await sync_to_async(_reply, thread_sensitive=True)(endpoint, request)
+    return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
+
+
+def _reply(endpoint: Endpoint, request: HttpRequest) -> Reply:
     try:
         reply = handle(
             endpoint.receiver,
@@ -48,7 +64,7 @@ def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
     except RawPostDataException:
         log.error("the webhook body was read as a stream before the view: answering 400")
         reply = BODY_CONSUMED
-    return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
+    return reply
 
 
 def _reader(request: HttpRequest) -> Read:
@@ -79,7 +95,7 @@ def _reader(request: HttpRequest) -> Read:
 
 
 def webhook_view(**overrides: Any) -> View:
-    """A view for one endpoint. With no arguments it serves the ``IVERTON_WEBHOOKS``
+    """A sync view for one endpoint. With no arguments it serves the ``IVERTON_WEBHOOKS``
     setting; keyword arguments (``endpoint=``, ``secret=``, ``secrets=``, ``router=``,
     ``runner=``, ..., as for :class:`~iverton_webhooks.Receiver`) override it, e.g. for a
     second account, whose events are kept under its own endpoint name::
@@ -87,22 +103,50 @@ def webhook_view(**overrides: Any) -> View:
         webhook_path("webhooks/iverton/eu", endpoint="eu", secret=os.environ["EU_SECRET"])
 
     (:func:`~iverton_webhooks.contrib.django.urls.webhook_path` answers with and without
-    the trailing slash.)
+    the trailing slash, and serves the async view under ASGI.)
     """
-    endpoint = Endpoint(**overrides) if overrides else default_endpoint
-    return _make_view(endpoint)
+    return make_view(endpoint_for(overrides))
 
 
-def _make_view(endpoint: Endpoint) -> View:
-    def receive_webhook(request: HttpRequest) -> HttpResponse:
-        return respond(endpoint, request)
+def async_webhook_view(**overrides: Any) -> AsyncView:
+    """:func:`webhook_view`, as an async view: for a URL pattern of your own in a project
+    served only under ASGI (``webhook_path`` chooses by itself)."""
+    return make_async_view(endpoint_for(overrides))
 
-    view: Any = csrf_exempt(_login_not_required(receive_webhook))
+
+def endpoint_for(overrides: dict[str, Any]) -> Endpoint:
+    return Endpoint(**overrides) if overrides else default_endpoint
+
+
+def _exempt(view: Any, endpoint: Endpoint) -> None:
+    # Attributes rather than the decorators: csrf_exempt wraps coroutine functions only
+    # from Django 5.0, and login_not_required exists from 5.1.
+    view.csrf_exempt = True
+    view.login_required = False
     # Never inside ATOMIC_REQUESTS, on any database: the insert must commit before the
     # 2xx, and the hand-off must not wait for (or roll back with) the request.
     view._non_atomic_requests = set(settings.DATABASES)
     view.endpoint = endpoint
-    return view  # type: ignore[no-any-return]
+
+
+def make_view(endpoint: Endpoint) -> View:
+    """The sync view of ``endpoint``."""
+
+    def receive_webhook(request: HttpRequest) -> HttpResponse:
+        return respond(endpoint, request)
+
+    _exempt(receive_webhook, endpoint)
+    return receive_webhook
+
+
+def make_async_view(endpoint: Endpoint) -> AsyncView:
+    """The async view of ``endpoint`` (Django awaits it, with no thread of its own)."""
+
+    async def receive_webhook(request: HttpRequest) -> HttpResponse:
+        return await respond_async(endpoint, request)
+
+    _exempt(receive_webhook, endpoint)
+    return receive_webhook
 
 
 receive_webhook = webhook_view()
