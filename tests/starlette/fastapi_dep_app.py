@@ -22,8 +22,12 @@ def remember(event: Event) -> None:
     handled.append(event.id)
 
 
+# Defaults only so that the test session's doctest collection can import this module.
 receiver = Receiver(
-    os.environ["E2E_SECRET"], store=os.environ["E2E_STORE"], router=router, runner="asyncio"
+    os.environ.get("E2E_SECRET", "whsec_collected_not_served_0123"),
+    store=os.environ.get("E2E_STORE", "memory://"),
+    router=router,
+    runner="asyncio",
 )
 webhook = IvertonWebhook(receiver)
 api = APIRouter(route_class=WebhookRoute)
