@@ -9,8 +9,10 @@ the child right after the fork, before anything else can touch them.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,3 +29,87 @@ def reset_after_fork(owner: T, reset: Callable[[T], None]) -> None:
             reset(alive)
 
     os.register_at_fork(after_in_child=in_child)
+
+
+class ForkGate:
+    """Keeps background work out of the way of a ``fork()`` in this process.
+
+    A fork copies the state of every thread at that instant: a child that inherits a
+    SQLite write lock (or any driver state) from a parent thread caught mid-transaction
+    may never write again. This is what happens under gunicorn ``--preload``: the master
+    loads the app, starts processing, then forks its workers. Work passes through the
+    gate; when the process forks, the gate closes, waits up to ``grace`` seconds for the
+    work inside to leave, lets the fork happen, and opens again (in the child, with
+    nothing inside: threads do not survive a fork).
+
+    >>> gate = ForkGate()
+    >>> with gate.passage():
+    ...     pass
+    """
+
+    def __init__(self, grace: float = 2.0) -> None:
+        self.grace = grace
+        self._open_in_child()
+        ref = weakref.ref(self)
+
+        def call(method: Callable[[ForkGate], None]) -> Callable[[], None]:
+            def hook() -> None:
+                gate = ref()
+                if gate is not None:
+                    method(gate)
+
+            return hook
+
+        os.register_at_fork(
+            before=call(ForkGate._close),
+            after_in_parent=call(ForkGate._open),
+            after_in_child=call(ForkGate._open_in_child),
+        )
+
+    @contextmanager
+    def passage(self) -> Iterator[Passage]:
+        """Hold the gate open for the work inside this block (it waits while a fork is
+        under way). Work that can no longer harm a fork (a thread given up on while it
+        hangs in a handler) may ``leave()`` early, so forks stop waiting for it."""
+        with self._changed:
+            while self._closed:
+                self._changed.wait()
+            self._inside += 1
+        passage = Passage(self)
+        try:
+            yield passage
+        finally:
+            passage.leave()
+
+    def _leave(self) -> None:
+        with self._changed:
+            self._inside -= 1
+            self._changed.notify_all()
+
+    def _close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.wait_for(lambda: self._inside == 0, timeout=self.grace)
+
+    def _open(self) -> None:
+        with self._changed:
+            self._closed = False
+            self._changed.notify_all()
+
+    def _open_in_child(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._closed = False
+
+
+class Passage:
+    """One piece of work inside a :class:`ForkGate`."""
+
+    def __init__(self, gate: ForkGate) -> None:
+        self._gate: ForkGate | None = gate
+
+    def leave(self) -> None:
+        """Leave the gate (once; later calls do nothing)."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate._leave()

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .forks import reset_after_fork
+from .forks import ForkGate, Passage, reset_after_fork
 from .text import printable
 
 if TYPE_CHECKING:
@@ -90,8 +90,10 @@ class ThreadRunner(BaseRunner):
     """A fixed pool of worker threads fed by a bounded queue, plus a poller that
     recovers due events (retries, expired leases, overflow) every ``poll_interval`` s.
 
-    Threads start on first use and again in a forked child (gunicorn, Celery prefork),
-    never at import.
+    Threads start on first use or :meth:`start`, and again in a forked child
+    (gunicorn, Celery prefork), never at import. While this process forks (gunicorn
+    ``--preload`` forking workers from a master that already processes), the threads
+    pause between events, so no child inherits a store transaction caught half-way.
     """
 
     def __init__(
@@ -108,6 +110,9 @@ class ThreadRunner(BaseRunner):
         self._start_lock = threading.Lock()
         self._queued: set[str] = set()
         self._queued_lock = threading.Lock()
+        # Registered after the gate's own hooks are: a child's threads start once the
+        # gate is open there.
+        self._gate = ForkGate()
         reset_after_fork(self, ThreadRunner._after_fork)
 
     def submit(self, event_id: str) -> None:
@@ -169,9 +174,9 @@ class ThreadRunner(BaseRunner):
             try:
                 if event_id is None:
                     return
-                processor.process(
-                    event_id, on_stuck=functools.partial(self._replace, retired, event_id)
-                )
+                with self._gate.passage() as passage:
+                    stuck = functools.partial(self._replace, retired, event_id, passage)
+                    processor.process(event_id, on_stuck=stuck)
             except Exception:
                 log.exception(
                     "event %s: processing crashed; it will be retried", printable(event_id)
@@ -182,11 +187,13 @@ class ThreadRunner(BaseRunner):
                     self._queued.discard(event_id)
                 work.task_done()
 
-    def _replace(self, retired: threading.Event, event_id: str) -> None:
+    def _replace(self, retired: threading.Event, event_id: str, passage: Passage) -> None:
         # A handler overran its timeout in a worker thread: the thread cannot be stopped,
         # so it retires (it exits if the handler ever returns) and a new one takes its
-        # place. The event is free to be queued again for its retry.
+        # place. The event is free to be queued again for its retry, and a fork no
+        # longer waits for the hung thread.
         retired.set()
+        passage.leave()
         with self._queued_lock:
             self._queued.discard(event_id)
         thread = threading.Thread(target=self._work, name="iverton-worker", daemon=True)
@@ -203,7 +210,9 @@ class ThreadRunner(BaseRunner):
             try:
                 processor = self.processor
                 limit = self._queue.maxsize // 2 or 1
-                for event_id in processor.store.due(limit, endpoint=processor.endpoint):
+                with self._gate.passage():
+                    due = processor.store.due(limit, endpoint=processor.endpoint)
+                for event_id in due:
                     if not self._enqueue(event_id):
                         break
             except Exception:

@@ -1,0 +1,79 @@
+"""Forking while background threads work: the child must never inherit a half-done
+store transaction (gunicorn --preload forks workers from a master that processes)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from iverton_webhooks.forks import ForkGate
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def fork_and_wait(child: Callable[[], int]) -> int:
+    """Fork; the child runs ``child()`` and exits with its return code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_fork_waits_for_the_work_inside_the_gate(tmp_path: Path) -> None:
+    gate = ForkGate(grace=5)
+    path = tmp_path / "inbox.db"
+    sqlite3.connect(path, isolation_level=None).execute("CREATE TABLE t (x)")
+    inside, release = threading.Event(), threading.Event()
+
+    def write_slowly() -> None:
+        with gate.passage():
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (1)")
+            inside.set()
+            release.wait(5)
+            conn.execute("COMMIT")
+            conn.close()
+
+    worker = threading.Thread(target=write_slowly)
+    worker.start()
+    assert inside.wait(5)
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+
+    def child_writes() -> int:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=2)
+        conn.execute("INSERT INTO t VALUES (2)")
+        return 0
+
+    # The fork happened only once the transaction was committed: the child can write.
+    assert fork_and_wait(child_writes) == 0
+    assert time.monotonic() - started >= 0.25
+    worker.join(5)
+    rows = sqlite3.connect(path).execute("SELECT count(*) FROM t").fetchone()[0]
+    assert rows == 2
+
+
+def test_work_waits_while_a_fork_is_under_way_and_a_passage_can_leave_early() -> None:
+    gate = ForkGate(grace=0.2)
+    with gate.passage() as passage:
+        passage.leave()  # a thread given up on (hung in a handler): forks stop waiting
+        started = time.monotonic()
+        assert fork_and_wait(lambda: 0) == 0
+        assert time.monotonic() - started < 0.15
+    # Without leaving, a fork waits its grace at most.
+    with gate.passage():
+        started = time.monotonic()
+        assert fork_and_wait(lambda: 0) == 0
+        assert 0.15 <= time.monotonic() - started < 2
