@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -45,7 +45,7 @@ from .processor import (
 from .router import Router
 from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
 from .signature import PREFIX, SIGNATURE_HEADER, Verifier
-from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
+from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, NO_SPAN, Telemetry
 from .text import printable
 from .worker import Result, RetryPolicy
 
@@ -113,6 +113,16 @@ HOOK_OF_ANSWER = {
 #: The answer-log kind of each failed answer the sender counts (a 405 is not the sender).
 _KIND_OF_STATUS = {401: answers.NO_SIGNATURE, 413: answers.TOO_LARGE, 503: answers.STORE_DOWN}
 _WELL_FORMED = re.compile(re.escape(PREFIX) + "[0-9a-f]{64}")
+
+
+_SpanMaker = Callable[..., AbstractContextManager[Any]]
+_NO_SPAN: AbstractContextManager[Any] = nullcontext(NO_SPAN)  # reusable, unlike most
+
+
+def _untraced(
+    name: str, attributes: Mapping[str, Any] | None = None
+) -> AbstractContextManager[Any]:
+    return _NO_SPAN
 
 
 @dataclass
@@ -240,25 +250,37 @@ class Receiver:
             raise TypeError(f"receive() needs the raw body as bytes, not {type(body).__name__}")
         started = time.perf_counter()
         seen = _Seen()
-        with self.telemetry.span("iverton.receive", {ENDPOINT: self.endpoint}) as span:
-            reply = self._receive(method, body, headers, seen)
+        telemetry = self.telemetry
+        # Asked once per request: with no SDK set up no span is made at all, and the
+        # request path pays for no context manager per step.
+        if not telemetry.tracing:
+            reply = self._receive(method, body, headers, seen, _untraced)
             answer = ANSWER_OF.get(reply, "other")
-            if span.is_recording():
-                span.set_attributes({ANSWER: answer, HTTP_STATUS: reply.status})
-                if seen.event_id is not None:
-                    span.set_attributes({EVENT_ID: seen.event_id, EVENT_TYPE: seen.event_type})
+        else:
+            with telemetry.span("iverton.receive", {ENDPOINT: self.endpoint}) as span:
+                reply = self._receive(method, body, headers, seen, telemetry.span)
+                answer = ANSWER_OF.get(reply, "other")
+                if span.is_recording():
+                    span.set_attributes({ANSWER: answer, HTTP_STATUS: reply.status})
+                    if seen.event_id is not None:
+                        span.set_attributes({EVENT_ID: seen.event_id, EVENT_TYPE: seen.event_type})
         self._answered(reply, answer, seen, time.perf_counter() - started)
         return reply
 
     def _receive(
-        self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str], seen: _Seen
+        self,
+        method: str,
+        body: bytes,
+        headers: HeadersLike | Mapping[str, str],
+        seen: _Seen,
+        span: _SpanMaker,
     ) -> Reply:
         if method.upper() != "POST":
             return WRONG_METHOD
         if len(body) > self.max_body_bytes:
             return TOO_LARGE
         signature = header(headers, SIGNATURE_HEADER)
-        with self.telemetry.span("iverton.verify"):
+        with span("iverton.verify"):
             try:
                 secret_index = self.verifier.verify(body, signature)
             except InvalidSignature:
@@ -272,13 +294,13 @@ class Receiver:
                 )
                 return BAD_SIGNATURE
         envelope: Envelope | None = None
-        with self.telemetry.span("iverton.parse"):
+        with span("iverton.parse"):
             try:
                 envelope = parse_envelope(body)
             except InvalidPayload as exc:
                 reason = str(exc)
         if envelope is None:
-            return self._quarantine(bytes(body), reason, seen)
+            return self._quarantine(bytes(body), reason, seen, span)
         seen.event_id, seen.event_type = envelope.id, envelope.type
         what = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
         if self.max_age is not None and _too_old(envelope, self.max_age):
@@ -289,7 +311,7 @@ class Receiver:
                 extra=what,
             )
             return EXPIRED
-        with self.telemetry.span("iverton.record"):
+        with span("iverton.record"):
             is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
         if is_new is None:
             return STORE_DOWN
@@ -308,8 +330,9 @@ class Receiver:
             secret_index,
             extra={**what, "status": Status.PENDING.value},
         )
-        # Its processing joins this request's trace, whichever thread runs it here.
-        self.telemetry.remember(self.endpoint, envelope.id)
+        if span is not _untraced:
+            # Its processing joins this request's trace, whichever thread runs it here.
+            self.telemetry.remember(self.endpoint, envelope.id)
         try:
             self.runner.submit(envelope.id)
         except Exception:
@@ -396,14 +419,14 @@ class Receiver:
             )
             return None
 
-    def _quarantine(self, body: bytes, reason: str, seen: _Seen) -> Reply:
+    def _quarantine(self, body: bytes, reason: str, seen: _Seen, span: _SpanMaker) -> Reply:
         # Signed, so it came from the sender: refusing it would count towards disabling
         # the endpoint. Keep it aside, unprocessed, for a replay after a fix.
         event_id, event_type = salvage_id_and_type(body)
         key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
         seen.event_id, seen.event_type = key, event_type or "(unreadable)"
         seen.error = reason[:500]
-        with self.telemetry.span("iverton.record"):
+        with span("iverton.record"):
             is_new = self._record(
                 key,
                 seen.event_type,
