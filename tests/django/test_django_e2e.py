@@ -145,8 +145,8 @@ def test_concurrent_duplicates_over_http_run_each_handler_once(
         ).fetchone()
     assert (deliveries, attempts) == (13, 1)
     assert sorted(json.loads(outcomes)) == [
-        "deals.webhooks.audit (webhook_received)",
-        "deals.webhooks.celebrate",
+        "deals.iverton_handlers.audit (webhook_received)",
+        "deals.iverton_handlers.celebrate",
     ]
     text = log.read_text()
     assert text.count("deal deal_654mno won (event evt_e2e_won)") == 1

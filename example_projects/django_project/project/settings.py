@@ -27,7 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "iverton_webhooks.contrib.django",  # the inbox model, admin, commands, checks
-    "deals",  # its webhooks.py is imported at start-up
+    "deals",  # its iverton_handlers.py is imported at start-up
 ]
 
 IVERTON_WEBHOOKS = {

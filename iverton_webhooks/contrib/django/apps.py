@@ -1,5 +1,6 @@
-"""App config: finds every installed app's ``webhooks`` module, registers the checks and,
-in a process that serves requests, starts processing at once (recovery needs no request)."""
+"""App config: imports every installed app's handler module (``iverton_handlers.py``; see
+:mod:`~iverton_webhooks.contrib.django.discovery`), registers the checks and, in a process
+that serves requests, starts processing at once (recovery needs no request)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import Mapping, Sequence
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
-from django.utils.module_loading import autodiscover_modules
 
 #: manage.py commands that serve requests (in the autoreloader's child, or --noreload).
 SERVING_COMMANDS = frozenset({"runserver", "runserver_plus"})
@@ -42,12 +42,19 @@ class IvertonWebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from django.apps import apps
+
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            conf,
+            discovery,
+        )
         from .endpoint import reset_endpoints, start_endpoints
 
         setting_changed.connect(reset_endpoints, dispatch_uid="iverton_webhooks_reset")
-        # Like admin.autodiscover(): `@on(...)` handlers in <app>/webhooks.py register now.
-        autodiscover_modules("webhooks")
+        # Like admin.autodiscover(): `@on(...)` handlers in <app>/iverton_handlers.py
+        # register now. Not every app's webhooks.py: other libraries have one too.
+        discovery.discover(apps.get_app_configs(), discovery.module_names(conf.options()))
         if serving_process(sys.argv, os.environ):
             # Every worker recovers what a previous run left, with no request; a thread
             # runner started before a fork (gunicorn --preload) starts again in each child.

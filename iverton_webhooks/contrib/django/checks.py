@@ -146,6 +146,37 @@ def _check_objects(opts: dict[str, Any]) -> list[CheckMessage]:
     return messages
 
 
+@register(Tags.compatibility)
+def check_handler_modules(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """A bad ``AUTODISCOVER``, and handler modules still under the wave-1 name."""
+    from django.apps import apps
+
+    from . import discovery
+
+    try:
+        names = discovery.module_names(conf.options())
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="iverton_webhooks.E005")]
+    if names is not None:
+        return []  # the modules to import are named: nothing is guessed
+    return [
+        Warning(
+            f"{dotted} holds webhook handlers under the old module name "
+            f"{discovery.LEGACY_MODULE!r}: it is still imported because it mentions "
+            "iverton_webhooks, but other libraries use that name too.",
+            hint=(
+                f"Rename it to {dotted.rpartition('.')[0]}.{discovery.DEFAULT_MODULE}, or "
+                f'name it in {_SETTING}["AUTODISCOVER"] = ["{discovery.DEFAULT_MODULE}", '
+                f'"{discovery.LEGACY_MODULE}"].'
+            ),
+            id="iverton_webhooks.W008",
+        )
+        for dotted in discovery.legacy_modules(apps.get_app_configs())
+    ]
+
+
 @register(Tags.database)
 def check_inbox_table(
     app_configs: Sequence[AppConfig] | None = None,

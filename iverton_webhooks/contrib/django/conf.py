@@ -32,6 +32,7 @@ KNOWN_KEYS = frozenset(
         "LEASE",
         "RETRY",
         "DATABASE",
+        "AUTODISCOVER",
     }
 )
 

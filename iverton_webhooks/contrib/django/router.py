@@ -11,16 +11,17 @@ from django.dispatch import Signal
 
 from ...events import Event
 from ...router import Handler, Router
+from .dispatch import ListedSignal
 from .models import WebhookEvent
 from .signals import SIGNALS, webhook_received
 
 
 def _live_receivers(signal: Signal) -> list[Callable[..., Any]]:
-    # Django >= 5.0 returns (sync receivers, async receivers); 4.2 a single list.
-    found: Any = signal._live_receivers(WebhookEvent)
-    if isinstance(found, tuple):
-        return [*found[0], *found[1]]
-    return list(found)
+    # Our signals list their receivers (public API only); any other Signal cannot be
+    # asked one by one without Django's private API, so it is not dispatched here.
+    if isinstance(signal, ListedSignal):
+        return signal.receivers_for(WebhookEvent)
+    return []
 
 
 def _send(signal: Signal, receiver: Callable[..., Any], event: Event[Any]) -> Any:
@@ -45,7 +46,7 @@ class SignalRouter(Router):
 
     def handlers_for(self, event_type: str) -> list[Handler]:
         handlers = super().handlers_for(event_type)
-        signals = [webhook_received]
+        signals: list[Signal] = [webhook_received]
         if event_type in SIGNALS:
             signals.append(SIGNALS[event_type])
         for signal in signals:

@@ -37,10 +37,11 @@ from ...catalogue import CATALOGUE, Catalogue
 from ...hooks import Hook, Hooks, Notice
 from ...logs import fields
 from ...text import printable
+from .dispatch import ListedSignal
 
 log = logging.getLogger("iverton_webhooks")
 
-webhook_received = Signal()
+webhook_received = ListedSignal()
 
 
 def signal_name(event_type: str) -> str:
@@ -50,7 +51,7 @@ def signal_name(event_type: str) -> str:
 
 def build_signals(catalogue: Catalogue) -> dict[str, Signal]:
     """One new signal per event type of ``catalogue``, keyed by type name."""
-    return {event_type: Signal() for event_type in catalogue.types}
+    return {event_type: ListedSignal() for event_type in catalogue.types}
 
 
 #: Event type name -> its signal.

@@ -21,7 +21,7 @@ from iverton_webhooks.processor import Processor
 
 NO_HANDLERS_HINT = (
     "connect a receiver to a webhook signal, or register handlers with @on(...) in an "
-    "app's webhooks.py (or name a router in IVERTON_WEBHOOKS['ROUTER'])"
+    "app's iverton_handlers.py (or name a router in IVERTON_WEBHOOKS['ROUTER'])"
 )
 
 Operation = Callable[[Processor, ops.Echo], int]
