@@ -79,3 +79,14 @@ def test_http_runs() -> None:
     assert len(rows) >= 2, out
     for row in rows:  # the last column counts non-2xx answers, connect errors, timeouts
         assert row.rstrip(" |").split("|")[-1].strip() == "0", row
+
+
+@pytest.mark.slow
+def test_burst_runs() -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("gunicorn")
+    out = run("benchmarks.burst", "--framework", "flask", timeout=180)
+    rows = [line for line in out.splitlines() if line.startswith("| flask ")]
+    assert [row.split("|")[1].strip() for row in rows] == ["flask bare", "flask ours"], out
+    for row in rows:  # non-2xx answers: none on a healthy store
+        assert row.split("|")[6].strip() == "0", out
