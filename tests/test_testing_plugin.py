@@ -153,7 +153,7 @@ def test_secret_router_and_receiver_fixtures(pytester: pytest.Pytester) -> None:
             assert iverton_router.handlers_for("deal.won") == []
         """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
 
 
 def test_captured_fixture(pytester: pytest.Pytester) -> None:
@@ -187,7 +187,7 @@ def test_captured_fixture(pytester: pytest.Pytester) -> None:
             assert iverton_captured.ids == ["evt_4"]
         """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
 
 
 @needs("flask")
@@ -210,7 +210,7 @@ def test_signed_post_with_flask(pytester: pytest.Pytester) -> None:
             assert own.get_json() == {"status": "quarantined"}
         """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
 
 
 @needs("starlette")
@@ -232,7 +232,7 @@ def test_signed_post_with_starlette(pytester: pytest.Pytester) -> None:
             assert iverton_captured.ids == ["evt_s"]
         """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
 
 
 @needs("django")
@@ -270,7 +270,7 @@ def test_signed_post_with_django(pytester: pytest.Pytester) -> None:
     )
     # pytest-django, when installed, would want DJANGO_SETTINGS_MODULE: this file
     # configures Django itself, as a project without pytest-django would.
-    pytester.runpytest("-p", "no:randomly", "-p", "no:django").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:django").assert_outcomes(passed=1)
 
 
 def test_signed_post_refuses_an_unknown_client(pytester: pytest.Pytester) -> None:
@@ -287,7 +287,7 @@ def test_signed_post_refuses_an_unknown_client(pytester: pytest.Pytester) -> Non
                 iverton_signed_post(Client(), "/hooks")
         """
     )
-    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
 
 
 def test_the_plugin_is_registered_by_its_entry_point() -> None:
