@@ -96,6 +96,9 @@ class StoreAnswerLog:
                 self._cleared[endpoint] = now
                 self.store.clear_failures(endpoint)
             return 0
+        if kind == STORE_DOWN:
+            # The store just failed: asking it again would only hold the reply longer.
+            return self._local.note(endpoint, False, kind)
         try:
             count = self.store.note_failure(endpoint, kind)
         except Exception:
