@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.db import connections
 from django.test import AsyncClient, Client, RequestFactory
 from django.urls import resolve
 
@@ -27,6 +28,15 @@ from tests.django.dj_helpers import SECOND_SECRET, URL, post
 from tests.django.testapp import webhooks as handlers
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_executor_connections() -> Iterator[None]:
+    yield
+    # Outside Django's ASGI handler (AsyncClient, asyncio.run) sync_to_async runs in
+    # asgiref's one long-lived thread, and the test client keeps connections open: close
+    # that thread's, or SQLite stays open there for the rest of the session.
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 async def _resolve(path: str) -> Any:
