@@ -78,8 +78,10 @@ class StoreAnswerLog:
     once a second per process (a read, and a write only when there were failures), so
     2xx answers add next to nothing to the request path. The price: a success reaches
     the shared count up to ``clear_every`` seconds late, and failures in other
-    processes within that time may be counted as one streak with older ones. When the
-    store itself fails (the 503s this warning is also about), this process counts alone.
+    processes within that time may be counted as one streak with older ones. Once a
+    process has seen the warning's count, it stops writing until the next success, so
+    a flood of forged requests costs a few writes, not one each. When the store itself
+    fails (the 503s this warning is also about), this process counts alone.
     """
 
     def __init__(self, store: Store, *, clear_every: float = 1.0) -> None:
@@ -87,15 +89,23 @@ class StoreAnswerLog:
         self.clear_every = clear_every
         self._local = LocalAnswerLog()
         self._cleared: dict[str, float] = {}  # when this process last cleared, by endpoint
+        self._seen: dict[str, int] = {}  # the shared count as this process last saw it
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
         if ok:
             self._local.note(endpoint, True, kind)
+            self._seen.pop(endpoint, None)
             now = time.monotonic()
             if now - self._cleared.get(endpoint, -self.clear_every) >= self.clear_every:
                 self._cleared[endpoint] = now
                 self.store.clear_failures(endpoint)
             return 0
+        seen = self._seen.get(endpoint, 0)
+        if seen >= AT_RISK_AFTER:
+            # The warning has fired for this streak: a flood of forged requests must not
+            # become a flood of store writes competing with the real acks.
+            self._seen[endpoint] = seen + 1
+            return seen + 1
         if kind == STORE_DOWN:
             # The store just failed: asking it again would only hold the reply longer.
             return self._local.note(endpoint, False, kind)
@@ -103,6 +113,7 @@ class StoreAnswerLog:
             count = self.store.note_failure(endpoint, kind)
         except Exception:
             return self._local.note(endpoint, False, kind)
+        self._seen[endpoint] = count
         # A failure must be cleared by the next success, however soon it comes.
         self._cleared.pop(endpoint, None)
         return count

@@ -76,3 +76,19 @@ def test_the_receiver_counts_in_its_store_by_default() -> None:
     assert receiver.store.note_failure("default", "signature") == 3
     assert receiver.receive("POST", body, signed_headers(body)).status == 200
     assert receiver.store.note_failure("default", "signature") == 1
+
+
+def test_a_flood_of_forged_requests_costs_the_store_three_writes_not_one_each() -> None:
+    receiver = Receiver(secret=SECRET, store="memory://", runner="inline")
+    writes: list[str] = []
+    count = receiver.store.note_failure
+
+    def counted(endpoint: str, kind: str) -> int:
+        writes.append(kind)
+        return count(endpoint, kind)
+
+    receiver.store.note_failure = counted  # type: ignore[method-assign]
+    body = sample_body("deal.won")
+    for _ in range(50):
+        receiver.receive("POST", body, {"X-Iverton-Signature": "sha256=" + "0" * 64})
+    assert len(writes) == 3
