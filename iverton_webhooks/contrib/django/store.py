@@ -187,8 +187,18 @@ _SQLITE_RESOURCE_ID = (
 
 #: Columns whose Python value every backend takes as it is.
 _PLAIN_COLUMNS = frozenset(
-    "endpoint id type status attempts deliveries due_at next_attempt_at lease_until "
-    "lease_token".split()
+    [
+        "endpoint",
+        "id",
+        "type",
+        "status",
+        "attempts",
+        "deliveries",
+        "due_at",
+        "next_attempt_at",
+        "lease_until",
+        "lease_token",
+    ]
 )
 
 
