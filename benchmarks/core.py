@@ -26,9 +26,9 @@ from typing import Any
 from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, verify
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Store
-from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
 from iverton_webhooks.processor import Processor
 from iverton_webhooks.runners import BaseRunner
+from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
 from iverton_webhooks.worker import Result
 
 from .common import (
