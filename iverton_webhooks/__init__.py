@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         Resource,
         parse_event,
     )
+    from .hooks import Hook, Hooks, Notice
     from .inbox import (
         MemoryStore,
         PostgresStore,
@@ -80,6 +81,7 @@ _WHERE = {
         "inbox",
     ),
     **dict.fromkeys(("StoredEvent", "open_store"), "inbox"),
+    **dict.fromkeys(("Hook", "Hooks", "Notice"), "hooks"),
     "Processor": "processor",
     **dict.fromkeys(("SENDER_RETRY_SPAN", "Receiver", "Reply"), "receiver"),
     **dict.fromkeys(("Handler", "Router", "default_router", "on"), "router"),
@@ -119,10 +121,13 @@ __all__ = [
     "Email",
     "Event",
     "Handler",
+    "Hook",
+    "Hooks",
     "InlineRunner",
     "InvalidPayload",
     "InvalidSignature",
     "MemoryStore",
+    "Notice",
     "PostgresStore",
     "Processor",
     "Receiver",
