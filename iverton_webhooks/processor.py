@@ -37,7 +37,7 @@ from .errors import ConfigurationError
 from .events import Event
 from .health import Health, oldest_due_age
 from .hooks import Hooks
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent, Verdict
+from .inbox.base import DEFAULT_ENDPOINT, Claim, Status, Store, StoredEvent, Verdict
 from .logs import fields
 from .router import Handler, Router, default_router
 from .telemetry import OUTCOME, RESULT, Telemetry, default_telemetry
@@ -161,20 +161,38 @@ class Processor:
         thread), so the owner of this thread can put another in its place; when the
         handler finally returns, this call returns :attr:`Result.TIMED_OUT`.
         """
-        with self.process_context():
-            job = self._begin(event_id)
-            if not isinstance(job, Job):
-                return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
-            with self._span(job) as span:
-                result = self._run(job, on_stuck)
-                span.set_attribute(RESULT, result.value)
-            return result
+        return self.process_step(event_id, on_stuck=on_stuck)[0]
 
-    def _begin(self, event_id: str) -> Job | Verdict | None:
+    def process_step(
+        self,
+        event: str | Claim,
+        *,
+        on_stuck: Callable[[], None] | None = None,
+        then: Callable[[], str | None] | None = None,
+    ) -> tuple[Result, Claim | None]:
+        """:meth:`process` for a worker going from event to event: ``event`` is an id,
+        or the claim the previous step took. Once this event's handlers have run,
+        ``then()`` may give the id of the next one; its claim is then taken in the same
+        store transaction as this event's verdict (one commit per event instead of two)
+        and returned, to be passed to the next step. ``then`` is called at most once,
+        and not at all when no verdict is to be written here (not claimable, a
+        handler timed out). A None claim after ``then`` gave an id means: claim that id
+        afresh (it was not claimable, or the store could not claim it just now).
+        """
+        with self.process_context():
+            job = self._begin(event)
+            if not isinstance(job, Job):
+                return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
+            with self._span(job) as span:
+                result, following = self._run(job, on_stuck, then)
+                span.set_attribute(RESULT, result.value)
+            return result, following
+
+    def _begin(self, event: str | Claim) -> Job | Verdict | None:
         return Job.begin(
             self.store,
             self.router,
-            event_id,
+            event,
             endpoint=self.endpoint,
             lease_seconds=self.lease_seconds,
             policy=self.retry,
@@ -186,7 +204,12 @@ class Processor:
         event = job.claim.event
         return self.telemetry.processing(self.endpoint, event.id, event.type, event.attempts)
 
-    def _run(self, job: Job, on_stuck: Callable[[], None] | None) -> Result:
+    def _run(
+        self,
+        job: Job,
+        on_stuck: Callable[[], None] | None,
+        then: Callable[[], str | None] | None = None,
+    ) -> tuple[Result, Claim | None]:
         self._warn_if_unhandled(job)
         for position, handler in enumerate(job.pending, 1):
             with self.telemetry.handler(handler.name) as span:
@@ -205,26 +228,35 @@ class Processor:
                 if not in_time:
                     # The watchdog already recorded it as failed ("timed out").
                     span.set_attribute(OUTCOME, "timed_out")
-                    return Result.TIMED_OUT
+                    return Result.TIMED_OUT, None
                 job.record(handler, error, span)
             if position < len(job.pending):
-                saved, kept = persist(job.checkpoint, self._write_budget, _what(job), job.fields())
+                saved, kept = persist(job.checkpoint, self._write_budget, job.describe, job.fields)
                 if not saved:
-                    return Result.STORE_DOWN
+                    return Result.STORE_DOWN, None
                 if not kept:
-                    return job.lost()
+                    return job.lost(), None
         verdict = job.verdict()
-        saved, result = persist(
-            lambda: job.finish(verdict), self._write_budget, _what(job), job.fields()
+        next_id = then() if then is not None else None
+        if next_id is None:
+            saved, result = persist(
+                lambda: job.finish(verdict), self._write_budget, job.describe, job.fields
+            )
+            return (result if saved else Result.STORE_DOWN), None
+        saved, step = persist(
+            lambda: job.finish_and_claim(verdict, next_id, self.lease_seconds),
+            self._write_budget,
+            job.describe,
+            job.fields,
         )
-        return result if saved else Result.STORE_DOWN
+        return step if saved else (Result.STORE_DOWN, None)
 
     def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
         # In the watchdog's thread, while the handler still runs in its own: write the
         # timeout as the handler's failure so the event is retried (or dead) elsewhere.
         job.record(handler, HandlerTimeout(self.handler_timeout_seconds))
         verdict = job.verdict()
-        persist(lambda: job.finish(verdict), self._write_budget, _what(job), job.fields())
+        persist(lambda: job.finish(verdict), self._write_budget, job.describe, job.fields)
         if on_stuck is not None:
             on_stuck()
 
@@ -264,7 +296,7 @@ class Processor:
                     job.record(handler, await self._call_async(job, handler, offload), span)
                 if position < len(job.pending):
                     saved, kept = await persist_async(
-                        job.checkpoint, self._write_budget, _what(job), offload, job.fields()
+                        job.checkpoint, self._write_budget, job.describe, offload, job.fields
                     )
                     if not saved:
                         return Result.STORE_DOWN
@@ -283,7 +315,7 @@ class Processor:
             raise
         verdict = job.verdict()
         saved, result = await persist_async(
-            lambda: job.finish(verdict), self._write_budget, _what(job), offload, job.fields()
+            lambda: job.finish(verdict), self._write_budget, job.describe, offload, job.fields
         )
         return result if saved else Result.STORE_DOWN
 
@@ -428,7 +460,3 @@ async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:
     if done.cancelled():
         return asyncio.CancelledError("handler cancelled")
     return done.exception()
-
-
-def _what(job: Job) -> str:
-    return f"event {printable(job.event.id)} ({printable(job.event.type)})"

@@ -20,6 +20,7 @@ from .forks import ForkGate, Passage, reset_after_fork
 from .text import printable
 
 if TYPE_CHECKING:
+    from .inbox.base import Claim
     from .processor import Processor
 
 log = logging.getLogger("iverton_webhooks")
@@ -169,15 +170,30 @@ class ThreadRunner(BaseRunner):
     def _work(self) -> None:
         processor, work = self.processor, self._queue
         retired = threading.Event()
+        # An id taken from the queue while the previous event was being finished: its
+        # claim went into the same store transaction as that event's verdict.
+        ahead: list[str | None] = []
+
+        def then() -> str | None:
+            if ahead or retired.is_set():
+                return None
+            try:
+                ahead.append(work.get_nowait())
+            except queue.Empty:
+                return None
+            return ahead[-1]  # None (shut down): claim nothing
+
+        claim: Claim | None = None
         while not retired.is_set():
-            event_id = work.get()
+            event_id = ahead.pop() if ahead else work.get()
             try:
                 if event_id is None:
                     return
                 with self._gate.passage() as passage:
                     stuck = functools.partial(self._replace, retired, event_id, passage)
-                    processor.process(event_id, on_stuck=stuck)
+                    _, claim = processor.process_step(claim or event_id, on_stuck=stuck, then=then)
             except Exception:
+                claim = None
                 log.exception(
                     "event %s: processing crashed; it will be retried", printable(event_id)
                 )
@@ -186,6 +202,14 @@ class ThreadRunner(BaseRunner):
                 with self._queued_lock:
                     self._queued.discard(event_id)
                 work.task_done()
+        for left in ahead:  # retired with the next id already taken: give it back
+            with self._queued_lock:
+                self._queued.discard(left or "")
+            work.task_done()
+            if left is not None:
+                self._enqueue(left)
+            else:
+                work.put_nowait(None)  # room: it was just taken out
 
     def _replace(self, retired: threading.Event, event_id: str, passage: Passage) -> None:
         # A handler overran its timeout in a worker thread: the thread cannot be stopped,

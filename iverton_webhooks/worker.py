@@ -22,7 +22,15 @@ from typing import Any
 from .errors import InvalidPayload
 from .events import Event, parse_event
 from .hooks import Hook, Hooks, Notice
-from .inbox.base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, Store, Verdict
+from .inbox.base import (
+    DEFAULT_ENDPOINT,
+    Claim,
+    HandlerOutcome,
+    Status,
+    Store,
+    Verdict,
+    finish_and_claim,
+)
 from .logs import fields
 from .router import Handler, Router
 from .telemetry import Telemetry, default_telemetry
@@ -138,6 +146,10 @@ class Job:
         """Structured log fields for this event."""
         return _event_fields(self.claim, self.endpoint, status, handler)
 
+    def describe(self) -> str:
+        """``event <id> (<type>)``, for log messages."""
+        return f"event {printable(self.event.id)} ({printable(self.event.type)})"
+
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
         if self.hooks:
             _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
@@ -147,7 +159,7 @@ class Job:
         cls,
         store: Store,
         router: Router,
-        event_id: str,
+        event: str | Claim,
         *,
         endpoint: str,
         lease_seconds: float,
@@ -155,9 +167,13 @@ class Job:
         hooks: Hooks | None = None,
         telemetry: Telemetry | None = None,
     ) -> Job | Verdict | None:
-        """Claim the event and work out which handlers it still needs. Returns None when
-        it is not claimable, or the verdict to write at once when it cannot be run."""
-        claim = store.claim(event_id, lease_seconds, endpoint=endpoint)
+        """Claim the event (or take the claim already made on it) and work out which
+        handlers it still needs. Returns None when it is not claimable, or the verdict
+        to write at once when it cannot be run."""
+        if isinstance(event, Claim):
+            claim: Claim | None = event
+        else:
+            claim = store.claim(event, lease_seconds, endpoint=endpoint)
         if claim is None:
             return None
         stored = claim.event
@@ -169,18 +185,18 @@ class Job:
             verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
         else:
             try:
-                event = parse_event(stored.body, stored.type)
+                parsed = parse_event(stored.body, stored.type)
             except InvalidPayload as exc:
                 verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
         if verdict is not None:
             return cls._closed(store, claim, verdict, endpoint, hooks)
-        matching = router.handlers_for(event.type)
+        matching = router.handlers_for(parsed.type)
         done = stored.succeeded_handlers
         owed = [handler for handler in matching if handler.name not in done]
         return cls(
             store,
             claim,
-            event,
+            parsed,
             owed,
             bool(matching),
             policy,
@@ -241,7 +257,20 @@ class Job:
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
-        if not self.store.finish(self.claim, self.outcomes, verdict):
+        return self._finished(self.store.finish(self.claim, self.outcomes, verdict), verdict)
+
+    def finish_and_claim(
+        self, verdict: Verdict, next_id: str, lease_seconds: float
+    ) -> tuple[Result, Claim | None]:
+        """Write the verdict and claim the event ``next_id`` (in one transaction where
+        the store can); raises if the store does (the caller retries)."""
+        kept, following = finish_and_claim(
+            self.store, self.claim, self.outcomes, verdict, next_id, lease_seconds
+        )
+        return self._finished(kept, verdict), following
+
+    def _finished(self, kept: bool, verdict: Verdict) -> Result:
+        if not kept:
             return self.lost()
         event = self.claim.event
         if verdict.status is Status.DEAD:
@@ -252,7 +281,7 @@ class Job:
                 event.attempts,
                 extra=self.fields(verdict.status),
             )
-        elif verdict.status is Status.DONE:
+        elif verdict.status is Status.DONE and log.isEnabledFor(logging.INFO):
             log.info(
                 "event %s (%s) done",
                 printable(event.id),
@@ -327,11 +356,16 @@ def write_backoff(budget: float) -> list[float]:
 
 
 def persist(
-    write: Callable[[], Any], budget: float, what: str, extra: dict[str, Any] | None = None
+    write: Callable[[], Any],
+    budget: float,
+    what: str | Callable[[], str],
+    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
 ) -> tuple[bool, Any]:
     """Call ``write`` until it stops raising, for up to ``budget`` seconds.
     Returns (True, its value) or (False, None) when the store stayed down.
-    ``extra``: the log records' structured fields."""
+    ``what`` names the write in log records and ``extra`` gives their structured
+    fields; either may be a function, called only if a record is written (the
+    common case, a write that succeeds at once, then formats nothing)."""
     try:
         return True, write()
     except Exception as exc:
@@ -350,9 +384,9 @@ def persist(
 async def persist_async(
     write: Callable[[], Any],
     budget: float,
-    what: str,
+    what: str | Callable[[], str],
     offload: Callable[..., Any],
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
 ) -> tuple[bool, Any]:
     """:func:`persist` for a running loop; ``offload`` runs ``write`` (e.g. in a thread)."""
     try:
@@ -370,20 +404,42 @@ async def persist_async(
     return False, None
 
 
-def _retrying(what: str, failure: Exception, pause: float, extra: dict[str, Any] | None) -> None:
+def _retrying(
+    what: str | Callable[[], str],
+    failure: Exception,
+    pause: float,
+    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
+) -> None:
     log.warning(
         "%s: store unavailable (%s); retrying in %.2f s",
-        what,
+        _text(what),
         printable(failure),
         pause,
-        extra=extra,
+        extra=_fields(extra),
     )
 
 
-def _gave_up(what: str, failure: Exception, extra: dict[str, Any] | None) -> None:
+def _gave_up(
+    what: str | Callable[[], str],
+    failure: Exception,
+    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
+) -> None:
     log.error(
-        "%s: the store stayed unavailable (%s); giving up", what, printable(failure), extra=extra
+        "%s: the store stayed unavailable (%s); giving up",
+        _text(what),
+        printable(failure),
+        extra=_fields(extra),
     )
+
+
+def _text(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def _fields(
+    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
+) -> dict[str, Any] | None:
+    return extra() if callable(extra) else extra
 
 
 _thread_loops = threading.local()

@@ -14,7 +14,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,12 @@ class SQLiteStore(SQLStore):
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute(f"PRAGMA wal_autocheckpoint={self.wal_pages}")
+        # SQLite builds small scratch tables for RETURNING and for IN lists (the due
+        # index's status list is checked on every transition); with the default
+        # temp_store each one is a temporary file created and deleted per statement,
+        # most of the cost of a claim or an insert. In memory they are a few hundred
+        # bytes; nothing the store runs sorts or collects large result sets.
+        conn.execute("PRAGMA temp_store=MEMORY")
         limit = max(JOURNAL_SIZE_LIMIT, self.wal_pages * 4096 * 3 // 2)
         conn.execute(f"PRAGMA journal_size_limit={limit}")
         with self._all_lock:
@@ -227,6 +234,20 @@ class SQLiteStore(SQLStore):
         # (the source of seconds-long acks when worker threads and requests collide).
         with self._write_lock:
             return self._conn.execute(statement, params)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[object]:
+        # The write lock is held from BEGIN to COMMIT: another thread's statement would
+        # otherwise wait in SQLite's busy handler for this transaction to end.
+        with self._write_lock:
+            self._execute("BEGIN IMMEDIATE")
+            try:
+                yield None
+                self._execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._execute("ROLLBACK")
+                raise
 
     def insert_row(self, row: dict[str, Any]) -> bool:
         """Group commit: concurrent inserts of this process share one transaction.
@@ -275,14 +296,8 @@ class SQLiteStore(SQLStore):
             _settle(group[0], super().insert_row)
             return
         try:
-            with self._write_lock:
-                self._execute("BEGIN IMMEDIATE")
-                try:
-                    inserted = [super(SQLiteStore, self).insert_row(w.row) for w in group]
-                    self._execute("COMMIT")
-                except BaseException:
-                    self._execute("ROLLBACK")
-                    raise
+            with self._transaction():
+                inserted = [super(SQLiteStore, self).insert_row(w.row) for w in group]
         except Exception:
             # One at a time, so one row's failure cannot fail the others.
             for waiter in group:
