@@ -204,3 +204,77 @@ def test_concurrent_claims_of_one_event_give_one_lease(store: DjangoStore) -> No
     for thread in threads:
         thread.join(30)
     assert len(winners) == 1
+
+
+@db_mark("default")
+def test_concurrent_writers_on_sqlite_never_meet_in_the_busy_handler() -> None:
+    # Issue 15: requests and worker threads of one process queue on the store's write
+    # lock instead of SQLite's busy handler (sleeps up to 100 ms a try). With no busy
+    # wait allowed at all (busy_timeout 0), any two of this process's writers meeting in
+    # SQLite would fail at once with "database is locked".
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the write lock is for SQLite")
+    store = DjangoStore("default")
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        with fresh_connections():
+            connection = connections["default"]
+            connection.ensure_connection()
+            connection.connection.execute("PRAGMA busy_timeout = 0")
+            start.wait(10)
+            try:
+                for k in range(25):
+                    event_id = f"evt_{n}_{k}"
+                    store.record(event_id, "deal.won", CREATED, b"{}")
+                    store.record(event_id, "deal.won", CREATED, b"{}")
+                    claim = store.claim(event_id, 30)
+                    assert claim is not None
+                    outcome = {"h": HandlerOutcome(ok=True, at=1.0)}
+                    assert store.finish(claim, outcome, Verdict(Status.DONE))
+            except BaseException as exc:
+                errors.append(exc)
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert store.stats() == {Status.DONE: 200}
+
+
+@db_mark("default")
+def test_the_write_lock_is_not_taken_inside_an_atomic_block() -> None:
+    from django.db import transaction
+
+    from iverton_webhooks.contrib.django import store as store_module
+
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the write lock is for SQLite")
+    store = DjangoStore("default")
+    store.record("evt_first", "deal.won", CREATED, b"{}")
+    lock = store_module._write_locks["default"]
+    held: list[bool] = []
+    # Another thread holds the lock: a write inside an atomic block must not wait for
+    # it (its transaction may hold SQLite's lock that thread waits for).
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        with transaction.atomic(using="default"):
+            held.append(store.record("evt_in_atomic", "deal.won", CREATED, b"{}"))
+    finally:
+        release.set()
+        holder.join(10)
+    assert held == [True]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -128,6 +130,57 @@ def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
                 f"the webhook inbox table {WebhookEvent._meta.db_table!r} is missing or out "
                 f"of date ({exc}): {MIGRATE_HINT}"
             ) from exc
+
+    return wrapper
+
+
+# One lock per SQLite database alias, shared by this process's threads (requests and
+# worker threads). SQLite lets one writer in at a time and makes the others poll in its
+# busy handler, with sleeps growing to 100 ms: under a burst that polling, not the
+# writes, made acks take seconds. Queued on a Python lock, a writer goes in the moment
+# the previous one is done. (Other processes still meet in the busy handler.)
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _forget_write_locks() -> None:
+    # In a forked child: a lock may have been copied while a parent thread held it.
+    global _write_locks_guard
+    _write_locks_guard = threading.Lock()
+    _write_locks.clear()
+
+
+os.register_at_fork(after_in_child=_forget_write_locks)
+
+
+@contextmanager
+def _writing(using: str) -> Iterator[None]:
+    """Hold this process's write lock on SQLite database ``using`` around one of the
+    store's own autocommitted writes. Never inside an atomic block (ATOMIC_REQUESTS, a
+    caller's ``transaction.atomic``): that transaction may already hold SQLite's write
+    lock, and waiting here for a thread that waits for it would stall both until the
+    busy timeout. Other databases lock rows, not the file: no lock there."""
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        yield
+        return
+    lock = _write_locks.get(using)
+    if lock is None:
+        with _write_locks_guard:
+            lock = _write_locks.setdefault(using, threading.RLock())
+    with lock:
+        yield
+
+
+def _serialized(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a write method of :class:`DjangoStore` under :func:`_writing`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, DjangoStore)
+        with _writing(store.using):
+            return method(*args, **kwargs)
 
     return wrapper
 
@@ -344,6 +397,7 @@ class DjangoStore(base.RecordsRows):
         return rows
 
     @_migrate_hint
+    @_serialized
     def insert_row(self, row: dict[str, Any]) -> bool:
         # One raw insert-if-absent, no ORM model, no savepoint: in autocommit it is its
         # own committed transaction when execute() returns, and a duplicate is not an
@@ -361,6 +415,7 @@ class DjangoStore(base.RecordsRows):
         return False
 
     @_migrate_hint
+    @_serialized
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
@@ -398,15 +453,18 @@ class DjangoStore(base.RecordsRows):
         return bool(rows.update(outcomes=merged, **_db_fields(fields)) == 1)
 
     @_migrate_hint
+    @_serialized
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         fields = _db_fields(base.renew_fields(self.clock(), lease_seconds))
         return bool(self._held(claim).update(**fields) == 1)
 
     @_migrate_hint
+    @_serialized
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         return self._update_claimed(claim, outcomes, {})
 
     @_migrate_hint
+    @_serialized
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
@@ -434,6 +492,7 @@ class DjangoStore(base.RecordsRows):
         return None if found is None else float(found)
 
     @_migrate_hint
+    @_serialized
     def note_failure(self, endpoint: str, kind: str) -> int:
         answers = FailedAnswers.objects.using(self.using)
         with transaction.atomic(using=self.using):
@@ -442,6 +501,7 @@ class DjangoStore(base.RecordsRows):
             return int(answers.values_list("failures", flat=True).get(endpoint=endpoint))
 
     @_migrate_hint
+    @_serialized
     def clear_failures(self, endpoint: str) -> None:
         answers = FailedAnswers.objects.using(self.using).filter(endpoint=endpoint)
         # Read first: most answers are 2xx and there is nothing to clear.
@@ -470,6 +530,7 @@ class DjangoStore(base.RecordsRows):
         return [_stored(row) for row in _readable(rows)[:limit]]
 
     @_migrate_hint
+    @_serialized
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
@@ -484,6 +545,7 @@ class DjangoStore(base.RecordsRows):
         return bool(replayed == 1)
 
     @_migrate_hint
+    @_serialized
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
         fields = _db_fields(base.resolve_fields(self.clock()))
         resolved = (
@@ -494,6 +556,7 @@ class DjangoStore(base.RecordsRows):
         return bool(resolved == 1)
 
     @_migrate_hint
+    @_serialized
     def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
         old = self._rows(endpoint).filter(
             status__in=base.values(FINISHED), received_at__lt=_to_db(received_before)
