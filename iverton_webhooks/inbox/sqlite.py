@@ -125,6 +125,9 @@ class SQLiteStore(SQLStore):
     """
 
     blocking = True
+    #: One writer at a time is all SQLite takes: an event loop's inserts are made by one
+    #: long-lived thread (see :mod:`iverton_webhooks.writer`) instead of a pool.
+    single_writer = True
     dialect = SQLITE
     _table = _TABLE
     _answers = "iverton_answers"
