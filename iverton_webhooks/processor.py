@@ -40,7 +40,7 @@ from .hooks import Hooks
 from .inbox.base import DEFAULT_ENDPOINT, Claim, Status, Store, StoredEvent, Verdict
 from .logs import fields
 from .router import Handler, Router, default_router
-from .telemetry import OUTCOME, RESULT, Telemetry, default_telemetry
+from .telemetry import NO_SPAN, OUTCOME, RESULT, Telemetry, default_telemetry
 from .text import printable
 from .watchdog import Watchdog
 from .worker import (
@@ -201,8 +201,15 @@ class Processor:
         )
 
     def _span(self, job: Job) -> AbstractContextManager[Any]:
+        if not self.telemetry.tracing:
+            # No SDK set up: no span generator per event and per handler (asked once).
+            job.traced = False
+            return _UNTRACED
         event = job.claim.event
         return self.telemetry.processing(self.endpoint, event.id, event.type, event.attempts)
+
+    def _handler_span(self, job: Job, handler: Handler) -> AbstractContextManager[Any]:
+        return self.telemetry.handler(handler.name) if job.traced else _UNTRACED
 
     def _run(
         self,
@@ -212,7 +219,7 @@ class Processor:
     ) -> tuple[Result, Claim | None]:
         self._warn_if_unhandled(job)
         for position, handler in enumerate(job.pending, 1):
-            with self.telemetry.handler(handler.name) as span:
+            with self._handler_span(job, handler) as span:
                 watch = self._watchdog.watch(
                     self.handler_timeout_seconds,
                     renew=functools.partial(self._renew, job),
@@ -292,7 +299,7 @@ class Processor:
         self._warn_if_unhandled(job)
         try:
             for position, handler in enumerate(job.pending, 1):
-                with self.telemetry.handler(handler.name) as span:
+                with self._handler_span(job, handler) as span:
                     job.record(handler, await self._call_async(job, handler, offload), span)
                 if position < len(job.pending):
                     saved, kept = await persist_async(
@@ -454,6 +461,10 @@ class Processor:
         """Let idle handler threads and the watchdog exit."""
         self._threads.close()
         self._watchdog.close()
+
+
+#: The stand-in span's context when nothing is traced: reusable, as it holds no state.
+_UNTRACED = nullcontext(NO_SPAN)
 
 
 async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:

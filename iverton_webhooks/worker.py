@@ -141,6 +141,8 @@ class Job:
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self.outcomes: dict[str, HandlerOutcome] = {}
+        #: False once the processor found no tracing SDK: no spans for this event.
+        self.traced = True
 
     def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
         """Structured log fields for this event."""

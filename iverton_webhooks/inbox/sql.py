@@ -139,7 +139,12 @@ class SQLStore(base.RecordsRows):
 
     def _assign(self, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """``col = ?, ...`` for a transition's fields, and their values in order."""
-        sql = ", ".join(f"{name} = {self._placeholder(name)}" for name in fields)
+        names = tuple(fields)
+        cache: dict[tuple[str, ...], str] = self.__dict__.setdefault("_assign_cache", {})
+        sql = cache.get(names)
+        if sql is None:
+            # A handful of shapes (one per transition): built once each.
+            sql = cache[names] = ", ".join(f"{n} = {self._placeholder(n)}" for n in names)
         return sql, list(fields.values())
 
     def _where(self, conditions: Mapping[str, Any]) -> tuple[str, list[Any]]:
