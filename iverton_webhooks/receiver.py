@@ -303,34 +303,42 @@ class Receiver:
         if envelope is None:
             return self._quarantine(bytes(body), reason, seen, span)
         seen.event_id, seen.event_type = envelope.id, envelope.type
-        what = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
+
+        def what(**more: Any) -> dict[str, Any]:
+            # Built only for a record that is logged: most acks log nothing at INFO.
+            found = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
+            return {**found, **more}
+
         if self.max_age is not None and _too_old(envelope, self.max_age):
             log.warning(
                 "event %s (%s) is older than max_age: answered 'expired', not recorded",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=what,
+                extra=what(),
             )
             return EXPIRED
         with span("iverton.record"):
             is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
         if is_new is None:
             return STORE_DOWN
+        informing = log.isEnabledFor(logging.INFO)
         if not is_new:
+            if informing:
+                log.info(
+                    "event %s (%s): duplicate delivery, not dispatched",
+                    printable(envelope.id),
+                    printable(envelope.type),
+                    extra=what(),
+                )
+            return DUPLICATE
+        if informing:
             log.info(
-                "event %s (%s): duplicate delivery, not dispatched",
+                "event %s (%s) recorded (secret #%d)",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=what,
+                secret_index,
+                extra=what(status=Status.PENDING.value),
             )
-            return DUPLICATE
-        log.info(
-            "event %s (%s) recorded (secret #%d)",
-            printable(envelope.id),
-            printable(envelope.type),
-            secret_index,
-            extra={**what, "status": Status.PENDING.value},
-        )
         if span is not _untraced:
             # Its processing joins this request's trace, whichever thread runs it here.
             self.telemetry.remember(self.endpoint, envelope.id)
@@ -342,7 +350,7 @@ class Receiver:
                 "event %s (%s): hand-off failed, left pending",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=what,
+                extra=what(),
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
 
