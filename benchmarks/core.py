@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -127,6 +128,34 @@ class ReceiveCase(Case):
         reply = self.receiver.receive("POST", self.batch[0].body, self.batch[0].headers)
         if reply.body != b'{"status":"accepted"}':
             raise AssertionError(f"{self.name}: unexpected reply {reply}")
+
+
+class InsertFloorCase(Case):
+    """The floor of a durable ack: one autocommitted ``INSERT`` of the raw body under a
+    unique key into a WAL-mode SQLite file (``synchronous=NORMAL``), and nothing else:
+    no verification, no parsing, no dedupe answer."""
+
+    name = "receive floor (sqlite3 INSERT alone)"
+
+    def __init__(self, pool: Pool, path: str) -> None:
+        self.pool = pool
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS t (id TEXT NOT NULL UNIQUE, body BLOB)")
+        self.batch: list[tuple[str, bytes]] = []
+
+    def prepare(self, n: int) -> None:
+        self.batch = [(parse_envelope(d.body).id, d.body) for d in self.pool.take(self.name, n)]
+
+    def run(self, n: int) -> None:
+        execute = self.conn.execute
+        for row in self.batch:
+            execute("INSERT INTO t (id, body) VALUES (?, ?)", row)
+
+    def check(self) -> None:
+        self.prepare(1)
+        self.run(1)
 
 
 class ProcessCase(Case):
@@ -302,6 +331,9 @@ def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Ca
     )
     factories["receive SQLiteStore"] = lambda: ReceiveCase(
         "receive SQLiteStore", pool, sqlite("receive.sqlite3")
+    )
+    factories[InsertFloorCase.name] = lambda: InsertFloorCase(
+        pool, os.path.join(workdir, "floor.sqlite3")
     )
     factories["process MemoryStore"] = lambda: ProcessCase(
         "process MemoryStore", pool, MemoryStore()
