@@ -163,15 +163,18 @@ class SQLStore(base.RecordsRows):
     # -- the protocol ----------------------------------------------------------------
 
     def insert_row(self, row: dict[str, Any]) -> bool:
-        names = ", ".join(row)
-        marks = ", ".join(self._placeholder(name) for name in row)
-        # One statement either way; a new row is the only one with deliveries = 1.
-        cursor = self._execute(
-            f"INSERT INTO {self._table} AS e ({names}) VALUES ({marks}) "
-            "ON CONFLICT (endpoint, id) DO UPDATE SET deliveries = e.deliveries + 1 "
-            "RETURNING deliveries",
-            list(row.values()),
-        )
+        key = tuple(row)
+        cache: dict[tuple[str, ...], str] = self.__dict__.setdefault("_insert_cache", {})
+        sql = cache.get(key)
+        if sql is None:  # the columns of new_row: one shape, built once
+            marks = ", ".join(self._placeholder(name) for name in key)
+            # One statement either way; a new row is the only one with deliveries = 1.
+            sql = cache[key] = (
+                f"INSERT INTO {self._table} AS e ({', '.join(key)}) VALUES ({marks}) "
+                "ON CONFLICT (endpoint, id) DO UPDATE SET deliveries = e.deliveries + 1 "
+                "RETURNING deliveries"
+            )
+        cursor = self._execute(sql, list(row.values()))
         return int(cursor.fetchone()[0]) == 1
 
     def claim(
