@@ -98,7 +98,8 @@ def test_a_hung_sync_handler_times_out_is_retried_and_ends_dead(store: Store) ->
         worker.start()
         # The watchdog writes the timeout while the handler still hangs in its thread.
         assert wait_for(lambda: store.get(event_id).status is Status.FAILED, 3)  # type: ignore[union-attr]
-        assert stuck == ["x"]  # the thread's owner was told, so it can replace it
+        # The thread's owner is told (right after that write), so it can replace it.
+        assert wait_for(lambda: stuck == ["x"], 3)
         event = store.get(event_id)
         assert event is not None
         assert "timed out after 0.3 s" in (event.last_error or "")
