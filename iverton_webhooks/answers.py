@@ -62,6 +62,8 @@ class LocalAnswerLog:
         self._lock = threading.Lock()
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
+        if ok and endpoint not in self._failures:
+            return 0  # the common case, without the lock: nothing to clear
         with self._lock:
             if ok:
                 self._failures.pop(endpoint, None)
@@ -94,7 +96,8 @@ class StoreAnswerLog:
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
         if ok:
             self._local.note(endpoint, True, kind)
-            self._seen.pop(endpoint, None)
+            if self._seen:
+                self._seen.pop(endpoint, None)
             now = time.monotonic()
             if now - self._cleared.get(endpoint, -self.clear_every) >= self.clear_every:
                 self._cleared[endpoint] = now

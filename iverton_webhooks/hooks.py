@@ -125,6 +125,10 @@ class Hooks:
     def __bool__(self) -> bool:
         return any(self._subscribers.values())
 
+    def wants(self, hook: Hook) -> bool:
+        """Whether anything subscribes to ``hook`` (so a caller can skip building a Notice)."""
+        return bool(self._subscribers.get(hook))
+
     def emit(self, notice: Notice) -> None:
         """Call every subscriber of ``notice.hook``; never raises."""
         # Copy-on-write tuples: reading needs no lock, and a subscriber may (un)subscribe.

@@ -358,7 +358,7 @@ class Receiver:
         """After the request: metrics, the answer's hook, the disablement warning."""
         self.telemetry.answered(self.endpoint, answer, seconds)
         hook = HOOK_OF_ANSWER.get(answer)
-        if hook is not None and self.hooks:
+        if hook is not None and self.hooks.wants(hook):
             self.hooks.emit(
                 Notice(
                     hook,

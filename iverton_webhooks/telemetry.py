@@ -22,6 +22,7 @@ explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -98,6 +99,12 @@ class Telemetry:
         self.enabled = True
         self._trace = trace
         self._own_tracer_provider = tracer_provider is not None
+        self._tracer_set = False
+        self._look_again_at = 0.0
+        self._metrics = metrics
+        self._own_meter_provider = meter_provider is not None
+        self._meter_set = False
+        self._look_for_meter_at = 0.0
         self.tracer = trace.get_tracer(NAME, _version(), tracer_provider=tracer_provider)
         meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
         self.requests = meter.create_counter(
@@ -122,18 +129,42 @@ class Telemetry:
     @property
     def tracing(self) -> bool:
         """False while no SDK is set up: spans would be dropped anyway, so none are made
-        (the API's stand-in spans cost more than the rest of an ack)."""
+        (the API's stand-in spans cost more than the rest of an ack). The global provider
+        is looked up at most once a second until a real one appears (OpenTelemetry lets it
+        be set only once), since the lookup reads the environment each time."""
         if not self.enabled:
             return False
-        if self._own_tracer_provider:
+        if self._own_tracer_provider or self._tracer_set:
             return True
+        now = time.monotonic()
+        if now < self._look_again_at:
+            return False
+        self._look_again_at = now + 1.0
         provider = self._trace.get_tracer_provider()
-        return not isinstance(
+        self._tracer_set = not isinstance(
             provider, (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
         )
+        return self._tracer_set
+
+    @property
+    def metering(self) -> bool:
+        """False while no SDK meter provider is set up: the instruments would drop every
+        point anyway. Looked up as :attr:`tracing` is."""
+        if not self.enabled:
+            return False
+        if self._own_meter_provider or self._meter_set:
+            return True
+        now = time.monotonic()
+        if now < self._look_for_meter_at:
+            return False
+        self._look_for_meter_at = now + 1.0
+        # The API's stand-ins: a no-op provider and a proxy awaiting the real one.
+        stand_in = type(self._metrics.get_meter_provider()).__name__
+        self._meter_set = stand_in not in ("NoOpMeterProvider", "_ProxyMeterProvider")
+        return self._meter_set
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
-        if self.enabled:
+        if self.metering:
             attributes = {ENDPOINT: endpoint, ANSWER: answer}
             self.requests.add(1, attributes)
             self.ack_duration.record(seconds, attributes)
@@ -190,7 +221,8 @@ class Telemetry:
         if not self.enabled:
             return
         outcome = "ok" if error is None else "failed"
-        self.handler_runs.add(1, {ENDPOINT: endpoint, HANDLER: handler, OUTCOME: outcome})
+        if self.metering:
+            self.handler_runs.add(1, {ENDPOINT: endpoint, HANDLER: handler, OUTCOME: outcome})
         if span is not None and span.is_recording():
             span.set_attribute(OUTCOME, outcome)
             if error is not None:

@@ -46,7 +46,8 @@ class MemoryStore(base.RecordsRows):
             if existing is not None:
                 existing["deliveries"] += 1
                 return False
-            self._rows[key] = {**row, "outcomes": {}}
+            row["outcomes"] = {}  # the row is new_row's own dict: kept, not copied
+            self._rows[key] = row
             return True
 
     def claim(
