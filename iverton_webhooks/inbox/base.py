@@ -212,6 +212,31 @@ class RecordsRows:
         raise NotImplementedError
 
 
+class ClaimedWrites:
+    """:meth:`Store.renew`, :meth:`Store.checkpoint` and :meth:`Store.finish` written
+    once, for a store whose one lease-checked write is ``_claimed(claim, fields,
+    outcomes)``: apply ``fields`` and merge ``outcomes`` if the claim's token still holds
+    the lease, returning whether it did."""
+
+    clock: Callable[[], float]
+
+    def _claimed(
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
+    ) -> bool:
+        raise NotImplementedError
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        return self._claimed(claim, renew_fields(self.clock(), lease_seconds), {})
+
+    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
+        return self._claimed(claim, {}, outcomes)
+
+    def finish(
+        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
+    ) -> bool:
+        return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
+
+
 def claim_fields(now: float, lease_seconds: float, token: str) -> dict[str, Any]:
     """Taking the lease; the store also adds one to ``attempts``."""
     until = now + lease_seconds

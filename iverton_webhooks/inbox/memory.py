@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import base
-from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, Verdict
+from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent
 
 _CLAIMABLE = base.values(base.CLAIMABLE)
 _FINISHED = base.values(base.FINISHED)
@@ -23,7 +23,7 @@ def _is_due(row: Row, now: float) -> bool:
     return row["status"] in _CLAIMABLE and row["due_at"] is not None and row["due_at"] <= now
 
 
-class MemoryStore(base.RecordsRows):
+class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     """Rows as plain dicts (the columns of :func:`~.base.new_row` plus ``outcomes``)
     behind one lock, with the same semantics as the durable stores."""
 
@@ -62,17 +62,6 @@ class MemoryStore(base.RecordsRows):
             row.update(base.claim_fields(now, lease_seconds, token))
             row["attempts"] += 1
             return Claim(event=base.read_row(row), token=token)
-
-    def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        return self._claimed(claim, base.renew_fields(self.clock(), lease_seconds), {})
-
-    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._claimed(claim, {}, outcomes)
-
-    def finish(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
-    ) -> bool:
-        return self._claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]

@@ -93,7 +93,7 @@ _REPLAYABLE = status_list(base.REPLAYABLE)
 _RESOLVABLE = status_list(base.RESOLVABLE)
 
 
-class SQLStore(base.RecordsRows):
+class SQLStore(base.RecordsRows, base.ClaimedWrites):
     """Every :class:`~.base.Store` method over one SQL table. A subclass sets
     ``dialect`` and ``_table`` (the quoted table name) and implements :meth:`_execute`."""
 
@@ -213,17 +213,6 @@ class SQLStore(base.RecordsRows):
             [*params, claim.event.endpoint, claim.event.id, claim.token],
         )
         return cursor.rowcount == 1
-
-    def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        return self._claimed(claim, base.renew_fields(self.clock(), lease_seconds))
-
-    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._claimed(claim, {}, outcomes)
-
-    def finish(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
-    ) -> bool:
-        return self._claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     def finish_and_claim(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.module_loading import import_string
 
 from ...errors import ConfigurationError
@@ -177,6 +178,18 @@ def check_handler_modules(
     ]
 
 
+def _inbox_connection(databases: Sequence[str] | None) -> BaseDatabaseWrapper | None:
+    """The inbox database's connection, when ``check --database`` asked for it (database
+    checks run only for the databases named) and the settings name one that exists."""
+    try:
+        alias = conf.database(conf.options())
+    except ConfigurationError:
+        return None  # reported by check_settings
+    if not databases or alias not in databases or alias not in connections:
+        return None
+    return connections[alias]
+
+
 @register(Tags.database)
 def check_inbox_table(
     app_configs: Sequence[AppConfig] | None = None,
@@ -188,13 +201,10 @@ def check_inbox_table(
     A Warning, not an Error: ``migrate`` runs the database checks before migrating, and
     an Error would stop the very command that fixes it.
     """
-    try:
-        alias = conf.database(conf.options())
-    except ConfigurationError:
-        return []  # reported by check_settings
-    if not databases or alias not in databases or alias not in connections:
+    connection = _inbox_connection(databases)
+    if connection is None:
         return []
-    connection = connections[alias]
+    alias = connection.alias
     table = WebhookEvent._meta.db_table
     try:
         with connection.cursor() as cursor:
@@ -237,13 +247,10 @@ def check_sqlite_wal(
     the sender counts towards disabling the endpoint). WAL is a property of the file,
     so the check asks the database rather than reading settings.
     """
-    try:
-        alias = conf.database(conf.options())
-    except ConfigurationError:
-        return []  # reported by check_settings
-    if not databases or alias not in databases or alias not in connections:
+    connection = _inbox_connection(databases)
+    if connection is None:
         return []
-    connection = connections[alias]
+    alias = connection.alias
     if connection.vendor != "sqlite":
         return []
     try:
