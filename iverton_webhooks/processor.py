@@ -34,7 +34,6 @@ from typing import Any
 
 from .calls import Call, HandlerThreads
 from .errors import ConfigurationError
-from .events import Event
 from .health import Health, oldest_due_age
 from .hooks import Hooks
 from .inbox.base import DEFAULT_ENDPOINT, Claim, Status, Store, StoredEvent, Verdict
@@ -77,12 +76,6 @@ def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
             f"legitimate retries are accepted, and shorter than retention ({retention}), so an "
             "event is refused by age before its id is forgotten."
         )
-
-
-def _invoke(handler: Handler, event: Event[Any]) -> None:
-    value = handler.func(event)
-    if handler.is_async or asyncio.iscoroutine(value):
-        run_coroutine(value)
 
 
 async def _call_here(func: Callable[..., Any], /, *args: Any) -> Any:
@@ -179,14 +172,28 @@ class Processor:
         handler timed out). A None claim after ``then`` gave an id means: claim that id
         afresh (it was not claimable, or the store could not claim it just now).
         """
+        if self.process_context is nullcontext:  # the default: nothing to enter
+            return self._step(event, on_stuck, then)
         with self.process_context():
-            job = self._begin(event)
-            if not isinstance(job, Job):
-                return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
-            with self._span(job) as span:
-                result, following = self._run(job, on_stuck, then)
-                span.set_attribute(RESULT, result.value)
-            return result, following
+            return self._step(event, on_stuck, then)
+
+    def _step(
+        self,
+        event: str | Claim,
+        on_stuck: Callable[[], None] | None,
+        then: Callable[[], str | None] | None,
+    ) -> tuple[Result, Claim | None]:
+        job = self._begin(event)
+        if not isinstance(job, Job):
+            return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
+        if not self.telemetry.tracing:
+            # No SDK set up: no span generator per event and per handler (asked once).
+            job.traced = False
+            return self._run(job, on_stuck, then)
+        with self._span(job) as span:
+            result, following = self._run(job, on_stuck, then)
+            span.set_attribute(RESULT, result.value)
+        return result, following
 
     def _begin(self, event: str | Claim) -> Job | Verdict | None:
         return Job.begin(
@@ -218,26 +225,19 @@ class Processor:
         then: Callable[[], str | None] | None = None,
     ) -> tuple[Result, Claim | None]:
         self._warn_if_unhandled(job)
-        for position, handler in enumerate(job.pending, 1):
-            with self._handler_span(job, handler) as span:
-                watch = self._watchdog.watch(
-                    self.handler_timeout_seconds,
-                    renew=functools.partial(self._renew, job),
-                    expire=functools.partial(self._expire, job, handler, on_stuck),
-                )
-                error: Exception | None = None
-                try:
-                    _invoke(handler, job.event)
-                except Exception as exc:
-                    error = exc
-                finally:
-                    in_time = self._watchdog.release(watch)
-                if not in_time:
-                    # The watchdog already recorded it as failed ("timed out").
-                    span.set_attribute(OUTCOME, "timed_out")
-                    return Result.TIMED_OUT, None
-                job.record(handler, error, span)
-            if position < len(job.pending):
+        pending = job.pending
+        for position, handler in enumerate(pending, 1):
+            if job.traced:
+                with self.telemetry.handler(handler.name) as span:
+                    in_time = self._call(job, handler, on_stuck, span)
+                    if not in_time:
+                        span.set_attribute(OUTCOME, "timed_out")
+            else:
+                in_time = self._call(job, handler, on_stuck, None)
+            if not in_time:
+                # The watchdog already recorded it as failed ("timed out").
+                return Result.TIMED_OUT, None
+            if position < len(pending):
                 saved, kept = persist(job.checkpoint, self._write_budget, job.describe, job.fields)
                 if not saved:
                     return Result.STORE_DOWN, None
@@ -258,6 +258,27 @@ class Processor:
         )
         return step if saved else (Result.STORE_DOWN, None)
 
+    def _call(
+        self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None, span: Any
+    ) -> bool:
+        """Run one handler under the watchdog and record its outcome; False if it
+        overran ``handler_timeout`` (the watchdog then recorded it)."""
+        watch = self._watchdog.watch(
+            self.handler_timeout_seconds, self._renew, self._expire, job, handler, on_stuck
+        )
+        error: Exception | None = None
+        try:
+            value = handler.func(job.event)
+            if handler.is_async or (value is not None and asyncio.iscoroutine(value)):
+                run_coroutine(value)
+        except Exception as exc:
+            error = exc
+        finally:
+            in_time = self._watchdog.release(watch)
+        if in_time:
+            job.record(handler, error, span)
+        return in_time
+
     def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
         # In the watchdog's thread, while the handler still runs in its own: write the
         # timeout as the handler's failure so the event is retried (or dead) elsewhere.
@@ -267,7 +288,7 @@ class Processor:
         if on_stuck is not None:
             on_stuck()
 
-    def _renew(self, job: Job) -> None:
+    def _renew(self, job: Job, *_: object) -> None:
         try:
             if not self.store.renew(job.claim, self.lease_seconds):
                 log.warning(

@@ -98,6 +98,10 @@ class RetryPolicy:
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
 
 
+# The statuses a verdict is compared with once per event, looked up once.
+_DONE, _DEAD = Status.DONE, Status.DEAD
+
+
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` with the innermost frame, short enough to store and show."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -153,7 +157,7 @@ class Job:
         return f"event {printable(self.event.id)} ({printable(self.event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
-        if self.hooks:
+        if self.hooks.wants(hook):
             _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
 
     @classmethod
@@ -229,7 +233,7 @@ class Job:
         now = self.store.clock()
         self.telemetry.ran(span, self.endpoint, handler.name, error)
         if error is None:
-            self.outcomes[handler.name] = HandlerOutcome(ok=True, at=now)
+            self.outcomes[handler.name] = HandlerOutcome.succeeded(now)
             return
         described = str(error) if isinstance(error, HandlerTimeout) else describe_exception(error)
         self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
@@ -248,14 +252,16 @@ class Job:
         return self.store.checkpoint(self.claim, self.outcomes)
 
     def verdict(self) -> Verdict:
-        attempts = self.claim.event.attempts
         return Verdict.after_attempt(
             self.outcomes,
             matched=self.matched,
-            attempts=attempts,
+            attempts=self.claim.event.attempts,
             max_attempts=self.policy.max_attempts,
-            retry_at=self.store.clock() + self.policy.delay(attempts),
+            retry_at=self._retry_at,
         )
+
+    def _retry_at(self) -> float:
+        return self.store.clock() + self.policy.delay(self.claim.event.attempts)
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
@@ -275,25 +281,26 @@ class Job:
         if not kept:
             return self.lost()
         event = self.claim.event
-        if verdict.status is Status.DEAD:
+        status = verdict.status
+        if status is _DEAD:
             log.error(
                 "event %s (%s) is dead after %d attempts",
                 printable(event.id),
                 printable(event.type),
                 event.attempts,
-                extra=self.fields(verdict.status),
+                extra=self.fields(status),
             )
-        elif verdict.status is Status.DONE and log.isEnabledFor(logging.INFO):
+        elif status is _DONE and log.isEnabledFor(logging.INFO):
             log.info(
                 "event %s (%s) done",
                 printable(event.id),
                 printable(event.type),
-                extra=self.fields(verdict.status),
+                extra=self.fields(status),
             )
-        hook = HOOK_OF_VERDICT.get(verdict.status)
+        hook = HOOK_OF_VERDICT.get(status)
         if hook is not None:
             self.notify(hook, error=verdict.error)
-        return RESULT_OF_VERDICT[verdict.status]
+        return RESULT_OF_VERDICT[status]
 
     def interrupted(self) -> Verdict:
         """Give the event back, due now, keeping the outcomes so far (shutdown mid-event)."""

@@ -24,11 +24,12 @@ lease (it was too slow and another worker took over) cannot overwrite the result
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 #: The endpoint an event belongs to when the receiver was not given one.
 DEFAULT_ENDPOINT = "default"
@@ -83,6 +84,24 @@ class HandlerOutcome:
             ok=bool(value["ok"]), error=value.get("error") or None, at=float(value.get("at", 0.0))
         )
 
+    @classmethod
+    def succeeded(cls, at: float) -> HandlerOutcome:
+        """``HandlerOutcome(ok=True, at=at)``: made once per handler run."""
+        return _frozen(cls, {"ok": True, "error": None, "at": at})
+
+
+_Frozen = TypeVar("_Frozen")
+
+
+def _frozen(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
+    """An instance of the frozen dataclass ``cls`` holding ``fields``, which must name
+    every field. Its generated ``__init__`` sets each field through
+    ``object.__setattr__``: eight times the cost of this, for the objects made for every
+    event. Only for classes without ``__post_init__`` or ``__slots__``."""
+    made: _Frozen = object.__new__(cls)
+    made.__dict__.update(fields)
+    return made
+
 
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
     return json.dumps({name: o.to_json() for name, o in outcomes.items()}, separators=(",", ":"))
@@ -132,15 +151,22 @@ class Verdict:
         matched: bool,
         attempts: int,
         max_attempts: int,
-        retry_at: float,
+        retry_at: float | Callable[[], float],
     ) -> Verdict:
+        """``retry_at`` may be a function, called only when the verdict is a retry (the
+        common verdict, done, then draws no jitter and reads no clock)."""
         failures = [f"{name}: {o.error}" for name, o in outcomes.items() if not o.ok]
         if failures:
             error = "; ".join(failures)
             if attempts >= max_attempts:
                 return cls(Status.DEAD, error)
-            return cls(Status.FAILED, error, retry_at)
-        return cls(Status.DONE if matched else Status.UNHANDLED)
+            return cls(Status.FAILED, error, retry_at() if callable(retry_at) else retry_at)
+        # Frozen, so one instance of each serves every event.
+        return _DONE if matched else _UNHANDLED
+
+
+_DONE = Verdict(Status.DONE)
+_UNHANDLED = Verdict(Status.UNHANDLED)
 
 
 def new_row(
@@ -237,11 +263,22 @@ class ClaimedWrites:
         return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
 
 
+#: Each status's stored name, without the enum's ``value`` descriptor (a Python call).
+_NAME: dict[Status, str] = {status: status.value for status in Status}
+_PROCESSING = Status.PROCESSING.value
+
+
+def new_token() -> str:
+    """A claim's lease token: 32 random hex digits, as ``uuid4().hex`` gave (which costs
+    five times as much, for version bits nothing reads)."""
+    return os.urandom(16).hex()
+
+
 def claim_fields(now: float, lease_seconds: float, token: str) -> dict[str, Any]:
     """Taking the lease; the store also adds one to ``attempts``."""
     until = now + lease_seconds
     return {
-        "status": Status.PROCESSING.value,
+        "status": _PROCESSING,
         "lease_token": token,
         "lease_until": until,
         "due_at": until,
@@ -258,7 +295,7 @@ def finish_fields(verdict: Verdict, now: float) -> dict[str, Any]:
     """Leaving ``processing``; the store also merges the outcomes in."""
     finished = verdict.status in FINISHED
     return {
-        "status": verdict.status.value,
+        "status": _NAME[verdict.status],
         "last_error": verdict.error,
         "due_at": verdict.retry_at,
         "next_attempt_at": verdict.retry_at,
@@ -356,12 +393,20 @@ class StoredEvent:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC = timezone.utc
+_from_epoch = datetime.fromtimestamp
+#: A stored status name's member, without an ``Enum.__call__`` per row.
+_STATUS_OF: dict[str, Status] = {status.value: status for status in Status}
 
 
 def _when(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(float(value), timezone.utc)
+    if value is None:
+        return None
+    if type(value) is float:  # what every store but Django's holds
+        return _from_epoch(value, _UTC)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=_UTC)
+    return _from_epoch(float(value), _UTC)
 
 
 def read_row(row: Mapping[str, Any]) -> StoredEvent:
@@ -373,21 +418,28 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
     a listing, a claim or a worker.
     """
     try:
-        return StoredEvent(
-            id=str(row["id"]),
-            endpoint=str(row.get("endpoint") or DEFAULT_ENDPOINT),
-            type=str(row["type"]),
-            created_at=_when(row["created_at"]) or _EPOCH,
-            received_at=_when(row["received_at"]) or _EPOCH,
-            body=bytes(row["body"]),
-            status=Status(row["status"]),
-            attempts=int(row["attempts"]),
-            deliveries=int(row["deliveries"]),
-            next_attempt_at=_when(row.get("next_attempt_at")),
-            lease_until=_when(row.get("lease_until")),
-            processed_at=_when(row.get("processed_at")),
-            last_error=row.get("last_error"),
-            outcomes=load_outcomes(row.get("outcomes")),
+        status = row["status"]
+        # Every field, in field order: built without StoredEvent's frozen __init__, as
+        # each claim reads one row.
+        return _frozen(
+            StoredEvent,
+            {
+                "id": str(row["id"]),
+                "type": str(row["type"]),
+                "created_at": _when(row["created_at"]) or _EPOCH,
+                "received_at": _when(row["received_at"]) or _EPOCH,
+                "body": bytes(row["body"]),
+                "status": _STATUS_OF.get(status) or Status(status),
+                "attempts": int(row["attempts"]),
+                "deliveries": int(row["deliveries"]),
+                "next_attempt_at": _when(row.get("next_attempt_at")),
+                "lease_until": _when(row.get("lease_until")),
+                "processed_at": _when(row.get("processed_at")),
+                "last_error": row.get("last_error"),
+                "outcomes": load_outcomes(row.get("outcomes")),
+                "endpoint": str(row.get("endpoint") or DEFAULT_ENDPOINT),
+                "unreadable": None,
+            },
         )
     except Exception as exc:  # any unreadable value, whatever its kind
         reason = f"unreadable stored row: {type(exc).__name__}: {exc}"[:500]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,7 +57,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             now = self.clock()
             if row is None or not _is_due(row, now):
                 return None
-            token = uuid.uuid4().hex
+            token = base.new_token()
             row.update(base.claim_fields(now, lease_seconds, token))
             row["attempts"] += 1
             return Claim(event=base.read_row(row), token=token)

@@ -11,7 +11,6 @@ status list from its sets: a new column or status changes no SQL here.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -180,7 +179,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
-        now, token = self.clock(), uuid.uuid4().hex
+        now, token = self.clock(), base.new_token()
         sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
         p, t = self.dialect.param, self.dialect.time_param
         cursor = self._execute(
