@@ -183,7 +183,16 @@ class Processor:
         on_stuck: Callable[[], None] | None,
         then: Callable[[], str | None] | None,
     ) -> tuple[Result, Claim | None]:
-        job = self._begin(event)
+        job = Job.begin(
+            self.store,
+            self.router,
+            event,
+            endpoint=self.endpoint,
+            lease_seconds=self.lease_seconds,
+            policy=self.retry,
+            hooks=self.hooks,
+            telemetry=self.telemetry,
+        )
         if not isinstance(job, Job):
             return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
         if not self.telemetry.tracing:
@@ -224,7 +233,8 @@ class Processor:
         on_stuck: Callable[[], None] | None,
         then: Callable[[], str | None] | None = None,
     ) -> tuple[Result, Claim | None]:
-        self._warn_if_unhandled(job)
+        if not job.matched:
+            self._warn_if_unhandled(job)
         pending = job.pending
         for position, handler in enumerate(pending, 1):
             if job.traced:
@@ -246,9 +256,16 @@ class Processor:
         verdict = job.verdict()
         next_id = then() if then is not None else None
         if next_id is None:
-            saved, result = persist(
-                lambda: job.finish(verdict), self._write_budget, job.describe, job.fields
-            )
+            try:  # the common case, a write that works at once, without persist's closure
+                return job.finish(verdict), None
+            except Exception as exc:
+                saved, result = persist(
+                    lambda: job.finish(verdict),
+                    self._write_budget,
+                    job.describe,
+                    job.fields,
+                    failed=exc,
+                )
             return (result if saved else Result.STORE_DOWN), None
         saved, step = persist(
             lambda: job.finish_and_claim(verdict, next_id, self.lease_seconds),

@@ -197,8 +197,11 @@ class Job:
         if verdict is not None:
             return cls._closed(store, claim, verdict, endpoint, hooks)
         matching = router.handlers_for(parsed.type)
-        done = stored.succeeded_handlers
-        owed = [handler for handler in matching if handler.name not in done]
+        if stored.outcomes:
+            done = stored.succeeded_handlers
+            owed = [handler for handler in matching if handler.name not in done]
+        else:  # a first attempt: every handler is owed (handlers_for gave a new list)
+            owed = matching
         return cls(
             store,
             claim,
@@ -369,16 +372,22 @@ def persist(
     budget: float,
     what: str | Callable[[], str],
     extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    *,
+    failed: Exception | None = None,
 ) -> tuple[bool, Any]:
     """Call ``write`` until it stops raising, for up to ``budget`` seconds.
     Returns (True, its value) or (False, None) when the store stayed down.
     ``what`` names the write in log records and ``extra`` gives their structured
     fields; either may be a function, called only if a record is written (the
-    common case, a write that succeeds at once, then formats nothing)."""
-    try:
-        return True, write()
-    except Exception as exc:
-        failure: Exception = exc
+    common case, a write that succeeds at once, then formats nothing).
+    ``failed``: the caller's own first attempt raised this; go on from there."""
+    if failed is not None:
+        failure: Exception = failed
+    else:
+        try:
+            return True, write()
+        except Exception as exc:
+            failure = exc
     for pause in write_backoff(budget):
         _retrying(what, failure, pause, extra)
         time.sleep(pause)

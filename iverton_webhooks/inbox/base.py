@@ -103,15 +103,26 @@ def _frozen(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
     return made
 
 
+#: json.dumps builds an encoder per call when given any option; this one is built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
-    return json.dumps({name: o.to_json() for name, o in outcomes.items()}, separators=(",", ":"))
+    return _COMPACT.encode({name: o.to_json() for name, o in outcomes.items()})
 
 
-def load_outcomes(text: str | bytes | Mapping[str, Any] | None) -> dict[str, HandlerOutcome]:
+def load_outcomes(
+    text: str | bytes | Mapping[str, Mapping[str, Any] | HandlerOutcome] | None,
+) -> dict[str, HandlerOutcome]:
+    """Outcomes from JSON text, or from a mapping of JSON objects or outcomes (frozen,
+    so taken as they are)."""
     if not text:
         return {}
     raw = json.loads(text) if isinstance(text, (str, bytes)) else text
-    return {name: HandlerOutcome.from_json(v) for name, v in raw.items()}
+    return {
+        name: v if isinstance(v, HandlerOutcome) else HandlerOutcome.from_json(v)
+        for name, v in raw.items()
+    }
 
 
 def to_datetime(epoch: float | None) -> datetime | None:

@@ -71,9 +71,10 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if row is None or row["lease_token"] != claim.token:
                 return False
             row.update(fields)
-            # Kept as JSON-ready dicts, as the SQL stores keep them, for read_row.
-            merged = {name: outcome.to_json() for name, outcome in outcomes.items()}
-            row["outcomes"] = {**row["outcomes"], **merged}
+            if outcomes:
+                # Kept as the (frozen) outcomes themselves, which read_row takes as they
+                # are; a new dict, so no snapshot handed out shares it.
+                row["outcomes"] = {**row["outcomes"], **outcomes}
             return True
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:

@@ -180,16 +180,22 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now, token = self.clock(), base.new_token()
-        sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
-        p, t = self.dialect.param, self.dialect.time_param
-        cursor = self._execute(
-            f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
-            f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
-            f"RETURNING {self._select}",
-            [*params, endpoint, event_id, now],
-        )
-        claimed = self._rows(cursor)
-        return Claim(event=claimed[0], token=token) if claimed else None
+        fields = base.claim_fields(now, lease_seconds, token)
+        key = ("claim", *fields)
+        cache: dict[tuple[Any, ...], str] = self.__dict__.setdefault("_statements", {})
+        sql = cache.get(key)
+        if sql is None:  # one shape: built once, not per claim
+            sets = self._assign(fields)[0]
+            p, t = self.dialect.param, self.dialect.time_param
+            sql = cache[key] = (
+                f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
+                f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
+                f"AND due_at <= {t} RETURNING {self._select}"
+            )
+        rows = self._execute(sql, [*fields.values(), endpoint, event_id, now]).fetchall()
+        if not rows:
+            return None
+        return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
 
     def _claimed(
         self,
@@ -198,20 +204,29 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         outcomes: Mapping[str, HandlerOutcome] | None = None,
     ) -> bool:
         """Apply a transition that only the holder of the claim's lease may make."""
-        sets, params = self._assign(fields)
         # No outcomes, no merge: a row whose stored outcomes cannot be parsed (the
         # reason it is being quarantined) can still be finished.
+        merge = bool(outcomes)
+        key = ("claimed", merge, *fields)
+        cache: dict[tuple[Any, ...], str] = self.__dict__.setdefault("_statements", {})
+        sql = cache.get(key)
+        if sql is None:  # one shape per transition: built once each
+            parts = [self._assign(fields)[0]] if fields else []
+            if merge:
+                parts.append(self.dialect.merge_outcomes.format())
+            # Nothing to write: just check the lease.
+            sets = ", ".join(parts) or "lease_token = lease_token"
+            p = self.dialect.param
+            sql = cache[key] = (
+                f"UPDATE {self._table} SET {sets} "
+                f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}"
+            )
+        params = list(fields.values())
         if outcomes:
-            sets = ", ".join(filter(None, (sets, self.dialect.merge_outcomes.format())))
             params.append(base.dump_outcomes(outcomes))
-        sets = sets or "lease_token = lease_token"  # nothing to write: just check the lease
-        p = self.dialect.param
-        cursor = self._execute(
-            f"UPDATE {self._table} SET {sets} "
-            f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}",
-            [*params, claim.event.endpoint, claim.event.id, claim.token],
-        )
-        return cursor.rowcount == 1
+        event = claim.event
+        params += (event.endpoint, event.id, claim.token)
+        return self._execute(sql, params).rowcount == 1
 
     def finish_and_claim(
         self,
