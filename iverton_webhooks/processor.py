@@ -154,7 +154,10 @@ class Processor:
         thread), so the owner of this thread can put another in its place; when the
         handler finally returns, this call returns :attr:`Result.TIMED_OUT`.
         """
-        return self.process_step(event_id, on_stuck=on_stuck)[0]
+        if self.process_context is nullcontext:  # the default: nothing to enter
+            return self._step(event_id, on_stuck, None)[0]
+        with self.process_context():
+            return self._step(event_id, on_stuck, None)[0]
 
     def process_step(
         self,

@@ -64,7 +64,7 @@ class Watchdog:
         """Start watching a call that must end within ``timeout`` seconds: every
         heartbeat while it runs, ``renew(*args)``; past its deadline, ``expire(*args)``
         (both in the watchdog's thread). Returns the key to :meth:`release` it with."""
-        if self._pid != os.getpid():
+        if self._pid is None:  # first use in this process (a fork resets it: _fresh)
             self._start()
         now = time.monotonic()
         key = next(self._keys)

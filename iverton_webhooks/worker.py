@@ -145,6 +145,8 @@ class Job:
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self.outcomes: dict[str, HandlerOutcome] = {}
+        #: How many handler runs of this attempt failed (timeouts included).
+        self.failures = 0
         #: False once the processor found no tracing SDK: no spans for this event.
         self.traced = True
 
@@ -240,6 +242,7 @@ class Job:
             return
         described = str(error) if isinstance(error, HandlerTimeout) else describe_exception(error)
         self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
+        self.failures += 1
         log.warning(
             "handler %s failed on event %s (%s): %s",
             printable(handler.name),
@@ -255,6 +258,10 @@ class Job:
         return self.store.checkpoint(self.claim, self.outcomes)
 
     def verdict(self) -> Verdict:
+        if not self.failures:
+            # Every outcome recorded is a success: what after_attempt would decide,
+            # without looking through them.
+            return Verdict.succeeded(matched=self.matched)
         return Verdict.after_attempt(
             self.outcomes,
             matched=self.matched,
@@ -301,8 +308,8 @@ class Job:
                 extra=self.fields(status),
             )
         hook = HOOK_OF_VERDICT.get(status)
-        if hook is not None:
-            self.notify(hook, error=verdict.error)
+        if hook is not None and self.hooks.wants(hook):
+            _notify(self.hooks, hook, self.claim, self.endpoint, error=verdict.error)
         return RESULT_OF_VERDICT[status]
 
     def interrupted(self) -> Verdict:

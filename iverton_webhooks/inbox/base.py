@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 #: The endpoint an event belongs to when the receiver was not given one.
 DEFAULT_ENDPOINT = "default"
@@ -86,8 +86,11 @@ class HandlerOutcome:
 
     @classmethod
     def succeeded(cls, at: float) -> HandlerOutcome:
-        """``HandlerOutcome(ok=True, at=at)``: made once per handler run."""
-        return _frozen(cls, {"ok": True, "error": None, "at": at})
+        """``HandlerOutcome(ok=True, at=at)``: made once per handler run (as
+        :func:`_frozen` does, inlined)."""
+        made = object.__new__(cls)
+        made.__dict__.update(ok=True, error=None, at=at)
+        return made
 
 
 _Frozen = TypeVar("_Frozen")
@@ -172,6 +175,12 @@ class Verdict:
             if attempts >= max_attempts:
                 return cls(Status.DEAD, error)
             return cls(Status.FAILED, error, retry_at() if callable(retry_at) else retry_at)
+        return cls.succeeded(matched=matched)
+
+    @staticmethod
+    def succeeded(*, matched: bool) -> Verdict:
+        """The verdict of an attempt with no failed handler: done, or unhandled when no
+        handler matched."""
         # Frozen, so one instance of each serves every event.
         return _DONE if matched else _UNHANDLED
 
@@ -367,6 +376,19 @@ class StoredEvent:
     endpoint: str = DEFAULT_ENDPOINT
     unreadable: str | None = None
 
+    if not TYPE_CHECKING:  # (mypy would take any attribute name for one of these)
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for a field missing from the instance: read_row leaves out
+            # created_at and received_at (epoch seconds it has checked are convertible)
+            # until they are first read, which processing an event never does.
+            epochs = self.__dict__.get("_epochs")
+            if epochs is None or name not in epochs:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            value = _from_epoch(epochs[name], _UTC)
+            self.__dict__[name] = value
+            return value
+
     @property
     def succeeded_handlers(self) -> frozenset[str]:
         return frozenset(name for name, outcome in self.outcomes.items() if outcome.ok)
@@ -420,6 +442,15 @@ def _when(value: Any) -> datetime | None:
     return _from_epoch(float(value), _UTC)
 
 
+#: Epoch seconds from 1970 to 3000: convertible to a datetime on every platform, so
+#: converting them later cannot raise.
+_CONVERTIBLE_UNTIL = 32503680000.0
+
+
+def _convertible(value: Any) -> bool:
+    return type(value) is float and 0.0 <= value < _CONVERTIBLE_UNTIL
+
+
 def read_row(row: Mapping[str, Any]) -> StoredEvent:
     """Build a :class:`StoredEvent` from a store's row, keyed by column name; times may
     be epoch seconds or datetimes, ``outcomes`` JSON text or a dict, ``body`` any bytes-like.
@@ -430,22 +461,32 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
     """
     try:
         status = row["status"]
-        # Every field, in field order: built without StoredEvent's frozen __init__, as
-        # each claim reads one row.
+        get = row.get
+        retry, lease, processed = get("next_attempt_at"), get("lease_until"), get("processed_at")
+        created, received = row["created_at"], row["received_at"]
+        if _convertible(created) and _convertible(received):
+            # Made into datetimes when first read (see StoredEvent.__getattr__).
+            arrival: dict[str, Any] = {"_epochs": {"created_at": created, "received_at": received}}
+        else:
+            arrival = {
+                "created_at": _when(created) or _EPOCH,
+                "received_at": _when(received) or _EPOCH,
+            }
+        # Every other field: built without StoredEvent's frozen __init__, as each claim
+        # reads one row.
         return _frozen(
             StoredEvent,
             {
+                **arrival,
                 "id": str(row["id"]),
                 "type": str(row["type"]),
-                "created_at": _when(row["created_at"]) or _EPOCH,
-                "received_at": _when(row["received_at"]) or _EPOCH,
                 "body": bytes(row["body"]),
                 "status": _STATUS_OF.get(status) or Status(status),
                 "attempts": int(row["attempts"]),
                 "deliveries": int(row["deliveries"]),
-                "next_attempt_at": _when(row.get("next_attempt_at")),
-                "lease_until": _when(row.get("lease_until")),
-                "processed_at": _when(row.get("processed_at")),
+                "next_attempt_at": None if retry is None else _when(retry),
+                "lease_until": None if lease is None else _when(lease),
+                "processed_at": None if processed is None else _when(processed),
                 "last_error": row.get("last_error"),
                 "outcomes": load_outcomes(row.get("outcomes")),
                 "endpoint": str(row.get("endpoint") or DEFAULT_ENDPOINT),
