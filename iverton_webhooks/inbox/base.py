@@ -97,12 +97,13 @@ _Frozen = TypeVar("_Frozen")
 
 
 def _frozen(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
-    """An instance of the frozen dataclass ``cls`` holding ``fields``, which must name
-    every field. Its generated ``__init__`` sets each field through
-    ``object.__setattr__``: eight times the cost of this, for the objects made for every
-    event. Only for classes without ``__post_init__`` or ``__slots__``."""
+    """An instance of the frozen dataclass ``cls`` whose attributes are ``fields`` (the
+    dict itself, not a copy), which must name every field. Its generated ``__init__``
+    sets each field through ``object.__setattr__``: several times the cost of this, for
+    objects made for every event. Only for classes without ``__post_init__`` or
+    ``__slots__``."""
     made: _Frozen = object.__new__(cls)
-    made.__dict__.update(fields)
+    object.__setattr__(made, "__dict__", fields)
     return made
 
 
@@ -460,39 +461,33 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
     a listing, a claim or a worker.
     """
     try:
-        status = row["status"]
         get = row.get
-        retry, lease, processed = get("next_attempt_at"), get("lease_until"), get("processed_at")
+        status = row["status"]
         created, received = row["created_at"], row["received_at"]
+        retry, lease, processed = get("next_attempt_at"), get("lease_until"), get("processed_at")
+        outcomes = get("outcomes")
+        fields = {
+            "id": str(row["id"]),
+            "type": str(row["type"]),
+            "body": bytes(row["body"]),
+            "status": _STATUS_OF.get(status) or Status(status),
+            "attempts": int(row["attempts"]),
+            "deliveries": int(row["deliveries"]),
+            "next_attempt_at": None if retry is None else _when(retry),
+            "lease_until": None if lease is None else _when(lease),
+            "processed_at": None if processed is None else _when(processed),
+            "last_error": get("last_error"),
+            "outcomes": load_outcomes(outcomes) if outcomes else {},
+            "endpoint": str(get("endpoint") or DEFAULT_ENDPOINT),
+            "unreadable": None,
+        }
         if _convertible(created) and _convertible(received):
             # Made into datetimes when first read (see StoredEvent.__getattr__).
-            arrival: dict[str, Any] = {"_epochs": {"created_at": created, "received_at": received}}
+            fields["_epochs"] = {"created_at": created, "received_at": received}
         else:
-            arrival = {
-                "created_at": _when(created) or _EPOCH,
-                "received_at": _when(received) or _EPOCH,
-            }
-        # Every other field: built without StoredEvent's frozen __init__, as each claim
-        # reads one row.
-        return _frozen(
-            StoredEvent,
-            {
-                **arrival,
-                "id": str(row["id"]),
-                "type": str(row["type"]),
-                "body": bytes(row["body"]),
-                "status": _STATUS_OF.get(status) or Status(status),
-                "attempts": int(row["attempts"]),
-                "deliveries": int(row["deliveries"]),
-                "next_attempt_at": None if retry is None else _when(retry),
-                "lease_until": None if lease is None else _when(lease),
-                "processed_at": None if processed is None else _when(processed),
-                "last_error": row.get("last_error"),
-                "outcomes": load_outcomes(row.get("outcomes")),
-                "endpoint": str(row.get("endpoint") or DEFAULT_ENDPOINT),
-                "unreadable": None,
-            },
-        )
+            fields["created_at"] = _when(created) or _EPOCH
+            fields["received_at"] = _when(received) or _EPOCH
+        return _frozen(StoredEvent, fields)
     except Exception as exc:  # any unreadable value, whatever its kind
         reason = f"unreadable stored row: {type(exc).__name__}: {exc}"[:500]
         body = row.get("body")
@@ -515,6 +510,11 @@ class Claim:
 
     event: StoredEvent
     token: str
+
+    @classmethod
+    def taken(cls, event: StoredEvent, token: str) -> Claim:
+        """``Claim(event, token)``: made once per claim."""
+        return _frozen(cls, {"event": event, "token": token})
 
 
 @runtime_checkable

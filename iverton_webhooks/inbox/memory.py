@@ -60,7 +60,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             token = base.new_token()
             row.update(base.claim_fields(now, lease_seconds, token))
             row["attempts"] += 1
-            return Claim(event=base.read_row(row), token=token)
+            return Claim.taken(base.read_row(row), token)
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]

@@ -195,7 +195,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         rows = self._execute(sql, [*fields.values(), endpoint, event_id, now]).fetchall()
         if not rows:
             return None
-        return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
+        return Claim.taken(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
 
     def _claimed(
         self,
