@@ -24,6 +24,7 @@ lease (it was too slow and another worker took over) cannot overwrite the result
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,10 +110,34 @@ def _frozen(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
 
 #: json.dumps builds an encoder per call when given any option; this one is built once.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: The string escaper that encoder uses (ensure_ascii).
+_quote = json.encoder.encode_basestring_ascii
+_INFINITIES = (math.inf, -math.inf)
 
 
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
-    return _COMPACT.encode({name: o.to_json() for name, o in outcomes.items()})
+    """The outcomes as compact JSON, as ``_COMPACT.encode`` writes them.
+
+    >>> dump_outcomes({"h": HandlerOutcome(ok=False, error="boom", at=1.5)})
+    '{"h":{"ok":false,"error":"boom","at":1.5}}'
+    """
+    # Written here for the usual values (the encoder sets itself up on every call,
+    # several times the cost of the writing); anything else goes to the encoder.
+    parts = []
+    for name, o in outcomes.items():
+        ok, error, at = o.ok, o.error, o.at
+        if (
+            type(name) is not str
+            or type(ok) is not bool
+            or not (error is None or type(error) is str)
+            or type(at) is not float
+            or at != at  # NaN
+            or at in _INFINITIES
+        ):
+            return _COMPACT.encode({name: o.to_json() for name, o in outcomes.items()})
+        flag = "true" if ok else "false"
+        parts.append(f'{_quote(name)}:{{"ok":{flag},"error":{_quote(error or "")},"at":{at!r}}}')
+    return "{" + ",".join(parts) + "}"
 
 
 def load_outcomes(

@@ -159,6 +159,14 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             base.read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()
         ]
 
+    @property
+    def _statements(self) -> dict[tuple[Any, ...], str]:
+        """Statements built once per shape, by what they are and the columns they set."""
+        cache: dict[tuple[Any, ...], str] | None = self.__dict__.get("_statement_cache")
+        if cache is None:
+            cache = self.__dict__["_statement_cache"] = {}
+        return cache
+
     # -- the protocol ----------------------------------------------------------------
 
     def insert_row(self, row: dict[str, Any]) -> bool:
@@ -182,7 +190,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         now, token = self.clock(), base.new_token()
         fields = base.claim_fields(now, lease_seconds, token)
         key = ("claim", *fields)
-        cache: dict[tuple[Any, ...], str] = self.__dict__.setdefault("_statements", {})
+        cache = self._statements
         sql = cache.get(key)
         if sql is None:  # one shape: built once, not per claim
             sets = self._assign(fields)[0]
@@ -208,7 +216,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         # reason it is being quarantined) can still be finished.
         merge = bool(outcomes)
         key = ("claimed", merge, *fields)
-        cache: dict[tuple[Any, ...], str] = self.__dict__.setdefault("_statements", {})
+        cache = self._statements
         sql = cache.get(key)
         if sql is None:  # one shape per transition: built once each
             parts = [self._assign(fields)[0]] if fields else []
