@@ -201,10 +201,10 @@ class Verdict:
             if attempts >= max_attempts:
                 return cls(Status.DEAD, error)
             return cls(Status.FAILED, error, retry_at() if callable(retry_at) else retry_at)
-        return cls.succeeded(matched=matched)
+        return cls.succeeded(matched)
 
     @staticmethod
-    def succeeded(*, matched: bool) -> Verdict:
+    def succeeded(matched: bool) -> Verdict:
         """The verdict of an attempt with no failed handler: done, or unhandled when no
         handler matched."""
         # Frozen, so one instance of each serves every event.
@@ -408,10 +408,10 @@ class StoredEvent:
             # Only reached for a field missing from the instance: read_row leaves out
             # created_at and received_at (epoch seconds it has checked are convertible)
             # until they are first read, which processing an event never does.
-            epochs = self.__dict__.get("_epochs")
-            if epochs is None or name not in epochs:
+            epoch = self.__dict__.get(f"_epoch_{name}")
+            if epoch is None:
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            value = _from_epoch(epochs[name], _UTC)
+            value = _from_epoch(epoch, _UTC)
             self.__dict__[name] = value
             return value
 
@@ -508,7 +508,8 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
         }
         if _convertible(created) and _convertible(received):
             # Made into datetimes when first read (see StoredEvent.__getattr__).
-            fields["_epochs"] = {"created_at": created, "received_at": received}
+            fields["_epoch_created_at"] = created
+            fields["_epoch_received_at"] = received
         else:
             fields["created_at"] = _when(created) or _EPOCH
             fields["received_at"] = _when(received) or _EPOCH
