@@ -469,12 +469,8 @@ def _when(value: Any) -> datetime | None:
 
 
 #: Epoch seconds from 1970 to 3000: convertible to a datetime on every platform, so
-#: converting them later cannot raise.
+#: converting a float in that range later cannot raise.
 _CONVERTIBLE_UNTIL = 32503680000.0
-
-
-def _convertible(value: Any) -> bool:
-    return type(value) is float and 0.0 <= value < _CONVERTIBLE_UNTIL
 
 
 def read_row(row: Mapping[str, Any]) -> StoredEvent:
@@ -506,7 +502,12 @@ def read_row(row: Mapping[str, Any]) -> StoredEvent:
             "endpoint": str(get("endpoint") or DEFAULT_ENDPOINT),
             "unreadable": None,
         }
-        if _convertible(created) and _convertible(received):
+        if (
+            type(created) is float
+            and type(received) is float
+            and 0.0 <= created < _CONVERTIBLE_UNTIL
+            and 0.0 <= received < _CONVERTIBLE_UNTIL
+        ):
             # Made into datetimes when first read (see StoredEvent.__getattr__).
             fields["_epoch_created_at"] = created
             fields["_epoch_received_at"] = received
