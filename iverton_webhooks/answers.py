@@ -95,7 +95,8 @@ class StoreAnswerLog:
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
         if ok:
-            self._local.note(endpoint, True, kind)
+            if self._local._failures:
+                self._local.note(endpoint, True, kind)
             if self._seen:
                 self._seen.pop(endpoint, None)
             now = time.monotonic()

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ from .processor import (
 from .router import Router
 from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
 from .signature import PREFIX, SIGNATURE_HEADER, Verifier
-from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, NO_SPAN, Telemetry
+from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 from .text import printable
 from .worker import Result, RetryPolicy
 from .writer import writer_for
@@ -72,6 +72,9 @@ class Reply:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = field(default=_JSON)
+    #: What the reply is called in metrics (``iverton.requests``'s ``answer``) and logs;
+    #: not part of what is sent, so not compared.
+    answer: str = field(default="other", compare=False, repr=False)
 
     @classmethod
     def json(cls, code: int, **content: str) -> Reply:
@@ -79,28 +82,37 @@ class Reply:
         return cls(code, json.dumps(content, separators=(",", ":")).encode())
 
 
-# Replies that never vary are built once.
-ACCEPTED = Reply.json(200, status="accepted")
-DUPLICATE = Reply.json(200, status="duplicate")
-UNKNOWN_TYPE = Reply.json(200, status="accepted", note="unknown event type")
-QUARANTINED = Reply.json(200, status="quarantined")
-EXPIRED = Reply.json(200, status="expired")
-BAD_SIGNATURE = Reply.json(401, error="invalid signature")
-TOO_LARGE = Reply.json(413, error="body too large")
-STORE_DOWN = Reply.json(503, error="temporarily unable to record the event; retry later")
-WRONG_METHOD = Reply(405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")))
+def _answer(answer: str, code: int, **content: str) -> Reply:
+    return replace(Reply.json(code, **content), answer=answer)
 
-#: What each reply is called in metrics (``iverton.requests``'s ``answer``) and logs.
+
+# Replies that never vary are built once.
+ACCEPTED = _answer("accepted", 200, status="accepted")
+DUPLICATE = _answer("duplicate", 200, status="duplicate")
+UNKNOWN_TYPE = _answer("accepted", 200, status="accepted", note="unknown event type")
+QUARANTINED = _answer("quarantined", 200, status="quarantined")
+EXPIRED = _answer("expired", 200, status="expired")
+BAD_SIGNATURE = _answer("refused", 401, error="invalid signature")
+TOO_LARGE = _answer("too_large", 413, error="body too large")
+STORE_DOWN = _answer("store_down", 503, error="temporarily unable to record the event; retry later")
+WRONG_METHOD = Reply(
+    405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")), "wrong_method"
+)
+
+#: What each reply is called in metrics and logs, for a reply built elsewhere.
 ANSWER_OF = {
-    ACCEPTED: "accepted",
-    UNKNOWN_TYPE: "accepted",
-    DUPLICATE: "duplicate",
-    QUARANTINED: "quarantined",
-    EXPIRED: "expired",
-    BAD_SIGNATURE: "refused",
-    STORE_DOWN: "store_down",
-    TOO_LARGE: "too_large",
-    WRONG_METHOD: "wrong_method",
+    reply: reply.answer
+    for reply in (
+        ACCEPTED,
+        UNKNOWN_TYPE,
+        DUPLICATE,
+        QUARANTINED,
+        EXPIRED,
+        BAD_SIGNATURE,
+        STORE_DOWN,
+        TOO_LARGE,
+        WRONG_METHOD,
+    )
 }
 #: The hook each answer fires.
 HOOK_OF_ANSWER = {
@@ -116,19 +128,16 @@ _KIND_OF_STATUS = {401: answers.NO_SIGNATURE, 413: answers.TOO_LARGE, 503: answe
 _WELL_FORMED = re.compile(re.escape(PREFIX) + "[0-9a-f]{64}")
 
 
-_SpanMaker = Callable[..., AbstractContextManager[Any]]
-_NO_SPAN: AbstractContextManager[Any] = nullcontext(NO_SPAN)  # reusable, unlike most
+#: Makes a step's child span; None when not tracing (each step is then a plain call:
+#: three no-op context managers cost an ack more than its dedupe lookup).
+_SpanMaker = Callable[..., AbstractContextManager[Any]] | None
 
 
-def _untraced(
-    name: str, attributes: Mapping[str, Any] | None = None
-) -> AbstractContextManager[Any]:
-    return _NO_SPAN
-
-
-@dataclass
 class _Seen:
-    """What one request turned out to be, for the hooks, spans and the answer log."""
+    """What one request turned out to be, for the hooks, spans and the answer log.
+
+    Defaults on the class, no ``__init__``: every request makes one, and most set
+    nothing or two fields."""
 
     event_id: str | None = None
     event_type: str | None = None
@@ -249,23 +258,22 @@ class Receiver:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             # A str here means the adapter decoded the body: the signature is over bytes.
             raise TypeError(f"receive() needs the raw body as bytes, not {type(body).__name__}")
-        started = time.perf_counter()
+        telemetry = self.processor.telemetry
+        # Asked once per request: with no SDK set up no span is made at all, and no
+        # clock is read for the ack's duration.
+        tracing, metering = telemetry.switches()
+        started = time.perf_counter() if metering else 0.0
         seen = _Seen()
-        telemetry = self.telemetry
-        # Asked once per request: with no SDK set up no span is made at all, and the
-        # request path pays for no context manager per step.
-        if not telemetry.tracing:
-            reply = self._receive(method, body, headers, seen, _untraced)
-            answer = ANSWER_OF.get(reply, "other")
+        if not tracing:
+            reply = self._receive(method, body, headers, seen, None)
         else:
             with telemetry.span("iverton.receive", {ENDPOINT: self.endpoint}) as span:
                 reply = self._receive(method, body, headers, seen, telemetry.span)
-                answer = ANSWER_OF.get(reply, "other")
                 if span.is_recording():
-                    span.set_attributes({ANSWER: answer, HTTP_STATUS: reply.status})
+                    span.set_attributes({ANSWER: reply.answer, HTTP_STATUS: reply.status})
                     if seen.event_id is not None:
                         span.set_attributes({EVENT_ID: seen.event_id, EVENT_TYPE: seen.event_type})
-        self._answered(reply, answer, seen, time.perf_counter() - started)
+        self._answered(reply, seen, time.perf_counter() - started if metering else None)
         return reply
 
     def _receive(
@@ -281,44 +289,46 @@ class Receiver:
         if len(body) > self.max_body_bytes:
             return TOO_LARGE
         signature = header(headers, SIGNATURE_HEADER)
-        with span("iverton.verify"):
-            try:
+        try:
+            if span is None:
                 secret_index = self.verifier.verify(body, signature)
-            except InvalidSignature:
-                seen.well_formed_signature = isinstance(signature, str) and bool(
-                    _WELL_FORMED.fullmatch(signature)
-                )
-                log.warning(
-                    "refused a request with an invalid signature (%d bytes)",
-                    len(body),
-                    extra=fields(endpoint=self.endpoint),
-                )
-                return BAD_SIGNATURE
-        envelope: Envelope | None = None
-        with span("iverton.parse"):
-            try:
+            else:
+                with span("iverton.verify"):
+                    secret_index = self.verifier.verify(body, signature)
+        except InvalidSignature:
+            seen.well_formed_signature = isinstance(signature, str) and bool(
+                _WELL_FORMED.fullmatch(signature)
+            )
+            log.warning(
+                "refused a request with an invalid signature (%d bytes)",
+                len(body),
+                extra=fields(endpoint=self.endpoint),
+            )
+            return BAD_SIGNATURE
+        try:
+            if span is None:
                 envelope = parse_envelope(body)
-            except InvalidPayload as exc:
-                reason = str(exc)
-        if envelope is None:
-            return self._quarantine(bytes(body), reason, seen, span)
+            else:
+                with span("iverton.parse"):
+                    envelope = parse_envelope(body)
+        except InvalidPayload as exc:
+            return self._quarantine(bytes(body), str(exc), seen, span)
         seen.event_id, seen.event_type = envelope.id, envelope.type
 
-        def what(**more: Any) -> dict[str, Any]:
-            # Built only for a record that is logged: most acks log nothing at INFO.
-            found = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
-            return {**found, **more}
-
-        if self.max_age is not None and _too_old(envelope, self.max_age):
+        max_age = self.processor.max_age
+        if max_age is not None and _too_old(envelope, max_age):
             log.warning(
                 "event %s (%s) is older than max_age: answered 'expired', not recorded",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=what(),
+                extra=self._about(envelope),
             )
             return EXPIRED
-        with span("iverton.record"):
-            is_new = self._record(envelope.id, envelope.type, envelope.created_at, bytes(body))
+        if span is None:
+            is_new = self._record(envelope.id, envelope.type, envelope.created_at, body)
+        else:
+            with span("iverton.record"):
+                is_new = self._record(envelope.id, envelope.type, envelope.created_at, body)
         if is_new is None:
             return STORE_DOWN
         informing = log.isEnabledFor(logging.INFO)
@@ -328,7 +338,7 @@ class Receiver:
                     "event %s (%s): duplicate delivery, not dispatched",
                     printable(envelope.id),
                     printable(envelope.type),
-                    extra=what(),
+                    extra=self._about(envelope),
                 )
             return DUPLICATE
         if informing:
@@ -337,9 +347,9 @@ class Receiver:
                 printable(envelope.id),
                 printable(envelope.type),
                 secret_index,
-                extra=what(status=Status.PENDING.value),
+                extra=self._about(envelope, status=Status.PENDING.value),
             )
-        if span is not _untraced:
+        if span is not None:
             # Its processing joins this request's trace, whichever thread runs it here.
             self.telemetry.remember(self.endpoint, envelope.id)
         try:
@@ -350,19 +360,30 @@ class Receiver:
                 "event %s (%s): hand-off failed, left pending",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=what(),
+                extra=self._about(envelope),
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
 
-    def _answered(self, reply: Reply, answer: str, seen: _Seen, seconds: float) -> None:
-        """After the request: metrics, the answer's hook, the disablement warning."""
-        self.telemetry.answered(self.endpoint, answer, seconds)
+    def _about(self, envelope: Envelope, **more: Any) -> dict[str, Any]:
+        """A log record's fields for this event (built only for a record that is logged:
+        most acks log nothing at INFO)."""
+        found = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
+        return {**found, **more}
+
+    def _answered(self, reply: Reply, seen: _Seen, seconds: float | None) -> None:
+        """After the request: metrics (``seconds`` None: none are recorded), the answer's
+        hook, the disablement warning."""
+        processor = self.processor
+        endpoint = processor.endpoint
+        answer = reply.answer
+        if seconds is not None:
+            processor.telemetry.answered(endpoint, answer, seconds)
         hook = HOOK_OF_ANSWER.get(answer)
-        if hook is not None and self.hooks.wants(hook):
-            self.hooks.emit(
+        if hook is not None and processor.hooks.wants(hook):
+            processor.hooks.emit(
                 Notice(
                     hook,
-                    self.endpoint,
+                    endpoint,
                     event_id=seen.event_id,
                     event_type=seen.event_type,
                     error=seen.error,
@@ -376,7 +397,7 @@ class Receiver:
         if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
             kind = answers.SIGNATURE
         try:
-            in_a_row = self.answer_log.note(self.endpoint, ok, kind)
+            in_a_row = self.answer_log.note(endpoint, ok, kind)
         except Exception as exc:
             log.warning(
                 "could not count this answer for the disablement warning: %s",
@@ -404,20 +425,22 @@ class Receiver:
         event_type: str,
         created_at: datetime,
         body: bytes,
-        *,
-        status: Status = Status.PENDING,
-        error: str | None = None,
+        quarantine_reason: str | None = None,
     ) -> bool | None:
-        """Record in the store: True if new, False if a duplicate, None if the store failed."""
+        """Record in the store (pending, or quarantined for ``quarantine_reason``): True if
+        new, False if a duplicate, None if the store failed."""
+        endpoint = self.processor.endpoint
         try:
+            if quarantine_reason is None:
+                return self.store.record(event_id, event_type, created_at, body, endpoint=endpoint)
             return self.store.record(
                 event_id,
                 event_type,
                 created_at,
                 body,
-                endpoint=self.endpoint,
-                status=status,
-                error=error,
+                endpoint=endpoint,
+                status=Status.QUARANTINED,
+                error=quarantine_reason,
             )
         except Exception:
             log.exception(
@@ -435,14 +458,9 @@ class Receiver:
         key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
         seen.event_id, seen.event_type = key, event_type or "(unreadable)"
         seen.error = reason[:500]
-        with span("iverton.record"):
+        with nullcontext() if span is None else span("iverton.record"):
             is_new = self._record(
-                key,
-                seen.event_type,
-                datetime.now(timezone.utc),
-                body,
-                status=Status.QUARANTINED,
-                error=seen.error,
+                key, seen.event_type, datetime.now(timezone.utc), body, seen.error
             )
         if is_new is None:
             return STORE_DOWN

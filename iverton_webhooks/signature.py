@@ -102,18 +102,22 @@ def _secret_problem(secret: object) -> str | None:
 class Verifier:
     """Checks signatures against a fixed list of secrets.
 
-    Keeps the secrets pre-encoded so the per-request cost is the HMAC itself.
-    ``repr()`` never shows a secret.
+    Keeps each secret's HMAC keyed once, so a request pays for hashing its body and
+    nothing else. ``repr()`` never shows a secret.
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_macs",)
 
     def __init__(self, secrets: Sequence[str]) -> None:
         """Raise :class:`ConfigurationError` for anything :func:`validate_secrets` refuses."""
-        self._keys = tuple(secret.encode() for secret in validate_secrets(secrets))
+        # Copying a keyed HMAC skips hashing the padded key again, which is about a
+        # fifth of the cost of verifying a typical body.
+        self._macs = tuple(
+            hmac.new(secret.encode(), digestmod="sha256") for secret in validate_secrets(secrets)
+        )
 
     def __repr__(self) -> str:
-        return f"<Verifier with {len(self._keys)} secret(s)>"
+        return f"<Verifier with {len(self._macs)} secret(s)>"
 
     def verify(self, body: bytes, signature: object) -> int:
         """Return the index of the secret that signed ``body``; raise :class:`InvalidSignature`."""
@@ -127,17 +131,20 @@ class Verifier:
             or not isinstance(body, (bytes, bytearray, memoryview))
         ):
             raise InvalidSignature()
-        keys = self._keys
-        if len(keys) == 1:
-            if hmac.compare_digest(PREFIX + hmac.digest(keys[0], body, "sha256").hex(), signature):
+        macs = self._macs
+        if len(macs) == 1:
+            mac = macs[0].copy()
+            mac.update(body)
+            if hmac.compare_digest(PREFIX + mac.hexdigest(), signature):
                 return 0
             raise InvalidSignature()
         matched = -1
         # Every key is tried even after a match, so timing does not reveal which
         # position in the rotation list a forged digest came close to.
-        for index, key in enumerate(keys):
-            expected = PREFIX + hmac.digest(key, body, "sha256").hex()
-            if hmac.compare_digest(expected, signature) and matched < 0:
+        for index, keyed in enumerate(macs):
+            mac = keyed.copy()
+            mac.update(body)
+            if hmac.compare_digest(PREFIX + mac.hexdigest(), signature) and matched < 0:
                 matched = index
         if matched < 0:
             raise InvalidSignature()

@@ -98,13 +98,13 @@ class Telemetry:
             return
         self.enabled = True
         self._trace = trace
-        self._own_tracer_provider = tracer_provider is not None
-        self._tracer_set = False
-        self._look_again_at = 0.0
         self._metrics = metrics
-        self._own_meter_provider = meter_provider is not None
-        self._meter_set = False
-        self._look_for_meter_at = 0.0
+        # Whether an SDK takes the spans / the metric points. Given providers are SDKs;
+        # the global ones are looked up until one appears (OpenTelemetry lets each be
+        # set only once, so a True stays True).
+        self._tracing = tracer_provider is not None
+        self._metering = meter_provider is not None
+        self._look_again_at = 0.0
         self.tracer = trace.get_tracer(NAME, _version(), tracer_provider=tracer_provider)
         meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
         self.requests = meter.create_counter(
@@ -129,39 +129,38 @@ class Telemetry:
     @property
     def tracing(self) -> bool:
         """False while no SDK is set up: spans would be dropped anyway, so none are made
-        (the API's stand-in spans cost more than the rest of an ack). The global provider
-        is looked up at most once a second until a real one appears (OpenTelemetry lets it
-        be set only once), since the lookup reads the environment each time."""
-        if not self.enabled:
-            return False
-        if self._own_tracer_provider or self._tracer_set:
-            return True
-        now = time.monotonic()
-        if now < self._look_again_at:
-            return False
-        self._look_again_at = now + 1.0
-        provider = self._trace.get_tracer_provider()
-        self._tracer_set = not isinstance(
-            provider, (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
-        )
-        return self._tracer_set
+        (the API's stand-in spans cost more than the rest of an ack). The global
+        providers are looked up at most once a second until real ones appear, since the
+        lookup reads the environment each time."""
+        return self.switches()[0]
 
     @property
     def metering(self) -> bool:
         """False while no SDK meter provider is set up: the instruments would drop every
         point anyway. Looked up as :attr:`tracing` is."""
-        if not self.enabled:
-            return False
-        if self._own_meter_provider or self._meter_set:
-            return True
-        now = time.monotonic()
-        if now < self._look_for_meter_at:
-            return False
-        self._look_for_meter_at = now + 1.0
-        # The API's stand-ins: a no-op provider and a proxy awaiting the real one.
-        stand_in = type(self._metrics.get_meter_provider()).__name__
-        self._meter_set = stand_in not in ("NoOpMeterProvider", "_ProxyMeterProvider")
-        return self._meter_set
+        return self.switches()[1]
+
+    def switches(self) -> tuple[bool, bool]:
+        """``(tracing, metering)`` at one clock read, for a caller that needs both."""
+        if (
+            self.enabled
+            and not (self._tracing and self._metering)
+            and time.monotonic() >= self._look_again_at
+        ):
+            self._look()
+        return (self._tracing, self._metering) if self.enabled else (False, False)
+
+    def _look(self) -> None:
+        self._look_again_at = time.monotonic() + 1.0
+        if not self._tracing:
+            provider = self._trace.get_tracer_provider()
+            self._tracing = not isinstance(
+                provider, (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
+            )
+        if not self._metering:
+            # The API's stand-ins: a no-op provider and a proxy awaiting the real one.
+            stand_in = type(self._metrics.get_meter_provider()).__name__
+            self._metering = stand_in not in ("NoOpMeterProvider", "_ProxyMeterProvider")
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
         if self.metering:

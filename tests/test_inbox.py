@@ -133,6 +133,33 @@ def test_a_wave1_sqlite_inbox_is_upgraded_and_keeps_its_events(tmp_path: Path) -
         each.close()
 
 
+def test_sqlite_due_queries_use_the_due_index_which_holds_only_unfinished_events(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "due.sqlite3")
+    for event_id in ("evt_a", "evt_b", "evt_c"):
+        store.record(event_id, "deal.won", CREATED, b"{}")
+    claim = store.claim("evt_a", 30.0)
+    assert claim is not None
+    store.finish(claim, {}, Verdict(Status.DONE))
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    assert sorted(store.due(10)) == ["evt_b", "evt_c"]
+    assert store.oldest_due() is not None
+    store._conn.set_trace_callback(None)
+    reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 2
+    for sql in reads:
+        plan = store._conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+        assert any("iverton_events_due" in step[-1] for step in plan), (sql, plan)
+    indexed = store._conn.execute(
+        "SELECT id FROM iverton_events INDEXED BY iverton_events_due "
+        "WHERE endpoint = 'default' AND due_at IS NOT NULL ORDER BY id"
+    ).fetchall()
+    assert indexed == [("evt_b",), ("evt_c",)]
+    store.close()
+
+
 def test_sqlite_wal_file_stays_within_a_few_megabytes(tmp_path: Path) -> None:
     path = tmp_path / "wal.sqlite3"
     store = SQLiteStore(path)

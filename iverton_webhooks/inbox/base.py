@@ -215,6 +215,15 @@ _DONE = Verdict(Status.DONE)
 _UNHANDLED = Verdict(Status.UNHANDLED)
 
 
+# Each status's stored name, looked up by member or by name, so recording needs no
+# ``Status(...)`` call per event (members hash by their Python name, hence both keys).
+_STATUS_NAME: dict[str, str] = {
+    **{status: status.value for status in Status},
+    **{status.value: status.value for status in Status},
+}
+_FINISHED_NAMES = frozenset(status.value for status in FINISHED)
+
+
 def new_row(
     *,
     endpoint: str,
@@ -223,19 +232,31 @@ def new_row(
     created_at: float,
     body: bytes,
     now: float,
-    status: Status = Status.PENDING,
+    status: Status | str = Status.PENDING,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """Every column of a newly recorded event (``outcomes`` empty)."""
-    finished = status in FINISHED
+    """Every column of a newly recorded event (``outcomes`` empty).
+
+    >>> row = new_row(endpoint="default", event_id="evt_1", event_type="deal.won",
+    ...               created_at=1.0, body=b"{}", now=2.0)
+    >>> row["status"], row["due_at"], row["processed_at"]
+    ('pending', 2.0, None)
+    >>> new_row(endpoint="default", event_id="evt_1", event_type="x", created_at=1.0,
+    ...         body=b"{}", now=2.0, status="quarantined")["processed_at"]
+    2.0
+    """
+    name = _STATUS_NAME.get(status)
+    if name is None:
+        raise ValueError(f"{status!r} is not a valid Status")
+    finished = name in _FINISHED_NAMES
     return {
         "endpoint": endpoint,
         "id": event_id,
         "type": event_type,
         "created_at": created_at,
         "received_at": now,
-        "body": bytes(body),
-        "status": status.value,
+        "body": body if type(body) is bytes else bytes(body),
+        "status": name,
         "attempts": 0,
         "deliveries": 1,
         "due_at": None if finished else now,
@@ -273,7 +294,7 @@ class RecordsRows:
                 created_at=created_at.timestamp(),
                 body=body,
                 now=self.clock(),
-                status=Status(status),
+                status=status,
                 error=error,
             )
         )
