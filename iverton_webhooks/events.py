@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Generic
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from typing_extensions import TypeVar
+from typing_extensions import TypedDict, TypeVar
 
 from .catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
 from .errors import InvalidPayload
@@ -107,15 +107,10 @@ def _no_nul(value: str) -> str:
 _ID = Annotated[str, Field(min_length=1, max_length=_MAX_KEY), AfterValidator(_no_nul)]
 
 
-class Event(BaseModel, Generic[DataT]):
-    """One webhook event. ``Event[Deal]`` types ``data`` as a :class:`Deal`."""
+class _TypeNamed:
+    """What an event's ``type`` says, for the event and its envelope alike."""
 
-    model_config = ConfigDict(frozen=True)
-
-    id: _ID
-    type: _ID
-    created_at: UtcDatetime
-    data: DataT
+    type: str
 
     @property
     def family(self) -> str:
@@ -128,15 +123,36 @@ class Event(BaseModel, Generic[DataT]):
         return self.type in _KNOWN_TYPES
 
 
-class _DataRef(Resource):
-    model_config = ConfigDict(extra="ignore")
+class Event(_TypeNamed, BaseModel, Generic[DataT]):
+    """One webhook event. ``Event[Deal]`` types ``data`` as a :class:`Deal`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: _ID
+    type: _ID
+    created_at: UtcDatetime
+    data: DataT
 
 
-class Envelope(Event[_DataRef]):
-    """The fields the receiver needs to dedupe and store; ``data`` beyond its id is
-    skipped. ``created_at`` is in UTC (offset zero), its ``tzinfo`` the parser's own."""
+class _DataRef(TypedDict):
+    """The part of ``data`` the envelope reads: the resource's ``id``."""
 
+    id: Annotated[str, Field(min_length=1)]
+
+
+class Envelope(_TypeNamed, BaseModel):
+    """The fields the receiver needs to dedupe and store, checked as :class:`Event`
+    checks them. ``data`` must be an object with an ``id``; the rest of it is skipped
+    and ``data`` is a plain dict (a model per request would cost every ack a sixth of
+    its parse). ``created_at`` is in UTC (offset zero), its ``tzinfo`` the parser's own.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: _ID
+    type: _ID
     created_at: _UtcInstant
+    data: _DataRef
 
 
 _validate_envelope = Envelope.__pydantic_validator__.validate_json
