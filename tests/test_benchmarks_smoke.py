@@ -90,3 +90,21 @@ def test_burst_runs() -> None:
     assert [row.split("|")[1].strip() for row in rows] == ["flask bare", "flask ours"], out
     for row in rows:  # non-2xx answers: none on a healthy store
         assert row.split("|")[6].strip() == "0", out
+
+
+WAVE1 = "1b12079"
+
+
+def test_wave1_comparison_runs(tmp_path: Path) -> None:
+    # Wave 1's package comes out of this repository's own history.
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", WAVE1, "iverton_webhooks"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"wave 1 ({WAVE1}) is not in this clone's history")
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    out = run("benchmarks.wave1", "--wave1", str(tmp_path), timeout=180)
+    for case in ("receive MemoryStore", "process SQLiteStore", "now, wave 1's WAL"):
+        assert case in out
