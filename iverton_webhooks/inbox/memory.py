@@ -45,7 +45,9 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if existing is not None:
                 existing["deliveries"] += 1
                 return False
-            row["outcomes"] = {}  # the row is new_row's own dict: kept, not copied
+            # new_row's own dict, kept as it is. No outcomes dict until a handler ran:
+            # a row of plain values is one the garbage collector need not track.
+            row["outcomes"] = None
             self._rows[key] = row
             return True
 
@@ -77,7 +79,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if outcomes:
                 # Kept as the (frozen) outcomes themselves, which read_row takes as they
                 # are; a new dict, so no snapshot handed out shares it.
-                row["outcomes"] = {**row["outcomes"], **outcomes}
+                row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
             return True
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
@@ -150,7 +152,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     ) -> bool:
         fields = base.replay_fields(self.clock())
         if rerun_all:
-            fields["outcomes"] = {}
+            fields["outcomes"] = None
         return self._transition(endpoint, event_id, _REPLAYABLE, fields) is not None
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
