@@ -37,7 +37,6 @@ from types import ModuleType
 from typing import Any
 
 import iverton_webhooks
-from iverton_webhooks.events import parse_envelope
 
 from .common import (
     SECRET,
@@ -51,6 +50,7 @@ from .common import (
     table,
 )
 from .common import SIGNATURE_HEADER as SIGNATURE
+from .core import ProcessCase, ReceiveCase
 
 WAVE1_NAME = "iverton_wave1"
 
@@ -103,35 +103,19 @@ def noop_router(package: ModuleType) -> Any:
     return router
 
 
-class Receive(Case):
-    """``Receiver.receive`` of distinct events, each new to its store."""
+class Receive(ReceiveCase):
+    """:class:`benchmarks.core.ReceiveCase` over a receiver of either wave."""
 
     def __init__(self, name: str, pool: Pool, receiver: Any, fresh: Callable[[], Any] | None):
         self.name = name
         self.pool = pool
         self.receiver = receiver
-        self.fresh = fresh
+        self.fresh_store = fresh
         self.batch: list[Delivery] = []
 
-    def prepare(self, n: int) -> None:
-        if self.fresh is not None:  # a MemoryStore would otherwise grow all run long
-            self.receiver.store = self.fresh()
-        self.batch = self.pool.take(self.name, n)
 
-    def run(self, n: int) -> None:
-        receive = self.receiver.receive
-        for d in self.batch:
-            receive("POST", d.body, d.headers)
-
-    def check(self) -> None:
-        self.prepare(1)
-        reply = self.receiver.receive("POST", self.batch[0].body, self.batch[0].headers)
-        if reply.body != b'{"status":"accepted"}':
-            raise AssertionError(f"{self.name}: unexpected reply {reply}")
-
-
-class Process(Case):
-    """Processing stored pending events with one no-op handler (recorded untimed)."""
+class Process(ProcessCase):
+    """:class:`benchmarks.core.ProcessCase` through either wave's processing call."""
 
     def __init__(self, name: str, pool: Pool, store: Any, process: Callable[[str], Any]):
         self.name = name
@@ -139,13 +123,6 @@ class Process(Case):
         self.store = store
         self.process = process
         self.batch: list[str] = []
-
-    def prepare(self, n: int) -> None:
-        self.batch = []
-        for d in self.pool.take(self.name, n):
-            envelope = parse_envelope(d.body)
-            self.store.record(envelope.id, envelope.type, envelope.created_at, d.body)
-            self.batch.append(envelope.id)
 
     def run(self, n: int) -> None:
         process = self.process

@@ -186,16 +186,7 @@ class Processor:
         on_stuck: Callable[[], None] | None,
         then: Callable[[], str | None] | None,
     ) -> tuple[Result, Claim | None]:
-        job = Job.begin(
-            self.store,
-            self.router,
-            event,
-            endpoint=self.endpoint,
-            lease_seconds=self.lease_seconds,
-            policy=self.retry,
-            hooks=self.hooks,
-            telemetry=self.telemetry,
-        )
+        job = self._begin(event)
         if not isinstance(job, Job):
             return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
         if not self.telemetry.tracing:
