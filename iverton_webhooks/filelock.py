@@ -1,0 +1,74 @@
+"""A lock shared by the processes of one host: ``flock`` on a file.
+
+SQLite lets one writer in at a time. A writer that finds the database locked waits in
+SQLite's busy handler, which sleeps and retries with sleeps growing to 100 ms: under a
+burst, writers of several processes (gunicorn workers) kept missing each other's
+releases and acks waited seconds. Waiting in ``flock`` instead, a writer is woken by the
+kernel as soon as the holder lets go.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .forks import reset_after_fork
+
+
+class FileLock:
+    """An exclusive lock on ``path`` (created if missing), reentrant within a thread.
+
+    Between processes it is ``flock``; between threads of one process a reentrant
+    Python lock comes first, so only one thread per process waits in the kernel and a
+    nested acquisition (a write method calling another) does not lock again.
+
+    Each process opens its own descriptor: a child forked while its parent held the
+    lock must not share it (``flock`` belongs to the open file, so a shared descriptor
+    would let parent and child both in). The blocking wait has no timeout of its own:
+    the holder is always a store write, whose own wait for SQLite is bounded by the
+    database's busy timeout, and the lock is released when it ends, error or not.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._fd_pid: int | None = None
+        self._reset()
+        reset_after_fork(self, FileLock._reset)
+
+    def _reset(self) -> None:
+        # In a child the parent's descriptor is left open, not closed: closing it would
+        # not release the parent's lock anyway, and it is never used here again.
+        self._local = threading.RLock()
+        self._depth = 0
+
+    def _descriptor(self) -> int:
+        pid = os.getpid()
+        if self._fd is None or self._fd_pid != pid:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd_pid = pid
+        return self._fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._local:
+            if self._depth == 0:
+                fd = self._descriptor()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close this process's descriptor (releasing the lock if this process holds it)."""
+        with self._local:
+            if self._fd is not None and self._fd_pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
