@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..forks import reset_after_fork
 from .base import CLAIMABLE
+from .group import GroupCommit, Waiter
 from .sql import SQLITE, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
@@ -91,38 +92,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-class _Waiter:
-    """One row waiting for the group commit that includes it."""
-
-    __slots__ = ("done", "error", "inserted", "lead", "row")
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.row = row
-        self.done: threading.Event | None = None
-        self.lead = False
-        self.inserted: bool | None = None
-        self.error: BaseException | None = None
-
-    def wake(self) -> None:
-        if self.done is not None:
-            self.done.set()
-
-    def result(self) -> bool:
-        if self.error is not None:
-            raise self.error
-        if self.inserted is None:  # the leading thread was interrupted before its insert
-            raise sqlite3.OperationalError("the group commit holding this insert was interrupted")
-        return self.inserted
+# Kept under this name for callers that build waiters (tests).
+_Waiter = Waiter
 
 
-def _settle(waiter: _Waiter, insert: Callable[[dict[str, Any]], bool]) -> None:
-    try:
-        waiter.inserted = insert(waiter.row)
-    except Exception as exc:
-        waiter.error = exc
-
-
-class SQLiteStore(SQLStore):
+class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
     """Events in a SQLite file, one connection per thread (and per process after a fork).
 
     ``timeout`` is how long a write waits for another writer's lock before giving up;
@@ -140,6 +114,7 @@ class SQLiteStore(SQLStore):
     _table = _TABLE
     _answers = "iverton_answers"
     _answers_scope = _TABLE
+    _group_error = sqlite3.OperationalError
 
     def __init__(
         self,
@@ -179,9 +154,7 @@ class SQLiteStore(SQLStore):
         self._all_lock = threading.Lock()
         # Reentrant: a group's inserts run through _execute inside the group's lock.
         self._write_lock = threading.RLock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Waiter] = []
-        self._leading = False
+        self._fresh_group()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -262,68 +235,17 @@ class SQLiteStore(SQLStore):
                 raise
 
     def insert_row(self, row: dict[str, Any]) -> bool:
-        """Group commit: concurrent inserts of this process share one transaction.
+        """Group commit (:mod:`iverton_webhooks.inbox.group`): concurrent inserts of this
+        process share one transaction, and none returns before the COMMIT containing
+        its row has: every 2xx is still a committed insert."""
+        return self._insert_grouped(row)
 
-        If no insert is under way, a request thread commits its row at once. Otherwise
-        it queues the row and waits; when the insert under way ends, the oldest waiter
-        leads: it takes the whole queue (its own row and any that arrived meanwhile),
-        inserts them in one ``BEGIN IMMEDIATE ... COMMIT`` and only then wakes each
-        waiting thread with its row's result. So a reply never leaves before the COMMIT
-        that contains its insert has returned: every 2xx is still a committed insert.
-        """
-        with self._queue_lock:
-            alone = not self._leading
-            if alone:
-                self._leading = True
-            else:
-                waiter = _Waiter(row)
-                done = waiter.done = threading.Event()
-                self._queue.append(waiter)
-        if alone:
-            # Nobody is inserting: commit this row at once, then hand the lead to
-            # whoever queued meanwhile.
-            try:
-                return super().insert_row(row)
-            finally:
-                self._pass_lead()
-        done.wait()
-        if waiter.lead:
-            self._lead_group()
-        return waiter.result()
+    def _insert_one(self, row: dict[str, Any]) -> bool:
+        return super().insert_row(row)
 
-    def _lead_group(self) -> None:
-        with self._queue_lock:
-            group, self._queue = self._queue, []
-        try:
-            self._insert_group(group)
-        finally:
-            self._pass_lead()
-            for waiter in group:
-                waiter.wake()
-
-    def _pass_lead(self) -> None:
-        with self._queue_lock:
-            if self._queue:
-                # The oldest waiter leads the next group, its own row included.
-                self._queue[0].lead = True
-                self._queue[0].wake()
-            else:
-                self._leading = False
-
-    def _insert_group(self, group: list[_Waiter]) -> None:
-        if len(group) == 1:
-            _settle(group[0], super().insert_row)
-            return
-        try:
-            with self._transaction():
-                inserted = [super(SQLiteStore, self).insert_row(w.row) for w in group]
-        except Exception:
-            # One at a time, so one row's failure cannot fail the others.
-            for waiter in group:
-                _settle(waiter, super().insert_row)
-            return
-        for waiter, new in zip(group, inserted, strict=True):
-            waiter.inserted = new
+    def _insert_together(self, rows: list[dict[str, Any]]) -> list[bool]:
+        with self._transaction():
+            return [super(SQLiteStore, self).insert_row(row) for row in rows]
 
     def close(self) -> None:
         with self._all_lock:
