@@ -1,10 +1,12 @@
 """DjangoStore on SQLite under bursts (issue 15): writers of several processes queue on a
-lock file instead of SQLite's busy handler, and scratch tables stay in memory."""
+lock file instead of SQLite's busy handler, this process's inserts share one commit,
+and scratch tables stay in memory."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -183,3 +185,63 @@ def test_only_sqlite_connections_of_inbox_aliases_are_tuned() -> None:
         connection = _Connection(vendor, alias)
         store_module._tune_new(None, connection)  # type: ignore[arg-type]
         assert connection.cursors == 0
+
+
+class _CountingStore(DjangoStore):
+    def __init__(self) -> None:
+        super().__init__("default")
+        self.groups: list[int] = []
+
+    def _insert_together(self, rows: list[Any]) -> list[bool]:
+        self.groups.append(len(rows))
+        return super()._insert_together(rows)
+
+
+@db_mark("default")
+def test_concurrent_inserts_share_one_commit_and_each_is_committed_when_it_returns() -> None:
+    store = _CountingStore()
+    store.record("evt_warm", "deal.won", CREATED, b"{}")
+    # Another connection holds SQLite's write lock: the first insert waits for it, and
+    # the ones arriving meanwhile queue behind it.
+    blocker = sqlite3.connect(_db_path(), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    results: dict[str, bool] = {}
+    visible: dict[str, bool] = {}
+
+    def record(event_id: str) -> None:
+        try:
+            results[event_id] = store.record(event_id, "deal.won", CREATED, b"{}")
+            # Seen by a separate connection as soon as record returns: committed.
+            reader = sqlite3.connect(_db_path())
+            table = store_module.WebhookEvent._meta.db_table
+            found = reader.execute(
+                f"SELECT count(*) FROM {table} WHERE event_id = ?", (event_id,)
+            ).fetchone()[0]
+            visible[event_id] = found == 1
+            reader.close()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=record, args=(f"evt_{n}",)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._queue) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(store._queue) == 7  # one leads (waiting for SQLite), seven wait for it
+        assert results == {}  # nothing acknowledged while the database is locked
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    for thread in threads:
+        thread.join(15)
+    assert results == {f"evt_{n}": True for n in range(8)}
+    assert visible == {f"evt_{n}": True for n in range(8)}
+    assert store.groups == [7]
+    assert store.count() == 9
+    # A duplicate inside a group is counted, not inserted.
+    assert store.record("evt_3", "deal.won", CREATED, b"{}") is False
+    event = store.get("evt_3")
+    assert event is not None
+    assert event.deliveries == 2

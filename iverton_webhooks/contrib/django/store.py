@@ -33,6 +33,7 @@ from django.utils import timezone as dj_timezone
 
 from ...errors import StoreUnavailable
 from ...filelock import FileLock
+from ...forks import reset_after_fork
 from ...inbox import base
 from ...inbox.base import (
     CLAIMABLE,
@@ -46,6 +47,7 @@ from ...inbox.base import (
     StoredEvent,
     Verdict,
 )
+from ...inbox.group import GroupCommit
 from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
@@ -446,14 +448,27 @@ def _recycled() -> Iterator[None]:
         recycle_connections()
 
 
-class DjangoStore(base.RecordsRows):
+@dataclass(frozen=True)
+class _Prepared:
+    """One insert, ready to run: built by the request thread, run by whichever thread
+    leads its group commit."""
+
+    sql: str
+    params: list[Any]
+    row: Mapping[str, Any]
+
+
+class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
     blocking = True
+    _group_error = DatabaseError
 
     def __init__(self, using: str = "default", *, clock: Callable[[], float] = time.time):
         self.using = using
         self.clock = clock
+        self._fresh_group()
+        reset_after_fork(self, DjangoStore._fresh_group)
         _inbox_aliases.add(using)
         connection_created.connect(_tune_new, dispatch_uid="iverton_webhooks_temp_store")
 
@@ -471,7 +486,6 @@ class DjangoStore(base.RecordsRows):
         return rows
 
     @_migrate_hint
-    @_serialized
     def insert_row(self, row: dict[str, Any]) -> bool:
         # One raw insert-if-absent, no ORM model, no savepoint: in autocommit it is its
         # own committed transaction when execute() returns, and a duplicate is not an
@@ -480,13 +494,28 @@ class DjangoStore(base.RecordsRows):
         insert = _Insert.of(connection)
         # A quarantined body's type is whatever could be read: make it fit.
         values = {**row, "type": clean_text(row["type"], KEY_MAX_LENGTH)}
-        params = insert.params(values, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(insert.sql, params)
+        # Built before the write lock is taken: other writers wait only for the SQL.
+        prepared = _Prepared(insert.sql, insert.params(values, connection), row)
+        if connection.vendor == "sqlite" and not connection.in_atomic_block:
+            # SQLite takes one writer at a time: this process's concurrent inserts
+            # share one transaction (see inbox/group.py), committed before any returns.
+            return self._insert_grouped(prepared)
+        return self._insert_one(prepared)
+
+    @_serialized
+    def _insert_one(self, prepared: _Prepared) -> bool:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(prepared.sql, prepared.params)
             if cursor.rowcount == 1:
                 return True
+        row = prepared.row
         self._event(row["id"], row["endpoint"]).update(deliveries=F("deliveries") + 1)
         return False
+
+    @_serialized
+    def _insert_together(self, rows: list[_Prepared]) -> list[bool]:
+        with transaction.atomic(using=self.using):
+            return [self._insert_one(prepared) for prepared in rows]
 
     @_migrate_hint
     @_serialized
