@@ -190,7 +190,10 @@ def _file_lock(using: str, connection: BaseDatabaseWrapper) -> FileLock | None:
         # A read-only folder, say: writers meet in SQLite's busy handler, as before.
         log.warning("no lock file for database %r (%s): writers will poll", using, exc)
     with _write_locks_guard:
-        return _file_locks.setdefault(path, lock)
+        kept = _file_locks.setdefault(path, lock)
+    if lock is not None and kept is not lock:  # another thread's came first
+        lock.close()
+    return kept
 
 
 #: Aliases some DjangoStore writes to: only their connections are tuned.
