@@ -161,6 +161,13 @@ def _client(
     return results, time.time()
 
 
+def _when() -> str:
+    """The UTC time and the 1-minute load average: other work on the machine moves the
+    figures, so each table says what it shared the cores with."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{time.strftime('%H:%M:%S', time.gmtime())} UTC (load {load:.2f})"
+
+
 def burst(server: Server, deliveries: list[Any], concurrent: int) -> dict[str, Any]:
     work = [(d.body, d.headers) for d in deliveries]
     processes = min(CLIENT_PROCESSES, concurrent)
@@ -206,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             random.Random(5).shuffle(deliveries)
             for framework in frameworks:
                 rows = []
+                began = _when()
                 for app in apps:
                     code = args.old.resolve() if app == "ours (old)" else ROOT
                     home = workdir / f"{shape_name}-{framework}-{app.replace(' ', '')}"
@@ -237,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rows,
                     )
                 )
+                print(f"\n{began} to {_when()}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
