@@ -245,3 +245,26 @@ def test_concurrent_inserts_share_one_commit_and_each_is_committed_when_it_retur
     event = store.get("evt_3")
     assert event is not None
     assert event.deliveries == 2
+
+
+@db_mark("default")
+def test_a_claim_holds_the_write_locks_for_its_update_only() -> None:
+    # The row is read once the locks are given back: other processes' acks wait for
+    # one statement, not four (BEGIN, UPDATE, SELECT, COMMIT).
+    store = DjangoStore("default")
+    store.record("evt_claimed", "deal.won", CREATED, b"{}")
+    lock = store_module._write_locks["default"]
+    seen: list[tuple[str, bool, bool]] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append((sql.split()[0].upper(), lock._is_owned(), not _free_for_another_process()))
+        return execute(sql, params, many, context)
+
+    with connections["default"].execute_wrapper(spy):
+        claim = store.claim("evt_claimed", 30)
+    assert claim is not None
+    assert claim.event.id == "evt_claimed"
+    assert claim.event.attempts == 1
+    assert [kind for kind, _, _ in seen] == ["UPDATE", "SELECT"]
+    assert seen[0][1:] == (True, True)  # the UPDATE under both locks
+    assert seen[1][1:] == (False, False)  # the read under neither

@@ -521,23 +521,30 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
             return [self._insert_one(prepared) for prepared in rows]
 
     @_migrate_hint
-    @_serialized
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now = self.clock()
         token = uuid.uuid4().hex
+        if not self._take(event_id, endpoint, now, lease_seconds, token):
+            return None
+        # Read once the write lock is given back: while the lease holds, its holder is
+        # the only writer of the row. Found gone only if the lease has already expired
+        # (then as if this worker had crashed: the event is recovered).
+        row = _readable(self._event(event_id, endpoint).filter(lease_token=token)).first()
+        return None if row is None else Claim(event=_stored(row), token=token)
+
+    @_serialized
+    def _take(
+        self, event_id: str, endpoint: str, now: float, lease_seconds: float, token: str
+    ) -> bool:
         fields = _db_fields(base.claim_fields(now, lease_seconds, token))
-        with transaction.atomic(using=self.using):
-            taken = (
-                self._event(event_id, endpoint)
-                .filter(status__in=base.values(CLAIMABLE), due_at__lte=now)
-                .update(attempts=F("attempts") + 1, **fields)
-            )
-            if not taken:
-                return None
-            row = _readable(self._event(event_id, endpoint)).get()
-        return Claim(event=_stored(row), token=token)
+        taken = (
+            self._event(event_id, endpoint)
+            .filter(status__in=base.values(CLAIMABLE), due_at__lte=now)
+            .update(attempts=F("attempts") + 1, **fields)
+        )
+        return bool(taken)
 
     def _held(self, claim: Claim) -> QuerySet[WebhookEvent]:
         rows: QuerySet[WebhookEvent] = self._event(claim.event.id, claim.event.endpoint).filter(
