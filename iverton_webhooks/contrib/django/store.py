@@ -558,12 +558,16 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         # Read, merge, write back, each guarded by the lease token. No transaction is
         # needed: while the lease holds, its holder is the only writer of the row (and a
         # read-then-write transaction would fail at once on a busy SQLite database).
-        rows = self._held(claim)
-        current = rows.values_list("outcomes", flat=True).first()
+        # For the same reason the read takes no write lock: only the UPDATE waits.
+        current = self._held(claim).values_list("outcomes", flat=True).first()
         if current is None:
             return False
         merged = {**current, **_outcomes_json(outcomes)}
-        return bool(rows.update(outcomes=merged, **_db_fields(fields)) == 1)
+        return self._write_claimed(claim, {"outcomes": merged, **_db_fields(fields)})
+
+    @_serialized
+    def _write_claimed(self, claim: Claim, values: dict[str, Any]) -> bool:
+        return bool(self._held(claim).update(**values) == 1)
 
     @_migrate_hint
     @_serialized
@@ -572,12 +576,10 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         return bool(self._held(claim).update(**fields) == 1)
 
     @_migrate_hint
-    @_serialized
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         return self._update_claimed(claim, outcomes, {})
 
     @_migrate_hint
-    @_serialized
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
