@@ -268,3 +268,29 @@ def test_a_claim_holds_the_write_locks_for_its_update_only() -> None:
     assert [kind for kind, _, _ in seen] == ["UPDATE", "SELECT"]
     assert seen[0][1:] == (True, True)  # the UPDATE under both locks
     assert seen[1][1:] == (False, False)  # the read under neither
+
+
+@db_mark("default")
+def test_a_finish_holds_the_write_locks_for_its_update_only() -> None:
+    from iverton_webhooks.inbox.base import HandlerOutcome, Status, Verdict
+
+    store = DjangoStore("default")
+    store.record("evt_finished", "deal.won", CREATED, b"{}")
+    claim = store.claim("evt_finished", 30)
+    assert claim is not None
+    lock = store_module._write_locks["default"]
+    seen: list[tuple[str, bool, bool]] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append((sql.split()[0].upper(), lock._is_owned(), not _free_for_another_process()))
+        return execute(sql, params, many, context)
+
+    outcome = {"h": HandlerOutcome(ok=True, at=1.0)}
+    with connections["default"].execute_wrapper(spy):
+        assert store.checkpoint(claim, outcome)
+        assert store.finish(claim, outcome, Verdict(Status.DONE))
+    # Each: the outcomes read under neither lock, the UPDATE under both.
+    assert seen == [("SELECT", False, False), ("UPDATE", True, True)] * 2
+    event = store.get("evt_finished")
+    assert event is not None
+    assert event.status is Status.DONE
