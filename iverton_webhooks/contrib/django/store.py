@@ -237,24 +237,34 @@ _SQLITE_RESOURCE_ID = (
     "CAST(json_extract(CAST(%(body)s AS TEXT), '$.data.id') AS TEXT), ''), 1, 255), ''))"
 )
 
-# How _Insert converts each column's core value (chosen once per column, not per row).
-_AS_IS, _TIME, _ERROR, _KEY, _FIELD = range(5)
-_CONVERSION = {
-    "endpoint": _AS_IS,
-    "id": _AS_IS,
-    "type": _KEY,  # a quarantined body's type is whatever could be read: made to fit
-    "status": _AS_IS,
-    "attempts": _AS_IS,
-    "deliveries": _AS_IS,
-    "due_at": _AS_IS,
-    "next_attempt_at": _AS_IS,
-    "lease_until": _AS_IS,
-    "lease_token": _AS_IS,
-    "created_at": _TIME,
-    "received_at": _TIME,
-    "processed_at": _TIME,
-    "last_error": _ERROR,
-}
+#: Columns every backend takes as the core writes them (text and numbers).
+_AS_IS_COLUMNS = (
+    "endpoint",
+    "id",
+    "status",
+    "attempts",
+    "deliveries",
+    "due_at",
+    "next_attempt_at",
+    "lease_until",
+    "lease_token",
+)
+#: Columns with a conversion of their own in _Insert.params (the datetimes too).
+_CONVERTED_COLUMNS = frozenset({"type", "last_error", *_DATETIME_COLUMNS})
+
+
+def _utc_text(epoch: float) -> str:
+    """What Django's SQLite backend writes for an aware datetime under USE_TZ with the
+    database in UTC (``str`` of the naive UTC time), without building it twice."""
+    return str(datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None))
+
+
+def _time_writer(connection: BaseDatabaseWrapper) -> Callable[[float], Any]:
+    """Epoch seconds -> this connection's value for a DateTimeField."""
+    if connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone_name == "UTC":
+        return _utc_text  # the common case, checked per insert: tests switch settings
+    adapt = connection.ops.adapt_datetimefield_value
+    return lambda epoch: adapt(_to_db(epoch))
 
 
 @dataclass(frozen=True)
@@ -270,8 +280,10 @@ class _Insert:
     instructions than SQLite's insert (~100k); the named form is one ``%`` format."""
 
     sql: str
-    #: (core column name, model field, conversion), in statement order.
-    columns: tuple[tuple[str, Field[Any, Any], int], ...]
+    #: Columns the model field converts (the body, the JSON outcomes): (name, field).
+    prepared: tuple[tuple[str, Field[Any, Any]], ...]
+    #: A prepared column's value when the row has none, if it is plain text (reused).
+    plain_defaults: dict[str, str]
     #: The database computes ``resource_id`` from the body (SQLite).
     resource_id_in_sql: bool
 
@@ -299,34 +311,38 @@ class _Insert:
             f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {quote(meta.db_table)} "
             f"({', '.join(columns)}) VALUES ({', '.join(marks)}) {suffix}"
         ).rstrip()
-        conversions = (_CONVERSION.get(name, _FIELD) for name in names)
-        return cls(sql, tuple(zip(names, fields, conversions, strict=True)), in_sql)
+        plain = {*_AS_IS_COLUMNS, *_CONVERTED_COLUMNS}
+        prepared = tuple(
+            (name, field) for name, field in zip(names, fields, strict=True) if name not in plain
+        )
+        defaults = {
+            name: value
+            for name, field in prepared
+            if isinstance(value := field.get_db_prep_save(field.get_default(), connection), str)
+        }
+        return cls(sql, prepared, defaults, in_sql)
 
     def params(self, row: Mapping[str, Any], connection: BaseDatabaseWrapper) -> dict[str, Any]:
         # Only the columns the backend stores differently from the Python value go
         # through a conversion (times, the body, the JSON outcomes); text and numbers as
         # they are: a model field's full get_db_prep_save on 16 columns cost more than
         # the insert itself.
-        adapt_time = connection.ops.adapt_datetimefield_value
-        use_tz = settings.USE_TZ
-        params: dict[str, Any] = {}
-        for name, field, conversion in self.columns:
-            value: Any = row.get(name)
-            if conversion == _AS_IS:
-                pass
-            elif conversion == _TIME:
-                if value is not None:
-                    value = datetime.fromtimestamp(float(value), timezone.utc)
-                    value = adapt_time(value if use_tz else dj_timezone.make_naive(value))
-            elif conversion == _KEY:
-                value = clean_text(value, KEY_MAX_LENGTH)
-            elif conversion == _ERROR:
-                value = None if value is None else clean_text(str(value))
+        params = {name: row.get(name) for name in _AS_IS_COLUMNS}
+        # A quarantined body's type is whatever could be read: made to fit.
+        params["type"] = clean_text(row["type"], KEY_MAX_LENGTH)
+        error = row.get("last_error")
+        params["last_error"] = None if error is None else clean_text(str(error))
+        to_db = _time_writer(connection)
+        for name in _DATETIME_COLUMNS:
+            epoch = row.get(name)
+            params[name] = None if epoch is None else to_db(float(epoch))
+        for name, field in self.prepared:
+            if name in row:
+                params[name] = field.get_db_prep_save(row[name], connection)
+            elif name in self.plain_defaults:
+                params[name] = self.plain_defaults[name]
             else:
-                value = field.get_db_prep_save(
-                    value if name in row else field.get_default(), connection
-                )
-            params[name] = value
+                params[name] = field.get_db_prep_save(field.get_default(), connection)
         body = row["body"]
         if not self.resource_id_in_sql or b"\\u0000" in body:
             params["resource_id"] = _resource_id(body)
