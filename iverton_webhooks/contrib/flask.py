@@ -26,7 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..errors import ConfigurationError
 from ..inbox.base import DEFAULT_ENDPOINT
-from ..receiver import HeadersLike, Receiver, Reply
+from ..receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
 
@@ -140,6 +140,8 @@ def endpoint_name(blueprint_name: str) -> str:
 def _webhook_view() -> Response:
     assert request.blueprint is not None  # only ever routed through a blueprint
     reply = receive(state_of(current_app).receiver(request.blueprint))
+    if reply.headers is JSON_HEADERS:
+        return Response(reply.body, status=reply.status, content_type="application/json")
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 
