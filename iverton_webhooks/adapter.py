@@ -124,8 +124,8 @@ def handle(
     if method.upper() != "POST":
         return receiver.receive(method, b"", headers)  # the 405, with nothing read
     cap = _cap(receiver, limit)
-    length = header(headers, "Content-Length")
-    if _over(length, cap):
+    length = declared_length(header(headers, "Content-Length"))
+    if length is not None and length > cap:
         return TOO_LARGE
     try:
         body = read_capped(read, cap, length)
@@ -164,8 +164,3 @@ async def handle_async(
 def _cap(receiver: Receiver, limit: int | None) -> int:
     cap = receiver.max_body_bytes
     return cap if limit is None else min(cap, limit)
-
-
-def _over(length: str | None, cap: int) -> bool:
-    declared = declared_length(length)
-    return declared is not None and declared > cap

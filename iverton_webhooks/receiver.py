@@ -62,7 +62,11 @@ __all__ = [
 log = logging.getLogger("iverton_webhooks")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-_JSON = (("Content-Type", "application/json"),)
+#: The headers of every reply but the 405: a JSON body and nothing else. Replies share
+#: this tuple, so an adapter can test ``reply.headers is JSON_HEADERS`` and set the
+#: content type alone (cheaper than copying headers into its framework's structure).
+JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+_JSON = JSON_HEADERS
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..errors import ConfigurationError
 from ..inbox.base import DEFAULT_ENDPOINT
-from ..receiver import HeadersLike, Receiver, Reply
+from ..receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
 
@@ -138,8 +138,14 @@ def endpoint_name(blueprint_name: str) -> str:
 
 
 def _webhook_view() -> Response:
-    assert request.blueprint is not None  # only ever routed through a blueprint
-    reply = receive(state_of(current_app).receiver(request.blueprint))
+    # The request and app behind Flask's proxies, looked up once: every attribute read
+    # through a proxy is a context-variable lookup of its own.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    assert req.blueprint is not None  # only ever routed through a blueprint
+    reply = _receive(state_of(app).receiver(req.blueprint), req)
+    if reply.headers is JSON_HEADERS:
+        return Response(reply.body, status=reply.status, content_type="application/json")
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 
@@ -147,20 +153,20 @@ def receive(receiver: Receiver) -> Reply:
     """Run the current request through ``receiver``: the raw body whatever its content
     type, refused with 413 before reading when over the receiver's cap or Flask's
     ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read."""
-    return handle(receiver, request.method, _headers(), _read, limit=request.max_content_length)
+    return _receive(receiver, request._get_current_object())  # type: ignore[attr-defined]
 
 
-def _read(size: int) -> bytes:
-    try:
-        return request.stream.read(size)
-    except RequestEntityTooLarge:  # Werkzeug's own cap (MAX_CONTENT_LENGTH)
-        raise BodyTooLarge from None
+def _receive(receiver: Receiver, req: Request) -> Reply:
+    def read(size: int) -> bytes:
+        try:
+            return req.stream.read(size)
+        except RequestEntityTooLarge:  # Werkzeug's own cap (MAX_CONTENT_LENGTH)
+            raise BodyTooLarge from None
 
-
-def _headers() -> HeadersLike:
     # Werkzeug's Headers: a case-insensitive .get() that returns the first of repeated
     # headers, which is all the core uses.
-    return request.headers
+    headers: HeadersLike = req.headers
+    return handle(receiver, req.method, headers, read, limit=req.max_content_length)
 
 
 class IvertonWebhooks:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, ItemsView, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..adapter import handle_async, make_receiver, normalise_path
 from ..errors import ConfigurationError
-from ..receiver import Receiver, Reply
+from ..receiver import JSON_HEADERS, Receiver, Reply
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
 
@@ -218,21 +218,47 @@ class ClientDisconnected(Exception):
     """The client closed the connection before its body was complete."""
 
 
+_JSON_ASGI = (b"content-type", b"application/json")
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
     """Write the core's :class:`Reply` as an ASGI response."""
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    if reply.headers is JSON_HEADERS:  # every reply but the 405: nothing to encode
+        headers = [_JSON_ASGI]
+    else:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
     headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    # ASGI gives lower-case names; the first of repeated headers wins (a second
-    # signature header cannot replace the first).
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return headers
+class _ScopeHeaders:
+    """A request's headers as the core reads them: one name at a time (two per
+    request), each found when asked rather than every header decoded into a dict.
+    ASGI gives lower-case names; the first of repeated headers wins (a second
+    signature header cannot replace the first)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self._raw:
+            if key == wanted:
+                return value.decode("latin-1")
+        return default
+
+    def items(self) -> ItemsView[str, str]:
+        found: dict[str, str] = {}
+        for key, value in self._raw:
+            found.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        return found.items()
+
+
+def _headers(scope: Scope) -> _ScopeHeaders:
+    return _ScopeHeaders(scope["headers"])
 
 
 def _route_path(scope: Scope) -> str:

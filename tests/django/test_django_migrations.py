@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
@@ -77,3 +78,9 @@ def test_0002_widens_type_to_what_the_envelope_accepts(using: str) -> None:
     event = store.get("evt_long")
     assert event is not None
     assert event.type == long_type
+
+
+@pytest.mark.django_db
+def test_the_models_need_no_migration_that_is_not_written() -> None:
+    # makemigrations --check exits non-zero when a model change has no migration.
+    call_command("makemigrations", APP, "--check", "--dry-run", verbosity=0)

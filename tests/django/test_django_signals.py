@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 
-from iverton_webhooks import RetryPolicy, Router, Status, sign
+from iverton_webhooks import Receiver, RetryPolicy, Router, Status, sign
 from iverton_webhooks.contrib.django import signals
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.models import WebhookEvent
@@ -165,3 +165,28 @@ def test_a_raising_signal_receiver_changes_nothing(
     logged = [r.getMessage() for r in caplog.records if "raised (ignored)" in r.getMessage()]
     assert len(logged) == 2
     assert all("receiver bug" in line for line in logged)
+
+
+def test_a_lifecycle_signal_is_wanted_only_while_something_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hooks = signals.signal_hooks
+    assert hooks.wants(Hook.RECEIVED)  # the autouse fixture listens to every signal
+    signals.iverton_received.disconnect(dispatch_uid="test_received")
+    # Nobody listens: the receiver builds no Notice for each ack.
+    assert not hooks.wants(Hook.RECEIVED)
+    built: list[Notice] = []
+    monkeypatch.setattr(
+        "iverton_webhooks.receiver.Notice", lambda *a, **k: built.append(Notice(*a, **k))
+    )
+    receiver = Receiver(secret=SECRET, store="memory://", runner="inline", hooks=hooks)
+    body = sample_body("deal.won", id="evt_quiet")
+    assert receiver.receive("POST", body, {"X-Iverton-Signature": sign(body, SECRET)}).status == 200
+    assert built == []
+    # A plain subscriber is listening too.
+    seen: list[Notice] = []
+    hooks.add(seen.append, Hook.RECEIVED)
+    try:
+        assert hooks.wants(Hook.RECEIVED)
+    finally:
+        hooks.remove(seen.append)

@@ -90,10 +90,26 @@ def send_hook_signal(notice: Notice) -> None:
             )
 
 
+class SignalHooks(Hooks):
+    """Hooks that also send each hook's signal. A hook is wanted while a plain
+    subscriber or a signal receiver listens to it, so an ack that nobody observes
+    builds no :class:`~iverton_webhooks.hooks.Notice` and sends nothing."""
+
+    def wants(self, hook: Hook) -> bool:
+        return bool(HOOK_SIGNALS[hook].receivers) or super().wants(hook)
+
+    def __bool__(self) -> bool:
+        return any(signal.receivers for signal in HOOK_SIGNALS.values()) or super().__bool__()
+
+    def emit(self, notice: Notice) -> None:
+        if HOOK_SIGNALS[notice.hook].receivers:
+            send_hook_signal(notice)
+        super().emit(notice)
+
+
 #: The hooks of every receiver built from the settings: each hook sends its signal.
 #: Subscribe plain functions here too (``signal_hooks.on(Hook.DEAD)``).
-signal_hooks = Hooks()
-signal_hooks.add(send_hook_signal)
+signal_hooks = SignalHooks()
 
 
 def __getattr__(name: str) -> Signal:

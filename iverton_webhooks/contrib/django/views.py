@@ -21,7 +21,7 @@ from django.http.request import RawPostDataException
 
 from ...adapter import BodyTooLarge, Read, handle
 from ...body import declared_length
-from ...receiver import Reply
+from ...receiver import JSON_HEADERS, Reply
 from .endpoint import Endpoint, default_endpoint
 
 log = logging.getLogger("iverton_webhooks")
@@ -36,8 +36,7 @@ AsyncView = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
     """Pass the request to the endpoint's receiver and answer what it says."""
-    reply = _reply(endpoint, request)
-    return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
+    return _response(_reply(endpoint, request))
 
 
 async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
@@ -48,7 +47,12 @@ async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpRespons
     receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
     # One hop for both: Django's ASGI request body is a spooled file (maybe on disk),
     # and the insert is a blocking database call.
-    reply = await sync_to_async(_reply, thread_sensitive=True)(endpoint, request)
+    return _response(await sync_to_async(_reply, thread_sensitive=True)(endpoint, request))
+
+
+def _response(reply: Reply) -> HttpResponse:
+    if reply.headers is JSON_HEADERS:
+        return HttpResponse(reply.body, status=reply.status, content_type="application/json")
     return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
 
 

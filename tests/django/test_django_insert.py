@@ -1,0 +1,86 @@
+"""DjangoStore's insert converts each column itself (cheaper than the model's fields):
+the values must be exactly what Django's own field conversion writes, on SQLite and
+PostgreSQL, with USE_TZ on and off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import override_settings
+
+from iverton_webhooks.contrib.django.models import KEY_MAX_LENGTH, WebhookEvent
+from iverton_webhooks.contrib.django.store import _Insert, _to_db, _utc_text, clean_text
+from iverton_webhooks.inbox.base import new_row
+from tests.django.test_django_store import DATABASE_PARAMS
+
+EPOCHS = [0.0, 0.5, 1_700_000_000.0, 1_700_000_000.000001, 1_705_314_600.123456, 253402300799.0]
+
+
+@pytest.fixture(params=DATABASE_PARAMS)
+def connection(request: pytest.FixtureRequest) -> BaseDatabaseWrapper:
+    alias: str = request.param
+    if alias not in connections:
+        pytest.skip("no PostgreSQL configured for this run")
+    return connections[alias]
+
+
+def django_params(row: dict[str, Any], connection: BaseDatabaseWrapper) -> dict[str, Any]:
+    """The same row through every model field's own get_db_prep_save."""
+    out: dict[str, Any] = {}
+    for field in WebhookEvent._meta.concrete_fields:
+        name = "id" if field.attname == "event_id" else field.attname
+        if field.name in ("id", "resource_id"):
+            continue
+        value = row.get(name, field.get_default())
+        if field.attname in ("created_at", "received_at", "processed_at") and value is not None:
+            value = _to_db(value)
+        elif name == "type":
+            value = clean_text(value, KEY_MAX_LENGTH)
+        elif name == "last_error" and value is not None:
+            value = clean_text(value)
+        out[name] = field.get_db_prep_save(value, connection)
+    return out
+
+
+def comparable(value: Any) -> Any:
+    # Binary and JSON adapters of a driver compare by identity: compare what they hold.
+    if isinstance(value, memoryview):
+        return bytes(value)
+    inner = getattr(value, "obj", None)
+    return value if inner is None else inner
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("status", ["pending", "quarantined"])
+def test_insert_params_are_what_the_model_fields_write(
+    connection: BaseDatabaseWrapper, use_tz: bool, status: str
+) -> None:
+    with override_settings(USE_TZ=use_tz):
+        insert = _Insert.of(connection)
+        for epoch in EPOCHS:
+            row = new_row(
+                endpoint="default",
+                event_id=f"evt_{epoch}",
+                event_type="deal.won" if status == "pending" else "t" * 300,
+                created_at=epoch,
+                body=b'{"data": {"id": "d_1"}}',
+                now=min(epoch + 1, EPOCHS[-1]),
+                status=status,
+                error=None if status == "pending" else "bad\x00json",
+            )
+            ours = insert.params(row, connection)
+            ours.pop("resource_id")
+            expected = django_params(row, connection)
+            assert ours.keys() == expected.keys()
+            for name, value in expected.items():
+                assert comparable(ours[name]) == comparable(value), (name, epoch)
+
+
+@pytest.mark.parametrize("epoch", EPOCHS)
+def test_utc_text_is_djangos_sqlite_datetime(epoch: float) -> None:
+    connection = connections["default"]
+    assert connection.vendor == "sqlite"
+    assert _utc_text(epoch) == connection.ops.adapt_datetimefield_value(_to_db(epoch))
