@@ -12,8 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .forks import reset_after_fork
 
@@ -52,19 +50,28 @@ class FileLock:
             self._fd_pid = pid
         return self._fd
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._local:
+    def held(self) -> FileLock:
+        """The lock as a context manager: ``with lock.held(): ...`` (or ``with lock:``)."""
+        return self
+
+    # A class-based context manager rather than a generator: every store write enters it.
+    def __enter__(self) -> None:
+        self._local.acquire()
+        try:
             if self._depth == 0:
-                fd = self._descriptor()
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+                fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+        except BaseException:
+            self._local.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+        finally:
+            self._local.release()
 
     def close(self) -> None:
         """Close this process's descriptor (releasing the lock if this process holds it)."""

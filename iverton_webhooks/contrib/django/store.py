@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -152,12 +152,17 @@ _file_locks: dict[str, FileLock | None] = {}
 _write_locks_guard = threading.Lock()
 
 
+#: Bumped in a forked child, so no connection keeps the parent's locks (see _write_locks_of).
+_generation = 0
+
+
 def _forget_write_locks() -> None:
     # In a forked child: a lock may have been copied while a parent thread held it. The
     # file locks reset themselves (their own descriptor per process).
-    global _write_locks_guard
+    global _write_locks_guard, _generation
     _write_locks_guard = threading.Lock()
     _write_locks.clear()
+    _generation += 1
 
 
 os.register_at_fork(after_in_child=_forget_write_locks)
@@ -223,41 +228,54 @@ def _tune_new(sender: object, connection: BaseDatabaseWrapper, **kwargs: object)
         _tune(connection)
 
 
-@contextmanager
-def _writing(using: str) -> Iterator[None]:
-    """Hold this process's write lock on SQLite database ``using``, then the lock file
-    shared with other processes, around one of the store's own autocommitted writes.
-    Never inside an atomic block (ATOMIC_REQUESTS, a caller's ``transaction.atomic``):
-    that transaction may already hold SQLite's write lock, and waiting here for a thread
-    that waits for it would stall both until the busy timeout. Other databases lock
-    rows, not the file: no lock there."""
-    connection = connections[using]
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
-        yield
-        return
+def _write_locks_of(
+    using: str, connection: BaseDatabaseWrapper
+) -> tuple[threading.RLock, FileLock | None]:
+    """This process's write lock on SQLite database ``using`` and the lock file shared
+    with other processes (None where there can be none), the connection tuned: found
+    once per open connection and kept on it, since every ack asks (the lock file's
+    path alone is an ``abspath`` per call)."""
+    raw = connection.connection
+    kept = getattr(connection, "_iverton_write_locks", None)
+    if kept is not None and raw is not None and kept[0] is raw and kept[1] == _generation:
+        return kept[2], kept[3]
     _tune(connection)
     lock = _write_locks.get(using)
     if lock is None:
         with _write_locks_guard:
             lock = _write_locks.setdefault(using, threading.RLock())
     shared = _file_lock(using, connection)
-    with lock:
-        if shared is None:
-            yield
-        else:
-            with shared.held():
-                yield
+    connection._iverton_write_locks = (  # type: ignore[attr-defined]
+        connection.connection,
+        _generation,
+        lock,
+        shared,
+    )
+    return lock, shared
 
 
 def _serialized(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a write method of :class:`DjangoStore` under :func:`_writing`."""
+    """Run a write method of :class:`DjangoStore` holding this process's write lock on
+    its SQLite database, then the lock file shared with other processes, around one of
+    the store's own autocommitted writes. Never inside an atomic block
+    (ATOMIC_REQUESTS, a caller's ``transaction.atomic``): that transaction may already
+    hold SQLite's write lock, and waiting here for a thread that waits for it would
+    stall both until the busy timeout. Other databases lock rows, not the file: no lock
+    there."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         store = args[0]
         assert isinstance(store, DjangoStore)
-        with _writing(store.using):
+        connection = connections[store.using]
+        if connection.vendor != "sqlite" or connection.in_atomic_block:
             return method(*args, **kwargs)
+        lock, shared = _write_locks_of(store.using, connection)
+        with lock:
+            if shared is None:
+                return method(*args, **kwargs)
+            with shared:
+                return method(*args, **kwargs)
 
     return wrapper
 
@@ -481,8 +499,7 @@ def _recycled() -> Iterator[None]:
         recycle_connections()
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     """One insert, ready to run: built by the request thread, run by whichever thread
     leads its group commit."""
 
