@@ -294,3 +294,36 @@ def test_a_finish_holds_the_write_locks_for_its_update_only() -> None:
     event = store.get("evt_finished")
     assert event is not None
     assert event.status is Status.DONE
+
+
+def _insert_under_the_write_lock(store: DjangoStore, event_id: str) -> bool:
+    """Record ``event_id``; whether its INSERT ran holding this process's write lock."""
+    held: list[bool] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip().upper().startswith("INSERT"):
+            held.append(store_module._write_locks["default"]._is_owned())
+        return execute(sql, params, many, context)
+
+    with connections["default"].execute_wrapper(spy):
+        assert store.record(event_id, "deal.won", CREATED, b"{}")
+    return held == [True]
+
+
+@db_mark("default")
+def test_writes_use_this_process_locks_after_a_fork() -> None:
+    # The locks are kept on the open connection: a forked child, which has locks of its
+    # own, must not go on with its parent's.
+    store = DjangoStore("default")
+    store.record("evt_before", "deal.won", CREATED, b"{}")
+    store_module._forget_write_locks()  # what a forked child runs
+    assert _insert_under_the_write_lock(store, "evt_after")
+
+
+@db_mark("default")
+def test_a_reopened_connection_is_tuned_and_locked_again() -> None:
+    store = DjangoStore("default")
+    store.record("evt_before", "deal.won", CREATED, b"{}")
+    connections["default"].close()
+    assert _insert_under_the_write_lock(store, "evt_after")
+    assert _temp_store() == 2
