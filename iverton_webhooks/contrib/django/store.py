@@ -207,8 +207,8 @@ _inbox_aliases: set[str] = set()
 
 def _tune(connection: BaseDatabaseWrapper) -> None:
     """Once per SQLite connection of an inbox alias: scratch tables in memory. SQLite
-    builds small ones for RETURNING and for IN lists (each transition checks the due
-    index's status list); with the default temp_store each is a temporary file created
+    builds small ones for RETURNING and for IN lists (a claim's status list); with the
+    default temp_store each is a temporary file created
     and deleted per statement (SQLiteStore measured a claim at ~95 µs that way, ~11 µs
     without). Normally done as the connection opens (:func:`_tune_new`); else at the
     store's first write on it, outside any transaction (SQLite refuses the change in
