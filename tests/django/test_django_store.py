@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from iverton_webhooks import Status, Store
+from iverton_webhooks.contrib.django import store as store_module
 from iverton_webhooks.contrib.django.endpoint import fresh_connections
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.contrib.django.store import DjangoStore
@@ -278,3 +280,23 @@ def test_the_write_lock_is_not_taken_inside_an_atomic_block() -> None:
         release.set()
         holder.join(10)
     assert held == [True]
+
+
+def test_a_claim_whose_row_cannot_be_read_gives_its_lease_back(
+    store: DjangoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lease is taken in one statement and the row read in the next: if the read
+    # fails, the event must be claimable again at once, not when the lease runs out.
+    store.record("evt_unread", "deal.won", CREATED, b"{}")
+    readable = store_module._readable
+
+    def broken(rows: Any) -> Any:
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(store_module, "_readable", broken)
+    with pytest.raises(DatabaseError):
+        store.claim("evt_unread", 300.0)
+    monkeypatch.setattr(store_module, "_readable", readable)
+    claim = store.claim("evt_unread", 300.0)
+    assert claim is not None
+    assert claim.event.attempts == 2

@@ -48,6 +48,7 @@ from ...inbox.base import (
     Verdict,
 )
 from ...inbox.group import GroupCommit
+from ...text import printable
 from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
@@ -576,8 +577,31 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         # Read once the write lock is given back: while the lease holds, its holder is
         # the only writer of the row. Found gone only if the lease has already expired
         # (then as if this worker had crashed: the event is recovered).
-        row = _readable(self._event(event_id, endpoint).filter(lease_token=token)).first()
+        try:
+            row = _readable(self._event(event_id, endpoint).filter(lease_token=token)).first()
+        except Exception:
+            # Taken but not read (the connection broke between the two statements): give
+            # the lease back now, or the event would wait for it to run out.
+            self._give_back(event_id, endpoint, token)
+            raise
         return None if row is None else Claim(event=_stored(row), token=token)
+
+    def _give_back(self, event_id: str, endpoint: str, token: str) -> None:
+        now = self.clock()
+        try:
+            with _recycled():  # a broken connection is replaced first
+                self._expire(event_id, endpoint, token, now)
+        except Exception:
+            log.warning(
+                "could not give back the lease on event %s: it runs out on its own",
+                printable(event_id),
+            )
+
+    @_serialized
+    def _expire(self, event_id: str, endpoint: str, token: str, now: float) -> None:
+        self._event(event_id, endpoint).filter(
+            lease_token=token, status=Status.PROCESSING.value
+        ).update(lease_until=now, due_at=now)
 
     @_serialized
     def _take(
