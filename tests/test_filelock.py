@@ -5,66 +5,31 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from iverton_webhooks.filelock import FileLock
-
-# Holds the lock (flock, as FileLock does) until its stdin closes; says so on stdout.
-HOLDER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
-def _free_for_another_process(path: Path) -> bool:
-    """Whether a separate process can take the lock at once."""
-    code = (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-        "try:\n"
-        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "except BlockingIOError:\n"
-        "    sys.exit(1)\n"
-    )
-    return subprocess.run([sys.executable, "-c", code, str(path)], timeout=30).returncode == 0
+from tests.lock_holders import free_for_another_process, held_by_another_process, release
 
 
 def test_a_process_waits_while_another_holds_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "db.iverton-lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        lock = FileLock(str(path))
-        got = threading.Event()
+    lock = FileLock(str(path))
+    got = threading.Event()
 
-        def take() -> None:
-            with lock.held():
-                got.set()
+    def take() -> None:
+        with lock.held():
+            got.set()
 
+    with held_by_another_process(path) as holder:
         taker = threading.Thread(target=take, daemon=True)
         taker.start()
         assert not got.wait(0.5)  # waiting, not failing
-        assert holder.stdin is not None
-        holder.stdin.close()  # the holder exits, its lock goes with it
+        release(holder)  # the holder exits, its lock goes with it
         assert got.wait(10)
         taker.join(10)
-    finally:
-        holder.kill()
-        holder.wait(10)
     lock.close()
 
 
@@ -75,13 +40,13 @@ def test_released_when_the_body_raises(tmp_path: Path) -> None:
 
     def fail() -> None:
         with lock.held():
-            held_inside.append(not _free_for_another_process(path))
+            held_inside.append(not free_for_another_process(path))
             raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):
         fail()
     assert held_inside == [True]
-    assert _free_for_another_process(path)
+    assert free_for_another_process(path)
     lock.close()
 
 
@@ -97,13 +62,13 @@ def test_reentrant_in_a_thread_and_exclusive_between_threads(tmp_path: Path) -> 
     with lock.held():
         with lock.held():  # a write method calling another: no second flock, no wait
             pass
-        assert not _free_for_another_process(path)  # the inner exit released nothing
+        assert not free_for_another_process(path)  # the inner exit released nothing
         thread = threading.Thread(target=other, daemon=True)
         thread.start()
         assert not other_in.wait(0.3)
     assert other_in.wait(10)
     thread.join(10)
-    assert _free_for_another_process(path)
+    assert free_for_another_process(path)
     lock.close()
 
 

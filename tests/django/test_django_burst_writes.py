@@ -8,7 +8,6 @@ import dataclasses
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,25 +22,9 @@ from iverton_webhooks.contrib.django import store as store_module
 from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.errors import StoreUnavailable
 from tests.django.dj_helpers import db_mark
+from tests.lock_holders import free_for_another_process, held_by_another_process, release
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
-
-# Holds the lock file as another gunicorn worker's store would (flock) until stdin closes.
-HOLDER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
-FREE = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(1)
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -60,24 +43,12 @@ def _lock_path() -> str:
 
 @pytest.fixture
 def other_process_holds_the_lock() -> Iterator[subprocess.Popen[str]]:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, _lock_path()],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(_lock_path()) as holder:
         yield holder
-    finally:
-        holder.kill()
-        holder.wait(10)
 
 
 def _free_for_another_process() -> bool:
-    result = subprocess.run([sys.executable, "-c", FREE, _lock_path()], timeout=30)
-    return result.returncode == 0
+    return free_for_another_process(_lock_path())
 
 
 @db_mark("default")
@@ -100,9 +71,7 @@ def test_a_write_waits_for_another_process_holding_the_lock(
     thread.join(0.5)
     assert outcome == []  # queued behind the other process: no error, no answer yet
     assert store.get("evt_waits") is None
-    holder = other_process_holds_the_lock
-    assert holder.stdin is not None
-    holder.stdin.close()
+    release(other_process_holds_the_lock)
     thread.join(15)
     assert outcome == [True]
     assert store.get("evt_waits") is not None
