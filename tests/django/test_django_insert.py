@@ -4,6 +4,8 @@ PostgreSQL, with USE_TZ on and off."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -11,11 +13,19 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import override_settings
 
+from iverton_webhooks import Status
 from iverton_webhooks.contrib.django.models import KEY_MAX_LENGTH, WebhookEvent
-from iverton_webhooks.contrib.django.store import _Insert, _to_db, _utc_text, clean_text
+from iverton_webhooks.contrib.django.store import (
+    DjangoStore,
+    _Insert,
+    _to_db,
+    _utc_text,
+    clean_text,
+)
 from iverton_webhooks.inbox.base import new_row
 from tests.django.test_django_store import DATABASE_PARAMS
 
+CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 EPOCHS = [0.0, 0.5, 1_700_000_000.0, 1_700_000_000.000001, 1_705_314_600.123456, 253402300799.0]
 
 
@@ -84,3 +94,39 @@ def test_utc_text_is_djangos_sqlite_datetime(epoch: float) -> None:
     connection = connections["default"]
     assert connection.vendor == "sqlite"
     assert _utc_text(epoch) == connection.ops.adapt_datetimefield_value(_to_db(epoch))
+
+
+@pytest.mark.parametrize("status", ["pending", "quarantined"])
+def test_the_insert_binds_no_none_and_stores_null(
+    connection: BaseDatabaseWrapper, status: str
+) -> None:
+    """A None is written into the statement as NULL (the sqlite3 driver binds one only
+    after a failed attribute lookup); what is stored is the same."""
+    store = DjangoStore(connection.alias)
+    executed: list[tuple[str, Any]] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        executed.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        assert store.record(
+            "evt_nulls",
+            "deal.won",
+            CREATED,
+            b'{"data": {"id": "d_1"}}',
+            status=Status(status),
+            error=None if status == "pending" else "bad",
+        )
+    inserts = [(sql, params) for sql, params in executed if sql.startswith("INSERT")]
+    assert len(inserts) == 1
+    sql, params = inserts[0]
+    referenced = set(re.findall(r"%\((\w+)\)s", sql))
+    assert "body" in referenced
+    assert [name for name in referenced if params[name] is None] == [], sql
+    stored = WebhookEvent.objects.using(connection.alias).get(event_id="evt_nulls")
+    assert (stored.lease_until, stored.lease_token, stored.next_attempt_at) == (None, None, None)
+    assert stored.resource_id == "d_1"
+    assert stored.status == status
+    assert (stored.processed_at is None) == (status == "pending")
+    assert stored.last_error == (None if status == "pending" else "bad")

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
@@ -48,6 +49,7 @@ from ...inbox.base import (
     Verdict,
 )
 from ...inbox.group import GroupCommit
+from ...inbox.sql import bound_mask
 from ...text import printable
 from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
 
@@ -382,6 +384,10 @@ class _Insert:
     plain_defaults: dict[str, str]
     #: The database computes ``resource_id`` from the body (SQLite).
     resource_id_in_sql: bool
+    #: ``sql`` with the parameters that are None written as NULL, by which are bound.
+    variants: dict[tuple[bool, ...], str] = dataclass_field(
+        default_factory=dict, init=False, compare=False
+    )
 
     _built: ClassVar[dict[str, _Insert]] = {}
 
@@ -417,6 +423,20 @@ class _Insert:
             if isinstance(value := field.get_db_prep_save(field.get_default(), connection), str)
         }
         return cls(sql, prepared, defaults, in_sql)
+
+    def statement(self, params: Mapping[str, Any]) -> str:
+        """The statement for ``params``: a None is written as ``NULL``, not bound (the
+        sqlite3 driver binds a None after a failed attribute lookup, an exception made
+        and dropped each; a pending event's insert has five). A shape or two, built once."""
+        present = bound_mask(params.values())
+        sql = self.variants.get(present)
+        if sql is None:
+            sql = self.sql
+            for name, is_bound in zip(params, present, strict=True):
+                if not is_bound:
+                    sql = sql.replace(f"%({name})s", "NULL")
+            self.variants[present] = sql
+        return sql
 
     def params(self, row: Mapping[str, Any], connection: BaseDatabaseWrapper) -> dict[str, Any]:
         # Only the columns the backend stores differently from the Python value go
@@ -544,7 +564,8 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         connection = connections[self.using]
         insert = _Insert.of(connection)
         # Built before the write lock is taken: other writers wait only for the SQL.
-        prepared = _Prepared(insert.sql, insert.params(row, connection), row)
+        params = insert.params(row, connection)
+        prepared = _Prepared(insert.statement(params), params, row)
         if connection.vendor == "sqlite" and not connection.in_atomic_block:
             # SQLite takes one writer at a time: this process's concurrent inserts
             # share one transaction (see inbox/group.py), committed before any returns.
