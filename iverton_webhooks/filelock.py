@@ -32,23 +32,20 @@ class FileLock:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd: int | None = None
-        self._fd_pid: int | None = None
         self._reset()
         reset_after_fork(self, FileLock._reset)
 
     def _reset(self) -> None:
         # In a child the parent's descriptor is left open, not closed: closing it would
-        # not release the parent's lock anyway, and it is never used here again.
+        # not release the parent's lock anyway, and it is never used here again (the
+        # child opens its own at its first write, with no pid check per write).
         self._local = threading.RLock()
         self._depth = 0
+        self._fd: int | None = None
 
-    def _descriptor(self) -> int:
-        pid = os.getpid()
-        if self._fd is None or self._fd_pid != pid:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._fd_pid = pid
-        return self._fd
+    def _open(self) -> int:
+        fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return fd
 
     def held(self) -> FileLock:
         """The lock as a context manager: ``with lock.held(): ...`` (or ``with lock:``)."""
@@ -59,7 +56,8 @@ class FileLock:
         self._local.acquire()
         try:
             if self._depth == 0:
-                fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+                fd = self._fd
+                fcntl.flock(self._open() if fd is None else fd, fcntl.LOCK_EX)
         except BaseException:
             self._local.release()
             raise
@@ -68,14 +66,14 @@ class FileLock:
     def __exit__(self, *exc_info: object) -> None:
         try:
             self._depth -= 1
-            if self._depth == 0:
-                fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._local.release()
 
     def close(self) -> None:
         """Close this process's descriptor (releasing the lock if this process holds it)."""
         with self._local:
-            if self._fd is not None and self._fd_pid == os.getpid():
+            if self._fd is not None:
                 os.close(self._fd)
             self._fd = None

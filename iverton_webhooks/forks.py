@@ -2,33 +2,82 @@
 
 A lock copied by ``fork()`` while another thread of the parent held it stays held in
 the child for ever (gunicorn ``--preload``, Celery prefork), and threads do not survive
-the fork at all. Objects that own locks or threads register a reset here; it runs in
-the child right after the fork, before anything else can touch them.
+the fork at all. Objects that own locks register a reset here, objects that own threads
+a restart; in the child, right after the fork, every reset runs first, then every
+restart. Threads started any earlier could take a lock that a later reset then
+replaces under them (os.register_at_fork runs hooks in the order they were registered,
+and a lock file is made at a store's first write, after the runner that uses it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("iverton_webhooks")
+
+#: (owner held weakly, or None for a module-level hook; what to call), in order.
+_Hooks = list[tuple[Callable[[], Any] | None, Callable[..., None]]]
+_resets: _Hooks = []
+_restarts: _Hooks = []
+_registering = threading.Lock()
 
 
 def reset_after_fork(owner: T, reset: Callable[[T], None]) -> None:
     """Call ``reset(owner)`` in every child forked from now on, for as long as ``owner``
-    lives (it is held weakly: an at-fork hook can never be removed)."""
-    ref = weakref.ref(owner)
+    lives (it is held weakly), before any thread is restarted there."""
+    _register(_resets, weakref.ref(owner), reset)
 
-    def in_child() -> None:
-        alive = ref()
-        if alive is not None:
-            reset(alive)
 
-    os.register_at_fork(after_in_child=in_child)
+def restart_after_fork(owner: T, restart: Callable[[T], None]) -> None:
+    """Call ``restart(owner)`` in every child forked from now on, for as long as
+    ``owner`` lives, once every reset of that child has run: for starting threads."""
+    _register(_restarts, weakref.ref(owner), restart)
+
+
+def in_child_after_fork(func: Callable[[], None], *, restart: bool = False) -> None:
+    """Call ``func()`` in every child forked from now on: with the resets, or with the
+    restarts when ``restart`` is true."""
+    _register(_restarts if restart else _resets, None, func)
+
+
+def _register(hooks: _Hooks, owner: Callable[[], Any] | None, func: Callable[..., None]) -> None:
+    with _registering:
+        if len(hooks) >= 64 and len(hooks) & (len(hooks) - 1) == 0:
+            # At each power of two: owners gone (a test suite makes thousands) are dropped.
+            hooks[:] = [(ref, f) for ref, f in hooks if ref is None or ref() is not None]
+        hooks.append((owner, func))
+
+
+def _run(hooks: _Hooks) -> None:
+    for owner_ref, func in list(hooks):
+        try:
+            if owner_ref is None:
+                func()
+            else:
+                owner = owner_ref()
+                if owner is not None:
+                    func(owner)
+        except Exception:
+            # One broken hook must not leave every object after it un-reset.
+            log.exception("after fork: %r failed", func)
+
+
+def _in_child() -> None:
+    global _registering
+    _registering = threading.Lock()  # it may have been copied held
+    _run(_resets)
+    _run(_restarts)
+
+
+os.register_at_fork(after_in_child=_in_child)
 
 
 class ForkGate:
@@ -60,11 +109,8 @@ class ForkGate:
 
             return hook
 
-        os.register_at_fork(
-            before=call(ForkGate._close),
-            after_in_parent=call(ForkGate._open),
-            after_in_child=call(ForkGate._open_in_child),
-        )
+        os.register_at_fork(before=call(ForkGate._close), after_in_parent=call(ForkGate._open))
+        reset_after_fork(self, ForkGate._open_in_child)
 
     @contextmanager
     def passage(self) -> Iterator[Passage]:

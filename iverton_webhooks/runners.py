@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .forks import ForkGate, Passage, reset_after_fork
+from .forks import ForkGate, Passage, reset_after_fork, restart_after_fork
 from .text import printable
 
 if TYPE_CHECKING:
@@ -111,10 +111,9 @@ class ThreadRunner(BaseRunner):
         self._start_lock = threading.Lock()
         self._queued: set[str] = set()
         self._queued_lock = threading.Lock()
-        # Registered after the gate's own hooks are: a child's threads start once the
-        # gate is open there.
         self._gate = ForkGate()
         reset_after_fork(self, ThreadRunner._after_fork)
+        restart_after_fork(self, ThreadRunner._restart_after_fork)
 
     def submit(self, event_id: str) -> None:
         self.start()
@@ -158,11 +157,14 @@ class ThreadRunner(BaseRunner):
             self._pid = os.getpid()
 
     def _after_fork(self) -> None:
-        # The parent's threads did not come along and its locks may have been copied
-        # held. A runner started before the fork (gunicorn --preload, Celery prefork)
-        # starts again here, so every serving process recovers with no request.
+        # The parent's threads did not come along and its locks may have been copied held.
         self._start_lock = threading.Lock()
         self._queued_lock = threading.Lock()
+
+    def _restart_after_fork(self) -> None:
+        # A runner started before the fork (gunicorn --preload, Celery prefork) starts
+        # again, so every serving process recovers with no request; only once every
+        # reset of the child has run (see forks.py), as the threads use what they reset.
         if self._pid is not None:
             self._pid = None
             self.start()

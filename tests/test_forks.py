@@ -9,10 +9,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from iverton_webhooks.filelock import FileLock
 from iverton_webhooks.forks import ForkGate
+from iverton_webhooks.runners import ThreadRunner
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -77,3 +80,44 @@ def test_work_waits_while_a_fork_is_under_way_and_a_passage_can_leave_early() ->
         started = time.monotonic()
         assert fork_and_wait(lambda: 0) == 0
         assert 0.15 <= time.monotonic() - started < 2
+
+
+def test_a_runner_restarted_in_a_child_finds_every_lock_reset_first(tmp_path: Path) -> None:
+    """A runner restarts its threads in a forked child; an object registered for its
+    own reset after the runner was made (a lock file first used by a later write) must
+    be reset before those threads can use it, or a thread entering it as it is reset
+    fails to release it ("cannot release un-acquired lock": a claim crashed under
+    gunicorn --preload and its event waited for its lease to run out)."""
+    polled = threading.Event()
+    errors: list[str] = []
+    locks: list[FileLock] = []
+
+    class Store:
+        def due(self, limit: int, *, endpoint: str) -> list[str]:
+            try:
+                with locks[0]:
+                    time.sleep(0.3)
+            except Exception as exc:
+                errors.append(repr(exc))
+            polled.set()
+            return []
+
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    runner.bind(SimpleNamespace(store=Store(), endpoint="default"))  # type: ignore[arg-type]
+    # Between the runner's hook and the lock's: lets the restarted poller run into the
+    # lock while later hooks are still to come (it always could; this makes it certain).
+    slow_hooks = [True]
+    os.register_at_fork(after_in_child=lambda: time.sleep(0.1) if slow_hooks else None)
+    locks.append(FileLock(str(tmp_path / "inbox.iverton-lock")))
+    try:
+        runner.start()
+        assert polled.wait(5)
+        polled.clear()
+
+        def child() -> int:
+            return 0 if polled.wait(5) and not errors else 3
+
+        assert fork_and_wait(child) == 0
+    finally:
+        slow_hooks.clear()
+        runner.close(1)

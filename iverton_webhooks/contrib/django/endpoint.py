@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 import weakref
@@ -17,6 +16,7 @@ from django.db import transaction
 
 from ...adapter import make_receiver
 from ...errors import ConfigurationError
+from ...forks import in_child_after_fork
 from ...processor import Processor
 from ...receiver import Receiver
 from ...runners import BaseRunner
@@ -183,7 +183,7 @@ def start_endpoints() -> None:
     _load_urlconf_soon()
     if not _forks_load_urlconf:
         _forks_load_urlconf.append(True)
-        os.register_at_fork(after_in_child=_load_urlconf_soon)
+        in_child_after_fork(_load_urlconf_soon, restart=True)
 
 
 _forks_load_urlconf: list[bool] = []

@@ -34,7 +34,7 @@ from django.utils import timezone as dj_timezone
 
 from ...errors import StoreUnavailable
 from ...filelock import FileLock
-from ...forks import reset_after_fork
+from ...forks import in_child_after_fork, reset_after_fork
 from ...inbox import base
 from ...inbox.base import (
     CLAIMABLE,
@@ -168,7 +168,7 @@ def _forget_write_locks() -> None:
     _generation += 1
 
 
-os.register_at_fork(after_in_child=_forget_write_locks)
+in_child_after_fork(_forget_write_locks)
 
 
 def _lock_path(connection: BaseDatabaseWrapper) -> str | None:

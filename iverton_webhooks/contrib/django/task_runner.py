@@ -29,7 +29,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigurationError
-from ...forks import reset_after_fork
+from ...forks import restart_after_fork
 from ...inbox.base import DEFAULT_ENDPOINT
 from ...runners import BaseRunner
 from ...text import printable
@@ -128,7 +128,7 @@ class DjangoTasksRunner(BaseRunner):
         self.poll_interval = poll_interval
         self._pid: int | None = None
         self._stop = threading.Event()
-        reset_after_fork(self, DjangoTasksRunner._after_fork)
+        restart_after_fork(self, DjangoTasksRunner._after_fork)
 
     def bind(self, processor: Processor) -> None:
         super().bind(processor)
