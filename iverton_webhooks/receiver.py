@@ -328,12 +328,26 @@ class Receiver:
                 extra=self._about(envelope),
             )
             return EXPIRED
-        if span is None:
-            is_new = self._record(envelope.id, envelope.type, envelope.created_at, body)
-        else:
-            with span("iverton.record"):
-                is_new = self._record(envelope.id, envelope.type, envelope.created_at, body)
-        if is_new is None:
+        try:
+            if span is None:
+                is_new = self.store.record(
+                    envelope.id,
+                    envelope.type,
+                    envelope.created_at,
+                    body,
+                    endpoint=self.processor.endpoint,
+                )
+            else:
+                with span("iverton.record"):
+                    is_new = self.store.record(
+                        envelope.id,
+                        envelope.type,
+                        envelope.created_at,
+                        body,
+                        endpoint=self.processor.endpoint,
+                    )
+        except Exception:
+            self._store_failed(envelope.id, envelope.type)
             return STORE_DOWN
         informing = log.isEnabledFor(logging.INFO)
         if not is_new:
@@ -423,37 +437,14 @@ class Receiver:
                 Notice(Hook.ENDPOINT_AT_RISK, self.endpoint, status_code=reply.status, detail=cause)
             )
 
-    def _record(
-        self,
-        event_id: str,
-        event_type: str,
-        created_at: datetime,
-        body: bytes,
-        quarantine_reason: str | None = None,
-    ) -> bool | None:
-        """Record in the store (pending, or quarantined for ``quarantine_reason``): True if
-        new, False if a duplicate, None if the store failed."""
-        endpoint = self.processor.endpoint
-        try:
-            if quarantine_reason is None:
-                return self.store.record(event_id, event_type, created_at, body, endpoint=endpoint)
-            return self.store.record(
-                event_id,
-                event_type,
-                created_at,
-                body,
-                endpoint=endpoint,
-                status=Status.QUARANTINED,
-                error=quarantine_reason,
-            )
-        except Exception:
-            log.exception(
-                "event %s (%s): store unavailable, answering 503",
-                printable(event_id),
-                printable(event_type),
-                extra=fields(event_id=event_id, event_type=event_type, endpoint=self.endpoint),
-            )
-            return None
+    def _store_failed(self, event_id: str, event_type: str) -> None:
+        """Log the exception being handled: the store could not record the event."""
+        log.exception(
+            "event %s (%s): store unavailable, answering 503",
+            printable(event_id),
+            printable(event_type),
+            extra=fields(event_id=event_id, event_type=event_type, endpoint=self.endpoint),
+        )
 
     def _quarantine(self, body: bytes, reason: str, seen: _Seen, span: _SpanMaker) -> Reply:
         # Signed, so it came from the sender: refusing it would count towards disabling
@@ -462,11 +453,19 @@ class Receiver:
         key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
         seen.event_id, seen.event_type = key, event_type or "(unreadable)"
         seen.error = reason[:500]
-        with nullcontext() if span is None else span("iverton.record"):
-            is_new = self._record(
-                key, seen.event_type, datetime.now(timezone.utc), body, seen.error
-            )
-        if is_new is None:
+        try:
+            with nullcontext() if span is None else span("iverton.record"):
+                is_new = self.store.record(
+                    key,
+                    seen.event_type,
+                    datetime.now(timezone.utc),
+                    body,
+                    endpoint=self.endpoint,
+                    status=Status.QUARANTINED,
+                    error=seen.error,
+                )
+        except Exception:
+            self._store_failed(key, seen.event_type)
             return STORE_DOWN
         if is_new:
             log.error(
