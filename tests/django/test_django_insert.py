@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 
 from iverton_webhooks import Status
@@ -20,6 +21,7 @@ from iverton_webhooks.contrib.django.store import (
     _Insert,
     _to_db,
     _utc_text,
+    _watched,
     clean_text,
 )
 from iverton_webhooks.inbox.base import new_row
@@ -130,3 +132,73 @@ def test_the_insert_binds_no_none_and_stores_null(
     assert stored.status == status
     assert (stored.processed_at is None) == (status == "pending")
     assert stored.last_error == (None if status == "pending" else "bad")
+
+
+def _record_one(store: DjangoStore, event_id: str) -> None:
+    assert store.record(event_id, "deal.won", CREATED, b'{"data": {"id": "d_1"}}')
+
+
+@pytest.mark.django_db
+def test_an_unwatched_sqlite_insert_goes_to_the_driver() -> None:
+    connection = connections["default"]
+    assert connection.vendor == "sqlite"
+    assert not _watched(connection)  # nothing set up to watch: the fast path
+    _record_one(DjangoStore("default"), "evt_direct")
+    assert WebhookEvent.objects.get(event_id="evt_direct").resource_id == "d_1"
+
+
+def test_an_execute_wrapper_sees_the_insert(connection: BaseDatabaseWrapper) -> None:
+    seen: list[str] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        assert _watched(connection)
+        _record_one(DjangoStore(connection.alias), "evt_wrapped")
+    assert any(sql.startswith("INSERT") for sql in seen)
+
+
+def test_the_debug_cursor_logs_the_insert(connection: BaseDatabaseWrapper) -> None:
+    connection.force_debug_cursor = True
+    try:
+        assert _watched(connection)
+        _record_one(DjangoStore(connection.alias), "evt_logged")
+        logged = [query["sql"] for query in connection.queries]
+    finally:
+        connection.force_debug_cursor = False
+    assert any(sql.startswith("INSERT") and "evt_logged" in sql for sql in logged)
+
+
+@pytest.mark.django_db
+def test_a_wrapped_cursor_sees_the_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As django-debug-toolbar wraps a connection's ``cursor`` and Sentry wraps
+    ``CursorWrapper.execute``: either way the insert goes through them."""
+    connection = connections["default"]
+    store = DjangoStore("default")
+    opened: list[bool] = []
+    django_cursor = connection.cursor
+
+    def cursor() -> Any:
+        opened.append(True)
+        return django_cursor()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", cursor)
+        assert _watched(connection)
+        _record_one(store, "evt_toolbar")
+    assert opened
+    executed: list[str] = []
+    django_execute = CursorWrapper.execute
+
+    def execute(self: CursorWrapper, sql: str, params: Any = None) -> Any:
+        executed.append(sql)
+        return django_execute(self, sql, params)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CursorWrapper, "execute", execute)
+        assert _watched(connection)
+        _record_one(store, "evt_sentry")
+    assert any(sql.startswith("INSERT") for sql in executed)
+    assert not _watched(connection)
