@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from iverton_webhooks import forks
 from iverton_webhooks.filelock import FileLock
 from iverton_webhooks.forks import ForkGate
 from iverton_webhooks.runners import ThreadRunner
@@ -121,3 +122,47 @@ def test_a_runner_restarted_in_a_child_finds_every_lock_reset_first(tmp_path: Pa
     finally:
         slow_hooks.clear()
         runner.close(1)
+
+
+def test_in_a_child_resets_run_in_order_then_restarts_and_a_failing_one_stops_none() -> None:
+    order: list[str] = []
+
+    class Owner:
+        pass
+
+    first, second = Owner(), Owner()
+    forks.restart_after_fork(first, lambda owner: order.append("restart"))
+    forks.reset_after_fork(first, lambda owner: order.append("reset 1"))
+    forks.reset_after_fork(second, lambda owner: 1 / 0)  # logged, and the next still runs
+    forks.in_child_after_fork(lambda: order.append("reset 2"))
+    read, write = os.pipe()
+
+    def child() -> int:
+        os.write(write, ",".join(order).encode())
+        return 0
+
+    try:
+        assert fork_and_wait(child) == 0
+        assert os.read(read, 1000).decode() == "reset 1,reset 2,restart"
+    finally:
+        os.close(read)
+        os.close(write)
+        # The hooks above stay registered for every later fork of this process: end
+        # their owners (the module-level one only appends to a list nobody reads).
+        del first, second
+
+
+def test_hooks_of_owners_that_are_gone_are_dropped() -> None:
+    class Owner:
+        pass
+
+    before = len(forks._resets)
+    owners = [Owner() for _ in range(300)]
+    for owner in owners:
+        forks.reset_after_fork(owner, lambda owner: None)
+    del owners, owner
+    for _ in range(300):  # registering past the next power of two prunes
+        kept = Owner()
+        forks.reset_after_fork(kept, lambda owner: None)
+        del kept
+    assert len(forks._resets) < before + 600
