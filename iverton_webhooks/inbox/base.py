@@ -245,27 +245,69 @@ def new_row(
     ...         body=b"{}", now=2.0, status="quarantined")["processed_at"]
     2.0
     """
+    return _new_row(endpoint, event_id, event_type, created_at, body, now, status, error)
+
+
+# The columns of a new row, in the order every store writes them; _new_row fills in a
+# copy (one C call, about half the cost of a fifteen-entry dict display per event).
+_NEW_ROW: dict[str, Any] = {
+    "endpoint": None,
+    "id": None,
+    "type": None,
+    "created_at": None,
+    "received_at": None,
+    "body": None,
+    "status": None,
+    "attempts": 0,
+    "deliveries": 1,
+    "due_at": None,
+    "next_attempt_at": None,
+    "lease_until": None,
+    "lease_token": None,
+    "processed_at": None,
+    "last_error": None,
+}
+
+
+def _new_row(
+    endpoint: str,
+    event_id: str,
+    event_type: str,
+    created_at: float,
+    body: bytes,
+    now: float,
+    status: Status | str,
+    error: str | None,
+) -> dict[str, Any]:
+    # new_row without keyword matching: every acknowledged event comes through here.
     name = _STATUS_NAME.get(status)
     if name is None:
         raise ValueError(f"{status!r} is not a valid Status")
-    finished = name in _FINISHED_NAMES
-    return {
-        "endpoint": endpoint,
-        "id": event_id,
-        "type": event_type,
-        "created_at": created_at,
-        "received_at": now,
-        "body": body if type(body) is bytes else bytes(body),
-        "status": name,
-        "attempts": 0,
-        "deliveries": 1,
-        "due_at": None if finished else now,
-        "next_attempt_at": None,
-        "lease_until": None,
-        "lease_token": None,
-        "processed_at": now if finished else None,
-        "last_error": error,
-    }
+    if name in _FINISHED_NAMES:
+        return dict(
+            _NEW_ROW,
+            endpoint=endpoint,
+            id=event_id,
+            type=event_type,
+            created_at=created_at,
+            received_at=now,
+            body=body if type(body) is bytes else bytes(body),
+            status=name,
+            processed_at=now,
+            last_error=error,
+        )
+    return dict(
+        _NEW_ROW,
+        endpoint=endpoint,
+        id=event_id,
+        type=event_type,
+        created_at=created_at,
+        received_at=now,
+        body=body if type(body) is bytes else bytes(body),
+        status=name,
+        due_at=now,
+        last_error=error,
+    )
 
 
 class RecordsRows:
@@ -287,15 +329,15 @@ class RecordsRows:
     ) -> bool:
         """Store the event if its id is new (True) or count one more delivery (False)."""
         return self.insert_row(
-            new_row(
-                endpoint=endpoint,
-                event_id=event_id,
-                event_type=event_type,
-                created_at=created_at.timestamp(),
-                body=body,
-                now=self.clock(),
-                status=status,
-                error=error,
+            _new_row(
+                endpoint,
+                event_id,
+                event_type,
+                created_at.timestamp(),
+                body,
+                self.clock(),
+                status,
+                error,
             )
         )
 
