@@ -160,6 +160,31 @@ def test_sqlite_due_queries_use_the_due_index_which_holds_only_unfinished_events
     store.close()
 
 
+def test_a_new_sqlite_inbox_has_2_kib_pages_and_an_existing_file_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """An ack logs each page it changed whole: smaller pages, fewer checkpoints per ack.
+    The checkpoint interval stays 4 MiB of log whatever the file's page size."""
+    new = SQLiteStore(tmp_path / "new.sqlite3")
+    assert new._conn.execute("PRAGMA page_size").fetchone()[0] == 2048
+    assert new._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 2048
+    new.close()
+    old_path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(old_path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    store = SQLiteStore(old_path)
+    assert store._conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1024
+    assert store.record("evt_1", "deal.won", CREATED, b"{}")
+    store.close()
+    given = SQLiteStore(tmp_path / "given.sqlite3", wal_pages=500)
+    assert given._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 500
+    given.close()
+
+
 def test_sqlite_wal_file_stays_within_a_few_megabytes(tmp_path: Path) -> None:
     path = tmp_path / "wal.sqlite3"
     store = SQLiteStore(path)
