@@ -283,19 +283,7 @@ def _new_row(
     name = _STATUS_NAME.get(status)
     if name is None:
         raise ValueError(f"{status!r} is not a valid Status")
-    if name in _FINISHED_NAMES:
-        return dict(
-            _NEW_ROW,
-            endpoint=endpoint,
-            id=event_id,
-            type=event_type,
-            created_at=created_at,
-            received_at=now,
-            body=body if type(body) is bytes else bytes(body),
-            status=name,
-            processed_at=now,
-            last_error=error,
-        )
+    finished = name in _FINISHED_NAMES
     return dict(
         _NEW_ROW,
         endpoint=endpoint,
@@ -305,7 +293,8 @@ def _new_row(
         received_at=now,
         body=body if type(body) is bytes else bytes(body),
         status=name,
-        due_at=now,
+        due_at=None if finished else now,
+        processed_at=now if finished else None,
         last_error=error,
     )
 

@@ -388,7 +388,7 @@ class _Insert:
     #: The database computes ``resource_id`` from the body (SQLite).
     resource_id_in_sql: bool
     #: ``sql`` with the parameters that are None written as NULL, by which are bound,
-    #: and the same in the driver's own style (SQLite) or None (see _Insert.direct).
+    #: and the same in the driver's own style (SQLite) or None (see _watched).
     variants: dict[tuple[bool, ...], tuple[str, str | None]] = dataclass_field(
         default_factory=dict, init=False, compare=False
     )
