@@ -328,24 +328,15 @@ class Receiver:
                 extra=self._about(envelope),
             )
             return EXPIRED
+        record, endpoint = self.store.record, self.processor.endpoint
+        event_id, event_type, created_at = envelope.id, envelope.type, envelope.created_at
         try:
+            # No context manager unless tracing: entering one costs more than the dedupe.
             if span is None:
-                is_new = self.store.record(
-                    envelope.id,
-                    envelope.type,
-                    envelope.created_at,
-                    body,
-                    endpoint=self.processor.endpoint,
-                )
+                is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
             else:
                 with span("iverton.record"):
-                    is_new = self.store.record(
-                        envelope.id,
-                        envelope.type,
-                        envelope.created_at,
-                        body,
-                        endpoint=self.processor.endpoint,
-                    )
+                    is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
         except Exception:
             self._store_failed(envelope.id, envelope.type)
             return STORE_DOWN
