@@ -18,6 +18,7 @@ it in the store. :class:`LocalAnswerLog` counts within one process.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -46,7 +47,16 @@ TOO_LARGE = "too_large"  # 413
 
 @runtime_checkable
 class AnswerLog(Protocol):
-    """Where consecutive failed answers are counted, per endpoint."""
+    """Where consecutive failed answers are counted, per endpoint.
+
+    ``quiet`` lets the receiver skip the call for most 2xx answers: per endpoint, a
+    :func:`time.monotonic` reading before which noting a 2xx would change nothing (no
+    failure is counted since the last one noted). The log keeps it in place: it sets an
+    endpoint's entry when a 2xx leaves nothing to clear, and drops it as it counts a
+    failure. An empty dict is always correct: every answer is then noted.
+    """
+
+    quiet: dict[str, float]
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
         """Count one answer; returns the endpoint's failures in a row including this
@@ -58,16 +68,19 @@ class LocalAnswerLog:
     """Counts in this process only."""
 
     def __init__(self) -> None:
+        self.quiet: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
-        if ok and endpoint not in self._failures:
+        if ok and endpoint in self.quiet:
             return 0  # the common case, without the lock: nothing to clear
         with self._lock:
             if ok:
                 self._failures.pop(endpoint, None)
+                self.quiet[endpoint] = math.inf
                 return 0
+            self.quiet.pop(endpoint, None)
             count = self._failures.get(endpoint, 0) + 1
             self._failures[endpoint] = count
             return count
@@ -89,21 +102,26 @@ class StoreAnswerLog:
     def __init__(self, store: Store, *, clear_every: float = 1.0) -> None:
         self.store = store
         self.clear_every = clear_every
+        # Until when a 2xx has nothing to do, by endpoint: set by a clear, dropped by any
+        # failure (see AnswerLog).
+        self.quiet: dict[str, float] = {}
         self._local = LocalAnswerLog()
-        self._cleared: dict[str, float] = {}  # when this process last cleared, by endpoint
         self._seen: dict[str, int] = {}  # the shared count as this process last saw it
 
     def note(self, endpoint: str, ok: bool, kind: str) -> int:
         if ok:
+            now = time.monotonic()
+            if now < self.quiet.get(endpoint, 0.0):
+                return 0
+            self.quiet[endpoint] = now + self.clear_every
             if self._local._failures:
                 self._local.note(endpoint, True, kind)
             if self._seen:
                 self._seen.pop(endpoint, None)
-            now = time.monotonic()
-            if now - self._cleared.get(endpoint, -self.clear_every) >= self.clear_every:
-                self._cleared[endpoint] = now
-                self.store.clear_failures(endpoint)
+            self.store.clear_failures(endpoint)
             return 0
+        # A failure must be cleared by the next success, however soon it comes.
+        self.quiet.pop(endpoint, None)
         seen = self._seen.get(endpoint, 0)
         if seen >= AT_RISK_AFTER:
             # The warning has fired for this streak: a flood of forged requests must not
@@ -118,8 +136,6 @@ class StoreAnswerLog:
         except Exception:
             return self._local.note(endpoint, False, kind)
         self._seen[endpoint] = count
-        # A failure must be cleared by the next success, however soon it comes.
-        self._cleared.pop(endpoint, None)
         return count
 
 

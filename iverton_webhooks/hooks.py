@@ -97,6 +97,16 @@ class Hooks:
     def __init__(self) -> None:
         self._subscribers: dict[Hook, tuple[Subscriber, ...]] = {}
         self._lock = threading.Lock()
+        #: The hooks that may have a subscriber. The receiver reads it on each request
+        #: (a set lookup, not a call) to skip the rest of its bookkeeping for a 2xx no
+        #: one watches; :meth:`wants` gives the precise answer.
+        self.watched: frozenset[Hook] = self._watched()
+
+    def _watched(self) -> frozenset[Hook]:
+        if type(self).wants is not Hooks.wants:
+            # A subclass decides in wants() (Django's signals may connect at any time).
+            return frozenset(Hook)
+        return frozenset(hook for hook, funcs in self._subscribers.items() if funcs)
 
     def add(self, func: Subscriber, *hooks: Hook | str) -> None:
         """Call ``func(notice)`` at each of ``hooks`` (every hook when none is named)."""
@@ -104,6 +114,7 @@ class Hooks:
         with self._lock:
             for hook in chosen:
                 self._subscribers[hook] = (*self._subscribers.get(hook, ()), func)
+            self.watched = self._watched()
 
     def on(self, *hooks: Hook | str) -> Callable[[F], F]:
         """Decorator form of :meth:`add`."""
@@ -121,6 +132,7 @@ class Hooks:
                 hook: tuple(f for f in funcs if f != func)
                 for hook, funcs in self._subscribers.items()
             }
+            self.watched = self._watched()
 
     def __bool__(self) -> bool:
         return any(self._subscribers.values())

@@ -127,6 +127,8 @@ HOOK_OF_ANSWER = {
     "refused": Hook.REFUSED,
     "store_down": Hook.STORE_DOWN,
 }
+_RECEIVED = Hook.RECEIVED
+_monotonic = time.monotonic
 #: The answer-log kind of each failed answer the sender counts (a 405 is not the sender).
 _KIND_OF_STATUS = {401: answers.NO_SIGNATURE, 413: answers.TOO_LARGE, 503: answers.STORE_DOWN}
 _WELL_FORMED = re.compile(re.escape(PREFIX) + "[0-9a-f]{64}")
@@ -221,6 +223,12 @@ class Receiver:
             hooks=hooks,
             telemetry=telemetry,
         )
+        if answer_log is not None and not isinstance(answer_log, AnswerLog):
+            raise ConfigurationError(
+                f"answer_log must have note(endpoint, ok, kind) and a quiet dict (it may "
+                f"stay empty), as iverton_webhooks.answers.AnswerLog says; got "
+                f"{type(answer_log).__name__}"
+            )
         self.answer_log: AnswerLog = (
             answer_log if answer_log is not None else StoreAnswerLog(self.store)
         )
@@ -266,8 +274,18 @@ class Receiver:
         # Asked once per request: with no SDK set up no span is made at all, and no
         # clock is read for the ack's duration.
         tracing, metering = telemetry.switches()
-        started = time.perf_counter() if metering else 0.0
         seen = _Seen()
+        if not (tracing or metering):
+            reply = self._receive(method, body, headers, seen, None)
+            if (
+                reply is ACCEPTED
+                and _RECEIVED not in self.processor.hooks.watched
+                and _monotonic() < self.answer_log.quiet.get(self.processor.endpoint, 0.0)
+            ):
+                return reply  # most acks: no hook to fire, nothing for the answer log
+            self._answered(reply, seen, None)
+            return reply
+        started = time.perf_counter()
         if not tracing:
             reply = self._receive(method, body, headers, seen, None)
         else:
@@ -384,10 +402,9 @@ class Receiver:
         hook, the disablement warning."""
         processor = self.processor
         endpoint = processor.endpoint
-        answer = reply.answer
         if seconds is not None:
-            processor.telemetry.answered(endpoint, answer, seconds)
-        hook = HOOK_OF_ANSWER.get(answer)
+            processor.telemetry.answered(endpoint, reply.answer, seconds)
+        hook = HOOK_OF_ANSWER.get(reply.answer)
         if hook is not None and processor.hooks.wants(hook):
             processor.hooks.emit(
                 Notice(
@@ -399,12 +416,16 @@ class Receiver:
                     status_code=reply.status,
                 )
             )
-        ok = 200 <= reply.status < 300
-        kind = answers.OK if ok else _KIND_OF_STATUS.get(reply.status)
-        if kind is None:
-            return  # a wrong method: not the sender
-        if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
-            kind = answers.SIGNATURE
+        ok = reply.status < 300  # replies are 2xx, 4xx or 5xx
+        if ok:
+            kind = answers.OK
+        else:
+            found = _KIND_OF_STATUS.get(reply.status)
+            if found is None:
+                return  # a wrong method: not the sender
+            kind = found
+            if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
+                kind = answers.SIGNATURE
         try:
             in_a_row = self.answer_log.note(endpoint, ok, kind)
         except Exception as exc:

@@ -21,6 +21,7 @@ explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -91,6 +92,10 @@ class Telemetry:
         self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.meter_provider = meter_provider
+        # (tracing, metering), and when to look for an SDK again: never once both are
+        # on (OpenTelemetry sets each global provider once) or without the API.
+        self._switches = (False, False)
+        self._look_again_at = math.inf
         try:
             from opentelemetry import metrics, trace
         except ImportError:
@@ -142,13 +147,9 @@ class Telemetry:
 
     def switches(self) -> tuple[bool, bool]:
         """``(tracing, metering)`` at one clock read, for a caller that needs both."""
-        if (
-            self.enabled
-            and not (self._tracing and self._metering)
-            and time.monotonic() >= self._look_again_at
-        ):
+        if time.monotonic() >= self._look_again_at:
             self._look()
-        return (self._tracing, self._metering) if self.enabled else (False, False)
+        return self._switches
 
     def _look(self) -> None:
         self._look_again_at = time.monotonic() + 1.0
@@ -161,6 +162,9 @@ class Telemetry:
             # The API's stand-ins: a no-op provider and a proxy awaiting the real one.
             stand_in = type(self._metrics.get_meter_provider()).__name__
             self._metering = stand_in not in ("NoOpMeterProvider", "_ProxyMeterProvider")
+        self._switches = (self._tracing, self._metering)
+        if self._tracing and self._metering:
+            self._look_again_at = math.inf
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
         if self.metering:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver, Router, Status
-from iverton_webhooks.answers import LocalAnswerLog
+from iverton_webhooks.answers import LocalAnswerLog, StoreAnswerLog
+from iverton_webhooks.errors import ConfigurationError
 from iverton_webhooks.hooks import Hook, Hooks, Notice
 from iverton_webhooks.samples import sample_body, sample_event
 from iverton_webhooks.worker import Result, RetryPolicy
@@ -294,8 +295,111 @@ def test_the_answer_log_is_shared_between_receivers() -> None:
 
 def test_a_broken_answer_log_does_not_change_the_reply() -> None:
     class Broken:
+        def __init__(self) -> None:
+            self.quiet: dict[str, float] = {}
+
         def note(self, endpoint: str, ok: bool, kind: str) -> int:
             raise ConnectionError("down")
 
     receiver = make(answer_log=Broken())
     assert post(receiver, sample_body("deal.won", id="evt_bl")) == 200
+
+
+# What a 2xx costs: the receiver skips the answer log and the hooks while neither has
+# anything to do (most acks), and not a moment longer.
+
+
+class CountedLog(LocalAnswerLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[bool] = []
+
+    def note(self, endpoint: str, ok: bool, kind: str) -> int:
+        self.calls.append(ok)
+        return super().note(endpoint, ok, kind)
+
+
+def accept(receiver: Receiver, n: int, tag: str) -> None:
+    for i in range(n):
+        assert post(receiver, sample_body("deal.won", id=f"evt_{tag}_{i}")) == 200
+
+
+def test_a_quiet_2xx_skips_the_answer_log_until_a_failure() -> None:
+    log = CountedLog()
+    receiver = make(answer_log=log)
+    accept(receiver, 20, "quiet")
+    assert log.calls == [True]  # the first 2xx; after it there is nothing to clear
+    receiver.receive("POST", b"{}", {"X-Iverton-Signature": "sha256=" + "4" * 64})
+    accept(receiver, 5, "after")
+    assert log.calls == [True, False, True]  # the 2xx after the failure clears it
+
+
+def test_the_store_log_clears_the_shared_count_once_per_interval() -> None:
+    receiver = make()
+    clears: list[str] = []
+    clear = receiver.store.clear_failures
+
+    def counted(endpoint: str) -> None:
+        clears.append(endpoint)
+        clear(endpoint)
+
+    receiver.store.clear_failures = counted  # type: ignore[method-assign]
+    accept(receiver, 30, "clears")
+    assert clears == ["default"]
+    receiver.receive("POST", b"{}", {})  # a failure: the next 2xx clears at once
+    accept(receiver, 3, "again")
+    assert clears == ["default", "default"]
+
+
+@pytest.mark.parametrize("in_store", [False, True], ids=["local", "store"])
+def test_a_success_between_failures_of_two_receivers_breaks_the_streak(in_store: bool) -> None:
+    # One log shared in one process (across processes a success may reach the count up
+    # to a second late: StoreAnswerLog's docstring).
+    store = MemoryStore()
+    log = StoreAnswerLog(store) if in_store else LocalAnswerLog()
+    first, second = make(store=store, answer_log=log), make(store=store, answer_log=log)
+    risk: list[Notice] = []
+    first.hooks.add(risk.append, Hook.ENDPOINT_AT_RISK)
+    accept(second, 3, "warm")  # quiet from here on
+    forged = {"X-Iverton-Signature": "sha256=" + "5" * 64}
+    first.receive("POST", b"{}", forged)
+    first.receive("POST", b"{}", forged)
+    accept(second, 1, "between")
+    first.receive("POST", b"{}", forged)
+    assert risk == []
+
+
+def test_a_subscriber_added_after_quiet_acks_hears_the_next_one() -> None:
+    receiver = make()
+    accept(receiver, 3, "before")
+    heard: list[Notice] = []
+    receiver.hooks.add(heard.append, Hook.RECEIVED)
+    accept(receiver, 2, "heard")
+    assert [n.event_id for n in heard] == ["evt_heard_0", "evt_heard_1"]
+    receiver.hooks.remove(heard.append)
+    accept(receiver, 2, "gone")
+    assert len(heard) == 2
+
+
+def test_hooks_that_decide_in_wants_are_asked_on_every_ack() -> None:
+    told: list[Notice] = []
+
+    class Decides(Hooks):  # as Django's signal hooks do: receivers come and go
+        def wants(self, hook: Hook) -> bool:
+            return hook is Hook.RECEIVED
+
+        def emit(self, notice: Notice) -> None:
+            told.append(notice)
+
+    receiver = make(hooks=Decides())
+    accept(receiver, 3, "decides")
+    assert [n.hook for n in told] == [Hook.RECEIVED] * 3
+
+
+def test_an_answer_log_without_quiet_is_refused_at_start() -> None:
+    class Old:
+        def note(self, endpoint: str, ok: bool, kind: str) -> int:
+            return 0
+
+    with pytest.raises(ConfigurationError, match="quiet dict"):
+        make(answer_log=Old())
