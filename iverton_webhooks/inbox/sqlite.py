@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..errors import ConfigurationError
 from ..filelock import FileLock
 from ..forks import reset_after_fork
 from .base import CLAIMABLE
+from .checkpointer import Checkpointer
 from .group import GroupCommit, Waiter
 from .sql import SQLITE, SQLStore, status_list
 
@@ -157,6 +159,13 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
         self._fresh_connections()
         reset_after_fork(self, SQLiteStore._fresh_connections)
         self._migrate(self._conn)
+        # A write logs ~4-5 pages: a background checkpoint every twentieth of the interval's
+        # writes leaves the writers' own checkpoint (the bound) little to copy.
+        self._checkpointer = Checkpointer(
+            self.path, every=self.wal_pages // 20, synchronous=self.synchronous
+        )
+        # A store dropped without close() (tests make hundreds) takes its thread along.
+        weakref.finalize(self, self._checkpointer.close, 0)
 
     def _fresh_connections(self) -> None:
         # Also in a forked child: its threads open their own connections, and the lock
@@ -237,7 +246,9 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
         # instead of SQLite's busy handler, which polls with sleeps growing to 100 ms
         # (the source of seconds-long acks when worker threads and requests collide).
         with self._write_lock, self._file_lock.held():
-            return self._conn.execute(statement, params)
+            cursor = self._conn.execute(statement, params)
+        self._checkpointer.wrote()
+        return cursor
 
     @contextmanager
     def _transaction(self) -> Iterator[object]:
@@ -273,3 +284,4 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
             self._all.clear()
         self._local = threading.local()
         self._file_lock.close()
+        self._checkpointer.close()
