@@ -10,7 +10,6 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,18 +17,10 @@ import pytest
 
 from iverton_webhooks import SQLiteStore
 from iverton_webhooks.inbox.checkpointer import Checkpointer
+from tests.conftest import wait_for
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 BODY = b'{"data":"' + b"x" * 400 + b'"}'
-
-
-def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def rows_in_the_database_file(path: Path, scratch: Path) -> int:
@@ -57,7 +48,7 @@ def test_the_log_is_copied_back_long_before_the_writers_checkpoint(tmp_path: Pat
     scratch.mkdir()
     record(store, 150, "a")  # ~700 pages of log: a third of the writers' interval
     try:
-        assert eventually(lambda: rows_in_the_database_file(path, scratch) >= 100)
+        assert wait_for(lambda: rows_in_the_database_file(path, scratch) >= 100)
     finally:
         store.close()
 
@@ -66,7 +57,7 @@ def test_close_stops_the_thread(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "inbox.sqlite3", wal_pages=100)
     record(store, 30, "c")  # every 5 writes: the thread has started
     checkpointer = store._checkpointer
-    assert eventually(lambda: checkpointer.runs >= 1)
+    assert wait_for(lambda: checkpointer.runs >= 1)
     thread = checkpointer._thread
     assert thread is not None
     assert thread.is_alive()
@@ -78,7 +69,7 @@ def test_close_stops_the_thread(tmp_path: Path) -> None:
 def test_a_forked_child_checkpoints_with_a_thread_of_its_own(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "inbox.sqlite3", wal_pages=100)
     record(store, 30, "parent")
-    assert eventually(lambda: store._checkpointer.runs >= 1)
+    assert wait_for(lambda: store._checkpointer.runs >= 1)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
@@ -86,7 +77,7 @@ def test_a_forked_child_checkpoints_with_a_thread_of_its_own(tmp_path: Path) -> 
             checkpointer = store._checkpointer
             fresh = checkpointer._thread is None and checkpointer.runs == 0
             record(store, 30, "child")
-            started = eventually(lambda: checkpointer.runs >= 1, seconds=10)
+            started = wait_for(lambda: checkpointer.runs >= 1, timeout=10)
             code = 0 if fresh and started else 3
         finally:
             os._exit(code)
@@ -102,18 +93,39 @@ def test_a_failing_checkpoint_is_logged_and_never_raises(
     with caplog.at_level(logging.WARNING, "iverton_webhooks"):
         for _ in range(3):
             checkpointer.wrote()
-        assert eventually(
+        assert wait_for(
             lambda: any("background checkpoint" in r.getMessage() for r in caplog.records)
         )
     checkpointer.close()
     assert checkpointer.runs == 0
 
 
+def test_failing_checkpoints_are_said_once_until_one_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    SQLiteStore(path).close()
+    checkpointer = Checkpointer(str(path), every=1)
+    checkpointer.wrote()
+    assert wait_for(lambda: checkpointer.runs == 1)
+    said: list[int] = []
+    with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+        checkpointer._failed(sqlite3.OperationalError("disk I/O error"))
+        checkpointer._failed(sqlite3.OperationalError("disk I/O error"))
+        said.append(len([r for r in caplog.records if "background checkpoint" in r.getMessage()]))
+        checkpointer.wrote()  # a checkpoint that succeeds ends the run of failures
+        assert wait_for(lambda: checkpointer.runs == 2)
+        checkpointer._failed(sqlite3.OperationalError("disk I/O error"))
+        said.append(len([r for r in caplog.records if "background checkpoint" in r.getMessage()]))
+    checkpointer.close()
+    assert said == [1, 2]
+
+
 def test_a_store_dropped_without_close_stops_its_thread(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "inbox.sqlite3", wal_pages=100)
     record(store, 30, "dropped")
     checkpointer = store._checkpointer
-    assert eventually(lambda: checkpointer.runs >= 1)
+    assert wait_for(lambda: checkpointer.runs >= 1)
     thread = checkpointer._thread
     assert thread is not None
     del store

@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 
-from ..forks import reset_after_fork
+from ..forks import ForkGate, reset_after_fork
 from ..text import printable
 
 log = logging.getLogger("iverton_webhooks")
@@ -39,6 +39,7 @@ class Checkpointer:
         self.every = max(1, every)
         # The checkpoint's fsyncs follow its connection's setting: the store's.
         self.synchronous = synchronous
+        self._gate = ForkGate()
         self._fresh()
         reset_after_fork(self, Checkpointer._fresh)
 
@@ -46,6 +47,7 @@ class Checkpointer:
         # Also in a forked child: the parent's thread did not come along, and the child
         # starts its own when it first needs one.
         self.runs = 0
+        self._failing = False
         self._writes = 0
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,28 +75,43 @@ class Checkpointer:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            with self._gate.passage():
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except sqlite3.Error as exc:
             self._failed(exc)
             return
         try:
             while True:
                 self._wake.wait()
-                self._wake.clear()
                 if self._closed:
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    # Inside the gate: a fork waits for the checkpoint, so no child
+                    # inherits SQLite's internal locks held by this thread.
+                    with self._gate.passage():
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.runs += 1
+                    self._failing = False
                 except sqlite3.Error as exc:
                     self._failed(exc)
-                    continue
-                self.runs += 1
+                # Wakes during the run are dropped: back-to-back runs would keep the
+                # writers' own checkpoint, the one that bounds the log, from its turn.
+                self._wake.clear()
+                if self._stopping():  # close() may have woken it just before the clear
+                    return
         finally:
             conn.close()
 
+    def _stopping(self) -> bool:
+        return self._closed
+
     def _failed(self, exc: sqlite3.Error) -> None:
-        # Nothing is lost: the writers' own checkpoints still bound the log.
+        # Nothing is lost: the writers' own checkpoints still bound the log. Said once
+        # per run of failures (a full disk would otherwise say it every few hundred acks).
+        if self._failing:
+            return
+        self._failing = True
         log.warning(
             "background checkpoint of %s failed (the writers checkpoint instead): %s",
             printable(self.path),
