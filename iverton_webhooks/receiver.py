@@ -402,9 +402,10 @@ class Receiver:
         hook, the disablement warning."""
         processor = self.processor
         endpoint = processor.endpoint
+        answer = reply.answer
         if seconds is not None:
-            processor.telemetry.answered(endpoint, reply.answer, seconds)
-        hook = HOOK_OF_ANSWER.get(reply.answer)
+            processor.telemetry.answered(endpoint, answer, seconds)
+        hook = HOOK_OF_ANSWER.get(answer)
         if hook is not None and processor.hooks.wants(hook):
             processor.hooks.emit(
                 Notice(
@@ -416,16 +417,12 @@ class Receiver:
                     status_code=reply.status,
                 )
             )
-        ok = reply.status < 300  # replies are 2xx, 4xx or 5xx
-        if ok:
-            kind = answers.OK
-        else:
-            found = _KIND_OF_STATUS.get(reply.status)
-            if found is None:
-                return  # a wrong method: not the sender
-            kind = found
-            if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
-                kind = answers.SIGNATURE
+        ok = 200 <= reply.status < 300
+        kind = answers.OK if ok else _KIND_OF_STATUS.get(reply.status)
+        if kind is None:
+            return  # a wrong method: not the sender
+        if kind == answers.NO_SIGNATURE and seen.well_formed_signature:
+            kind = answers.SIGNATURE
         try:
             in_a_row = self.answer_log.note(endpoint, ok, kind)
         except Exception as exc:
