@@ -46,9 +46,22 @@ def test_the_log_is_copied_back_long_before_the_writers_checkpoint(tmp_path: Pat
     store = SQLiteStore(path)  # 2 KiB pages, the writers checkpoint at 2,048 pages
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    record(store, 150, "a")  # ~700 pages of log: a third of the writers' interval
+    checkpointer = store._checkpointer
     try:
-        assert wait_for(lambda: rows_in_the_database_file(path, scratch) >= 100)
+        # Each round wakes the thread once (every 102 writes); a checkpoint that met another
+        # one under way copies nothing, so allow three. 354 writes log ~1,650 pages: still
+        # short of the 2,048 at which the writers would checkpoint themselves.
+        copied = False
+        for round_ in range(3):
+            record(store, 150 if round_ == 0 else 102, f"a{round_}")
+            copied = wait_for(lambda: rows_in_the_database_file(path, scratch) >= 100, 5)
+            if copied:
+                break
+        thread = checkpointer._thread
+        assert copied, (
+            f"runs={checkpointer.runs} writes={checkpointer._writes} "
+            f"thread={thread and thread.is_alive()} gate_closed={checkpointer._gate._closed}"
+        )
     finally:
         store.close()
 

@@ -32,7 +32,7 @@ log = logging.getLogger("iverton_webhooks")
 class Checkpointer:
     """A thread, started at the first checkpoint this process needs, that checkpoints
     ``path`` after every ``every`` calls to :meth:`wrote`. ``runs`` counts the
-    checkpoints it has made in this process."""
+    checkpoints it has completed in this process."""
 
     def __init__(self, path: str, *, every: int, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -90,8 +90,9 @@ class Checkpointer:
                     # Inside the gate: a fork waits for the checkpoint, so no child
                     # inherits SQLite's internal locks held by this thread.
                     with self._gate.passage():
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.runs += 1
+                        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy:  # busy: another checkpoint was under way; the next wake retries
+                        self.runs += 1
                     self._failing = False
                 except sqlite3.Error as exc:
                     self._failed(exc)
