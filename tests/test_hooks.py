@@ -403,3 +403,34 @@ def test_an_answer_log_without_quiet_is_refused_at_start() -> None:
 
     with pytest.raises(ConfigurationError, match="quiet dict"):
         make(answer_log=Old())
+
+
+class FlakyStore(MemoryStore):
+    """A store that can go down and come back, as a restarted database does."""
+
+    down = False
+
+    def record(self, *args: Any, **kwargs: Any) -> bool:
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().record(*args, **kwargs)
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["store-log", "local-log"])
+def test_a_2xx_after_quiet_acks_and_503s_starts_the_count_again(local: bool) -> None:
+    store = FlakyStore()
+    receiver = make(store=store, answer_log=LocalAnswerLog() if local else None)
+    risk: list[Notice] = []
+    receiver.hooks.add(risk.append, Hook.ENDPOINT_AT_RISK)
+    accept(receiver, 3, "quiet")  # the log is quiet from here on
+    store.down = True
+    assert post(receiver, sample_body("deal.won", id="evt_503_a")) == 503
+    assert post(receiver, sample_body("deal.won", id="evt_503_b")) == 503
+    store.down = False
+    accept(receiver, 1, "back")  # must reach the log although it was quiet a moment ago
+    store.down = True
+    assert post(receiver, sample_body("deal.won", id="evt_503_c")) == 503
+    assert post(receiver, sample_body("deal.won", id="evt_503_d")) == 503
+    assert risk == []  # two in a row, not four
+    assert post(receiver, sample_body("deal.won", id="evt_503_e")) == 503
+    assert len(risk) == 1
