@@ -222,9 +222,13 @@ class ThreadRunner(BaseRunner):
         passage.leave()
         with self._queued_lock:
             self._queued.discard(event_id)
-        thread = threading.Thread(target=self._work, name="iverton-worker", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        # Under the start lock, so close() never joins a thread listed but not started.
+        with self._start_lock:
+            if self._stop.is_set():
+                return  # closing: nothing left for a new thread to do
+            thread = threading.Thread(target=self._work, name="iverton-worker", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         log.warning(
             "event %s: a handler overran handler_timeout; its worker thread was replaced",
             printable(event_id),
@@ -266,7 +270,9 @@ class ThreadRunner(BaseRunner):
             except queue.Full:
                 break
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        with self._start_lock:  # from here on no worker is replaced (see _replace)
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._pid = None
 

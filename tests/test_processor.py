@@ -149,6 +149,60 @@ def test_a_thread_runner_replaces_a_worker_thread_stuck_in_a_handler() -> None:
         receiver.close()
 
 
+class _SlowStartThreading:
+    """The threading module, but a replacement worker takes 0.3 s to start: the window
+    in which a close() that listed it before it started used to join it and raise."""
+
+    def __init__(self, starting: threading.Event) -> None:
+        starting_event = starting
+
+        class SlowStartThread(threading.Thread):
+            def start(self) -> None:
+                if self.name == "iverton-worker":
+                    starting_event.set()
+                    time.sleep(0.3)
+                super().start()
+
+        self.Thread = SlowStartThread
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
+
+
+def test_close_while_a_stuck_worker_is_being_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iverton_webhooks import runners
+
+    release, starting = threading.Event(), threading.Event()
+    router = Router()
+
+    @router.on("deal.won")
+    def hangs(event: Event) -> None:
+        release.wait(30)
+
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    receiver = Receiver(
+        secret=SECRET,
+        router=router,
+        store="memory://",
+        runner=runner,
+        handler_timeout=timedelta(seconds=0.2),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        body = sample_body("deal.won", id="evt_hang")
+        receiver.receive("POST", body, signed_headers(body))  # starts the threads unpatched
+        monkeypatch.setattr(runners, "threading", _SlowStartThreading(starting))
+        assert starting.wait(5), "the stuck worker was never replaced"
+        release.set()  # the retired thread ends at once, so close() reaches the new one
+        receiver.close(5)  # used to raise "cannot join thread before it is started"
+        replacements = [t for t in runner._threads if t.name == "iverton-worker"]
+        assert len(replacements) == 1
+        assert not replacements[0].is_alive(), "close() did not stop the new worker"
+    finally:
+        release.set()
+        receiver.close()
+
+
 def test_a_hung_async_handler_is_cancelled(store: Store) -> None:
     router = Router()
     cancelled = threading.Event()
