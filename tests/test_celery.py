@@ -136,8 +136,10 @@ def test_a_dead_broker_never_holds_the_reply_and_the_recover_task_processes_the_
                 f"median {sorted(replies)[len(replies) // 2] * 1000:.1f} ms; "
                 f"submit {submit * 1000:.3f} ms"
             )
-            assert max(replies) < 0.1
-            assert submit < 0.01
+            # Bounds far under the ~6 s a publish takes here, far over a loaded machine's
+            # stalls (one reply took 0.18 s once: a first commit under the tox run's load).
+            assert max(replies) < 1.0
+            assert submit < 0.5
             assert wait_for(lambda: "Celery broker unreachable" in caplog.text, timeout=30)
         store = receiver.store
         assert store.stats(endpoint=None) == {Status.PENDING: 21}

@@ -70,17 +70,18 @@ def test_a_fork_waits_for_the_work_inside_the_gate(tmp_path: Path) -> None:
 
 
 def test_work_waits_while_a_fork_is_under_way_and_a_passage_can_leave_early() -> None:
-    gate = ForkGate(grace=0.2)
+    # A grace long enough that a fork and a child's exit on a loaded machine stay under it.
+    gate = ForkGate(grace=1.0)
     with gate.passage() as passage:
         passage.leave()  # a thread given up on (hung in a handler): forks stop waiting
         started = time.monotonic()
         assert fork_and_wait(lambda: 0) == 0
-        assert time.monotonic() - started < 0.15
+        assert time.monotonic() - started < 0.8
     # Without leaving, a fork waits its grace at most.
     with gate.passage():
         started = time.monotonic()
         assert fork_and_wait(lambda: 0) == 0
-        assert 0.15 <= time.monotonic() - started < 2
+        assert 0.9 <= time.monotonic() - started < 5
 
 
 def test_a_runner_restarted_in_a_child_finds_every_lock_reset_first(tmp_path: Path) -> None:
