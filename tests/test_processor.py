@@ -400,3 +400,36 @@ def test_a_replayed_quarantined_event_is_parsed_again() -> None:
     assert processor.replay("evt_q")
     assert processor.process("evt_q") is Result.DONE
     assert ran == ["evt_q"]
+
+
+def test_a_worker_stuck_after_close_is_not_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+    router = Router()
+
+    @router.on("deal.won")
+    def hangs(event: Event) -> None:
+        release.wait(30)
+
+    runner = ThreadRunner(workers=1, poll_interval=60)
+    receiver = Receiver(
+        secret=SECRET,
+        router=router,
+        store="memory://",
+        runner=runner,
+        handler_timeout=timedelta(seconds=0.3),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+            body = sample_body("deal.won", id="evt_hang_at_close")
+            receiver.receive("POST", body, signed_headers(body))
+            assert wait_for(lambda: receiver.stats().get(Status.PROCESSING) == 1, 5)
+            runner.close(0)  # shutting down while the handler hangs
+            # The watchdog still writes the overrun event's verdict ...
+            assert wait_for(lambda: receiver.stats().get(Status.DEAD) == 1, 5)
+        # ... but a closed runner starts no new worker.
+        assert [t.name for t in runner._threads].count("iverton-worker") == 0
+        assert "was replaced" not in caplog.text
+    finally:
+        release.set()
+        receiver.close()
