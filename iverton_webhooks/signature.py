@@ -9,11 +9,9 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 import re
 from collections.abc import Sequence
-from typing import Protocol
 
 from .errors import ConfigurationError, InvalidSignature
 
@@ -100,48 +98,21 @@ def _secret_problem(secret: object) -> str | None:
     return None
 
 
-class _Mac(Protocol):
-    def copy(self) -> _Mac: ...
-
-    def update(self, data: bytes, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
-
-
-def _keyed(key: bytes) -> _Mac:
-    """An HMAC-SHA256 keyed with ``key``, to be copied for each message: OpenSSL's own
-    object where there is one (its copy, update and hexdigest are single C calls, where
-    the :mod:`hmac` module wraps each in Python), else the :mod:`hmac` module's."""
-    try:
-        from _hashlib import hmac_new
-
-        return hmac_new(key, digestmod="sha256")
-    except (ImportError, ValueError):  # no OpenSSL, or one without SHA-256 (FIPS builds)
-        return hmac.new(key, digestmod="sha256")
-
-
 class Verifier:
-    """Checks signatures against a fixed list of secrets.
+    """Checks signatures against a fixed list of secrets. ``repr()`` never shows a secret."""
 
-    Keeps each secret's HMAC keyed once, so a request pays for hashing its body and
-    nothing else. ``repr()`` never shows a secret.
-    """
-
-    __slots__ = ("_macs",)
+    __slots__ = ("_keys",)
 
     def __init__(self, secrets: Sequence[str]) -> None:
         """Raise :class:`ConfigurationError` for anything :func:`validate_secrets` refuses."""
-        # Copying a keyed HMAC skips hashing the padded key again, which is about a
-        # fifth of the cost of verifying a typical body.
-        self._macs = tuple(_keyed(secret.encode()) for secret in validate_secrets(secrets))
+        self._keys = tuple(secret.encode() for secret in validate_secrets(secrets))
 
     def __repr__(self) -> str:
-        return f"<Verifier with {len(self._macs)} secret(s)>"
+        return f"<Verifier with {len(self._keys)} secret(s)>"
 
     def verify(self, body: bytes, signature: object) -> int:
         """Return the index of the secret that signed ``body``; raise :class:`InvalidSignature`."""
-        # The header is compared as text with the expected header, which skips decoding
-        # it; compare_digest needs ASCII, and the length check keeps padded, truncated
+        # compare_digest needs ASCII text, and the length check keeps padded, truncated
         # or prefixed variants out before any HMAC is computed.
         if (
             not isinstance(signature, str)
@@ -150,20 +121,12 @@ class Verifier:
             or not isinstance(body, (bytes, bytearray, memoryview))
         ):
             raise InvalidSignature()
-        macs = self._macs
-        if len(macs) == 1:
-            mac = macs[0].copy()
-            mac.update(body)
-            if hmac.compare_digest(PREFIX + mac.hexdigest(), signature):
-                return 0
-            raise InvalidSignature()
         matched = -1
         # Every key is tried even after a match, so timing does not reveal which
         # position in the rotation list a forged digest came close to.
-        for index, keyed in enumerate(macs):
-            mac = keyed.copy()
-            mac.update(body)
-            if hmac.compare_digest(PREFIX + mac.hexdigest(), signature) and matched < 0:
+        for index, key in enumerate(self._keys):
+            expected = PREFIX + hmac.digest(key, body, "sha256").hex()
+            if hmac.compare_digest(expected, signature) and matched < 0:
                 matched = index
         if matched < 0:
             raise InvalidSignature()
@@ -173,17 +136,11 @@ class Verifier:
 def verify(body: bytes, signature: str | None, secrets: str | Sequence[str]) -> int:
     """Return the index of the secret in ``secrets`` that signed ``body``.
 
-    Raises :class:`InvalidSignature` for every kind of failure, whatever the input.
+    A single secret may be passed as a string. Raises :class:`InvalidSignature` for
+    every kind of failure, whatever the input.
     """
     try:
-        # A str here is one secret (this low-level call has always taken one).
-        verifier = _verifier_for((secrets,) if isinstance(secrets, str) else tuple(secrets))
+        verifier = Verifier([secrets] if isinstance(secrets, str) else list(secrets))
     except (ValueError, TypeError, AttributeError, UnicodeError):
         raise InvalidSignature() from None
     return verifier.verify(body, signature)
-
-
-@functools.lru_cache(maxsize=16)
-def _verifier_for(secrets: tuple[str, ...]) -> Verifier:
-    # Encoding the secrets costs about an eighth of a verification: do it once per list.
-    return Verifier(secrets)

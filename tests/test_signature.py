@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -229,17 +228,12 @@ def test_verify_still_takes_one_secret_as_a_string() -> None:
     assert verify(PUBLIC_BODY, sign(PUBLIC_BODY, GOOD), GOOD) == 0
 
 
-@pytest.mark.parametrize("openssl", [True, False])
-def test_verifier_is_the_same_with_or_without_openssls_hmac_object(
-    openssl: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not openssl:  # as on a Python built without OpenSSL: the hmac module's own HMAC
-        monkeypatch.setitem(sys.modules, "_hashlib", None)
+def test_each_message_is_verified_from_the_secret_alone() -> None:
+    # A second body checked by the same verifier must not carry state from the first.
     verifier = Verifier(["whsec_k1", "whsec_k2"])
-    bodies = [b"", b"{}", bytes(range(256)) * 20, memoryview(b'{"id":"evt_1"}')]
+    bodies = [b"", b"{}", bytes(range(256)) * 20, bytearray(b"[]"), memoryview(b'{"id":"e"}')]
     for body in bodies:
         for index, secret in enumerate(("whsec_k1", "whsec_k2")):
-            # Each message starts from the keyed state: nothing of the last one is left.
             assert verifier.verify(body, sign(bytes(body), secret)) == index
         with pytest.raises(InvalidSignature):
             verifier.verify(body, sign(bytes(body), "whsec_other"))
