@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
 
@@ -32,6 +33,7 @@ BODY_CONSUMED = Reply.json(
 
 View = Callable[[HttpRequest], HttpResponse]
 AsyncView = Callable[[HttpRequest], Awaitable[HttpResponse]]
+V = TypeVar("V", View, AsyncView)
 
 
 def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
@@ -122,15 +124,18 @@ def endpoint_for(overrides: dict[str, Any]) -> Endpoint:
     return Endpoint(**overrides) if overrides else default_endpoint
 
 
-def _exempt(view: Any, endpoint: Endpoint) -> None:
-    # Attributes rather than the decorators: csrf_exempt wraps coroutine functions only
-    # from Django 5.0, and login_not_required exists from 5.1.
-    view.csrf_exempt = True
-    view.login_required = False
+def _exempt(view: V, endpoint: Endpoint) -> V:
     # Never inside ATOMIC_REQUESTS, on any database: the insert must commit before the
     # 2xx, and the hand-off must not wait for (or roll back with) the request.
-    view._non_atomic_requests = set(settings.DATABASES)
-    view.endpoint = endpoint
+    for alias in settings.DATABASES:
+        view = transaction.non_atomic_requests(alias)(view)
+    marked: Any = view
+    # Attributes rather than the decorators: csrf_exempt wraps coroutine functions only
+    # from Django 5.0, and login_not_required exists from 5.1.
+    marked.csrf_exempt = True
+    marked.login_required = False
+    marked.endpoint = endpoint
+    return view
 
 
 def make_view(endpoint: Endpoint) -> View:
@@ -139,8 +144,7 @@ def make_view(endpoint: Endpoint) -> View:
     def receive_webhook(request: HttpRequest) -> HttpResponse:
         return respond(endpoint, request)
 
-    _exempt(receive_webhook, endpoint)
-    return receive_webhook
+    return _exempt(receive_webhook, endpoint)
 
 
 def make_async_view(endpoint: Endpoint) -> AsyncView:
@@ -149,8 +153,7 @@ def make_async_view(endpoint: Endpoint) -> AsyncView:
     async def receive_webhook(request: HttpRequest) -> HttpResponse:
         return await respond_async(endpoint, request)
 
-    _exempt(receive_webhook, endpoint)
-    return receive_webhook
+    return _exempt(receive_webhook, endpoint)
 
 
 receive_webhook = webhook_view()
