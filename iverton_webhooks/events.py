@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any, Generic
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -96,8 +97,9 @@ def _to_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, Field(strict=True), AfterValidator(_to_utc)]
-"""An ISO-8601 timestamp, converted to UTC (naive values are taken as UTC); a time
-outside years 1-9999 once in UTC is invalid."""
+"""An ISO-8601 timestamp, converted to UTC (naive values are taken as UTC). Valid from
+0001-01-02T00:00:00Z to 9999-12-30T23:59:59.999999Z once in UTC: a day inside what
+``datetime`` holds at either end, so any time zone can still show it."""
 
 # The envelope's copy is the same instant, checked the same way, but a "Z" time keeps
 # the parser's own UTC tzinfo: rebuilding the datetime around ``timezone.utc`` would
@@ -256,9 +258,17 @@ def salvage_id_and_type(body: bytes) -> tuple[str | None, str | None]:
     (None, 'deal.won')
     >>> salvage_id_and_type(b"not json")
     (None, None)
+
+    Integers are read as :class:`~decimal.Decimal`, which has no digit limit: a 5,000-digit
+    integer elsewhere in the body (more digits than ``int()`` takes from text) does not
+    hide a readable ``id``.
+
+    >>> digits = b"1" + b"0" * 5000
+    >>> salvage_id_and_type(b'{"id": "evt_2", "type": "deal.won", "n": ' + digits + b"}")
+    ('evt_2', 'deal.won')
     """
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_int=Decimal)
     except (ValueError, TypeError, RecursionError, MemoryError):
         # ValueError covers bad JSON and bad UTF-8; RecursionError deep nesting.
         return None, None

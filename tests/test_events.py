@@ -245,7 +245,12 @@ def test_id_and_type_at_the_length_limit() -> None:
         (b'{"id":"evt_1","type":"deal.won"', (None, None)),  # truncated
         (b"\xff\xfe\x00", (None, None)),
         (b'{"id":"evt_1","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", (None, None)),
-        (b'{"id":"evt_1","n":' + b"9" * 5000 + b"}", (None, None)),  # int digit limit
+        # Past int()'s digit limit: the id is still read (issue 25, item 11).
+        (b'{"id":"evt_1","n":' + b"9" * 5000 + b"}", ("evt_1", None)),
+        (
+            b'{"id":"evt_1","type":"deal.won","data":{"n":-' + b"9" * 5000 + b"}}",
+            ("evt_1", "deal.won"),
+        ),
     ],
 )
 def test_salvage_id_and_type(body: bytes, expected: tuple[str | None, str | None]) -> None:
