@@ -22,6 +22,7 @@ explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import weakref
@@ -92,10 +93,8 @@ class Telemetry:
         self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.meter_provider = meter_provider
-        # (tracing, metering), and when to look for an SDK again: never once both are
-        # on (OpenTelemetry sets each global provider once) or without the API.
         self._switches = (False, False)
-        self._look_again_at = math.inf
+        self._look_again_at = math.inf  # without the API there is nothing to look for
         try:
             from opentelemetry import metrics, trace
         except ImportError:
@@ -104,9 +103,9 @@ class Telemetry:
         self.enabled = True
         self._trace = trace
         self._metrics = metrics
-        # Whether an SDK takes the spans / the metric points. Given providers are SDKs;
-        # the global ones are looked up until one appears (OpenTelemetry lets each be
-        # set only once, so a True stays True).
+        # Whether an SDK takes the spans / the metric points. Given providers are taken
+        # as real; the global ones are looked up until one appears (OpenTelemetry lets
+        # each be set only once, so a True stays True).
         self._tracing = tracer_provider is not None
         self._metering = meter_provider is not None
         self._look_again_at = 0.0
@@ -133,35 +132,41 @@ class Telemetry:
 
     @property
     def tracing(self) -> bool:
-        """False while no SDK is set up: spans would be dropped anyway, so none are made
-        (the API's stand-in spans cost more than the rest of an ack). The global
-        providers are looked up at most once a second until real ones appear, since the
-        lookup reads the environment each time."""
+        """False while no tracer provider is set up: spans would be dropped anyway, so
+        none are made."""
         return self.switches()[0]
 
     @property
     def metering(self) -> bool:
         """False while no SDK meter provider is set up: the instruments would drop every
-        point anyway. Looked up as :attr:`tracing` is."""
+        point anyway."""
         return self.switches()[1]
 
     def switches(self) -> tuple[bool, bool]:
-        """``(tracing, metering)`` at one clock read, for a caller that needs both."""
-        if time.monotonic() >= self._look_again_at:
+        """``(tracing, metering)``. Asked on every request, so the global providers are
+        looked up at most once a second (each lookup reads the environment), and never
+        again once both are found."""
+        now = time.monotonic()
+        if now >= self._look_again_at:
+            self._look_again_at = now + 1.0
             self._look()
         return self._switches
 
     def _look(self) -> None:
-        self._look_again_at = time.monotonic() + 1.0
         if not self._tracing:
-            provider = self._trace.get_tracer_provider()
-            self._tracing = not isinstance(
-                provider, (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
-            )
+            # The API's stand-ins, public in opentelemetry.trace: a proxy that awaits
+            # the real provider, and a provider that makes non-recording spans.
+            stand_ins = (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
+            self._tracing = not isinstance(self._trace.get_tracer_provider(), stand_ins)
         if not self._metering:
-            # The API's stand-ins: a no-op provider and a proxy awaiting the real one.
-            stand_in = type(self._metrics.get_meter_provider()).__name__
-            self._metering = stand_in not in ("NoOpMeterProvider", "_ProxyMeterProvider")
+            # The metrics API exports no class for its stand-in proxy, so this asks for
+            # the SDK's provider (the implementation OpenTelemetry ships, and the one
+            # vendor distributions configure; another one can be passed explicitly).
+            # None can exist before the SDK is imported, and importing it here would
+            # slow the start of every process that never uses it.
+            sdk = sys.modules.get("opentelemetry.sdk.metrics")
+            provider = self._metrics.get_meter_provider()
+            self._metering = sdk is not None and isinstance(provider, sdk.MeterProvider)
         self._switches = (self._tracing, self._metering)
         if self._tracing and self._metering:
             self._look_again_at = math.inf

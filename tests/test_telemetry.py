@@ -266,3 +266,60 @@ def test_async_processing_spans(otel: Otel) -> None:
 class NullRunner(BaseRunner):
     def submit(self, event_id: str) -> None:
         pass
+
+
+def _run(script: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+_FOUND_WHEN_SET = """
+import time
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from iverton_webhooks.telemetry import Telemetry
+
+telemetry = Telemetry()
+assert telemetry.switches() == (False, False), telemetry.switches()
+reader = InMemoryMetricReader()
+trace.set_tracer_provider(TracerProvider())
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+deadline = time.monotonic() + 10
+while telemetry.switches() != (True, True) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(telemetry.switches())
+telemetry.answered("default", "accepted", 0.002)
+data = reader.get_metrics_data()
+print(sorted(m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics))
+"""
+
+
+def test_global_sdk_providers_set_up_after_the_receiver_are_found() -> None:
+    # The app may install the SDK after building its receiver (Django settings first).
+    lines = _run(_FOUND_WHEN_SET).splitlines()
+    assert lines[0] == "(True, True)"
+    assert lines[1] == "['iverton.ack.duration', 'iverton.requests']"
+
+
+_STAND_INS = """
+import time
+from opentelemetry import metrics, trace
+from iverton_webhooks.telemetry import Telemetry
+
+trace.set_tracer_provider(trace.NoOpTracerProvider())
+metrics.set_meter_provider(metrics.NoOpMeterProvider())
+telemetry = Telemetry()
+time.sleep(1.1)
+print(telemetry.switches())
+"""
+
+
+def test_the_apis_no_op_providers_make_no_spans_nor_points() -> None:
+    assert _run(_STAND_INS).strip() == "(False, False)"
