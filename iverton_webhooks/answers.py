@@ -144,7 +144,9 @@ def likely_cause(kind: str) -> str:
     if kind == SIGNATURE:
         return (
             "requests carry well-formed signatures that match no configured secret: "
-            "did the secret rotate? configure secrets=[new, old]"
+            "did the secret rotate? configure secrets=[new, old] (Django: "
+            'IVERTON_WEBHOOKS["SECRETS"] = [new, old]; Flask: '
+            "app.config['IVERTON_WEBHOOK_SECRETS'] = [new, old])"
         )
     if kind == STORE_DOWN:
         return "the store is down: events cannot be recorded and are answered 503"

@@ -179,6 +179,6 @@ def test_database_check_warns_when_sqlite_is_not_in_wal_mode(settings: Any) -> N
         (message,) = database_messages("default")
     finally:
         sqlite_journal(old)
-    assert message.id == "iverton_webhooks.W008"
+    assert message.id == "iverton_webhooks.W009"
     assert "journal_mode='delete'" in message.msg
     assert "journal_mode=WAL" in (message.hint or "")

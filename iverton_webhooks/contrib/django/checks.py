@@ -1,17 +1,25 @@
-"""System checks (``manage.py check``): a missing, malformed or placeholder secret,
-settings under which a legitimate retry would be refused or processed twice, and
-(tagged ``database``: ``check --database default``, and before ``migrate``) an inbox
-table that ``migrate`` has not created or brought up to date."""
+"""System checks (``manage.py check``): a missing, blank, malformed or placeholder
+secret, settings under which a legitimate retry would be refused or processed twice,
+webhook URLs included under a prefix ending in ``/``, and (tagged ``database``:
+``check --database default``) an inbox table that ``migrate`` has not created or
+brought up to date.
+
+Ids: E001-E005 settings, W002 a placeholder secret, W006 unknown keys, W007 the inbox
+table, W008 a handler module under the old name, W009 SQLite not in WAL mode, W010 the
+URL prefix."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.module_loading import import_string
 
 from ...errors import ConfigurationError
@@ -78,7 +86,7 @@ def _check_secrets(opts: dict[str, Any]) -> list[CheckMessage]:
     if not secrets:
         return [
             Error(
-                f"No Iverton webhook secret: settings.{_SETTING} has no SECRET.",
+                _no_secret(opts),
                 hint=(
                     f'Set {_SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} with '
                     "the endpoint's signing secret from the Iverton dashboard (whsec_...), or "
@@ -96,6 +104,19 @@ def _check_secrets(opts: dict[str, Any]) -> list[CheckMessage]:
         for index, secret in enumerate(secrets)
         if looks_like_placeholder(secret)
     ]
+
+
+def _no_secret(opts: dict[str, Any]) -> str:
+    # An unset environment variable read with a default of "" gives a blank secret, not a
+    # missing key: say which, so the user looks at the environment rather than settings.
+    if opts.get("SECRET") == "":
+        return (
+            f"The Iverton webhook secret is blank: settings.{_SETTING}['SECRET'] is an empty "
+            "string (is the environment variable it is read from set in this process?)."
+        )
+    if "SECRETS" in opts and not opts["SECRETS"] and opts.get("SECRET") is None:
+        return f"No Iverton webhook secret: settings.{_SETTING}['SECRETS'] is empty."
+    return f"No Iverton webhook secret: settings.{_SETTING} has no SECRET."
 
 
 def _check_durations(opts: dict[str, Any]) -> list[CheckMessage]:
@@ -199,8 +220,11 @@ def check_inbox_table(
     """The inbox table exists with every column of the current model.
 
     A Warning, not an Error: ``migrate`` runs the database checks before migrating, and
-    an Error would stop the very command that fixes it.
+    an Error would stop the very command that fixes it. Under ``migrate`` itself the
+    check is silent: telling the user to run the command they are running is noise.
     """
+    if _running_migrate():
+        return []
     connection = _inbox_connection(databases)
     if connection is None:
         return []
@@ -231,6 +255,13 @@ def check_inbox_table(
             id="iverton_webhooks.W007",
         )
     ]
+
+
+def _running_migrate() -> bool:
+    # The subcommand is argv[1] for manage.py, django-admin and python -m django alike
+    # (Django's ManagementUtility reads it there). call_command("migrate") skips the
+    # system checks unless asked, so a command-line run is the case to recognise.
+    return sys.argv[1:2] == ["migrate"]
 
 
 @register(Tags.database)
@@ -272,6 +303,59 @@ def check_sqlite_wal(
                 'synchronous=NORMAL" (Django 5.1+, with "transaction_mode": "IMMEDIATE"), '
                 "or PostgreSQL."
             ),
-            id="iverton_webhooks.W008",
+            id="iverton_webhooks.W009",
         )
     ]
+
+
+_URLS_MODULE = "iverton_webhooks.contrib.django.urls"
+
+
+@register(Tags.urls)
+def check_url_prefix(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The webhook URLs are not included under a prefix ending in ``/``.
+
+    ``path("webhooks/iverton/", include(...))`` answers only ``/webhooks/iverton/``; the
+    sender posts to the URL as registered, usually with no trailing slash, and then gets
+    a 301 (a failed delivery, as a redirect of a POST is not followed) or, under DEBUG,
+    a 500 from ``APPEND_SLASH``. With no slash after the prefix the included pattern
+    answers both forms.
+    """
+    try:
+        prefixes = list(_webhook_prefixes(get_resolver().url_patterns, ""))
+    except Exception:
+        return []  # a broken URLconf is reported by Django's own URL checks
+    messages: list[CheckMessage] = []
+    for prefix in prefixes:
+        route = prefix.replace("^", "").strip("/")  # a regex prefix reads as a route
+        if not prefix.endswith("/") or not route:
+            continue
+        messages.append(
+            Warning(
+                f"The webhook URLs are included under {prefix!r}, which ends with '/': a "
+                f"POST to /{route} (the sender's URL form, no trailing slash) is redirected "
+                "(a failed delivery) or, with DEBUG and APPEND_SLASH, answered 500.",
+                hint=(
+                    f'Include them with no slash after the prefix: path("{route}", '
+                    f'include("{_URLS_MODULE}")); both /{route} and /{route}/ then answer.'
+                ),
+                id="iverton_webhooks.W010",
+            )
+        )
+    return messages
+
+
+def _webhook_prefixes(patterns: Sequence[URLPattern | URLResolver], above: str) -> Iterator[str]:
+    """The full prefix of every include of the webhook URLconf, nested includes joined."""
+    for entry in patterns:
+        if not isinstance(entry, URLResolver):
+            continue
+        prefix = above + str(entry.pattern)
+        module = entry.urlconf_name
+        name = module.__name__ if isinstance(module, ModuleType) else module
+        if name == _URLS_MODULE:
+            yield prefix
+        else:
+            yield from _webhook_prefixes(entry.url_patterns, prefix)
