@@ -26,7 +26,7 @@ from typing import Any
 
 from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, verify
 from iverton_webhooks.events import parse_envelope
-from iverton_webhooks.inbox.base import Claim, Store
+from iverton_webhooks.inbox.base import Store
 from iverton_webhooks.processor import Processor
 from iverton_webhooks.runners import BaseRunner
 from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
@@ -188,31 +188,6 @@ class ProcessCase(Case):
             raise AssertionError(f"{self.name}: process gave {result}")
 
 
-class ChainedProcessCase(ProcessCase):
-    """What a :class:`~iverton_webhooks.runners.ThreadRunner` worker does with a queue
-    of ids: ``Processor.process_step``, each event's verdict written in the same store
-    transaction as the next event's claim."""
-
-    def run(self, n: int) -> None:
-        step = self.processor.process_step
-        ids = iter(self.batch)
-        taken: list[str] = []
-
-        def then() -> str | None:
-            following = next(ids, None)
-            if following is not None:
-                taken.append(following)
-            return following
-
-        event: str | Claim | None = next(ids, None)
-        while event is not None:
-            taken.clear()
-            _, claim = step(event, then=then)
-            # The claim returned is that of the id `then` gave; without one, that id
-            # (or, when `then` was not asked, the next) is claimed afresh.
-            event = claim if claim is not None else taken[0] if taken else next(ids, None)
-
-
 # Peers, each with the headers its own scheme needs -------------------------------
 
 
@@ -340,9 +315,6 @@ def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Ca
     )
     factories["process SQLiteStore"] = lambda: ProcessCase(
         "process SQLiteStore", pool, sqlite("process.sqlite3")
-    )
-    factories["process SQLiteStore chained"] = lambda: ChainedProcessCase(
-        "process SQLiteStore chained", pool, sqlite("chained.sqlite3")
     )
     factories.update(peer_cases(deliveries))
     if only is not None:

@@ -23,25 +23,26 @@ True
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from .calls import Call, HandlerThreads
 from .errors import ConfigurationError
 from .health import Health, oldest_due_age
 from .hooks import Hooks
-from .inbox.base import DEFAULT_ENDPOINT, Claim, Status, Store, StoredEvent, Verdict
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent, Verdict
 from .logs import fields
 from .router import Handler, Router, default_router
 from .telemetry import NO_SPAN, OUTCOME, RESULT, Telemetry, default_telemetry
 from .text import printable
-from .watchdog import Watchdog
 from .worker import (
     RESULT_OF_VERDICT,
     HandlerTimeout,
@@ -49,11 +50,19 @@ from .worker import (
     Result,
     RetryPolicy,
     persist,
-    persist_async,
     run_coroutine,
 )
 
 log = logging.getLogger("iverton_webhooks")
+
+T = TypeVar("T")
+#: How a store call is made from the loop: in a thread, or right there.
+_Offload = Callable[..., Awaitable[Any]]
+
+
+async def _call_here(func: Callable[..., T], /, *args: Any) -> T:
+    return func(*args)
+
 
 #: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
 SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
@@ -78,8 +87,34 @@ def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
         )
 
 
-async def _call_here(func: Callable[..., Any], /, *args: Any) -> Any:
-    return func(*args)
+class _Threads:
+    """The threads that run this processor's blocking calls: store calls and sync handlers.
+
+    A standard ``ThreadPoolExecutor``, made on first use in each process (a forked
+    child never touches its parent's). A thread cannot be stopped, so when a handler
+    overruns its deadline the pool it runs in is given up: the stuck thread is left to
+    finish on its own and later calls go to a fresh pool.
+    """
+
+    def __init__(self, max_workers: int = 32) -> None:
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+
+    def pool(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None or self._pid != os.getpid():
+            pool = self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="iverton")
+            self._pid = os.getpid()
+        return pool
+
+    def abandon(self) -> None:
+        """Leave the current pool (and a stuck call in it) behind; new calls get a new one."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.shutdown(wait=False)
+
+    close = abandon
 
 
 class Processor:
@@ -90,9 +125,15 @@ class Processor:
     crashed worker's event is picked up again. ``handler_timeout``: a handler running
     longer is recorded as failed ("timed out after N s") and the event retried; a sync
     handler's thread is abandoned, an async handler is cancelled. ``process_context``:
-    a context-manager factory entered around each synchronous :meth:`process` call
-    (e.g. a Flask app context). ``hooks``: the lifecycle hooks to fire (handler_failed,
-    dead, unhandled, done, quarantined). ``telemetry``: where spans and metrics go.
+    a context-manager factory entered around each handler call and each store call in
+    a worker thread (e.g. a Flask app context). ``hooks``: the lifecycle hooks to fire
+    (handler_failed, dead, unhandled, done, quarantined). ``telemetry``: where spans
+    and metrics go.
+
+    Sync handlers and blocking store calls run in a thread pool; the event itself is
+    driven by one coroutine (:meth:`process_async`), which waits for each handler with
+    its deadline and renews the lease while it waits. :meth:`process` runs that
+    coroutine to the end from synchronous code.
     """
 
     def __init__(
@@ -124,10 +165,7 @@ class Processor:
         self.max_age = max_age
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
-        self._threads = HandlerThreads()
-        heartbeat = self.lease_seconds / 3
-        tick = min(heartbeat, self.handler_timeout_seconds) / 4
-        self._watchdog = Watchdog(heartbeat, tick=min(max(tick, 0.01), 1.0))
+        self._threads = _Threads()
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
 
@@ -146,63 +184,48 @@ class Processor:
 
     # One event -------------------------------------------------------------------
 
-    def process(self, event_id: str, *, on_stuck: Callable[[], None] | None = None) -> Result:
-        """Claim and process one stored event in this thread, inside ``process_context``.
+    def process(self, event_id: str) -> Result:
+        """Claim and process one stored event; returns once it is finished or handed
+        back (a handler that overran ``handler_timeout`` is left behind in its thread)."""
+        result: Result = run_coroutine(self.process_async(event_id))
+        return result
 
-        Handlers run in this thread. If one overruns ``handler_timeout`` its failure is
-        written at once by the watchdog and ``on_stuck`` is called (from the watchdog's
-        thread), so the owner of this thread can put another in its place; when the
-        handler finally returns, this call returns :attr:`Result.TIMED_OUT`.
-        """
-        if self.process_context is nullcontext:  # the default: nothing to enter
-            return self._step(event_id, on_stuck, None)[0]
-        with self.process_context():
-            return self._step(event_id, on_stuck, None)[0]
-
-    def process_step(
-        self,
-        event: str | Claim,
-        *,
-        on_stuck: Callable[[], None] | None = None,
-        then: Callable[[], str | None] | None = None,
-    ) -> tuple[Result, Claim | None]:
-        """:meth:`process` for a worker going from event to event: ``event`` is an id,
-        or the claim the previous step took. Once this event's handlers have run,
-        ``then()`` may give the id of the next one; its claim is then taken in the same
-        store transaction as this event's verdict (one commit per event instead of two)
-        and returned, to be passed to the next step. ``then`` is called at most once,
-        and not at all when no verdict is to be written here (not claimable, a
-        handler timed out). A None claim after ``then`` gave an id means: claim that id
-        afresh (it was not claimable, or the store could not claim it just now).
-        """
-        if self.process_context is nullcontext:  # the default: nothing to enter
-            return self._step(event, on_stuck, then)
-        with self.process_context():
-            return self._step(event, on_stuck, then)
-
-    def _step(
-        self,
-        event: str | Claim,
-        on_stuck: Callable[[], None] | None,
-        then: Callable[[], str | None] | None,
-    ) -> tuple[Result, Claim | None]:
-        job = self._begin(event)
+    async def process_async(self, event_id: str, *, store_calls_here: bool = False) -> Result:
+        """Claim and process one stored event on the running loop: async handlers on the
+        loop, sync handlers in threads, and blocking store calls in threads too unless
+        ``store_calls_here`` (a loop that serves nothing else may wait for them)."""
+        offload = self.run_blocking
+        if store_calls_here:
+            offload = _call_here
+        job = await offload(self._begin, event_id)
         if not isinstance(job, Job):
-            return (Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]), None
-        if not self.telemetry.tracing:
-            # No SDK set up: no span generator per event and per handler (asked once).
-            job.traced = False
-            return self._run(job, on_stuck, then)
+            return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
         with self._span(job) as span:
-            result, following = self._run(job, on_stuck, then)
+            result = await self._run(job, offload)
             span.set_attribute(RESULT, result.value)
-        return result, following
+        return result
 
-    def _begin(self, event: str | Claim) -> Job | Verdict | None:
+    async def run_blocking(self, func: Callable[..., T], /, *args: Any) -> T:
+        """``func(*args)`` for a store call from the loop: in a worker thread (inside
+        ``process_context``) when the store blocks, else right here."""
+        if not self.store.blocking:
+            return func(*args)
+        return await self._in_thread(func, *args)
+
+    def _in_thread(self, func: Callable[..., T], /, *args: Any) -> asyncio.Future[T]:
+        # In a copy of the caller's context, as asyncio.to_thread does.
+        call = functools.partial(contextvars.copy_context().run, self._in_context, func, *args)
+        return asyncio.get_running_loop().run_in_executor(self._threads.pool(), call)
+
+    def _in_context(self, func: Callable[..., T], /, *args: Any) -> T:
+        with self.process_context():
+            return func(*args)
+
+    def _begin(self, event_id: str) -> Job | Verdict | None:
         return Job.begin(
             self.store,
             self.router,
-            event,
+            event_id,
             endpoint=self.endpoint,
             lease_seconds=self.lease_seconds,
             policy=self.retry,
@@ -212,7 +235,6 @@ class Processor:
 
     def _span(self, job: Job) -> AbstractContextManager[Any]:
         if not self.telemetry.tracing:
-            # No SDK set up: no span generator per event and per handler (asked once).
             job.traced = False
             return _UNTRACED
         event = job.claim.event
@@ -221,122 +243,17 @@ class Processor:
     def _handler_span(self, job: Job, handler: Handler) -> AbstractContextManager[Any]:
         return self.telemetry.handler(handler.name) if job.traced else _UNTRACED
 
-    def _run(
-        self,
-        job: Job,
-        on_stuck: Callable[[], None] | None,
-        then: Callable[[], str | None] | None = None,
-    ) -> tuple[Result, Claim | None]:
-        if not job.matched:
-            self._warn_if_unhandled(job)
-        pending = job.pending
-        for position, handler in enumerate(pending, 1):
-            if job.traced:
-                with self.telemetry.handler(handler.name) as span:
-                    in_time = self._call(job, handler, on_stuck, span)
-                    if not in_time:
-                        span.set_attribute(OUTCOME, "timed_out")
-            else:
-                in_time = self._call(job, handler, on_stuck, None)
-            if not in_time:
-                # The watchdog already recorded it as failed ("timed out").
-                return Result.TIMED_OUT, None
-            if position < len(pending):
-                saved, kept = persist(job.checkpoint, self._write_budget, job.describe, job.fields)
-                if not saved:
-                    return Result.STORE_DOWN, None
-                if not kept:
-                    return job.lost(), None
-        verdict = job.verdict()
-        next_id = then() if then is not None else None
-        if next_id is None:
-            try:  # the common case, a write that works at once, without persist's closure
-                return job.finish(verdict), None
-            except Exception as exc:
-                saved, result = persist(
-                    lambda: job.finish(verdict),
-                    self._write_budget,
-                    job.describe,
-                    job.fields,
-                    failed=exc,
-                )
-            return (result if saved else Result.STORE_DOWN), None
-        saved, step = persist(
-            lambda: job.finish_and_claim(verdict, next_id, self.lease_seconds),
-            self._write_budget,
-            job.describe,
-            job.fields,
-        )
-        return step if saved else (Result.STORE_DOWN, None)
-
-    def _call(
-        self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None, span: Any
-    ) -> bool:
-        """Run one handler under the watchdog and record its outcome; False if it
-        overran ``handler_timeout`` (the watchdog then recorded it)."""
-        watch = self._watchdog.watch(
-            self.handler_timeout_seconds, self._renew, self._expire, job, handler, on_stuck
-        )
-        error: Exception | None = None
-        try:
-            value = handler.func(job.event)
-            if handler.is_async or (value is not None and asyncio.iscoroutine(value)):
-                run_coroutine(value)
-        except Exception as exc:
-            error = exc
-        finally:
-            in_time = self._watchdog.release(watch)
-        if in_time:
-            job.record(handler, error, span)
-        return in_time
-
-    def _expire(self, job: Job, handler: Handler, on_stuck: Callable[[], None] | None) -> None:
-        # In the watchdog's thread, while the handler still runs in its own: write the
-        # timeout as the handler's failure so the event is retried (or dead) elsewhere.
-        job.record(handler, HandlerTimeout(self.handler_timeout_seconds))
-        verdict = job.verdict()
-        persist(lambda: job.finish(verdict), self._write_budget, job.describe, job.fields)
-        if on_stuck is not None:
-            on_stuck()
-
-    def _renew(self, job: Job, *_: object) -> None:
-        try:
-            if not self.store.renew(job.claim, self.lease_seconds):
-                log.warning(
-                    "event %s: lease lost while a handler ran",
-                    printable(job.event.id),
-                    extra=job.fields(),
-                )
-        except Exception as exc:
-            log.warning(
-                "event %s: could not renew the lease (%s)",
-                printable(job.event.id),
-                printable(exc),
-                extra=job.fields(),
-            )
-
-    async def process_async(self, event_id: str) -> Result:
-        """Claim and process one stored event on the running loop: async handlers on the
-        loop, sync handlers and blocking store calls in threads."""
-        offload = asyncio.to_thread if self.store.blocking else _call_here
-        job = await offload(self._begin, event_id)
-        if not isinstance(job, Job):
-            return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
-        with self._span(job) as span:
-            result = await self._run_async(job, offload)
-            span.set_attribute(RESULT, result.value)
-        return result
-
-    async def _run_async(self, job: Job, offload: Callable[..., Awaitable[Any]]) -> Result:
+    async def _run(self, job: Job, write: _Offload) -> Result:
         self._warn_if_unhandled(job)
         try:
             for position, handler in enumerate(job.pending, 1):
                 with self._handler_span(job, handler) as span:
-                    job.record(handler, await self._call_async(job, handler, offload), span)
+                    error = await self._call(job, handler, write)
+                    if isinstance(error, HandlerTimeout):
+                        span.set_attribute(OUTCOME, "timed_out")
+                    job.record(handler, error, span)
                 if position < len(job.pending):
-                    saved, kept = await persist_async(
-                        job.checkpoint, self._write_budget, job.describe, offload, job.fields
-                    )
+                    saved, kept = await persist(job.checkpoint, self._write_budget, job, write)
                     if not saved:
                         return Result.STORE_DOWN
                     if not kept:
@@ -353,48 +270,72 @@ class Processor:
                 )
             raise
         verdict = job.verdict()
-        saved, result = await persist_async(
-            lambda: job.finish(verdict), self._write_budget, job.describe, offload, job.fields
-        )
+        saved, result = await persist(lambda: job.finish(verdict), self._write_budget, job, write)
         return result if saved else Result.STORE_DOWN
 
-    async def _call_async(
-        self, job: Job, handler: Handler, offload: Callable[..., Awaitable[Any]]
-    ) -> BaseException | None:
-        call: Call | None = None
-        if handler.is_async:
-            running: asyncio.Future[Any] = asyncio.ensure_future(handler.func(job.event))
+    async def _call(self, job: Job, handler: Handler, write: _Offload) -> BaseException | None:
+        """Run one handler to its end or its deadline, renewing the lease while it runs;
+        returns what it raised (anything, ``SystemExit`` included), or None."""
+        in_thread = not handler.is_async
+        if in_thread:
+            running: asyncio.Future[Any] = self._in_thread(handler.func, job.event)
         else:
-            call = self._threads.start(handler.func, job.event)
-            running = asyncio.wrap_future(call.future)
+            running = asyncio.ensure_future(self._awaited(handler.func(job.event)))
         deadline = time.monotonic() + self.handler_timeout_seconds
         try:
             while True:
                 left = deadline - time.monotonic()
                 await asyncio.wait({running}, timeout=min(self._heartbeat, max(left, 0)))
                 if running.done():
-                    outcome = await _outcome(running)
-                    if outcome is None and asyncio.iscoroutine(running.result()):
+                    error = _error(running)
+                    if not in_thread:  # _awaited gives the handler's error as its value
+                        return error or running.result()
+                    if error is None and asyncio.iscoroutine(running.result()):
                         # A sync function that returned a coroutine: finish it on this loop.
-                        running, call = asyncio.ensure_future(running.result()), None
+                        coroutine = running.result()
+                        running, in_thread = asyncio.ensure_future(self._awaited(coroutine)), False
                         continue
-                    return outcome
+                    return error
                 if time.monotonic() >= deadline:
-                    if call is not None:
-                        call.abandon()
+                    if in_thread:
+                        self._threads.abandon()
                     running.cancel()
                     return HandlerTimeout(self.handler_timeout_seconds)
-                await offload(self._renew, job)
+                await write(self._renew, job)
         except asyncio.CancelledError:
-            if call is not None:
+            if in_thread:
                 # A thread cannot be stopped: wait for it anyway (until its deadline) and
                 # record what it really did, so a handler that completed is not run again.
                 await asyncio.wait({running}, timeout=max(deadline - time.monotonic(), 0))
                 if running.done():
-                    job.record(handler, await _outcome(running))
+                    job.record(handler, _error(running))
             else:
                 running.cancel()
             raise
+
+    async def _awaited(self, coroutine: Awaitable[Any]) -> BaseException | None:
+        # A handler's SystemExit or KeyboardInterrupt is its own failure: raised out of
+        # a task it would stop the whole event loop.
+        try:
+            with self.process_context():
+                await coroutine
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            return exc
+        return None
+
+    def _renew(self, job: Job) -> None:
+        try:
+            if not self.store.renew(job.claim, self.lease_seconds):
+                job.lease_lost()
+        except Exception as exc:
+            log.warning(
+                "event %s: could not renew the lease (%s)",
+                printable(job.event.id),
+                printable(exc),
+                extra=job.fields(),
+            )
 
     def _warn_if_unhandled(self, job: Job) -> None:
         if job.matched:
@@ -416,7 +357,7 @@ class Processor:
     def recover(self, limit: int | None = None) -> dict[Result, int]:
         """Process every event that is due now: pending ones, retries whose time has
         come, and ones whose worker died. Returns counts by result. Each event is tried
-        once per call, so a call always ends, and a handler that hangs past
+        once per call, so a call always ends; a handler that hangs past
         ``handler_timeout`` is left behind in its own thread rather than holding this one."""
         counts: dict[Result, int] = {}
         tried: set[str] = set()
@@ -426,27 +367,18 @@ class Processor:
                 break
             for event_id in batch[: None if limit is None else limit - len(tried)]:
                 tried.add(event_id)
-                result = self._process_unless_stuck(event_id)
+                try:
+                    result = self.process(event_id)
+                except Exception as exc:
+                    log.error(
+                        "event %s: processing failed: %s",
+                        printable(event_id),
+                        printable(exc),
+                        extra=fields(event_id=event_id, endpoint=self.endpoint),
+                    )
+                    result = Result.STORE_DOWN
                 counts[result] = counts.get(result, 0) + 1
         return counts
-
-    def _process_unless_stuck(self, event_id: str) -> Result:
-        ended = threading.Event()
-        call = self._threads.start(functools.partial(self.process, on_stuck=ended.set), event_id)
-        call.future.add_done_callback(lambda _: ended.set())
-        ended.wait()
-        if not call.future.done():  # the watchdog gave up on a handler: so do we
-            call.abandon()
-            return Result.TIMED_OUT
-        if call.future.exception() is not None:
-            log.error(
-                "event %s: processing failed: %s",
-                printable(event_id),
-                printable(call.future.exception()),
-                extra=fields(event_id=event_id, endpoint=self.endpoint),
-            )
-            return Result.STORE_DOWN
-        return call.future.result()  # type: ignore[no-any-return]
 
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         """Put a finished or failed event back to pending (it is processed by whatever
@@ -490,16 +422,15 @@ class Processor:
         return self.store.resolve(event_id, endpoint=self.endpoint)
 
     def close(self) -> None:
-        """Let idle handler threads and the watchdog exit."""
+        """Let idle worker threads exit."""
         self._threads.close()
-        self._watchdog.close()
 
 
 #: The stand-in span's context when nothing is traced: reusable, as it holds no state.
 _UNTRACED = nullcontext(NO_SPAN)
 
 
-async def _outcome(done: asyncio.Future[Any]) -> BaseException | None:
+def _error(done: asyncio.Future[Any]) -> BaseException | None:
     if done.cancelled():
         return asyncio.CancelledError("handler cancelled")
     return done.exception()

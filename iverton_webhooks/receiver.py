@@ -48,7 +48,6 @@ from .signature import PREFIX, SIGNATURE_HEADER, Verifier
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 from .text import printable
 from .worker import Result, RetryPolicy
-from .writer import writer_for
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -493,20 +492,12 @@ class Receiver:
     async def receive_async(
         self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
     ) -> Reply:
-        """:meth:`receive` for async adapters: a blocking store is called off the loop.
-
-        A store that takes one writer at a time (SQLite) gets one long-lived thread
-        that answers the loop directly (:mod:`.writer`), a fraction of the cost of a
-        thread-pool hop per request; any other blocking store a pool thread. Either
-        way the reply is made after the store call has returned, so a 2xx is still a
+        """:meth:`receive` for async adapters: a blocking store is called in a thread,
+        and the reply is made after that call has returned, so a 2xx is still a
         committed insert."""
         # Submitting happens in the worker thread; an asyncio runner needs this loop.
         self.runner.attach(asyncio.get_running_loop())
-        store = self.store
-        if store.blocking:
-            writer = writer_for(store)
-            if writer is not None:
-                return await writer.call(self.receive, method, body, headers)
+        if self.store.blocking:
             return await asyncio.to_thread(self.receive, method, body, headers)
         return self.receive(method, body, headers)
 
@@ -549,7 +540,7 @@ class Receiver:
     def start(self) -> None:
         """Start processing now rather than at the first request, so events left over
         from a previous run are recovered with no new traffic. Idempotent in a process;
-        a thread runner started before a fork starts again in each child."""
+        in a forked child it starts afresh."""
         self.runner.start()
 
     def close(self, timeout: float | None = 5.0) -> None:

@@ -8,22 +8,23 @@ process exit) is still ``pending`` in the store and is found by recovery.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import os
-import queue
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from .forks import ForkGate, Passage, reset_after_fork, restart_after_fork
 from .text import printable
 
 if TYPE_CHECKING:
-    from .inbox.base import Claim
     from .processor import Processor
 
 log = logging.getLogger("iverton_webhooks")
+
+T = TypeVar("T")
 
 
 class BaseRunner:
@@ -75,7 +76,7 @@ class BaseRunner:
         """Stop taking work; wait up to ``timeout`` seconds for work in hand."""
 
 
-#: The type the receiver accepts as a runner (kept under its wave-1 name).
+#: The type the receiver accepts as a runner.
 Runner = BaseRunner
 
 
@@ -87,212 +88,36 @@ class InlineRunner(BaseRunner):
         self.processor.process(event_id)
 
 
-class ThreadRunner(BaseRunner):
-    """A fixed pool of worker threads fed by a bounded queue, plus a poller that
-    recovers due events (retries, expired leases, overflow) every ``poll_interval`` s.
+class AsyncioRunner(BaseRunner):
+    """Process on an asyncio loop: async handlers on the loop, sync ones and blocking
+    store calls in threads.
 
-    Threads start on first use or :meth:`start`, and again in a forked child
-    (gunicorn, Celery prefork), never at import. While this process forks (gunicorn
-    ``--preload`` forking workers from a master that already processes), the threads
-    pause between events, so no child inherits a store transaction caught half-way.
+    Call :meth:`startup` from the app's lifespan (it recovers due events and polls
+    for retries) and :meth:`drain` at shutdown. At most ``max_concurrency`` events are
+    processed at once and ``queue_size`` held (more are left pending for the poll).
+    ``store_calls_here``: make blocking store calls on the loop's own thread (for a
+    loop that serves nothing else, as :class:`ThreadRunner`'s).
+    Tasks are strongly referenced, so the loop cannot garbage-collect one mid-event.
     """
 
     def __init__(
-        self, workers: int = 4, *, queue_size: int = 10_000, poll_interval: float = 5.0
+        self,
+        *,
+        poll_interval: float = 5.0,
+        max_concurrency: int = 100,
+        queue_size: int = 10_000,
+        store_calls_here: bool = False,
     ) -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
-        self.workers = workers
         self.poll_interval = poll_interval
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=queue_size)
-        self._threads: list[threading.Thread] = []
-        self._pid: int | None = None
-        self._stop = threading.Event()
-        self._start_lock = threading.Lock()
-        self._queued: set[str] = set()
-        self._queued_lock = threading.Lock()
-        self._gate = ForkGate()
-        reset_after_fork(self, ThreadRunner._after_fork)
-        restart_after_fork(self, ThreadRunner._restart_after_fork)
-
-    def submit(self, event_id: str) -> None:
-        self.start()
-        if not self._enqueue(event_id):
-            log.warning(
-                "event %s: worker queue full, left pending for the poller", printable(event_id)
-            )
-
-    def _enqueue(self, event_id: str) -> bool:
-        # An id already waiting is not queued twice: the duplicate would only fail its
-        # claim, and a failed claim on SQLite still takes the write lock from the acks.
-        with self._queued_lock:
-            if event_id in self._queued:
-                return True
-            try:
-                self._queue.put_nowait(event_id)
-            except queue.Full:
-                return False
-            self._queued.add(event_id)
-            return True
-
-    def start(self) -> None:
-        """Start the threads (idempotent; restarts them in a forked child)."""
-        if self._pid == os.getpid():
-            return
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            self._queue = queue.Queue(maxsize=self._queue.maxsize)
-            self._queued = set()
-            self._stop = threading.Event()
-            self._threads = [
-                threading.Thread(target=self._work, name=f"iverton-worker-{n}", daemon=True)
-                for n in range(self.workers)
-            ]
-            self._threads.append(
-                threading.Thread(target=self._poll, name="iverton-poller", daemon=True)
-            )
-            for thread in self._threads:
-                thread.start()
-            self._pid = os.getpid()
-
-    def _after_fork(self) -> None:
-        # The parent's threads did not come along and its locks may have been copied held.
-        self._start_lock = threading.Lock()
-        self._queued_lock = threading.Lock()
-
-    def _restart_after_fork(self) -> None:
-        # A runner started before the fork (gunicorn --preload, Celery prefork) starts
-        # again, so every serving process recovers with no request; only once every
-        # reset of the child has run (see forks.py), as the threads use what they reset.
-        if self._pid is not None:
-            self._pid = None
-            self.start()
-
-    def _work(self) -> None:
-        processor, work = self.processor, self._queue
-        retired = threading.Event()
-        # An id taken from the queue while the previous event was being finished: its
-        # claim went into the same store transaction as that event's verdict.
-        ahead: list[str | None] = []
-
-        def then() -> str | None:
-            if ahead or retired.is_set():
-                return None
-            try:
-                ahead.append(work.get_nowait())
-            except queue.Empty:
-                return None
-            return ahead[-1]  # None (shut down): claim nothing
-
-        claim: Claim | None = None
-        while not retired.is_set():
-            event_id = ahead.pop() if ahead else work.get()
-            try:
-                if event_id is None:
-                    return
-                with self._gate.passage() as passage:
-                    stuck = functools.partial(self._replace, retired, event_id, passage)
-                    _, claim = processor.process_step(claim or event_id, on_stuck=stuck, then=then)
-            except Exception:
-                claim = None
-                log.exception(
-                    "event %s: processing crashed; it will be retried", printable(event_id)
-                )
-            finally:
-                # Only now: while it is processed, the poller must not queue it again.
-                with self._queued_lock:
-                    self._queued.discard(event_id)
-                work.task_done()
-        for left in ahead:  # retired with the next id already taken: give it back
-            with self._queued_lock:
-                self._queued.discard(left or "")
-            work.task_done()
-            if left is not None:
-                self._enqueue(left)
-            else:
-                work.put_nowait(None)  # room: it was just taken out
-
-    def _replace(self, retired: threading.Event, event_id: str, passage: Passage) -> None:
-        # A handler overran its timeout in a worker thread: the thread cannot be stopped,
-        # so it retires (it exits if the handler ever returns) and a new one takes its
-        # place. The event is free to be queued again for its retry, and a fork no
-        # longer waits for the hung thread.
-        retired.set()
-        passage.leave()
-        with self._queued_lock:
-            self._queued.discard(event_id)
-        # Under the start lock, so close() never joins a thread listed but not started.
-        with self._start_lock:
-            if self._stop.is_set():
-                return  # closing: nothing left for a new thread to do
-            thread = threading.Thread(target=self._work, name="iverton-worker", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.warning(
-            "event %s: a handler overran handler_timeout; its worker thread was replaced",
-            printable(event_id),
-        )
-
-    def _poll(self) -> None:
-        # The first pass runs at once: that is recovery after a restart.
-        while not self._stop.is_set():
-            try:
-                processor = self.processor
-                limit = self._queue.maxsize // 2 or 1
-                with self._gate.passage():
-                    due = processor.store.due(limit, endpoint=processor.endpoint)
-                for event_id in due:
-                    if not self._enqueue(event_id):
-                        break
-            except Exception:
-                log.exception("recovery poll failed; trying again in %.0f s", self.poll_interval)
-            self._stop.wait(self.poll_interval)
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until every queued id has been processed (tests, graceful shutdown)."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        if self._pid != os.getpid():
-            return
-        self._stop.set()
-        for _ in range(self.workers):
-            try:
-                self._queue.put(None, timeout=0.1)
-            except queue.Full:
-                break
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._start_lock:  # from here on no worker is replaced (see _replace)
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        self._pid = None
-
-
-class AsyncioRunner(BaseRunner):
-    """Process on an asyncio loop: async handlers on the loop, sync ones in threads.
-
-    Call :meth:`startup` from the app's lifespan (it recovers due events and polls
-    for retries) and :meth:`drain` at shutdown. Tasks are strongly referenced, so
-    the loop cannot garbage-collect one mid-event.
-    """
-
-    def __init__(self, *, poll_interval: float = 5.0, max_concurrency: int = 100) -> None:
-        self.poll_interval = poll_interval
+        self.store_calls_here = store_calls_here
+        self.max_concurrency = max_concurrency
+        self.queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._in_flight: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
         self._limit: asyncio.Semaphore | None = None
-        self.max_concurrency = max_concurrency
+        self._poll_failure: tuple[str, float] | None = None
 
     async def startup(self) -> None:
         """Attach to the running loop and start recovery polling (idempotent per loop)."""
@@ -327,6 +152,11 @@ class AsyncioRunner(BaseRunner):
 
     def _spawn(self, event_id: str) -> None:
         if event_id in self._in_flight:
+            return  # a second copy would only fail its claim
+        if len(self._in_flight) >= self.queue_size:
+            log.warning(
+                "event %s: worker queue full, left pending for the poller", printable(event_id)
+            )
             return
         self._in_flight.add(event_id)
         task: asyncio.Task[object] = asyncio.ensure_future(self._run(event_id))
@@ -338,7 +168,9 @@ class AsyncioRunner(BaseRunner):
         assert self._limit is not None
         async with self._limit:
             try:
-                return await self.processor.process_async(event_id)
+                return await self.processor.process_async(
+                    event_id, store_calls_here=self.store_calls_here
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -348,20 +180,49 @@ class AsyncioRunner(BaseRunner):
                 return None
 
     async def _poll(self) -> None:
-        store, endpoint = self.processor.store, self.processor.endpoint
+        processor = self.processor
         while True:
-            try:
-                if store.blocking:
-                    due = await asyncio.to_thread(store.due, 500, endpoint=endpoint)
+            room = min(500, self.queue_size - len(self._in_flight))
+            if room > 0:
+                try:
+                    due = await self._store_call(
+                        functools.partial(processor.store.due, room, endpoint=processor.endpoint)
+                    )
+                except Exception as exc:
+                    self._poll_failed(exc)
                 else:
-                    due = store.due(500, endpoint=endpoint)
-                for event_id in due:
-                    self._spawn(event_id)
-            except Exception:
-                log.exception("recovery poll failed; trying again in %.0f s", self.poll_interval)
+                    self._poll_failure = None
+                    for event_id in due:
+                        self._spawn(event_id)
             await asyncio.sleep(self.poll_interval)
 
-    async def drain(self, timeout: float = 10.0) -> int:
+    async def _store_call(self, call: Callable[[], T]) -> T:
+        if self.store_calls_here:
+            return call()
+        return await self.processor.run_blocking(call)
+
+    def _poll_failed(self, exc: Exception) -> None:
+        # One line, and the same failure (a missing table, a server down) at most once
+        # a minute: the poll runs every few seconds for as long as it lasts.
+        said = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if self._poll_failure is not None:
+            last, at = self._poll_failure
+            if last == said and now - at < 60:
+                return
+        self._poll_failure = (said, now)
+        log.warning(
+            "recovery poll failed (%s); trying again every %g s",
+            printable(said),
+            self.poll_interval,
+        )
+
+    async def idle(self) -> None:
+        """Return once no event is in flight."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def drain(self, timeout: float | None = 10.0) -> int:
         """Wait up to ``timeout`` s for in-flight events, then cancel the rest (they are
         handed back to the store, due at once). Returns how many were cancelled."""
         if self._poller is not None:
@@ -380,3 +241,106 @@ class AsyncioRunner(BaseRunner):
     def close(self, timeout: float | None = None) -> None:
         if self._poller is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._poller.cancel)
+
+
+class ThreadRunner(BaseRunner):
+    """Processing in the background of a sync app: an :class:`AsyncioRunner` on an
+    event loop of its own, in one daemon thread of this process.
+
+    Up to ``workers`` events are processed at once (their sync handlers in a thread
+    pool that grows only as calls overlap; store calls on the loop's thread); up to
+    ``queue_size`` ids are held, more
+    are left pending for the poll, which recovers due events (retries, expired leases,
+    overflow) every ``poll_interval`` s. Nothing starts before the first
+    :meth:`submit` or :meth:`start`; in a forked child (gunicorn, Celery prefork) the
+    first use starts it afresh, as the parent's thread did not come along.
+    """
+
+    def __init__(
+        self, workers: int = 4, *, queue_size: int = 10_000, poll_interval: float = 5.0
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+        self.queue_size = queue_size
+        self.poll_interval = poll_interval
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._inner: AsyncioRunner | None = None
+
+    def submit(self, event_id: str) -> None:
+        inner, loop = self._started()
+        loop.call_soon_threadsafe(inner._spawn, event_id)
+
+    def start(self) -> None:
+        """Start the loop thread in this process now (idempotent)."""
+        self._started()
+
+    def _started(self) -> tuple[AsyncioRunner, asyncio.AbstractEventLoop]:
+        pid = os.getpid()
+        inner, loop = self._inner, self._loop
+        if self._pid == pid and inner is not None and loop is not None:
+            return inner, loop
+        if self._lock_pid != pid:
+            # A forked child: the parent may have held this lock at the fork.
+            self._lock, self._lock_pid = threading.Lock(), pid
+        with self._lock:
+            if self._pid != pid or self._inner is None or self._loop is None:
+                inner = AsyncioRunner(
+                    poll_interval=self.poll_interval,
+                    max_concurrency=self.workers,
+                    queue_size=self.queue_size,
+                    # Unless the store must not be called where a loop runs (Django's
+                    # ORM refuses): then its calls go to threads like the handlers.
+                    store_calls_here=getattr(self.processor.store, "event_loop_safe", True),
+                )
+                inner.bind(self.processor)
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                thread = threading.Thread(
+                    target=_serve, args=(loop, inner, ready), name="iverton-runner", daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._inner, self._loop, self._thread, self._pid = inner, loop, thread, pid
+            return self._inner, self._loop
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no submitted event is in flight (tests, graceful shutdown)."""
+        if self._pid != os.getpid() or self._inner is None or self._loop is None:
+            return True
+        waiting = asyncio.run_coroutine_threadsafe(self._inner.idle(), self._loop)
+        try:
+            waiting.result(timeout)
+        except concurrent.futures.TimeoutError:
+            waiting.cancel()
+            return False
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what is in flight (up to ``timeout`` s; the rest is handed back to the
+        store, due at once) and stop the thread."""
+        inner, loop, thread = self._inner, self._loop, self._thread
+        if self._pid != os.getpid() or inner is None or loop is None or thread is None:
+            return
+        self._pid, self._inner, self._loop, self._thread = 0, None, None, None
+        draining = asyncio.run_coroutine_threadsafe(inner.drain(timeout), loop)
+        try:
+            draining.result(None if timeout is None else timeout + 2.0)
+        except Exception:
+            log.exception("could not finish the events in flight")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+
+
+def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    runner.attach(loop)
+    loop.call_soon(ready.set)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()

@@ -51,7 +51,6 @@ from .inbox.base import (
     Status,
     Store,
     Verdict,
-    finish_and_claim,
 )
 
 __all__ = ["EDGE_VALUES", "ContractClock", "StoreContract"]
@@ -216,36 +215,6 @@ class StoreContract:
         clock.advance(3600)
         assert store.claim("evt_1", 30) is None
         assert store.due() == []
-
-    def test_finish_and_claim_writes_the_verdict_and_takes_the_next_lease(
-        self, store: Store, clock: ContractClock
-    ) -> None:
-        # What a worker going from event to event does (base.finish_and_claim uses the
-        # store's own finish_and_claim when it has one, one transaction on SQL stores).
-        for n in (1, 2, 3):
-            self.record(store, f"evt_{n}", endpoint="a")
-        self.record(store, "evt_9", endpoint="b")
-        first = self.claimed(store, "evt_1", endpoint="a")
-        kept, second = finish_and_claim(store, first, _ok(), Verdict(Status.DONE), "evt_2", 30)
-        assert kept is True
-        assert second is not None
-        assert (second.event.id, second.event.endpoint) == ("evt_2", "a")
-        assert (second.event.status, second.event.attempts) == (Status.PROCESSING, 1)
-        assert self.status(store, "evt_1", endpoint="a") is Status.DONE
-        assert store.get("evt_1", endpoint="a").outcomes["h"].ok  # type: ignore[union-attr]
-        assert store.claim("evt_2", 30, endpoint="a") is None  # the lease is held
-        # The next id is claimed on the finished event's endpoint only.
-        kept, other = finish_and_claim(store, second, {}, Verdict(Status.DONE), "evt_9", 30)
-        assert (kept, other) == (True, None)
-        assert self.status(store, "evt_9", endpoint="b") is Status.PENDING
-        # A lost lease writes nothing, and the next event is still claimed.
-        third = self.claimed(store, "evt_3", endpoint="a")
-        clock.advance(31)
-        taken = self.claimed(store, "evt_3", endpoint="a")
-        kept, again = finish_and_claim(store, third, _ok("late"), Verdict(Status.DONE), "evt_1", 30)
-        assert (kept, again) == (False, None)  # evt_1 is done: not claimable
-        assert self.status(store, "evt_3", endpoint="a") is Status.PROCESSING
-        assert store.finish(taken, {}, Verdict(Status.DONE)) is True
 
     def test_renew_extends_the_lease_and_fails_once_it_is_lost(
         self, store: Store, clock: ContractClock

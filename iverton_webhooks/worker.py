@@ -11,9 +11,8 @@ import asyncio
 import logging
 import random
 import threading
-import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -29,7 +28,6 @@ from .inbox.base import (
     Status,
     Store,
     Verdict,
-    finish_and_claim,
 )
 from .logs import fields
 from .router import Handler, Router
@@ -50,7 +48,6 @@ class Result(str, Enum):
     SKIPPED = "skipped"  # not claimable: unknown id, finished, leased by another worker, not due
     LOST_LEASE = "lost_lease"  # took longer than the lease and another worker took over
     STORE_DOWN = "store_down"  # its result could not be written; it runs again after the lease
-    TIMED_OUT = "timed_out"  # a handler overran handler_timeout; its failure was written for it
 
 
 #: The hook each verdict fires.
@@ -129,6 +126,7 @@ class Job:
         "event",
         "failures",
         "hooks",
+        "lease_warned",
         "matched",
         "outcomes",
         "pending",
@@ -165,6 +163,8 @@ class Job:
         self.failures = 0
         #: False once the processor found no tracing SDK: no spans for this event.
         self.traced = True
+        #: Whether this run was already said to have outlived its lease.
+        self.lease_warned = False
 
     def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
         """Structured log fields for this event."""
@@ -183,7 +183,7 @@ class Job:
         cls,
         store: Store,
         router: Router,
-        event: str | Claim,
+        event_id: str,
         *,
         endpoint: str,
         lease_seconds: float,
@@ -191,13 +191,9 @@ class Job:
         hooks: Hooks | None = None,
         telemetry: Telemetry | None = None,
     ) -> Job | Verdict | None:
-        """Claim the event (or take the claim already made on it) and work out which
-        handlers it still needs. Returns None when it is not claimable, or the verdict
-        to write at once when it cannot be run."""
-        if isinstance(event, Claim):
-            claim: Claim | None = event
-        else:
-            claim = store.claim(event, lease_seconds, endpoint=endpoint)
+        """Claim the event and work out which handlers it still needs. Returns None when
+        it is not claimable, or the verdict to write at once when it cannot be run."""
+        claim = store.claim(event_id, lease_seconds, endpoint=endpoint)
         if claim is None:
             return None
         stored = claim.event
@@ -293,16 +289,6 @@ class Job:
         """Write the verdict; raises if the store does (the caller retries)."""
         return self._finished(self.store.finish(self.claim, self.outcomes, verdict), verdict)
 
-    def finish_and_claim(
-        self, verdict: Verdict, next_id: str, lease_seconds: float
-    ) -> tuple[Result, Claim | None]:
-        """Write the verdict and claim the event ``next_id`` (in one transaction where
-        the store can); raises if the store does (the caller retries)."""
-        kept, following = finish_and_claim(
-            self.store, self.claim, self.outcomes, verdict, next_id, lease_seconds
-        )
-        return self._finished(kept, verdict), following
-
     def _finished(self, kept: bool, verdict: Verdict) -> Result:
         if not kept:
             return self.lost()
@@ -332,13 +318,22 @@ class Job:
         """Give the event back, due now, keeping the outcomes so far (shutdown mid-event)."""
         return Verdict(Status.FAILED, "interrupted by shutdown", self.store.clock())
 
-    def lost(self) -> Result:
+    def lease_lost(self) -> None:
+        """Say, once per run, that this run outlived its lease, and what to do about it."""
+        if self.lease_warned:
+            return
+        self.lease_warned = True
         log.warning(
-            "event %s (%s): lease expired before processing finished; another worker owns it",
+            "event %s (%s): processing outlived its lease, so another worker may run its "
+            "handlers too; give long handlers a longer lease, and handlers that hold the GIL "
+            "(long C loops) a process-based runner such as Celery",
             printable(self.claim.event.id),
             printable(self.claim.event.type),
             extra=self.fields(),
         )
+
+    def lost(self) -> Result:
+        self.lease_lost()
         return Result.LOST_LEASE
 
 
@@ -390,97 +385,47 @@ def write_backoff(budget: float) -> list[float]:
     return pauses
 
 
-def persist(
+async def persist(
     write: Callable[[], Any],
     budget: float,
-    what: str | Callable[[], str],
-    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
-    *,
-    failed: Exception | None = None,
+    job: Job,
+    offload: Callable[..., Awaitable[Any]],
 ) -> tuple[bool, Any]:
-    """Call ``write`` until it stops raising, for up to ``budget`` seconds.
-    Returns (True, its value) or (False, None) when the store stayed down.
-    ``what`` names the write in log records and ``extra`` gives their structured
-    fields; either may be a function, called only if a record is written (the
-    common case, a write that succeeds at once, then formats nothing).
-    ``failed``: the caller's own first attempt raised this; go on from there."""
-    if failed is not None:
-        failure: Exception = failed
-    else:
-        try:
-            return True, write()
-        except Exception as exc:
-            failure = exc
-    for pause in write_backoff(budget):
-        _retrying(what, failure, pause, extra)
-        time.sleep(pause)
-        try:
-            return True, write()
-        except Exception as exc:
-            failure = exc
-    _gave_up(what, failure, extra)
-    return False, None
-
-
-async def persist_async(
-    write: Callable[[], Any],
-    budget: float,
-    what: str | Callable[[], str],
-    offload: Callable[..., Any],
-    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
-) -> tuple[bool, Any]:
-    """:func:`persist` for a running loop; ``offload`` runs ``write`` (e.g. in a thread)."""
+    """Call ``write`` (through ``offload``, e.g. in a thread) until it stops raising,
+    for up to ``budget`` seconds. Returns (True, its value), or (False, None) when the
+    store stayed down: then the lease runs out and the event is taken up again."""
     try:
         return True, await offload(write)
     except Exception as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
-        _retrying(what, failure, pause, extra)
+        _retrying(job, failure, pause)
         await asyncio.sleep(pause)
         try:
             return True, await offload(write)
         except Exception as exc:
             failure = exc
-    _gave_up(what, failure, extra)
+    _gave_up(job, failure)
     return False, None
 
 
-def _retrying(
-    what: str | Callable[[], str],
-    failure: Exception,
-    pause: float,
-    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
-) -> None:
+def _retrying(job: Job, failure: Exception, pause: float) -> None:
     log.warning(
         "%s: store unavailable (%s); retrying in %.2f s",
-        _text(what),
+        job.describe(),
         printable(failure),
         pause,
-        extra=_fields(extra),
+        extra=job.fields(),
     )
 
 
-def _gave_up(
-    what: str | Callable[[], str],
-    failure: Exception,
-    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
-) -> None:
+def _gave_up(job: Job, failure: Exception) -> None:
     log.error(
         "%s: the store stayed unavailable (%s); giving up",
-        _text(what),
+        job.describe(),
         printable(failure),
-        extra=_fields(extra),
+        extra=job.fields(),
     )
-
-
-def _text(what: str | Callable[[], str]) -> str:
-    return what if isinstance(what, str) else what()
-
-
-def _fields(
-    extra: dict[str, Any] | Callable[[], dict[str, Any]] | None,
-) -> dict[str, Any] | None:
-    return extra() if callable(extra) else extra
 
 
 _thread_loops = threading.local()

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -334,14 +335,23 @@ def test_thread_runner_never_queues_an_id_twice() -> None:
     router.on("*")(lambda event: release.wait(5))
     runner = ThreadRunner(workers=1, poll_interval=60)
     receiver = make(router, runner=runner)
+    claims: list[str] = []
+    claim = receiver.store.claim
+
+    def counted(event_id: str, *args: Any, **kwargs: Any) -> Any:
+        claims.append(event_id)
+        return claim(event_id, *args, **kwargs)
+
+    receiver.store.claim = counted  # type: ignore[method-assign]
     for n in range(3):
         post(receiver, sample_body("deal.won", id=f"evt_once_{n}"))
-    time.sleep(0.1)  # the worker holds evt_once_0; 1 and 2 wait in the queue
+    time.sleep(0.1)  # the worker holds evt_once_0; 1 and 2 wait their turn
     for event_id in ("evt_once_0", "evt_once_1", "evt_once_2"):
         runner.submit(event_id)  # what a poll or a replay would do
-    assert runner._queue.qsize() == 2
     release.set()
     assert runner.join(5)
+    # Each id was taken up once: a copy queued beside it would have tried its claim again.
+    assert sorted(claims) == ["evt_once_0", "evt_once_1", "evt_once_2"]
     receiver.close()
 
 

@@ -721,32 +721,3 @@ class Store(Protocol):
     def count(self, *, endpoint: str | None = None) -> int: ...
 
     def close(self) -> None: ...
-
-
-def finish_and_claim(
-    store: Store,
-    claim: Claim,
-    outcomes: Mapping[str, HandlerOutcome],
-    verdict: Verdict,
-    next_id: str,
-    lease_seconds: float,
-) -> tuple[bool, Claim | None]:
-    """Write one event's verdict and take the lease on the next (same endpoint).
-
-    A store with a ``finish_and_claim`` method of this signature does both in one
-    transaction (the SQL stores: one commit per event instead of two). Any other store
-    gets :meth:`Store.finish` and then :meth:`Store.claim`; there a failed claim gives
-    None (the caller claims ``next_id`` again on its own), so that a retry of this call
-    never writes the verdict twice. Returns (verdict written, the next event's claim).
-    """
-    combined = getattr(store, "finish_and_claim", None)
-    if combined is not None:
-        result: tuple[bool, Claim | None] = combined(
-            claim, outcomes, verdict, next_id, lease_seconds
-        )
-        return result
-    kept = store.finish(claim, outcomes, verdict)
-    try:
-        return kept, store.claim(next_id, lease_seconds, endpoint=claim.event.endpoint)
-    except Exception:
-        return kept, None

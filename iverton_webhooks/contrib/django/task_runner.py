@@ -29,7 +29,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigurationError
-from ...forks import restart_after_fork
 from ...inbox.base import DEFAULT_ENDPOINT
 from ...runners import BaseRunner
 from ...text import printable
@@ -128,7 +127,6 @@ class DjangoTasksRunner(BaseRunner):
         self.poll_interval = poll_interval
         self._pid: int | None = None
         self._stop = threading.Event()
-        restart_after_fork(self, DjangoTasksRunner._after_fork)
 
     def bind(self, processor: Processor) -> None:
         super().bind(processor)
@@ -144,16 +142,12 @@ class DjangoTasksRunner(BaseRunner):
         self.task.enqueue(self.processor.endpoint, event_id)
 
     def start(self) -> None:
+        """Start the poller in this process (idempotent; afresh in a forked child)."""
         if self.poll_interval is None or self._pid == os.getpid():
             return
         self._pid = os.getpid()
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="iverton-tasks-poller", daemon=True).start()
-
-    def _after_fork(self) -> None:
-        if self._pid is not None:
-            self._pid = None
-            self.start()
 
     def _poll(self) -> None:
         stop, interval = self._stop, self.poll_interval or 60.0
