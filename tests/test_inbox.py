@@ -20,8 +20,8 @@ from iverton_webhooks.store_contract import ContractClock, StoreContract
 from tests.stores import check_wave1_events_kept
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
-#: What the write-ahead log may grow to: the checkpoint interval (1,000 pages of 4 KiB)
-#: plus the commits that arrive while a checkpoint runs.
+#: What the write-ahead log may grow to: SQLite's checkpoint interval (1,000 pages of
+#: 4 KiB) plus the commits that arrive while a checkpoint runs.
 WAL_BOUND = 6 * 1024 * 1024
 
 
@@ -160,25 +160,9 @@ def test_sqlite_due_queries_use_the_due_index_which_holds_only_unfinished_events
     store.close()
 
 
-def test_a_new_sqlite_inbox_has_2_kib_pages_and_an_existing_file_keeps_its_own(
-    tmp_path: Path,
-) -> None:
-    """An ack logs each page it changed whole: smaller pages, fewer checkpoints per ack.
-    The checkpoint interval stays 4 MiB of log whatever the file's page size."""
-    new = SQLiteStore(tmp_path / "new.sqlite3")
-    assert new._conn.execute("PRAGMA page_size").fetchone()[0] == 2048
-    assert new._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 2048
-    new.close()
-    old_path = tmp_path / "old.sqlite3"
-    old = sqlite3.connect(old_path)
-    old.execute("PRAGMA page_size=4096")
-    old.execute("PRAGMA journal_mode=WAL")
-    old.execute("CREATE TABLE t (x)")
-    old.close()
-    store = SQLiteStore(old_path)
-    assert store._conn.execute("PRAGMA page_size").fetchone()[0] == 4096
-    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1024
-    assert store.record("evt_1", "deal.won", CREATED, b"{}")
+def test_sqlite_checkpoints_on_its_own_default_unless_told(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "default.sqlite3")
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     store.close()
     given = SQLiteStore(tmp_path / "given.sqlite3", wal_pages=500)
     assert given._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 500
@@ -196,7 +180,7 @@ def test_sqlite_wal_file_stays_within_a_few_megabytes(tmp_path: Path) -> None:
             largest = max(largest, os.path.getsize(f"{path}-wal"))
     largest = max(largest, os.path.getsize(f"{path}-wal"))
     store.close()
-    # Wave 1 checkpointed every 10,000 pages: this run grew its WAL past 20 MB.
+    # Checkpointing every 10,000 pages instead, this run grows the WAL past 20 MB.
     assert largest <= WAL_BOUND, f"the WAL reached {largest / 1e6:.1f} MB"
 
 

@@ -4,6 +4,10 @@ Durability: with ``synchronous="NORMAL"`` (the default) a recorded event survive
 death of any process; surviving an operating-system crash or power cut as well needs
 ``synchronous="FULL"``, which costs an fsync per acknowledged event.
 
+Concurrency is SQLite's own: WAL mode (readers never wait for the writer), one writer at
+a time with ``busy_timeout`` as the wait, ``BEGIN IMMEDIATE`` for transactions that
+write, and SQLite's automatic checkpoint to keep the log short.
+
 The queries live in :mod:`.sql`; this module holds connections, the schema and its
 migrations (the schema version is SQLite's ``PRAGMA user_version``).
 """
@@ -14,35 +18,22 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..filelock import FileLock
-from ..forks import reset_after_fork
 from .base import CLAIMABLE
-from .checkpointer import Checkpointer
-from .group import GroupCommit, Waiter
 from .sql import SQLITE, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
 
-# The write-ahead log is checkpointed once it holds this many bytes of pages (SQLite's
-# own default interval, 1,000 pages of 4 KiB), and cut back to JOURNAL_SIZE_LIMIT bytes
-# after a checkpoint (it can grow past the interval while a long read holds a checkpoint
-# back). Wave 1 checkpointed every 10,000 pages: a ~40 MB WAL that filled a small disk.
-WAL_AUTOCHECKPOINT_BYTES = 4 * 1024 * 1024
-# New inbox files use 2 KiB pages. A commit logs every page it changed whole, and an ack
-# changes three (its row's leaf and a leaf of each index): at 2 KiB it logs half the
-# bytes it did at SQLite's default 4 KiB, so the log reaches the interval half as often,
-# and each checkpoint (two fsyncs) is paid by half as many acks: 63 -> 57 us per ack
-# here, each in its own process. A typical event (a few hundred bytes to 2 KiB) still fits
-# its leaf. Files made with another page size keep it (SQLite cannot change it in WAL mode).
-PAGE_SIZE = 2048
-JOURNAL_SIZE_LIMIT = 6 * 1024 * 1024
+# After a checkpoint has copied the whole log back, SQLite cuts the -wal file down to
+# this size; without a limit the file keeps the largest size it ever reached (a burst
+# while a long read held checkpoints back), which on a small volume is space the
+# database itself may need.
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 _TABLE = "iverton_events"
 _COLUMNS_V1 = (
@@ -64,7 +55,7 @@ _COPIED_V1 = (
 # on each acknowledged request, so there are just two: the unique key and that one.
 # Listing goes by rowid (arrival order); pruning, a rare maintenance job, scans.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # Wave 1: keyed by id alone (a file it made has user_version 0 and this table).
+    # The first schema: keyed by id alone (a file it made has user_version 0 and this table).
     1: (
         f"CREATE TABLE IF NOT EXISTS {_TABLE} (id TEXT NOT NULL UNIQUE, {_COLUMNS_V1})",
         f"CREATE INDEX IF NOT EXISTS {_TABLE}_due ON {_TABLE} (due_at) "
@@ -90,9 +81,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "PRIMARY KEY (scope, endpoint))",
     ),
     # The due index keyed on what every write already sets: due_at is NULL exactly when
-    # an event is finished. SQLite checked the status IN list of the old predicate with
-    # a scratch table on every insert and transition (a tenth of an ack's insert); the
-    # queries that use the index all say "due_at <= ?", which implies IS NOT NULL.
+    # an event is finished, and the queries that use the index all say "due_at <= ?",
+    # which implies IS NOT NULL (no status list to check on every write).
     4: (
         f"DROP INDEX {_TABLE}_due",
         f"CREATE INDEX {_TABLE}_due ON {_TABLE} (endpoint, due_at) WHERE due_at IS NOT NULL",
@@ -101,30 +91,39 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-# Kept under this name for callers that build waiters (tests).
-_Waiter = Waiter
+class _Process:
+    """What one process holds of a store: its threads' connections and its write lock.
+
+    A forked child must not use (or close) a connection its parent opened: SQLite's
+    locks and file state are the parent's. So a store keeps one of these per process
+    id, found where a connection is used, as connection pools check the pid at checkout.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        # Every connection this process opened, for close().
+        self.connections: list[sqlite3.Connection] = []
+        self.lock = threading.Lock()
+        # This process's writers take turns here instead of all waiting in SQLite's busy
+        # handler, which polls with sleeps growing to 100 ms. Reentrant: the statements
+        # of a transaction run inside the transaction's hold.
+        self.write_lock = threading.RLock()
 
 
-class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
-    """Events in a SQLite file, one connection per thread (and per process after a fork).
+class SQLiteStore(SQLStore):
+    """Events in a SQLite file, one connection per thread of each process.
 
-    ``timeout`` is how long a write waits for another writer's lock before giving up;
-    the receiver then answers 503 and the sender retries, so keep it well under 5 s.
-    ``wal_pages`` is how many pages the write-ahead log takes before it is checkpointed
-    (default: 4 MiB's worth; a new file has 2 KiB pages): more buys a little ack speed
-    with a larger ``-wal`` file.
-    Opening a file an older version made upgrades its schema in place.
+    ``timeout`` is how long a write waits for another writer (SQLite's busy timeout)
+    before giving up; the receiver then answers 503 and the sender retries, so keep it
+    well under 5 s. ``wal_pages`` sets SQLite's ``wal_autocheckpoint`` (default: SQLite's
+    own, 1,000 pages). Opening a file an older version made upgrades its schema in place.
     """
 
     blocking = True
-    #: One writer at a time is all SQLite takes: an event loop's inserts are made by one
-    #: long-lived thread (see :mod:`iverton_webhooks.writer`) instead of a pool.
-    single_writer = True
     dialect = SQLITE
     _table = _TABLE
     _answers = "iverton_answers"
     _answers_scope = _TABLE
-    _group_error = sqlite3.OperationalError
 
     def __init__(
         self,
@@ -149,46 +148,32 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         self.clock = clock
-        #: Set by the first connection from the file's page size, unless given.
-        self.wal_pages = 0 if wal_pages is None else int(wal_pages)
-        # This process's writers queue on _write_lock; the one holding it then queues
-        # with other processes' (gunicorn workers) on this file, woken by the kernel as
-        # soon as the holder is done, instead of polling in SQLite's busy handler
-        # (sleeps growing to 100 ms). It resets itself in a forked child.
-        self._file_lock = FileLock(f"{os.path.abspath(self.path)}.iverton-lock")
-        self._fresh_connections()
-        reset_after_fork(self, SQLiteStore._fresh_connections)
+        self.wal_pages = wal_pages
+        # By process id; a parent's entry stays referenced in a child, so the child
+        # never closes (or lets the garbage collector close) the parent's connections.
+        self._processes: dict[int, _Process] = {}
         self._migrate(self._conn)
-        # A write logs ~4-5 pages: a background checkpoint every twentieth of the interval's
-        # writes leaves the writers' own checkpoint (the bound) little to copy.
-        self._checkpointer = Checkpointer(
-            self.path, every=self.wal_pages // 20, synchronous=self.synchronous
-        )
-        # A store dropped without close() (tests make hundreds) takes its thread along.
-        weakref.finalize(self, self._checkpointer.close, 0)
-
-    def _fresh_connections(self) -> None:
-        # Also in a forked child: its threads open their own connections, and the lock
-        # may have been copied while another thread of the parent held it.
-        self._local = threading.local()
-        # The parent's connections stay referenced: closed (or garbage-collected) in a
-        # child, a connection would act on the parent's session or files.
-        self._all: list[sqlite3.Connection] = getattr(self, "_all", [])
-        self._all_lock = threading.Lock()
-        # Reentrant: a group's inserts run through _execute inside the group's lock.
-        self._write_lock = threading.RLock()
-        self._fresh_group()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
 
+    def _process(self) -> _Process:
+        pid = os.getpid()
+        found = self._processes.get(pid)
+        if found is None:
+            # setdefault: two threads of a new process starting at once get one entry.
+            found = self._processes.setdefault(pid, _Process())
+        return found
+
     @property
     def _conn(self) -> sqlite3.Connection:
-        # No pid check per statement: a forked child gets a fresh _local at the fork
-        # (reset_after_fork), so it never sees its parent's connections here.
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        """This thread's connection in this process, opened at its first use."""
+        process = self._process()
+        conn: sqlite3.Connection | None = getattr(process.local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._connect()
+            conn = process.local.conn = self._connect()
+            with process.lock:
+                process.connections.append(conn)
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -196,30 +181,20 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
         conn = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
-        # Only takes effect on a file with nothing in it yet: before WAL mode writes one.
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        if not self.wal_pages:
-            self.wal_pages = max(1, WAL_AUTOCHECKPOINT_BYTES // page_size)
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={self.wal_pages}")
-        # SQLite builds small scratch tables for RETURNING and for IN lists (the due
-        # index's status list is checked on every transition); with the default
-        # temp_store each one is a temporary file created and deleted per statement,
-        # most of the cost of a claim or an insert. In memory they are a few hundred
-        # bytes; nothing the store runs sorts or collects large result sets.
+        if self.wal_pages is not None:
+            conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_pages)}")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        # SQLite builds small scratch tables for RETURNING; with the default temp_store
+        # each is a temporary file, created and deleted per statement.
         conn.execute("PRAGMA temp_store=MEMORY")
-        limit = max(JOURNAL_SIZE_LIMIT, self.wal_pages * page_size * 3 // 2)
-        conn.execute(f"PRAGMA journal_size_limit={limit}")
-        with self._all_lock:
-            self._all.append(conn)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the file's schema to :data:`SCHEMA_VERSION`. Processes opening it at
-        once take turns on the write lock, and each re-reads the version under it."""
+        once take turns on SQLite's write lock, and each re-reads the version under it."""
         if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
         # A large inbox takes a while to rebuild: wait for it rather than fail.
@@ -242,46 +217,30 @@ class SQLiteStore(GroupCommit[dict[str, Any]], SQLStore):
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         if statement.startswith("SELECT"):
             return self._conn.execute(statement, params)  # WAL: reads never wait on writes
-        # This process's writers queue on a Python lock, served as soon as it is free,
-        # instead of SQLite's busy handler, which polls with sleeps growing to 100 ms
-        # (the source of seconds-long acks when worker threads and requests collide).
-        with self._write_lock, self._file_lock.held():
-            cursor = self._conn.execute(statement, params)
-        self._checkpointer.wrote()
-        return cursor
+        with self._process().write_lock:
+            return self._conn.execute(statement, params)
 
     @contextmanager
     def _transaction(self) -> Iterator[object]:
-        # The write lock is held from BEGIN to COMMIT: another thread's statement would
-        # otherwise wait in SQLite's busy handler for this transaction to end.
-        with self._write_lock, self._file_lock.held():
-            self._execute("BEGIN IMMEDIATE")
+        # IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before the
+        # first read, so no statement inside can fail on a snapshot another writer moved.
+        with self._process().write_lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield None
-                self._execute("COMMIT")
+                conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
-                    self._execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
-    def insert_row(self, row: dict[str, Any]) -> bool:
-        """Group commit (:mod:`iverton_webhooks.inbox.group`): concurrent inserts of this
-        process share one transaction, and none returns before the COMMIT containing
-        its row has: every 2xx is still a committed insert."""
-        return self._insert_grouped(row)
-
-    def _insert_one(self, row: dict[str, Any]) -> bool:
-        return super().insert_row(row)
-
-    def _insert_together(self, rows: list[dict[str, Any]]) -> list[bool]:
-        with self._transaction():
-            return [super(SQLiteStore, self).insert_row(row) for row in rows]
-
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
+        """Close this process's connections (a forked child leaves its parent's alone)."""
+        process = self._processes.pop(os.getpid(), None)
+        if process is None:
+            return
+        with process.lock:
+            for conn in process.connections:
                 conn.close()
-            self._all.clear()
-        self._local = threading.local()
-        self._file_lock.close()
-        self._checkpointer.close()
+            process.connections.clear()

@@ -1,18 +1,16 @@
-"""DjangoStore on SQLite under bursts (issue 15): writers of several processes queue on a
-lock file instead of SQLite's busy handler, this process's inserts share one commit,
-and scratch tables stay in memory."""
+"""DjangoStore on SQLite under bursts: this process's writers take turns on one lock
+instead of polling in SQLite's busy handler, never inside a caller's transaction, a
+forked child has locks of its own, and scratch tables stay in memory."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,6 @@ from iverton_webhooks.contrib.django import store as store_module
 from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.errors import StoreUnavailable
 from tests.django.dj_helpers import db_mark
-from tests.lock_holders import free_for_another_process, held_by_another_process, release
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 
@@ -33,28 +30,28 @@ def _sqlite_only() -> None:
         pytest.skip("these are SQLite's locks")
 
 
-def _db_path() -> str:
-    return str(connections["default"].settings_dict["NAME"])
+@contextmanager
+def _held_by_another_thread(lock: Any) -> Iterator[None]:
+    """``lock`` held by another thread of this process for the block."""
+    inside, leave = threading.Event(), threading.Event()
 
+    def hold() -> None:
+        with lock:
+            inside.set()
+            leave.wait(30)
 
-def _lock_path() -> str:
-    return os.path.abspath(_db_path()) + ".iverton-lock"
-
-
-@pytest.fixture
-def other_process_holds_the_lock() -> Iterator[subprocess.Popen[str]]:
-    with held_by_another_process(_lock_path()) as holder:
-        yield holder
-
-
-def _free_for_another_process() -> bool:
-    return free_for_another_process(_lock_path())
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        yield
+    finally:
+        leave.set()
+        thread.join(10)
 
 
 @db_mark("default")
-def test_a_write_waits_for_another_process_holding_the_lock(
-    other_process_holds_the_lock: subprocess.Popen[str],
-) -> None:
+def test_a_write_waits_for_this_process_write_lock() -> None:
     store = DjangoStore("default")
     outcome: list[object] = []
 
@@ -66,28 +63,27 @@ def test_a_write_waits_for_another_process_holding_the_lock(
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=record, daemon=True)
-    thread.start()
-    thread.join(0.5)
-    assert outcome == []  # queued behind the other process: no error, no answer yet
-    assert store.get("evt_waits") is None
-    release(other_process_holds_the_lock)
+    with _held_by_another_thread(store_module._write_lock("default")):
+        thread = threading.Thread(target=record, daemon=True)
+        thread.start()
+        thread.join(0.5)
+        assert outcome == []  # queued behind the other writer: no error, no answer yet
+        assert store.get("evt_waits") is None  # reads do not wait
     thread.join(15)
     assert outcome == [True]
     assert store.get("evt_waits") is not None
 
 
 @db_mark("default")
-def test_a_write_in_an_atomic_block_does_not_wait_for_the_lock_file(
-    other_process_holds_the_lock: subprocess.Popen[str],
-) -> None:
-    # Its transaction may hold SQLite's write lock that the lock file's holder waits
-    # for: waiting here as well would stall both.
+def test_a_write_in_an_atomic_block_does_not_wait_for_the_write_lock() -> None:
+    # Its transaction may hold SQLite's write lock that the lock's holder waits for:
+    # waiting here as well would stall both.
     store = DjangoStore("default")
     started = time.monotonic()
-    with transaction.atomic(using="default"):
-        assert store.record("evt_in_atomic", "deal.won", CREATED, b"{}") is True
-    assert time.monotonic() - started < 5
+    with _held_by_another_thread(store_module._write_lock("default")):
+        with transaction.atomic(using="default"):
+            assert store.record("evt_in_atomic", "deal.won", CREATED, b"{}") is True
+        assert time.monotonic() - started < 5
     assert store.get("evt_in_atomic") is not None
 
 
@@ -95,17 +91,15 @@ def test_a_write_in_an_atomic_block_does_not_wait_for_the_lock_file(
 def test_the_locks_are_released_when_a_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     store = DjangoStore("default")
     store.record("evt_first", "deal.won", CREATED, b"{}")
-    assert Path(_lock_path()).exists()
     insert = store_module._Insert.of(connections["default"])
     broken = dataclasses.replace(insert, sql="INSERT INTO no_such_table VALUES (1)")
     with monkeypatch.context() as patch:
         patch.setattr(store_module._Insert, "of", classmethod(lambda cls, connection: broken))
         with pytest.raises((DatabaseError, StoreUnavailable)):
             store.record("evt_fails", "deal.won", CREATED, b"{}")
-    assert _free_for_another_process()
     done: list[bool] = []
 
-    def record() -> None:  # and this process's own lock: another thread gets in
+    def record() -> None:  # this process's lock was given back: another thread gets in
         try:
             done.append(store.record("evt_after", "deal.won", CREATED, b"{}"))
         finally:
@@ -156,77 +150,17 @@ def test_only_sqlite_connections_of_inbox_aliases_are_tuned() -> None:
         assert connection.cursors == 0
 
 
-class _CountingStore(DjangoStore):
-    def __init__(self) -> None:
-        super().__init__("default")
-        self.groups: list[int] = []
-
-    def _insert_together(self, rows: list[Any]) -> list[bool]:
-        self.groups.append(len(rows))
-        return super()._insert_together(rows)
-
-
 @db_mark("default")
-def test_concurrent_inserts_share_one_commit_and_each_is_committed_when_it_returns() -> None:
-    store = _CountingStore()
-    store.record("evt_warm", "deal.won", CREATED, b"{}")
-    # Another connection holds SQLite's write lock: the first insert waits for it, and
-    # the ones arriving meanwhile queue behind it.
-    blocker = sqlite3.connect(_db_path(), isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    results: dict[str, bool] = {}
-    visible: dict[str, bool] = {}
-
-    def record(event_id: str) -> None:
-        try:
-            results[event_id] = store.record(event_id, "deal.won", CREATED, b"{}")
-            # Seen by a separate connection as soon as record returns: committed.
-            reader = sqlite3.connect(_db_path())
-            table = store_module.WebhookEvent._meta.db_table
-            found = reader.execute(
-                f"SELECT count(*) FROM {table} WHERE event_id = ?", (event_id,)
-            ).fetchone()[0]
-            visible[event_id] = found == 1
-            reader.close()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=record, args=(f"evt_{n}",)) for n in range(8)]
-    try:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while len(store._queue) < 7 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(store._queue) == 7  # one leads (waiting for SQLite), seven wait for it
-        assert results == {}  # nothing acknowledged while the database is locked
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
-    for thread in threads:
-        thread.join(15)
-    assert results == {f"evt_{n}": True for n in range(8)}
-    assert visible == {f"evt_{n}": True for n in range(8)}
-    assert store.groups == [7]
-    assert store.count() == 9
-    # A duplicate inside a group is counted, not inserted.
-    assert store.record("evt_3", "deal.won", CREATED, b"{}") is False
-    event = store.get("evt_3")
-    assert event is not None
-    assert event.deliveries == 2
-
-
-@db_mark("default")
-def test_a_claim_holds_the_write_locks_for_its_update_only() -> None:
-    # The row is read once the locks are given back: other processes' acks wait for
-    # one statement, not four (BEGIN, UPDATE, SELECT, COMMIT).
+def test_a_claim_holds_the_write_lock_for_its_update_only() -> None:
+    # The row is read once the lock is given back: other writers wait for one
+    # statement, not four (BEGIN, UPDATE, SELECT, COMMIT).
     store = DjangoStore("default")
     store.record("evt_claimed", "deal.won", CREATED, b"{}")
-    lock = store_module._write_locks["default"]
-    seen: list[tuple[str, bool, bool]] = []
+    lock = store_module._write_lock("default")
+    seen: list[tuple[str, bool]] = []
 
     def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        seen.append((sql.split()[0].upper(), lock._is_owned(), not _free_for_another_process()))
+        seen.append((sql.split()[0].upper(), _owned(lock)))
         return execute(sql, params, many, context)
 
     with connections["default"].execute_wrapper(spy):
@@ -234,35 +168,49 @@ def test_a_claim_holds_the_write_locks_for_its_update_only() -> None:
     assert claim is not None
     assert claim.event.id == "evt_claimed"
     assert claim.event.attempts == 1
-    assert [kind for kind, _, _ in seen] == ["UPDATE", "SELECT"]
-    assert seen[0][1:] == (True, True)  # the UPDATE under both locks
-    assert seen[1][1:] == (False, False)  # the read under neither
+    assert seen == [("UPDATE", True), ("SELECT", False)]  # the read after the lock
 
 
 @db_mark("default")
-def test_a_finish_holds_the_write_locks_for_its_update_only() -> None:
+def test_a_finish_holds_the_write_lock_for_its_update_only() -> None:
     from iverton_webhooks.inbox.base import HandlerOutcome, Status, Verdict
 
     store = DjangoStore("default")
     store.record("evt_finished", "deal.won", CREATED, b"{}")
     claim = store.claim("evt_finished", 30)
     assert claim is not None
-    lock = store_module._write_locks["default"]
-    seen: list[tuple[str, bool, bool]] = []
+    lock = store_module._write_lock("default")
+    seen: list[tuple[str, bool]] = []
 
     def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        seen.append((sql.split()[0].upper(), lock._is_owned(), not _free_for_another_process()))
+        seen.append((sql.split()[0].upper(), _owned(lock)))
         return execute(sql, params, many, context)
 
     outcome = {"h": HandlerOutcome(ok=True, at=1.0)}
     with connections["default"].execute_wrapper(spy):
         assert store.checkpoint(claim, outcome)
         assert store.finish(claim, outcome, Verdict(Status.DONE))
-    # Each: the outcomes read under neither lock, the UPDATE under both.
-    assert seen == [("SELECT", False, False), ("UPDATE", True, True)] * 2
+    # Each: the outcomes read without the lock, the UPDATE under it.
+    assert seen == [("SELECT", False), ("UPDATE", True)] * 2
     event = store.get("evt_finished")
     assert event is not None
     assert event.status is Status.DONE
+
+
+def _owned(lock: Any) -> bool:
+    """Whether ``lock`` is held (in these tests, by the thread writing): another thread
+    tries to take it."""
+    free: list[bool] = []
+
+    def attempt() -> None:
+        if lock.acquire(blocking=False):
+            lock.release()
+            free.append(True)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join(10)
+    return not free
 
 
 def _insert_under_the_write_lock(store: DjangoStore, event_id: str) -> bool:
@@ -271,7 +219,7 @@ def _insert_under_the_write_lock(store: DjangoStore, event_id: str) -> bool:
 
     def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         if sql.lstrip().upper().startswith("INSERT"):
-            held.append(store_module._write_locks["default"]._is_owned())
+            held.append(_owned(store_module._write_lock("default")))
         return execute(sql, params, many, context)
 
     with connections["default"].execute_wrapper(spy):
@@ -280,13 +228,30 @@ def _insert_under_the_write_lock(store: DjangoStore, event_id: str) -> bool:
 
 
 @db_mark("default")
-def test_writes_use_this_process_locks_after_a_fork() -> None:
-    # The locks are kept on the open connection: a forked child, which has locks of its
-    # own, must not go on with its parent's.
+def test_a_forked_child_writes_while_its_parent_held_the_write_lock_at_the_fork() -> None:
     store = DjangoStore("default")
     store.record("evt_before", "deal.won", CREATED, b"{}")
-    store_module._forget_write_locks()  # what a forked child runs
-    assert _insert_under_the_write_lock(store, "evt_after")
+    connections.close_all()  # what Django asks of a process about to fork
+    with _held_by_another_thread(store_module._write_lock("default")):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                code = 0 if _insert_under_the_write_lock(store, "evt_child") else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.02)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert done, "the child waited for a lock its parent held at the fork"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get("evt_child") is not None
+    assert store.record("evt_parent_after", "deal.won", CREATED, b"{}")
 
 
 @db_mark("default")

@@ -259,7 +259,7 @@ def test_the_write_lock_is_not_taken_inside_an_atomic_block() -> None:
         pytest.skip("the write lock is for SQLite")
     store = DjangoStore("default")
     store.record("evt_first", "deal.won", CREATED, b"{}")
-    lock = store_module._write_locks["default"]
+    lock = store_module._write_lock("default")
     held: list[bool] = []
     # Another thread holds the lock: a write inside an atomic block must not wait for
     # it (its transaction may hold SQLite's lock that thread waits for).

@@ -34,8 +34,6 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
 from ...errors import StoreUnavailable
-from ...filelock import FileLock
-from ...forks import in_child_after_fork, reset_after_fork
 from ...inbox import base
 from ...inbox.base import (
     CLAIMABLE,
@@ -49,7 +47,6 @@ from ...inbox.base import (
     StoredEvent,
     Verdict,
 )
-from ...inbox.group import GroupCommit
 from ...inbox.sql import bound_mask
 from ...text import printable
 from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
@@ -145,64 +142,22 @@ def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-# One lock per SQLite database alias, shared by this process's threads (requests and
-# worker threads). SQLite lets one writer in at a time and makes the others poll in its
-# busy handler, with sleeps growing to 100 ms: under a burst that polling, not the
-# writes, made acks take seconds. Queued on a Python lock, a writer goes in the moment
-# the previous one is done; the thread holding it then queues with the other processes
-# on a lock file beside the database (see iverton_webhooks.filelock), for the same reason.
-_write_locks: dict[str, threading.RLock] = {}
-_file_locks: dict[str, FileLock | None] = {}
-_write_locks_guard = threading.Lock()
+# One lock per SQLite database alias in each process, shared by its threads (requests
+# and worker threads). SQLite lets one writer in at a time and makes the others poll in
+# its busy handler, with sleeps growing to 100 ms: queued on a Python lock, a writer of
+# this process goes in the moment the previous one is done. Keyed by process id as well,
+# so a forked child never takes a lock its parent held at the fork.
+_write_locks: dict[tuple[int, str], threading.RLock] = {}
 
 
-#: Bumped in a forked child, so no connection keeps the parent's locks (see _write_locks_of).
-_generation = 0
-
-
-def _forget_write_locks() -> None:
-    # In a forked child: a lock may have been copied while a parent thread held it. The
-    # file locks reset themselves (their own descriptor per process).
-    global _write_locks_guard, _generation
-    _write_locks_guard = threading.Lock()
-    _write_locks.clear()
-    _generation += 1
-
-
-in_child_after_fork(_forget_write_locks)
-
-
-def _lock_path(connection: BaseDatabaseWrapper) -> str | None:
-    """Where the lock file of SQLite database ``connection`` goes, or None when other
-    processes cannot share it: an in-memory database, or a URI name this cannot map to
-    a file."""
-    name = str(connection.settings_dict.get("NAME") or "")
-    in_memory = getattr(connection, "is_in_memory_db", lambda: True)()
-    if not name or in_memory or name.startswith("file:"):
-        return None
-    return f"{os.path.abspath(name)}.iverton-lock"
-
-
-def _file_lock(using: str, connection: BaseDatabaseWrapper) -> FileLock | None:
-    # By path, not alias: a test runner points an alias at another file.
-    path = _lock_path(connection)
-    if path is None:
-        return None
-    if path in _file_locks:
-        return _file_locks[path]
-    lock: FileLock | None = None
-    try:
-        candidate = FileLock(path)
-        with candidate.held():  # can it be opened and locked here at all?
-            lock = candidate
-    except OSError as exc:
-        # A read-only folder, say: writers meet in SQLite's busy handler, as before.
-        log.warning("no lock file for database %r (%s): writers will poll", using, exc)
-    with _write_locks_guard:
-        kept = _file_locks.setdefault(path, lock)
-    if lock is not None and kept is not lock:  # another thread's came first
-        lock.close()
-    return kept
+def _write_lock(using: str) -> threading.RLock:
+    """This process's write lock on SQLite database ``using``."""
+    key = (os.getpid(), using)
+    lock = _write_locks.get(key)
+    if lock is None:
+        # setdefault: threads asking at once all get the one lock.
+        lock = _write_locks.setdefault(key, threading.RLock())
+    return lock
 
 
 #: Aliases some DjangoStore writes to: only their connections are tuned.
@@ -212,9 +167,8 @@ _inbox_aliases: set[str] = set()
 def _tune(connection: BaseDatabaseWrapper) -> None:
     """Once per SQLite connection of an inbox alias: scratch tables in memory. SQLite
     builds small ones for RETURNING and for IN lists (a claim's status list); with the
-    default temp_store each is a temporary file created
-    and deleted per statement (SQLiteStore measured a claim at ~95 µs that way, ~11 µs
-    without). Normally done as the connection opens (:func:`_tune_new`); else at the
+    default temp_store each is a temporary file created and deleted per statement, most
+    of the cost of a claim. Normally done as the connection opens (:func:`_tune_new`); else at the
     store's first write on it, outside any transaction (SQLite refuses the change in
     one once temporary storage is in use)."""
     connection.ensure_connection()
@@ -232,36 +186,10 @@ def _tune_new(sender: object, connection: BaseDatabaseWrapper, **kwargs: object)
         _tune(connection)
 
 
-def _write_locks_of(
-    using: str, connection: BaseDatabaseWrapper
-) -> tuple[threading.RLock, FileLock | None]:
-    """This process's write lock on SQLite database ``using`` and the lock file shared
-    with other processes (None where there can be none), the connection tuned: found
-    once per open connection and kept on it, since every ack asks (the lock file's
-    path alone is an ``abspath`` per call)."""
-    raw = connection.connection
-    kept = getattr(connection, "_iverton_write_locks", None)
-    if kept is not None and raw is not None and kept[0] is raw and kept[1] == _generation:
-        return kept[2], kept[3]
-    _tune(connection)
-    lock = _write_locks.get(using)
-    if lock is None:
-        with _write_locks_guard:
-            lock = _write_locks.setdefault(using, threading.RLock())
-    shared = _file_lock(using, connection)
-    connection._iverton_write_locks = (  # type: ignore[attr-defined]
-        connection.connection,
-        _generation,
-        lock,
-        shared,
-    )
-    return lock, shared
-
-
 def _serialized(method: Callable[P, R]) -> Callable[P, R]:
     """Run a write method of :class:`DjangoStore` holding this process's write lock on
-    its SQLite database, then the lock file shared with other processes, around one of
-    the store's own autocommitted writes. Never inside an atomic block
+    its SQLite database, around one of the store's own autocommitted writes; other
+    processes' writers meet it in SQLite's busy timeout. Never inside an atomic block
     (ATOMIC_REQUESTS, a caller's ``transaction.atomic``): that transaction may already
     hold SQLite's write lock, and waiting here for a thread that waits for it would
     stall both until the busy timeout. Other databases lock rows, not the file: no lock
@@ -274,12 +202,9 @@ def _serialized(method: Callable[P, R]) -> Callable[P, R]:
         connection = connections[store.using]
         if connection.vendor != "sqlite" or connection.in_atomic_block:
             return method(*args, **kwargs)
-        lock, shared = _write_locks_of(store.using, connection)
-        with lock:
-            if shared is None:
-                return method(*args, **kwargs)
-            with shared:
-                return method(*args, **kwargs)
+        _tune(connection)
+        with _write_lock(store.using):
+            return method(*args, **kwargs)
 
     return wrapper
 
@@ -531,8 +456,7 @@ def _recycled() -> Iterator[None]:
 
 
 class _Prepared(NamedTuple):
-    """One insert, ready to run: built by the request thread, run by whichever thread
-    leads its group commit."""
+    """One insert, ready to run: built before the write lock is taken."""
 
     sql: str
     #: The statement for the driver itself, where it may take it (SQLite), else None.
@@ -560,17 +484,14 @@ def _watched(connection: BaseDatabaseWrapper) -> bool:
     )
 
 
-class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
+class DjangoStore(base.RecordsRows):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
     blocking = True
-    _group_error = DatabaseError
 
     def __init__(self, using: str = "default", *, clock: Callable[[], float] = time.time):
         self.using = using
         self.clock = clock
-        self._fresh_group()
-        reset_after_fork(self, DjangoStore._fresh_group)
         _inbox_aliases.add(using)
         connection_created.connect(_tune_new, dispatch_uid="iverton_webhooks_temp_store")
 
@@ -596,12 +517,7 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         insert = _Insert.of(connection)
         # Built before the write lock is taken: other writers wait only for the SQL.
         params = insert.params(row, connection)
-        prepared = _Prepared(*insert.statement(params), params, row)
-        if connection.vendor == "sqlite" and not connection.in_atomic_block:
-            # SQLite takes one writer at a time: this process's concurrent inserts
-            # share one transaction (see inbox/group.py), committed before any returns.
-            return self._insert_grouped(prepared)
-        return self._insert_one(prepared)
+        return self._insert_one(_Prepared(*insert.statement(params), params, row))
 
     @_serialized
     def _insert_one(self, prepared: _Prepared) -> bool:
@@ -624,11 +540,6 @@ class DjangoStore(GroupCommit[_Prepared], base.RecordsRows):
         row = prepared.row
         self._event(row["id"], row["endpoint"]).update(deliveries=F("deliveries") + 1)
         return False
-
-    @_serialized
-    def _insert_together(self, rows: list[_Prepared]) -> list[bool]:
-        with transaction.atomic(using=self.using):
-            return [self._insert_one(prepared) for prepared in rows]
 
     @_migrate_hint
     def claim(
