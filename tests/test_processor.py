@@ -440,3 +440,27 @@ def test_a_default_receiver_starts_no_thread_before_work_and_two_for_it(tmp_path
         assert len(started) <= 2, started
     finally:
         receiver.close()
+
+
+def test_a_run_that_outlives_its_lease_is_said_once_with_the_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    router = Router()
+    router.add(lambda event: time.sleep(0.6), "deal.won", name="slow")
+    processor = Processor(store, router, lease=timedelta(seconds=0.3), retry=NO_WAIT)
+    event_id = stored(store, "evt_outlived")
+    renewals: list[str] = []
+
+    def lost_lease(claim: Claim, lease_seconds: float) -> bool:
+        renewals.append(claim.event.id)
+        return False  # as when the heartbeat came too late and another worker took over
+
+    store.renew = lost_lease  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+        processor.process(event_id)
+    assert len(renewals) >= 2  # the heartbeat tried more than once ...
+    said = [r.getMessage() for r in caplog.records if "outlived its lease" in r.getMessage()]
+    assert len(said) == 1, said  # ... and it was said once, with what to do
+    assert "longer lease" in said[0]
+    assert "process-based runner" in said[0]
