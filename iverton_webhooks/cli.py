@@ -2,11 +2,16 @@
 (events, stats, replay, worker, prune) shared with ``flask iverton`` and the Django
 management commands (see :mod:`iverton_webhooks.operations`).
 
-``--app MODULE`` (or ``MODULE:NAME``) imports your code, from the current directory as
-``flask`` and ``celery`` do: a module that builds a :class:`Receiver` (or a
-:class:`Processor`) is run with that receiver's store, router, retry policy, lease and
-handler timeout; a module that only registers handlers with ``@on(...)`` is run with the
-default router over ``--store``.
+``--app MODULE`` (or ``MODULE:NAME``, or ``MODULE:FACTORY()``) imports your code, from the
+current directory as ``flask`` and ``celery`` do, and finds its receivers: a
+:class:`Receiver` or :class:`Processor`, a Flask app (extension or blueprint; or its
+``create_app()``), a Starlette/FastAPI app with the middleware, a route or the dependency,
+or a Django project (``--app mysite.settings`` or ``mysite.wsgi``). The command runs with
+that receiver's store, router, retry policy, lease and handler timeout. A module that only
+registers handlers with ``@on(...)`` is run with the default router over ``--store`` (or
+``$IVERTON_WEBHOOK_STORE``); without either, the command refuses rather than create an
+inbox the app does not use. Nothing in the app starts processing by itself here: the
+worker processes in the foreground, the other commands claim nothing.
 
 Exit codes: 0 done, 1 nothing to do or only part done, 2 usage or configuration error.
 """
@@ -19,15 +24,17 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from . import operations as ops
 from .errors import WebhookError
+from .finders import LOOKED_FOR, processors_of
 from .inbox import open_store
 from .inbox.base import DEFAULT_ENDPOINT, Status
 from .operations import OperationError, printable
+from .placement import our_command
 from .processor import Processor
-from .receiver import Receiver
 from .router import default_router
 from .signature import sign
 
@@ -51,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True
     )
+    # While one of the inbox commands runs, the app it loads starts nothing by itself.
+    inbox: str | None = getattr(args, "inbox", None)
+    scope: AbstractContextManager[None] = (
+        our_command(f"iverton-webhooks {inbox}") if inbox else nullcontext()
+    )
     try:
-        return int(args.command(args))
+        with scope:
+            return int(args.command(args))
     except OperationError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.code
@@ -123,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     command: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    command.set_defaults(inbox=name)
     command.add_argument(
         "--store",
         default=None,
@@ -134,7 +148,8 @@ def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentPars
         action="append",
         default=[],
         metavar="MODULE[:NAME]",
-        help="your module: a Receiver, or handlers registered with @on (repeatable)",
+        help="your app or module: its receivers (a Receiver, a Flask, Starlette or FastAPI "
+        "app, a Django settings module), or handlers registered with @on (repeatable)",
     )
     command.add_argument(
         "--endpoint",
@@ -174,15 +189,22 @@ def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
                 f"({chosen.store!r}): drop --store"
             )
         return chosen
-    url = args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    given = args.store or os.environ.get(STORE_ENV)
+    if args.app and not given:
+        raise OperationError(
+            f"--app {', '.join(args.app)}: found no webhook receiver; looked for "
+            f"{'; '.join(LOOKED_FOR)}. To run its @on(...) handlers over an inbox of your "
+            f"choosing, pass --store URL (or set {STORE_ENV})"
+        )
+    url = given or DEFAULT_STORE
     if read and (reason := ops.missing_inbox(url)):
         raise OperationError(reason)
     return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
 
 
 def _load_apps(specs: Sequence[str]) -> list[Processor]:
-    """Import each ``MODULE`` or ``MODULE:NAME`` (the current directory first on the
-    path) and collect the processors of the receivers and processors it holds."""
+    """Import each ``MODULE``, ``MODULE:NAME`` or ``MODULE:FACTORY()`` (the current
+    directory first on the path) and collect the processors of the receivers it holds."""
     if not specs:
         return []
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -194,20 +216,24 @@ def _load_apps(specs: Sequence[str]) -> list[Processor]:
             module = importlib.import_module(module_name)
         except ImportError as error:
             raise OperationError(f"--app {spec}: cannot import {module_name}: {error}") from None
+        target: object = module
         if attribute:
+            name = attribute.removesuffix("()")
             try:
-                candidates = [getattr(module, attribute)]
+                target = getattr(module, name)
             except AttributeError:
-                raise OperationError(f"--app {spec}: {module_name} has no {attribute}") from None
-        else:
-            candidates = list(vars(module).values())
-        for value in candidates:
-            if isinstance(value, Receiver):
-                value = value.processor
-            if isinstance(value, Processor):
-                found.setdefault(id(value), value)
-        if attribute and not found:
-            raise OperationError(f"--app {spec}: not a Receiver or a Processor")
+                raise OperationError(f"--app {spec}: {module_name} has no {name}") from None
+            if attribute.endswith("()"):
+                if not callable(target):
+                    raise OperationError(f"--app {spec}: {name} is not callable")
+                target = target()
+        processors = processors_of(target)
+        if attribute and not processors:
+            raise OperationError(
+                f"--app {spec}: found no webhook receiver; looked for {'; '.join(LOOKED_FOR)}"
+            )
+        for processor in processors:
+            found.setdefault(id(processor), processor)
     return list(found.values())
 
 
@@ -248,6 +274,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    if not args.app and not ops.has_handlers(default_router):
+        # Refused before any inbox is opened (opening one creates it).
+        raise OperationError("no handlers: pass --app MODULE")
     # A worker may start before the web app has created the inbox: open it even if new.
     return _with_processor(
         args,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .adapter import handle
+from .placement import start_if_serving
 from .receiver import Receiver
 
 StartResponse = Callable[..., Any]
@@ -51,14 +52,16 @@ class EnvironHeaders(Mapping[str, str]):
 class WebhookApp:
     """WSGI application: every request to it is a webhook delivery.
 
-    Building it starts the receiver's processing in this process (recovery of events left
-    over from a previous run, with no request needed); a thread runner restarts itself in
-    forked workers (gunicorn ``--preload``).
+    Built in a process that serves (a gunicorn or uWSGI worker, waitress, mod_wsgi; see
+    :mod:`iverton_webhooks.placement`), it starts the receiver's processing at once:
+    events left over from a previous run are recovered with no request. Under a pre-fork
+    master (gunicorn ``--preload``) it starts in each forked worker instead, and in a
+    script that only imports it, not at all (call ``receiver.start()`` to start there).
     """
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        receiver.start()
+        start_if_serving(receiver)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         headers = EnvironHeaders(environ)

@@ -39,13 +39,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from ..adapter import handle_async
 from ..errors import InvalidPayload
 from ..events import Event, parse_event
+from ..finders import register_finder
 from ..receiver import ANSWER_OF, Receiver, Reply
 from ..signature import SIGNATURE_HEADER
 from .starlette import DEFAULT_PATH, startup
@@ -287,3 +288,27 @@ def webhook_router(
             include_in_schema=False,
         )
     return router
+
+
+def _find(target: object) -> list[Receiver] | None:
+    """The receivers of :class:`IvertonWebhook` dependencies, alone or in a FastAPI
+    app's routes, for ``iverton-webhooks ... --app``; ``None`` for other objects."""
+    if isinstance(target, IvertonWebhook):
+        return [target.receiver]
+    if not isinstance(target, FastAPI):
+        return None
+    found: list[Receiver] = []
+    for route in target.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        waiting, seen = [route.dependant], 0
+        while waiting and seen < 1000:  # the route's dependency tree
+            dependant = waiting.pop()
+            seen += 1
+            if isinstance(dependant.call, IvertonWebhook):
+                found.append(dependant.call.receiver)
+            waiting.extend(dependant.dependencies)
+    return found
+
+
+register_finder(_find, "a FastAPI app whose routes depend on IvertonWebhook")

@@ -16,7 +16,10 @@ with different ``name=``. With Flask-WTF's ``CSRFProtect``, exempt the blueprint
 
 from __future__ import annotations
 
+import inspect
+import weakref
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, cast
 
 from flask import Blueprint, Flask, Request, Response, current_app, request
@@ -25,7 +28,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..errors import ConfigurationError
+from ..finders import register_finder
 from ..inbox.base import DEFAULT_ENDPOINT
+from ..placement import start_if_serving
 from ..receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
@@ -65,8 +70,10 @@ def webhooks_blueprint(
     ``<instance folder>/<name>.sqlite3``, its events kept under the endpoint ``name``
     (:func:`endpoint_name`) and handlers run inside that app's context. Or pass a ready
     ``receiver=`` (shared by every app the blueprint is registered on). Either way its
-    processing starts at registration,
-    so events left from a previous run are recovered with no request.
+    processing starts at registration in a process that serves (``flask run``, gunicorn
+    workers, ...; see :mod:`iverton_webhooks.placement`), so events left from a previous
+    run are recovered with no request; never in ``flask routes``, ``flask iverton ...``,
+    shells or test sessions.
     """
     return _blueprint(name, url_prefix, secret, secrets, receiver, receiver_options, _MISSING)
 
@@ -116,8 +123,9 @@ def _blueprint(
                 endpoint=endpoint_name(full_name),
             )
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
-        # Recovery starts now, with no request; a thread runner restarts in forked workers.
-        endpoints[full_name].receiver.start()
+        # In a serving process recovery starts now, with no request (in each forked
+        # worker under gunicorn --preload); never in other commands or test sessions.
+        start_if_serving(endpoints[full_name].receiver)
         if "iverton" not in app.cli.commands:
             app.cli.add_command(iverton_cli)
 
@@ -180,7 +188,8 @@ class IvertonWebhooks:
     ``/webhooks/iverton``). From the environment, ``app.config.from_prefixed_env()`` reads
     ``FLASK_IVERTON_WEBHOOK_SECRET`` and ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
     Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's
-    :class:`Receiver`; config keys win over them. Processing starts at ``init_app``.
+    :class:`Receiver`; config keys win over them. Processing starts at ``init_app`` in a
+    process that serves (see :func:`webhooks_blueprint`).
     """
 
     def __init__(
@@ -188,6 +197,7 @@ class IvertonWebhooks:
     ) -> None:
         self.name = name
         self.receiver_options = receiver_options
+        self.apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
@@ -214,6 +224,7 @@ class IvertonWebhooks:
         app.register_blueprint(
             blueprint, url_prefix=config.get("IVERTON_WEBHOOK_URL_PREFIX", DEFAULT_URL_PREFIX)
         )
+        self.apps.add(app)
 
     def receiver(self, app: Flask | None = None) -> Receiver:
         """This extension's receiver for ``app`` (default: the current app)."""
@@ -241,3 +252,47 @@ def _secrets_setting(value: object) -> list[str] | None:
     if isinstance(value, Sequence):
         return [str(part) for part in value]
     raise ConfigurationError("IVERTON_WEBHOOK_SECRETS must be a list of secrets")
+
+
+#: Flask's own names for an application factory (``flask --app`` calls them too).
+_FACTORIES = ("create_app", "make_app")
+
+
+def _find(target: object) -> list[Receiver] | None:
+    """The receivers of a Flask app, of this extension's apps, or of the app a module's
+    factory builds (``iverton-webhooks ... --app MODULE``); ``None`` for other objects."""
+    if isinstance(target, Flask):
+        state = target.extensions.get(EXTENSION_KEY)
+        if not isinstance(state, WebhooksState):
+            return None
+        return [endpoint.receiver for endpoint in state.endpoints.values()]
+    if isinstance(target, IvertonWebhooks):
+        return [receiver for app in list(target.apps) for receiver in _find(app) or ()]
+    if isinstance(target, ModuleType):
+        values = vars(target).values()
+        if not any(value is Flask or isinstance(value, IvertonWebhooks) for value in values):
+            return None  # not a Flask module: its factory is none of our business
+        for name in _FACTORIES:
+            factory = getattr(target, name, None)
+            if callable(factory) and _takes_no_arguments(factory):
+                app = factory()
+                if isinstance(app, Flask):
+                    return _find(app)
+    return None
+
+
+def _takes_no_arguments(func: Any) -> bool:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
+register_finder(
+    _find,
+    "a Flask app with IvertonWebhooks or webhooks_blueprint (or a create_app() factory)",
+)

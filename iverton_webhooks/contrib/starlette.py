@@ -26,11 +26,14 @@ from collections.abc import AsyncIterator, Callable, ItemsView, Iterable, Sequen
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..adapter import handle_async, make_receiver, normalise_path
 from ..errors import ConfigurationError
+from ..finders import register_finder
+from ..placement import lifespan_starts
 from ..receiver import JSON_HEADERS, Receiver, Reply
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
@@ -198,7 +201,13 @@ def receiver_lifespan(
 
 
 async def startup(receiver: Receiver) -> None:
-    """Start the receiver's runner on this loop: due events are recovered at once."""
+    """Start the receiver's runner on this loop: due events are recovered at once.
+
+    A lifespan start-up (or a first request) is a server asking the app to serve, so it
+    starts here, in each worker (``uvicorn --workers 4``), unless the core's policy is
+    overridden with ``IVERTON_WEBHOOKS_PROCESSING=off``."""
+    if not lifespan_starts():
+        return
     receiver.runner.attach(asyncio.get_running_loop())
     await receiver.runner.startup()
 
@@ -270,3 +279,37 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         path = path[len(root) :]
     return normalise_path(path)
+
+
+def _find(target: object, depth: int = 0) -> list[Receiver] | None:
+    """The receivers a Starlette (or FastAPI) app serves through this module: its
+    :class:`IvertonWebhookMiddleware` and its :func:`webhook_route` endpoints, for
+    ``iverton-webhooks ... --app``; ``None`` for other objects."""
+    if isinstance(target, (IvertonWebhookMiddleware, WebhookEndpoint)):
+        return [target.receiver]  # a middleware that could not build one raises its error
+    if not isinstance(target, Starlette) or depth > 8:
+        return None
+    found: list[Receiver] = []
+    # Starlette builds the middleware stack on the first call, as done here.
+    if target.middleware_stack is None:
+        target.middleware_stack = target.build_middleware_stack()
+    layer: object = target.middleware_stack
+    for _ in range(100):  # each ASGI middleware keeps the app it wraps as .app
+        if isinstance(layer, IvertonWebhookMiddleware):
+            found.append(layer.receiver)
+        layer = getattr(layer, "app", None)
+        if layer is None or layer is target.router:
+            break
+    for route in target.routes:
+        endpoint = getattr(route, "endpoint", None)
+        if isinstance(endpoint, WebhookEndpoint):
+            found.append(endpoint.receiver)
+        mounted = getattr(route, "app", None)
+        if isinstance(mounted, Starlette) and mounted is not target:
+            found.extend(_find(mounted, depth + 1) or ())
+    return found
+
+
+register_finder(
+    _find, "a Starlette or FastAPI app with IvertonWebhookMiddleware or webhook_route"
+)

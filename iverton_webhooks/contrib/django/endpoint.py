@@ -16,7 +16,6 @@ from django.db import transaction
 
 from ...adapter import make_receiver
 from ...errors import ConfigurationError
-from ...forks import in_child_after_fork
 from ...processor import Processor
 from ...receiver import Receiver
 from ...runners import BaseRunner
@@ -28,7 +27,7 @@ from .store import DjangoStore, recycle_connections
 log = logging.getLogger("iverton_webhooks")
 
 _endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
-#: Set by ``AppConfig.ready()`` in a serving process: receivers start as they are built.
+#: Set by ``start_endpoints()`` in a serving process: receivers start as they are built.
 _serving = threading.Event()
 
 MISSING_SECRET = (
@@ -171,7 +170,9 @@ def get_receiver() -> Receiver:
 
 def start_endpoints() -> None:
     """In a serving process: start processing (recovery first) for every endpoint built
-    so far and every one built from now on, with no request needed."""
+    so far and every one built from now on, with no request needed. Called by
+    ``AppConfig.ready()`` through the core's policy (in each forked worker under a
+    pre-fork master)."""
     _serving.set()
     default_endpoint.receiver.start()
     for endpoint in list(_endpoints):
@@ -179,14 +180,7 @@ def start_endpoints() -> None:
     # Endpoints made by webhook_view(...) in the URLconf exist once it is imported, which
     # Django does at the first request: import it as soon as the app registry is ready,
     # so they too recover with no request.
-    # In each forked worker (gunicorn --preload) too: threads do not survive a fork.
     _load_urlconf_soon()
-    if not _forks_load_urlconf:
-        _forks_load_urlconf.append(True)
-        in_child_after_fork(_load_urlconf_soon, restart=True)
-
-
-_forks_load_urlconf: list[bool] = []
 
 
 def _load_urlconf_soon() -> None:
@@ -206,6 +200,26 @@ def _load_urlconf(wait: float = 30.0) -> None:
         get_resolver().url_patterns  # noqa: B018 - imports the URLconf (cached by Django)
     except Exception:  # the first request will raise it where Django reports it
         log.warning("could not import the URLconf early to start webhook endpoints", exc_info=True)
+
+
+def project_receivers() -> list[Receiver]:
+    """The receiver of every endpoint this project declares, one per endpoint name: the
+    settings' default one (when it has a secret) and those of ``webhook_view(...)`` in
+    the URLconf (imported here). None of them is started: a worker command processes
+    their events in the foreground."""
+    _load_urlconf(wait=0.0)
+    found: dict[str, Receiver] = {}
+    error: ConfigurationError | None = None
+    for endpoint in [default_endpoint, *_endpoints]:
+        try:
+            receiver = endpoint.receiver
+        except ConfigurationError as exc:  # e.g. no SECRET, while URLconf views pass one
+            error = error or exc
+            continue
+        found.setdefault(receiver.processor.endpoint, receiver)
+    if not found and error is not None:
+        raise error
+    return list(found.values())
 
 
 def reset_endpoints(**kwargs: Any) -> None:

@@ -1,0 +1,78 @@
+"""Finding the receivers of an app: what ``iverton-webhooks ... --app MODULE[:NAME]`` runs.
+
+The core knows :class:`Receiver` and :class:`Processor`; each adapter registers a finder
+for its own objects when it is imported (a Flask app, a Starlette app, a Django
+project...), so this module imports no web framework. A finder takes any object and
+returns the receivers and processors it holds, or ``None`` when the object is not one
+of its kind; every finder that knows an object adds what it finds.
+
+>>> from iverton_webhooks import Receiver
+>>> receiver = Receiver(secret="whsec_doc_0123456789", store="memory://", runner="inline")
+>>> processors_of(receiver) == [receiver.processor]
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from types import ModuleType
+
+from .processor import Processor
+from .receiver import Receiver
+
+__all__ = ["LOOKED_FOR", "Finder", "processors_of", "register_finder"]
+
+Finder = Callable[[object], Iterable[Receiver | Processor] | None]
+
+_finders: list[Finder] = []
+#: What the finders know, for the message when none finds anything (adapters add theirs).
+LOOKED_FOR: list[str] = ["a Receiver or a Processor"]
+
+#: Modules recognised by a name they define before their adapter is imported, and the
+#: adapter module that then registers the finder for them: a Django settings module
+#: imports no Django, so nothing would register a finder for it otherwise.
+_PROJECT_MARKERS = (("INSTALLED_APPS", "iverton_webhooks.contrib.django.project"),)
+
+
+def register_finder(finder: Finder, looked_for: str) -> None:
+    """Add ``finder`` (once); ``looked_for`` says in a sentence what it recognises."""
+    if finder not in _finders:
+        _finders.append(finder)
+        LOOKED_FOR.append(looked_for)
+
+
+def processors_of(target: object) -> list[Processor]:
+    """The processors of every receiver ``target`` holds: a receiver, a processor, an
+    object an adapter's finder recognises, or a module holding any of these (its own
+    attributes first; a module-level finder, such as an app factory's, only if none)."""
+    found: dict[int, Processor] = {}
+    for item in _items(target):
+        processor = item.processor if isinstance(item, Receiver) else item
+        found.setdefault(id(processor), processor)
+    return list(found.values())
+
+
+def _items(target: object) -> list[Receiver | Processor]:
+    if isinstance(target, (Receiver, Processor)):
+        return [target]
+    if isinstance(target, ModuleType):
+        inside = [
+            item
+            for value in vars(target).values()
+            if not isinstance(value, ModuleType)
+            for item in _items(value)
+        ]
+        if inside:
+            return inside
+        for marker, adapter in _PROJECT_MARKERS:
+            if hasattr(target, marker):
+                importlib.import_module(adapter)
+    # Every finder that knows the object adds what it finds (a FastAPI app is a
+    # Starlette app too: the middleware and the dependency are found by different ones).
+    found: list[Receiver | Processor] = []
+    for finder in list(_finders):
+        held = finder(target)
+        if held is not None:
+            found.extend(item for value in held for item in _items(value))
+    return found
