@@ -464,3 +464,28 @@ def test_a_run_that_outlives_its_lease_is_said_once_with_the_fix(
     assert len(said) == 1, said  # ... and it was said once, with what to do
     assert "longer lease" in said[0]
     assert "process-based runner" in said[0]
+
+
+def test_a_failing_recovery_poll_is_said_in_one_line_not_at_every_poll(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    polls: list[int] = []
+
+    def broken_due(limit: int = 100, *, endpoint: str = "default") -> list[str]:
+        polls.append(limit)
+        raise RuntimeError("no such table: iverton_events")
+
+    store.due = broken_due  # type: ignore[method-assign]
+    runner = ThreadRunner(workers=1, poll_interval=0.05)
+    runner.bind(Processor(store, Router()))
+    with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+        runner.start()
+        try:
+            assert wait_for(lambda: len(polls) >= 10, 5)
+        finally:
+            runner.close(1)
+    said = [r for r in caplog.records if "recovery poll failed" in r.getMessage()]
+    assert len(said) == 1
+    assert "no such table" in said[0].getMessage()
+    assert said[0].exc_info is None  # one line, no traceback
