@@ -97,9 +97,8 @@ class Hooks:
     def __init__(self) -> None:
         self._subscribers: dict[Hook, tuple[Subscriber, ...]] = {}
         self._lock = threading.Lock()
-        #: The hooks that may have a subscriber. The receiver reads it on each request
-        #: (a set lookup, not a call) to skip the rest of its bookkeeping for a 2xx no
-        #: one watches; :meth:`wants` gives the precise answer.
+        #: The hooks that may have a subscriber, so the receiver can skip building a
+        #: notice no one reads; :meth:`wants` gives the precise answer.
         self.watched: frozenset[Hook] = self._watched()
 
     def _watched(self) -> frozenset[Hook]:

@@ -305,8 +305,8 @@ def test_a_broken_answer_log_does_not_change_the_reply() -> None:
     assert post(receiver, sample_body("deal.won", id="evt_bl")) == 200
 
 
-# What a 2xx costs: the receiver skips the answer log and the hooks while neither has
-# anything to do (most acks), and not a moment longer.
+# The receiver skips the answer log and the hooks while neither has anything to do
+# (most acks), and not a moment longer: a failure must still reach the log.
 
 
 class CountedLog(LocalAnswerLog):

@@ -154,7 +154,7 @@ def test_validate_secrets_accepts_real_looking_lists(secrets: object) -> None:
 
 
 def test_a_string_for_secrets_is_refused_with_the_list_form() -> None:
-    # Wave 1 made nine one-character secrets out of "whsec_abc": "w" signed requests.
+    # Iterated, "whsec_abc" would be nine one-character secrets, and "w" would sign.
     with pytest.raises(ConfigurationError, match=r'secrets=\["whsec_\.\.\."\]') as caught:
         validate_secrets("whsec_abc")
     assert "not one string" in str(caught.value)

@@ -22,7 +22,7 @@ from django.http.request import RawPostDataException
 
 from ...adapter import BodyTooLarge, Read, handle
 from ...body import declared_length
-from ...receiver import JSON_HEADERS, Reply
+from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
 
 log = logging.getLogger("iverton_webhooks")
@@ -53,8 +53,6 @@ async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpRespons
 
 
 def _response(reply: Reply) -> HttpResponse:
-    if reply.headers is JSON_HEADERS:
-        return HttpResponse(reply.body, status=reply.status, content_type="application/json")
     return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
 
 
