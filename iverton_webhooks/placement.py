@@ -26,6 +26,7 @@ import enum
 import inspect
 import logging
 import os
+import signal
 import sys
 import threading
 import weakref
@@ -236,29 +237,24 @@ _deferred: list[Callable[[], Callable[[], object] | None]] = []
 def _in_prefork_worker(modules: Mapping[str, Any]) -> bool:
     """Whether this process is a worker of gunicorn or uWSGI, not their master.
 
-    uWSGI says so itself: ``uwsgi.worker_id()`` is 0 in the master. gunicorn loads the
-    app in a worker from the worker's own code, so an instance of its public base class
-    for worker classes, ``gunicorn.workers.base.Worker``, is on the calling stack; in
-    the master (``--preload``, or a config file that imports the app) none is. A process
-    forked from a master that deferred its start is a worker too.
+    uWSGI says so itself: ``uwsgi.worker_id()`` is 0 in the master. gunicorn gives a
+    worker its signal handlers before the worker loads the app (``SIGUSR1`` reopens the
+    log files; uvicorn's gunicorn worker sets it too), while the master installs its
+    own only after loading the app with ``--preload``: so a handler set for ``SIGUSR1``
+    means a worker. A process that already deferred its start is a master (a reload on
+    ``SIGHUP`` loads the app again there, with the master's handlers set), and one
+    forked from such a master is a worker.
     """
-    if _forked_worker_pid == os.getpid():
+    pid = os.getpid()
+    if _forked_worker_pid == pid:
         return True
+    if _master_pid == pid:
+        return False
     uwsgi = modules.get("uwsgi")
     if uwsgi is not None and callable(getattr(uwsgi, "worker_id", None)):
         return bool(uwsgi.worker_id() > 0)
-    base = modules.get("gunicorn.workers.base")
-    worker_class = getattr(base, "Worker", None)
-    if not isinstance(worker_class, type):
-        return False
-    frame = inspect.currentframe()
-    for _ in range(1000):
-        if frame is None:
-            break
-        if isinstance(frame.f_locals.get("self"), worker_class):
-            return True
-        frame = frame.f_back
-    return False
+    usr1 = getattr(signal, "SIGUSR1", None)
+    return usr1 is not None and callable(signal.getsignal(usr1))
 
 
 def verdict() -> Verdict:
