@@ -53,11 +53,6 @@ KNOWN_OFFENDERS = {
     # Enum's value lookup table: catch the ValueError of Status(name), or keep a
     # {status.value: status} dict of our own.
     "iverton_webhooks/inbox/sql.py:Status._value2member_map_",
-    # A walk up the call stack for a gunicorn Worker: a public signal of being a worker
-    # (os.register_at_fork in a --preload master, gunicorn's post_fork hook) instead.
-    "iverton_webhooks/placement.py:inspect.currentframe",
-    "iverton_webhooks/placement.py:frame.f_locals",
-    "iverton_webhooks/placement.py:frame.f_back",
 }
 
 # Names with a leading underscore that their owner documents as public API.
