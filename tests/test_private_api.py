@@ -47,9 +47,6 @@ KNOWN_OFFENDERS = {
     # (or flask.globals.app_ctx.app for the app object itself).
     "iverton_webhooks/contrib/flask.py:request._get_current_object",
     "iverton_webhooks/contrib/flask.py:current_app._get_current_object",
-    # pydantic-core's own UTC class, to skip utcoffset(): datetime.timezone.utc (events
-    # already convert to it) or value.timestamp().
-    "iverton_webhooks/inbox/base.py:pydantic_core.TzInfo",
     # Enum's value lookup table: catch the ValueError of Status(name), or keep a
     # {status.value: status} dict of our own.
     "iverton_webhooks/inbox/sql.py:Status._value2member_map_",

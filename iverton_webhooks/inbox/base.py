@@ -28,7 +28,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -287,38 +287,6 @@ def new_row(
     )
 
 
-# Time zones whose offset never changes: a difference of two datetimes sharing one such
-# tzinfo object is exact without asking it for the offset.
-_FIXED_OFFSET_ZONES: tuple[type[tzinfo], ...] = (timezone,)
-try:  # the parser's own UTC (one object, shared by every time it parses)
-    from pydantic_core import TzInfo as _ParsedZone
-
-    _FIXED_OFFSET_ZONES += (_ParsedZone,)
-except ImportError:  # pragma: no cover - an older pydantic-core
-    pass
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-#: The last fixed-offset zone seen, and the epoch as a time in it.
-_epoch_in: tuple[tzinfo | None, datetime] = (timezone.utc, _UNIX_EPOCH)
-
-
-def epoch_seconds(moment: datetime) -> float:
-    """``moment.timestamp()``, at a third of its cost for a time in the fixed-offset zone
-    seen last (the parser's UTC, on every ack): ``timestamp()`` asks the parser's zone
-    for its offset through a method call, a difference within one zone does not.
-
-    >>> epoch_seconds(datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc))
-    1705314600.0
-    """
-    global _epoch_in
-    zone, epoch = _epoch_in
-    if moment.tzinfo is not zone:
-        zone = moment.tzinfo
-        if type(zone) not in _FIXED_OFFSET_ZONES:
-            return moment.timestamp()  # a zone with daylight saving, or none
-        zone, epoch = _epoch_in = (zone, _UNIX_EPOCH.astimezone(zone))
-    return (moment - epoch).total_seconds()
-
-
 class RecordsRows:
     """:meth:`Store.record` written once: a store inherits it and implements only
     :meth:`insert_row`, given every column of the new event from :func:`new_row`."""
@@ -342,7 +310,7 @@ class RecordsRows:
                 endpoint,
                 event_id,
                 event_type,
-                epoch_seconds(created_at),
+                created_at.timestamp(),
                 body,
                 self.clock(),
                 status,
