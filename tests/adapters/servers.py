@@ -102,15 +102,25 @@ class Server:
                 self.process.wait(10)
 
 
-def start(adapter: str, db: Path, log: Path, *, workers: int = 2, preload: bool = False) -> Server:
+def start(
+    adapter: str,
+    db: Path,
+    log: Path,
+    *,
+    workers: int = 2,
+    preload: bool = False,
+    runs: Path | None = None,
+) -> Server:
     """Start ``adapter``'s real server on a free port; returns once it accepts connections
-    (bounded: 60 s), or fails with its log."""
+    (bounded: 60 s), or fails with its log. ``runs``: a file where the apps' handler logs
+    the pid and event id of each run."""
     port = free_port()
+    extra = {} if runs is None else {"IVERTON_TEST_RUNS": str(runs)}
     with log.open("wb") as out:
         process = subprocess.Popen(
             command(adapter, port, workers=workers, preload=preload),
             cwd=ROOT,
-            env=environment(db),
+            env=environment(db, **extra),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
