@@ -26,8 +26,15 @@ __all__ = ["LOOKED_FOR", "Finder", "processors_of", "register_finder"]
 Finder = Callable[[object], Iterable[Receiver | Processor] | None]
 
 _finders: list[Finder] = []
-#: What the finders know, for the message when none finds anything (adapters add theirs).
-LOOKED_FOR: list[str] = ["a Receiver or a Processor"]
+#: What the core and the adapters' finders recognise, for the message when none finds
+#: anything (every adapter's, whether or not the app imported it).
+LOOKED_FOR = (
+    "a Receiver or a Processor",
+    "a Flask app with IvertonWebhooks or webhooks_blueprint (or its create_app() factory)",
+    "a Starlette or FastAPI app with IvertonWebhookMiddleware, webhook_route or IvertonWebhook",
+    "a Django settings module (INSTALLED_APPS with 'iverton_webhooks.contrib.django') or "
+    "the project's WSGI/ASGI application",
+)
 
 #: Modules recognised by a name they define before their adapter is imported, and the
 #: adapter module that then registers the finder for them: a Django settings module
@@ -35,11 +42,10 @@ LOOKED_FOR: list[str] = ["a Receiver or a Processor"]
 _PROJECT_MARKERS = (("INSTALLED_APPS", "iverton_webhooks.contrib.django.project"),)
 
 
-def register_finder(finder: Finder, looked_for: str) -> None:
-    """Add ``finder`` (once); ``looked_for`` says in a sentence what it recognises."""
+def register_finder(finder: Finder) -> None:
+    """Add ``finder`` (once); an adapter calls it when it is imported."""
     if finder not in _finders:
         _finders.append(finder)
-        LOOKED_FOR.append(looked_for)
 
 
 def processors_of(target: object) -> list[Processor]:

@@ -311,4 +311,4 @@ def _find(target: object) -> list[Receiver] | None:
     return found
 
 
-register_finder(_find, "a FastAPI app whose routes depend on IvertonWebhook")
+register_finder(_find)

@@ -292,7 +292,4 @@ def _takes_no_arguments(func: Any) -> bool:
     )
 
 
-register_finder(
-    _find,
-    "a Flask app with IvertonWebhooks or webhooks_blueprint (or a create_app() factory)",
-)
+register_finder(_find)

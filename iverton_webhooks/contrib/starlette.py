@@ -310,4 +310,4 @@ def _find(target: object, depth: int = 0) -> list[Receiver] | None:
     return found
 
 
-register_finder(_find, "a Starlette or FastAPI app with IvertonWebhookMiddleware or webhook_route")
+register_finder(_find)

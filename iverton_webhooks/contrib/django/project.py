@@ -57,8 +57,4 @@ def _is_django_handler(target: object) -> bool:
     return isinstance(target, (WSGIHandler, ASGIHandler))
 
 
-register_finder(
-    find,
-    "a Django settings module (INSTALLED_APPS with 'iverton_webhooks.contrib.django') "
-    "or the project's WSGI/ASGI application",
-)
+register_finder(find)
