@@ -149,7 +149,7 @@ def test_thread_runner_processes_after_commit_off_the_request_thread(
     finally:
         handlers.router._handlers["client.created"].clear()
     assert len(threads) == 5
-    assert all(name.startswith("iverton-worker") for name in threads)
+    assert all(name.startswith("iverton") for name in threads)
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"done"}
 
 

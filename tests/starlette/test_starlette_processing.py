@@ -237,7 +237,9 @@ def test_thread_runner_receiver_works_and_is_closed_at_shutdown(
     with TestClient(app_with(receiver, [])) as client:
         assert client.post(PATH, content=body, headers=headers).status_code == 200
         assert wait_for(lambda: status_of(store, "evt_threads") == Status.DONE)
-    assert ran[0].startswith("iverton-worker")
-    runner = receiver.runner
-    assert isinstance(runner, ThreadRunner)
-    assert not any(thread.is_alive() for thread in runner._threads)  # closed at shutdown
+        runner = receiver.runner
+        assert isinstance(runner, ThreadRunner)
+        loop_thread = runner._thread
+        assert loop_thread is not None and loop_thread.is_alive()
+    assert ran[0].startswith("iverton")
+    assert not loop_thread.is_alive()  # closed at shutdown

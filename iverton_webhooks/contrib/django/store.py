@@ -488,6 +488,8 @@ class DjangoStore(base.RecordsRows):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
     blocking = True
+    #: Django's ORM refuses calls from a thread where an event loop runs.
+    event_loop_safe = False
 
     def __init__(self, using: str = "default", *, clock: Callable[[], float] = time.time):
         self.using = using
