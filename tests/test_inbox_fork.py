@@ -121,3 +121,32 @@ def test_processes_forked_from_one_store_write_at_once_without_losing_an_event(
     assert event is not None
     assert event.deliveries == 2
     store.close()
+
+
+@pytest.mark.postgres
+def test_a_forked_child_has_its_own_postgres_session_and_leaves_the_parents_open(
+    tmp_path: Path,
+) -> None:
+    import time as clock
+
+    from tests.stores import postgres_store
+
+    with postgres_store(tmp_path, clock.time) as store:
+        assert store.record("evt_parent", "deal.won", CREATED, b"{}")
+        parent_conn = store._conn  # type: ignore[attr-defined]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                own = store._conn is not parent_conn  # type: ignore[attr-defined]
+                wrote = store.record("evt_child", "deal.won", CREATED, b"{}")
+                store.close()  # the child's own session only
+                code = 0 if own and wrote else 2
+            finally:
+                os._exit(code)
+        assert _wait_for_child(pid) == 0
+        # The parent's session was neither used nor ended by the child.
+        assert store._conn is parent_conn  # type: ignore[attr-defined]
+        assert not parent_conn.closed
+        assert store.record("evt_parent_after", "deal.won", CREATED, b"{}")
+        assert store.count() == 3

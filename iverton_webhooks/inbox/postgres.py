@@ -32,7 +32,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..errors import ConfigurationError
-from ..forks import reset_after_fork
 from .base import CLAIMABLE
 from .sql import POSTGRES, SQLStore, status_list
 
@@ -152,17 +151,13 @@ class PostgresStore(SQLStore):
         self._answers = _quote(*filter(None, (schema, ANSWERS_TABLE)))
         self._answers_scope = name
         self._schema_ready = False
-        self._fresh_connections()
-        reset_after_fork(self, PostgresStore._fresh_connections)
-
-    def _fresh_connections(self) -> None:
-        # Also in a forked child: its threads open their own connections, and the lock
-        # may have been copied while another thread of the parent held it.
         self._local = threading.local()
-        # The parent's connections stay referenced: closed (or garbage-collected) in a
-        # child, a connection would act on the parent's session or files.
-        self._all: list[tuple[int, Connection]] = getattr(self, "_all", [])
+        # Every connection opened, with the process that opened it. A forked child keeps
+        # its parent's referenced and never closes them (nor lets the garbage collector):
+        # closing one would end the parent's session.
+        self._all: list[tuple[int, Connection]] = []
         self._all_lock = threading.Lock()
+        self._all_pid = os.getpid()
 
     def __repr__(self) -> str:
         host = self._params.get("host") or "local socket"
@@ -217,11 +212,18 @@ class PostgresStore(SQLStore):
         except BaseException:
             conn.close()
             raise
-        with self._all_lock:
-            pid = os.getpid()
+        pid = os.getpid()
+        with self._guard(pid):
             self._all = [(p, c) for p, c in self._all if not (p == pid and c.closed)]
             self._all.append((pid, conn))
         return conn
+
+    def _guard(self, pid: int) -> threading.Lock:
+        """The lock on ``_all``, made afresh in a forked child: a parent thread may have
+        held it at the fork, and it would stay held in the child."""
+        if self._all_pid != pid:
+            self._all_lock, self._all_pid = threading.Lock(), pid
+        return self._all_lock
 
     def _names(self, conn: Connection) -> dict[str, str]:
         index_name = f"{self._name}_due"
@@ -287,7 +289,7 @@ class PostgresStore(SQLStore):
         """Close this process's connections (a forked child's copies of the parent's
         connections are left to the parent)."""
         pid = os.getpid()
-        with self._all_lock:
+        with self._guard(pid):
             mine = [conn for p, conn in self._all if p == pid]
             self._all = [(p, conn) for p, conn in self._all if p != pid]
         for conn in mine:
