@@ -4,8 +4,8 @@
     python -m benchmarks.sqlite_wal --quick
 
 "old" is wave 1's setting (checkpoint every 10,000 pages, the WAL never cut back:
-it grows to ~40 MB); "new" is the store's (checkpoint every 1,000 pages, the file cut
-back to 6 MB after a checkpoint a reader held back). Each round records a batch of
+it grows to ~40 MB); "new" is the store's (SQLite's own checkpoint every 1,000 pages,
+the file cut back to 4 MiB after a checkpoint a reader held back). Each round records a batch of
 realistic events into each store, in an order that alternates, so both see the same
 machine speed; the figure is the median over rounds of new/old acks per second, with
 the largest -wal file each store reached.
