@@ -337,14 +337,17 @@ class Receiver:
         seen.event_id, seen.event_type = envelope.id, envelope.type
 
         max_age = self.processor.max_age
-        if max_age is not None and _too_old(envelope, max_age):
-            log.warning(
-                "event %s (%s) is older than max_age: answered 'expired', not recorded",
-                printable(envelope.id),
-                printable(envelope.type),
-                extra=self._about(envelope),
-            )
-            return EXPIRED
+        if max_age is not None:
+            outside = _outside_window(envelope, max_age, self.processor.retention)
+            if outside is not None:
+                log.warning(
+                    "event %s (%s) is %s: answered 'expired', not recorded",
+                    printable(envelope.id),
+                    printable(envelope.type),
+                    outside,
+                    extra=self._about(envelope),
+                )
+                return EXPIRED
         record, endpoint = self.store.record, self.processor.endpoint
         event_id, event_type, created_at = envelope.id, envelope.type, envelope.created_at
         try:
@@ -563,8 +566,19 @@ def header(headers: HeadersLike | Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _too_old(envelope: Envelope, max_age: timedelta) -> bool:
-    return envelope.created_at.timestamp() < time.time() - max_age.total_seconds()
+def _outside_window(envelope: Envelope, max_age: timedelta, retention: timedelta) -> str | None:
+    """Why a verified event is not accepted by its date, or None when it is.
+
+    Older than ``max_age``: a replay of a request whose id may already be pruned. Dated
+    more than ``retention - max_age`` ahead: its row could be pruned (after ``retention``)
+    while a replay of it would still be younger than ``max_age``.
+    """
+    created, now = envelope.created_at.timestamp(), time.time()
+    if created < now - max_age.total_seconds():
+        return "older than max_age"
+    if created > now + (retention - max_age).total_seconds():
+        return "dated further ahead than retention - max_age"
+    return None
 
 
 def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:

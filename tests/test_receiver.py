@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import types
 from datetime import datetime
 from typing import Any
 
@@ -315,6 +316,45 @@ def test_max_age_answers_expired_and_must_sit_between_retry_span_and_retention()
         make(max_age=timedelta(days=8))
     with pytest.raises(ConfigurationError, match="retry span"):
         make(retention=timedelta(hours=24))
+
+
+def test_a_future_dated_event_cannot_be_replayed_once_its_row_is_pruned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta, timezone
+
+    from iverton_webhooks import receiver as receiver_module
+
+    max_age, retention = timedelta(days=2), timedelta(days=7)
+    store, router, seen = MemoryStore(), Router(), []
+    router.on("deal.won")(lambda event: seen.append(event.id))
+    receiver = make(router, store=store, max_age=max_age, retention=retention)
+
+    def dated(event_id: str, ahead: timedelta) -> bytes:
+        when = (datetime.now(timezone.utc) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return json.dumps(sample_event("deal.won", id=event_id, created_at=when)).encode()
+
+    # Year 2999: never too old, so once pruned its replay would be accepted and run again.
+    assert post(receiver, dated("evt_2999", timedelta(days=365 * 900))) == (
+        200,
+        {"status": "expired"},
+    )
+    # Just beyond retention - max_age ahead: the same; just within it: accepted.
+    assert post(receiver, dated("evt_ahead", retention - max_age + timedelta(hours=1)))[1] == {
+        "status": "expired"
+    }
+    within = dated("evt_soon", retention - max_age - timedelta(hours=1))
+    assert post(receiver, within) == (200, {"status": "accepted"})
+    assert store.get("evt_2999") is None
+    assert store.get("evt_ahead") is None
+    assert seen == ["evt_soon"]
+    # Once the retention has passed its row is pruned; a replay then is older than max_age.
+    later = time.time() + retention.total_seconds() + 60
+    assert store.prune(later - retention.total_seconds()) == 1
+    then = types.SimpleNamespace(**{**vars(time), "time": lambda: later})
+    monkeypatch.setattr(receiver_module, "time", then)
+    assert post(receiver, within) == (200, {"status": "expired"})
+    assert seen == ["evt_soon"]
 
 
 def test_unknown_runner_and_store_are_configuration_errors() -> None:
