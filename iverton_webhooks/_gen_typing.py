@@ -1,8 +1,8 @@
-"""Write the typed ``on()`` overloads in :mod:`iverton_webhooks.router` from the catalogue.
+"""Write the typed ``on()`` overloads in `iverton_webhooks.router` from the catalogue.
 
 The type checker needs the event names as ``Literal`` strings, so they are spelled out in
 ``router.py`` between ``# <generated:...>`` markers. After adding a family to
-:mod:`iverton_webhooks.catalogue`, run::
+`iverton_webhooks.catalogue`, run::
 
     python -m iverton_webhooks._gen_typing          # rewrite router.py
     python -m iverton_webhooks._gen_typing --check  # exit 1 if router.py is stale
@@ -75,12 +75,12 @@ def _overloads(catalogue: Catalogue, self_arg: str) -> list[str]:
 
 
 def render_method(catalogue: Catalogue) -> list[str]:
-    """The overloads of :meth:`Router.on`."""
+    """The overloads of `Router.on`."""
     return _overloads(catalogue, "self, ")
 
 
 def render_function(catalogue: Catalogue) -> list[str]:
-    """The overloads of the module-level :func:`on`."""
+    """The overloads of the module-level `on`."""
     return _overloads(catalogue, "")
 
 

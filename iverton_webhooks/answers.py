@@ -2,12 +2,12 @@
 
 The sender switches an endpoint off after five failed deliveries in a row. The
 receiver notes every answer it gives; at the third failure in a row it logs an ERROR
-naming the likely cause and fires :attr:`~iverton_webhooks.hooks.Hook.ENDPOINT_AT_RISK`,
+naming the likely cause and fires `ENDPOINT_AT_RISK`,
 two deliveries before the sender gives up. Any 2xx starts the count again.
 
 The count has to be shared by every process serving the endpoint (the sender's
-deliveries land on any of them): :class:`StoreAnswerLog`, the receiver's default, keeps
-it in the store. :class:`LocalAnswerLog` counts within one process.
+deliveries land on any of them): `StoreAnswerLog`, the receiver's default, keeps
+it in the store. `LocalAnswerLog` counts within one process.
 
 >>> answers = LocalAnswerLog()
 >>> [answers.note("default", False, SIGNATURE) for _ in range(3)]
@@ -50,7 +50,7 @@ class AnswerLog(Protocol):
     """Where consecutive failed answers are counted, per endpoint.
 
     ``quiet`` lets the receiver skip the call for most 2xx answers: per endpoint, a
-    :func:`time.monotonic` reading before which noting a 2xx would change nothing (no
+    `time.monotonic` reading before which noting a 2xx would change nothing (no
     failure is counted since the last one noted). The log keeps it in place: it sets an
     endpoint's entry when a 2xx leaves nothing to clear, and drops it as it counts a
     failure. An empty dict is always correct: every answer is then noted.

@@ -1,8 +1,8 @@
 """The event catalogue: every family the sender documents, in one place.
 
 Type names, families, the typed models, the sample payloads and the Django signals are
-all derived from :data:`CATALOGUE`. Adding a family is a change to this file only: a
-model class and one :class:`Family` entry (its actions and a sample resource).
+all derived from `CATALOGUE`. Adding a family is a change to this file only: a
+model class and one `Family` entry (its actions and a sample resource).
 
 >>> CATALOGUE.model_for("deal.won").__name__
 'Deal'
@@ -107,7 +107,7 @@ class Catalogue:
         return self._family_of.get(event_type)
 
     def model_for(self, event_type: str) -> type[Resource]:
-        """The resource model for ``data``: the family's model, :class:`Resource` if unknown."""
+        """The resource model for ``data``: the family's model, `Resource` if unknown."""
         family = self._family_of.get(event_type)
         return family.model if family else Resource
 

@@ -1,6 +1,6 @@
 """Finding the receivers of an app: what ``iverton-webhooks ... --app MODULE[:NAME]`` runs.
 
-The core knows :class:`Receiver` and :class:`Processor`; each adapter registers a finder
+The core knows `Receiver` and `Processor`; each adapter registers a finder
 for its own objects when it is imported (a Flask app, a Starlette app, a Django
 project...), so this module imports no web framework. A finder takes any object and
 returns the receivers and processors it holds, or ``None`` when the object is not one

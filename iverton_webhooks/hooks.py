@@ -1,6 +1,6 @@
 """Lifecycle hooks: one way, for every framework, to be told what happens to events.
 
-Subscribe a function to the moments you care about; it gets a :class:`Notice`::
+Subscribe a function to the moments you care about; it gets a `Notice`::
 
     from iverton_webhooks.hooks import Hook
 
@@ -91,14 +91,14 @@ F = TypeVar("F", bound=Subscriber)
 
 
 class Hooks:
-    """Subscribers by hook. A :class:`~iverton_webhooks.Receiver` and its processor
+    """Subscribers by hook. A `Receiver` and its processor
     share one (``receiver.hooks``); pass your own with ``Receiver(hooks=...)``."""
 
     def __init__(self) -> None:
         self._subscribers: dict[Hook, tuple[Subscriber, ...]] = {}
         self._lock = threading.Lock()
         #: The hooks that may have a subscriber, so the receiver can skip building a
-        #: notice no one reads; :meth:`wants` gives the precise answer.
+        #: notice no one reads; `wants` gives the precise answer.
         self.watched: frozenset[Hook] = self._watched()
 
     def _watched(self) -> frozenset[Hook]:
@@ -116,7 +116,7 @@ class Hooks:
             self.watched = self._watched()
 
     def on(self, *hooks: Hook | str) -> Callable[[F], F]:
-        """Decorator form of :meth:`add`."""
+        """Decorator form of `add`."""
 
         def register(func: F) -> F:
             self.add(func, *hooks)

@@ -3,7 +3,7 @@
 (None where they do not apply), so a JSON formatter can emit them as fields.
 
 Records the library logs with no event at hand carry the five as None too.
-Values are escaped with :func:`~iverton_webhooks.text.printable`, like the messages:
+Values are escaped with `printable`, like the messages:
 ids and types are the sender's text, and a format string such as ``%(event_id)s``
 must not write a raw escape sequence or a forged line.
 

@@ -1,8 +1,8 @@
 """Where processing starts by itself: the one policy every adapter asks.
 
 An adapter that loads a receiver (Django's ``ready()``, Flask's ``init_app``, a
-:class:`~iverton_webhooks.wsgi.WebhookApp`) calls :func:`start_if_serving`; an ASGI
-lifespan asks :func:`lifespan_starts`. Whether this process starts its runners is decided
+`WebhookApp`) calls `start_if_serving`; an ASGI
+lifespan asks `lifespan_starts`. Whether this process starts its runners is decided
 here from the command line, the environment and the modules loaded:
 
 - processes that serve HTTP start: gunicorn and uWSGI workers, waitress, mod_wsgi,
@@ -300,7 +300,7 @@ def _hold(start: Callable[[], object]) -> Callable[[], Callable[[], object] | No
 
 
 def start_if_serving(*startables: Startable) -> Decision:
-    """:func:`when_serving` for receivers or runners: their ``start()``."""
+    """`when_serving` for receivers or runners: their ``start()``."""
     decision = Decision.NO
     for item in startables:
         decision = when_serving(item.start, what=f"processing of {type(item).__name__}")

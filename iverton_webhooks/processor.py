@@ -1,6 +1,6 @@
 """Processing stored events: the one layer that runners, CLIs, adapters and Celery share.
 
-A :class:`Processor` claims an event, runs the handlers it still owes (each with a
+A `Processor` claims an event, runs the handlers it still owes (each with a
 deadline, renewing the lease while it runs), and writes the verdict, retrying that
 write while the store is briefly down so that a handler's recorded success is never
 run again.
@@ -131,8 +131,8 @@ class Processor:
     and metrics go.
 
     Sync handlers and blocking store calls run in a thread pool; the event itself is
-    driven by one coroutine (:meth:`process_async`), which waits for each handler with
-    its deadline and renews the lease while it waits. :meth:`process` runs that
+    driven by one coroutine (`process_async`), which waits for each handler with
+    its deadline and renews the lease while it waits. `process` runs that
     coroutine to the end from synchronous code.
     """
 
@@ -405,7 +405,7 @@ class Processor:
 
     def health(self) -> Health:
         """Counts by status and how long the oldest due event has waited for a worker
-        (see :class:`~iverton_webhooks.health.Health`); what ``stats`` commands show."""
+        (see `Health`); what ``stats`` commands show."""
         return Health(self.endpoint, self.stats(), oldest_due_age(self.store, self.endpoint))
 
     def list(

@@ -124,10 +124,10 @@ class Handler:
 
 
 class Router:
-    """A set of handlers keyed by event name. Routers compose with :meth:`include`.
+    """A set of handlers keyed by event name. Routers compose with `include`.
 
     With ``strict=True`` (the default) a name that is not a known event type (see
-    :data:`EVENT_TYPES`), a ``family.*`` pattern or ``"*"`` is refused when registered,
+    `EVENT_TYPES`), a ``family.*`` pattern or ``"*"`` is refused when registered,
     so a typo fails at import instead of silently never running.
     """
 
@@ -180,7 +180,7 @@ class Router:
         return register
 
     def add(self, func: Callable[..., Any], *names: str, name: str | None = None) -> Handler:
-        """Register ``func`` for ``names`` without a decorator; returns its :class:`Handler`."""
+        """Register ``func`` for ``names`` without a decorator; returns its `Handler`."""
         handler = Handler.wrap(func, name)
         for event_name in names:
             self._check_name(event_name)
@@ -231,7 +231,7 @@ class Router:
 
 
 default_router = Router()
-"""The router behind the module-level :func:`on`."""
+"""The router behind the module-level `on`."""
 
 
 # <generated:function>

@@ -1,6 +1,6 @@
 """Where processing happens once the event is recorded and the 2xx is on its way.
 
-A runner only decides *when and where* :meth:`Processor.process` runs. It never
+A runner only decides *when and where* `Processor.process` runs. It never
 holds the only copy of anything: a submitted id it cannot take (full queue, no loop,
 process exit) is still ``pending`` in the store and is found by recovery.
 """
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 class BaseRunner:
-    """What every runner offers; each hook but :meth:`submit` does nothing by default,
+    """What every runner offers; each hook but `submit` does nothing by default,
     so adapters call them all without asking what kind of runner they hold.
 
     >>> class Collect(BaseRunner):
@@ -58,13 +58,13 @@ class BaseRunner:
 
     def start(self) -> None:
         """Start processing and recovery in this process now (idempotent; call it again
-        after a fork). Runners that need a loop start in :meth:`startup` instead."""
+        after a fork). Runners that need a loop start in `startup` instead."""
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Told the loop an async adapter serves on (runners that use one, run there)."""
 
     async def startup(self) -> None:
-        """From an ASGI lifespan start-up: start as :meth:`start` does, on this loop."""
+        """From an ASGI lifespan start-up: start as `start` does, on this loop."""
         self.start()
 
     async def drain(self, timeout: float = 10.0) -> int:
@@ -92,11 +92,11 @@ class AsyncioRunner(BaseRunner):
     """Process on an asyncio loop: async handlers on the loop, sync ones and blocking
     store calls in threads.
 
-    Call :meth:`startup` from the app's lifespan (it recovers due events and polls
-    for retries) and :meth:`drain` at shutdown. At most ``max_concurrency`` events are
+    Call `startup` from the app's lifespan (it recovers due events and polls
+    for retries) and `drain` at shutdown. At most ``max_concurrency`` events are
     processed at once and ``queue_size`` held (more are left pending for the poll).
     ``store_calls_here``: make blocking store calls on the loop's own thread (for a
-    loop that serves nothing else, as :class:`ThreadRunner`'s).
+    loop that serves nothing else, as `ThreadRunner`'s).
     Tasks are strongly referenced, so the loop cannot garbage-collect one mid-event.
     """
 
@@ -124,8 +124,8 @@ class AsyncioRunner(BaseRunner):
         self.attach(asyncio.get_running_loop())
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run on ``loop`` from now on, and poll there. Called by :meth:`startup` and by
-        :meth:`Receiver.receive_async`, so an app without lifespan events still works.
+        """Run on ``loop`` from now on, and poll there. Called by `startup` and by
+        `Receiver.receive_async`, so an app without lifespan events still works.
         Must be called from ``loop``'s thread."""
         if self._loop is not loop:
             self._loop = loop
@@ -244,7 +244,7 @@ class AsyncioRunner(BaseRunner):
 
 
 class ThreadRunner(BaseRunner):
-    """Processing in the background of a sync app: an :class:`AsyncioRunner` on an
+    """Processing in the background of a sync app: an `AsyncioRunner` on an
     event loop of its own, in one daemon thread of this process.
 
     Up to ``workers`` events are processed at once (their sync handlers in a thread
@@ -252,7 +252,7 @@ class ThreadRunner(BaseRunner):
     ``queue_size`` ids are held, more
     are left pending for the poll, which recovers due events (retries, expired leases,
     overflow) every ``poll_interval`` s. Nothing starts before the first
-    :meth:`submit` or :meth:`start`; in a forked child (gunicorn, Celery prefork) the
+    `submit` or `start`; in a forked child (gunicorn, Celery prefork) the
     first use starts it afresh, as the parent's thread did not come along.
     """
 

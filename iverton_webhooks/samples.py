@@ -1,6 +1,6 @@
 """A realistic sample payload for every event type (for tests, demos, "send test").
 
-The sample resources live in the catalogue (:mod:`iverton_webhooks.catalogue`).
+The sample resources live in the catalogue (`iverton_webhooks.catalogue`).
 
 >>> event = sample_event("deal.won", id="evt_42")
 >>> event["id"], event["type"], event["data"]["stage"]
@@ -43,7 +43,7 @@ def sample_event(event_type: str, **overrides: Any) -> dict[str, Any]:
 
 
 def sample_body(event_type: str, **overrides: Any) -> bytes:
-    """:func:`sample_event` serialised the way the sender does: compact UTF-8 JSON."""
+    """`sample_event` serialised the way the sender does: compact UTF-8 JSON."""
     return json.dumps(sample_event(event_type, **overrides), separators=(",", ":")).encode()
 
 

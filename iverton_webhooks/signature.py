@@ -41,7 +41,7 @@ _LIST_FORM = 'secrets=["whsec_..."] (or secret="whsec_..." for a single one)'
 
 
 def validate_secrets(secrets: object) -> list[str]:
-    """Return ``secrets`` as a list, or raise :class:`ConfigurationError` saying what to fix.
+    """Return ``secrets`` as a list, or raise `ConfigurationError` saying what to fix.
 
     Takes a list (or tuple) of the endpoint's signing secrets, newest first while rotating.
     Refuses a bare string (iterating it would make one secret per character), an empty
@@ -104,14 +104,14 @@ class Verifier:
     __slots__ = ("_keys",)
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        """Raise :class:`ConfigurationError` for anything :func:`validate_secrets` refuses."""
+        """Raise `ConfigurationError` for anything `validate_secrets` refuses."""
         self._keys = tuple(secret.encode() for secret in validate_secrets(secrets))
 
     def __repr__(self) -> str:
         return f"<Verifier with {len(self._keys)} secret(s)>"
 
     def verify(self, body: bytes, signature: object) -> int:
-        """Return the index of the secret that signed ``body``; raise :class:`InvalidSignature`."""
+        """Return the index of the secret that signed ``body``; raise `InvalidSignature`."""
         # compare_digest needs ASCII text, and the length check keeps padded, truncated
         # or prefixed variants out before any HMAC is computed.
         if (
@@ -136,7 +136,7 @@ class Verifier:
 def verify(body: bytes, signature: str | None, secrets: str | Sequence[str]) -> int:
     """Return the index of the secret in ``secrets`` that signed ``body``.
 
-    A single secret may be passed as a string. Raises :class:`InvalidSignature` for
+    A single secret may be passed as a string. Raises `InvalidSignature` for
     every kind of failure, whatever the input.
     """
     try:

@@ -11,11 +11,11 @@ attribute ties the two together.
 
 Metrics: ``iverton.requests`` (by ``answer``), ``iverton.handler.runs`` (by ``handler``
 and ``outcome``), the ``iverton.ack.duration`` histogram (seconds), and, once
-:func:`observe_inbox` is called for a processor, the gauges ``iverton.inbox.events``
+`observe_inbox` is called for a processor, the gauges ``iverton.inbox.events``
 (by ``status``) and ``iverton.inbox.oldest_due_age`` (seconds). Every point carries
 ``iverton.endpoint``.
 
-Spans and metrics go to the global providers unless a :class:`Telemetry` built with
+Spans and metrics go to the global providers unless a `Telemetry` built with
 explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=...)``.
 """
 
@@ -35,7 +35,7 @@ from .health import Health
 
 
 class Observed(Protocol):
-    """What :func:`observe_inbox` reads: a :class:`~iverton_webhooks.processor.Processor`."""
+    """What `observe_inbox` reads: a `Processor`."""
 
     @property
     def endpoint(self) -> str: ...

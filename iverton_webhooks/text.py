@@ -4,7 +4,7 @@ Event ids, types and handler errors come from signed but still foreign input: a 
 escape sequence could clear a screen, write a clipboard (OSC 52) or forge a log line
 with ``\\r\\n``, and an invisible or bidirectional format character (U+202E RIGHT-TO-LEFT
 OVERRIDE, a zero-width space) could make ``deal.\\u202ewon`` read as another type in a
-terminal, a log or the admin. Every human-readable output goes through :func:`printable`;
+terminal, a log or the admin. Every human-readable output goes through `printable`;
 JSON output keeps the exact values.
 
 >>> printable("evt_1\\x1b[2J\\r\\nFAKE")

@@ -1,7 +1,7 @@
 """One claimed event on its way through its handlers: the decisions, without the driving.
 
-:class:`Job` holds every decision about one event (which handlers it still owes, what a
-failure means, what is written when); :class:`~iverton_webhooks.processor.Processor`
+`Job` holds every decision about one event (which handlers it still owes, what a
+failure means, what is written when); `Processor`
 drives it, blocking or on an event loop.
 """
 
@@ -38,7 +38,7 @@ log = logging.getLogger("iverton_webhooks")
 
 
 class Result(str, Enum):
-    """What one call to :meth:`Processor.process` did."""
+    """What one call to `Processor.process` did."""
 
     DONE = "done"
     UNHANDLED = "unhandled"  # no handler matches its type; kept, replayable

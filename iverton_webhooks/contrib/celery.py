@@ -10,7 +10,7 @@ whatever is due.
 
 Publishing never happens on the request thread: with the broker down, kombu holds a
 publish for seconds (it retries the connection), longer than the sender waits for the
-reply. :meth:`CeleryRunner.submit` only puts the id on a bounded queue.
+reply. `CeleryRunner.submit` only puts the id on a bounded queue.
 
 >>> from celery import Celery
 >>> from iverton_webhooks import Receiver

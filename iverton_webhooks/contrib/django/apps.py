@@ -1,6 +1,6 @@
 """App config: imports every installed app's handler module (``iverton_handlers.py``; see
-:mod:`~iverton_webhooks.contrib.django.discovery`), registers the checks and, in a process
-that serves requests (:mod:`iverton_webhooks.placement` decides), starts processing at once:
+`discovery`), registers the checks and, in a process
+that serves requests (`iverton_webhooks.placement` decides), starts processing at once:
 recovery needs no request."""
 
 from __future__ import annotations

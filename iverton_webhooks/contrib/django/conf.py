@@ -1,4 +1,4 @@
-"""Reading the ``IVERTON_WEBHOOKS`` setting into :class:`~iverton_webhooks.Receiver` options.
+"""Reading the ``IVERTON_WEBHOOKS`` setting into `Receiver` options.
 
 Keys hold ``SECRET`` in their names (``SECRET``, ``SECRETS``) so that Django's error
 reports mask them.
@@ -62,7 +62,7 @@ def secrets(opts: dict[str, Any]) -> list[str]:
     """``SECRET`` then ``SECRETS``, checked: an empty list when neither is set (``""``
     counts as unset, as from an unset environment variable).
 
-    Raises :class:`ConfigurationError` saying what to fix for ``SECRETS`` given as one
+    Raises `ConfigurationError` saying what to fix for ``SECRETS`` given as one
     string (it would be read as one secret per character), a blank secret, one with
     leading or trailing whitespace, or an obvious placeholder: with any of them every
     authentic request would be refused with 401.

@@ -3,7 +3,7 @@
 The router runs each receiver of an event's signals as a handler of its own (its outcome
 recorded, only failed ones retried), so it needs the receivers one by one. Django lists
 them only through ``Signal._live_receivers``, a private method whose return type already
-changed once (5.0). :class:`ListedSignal` keeps its own list as receivers connect and
+changed once (5.0). `ListedSignal` keeps its own list as receivers connect and
 disconnect (``connect``/``disconnect`` are public and keep working as in Django).
 """
 
@@ -38,7 +38,7 @@ def _ref(receiver: Callable[..., Any], weak: bool) -> Ref:
 
 
 class ListedSignal(Signal):
-    """A :class:`~django.dispatch.Signal` whose :meth:`receivers_for` lists its live
+    """A `Signal` whose `receivers_for` lists its live
     receivers for a sender, in the order they connected."""
 
     def __init__(self, use_caching: bool = False) -> None:

@@ -1,7 +1,7 @@
 """A Django project's receivers for ``iverton-webhooks ... --app``: from its settings
 module (``--app mysite.settings``) or its WSGI/ASGI module (``--app mysite.wsgi``).
 
-Imported by :mod:`iverton_webhooks.finders` when a module defines ``INSTALLED_APPS``,
+Imported by `iverton_webhooks.finders` when a module defines ``INSTALLED_APPS``,
 and by the app config, so either way the finder below is registered.
 """
 

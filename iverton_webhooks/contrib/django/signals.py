@@ -3,7 +3,7 @@
 ``webhook_received`` fires for every event; each event type in the catalogue has its
 own signal, named after it (``deal_won``, ``email_bounced``, ...; ``SIGNALS`` maps type
 names to them). Receivers get ``sender=WebhookEvent`` and ``event=`` the typed
-:class:`~iverton_webhooks.Event`::
+`Event`::
 
     from django.dispatch import receiver
     from iverton_webhooks.contrib.django.signals import deal_won
@@ -14,10 +14,10 @@ names to them). Receivers get ``sender=WebhookEvent`` and ``event=`` the typed
 Each connected receiver is tracked as a handler of its own: its outcome is recorded,
 and a retry runs only the receivers that failed.
 
-Lifecycle signals, one per :class:`~iverton_webhooks.hooks.Hook`, named
+Lifecycle signals, one per `Hook`, named
 ``iverton_<hook>`` (``iverton_dead``, ``iverton_endpoint_at_risk``, ...; ``HOOK_SIGNALS``
 maps hooks to them), are sent with ``sender=WebhookEvent`` and ``notice=`` the
-:class:`~iverton_webhooks.hooks.Notice`. They observe only: a receiver that raises is
+`Notice`. They observe only: a receiver that raises is
 logged, and changes neither the reply nor the event's outcome::
 
     from django.dispatch import receiver
@@ -93,7 +93,7 @@ def send_hook_signal(notice: Notice) -> None:
 class SignalHooks(Hooks):
     """Hooks that also send each hook's signal. A hook is wanted while a plain
     subscriber or a signal receiver listens to it, so an ack that nobody observes
-    builds no :class:`~iverton_webhooks.hooks.Notice` and sends nothing."""
+    builds no `Notice` and sends nothing."""
 
     def wants(self, hook: Hook) -> bool:
         return bool(HOOK_SIGNALS[hook].receivers) or super().wants(hook)

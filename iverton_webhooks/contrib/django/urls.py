@@ -3,7 +3,7 @@
 The webhook answers with and without a trailing slash: the sender's URL form has none
 (``https://yourapp.com/webhooks/iverton``), and a redirect (``APPEND_SLASH``) would turn
 its POST into a failed delivery. Include it with no slash after the prefix, as above;
-or use :func:`webhook_path` for an endpoint of your own.
+or use `webhook_path` for an endpoint of your own.
 
 Sync or async: the patterns made here hold both views of their endpoint and give Django
 the async one when it resolves the URL on its event loop, which it does only when it
