@@ -234,6 +234,7 @@ class Receiver:
         self.max_body_bytes = max_body_bytes
         self.runner = _make_runner(runner)
         self.runner.bind(self.processor)
+        self._said_no_handlers = False
 
     @property
     def endpoint(self) -> str:
@@ -543,7 +544,15 @@ class Receiver:
     def start(self) -> None:
         """Start processing now rather than at the first request, so events left over
         from a previous run are recovered with no new traffic. Idempotent in a process;
-        in a forked child it starts afresh."""
+        in a forked child it starts afresh. Says so, once, if no handler is registered."""
+        if not self._said_no_handlers and not self.router.has_handlers():
+            self._said_no_handlers = True
+            log.warning(
+                "endpoint %s has no handler registered: every event will be kept as "
+                "'unhandled' (replayable once a handler exists); register handlers with "
+                "@on(...) in a module your app imports (Django: <app>/iverton_handlers.py)",
+                printable(self.endpoint),
+            )
         self.runner.start()
 
     def close(self, timeout: float | None = 5.0) -> None:

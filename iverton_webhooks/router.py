@@ -206,6 +206,18 @@ class Router:
                     found.setdefault(handler.name, handler)
         return sorted(found.values(), key=lambda handler: handler.order)
 
+    def has_handlers(self) -> bool:
+        """Whether some handler would run for at least one known event type.
+
+        >>> router = Router()
+        >>> router.has_handlers()
+        False
+        >>> _ = router.add(print, "deal.*")
+        >>> router.has_handlers()
+        True
+        """
+        return any(self.handlers_for(event_type) for event_type in EVENT_TYPES)
+
     def clear(self) -> None:
         """Forget every handler and included router (useful between tests)."""
         self._handlers.clear()

@@ -413,3 +413,18 @@ def test_log_lines_escape_control_characters_in_signed_values(
     assert any("evt_x\\r\\n" in message for message in messages)
     for message in messages:
         assert not set(message) & {"\r", "\n", "\x1b", "\x07"}, message
+
+
+def test_starting_with_no_handler_registered_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, "iverton_webhooks"):
+        empty = make(Router())
+        empty.start()
+        empty.start()
+        router = Router()
+        router.on("deal.won")(lambda event: None)
+        make(router).start()
+    said = [r.getMessage() for r in caplog.records if "no handler registered" in r.getMessage()]
+    assert len(said) == 1
+    assert "@on(" in said[0]
