@@ -5,6 +5,10 @@ recovery needs no request."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from functools import partial
+
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
@@ -34,4 +38,21 @@ class IvertonWebhooksConfig(AppConfig):
         discovery.discover(apps.get_app_configs(), discovery.module_names(conf.options()))
         # The core's policy: at once in a serving process, in each forked worker under a
         # pre-fork master (gunicorn --preload), never in other commands or test sessions.
-        when_serving(start_endpoints, what="webhook endpoints")
+        when_serving(partial(_once_apps_are_ready, start_endpoints), what="webhook endpoints")
+
+
+def _once_apps_are_ready(start: Callable[[], None]) -> None:
+    # ready() runs while Django is still setting up its app registry: a query made before
+    # that ends (the runner's first recovery poll) is what Django warns about ("database
+    # access during app initialization"). Start as soon as the registry is ready.
+    from django.apps import apps
+
+    if apps.ready:
+        start()
+        return
+
+    def wait_then_start() -> None:
+        if apps.ready_event.wait(60):
+            start()
+
+    threading.Thread(target=wait_then_start, name="iverton-start", daemon=True).start()
