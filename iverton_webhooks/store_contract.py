@@ -53,7 +53,7 @@ from .inbox.base import (
     Verdict,
 )
 
-__all__ = ["EDGE_VALUES", "ContractClock", "StoreContract"]
+__all__ = ["ANY_TEXT", "EDGE_VALUES", "ContractClock", "StoreContract"]
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 START = 1_700_000_000.0
@@ -91,6 +91,25 @@ EDGE_VALUES: list[tuple[str, str, str, datetime, bytes]] = [
     ("nul body", "evt_nul_body", "deal.won", CREATED, b'{"a":"\x00"}\x00\x00'),
     ("non-utf8 body", "evt_latin1", "deal.won", CREATED, b"\xff\xfe\x80caf\xe9\x00"),
     ("empty body", "sha256:" + "0" * 64, "", CREATED, b""),
+    # What the JSON parser makes of "\ud83d" and "\u0000" in a signed body.
+    ("lone surrogate", "evt_\ud83d", "deal.\udc00won\ud83d", CREATED, b'{"id":"\\ud83d"}'),
+    ("nul", "evt_a\x00b", "deal.won\x00", CREATED, b'{"id":"evt_a\\u0000b"}'),
+    ("escape marker", 'json:"evt_1"', 'json:"x', CREATED, b"{}"),
+]
+
+#: (label, text): strings the JSON parser can produce that not every backend can hold
+#: as they are. Every store must keep each, exactly, in every text field: event ids,
+#: types, endpoints, handler names, handler errors, verdict errors, quarantine reasons.
+ANY_TEXT: list[tuple[str, str]] = [
+    ("plain", "evt_plain"),
+    ("lone high surrogate", "a\ud83d"),
+    ("lone low surrogate", "\udc00z"),
+    ("nul", "a\x00b"),
+    ("only nul", "\x00"),
+    ("mixed", "\x00\ud83d\u2603\U0001d11e\r\n\x1b[2J\u202e"),
+    ("escape marker", 'json:"a"'),
+    ("marker, not escaped", 'json:"not json'),
+    ("backslashes", "C:\\path\\u0000"),
 ]
 
 
@@ -557,6 +576,66 @@ class StoreContract:
             assert event.created_at == created_at
         assert store.get(event_id).outcomes == _ok(event_type)  # type: ignore[union-attr]
         assert store.stats() == {Status.DONE: 1}
+
+    @pytest.mark.parametrize("text", [pytest.param(t, id=label) for label, t in ANY_TEXT])
+    def test_any_text_is_kept_exactly_in_every_field(
+        self, store: Store, clock: ContractClock, text: str
+    ) -> None:
+        assert store.record(text, text, CREATED, b"{}", endpoint=text) is True
+        assert store.record(text, text, CREATED, b"{}", endpoint=text) is False
+        assert store.get(text) is None  # on its own endpoint only
+        assert store.due(endpoint=text) == [text]
+        assert store.oldest_due(endpoint=text) == pytest.approx(clock())
+        claim = self.claimed(store, text, endpoint=text)
+        assert (claim.event.id, claim.event.type, claim.event.endpoint) == (text, text, text)
+        assert store.renew(claim, 30)
+        assert store.checkpoint(claim, {text: HandlerOutcome(ok=True, at=1.0)})
+        failed = {"h" + text: HandlerOutcome(ok=False, error=text, at=2.0)}
+        assert store.finish(claim, failed, Verdict(Status.FAILED, text, clock() + 10))
+        event = store.get(text, endpoint=text)
+        assert event is not None
+        assert event.unreadable is None
+        assert (event.id, event.type, event.endpoint, event.last_error) == (text, text, text, text)
+        assert event.outcomes == {
+            text: HandlerOutcome(ok=True, at=1.0),
+            "h" + text: HandlerOutcome(ok=False, error=text, at=2.0),
+        }
+        assert [e.id for e in store.list(event_type=text, endpoint=text)] == [text]
+        assert [e.id for e in store.list(status=Status.FAILED, endpoint=text)] == [text]
+        assert (text, text) in {(e.endpoint, e.id) for e in store.list(endpoint=None)}
+        assert store.stats(endpoint=text) == {Status.FAILED: 1}
+        assert store.count(endpoint=text) == 1
+        clock.advance(11)
+        retry = self.claimed(store, text, endpoint=text)
+        assert retry.event.succeeded_handlers == {text}
+        assert store.finish(retry, {}, Verdict(Status.DEAD, text))
+        assert store.get(text, endpoint=text).last_error == text  # type: ignore[union-attr]
+        assert store.replay(text, endpoint=text) is True
+        store.finish(self.claimed(store, text, endpoint=text), {}, Verdict(Status.DEAD, text))
+        assert store.resolve(text, endpoint=text) is True
+        assert self.status(store, text, endpoint=text) is Status.DONE
+        # A quarantined body: its reason is text too.
+        quarantined = "sha256:" + text
+        assert store.record(
+            quarantined,
+            text,
+            CREATED,
+            b"\xff",
+            status=Status.QUARANTINED,
+            error=text,
+            endpoint=text,
+        )
+        kept = store.get(quarantined, endpoint=text)
+        assert kept is not None
+        assert (kept.status, kept.last_error, kept.type) == (Status.QUARANTINED, text, text)
+        # Failed answers in a row are counted per endpoint, whatever its name.
+        assert store.note_failure(text, text) == 1
+        assert store.note_failure(text, "signature") == 2
+        store.clear_failures(text)
+        assert store.note_failure(text, text) == 1
+        clock.advance(10)
+        assert store.prune(clock(), endpoint=text) == 2
+        assert store.count(endpoint=None) == 0
 
     def test_a_row_the_store_cannot_read_never_blocks_the_inbox(
         self, store: Store, clock: ContractClock

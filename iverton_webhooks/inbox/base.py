@@ -23,14 +23,17 @@ lease (it was too slow and another worker took over) cannot overwrite the result
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-import math
-import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from ..errors import StoreUnavailable
 
 #: The endpoint an event belongs to when the receiver was not given one.
 DEFAULT_ENDPOINT = "default"
@@ -67,6 +70,61 @@ def values(statuses: frozenset[Status]) -> tuple[str, ...]:
     return tuple(sorted(status.value for status in statuses))
 
 
+# Text in a store --------------------------------------------------------------------
+#
+# Any str the JSON parser produces may reach a store (ids, types, endpoints, handler
+# names and errors, quarantine reasons), but not every store can hold every str:
+# PostgreSQL text and jsonb refuse NUL, and a lone surrogate ("\ud83d") has no UTF-8
+# form, so the SQLite, PostgreSQL and Redis drivers cannot send it. Every store keeps
+# text through this one codec, applied by the row builders and read_row below: a text
+# is stored as it is, unless it holds a NUL or a lone surrogate (or starts with the
+# marker); then it is stored as ``json:`` followed by the text as an ASCII JSON string
+# literal. That form is visible to whoever reads the table or the keys by hand
+# (``json:"a\u0000b"``), valid UTF-8 without NUL everywhere, and read back exactly.
+
+#: What a text stored in its escaped form starts with.
+ESCAPED_PREFIX = 'json:"'
+
+
+def _storable(value: str) -> bool:
+    if "\x00" in value or value.startswith(ESCAPED_PREFIX):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def store_text(value: str) -> str:
+    r"""``value`` as every store can hold it: itself, or its escaped form.
+
+    >>> store_text("evt_1"), store_text("a\x00b"), store_text("\ud83d")
+    ('evt_1', 'json:"a\\u0000b"', 'json:"\\ud83d"')
+    """
+    return value if _storable(value) else "json:" + json.dumps(value)
+
+
+def load_text(value: str) -> str:
+    r"""The text :func:`store_text` stored as ``value``.
+
+    >>> load_text('json:"a\\u0000b"') == "a\x00b", load_text("evt_1")
+    (True, 'evt_1')
+    """
+    if value.startswith(ESCAPED_PREFIX):
+        try:
+            decoded = json.loads(value[len("json:") :])
+        except ValueError:  # not written by store_text: shown as it is
+            return value
+        if isinstance(decoded, str):
+            return decoded
+    return value
+
+
+def _stored_or_none(value: str | None) -> str | None:
+    return None if value is None else store_text(value)
+
+
 @dataclass(frozen=True)
 class HandlerOutcome:
     """The result of the latest run of one handler on one event."""
@@ -87,71 +145,49 @@ class HandlerOutcome:
 
     @classmethod
     def succeeded(cls, at: float) -> HandlerOutcome:
-        """``HandlerOutcome(ok=True, at=at)``: made once per handler run (as
-        :func:`_frozen` does, inlined)."""
-        made = object.__new__(cls)
-        made.__dict__.update(ok=True, error=None, at=at)
-        return made
+        """A handler run that succeeded at ``at`` (epoch seconds)."""
+        return cls(ok=True, at=at)
 
 
-_Frozen = TypeVar("_Frozen")
+def _stored_outcome(outcome: HandlerOutcome) -> dict[str, Any]:
+    return {**outcome.to_json(), "error": store_text(outcome.error or "")}
 
 
-def _frozen(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
-    """An instance of the frozen dataclass ``cls`` whose attributes are ``fields`` (the
-    dict itself, not a copy), which must name every field. Its generated ``__init__``
-    sets each field through ``object.__setattr__``: several times the cost of this, for
-    objects made for every event. Only for classes without ``__post_init__`` or
-    ``__slots__``."""
-    made: _Frozen = object.__new__(cls)
-    object.__setattr__(made, "__dict__", fields)
-    return made
-
-
-#: json.dumps builds an encoder per call when given any option; this one is built once.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-#: The string escaper that encoder uses (ensure_ascii).
-_quote = json.encoder.encode_basestring_ascii
-_INFINITIES = (math.inf, -math.inf)
+def outcome_json(outcome: HandlerOutcome) -> str:
+    """One outcome as a store keeps it: compact JSON, its error through :func:`store_text`."""
+    return json.dumps(_stored_outcome(outcome), separators=(",", ":"))
 
 
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
-    """The outcomes as compact JSON, as ``_COMPACT.encode`` writes them.
+    """The outcomes as a store keeps them: compact JSON, names and errors through
+    :func:`store_text` (so the JSON holds no NUL and no lone surrogate, which
+    PostgreSQL's jsonb refuses even escaped).
 
     >>> dump_outcomes({"h": HandlerOutcome(ok=False, error="boom", at=1.5)})
     '{"h":{"ok":false,"error":"boom","at":1.5}}'
     """
-    # Written here for the usual values (the encoder sets itself up on every call,
-    # several times the cost of the writing); anything else goes to the encoder.
-    parts = []
-    for name, o in outcomes.items():
-        ok, error, at = o.ok, o.error, o.at
-        if (
-            type(name) is not str
-            or type(ok) is not bool
-            or not (error is None or type(error) is str)
-            or type(at) is not float
-            or at != at  # NaN
-            or at in _INFINITIES
-        ):
-            return _COMPACT.encode({name: o.to_json() for name, o in outcomes.items()})
-        flag = "true" if ok else "false"
-        parts.append(f'{_quote(name)}:{{"ok":{flag},"error":{_quote(error or "")},"at":{at!r}}}')
-    return "{" + ",".join(parts) + "}"
+    stored = {store_text(name): _stored_outcome(o) for name, o in outcomes.items()}
+    return json.dumps(stored, separators=(",", ":"))
 
 
 def load_outcomes(
     text: str | bytes | Mapping[str, Mapping[str, Any] | HandlerOutcome] | None,
 ) -> dict[str, HandlerOutcome]:
-    """Outcomes from JSON text, or from a mapping of JSON objects or outcomes (frozen,
-    so taken as they are)."""
+    """Outcomes from what :func:`dump_outcomes` wrote (JSON text, or the mapping a driver
+    parsed it into), or from a mapping of :class:`HandlerOutcome` (a store that keeps
+    the objects themselves: taken as they are)."""
     if not text:
         return {}
     raw = json.loads(text) if isinstance(text, (str, bytes)) else text
-    return {
-        name: v if isinstance(v, HandlerOutcome) else HandlerOutcome.from_json(v)
-        for name, v in raw.items()
-    }
+    loaded: dict[str, HandlerOutcome] = {}
+    for name, value in raw.items():
+        if isinstance(value, HandlerOutcome):
+            loaded[name] = value
+        else:
+            outcome = HandlerOutcome.from_json(value)
+            error = None if outcome.error is None else load_text(outcome.error)
+            loaded[load_text(name)] = HandlerOutcome(outcome.ok, error, outcome.at)
+    return loaded
 
 
 def to_datetime(epoch: float | None) -> datetime | None:
@@ -193,8 +229,8 @@ class Verdict:
         max_attempts: int,
         retry_at: float | Callable[[], float],
     ) -> Verdict:
-        """``retry_at`` may be a function, called only when the verdict is a retry (the
-        common verdict, done, then draws no jitter and reads no clock)."""
+        """``retry_at`` may be a function, called only when the verdict is a retry (so a
+        verdict of done draws no jitter)."""
         failures = [f"{name}: {o.error}" for name, o in outcomes.items() if not o.ok]
         if failures:
             error = "; ".join(failures)
@@ -207,42 +243,7 @@ class Verdict:
     def succeeded(matched: bool) -> Verdict:
         """The verdict of an attempt with no failed handler: done, or unhandled when no
         handler matched."""
-        # Frozen, so one instance of each serves every event.
-        return _DONE if matched else _UNHANDLED
-
-
-_DONE = Verdict(Status.DONE)
-_UNHANDLED = Verdict(Status.UNHANDLED)
-
-
-# Each status's stored name, looked up by member or by name, so recording needs no
-# ``Status(...)`` call per event (members hash by their Python name, hence both keys).
-_STATUS_NAME: dict[str, str] = {
-    **{status: status.value for status in Status},
-    **{status.value: status.value for status in Status},
-}
-_FINISHED_NAMES = frozenset(status.value for status in FINISHED)
-
-
-# The columns of a new row, in the order every store writes them; new_row fills in a
-# copy (one C call, about half the cost of a fifteen-entry dict display per event).
-_NEW_ROW: dict[str, Any] = {
-    "endpoint": None,
-    "id": None,
-    "type": None,
-    "created_at": None,
-    "received_at": None,
-    "body": None,
-    "status": None,
-    "attempts": 0,
-    "deliveries": 1,
-    "due_at": None,
-    "next_attempt_at": None,
-    "lease_until": None,
-    "lease_token": None,
-    "processed_at": None,
-    "last_error": None,
-}
+        return Verdict(Status.DONE if matched else Status.UNHANDLED)
 
 
 def new_row(
@@ -255,10 +256,8 @@ def new_row(
     status: Status | str = Status.PENDING,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """Every column of a newly recorded event (``outcomes`` empty).
-
-    Positional arguments are taken too: :meth:`RecordsRows.record` passes them so, as
-    matching eight keywords costs every acknowledged event a third of this call.
+    """Every column of a newly recorded event (``outcomes`` empty), in the order every
+    store writes them; text through :func:`store_text`.
 
     >>> row = new_row(endpoint="default", event_id="evt_1", event_type="deal.won",
     ...               created_at=1.0, body=b"{}", now=2.0)
@@ -268,23 +267,25 @@ def new_row(
     ...         body=b"{}", now=2.0, status="quarantined")["processed_at"]
     2.0
     """
-    name = _STATUS_NAME.get(status)
-    if name is None:
-        raise ValueError(f"{status!r} is not a valid Status")
-    finished = name in _FINISHED_NAMES
-    return dict(
-        _NEW_ROW,
-        endpoint=endpoint,
-        id=event_id,
-        type=event_type,
-        created_at=created_at,
-        received_at=now,
-        body=body if type(body) is bytes else bytes(body),
-        status=name,
-        due_at=None if finished else now,
-        processed_at=now if finished else None,
-        last_error=error,
-    )
+    status = Status(status)
+    finished = status in FINISHED
+    return {
+        "endpoint": store_text(endpoint),
+        "id": store_text(event_id),
+        "type": store_text(event_type),
+        "created_at": created_at,
+        "received_at": now,
+        "body": bytes(body),
+        "status": status.value,
+        "attempts": 0,
+        "deliveries": 1,
+        "due_at": None if finished else now,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "lease_token": None,
+        "processed_at": now if finished else None,
+        "last_error": _stored_or_none(error),
+    }
 
 
 class RecordsRows:
@@ -307,14 +308,14 @@ class RecordsRows:
         """Store the event if its id is new (True) or count one more delivery (False)."""
         return self.insert_row(
             new_row(
-                endpoint,
-                event_id,
-                event_type,
-                created_at.timestamp(),
-                body,
-                self.clock(),
-                status,
-                error,
+                endpoint=endpoint,
+                event_id=event_id,
+                event_type=event_type,
+                created_at=created_at.timestamp(),
+                body=body,
+                now=self.clock(),
+                status=status,
+                error=error,
             )
         )
 
@@ -349,22 +350,16 @@ class ClaimedWrites:
         return self._claimed(claim, finish_fields(verdict, self.clock()), outcomes)
 
 
-#: Each status's stored name, without the enum's ``value`` descriptor (a Python call).
-_NAME: dict[Status, str] = {status: status.value for status in Status}
-_PROCESSING = Status.PROCESSING.value
-
-
 def new_token() -> str:
-    """A claim's lease token: 32 random hex digits, as ``uuid4().hex`` gave (which costs
-    five times as much, for version bits nothing reads)."""
-    return os.urandom(16).hex()
+    """A claim's lease token: 32 random hex digits."""
+    return secrets.token_hex(16)
 
 
 def claim_fields(now: float, lease_seconds: float, token: str) -> dict[str, Any]:
     """Taking the lease; the store also adds one to ``attempts``."""
     until = now + lease_seconds
     return {
-        "status": _PROCESSING,
+        "status": Status.PROCESSING.value,
         "lease_token": token,
         "lease_until": until,
         "due_at": until,
@@ -381,8 +376,8 @@ def finish_fields(verdict: Verdict, now: float) -> dict[str, Any]:
     """Leaving ``processing``; the store also merges the outcomes in."""
     finished = verdict.status in FINISHED
     return {
-        "status": _NAME[verdict.status],
-        "last_error": verdict.error,
+        "status": verdict.status.value,
+        "last_error": _stored_or_none(verdict.error),
         "due_at": verdict.retry_at,
         "next_attempt_at": verdict.retry_at,
         "lease_until": None,
@@ -442,19 +437,6 @@ class StoredEvent:
     endpoint: str = DEFAULT_ENDPOINT
     unreadable: str | None = None
 
-    if not TYPE_CHECKING:  # (mypy would take any attribute name for one of these)
-
-        def __getattr__(self, name: str) -> Any:
-            # Only reached for a field missing from the instance: read_row leaves out
-            # created_at and received_at (epoch seconds it has checked are convertible)
-            # until they are first read, which processing an event never does.
-            epoch = self.__dict__.get(f"_epoch_{name}")
-            if epoch is None:
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            value = _from_epoch(epoch, _UTC)
-            self.__dict__[name] = value
-            return value
-
     @property
     def succeeded_handlers(self) -> frozenset[str]:
         return frozenset(name for name, outcome in self.outcomes.items() if outcome.ok)
@@ -492,76 +474,52 @@ class StoredEvent:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_UTC = timezone.utc
-_from_epoch = datetime.fromtimestamp
-#: A stored status name's member, without an ``Enum.__call__`` per row.
-_STATUS_OF: dict[str, Status] = {status.value: status for status in Status}
 
 
 def _when(value: Any) -> datetime | None:
+    """A stored time (epoch seconds, or a datetime from a store that keeps those) as an
+    aware UTC datetime."""
     if value is None:
         return None
-    if type(value) is float:  # what every store but Django's holds
-        return _from_epoch(value, _UTC)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=_UTC)
-    return _from_epoch(float(value), _UTC)
-
-
-#: Epoch seconds from 1970 to 3000: convertible to a datetime on every platform, so
-#: converting a float in that range later cannot raise.
-_CONVERTIBLE_UNTIL = 32503680000.0
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(float(value), timezone.utc)
 
 
 def read_row(row: Mapping[str, Any]) -> StoredEvent:
     """Build a :class:`StoredEvent` from a store's row, keyed by column name; times may
-    be epoch seconds or datetimes, ``outcomes`` JSON text or a dict, ``body`` any bytes-like.
+    be epoch seconds or datetimes, ``outcomes`` JSON text or a dict, ``body`` any
+    bytes-like, text as :func:`store_text` wrote it.
 
     Never raises for what a row holds: a value it cannot read makes the event
     ``unreadable`` (shown as quarantined, with the reason), so one bad row cannot stop
     a listing, a claim or a worker.
     """
     try:
-        get = row.get
-        status = row["status"]
-        created, received = row["created_at"], row["received_at"]
-        retry, lease, processed = get("next_attempt_at"), get("lease_until"), get("processed_at")
-        outcomes = get("outcomes")
-        fields = {
-            "id": str(row["id"]),
-            "type": str(row["type"]),
-            "body": bytes(row["body"]),
-            "status": _STATUS_OF.get(status) or Status(status),
-            "attempts": int(row["attempts"]),
-            "deliveries": int(row["deliveries"]),
-            "next_attempt_at": None if retry is None else _when(retry),
-            "lease_until": None if lease is None else _when(lease),
-            "processed_at": None if processed is None else _when(processed),
-            "last_error": get("last_error"),
-            "outcomes": load_outcomes(outcomes) if outcomes else {},
-            "endpoint": str(get("endpoint") or DEFAULT_ENDPOINT),
-            "unreadable": None,
-        }
-        if (
-            type(created) is float
-            and type(received) is float
-            and 0.0 <= created < _CONVERTIBLE_UNTIL
-            and 0.0 <= received < _CONVERTIBLE_UNTIL
-        ):
-            # Made into datetimes when first read (see StoredEvent.__getattr__).
-            fields["_epoch_created_at"] = created
-            fields["_epoch_received_at"] = received
-        else:
-            fields["created_at"] = _when(created) or _EPOCH
-            fields["received_at"] = _when(received) or _EPOCH
-        return _frozen(StoredEvent, fields)
+        last_error = row.get("last_error")
+        return StoredEvent(
+            id=load_text(str(row["id"])),
+            type=load_text(str(row["type"])),
+            created_at=_when(row["created_at"]) or _EPOCH,
+            received_at=_when(row["received_at"]) or _EPOCH,
+            body=bytes(row["body"]),
+            status=Status(row["status"]),
+            attempts=int(row["attempts"]),
+            deliveries=int(row["deliveries"]),
+            next_attempt_at=_when(row.get("next_attempt_at")),
+            lease_until=_when(row.get("lease_until")),
+            processed_at=_when(row.get("processed_at")),
+            last_error=None if last_error is None else load_text(str(last_error)),
+            outcomes=load_outcomes(row.get("outcomes")),
+            endpoint=load_text(str(row.get("endpoint") or DEFAULT_ENDPOINT)),
+        )
     except Exception as exc:  # any unreadable value, whatever its kind
         reason = f"unreadable stored row: {type(exc).__name__}: {exc}"[:500]
         body = row.get("body")
         return StoredEvent(
-            id=str(row.get("id")),
-            endpoint=str(row.get("endpoint") or DEFAULT_ENDPOINT),
-            type=str(row.get("type")),
+            id=load_text(str(row.get("id"))),
+            endpoint=load_text(str(row.get("endpoint") or DEFAULT_ENDPOINT)),
+            type=load_text(str(row.get("type"))),
             created_at=_EPOCH,
             received_at=_EPOCH,
             body=bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b"",
@@ -578,10 +536,52 @@ class Claim:
     event: StoredEvent
     token: str
 
-    @classmethod
-    def taken(cls, event: StoredEvent, token: str) -> Claim:
-        """``Claim(event, token)``: made once per claim."""
-        return _frozen(cls, {"event": event, "token": token})
+
+# The store's edge -------------------------------------------------------------------
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def store_edge(*driver_errors: type[Exception]) -> Callable[[_Class], _Class]:
+    """A class decorator for a store: its constructor and each public method raise
+    :class:`~iverton_webhooks.errors.StoreUnavailable` (the driver's error as its
+    ``__cause__``) for any of ``driver_errors``, so what calls a store (the receiver
+    answering 503, the processor retrying a write) never sees a driver's exception::
+
+        @store_edge(sqlite3.Error, OSError)
+        class SQLiteStore(SQLStore): ...
+    """
+
+    def decorate(cls: _Class) -> _Class:
+        names = {"__init__"} | {
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if not name.startswith("_") and inspect.isfunction(value)
+        }
+        for name in names:
+            method = getattr(cls, name)
+            if inspect.isfunction(method) and not hasattr(method, "__store_edge__"):
+                setattr(cls, name, _unavailable_on(method, driver_errors))
+        return cls
+
+    return decorate
+
+
+def _unavailable_on(
+    method: Callable[..., Any], errors: tuple[type[Exception], ...]
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def guarded(self: object, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except errors as exc:
+            raise StoreUnavailable(
+                f"{type(self).__name__}.{method.__name__}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    guarded.__store_edge__ = True  # type: ignore[attr-defined]
+    return guarded
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import base
-from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent
+from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, store_text
 
 _CLAIMABLE = base.values(base.CLAIMABLE)
 _FINISHED = base.values(base.FINISHED)
@@ -18,13 +18,19 @@ _RESOLVABLE = base.values(base.RESOLVABLE)
 Row = dict[str, Any]
 
 
+def _key(endpoint: str, event_id: str) -> tuple[str, str]:
+    """An event's key: its endpoint and id as the rows hold them (see ``base.store_text``)."""
+    return store_text(endpoint), store_text(event_id)
+
+
 def _is_due(row: Row, now: float) -> bool:
     return row["status"] in _CLAIMABLE and row["due_at"] is not None and row["due_at"] <= now
 
 
 class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     """Rows as plain dicts (the columns of :func:`~.base.new_row` plus ``outcomes``)
-    behind one lock, with the same semantics as the durable stores."""
+    behind one lock, with the same semantics as the durable stores. Text is kept as
+    the other stores keep it (``base.store_text``), so it behaves as they do."""
 
     blocking = False
 
@@ -45,8 +51,6 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if existing is not None:
                 existing["deliveries"] += 1
                 return False
-            # new_row's own dict, kept as it is. No outcomes dict until a handler ran:
-            # a row of plain values is one the garbage collector need not track.
             row["outcomes"] = None
             self._rows[key] = row
             return True
@@ -55,40 +59,37 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         with self._lock:
-            row = self._rows.get((endpoint, event_id))
+            row = self._rows.get(_key(endpoint, event_id))
             now = self.clock()
-            if row is None or row["status"] not in _CLAIMABLE:
-                return None
-            due = row["due_at"]
-            if due is None or not due <= now:  # _is_due, inline: once per event
+            if row is None or not _is_due(row, now):
                 return None
             token = base.new_token()
             row.update(base.claim_fields(now, lease_seconds, token))
             row["attempts"] += 1
-            return Claim.taken(base.read_row(row), token)
+            return Claim(base.read_row(row), token)
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
         """Apply a transition that only the holder of the claim's lease may make."""
         with self._lock:
-            row = self._rows.get((claim.event.endpoint, claim.event.id))
+            row = self._rows.get(_key(claim.event.endpoint, claim.event.id))
             if row is None or row["lease_token"] != claim.token:
                 return False
             row.update(fields)
             if outcomes:
-                # Kept as the (frozen) outcomes themselves, which read_row takes as they
-                # are; a new dict, so no snapshot handed out shares it.
+                # The (frozen) outcomes themselves, which read_row takes as they are; a
+                # new dict, so no event handed out shares it.
                 row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
             return True
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        now = self.clock()
+        now, where_stored = self.clock(), store_text(endpoint)
         with self._lock:
             times = [
                 float(row["due_at"])
                 for (where, _), row in self._rows.items()
-                if where == endpoint and _is_due(row, now)
+                if where == where_stored and _is_due(row, now)
             ]
         return min(times, default=None)
 
@@ -102,22 +103,25 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             self._failures.pop(endpoint, None)
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
-        now = self.clock()
+        now, where_stored = self.clock(), store_text(endpoint)
         with self._lock:
             ready = sorted(
                 (row["due_at"], row["id"])
                 for (where, _), row in self._rows.items()
-                if where == endpoint and _is_due(row, now)
+                if where == where_stored and _is_due(row, now)
             )
-        return [event_id for _, event_id in ready[:limit]]
+        return [base.load_text(event_id) for _, event_id in ready[:limit]]
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         with self._lock:
-            row = self._rows.get((endpoint, event_id))
+            row = self._rows.get(_key(endpoint, event_id))
             return None if row is None else base.read_row(row)
 
     def _select(self, endpoint: str | None) -> list[Row]:
-        return [row for row in self._rows.values() if endpoint in (None, row["endpoint"])]
+        if endpoint is None:
+            return list(self._rows.values())
+        where = store_text(endpoint)
+        return [row for row in self._rows.values() if row["endpoint"] == where]
 
     def list(
         self,
@@ -128,12 +132,13 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         endpoint: str | None = DEFAULT_ENDPOINT,
     ) -> list[StoredEvent]:
         wanted = None if status is None else Status(status).value
+        of_type = None if event_type is None else store_text(event_type)
         found: list[StoredEvent] = []
         with self._lock:
             for row in reversed(self._select(endpoint)):
                 if len(found) >= limit:
                     break
-                if wanted in (None, row["status"]) and event_type in (None, row["type"]):
+                if wanted in (None, row["status"]) and of_type in (None, row["type"]):
                     found.append(base.read_row(row))
         return found
 
@@ -141,7 +146,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         self, endpoint: str, event_id: str, allowed: tuple[str, ...], fields: Mapping[str, Any]
     ) -> Row | None:
         with self._lock:
-            row = self._rows.get((endpoint, event_id))
+            row = self._rows.get(_key(endpoint, event_id))
             if row is None or row["status"] not in allowed:
                 return None
             row.update(fields)

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..errors import ConfigurationError
-from .base import CLAIMABLE
+from .base import CLAIMABLE, store_edge
 from .sql import POSTGRES, SQLStore, status_list
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -54,7 +54,7 @@ ANSWERS_TABLE = "iverton_answers"
 # index on ``due_at`` holding only unfinished events, which stays small however long the
 # history grows. Listing and pruning are rare and scan.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # Wave 1: keyed by id alone (its tables have no version row).
+    # The first schema: keyed by id alone (its tables have no version row).
     1: (
         "CREATE TABLE IF NOT EXISTS {table} (seq bigint GENERATED ALWAYS AS IDENTITY, "
         "id text PRIMARY KEY, type text NOT NULL, created_at timestamptz NOT NULL, "
@@ -111,6 +111,7 @@ def _went_away(conn: Connection) -> bool:
         return True
 
 
+@store_edge(psycopg.Error)
 class PostgresStore(SQLStore):
     """Events in one PostgreSQL table, one autocommit connection per thread and process.
 

@@ -11,7 +11,7 @@ it with ``maxmemory-policy noeviction`` too: an evicting policy drops events sil
 
 Layout, under the hash tag ``{prefix}``, so that all keys share one Redis Cluster slot
 (a Lua script may touch several keys only within one slot). ``<base>`` is ``{prefix}``
-for the ``default`` endpoint (the wave-1 names, so an older inbox reads as it is) and
+for the ``default`` endpoint (the layout-1 names, so an older inbox reads as it is) and
 ``{prefix}:@<endpoint, percent-encoded>`` for any other:
 
 - ``<base>:e:<id>``: a hash per event: its fields, plus ``o:<handler>`` per outcome;
@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
@@ -63,17 +62,22 @@ from .base import (
     Verdict,
     claim_fields,
     finish_fields,
+    load_text,
+    new_token,
+    outcome_json,
     read_row,
     renew_fields,
     replay_fields,
     resolve_fields,
+    store_edge,
+    store_text,
     values,
 )
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _STATUSES = tuple(status.value for status in Status)
 
-#: The layout this code writes. 1: wave 1 (one endpoint, no schema key); 2: endpoints.
+#: The layout this code writes. 1: one endpoint, no schema key; 2: endpoints.
 SCHEMA_VERSION = 2
 
 
@@ -240,7 +244,7 @@ local found = redis.call('GET', KEYS[1])
 if found then
   found = tonumber(found)
 elseif redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
-  found = 1  -- wave 1 wrote no schema key
+  found = 1  -- layout 1 has no schema key
 else
   found = 0
 end
@@ -249,7 +253,7 @@ if found > CURRENT then
                            CURRENT .. '): upgrade iverton-webhooks')
 end
 if found == 1 then
-  -- 1 -> 2: the wave-1 keys are the default endpoint's, unchanged; list them as one.
+  -- 1 -> 2: the layout-1 keys are the default endpoint's, unchanged; list them as one.
   redis.call('SADD', KEYS[4], ARGV[2])
 end
 redis.call('SET', KEYS[1], CURRENT)
@@ -285,7 +289,7 @@ def _fields(fields: Mapping[str, Any]) -> list[str | bytes]:
 def _outcomes(outcomes: Mapping[str, HandlerOutcome]) -> list[str | bytes]:
     args: list[str | bytes] = [str(len(outcomes))]
     for name, outcome in outcomes.items():
-        args += (name, json.dumps(outcome.to_json(), separators=(",", ":")))
+        args += (store_text(name), outcome_json(outcome))
     return args
 
 
@@ -294,7 +298,8 @@ def _text(value: bytes) -> str:
 
 
 def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredEvent:
-    """The event hash as a :func:`read_row` mapping (outcomes gathered as JSON text)."""
+    """The event hash as a :func:`read_row` mapping (outcomes gathered as JSON text);
+    ``endpoint`` and ``event_id`` as stored (see :func:`~.base.store_text`)."""
     row: dict[str, Any] = {}
     outcomes: list[str] = []
     for key, value in fields.items():
@@ -313,7 +318,8 @@ def _pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 
 class _Keys:
-    """The key names of one endpoint."""
+    """The key names of one endpoint. Endpoints and ids are given as stored (through
+    :func:`~.base.store_text`), as they also appear in the indexes."""
 
     def __init__(self, prefix: str, endpoint: str) -> None:
         tag = "{" + prefix + "}"
@@ -335,6 +341,7 @@ class _Keys:
         return [self.event(event_id), *fixed, *self.by_status.values()]
 
 
+@store_edge(redis.RedisError)
 class RedisStore(RecordsRows):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts.
@@ -397,6 +404,7 @@ class RedisStore(RecordsRows):
     # Keys and schema ------------------------------------------------------------------
 
     def _keys(self, endpoint: str) -> _Keys:
+        """The keys of the endpoint stored as ``endpoint``."""
         keys = self._endpoint_keys.get(endpoint)
         if keys is None:
             keys = self._endpoint_keys[endpoint] = _Keys(self.prefix, endpoint)
@@ -405,7 +413,7 @@ class RedisStore(RecordsRows):
     def keys(self, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         """The fixed keys this store uses for one endpoint (plus the shared ones); each
         event adds one ``<base>:e:<id>`` hash."""
-        k = self._keys(endpoint)
+        k = self._keys(store_text(endpoint))
         return [
             k.due,
             k.finished,
@@ -439,9 +447,10 @@ class RedisStore(RecordsRows):
         return None if value is None else int(cast(bytes, value))
 
     def _ready(self, endpoint: str) -> _Keys:
+        """The keys of ``endpoint`` (as given, not stored), the layout migrated first."""
         if not self._migrated:
             self.migrate()
-        return self._keys(endpoint)
+        return self._keys(store_text(endpoint))
 
     def _endpoints(self, endpoint: str | None) -> list[_Keys]:
         if endpoint is not None:
@@ -453,26 +462,26 @@ class RedisStore(RecordsRows):
     # Transitions -----------------------------------------------------------------------
 
     def insert_row(self, row: dict[str, Any]) -> bool:
-        event_id, endpoint = row["id"], row["endpoint"]
-        keys = self._ready(endpoint)
+        event_id, endpoint = row["id"], row["endpoint"]  # as stored, by new_row
+        keys = self._ready(load_text(endpoint))
         args = [event_id, endpoint, *_fields(row)]
         return bool(self._record(keys.script(event_id), args))
 
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
-        keys = self._ready(endpoint)
+        keys, stored_id = self._ready(endpoint), store_text(event_id)
         now = self.clock()
-        token = uuid.uuid4().hex
-        args = [event_id, _num(now), *_fields(claim_fields(now, lease_seconds, token))]
-        flat = self._claim(keys.script(event_id), args)
+        token = new_token()
+        args = [stored_id, _num(now), *_fields(claim_fields(now, lease_seconds, token))]
+        flat = self._claim(keys.script(stored_id), args)
         if flat is None:
             return None
-        return Claim(event=_row(endpoint, event_id, _pairs_to_dict(flat)), token=token)
+        return Claim(_row(keys.endpoint, stored_id, _pairs_to_dict(flat)), token)
 
     def _held(self, claim: Claim) -> tuple[list[str], str, str]:
-        event = claim.event
-        return self._ready(event.endpoint).script(event.id), event.id, claim.token
+        event, stored_id = claim.event, store_text(claim.event.id)
+        return self._ready(event.endpoint).script(stored_id), stored_id, claim.token
 
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
         keys, event_id, token = self._held(claim)
@@ -493,20 +502,22 @@ class RedisStore(RecordsRows):
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        keys = self._ready(endpoint).script(event_id)
-        args = [event_id, "1" if rerun_all else "0", *_fields(replay_fields(self.clock()))]
+        stored_id = store_text(event_id)
+        keys = self._ready(endpoint).script(stored_id)
+        args = [stored_id, "1" if rerun_all else "0", *_fields(replay_fields(self.clock()))]
         return bool(self._replay(keys, args))
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        keys = self._ready(endpoint).script(event_id)
-        return bool(self._resolve(keys, [event_id, *_fields(resolve_fields(self.clock()))]))
+        stored_id = store_text(event_id)
+        keys = self._ready(endpoint).script(stored_id)
+        return bool(self._resolve(keys, [stored_id, *_fields(resolve_fields(self.clock()))]))
 
     # Reading ---------------------------------------------------------------------------
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         keys = self._ready(endpoint)
         ids = self._range(keys.due, "-inf", _num(self.clock()), limit)
-        return [_text(event_id) for event_id in ids]
+        return [load_text(_text(event_id)) for event_id in ids]
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
         keys = self._ready(endpoint)
@@ -520,22 +531,22 @@ class RedisStore(RecordsRows):
 
     def note_failure(self, endpoint: str, kind: str) -> int:
         keys = self._ready(endpoint)
-        return int(self.redis.hincrby(keys.answers, endpoint, 1))
+        return int(self.redis.hincrby(keys.answers, keys.endpoint, 1))
 
     def clear_failures(self, endpoint: str) -> None:
         keys = self._ready(endpoint)
         # Read first: most answers are 2xx and there is nothing to clear.
-        if self.redis.hget(keys.answers, endpoint) not in (None, b"0"):
-            self.redis.hset(keys.answers, endpoint, 0)
+        if self.redis.hget(keys.answers, keys.endpoint) not in (None, b"0"):
+            self.redis.hset(keys.answers, keys.endpoint, 0)
 
     def _range(self, key: str, low: str, high: str, limit: int) -> list[bytes]:
         # redis-py types replies loosely (sync and asyncio clients share the stubs).
         return cast("list[bytes]", self.redis.zrangebyscore(key, low, high, start=0, num=limit))
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
-        keys = self._ready(endpoint)
-        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys.event(event_id)))
-        return _row(endpoint, event_id, fields) if fields else None
+        keys, stored_id = self._ready(endpoint), store_text(event_id)
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys.event(stored_id)))
+        return _row(keys.endpoint, stored_id, fields) if fields else None
 
     def _list_one(
         self, keys: _Keys, wanted: Status | None, event_type: str | None, limit: int

@@ -19,7 +19,16 @@ from operator import is_not
 from typing import Any, Protocol
 
 from . import base
-from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, Verdict
+from .base import (
+    DEFAULT_ENDPOINT,
+    Claim,
+    HandlerOutcome,
+    Status,
+    StoredEvent,
+    Verdict,
+    load_text,
+    store_text,
+)
 
 # Names split from one string: a column per line would read as a copy of every store's.
 _TIMES = "created_at received_at due_at next_attempt_at lease_until processed_at"
@@ -37,10 +46,8 @@ READ_COLUMNS = tuple(_READ.split())
 def bound(values: Iterable[Any]) -> tuple[tuple[bool, ...], list[Any]]:
     """Which of ``values`` are bound as parameters (those not None), and those values.
 
-    A None is written into the statement as ``NULL`` instead: Python's sqlite3 binds a
-    None only after a failed attribute lookup on its adaptation protocol, an exception
-    built and dropped (about 2,000 instructions, a ninth of an ack's insert, which has
-    five). The mask is part of a statement's cache key; it has a few shapes per write.
+    A None is written into the statement as ``NULL`` instead, so a statement's shape
+    (part of its cache key) says which columns it sets to NULL.
 
     >>> bound([1, None, "a"])
     ((True, False, True), [1, 'a'])
@@ -175,9 +182,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             )
         return sql, params
 
-    def _where(self, conditions: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        """``WHERE a = ? AND ...`` for the conditions whose value is not None."""
-        used = {name: value for name, value in conditions.items() if value is not None}
+    def _where(self, conditions: Mapping[str, str | None]) -> tuple[str, list[Any]]:
+        """``WHERE a = ? AND ...`` for the text conditions whose value is not None."""
+        used = {name: store_text(value) for name, value in conditions.items() if value is not None}
         if not used:
             return "", []
         p = self.dialect.param
@@ -207,9 +214,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             marks = ", ".join(
                 self._placeholder(name, p) for name, p in zip(names, present, strict=True)
             )
-            # DO NOTHING and the row count, not an upsert with RETURNING: the new event,
-            # the common case, is then one statement that ends (and commits) inside
-            # execute(), a sixth cheaper than stepping a RETURNING cursor.
+            # DO NOTHING and the row count: a new event is one autocommitted statement.
             sql = cache[names, present] = (
                 f"INSERT INTO {self._table} ({', '.join(names)}) VALUES ({marks}) "
                 "ON CONFLICT (endpoint, id) DO NOTHING"
@@ -220,7 +225,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         self._execute(
             f"UPDATE {self._table} SET deliveries = deliveries + 1 "
             f"WHERE endpoint = {p} AND id = {p}",
-            [row["endpoint"], row["id"]],
+            [row["endpoint"], row["id"]],  # as new_row stored them
         )
         return False
 
@@ -241,10 +246,11 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
                 f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
                 f"AND due_at <= {t} RETURNING {self._select}"
             )
-        rows = self._execute(sql, [*params, endpoint, event_id, now]).fetchall()
+        where = [store_text(endpoint), store_text(event_id)]
+        rows = self._execute(sql, [*params, *where, now]).fetchall()
         if not rows:
             return None
-        return Claim.taken(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
+        return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
 
     def _claimed(
         self,
@@ -274,7 +280,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         if outcomes:
             params.append(base.dump_outcomes(outcomes))
         event = claim.event
-        params += (event.endpoint, event.id, claim.token)
+        params += (store_text(event.endpoint), store_text(event.id), claim.token)
         return self._execute(sql, params).rowcount == 1
 
     def finish_and_claim(
@@ -298,9 +304,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             f"SELECT id FROM {self._table} "
             f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
             f"ORDER BY due_at, id LIMIT {p}",
-            [endpoint, self.clock(), limit],
+            [store_text(endpoint), self.clock(), limit],
         )
-        return [str(row[0]) for row in cursor.fetchall()]
+        return [load_text(str(row[0])) for row in cursor.fetchall()]
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         where, params = self._where({"endpoint": endpoint, "id": event_id})
@@ -334,7 +340,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         cursor = self._execute(
             f"UPDATE {self._table} SET {sets} "
             f"WHERE endpoint = {p} AND id = {p} AND status IN {allowed}",
-            [*params, endpoint, event_id],
+            [*params, store_text(endpoint), store_text(event_id)],
         )
         return cursor.rowcount == 1
 
@@ -366,9 +372,12 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         )
         counts: dict[Status, int] = {}
         for name, number in cursor.fetchall():
-            # A status this version does not know is counted as quarantined, as read_row
-            # shows such a row.
-            status = Status(name) if name in Status._value2member_map_ else Status.QUARANTINED
+            try:
+                status = Status(name)
+            except ValueError:
+                # A status this version does not know is counted as quarantined, as
+                # read_row shows such a row.
+                status = Status.QUARANTINED
             counts[status] = counts.get(status, 0) + int(number)
         return counts
 
@@ -377,7 +386,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         cursor = self._execute(
             f"SELECT {self.dialect.time_column.format('min(due_at)')} FROM {self._table} "
             f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}",
-            [endpoint, self.clock()],
+            [store_text(endpoint), self.clock()],
         )
         found = cursor.fetchone()[0]
         return None if found is None else float(found)
@@ -389,14 +398,14 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             f"VALUES ({p}, {p}, 1, {p}, {t}) ON CONFLICT (scope, endpoint) DO UPDATE SET "
             "failures = a.failures + 1, kind = excluded.kind, updated_at = excluded.updated_at "
             "RETURNING failures",
-            [self._answers_scope, endpoint, kind, self.clock()],
+            [self._answers_scope, store_text(endpoint), store_text(kind), self.clock()],
         )
         return int(cursor.fetchone()[0])
 
     def clear_failures(self, endpoint: str) -> None:
         p = self.dialect.param
         key = f"WHERE scope = {p} AND endpoint = {p}"
-        params = [self._answers_scope, endpoint]
+        params = [self._answers_scope, store_text(endpoint)]
         # Read first: an UPDATE would take the write lock even with nothing to change.
         row = self._execute(f"SELECT failures FROM {self._answers} {key}", params).fetchone()
         if row is not None and row[0]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
-from .base import CLAIMABLE
+from .base import CLAIMABLE, store_edge
 from .sql import SQLITE, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
@@ -110,6 +110,7 @@ class _Process:
         self.write_lock = threading.RLock()
 
 
+@store_edge(sqlite3.Error, OSError)
 class SQLiteStore(SQLStore):
     """Events in a SQLite file, one connection per thread of each process.
 
