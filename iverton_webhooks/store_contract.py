@@ -27,6 +27,12 @@ in its own test module and saying how to build a fresh, empty store::
         def write_unreadable_row(self, store, event_id):
             ...
 
+        # Optional: a store whose backend cannot be reached (a closed port, a file
+        # that cannot be opened). Every call must raise StoreUnavailable, never the
+        # driver's own exception. Without it, that test is skipped.
+        def make_unreachable_store(self, clock, tmp_path):
+            return MyStore("my://127.0.0.1:1", clock=clock, timeout=1.0)
+
 Run it with plain ``pytest``: nothing beyond pytest itself is needed. The class name
 does not start with ``Test``, so pytest collects only your subclass. For full control,
 override the ``store`` fixture instead of ``make_store`` (it must yield a store whose
@@ -43,6 +49,7 @@ from typing import Any
 
 import pytest
 
+from .errors import StoreUnavailable, WebhookError
 from .inbox.base import (
     CLAIMABLE,
     FINISHED,
@@ -50,6 +57,7 @@ from .inbox.base import (
     HandlerOutcome,
     Status,
     Store,
+    StoredEvent,
     Verdict,
 )
 
@@ -136,6 +144,13 @@ class StoreContract:
         back (e.g. ``created_at`` far outside Python's datetime range), bypassing the
         store's own methods. Optional: the test using it is skipped without it."""
         pytest.skip(f"{type(self).__name__} does not implement write_unreadable_row()")
+
+    def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
+        """Return a store whose backend cannot be reached: a server on a closed port, a
+        file that cannot be opened. Building it may already raise
+        :class:`~iverton_webhooks.errors.StoreUnavailable`. Optional: the test using it
+        is skipped without it."""
+        pytest.skip(f"{type(self).__name__} does not implement make_unreachable_store()")
 
     # -- fixtures ------------------------------------------------------------------
 
@@ -576,6 +591,52 @@ class StoreContract:
             assert event.created_at == created_at
         assert store.get(event_id).outcomes == _ok(event_type)  # type: ignore[union-attr]
         assert store.stats() == {Status.DONE: 1}
+
+    # -- the store's edge ------------------------------------------------------------
+
+    def test_an_unreachable_store_raises_store_unavailable_from_every_call(
+        self, clock: ContractClock, tmp_path: Path
+    ) -> None:
+        def check(error: StoreUnavailable) -> None:
+            # The driver's error is kept as the cause, for the log; nothing of ours.
+            assert isinstance(error.__cause__, Exception)
+            assert not isinstance(error.__cause__, WebhookError)
+
+        try:
+            store = self.make_unreachable_store(clock, tmp_path)
+        except StoreUnavailable as error:
+            check(error)
+            return
+        event = StoredEvent("evt_1", "deal.won", CREATED, CREATED, b"{}", Status.PROCESSING)
+        claim = Claim(event, "token")
+        calls: dict[str, Any] = {
+            "record": lambda: self.record(store),
+            "claim": lambda: store.claim("evt_1", 30),
+            "renew": lambda: store.renew(claim, 30),
+            "checkpoint": lambda: store.checkpoint(claim, _ok()),
+            "finish": lambda: store.finish(claim, _ok(), Verdict(Status.DONE)),
+            "due": lambda: store.due(),
+            "get": lambda: store.get("evt_1"),
+            "list": lambda: store.list(endpoint=None),
+            "replay": lambda: store.replay("evt_1"),
+            "resolve": lambda: store.resolve("evt_1"),
+            "prune": lambda: store.prune(clock()),
+            "stats": lambda: store.stats(),
+            "oldest_due": lambda: store.oldest_due(),
+            "note_failure": lambda: store.note_failure("default", "store_down"),
+            "clear_failures": lambda: store.clear_failures("default"),
+            "count": lambda: store.count(),
+        }
+        try:
+            for name, call in calls.items():
+                with pytest.raises(StoreUnavailable) as raised:
+                    call()
+                check(raised.value)
+                assert raised.value.__cause__ is not None, name
+        finally:
+            store.close()
+
+    # -- any text ----------------------------------------------------------------------
 
     @pytest.mark.parametrize("text", [pytest.param(t, id=label) for label, t in ANY_TEXT])
     def test_any_text_is_kept_exactly_in_every_field(

@@ -46,6 +46,17 @@ class TestSQLiteStore(StoreContract):
     def make_store(self, clock: ContractClock, tmp_path: Path) -> Store:
         return SQLiteStore(tmp_path / "inbox.sqlite3", clock=clock)
 
+    def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
+        # A store whose file became something SQLite cannot open (a directory), as a
+        # volume unmounted or replaced under a running app leaves it.
+        path = tmp_path / "gone.sqlite3"
+        store = SQLiteStore(path, clock=clock)
+        store.close()
+        for leftover in tmp_path.glob("gone.sqlite3*"):
+            leftover.unlink()
+        path.mkdir()
+        return store
+
     def write_unreadable_row(self, store: Store, event_id: str) -> None:
         assert isinstance(store, SQLiteStore)
         now = store.clock()

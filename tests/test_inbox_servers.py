@@ -418,6 +418,9 @@ class TestPostgresStore(StoreContract):
         store.close()
         drop_postgres_table(self.url, self.table)
 
+    def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
+        return PostgresStore(CLOSED_PORT_URLS["postgres"], timeout=1.0, clock=clock)
+
     def write_unreadable_row(self, store: Store, event_id: str) -> None:
         import psycopg
 

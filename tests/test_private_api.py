@@ -47,9 +47,6 @@ KNOWN_OFFENDERS = {
     # (or flask.globals.app_ctx.app for the app object itself).
     "iverton_webhooks/contrib/flask.py:request._get_current_object",
     "iverton_webhooks/contrib/flask.py:current_app._get_current_object",
-    # Enum's value lookup table: catch the ValueError of Status(name), or keep a
-    # {status.value: status} dict of our own.
-    "iverton_webhooks/inbox/sql.py:Status._value2member_map_",
 }
 
 # Names with a leading underscore that their owner documents as public API.

@@ -45,6 +45,10 @@ class TestRedisStoreContract(StoreContract):
         store.close()
         delete_redis_prefix(service_url("redis"), store.prefix)
 
+    def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> RedisStore:
+        # A port nothing listens on: connecting is refused at once.
+        return RedisStore("redis://127.0.0.1:1/0", timeout=1.0, clock=clock)
+
     def write_unreadable_row(self, store: Store, event_id: str) -> None:
         assert isinstance(store, RedisStore)
         store.record(event_id, "deal.won", CREATED, b"{}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from iverton_webhooks import Receiver, Router, SQLiteStore, Status
+import pytest
+
+from iverton_webhooks import Receiver, Router, SQLiteStore, Status, StoreUnavailable
 from iverton_webhooks.samples import sample_body, sample_event
 from tests.conftest import SECRET, signed_headers
 
@@ -134,3 +136,44 @@ def test_a_row_sqlite_holds_but_python_cannot_read_is_quarantined_by_recover(
     assert listed["evt_poison"].status is Status.QUARANTINED
     assert listed["evt_poison"].unreadable
     assert store.due() == []
+
+
+def test_a_directory_that_cannot_be_made_raises_store_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with pytest.raises(StoreUnavailable) as raised:
+        SQLiteStore(blocker / "inbox.sqlite3")  # its "directory" is a file
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+def test_a_read_only_database_raises_store_unavailable_not_the_driver_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ro.db"
+    SQLiteStore(path).close()
+
+    class ReadOnlyStore(SQLiteStore):
+        def _connect(self) -> sqlite3.Connection:
+            return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+
+    store = ReadOnlyStore(path)
+    with pytest.raises(StoreUnavailable, match="readonly") as raised:
+        store.record("evt_ro", "deal.won", datetime.now(timezone.utc), b"{}")
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    assert store.count() == 0  # reading still works
+    store.close()
+
+
+def test_a_held_lock_raises_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, timeout=0.1)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.record("evt_locked", "deal.won", datetime.now(timezone.utc), b"{}")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.record("evt_locked", "deal.won", datetime.now(timezone.utc), b"{}") is True
+    store.close()
