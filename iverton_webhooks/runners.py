@@ -173,6 +173,15 @@ class AsyncioRunner(BaseRunner):
                 )
             except asyncio.CancelledError:
                 raise
+            except RuntimeError as exc:
+                # The interpreter is exiting (no thread may be started any more): nothing
+                # is wrong with the event, whose lease lets the next start take it up.
+                log.warning(
+                    "event %s: not processed here (%s); left for recovery",
+                    printable(event_id),
+                    printable(exc),
+                )
+                return None
             except Exception:
                 log.exception(
                     "event %s: processing crashed; it will be retried", printable(event_id)

@@ -30,17 +30,25 @@ INSTALLED_APPS = [
 ]
 IVERTON_WEBHOOKS = {{"SECRET": {secret!r}, "RUNNER": "thread"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "start_urls"
 """
 
-SEED = f"""
+URLS = """
+from django.urls import include, path
+
+urlpatterns = [path("webhooks/iverton", include("iverton_webhooks.contrib.django.urls"))]
+"""
+
+# Left pending by an earlier run: recorded, never handed to a runner.
+SEED = """
 import django
 django.setup()
-from iverton_webhooks import sign
 from iverton_webhooks.contrib.django.endpoint import get_receiver
+from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.samples import sample_body
 body = sample_body("deal.won", id="evt_at_start")
-reply = get_receiver().receive("POST", body, {{"X-Iverton-Signature": sign(body, {SECRET!r})}})
-assert reply.status == 200, reply
+envelope = parse_envelope(body)
+assert get_receiver().store.record(envelope.id, envelope.type, envelope.created_at, body)
 """
 
 SERVE = """
@@ -81,6 +89,7 @@ def test_processing_starts_after_the_registry_is_ready_and_recovers(tmp_path: Pa
     (tmp_path / "start_settings.py").write_text(
         textwrap.dedent(SETTINGS.format(db=str(db), secret=SECRET))
     )
+    (tmp_path / "start_urls.py").write_text(URLS)
     migrate = "import django; django.setup(); from django.core.management import call_command; "
     migrate += "call_command('migrate', verbosity=0)"
     assert run(tmp_path, migrate, IVERTON_WEBHOOKS_PROCESSING="off").returncode == 0
@@ -91,3 +100,29 @@ def test_processing_starts_after_the_registry_is_ready_and_recovers(tmp_path: Pa
     # Recovered with no request (no handler is registered: it ends unhandled, not pending).
     assert "STATUS unhandled" in served.stdout, served.stdout + served.stderr
     assert "during app initialization" not in served.stderr
+
+
+@pytest.mark.slow
+def test_a_missing_migrate_is_one_line_with_the_fix_not_a_traceback_per_poll(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "unmigrated.sqlite3"
+    (tmp_path / "start_settings.py").write_text(
+        textwrap.dedent(SETTINGS.format(db=str(db), secret=SECRET))
+    )
+    (tmp_path / "start_urls.py").write_text(URLS)
+    # A serving process on a database nobody migrated, for a few seconds.
+    serve = textwrap.dedent(
+        """
+        import logging, time
+        logging.basicConfig(level=logging.WARNING)
+        import django
+        django.setup()
+        time.sleep(3)
+        """
+    )
+    served = run(tmp_path, serve, IVERTON_WEBHOOKS_PROCESSING="on")
+    assert served.returncode == 0, served.stderr
+    said = [line for line in served.stderr.splitlines() if "recovery poll failed" in line]
+    assert len(said) == 1, served.stderr
+    assert "Traceback" not in served.stderr
