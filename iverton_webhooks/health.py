@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .inbox.base import DEFAULT_ENDPOINT, Status, Store
 
-__all__ = ["Health", "Thresholds", "oldest_due_age"]
+__all__ = ["Health", "Thresholds", "Warns", "oldest_due_age", "store_warnings"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,15 @@ class Health:
     been due (pending, a retry whose time came, or a crashed worker's lease that ran
     out); None when nothing is due. It stays near zero while workers keep up, and
     grows when none runs.
+    ``warnings``: what the store says it cannot keep (see :func:`store_warnings`), e.g.
+    a Redis server without persistence. They do not make the inbox unhealthy for
+    :class:`Thresholds`: they are about the setup, not about the events.
     """
 
     endpoint: str
     counts: Mapping[Status, int] = field(default_factory=dict)
     oldest_due_age: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def every_status(self) -> dict[Status, int]:
@@ -59,13 +63,17 @@ class Health:
         return self.counts.get(Status.UNHANDLED, 0)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """Counts, the oldest due age, and ``warnings`` when there are any."""
+        found: dict[str, Any] = {
             "endpoint": self.endpoint,
             **{status.value: n for status, n in self.every_status.items()},
             "oldest_due_age": None
             if self.oldest_due_age is None
             else round(self.oldest_due_age, 3),
         }
+        if self.warnings:
+            found["warnings"] = list(self.warnings)
+        return found
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,20 @@ class Thresholds:
                 "is a worker running?"
             )
         return found
+
+
+@runtime_checkable
+class Warns(Protocol):
+    """A store that can say what it cannot keep (an optional part of a store)."""
+
+    def warnings(self) -> list[str]:
+        """Sentences a person can act on; empty when there is nothing to say."""
+        ...
+
+
+def store_warnings(store: Store) -> tuple[str, ...]:
+    """What ``store`` says it cannot keep; nothing for a store that says nothing."""
+    return tuple(store.warnings()) if isinstance(store, Warns) else ()
 
 
 def oldest_due_age(store: Store, endpoint: str = DEFAULT_ENDPOINT) -> float | None:

@@ -5,7 +5,9 @@ means the event is in the server's memory. For an inbox you can trust, run Redis
 ``appendonly yes`` and ``appendfsync everysec`` (a crash or power cut can lose about the
 last second or two of acknowledged events) or ``appendfsync always`` (loses none, at an
 fsync per write). With persistence off, a Redis restart forgets every
-event, pending ones included. With replicas, failover can also lose the last writes. Run
+event, pending ones included: the store checks at first use, and a server with neither
+an append-only file nor save points is a WARNING in the log and in :meth:`RedisStore.warnings`
+(which ``stats`` and health show). With replicas, failover can also lose the last writes. Run
 it with ``maxmemory-policy noeviction`` too: an evicting policy drops events silently
 (with ``noeviction`` a full Redis refuses writes, and the receiver answers 503).
 
@@ -32,6 +34,7 @@ generic ``apply`` that also keeps the indexes in step.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +76,8 @@ from .base import (
     store_text,
     values,
 )
+
+log = logging.getLogger("iverton_webhooks")
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _STATUSES = tuple(status.value for status in Status)
@@ -313,6 +318,14 @@ def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredE
     return read_row(row)
 
 
+def _config(reply: Any, name: str) -> str:
+    """One setting from a ``CONFIG GET`` reply (keys and values as str or bytes)."""
+    for key, value in dict(reply).items():
+        if (key.decode() if isinstance(key, bytes) else key) == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return ""
+
+
 def _pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -385,6 +398,7 @@ class RedisStore(RecordsRows):
         self._schema = f"{self._tag}:schema"
         self._endpoint_keys: dict[str, _Keys] = {}
         self._migrated = False
+        self._warnings: list[str] | None = None
         register = self.redis.register_script
         self._record = register(_PRELUDE + _RECORD)
         self._claim = register(_PRELUDE + _CLAIM)
@@ -397,9 +411,12 @@ class RedisStore(RecordsRows):
         self._migrate = register(_MIGRATE)
 
     def __repr__(self) -> str:
+        return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
+
+    def _where(self) -> str:
         kwargs = self.redis.connection_pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return f"<RedisStore {where}/{kwargs.get('db', 0)} prefix={self.prefix!r}>"
+        server = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"{server}/{kwargs.get('db', 0)}"
 
     # Keys and schema ------------------------------------------------------------------
 
@@ -439,7 +456,38 @@ class RedisStore(RecordsRows):
                 raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
             raise
         self._migrated = True
+        if self._warnings is None:
+            self._warnings = self._check_persistence()
+            for warning in self._warnings:
+                log.warning("%s", warning)
         return found
+
+    def warnings(self) -> list[str]:
+        """What this store cannot keep, in words a person can act on: a server without
+        persistence (a restart loses every acknowledged event), or one whose persistence
+        could not be checked. Checked once, at first use (and logged then)."""
+        if self._warnings is None:
+            self.migrate()
+        return list(self._warnings or ())
+
+    def _check_persistence(self) -> list[str]:
+        where = self._where()
+        try:
+            appendonly = _config(self.redis.config_get("appendonly"), "appendonly")
+            save = _config(self.redis.config_get("save"), "save")
+        except redis.ResponseError as exc:  # CONFIG renamed or refused, as managed Redis does
+            return [
+                f"Redis at {where}: persistence could not be checked (CONFIG GET refused: "
+                f"{exc}); unless the server runs with appendonly yes, a restart loses "
+                "acknowledged events"
+            ]
+        if appendonly == "no" and not save:
+            return [
+                f"Redis at {where} keeps nothing on disk (appendonly no, no save points): "
+                "a restart loses every acknowledged event. Run it with appendonly yes "
+                "(appendfsync everysec or always)"
+            ]
+        return []
 
     def schema_version(self) -> int | None:
         """The layout version stored in Redis (None before anything was written)."""
