@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from iverton_webhooks.samples import sample_body
 
-NOW = "2099-01-01T00:00:00Z"  # never too old for max_age, whenever the suite runs
+# Now, whenever the suite runs: never too old for max_age, nor too far ahead of it.
+NOW = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ def edges(prefix: str) -> list[Edge]:
         Edge("impossible date", event(f"{p}_month13", created_at="2024-13-45T99:99:99Z")),
         Edge("year 1 +14:00", event(f"{p}_y1", created_at="0001-01-01T00:00:00+14:00")),
         Edge("year 9999 -14:00", event(f"{p}_y9999", created_at="9999-12-31T23:59:59-14:00")),
-        Edge("naive created_at", event(f"{p}_naive", created_at="2099-01-01T00:00:00")),
-        Edge("nanosecond digits", event(f"{p}_nanos", created_at="2099-01-01T00:00:00.123456789Z")),
+        Edge("naive created_at", event(f"{p}_naive", created_at=NOW.removesuffix("Z"))),
+        Edge("nanosecond digits", event(f"{p}_nanos", created_at=NOW[:-1] + ".123456789Z")),
         Edge("missing data", event(f"{p}_nodata", data=...)),
         Edge("null data", event(f"{p}_nulldata", data=None)),
         Edge("data array", event(f"{p}_dataarray", data=[1, 2])),
