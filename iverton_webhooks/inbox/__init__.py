@@ -1,16 +1,29 @@
-"""Durable inboxes of received events. :func:`open_store` turns a URL into a store.
+"""Durable inboxes of received events. :func:`open_store` turns a URL into a store, through
+a registry of URL schemes: each store registers its schemes with :func:`register_store`
+(one line below for the stores of this package), and its class builds itself from a URL
+(``from_url``) and says whether an inbox exists at one (``missing_inbox``).
 
-:class:`PostgresStore` and :class:`RedisStore` are imported on first use, so the core
-needs neither psycopg nor redis-py installed.
+A store is named by ``"module:Class"`` and imported on first use, so the core needs
+neither psycopg nor redis-py installed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from ..errors import ConfigurationError
-from .base import Claim, HandlerOutcome, Status, Store, StoredEvent, Verdict
+from .base import (
+    Claim,
+    HandlerOutcome,
+    OpensFromURL,
+    Status,
+    Store,
+    StoredEvent,
+    Verdict,
+    pop_query,
+)
 from .memory import MemoryStore
 from .sqlite import DEFAULT_PATH, SQLiteStore
 
@@ -28,77 +41,116 @@ __all__ = [
     "Store",
     "StoredEvent",
     "Verdict",
+    "missing_inbox",
     "open_store",
+    "register_store",
 ]
 
-# name -> (module, extra that installs its client library)
-_SERVER_STORES = {"PostgresStore": (".postgres", "postgres"), "RedisStore": (".redis", "redis")}
+#: operations.py imports the helper under this name.
+_pop_query = pop_query
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """A registered store: ``"module:Class"`` (a leading "." is this package) or the
+    class itself, and the extra that installs its driver, if any."""
+
+    store: str | type[OpensFromURL]
+    extra: str | None
+
+    @property
+    def name(self) -> str:
+        store = self.store
+        return store.rpartition(":")[2] if isinstance(store, str) else store.__name__
+
+    def load(self) -> type[OpensFromURL]:
+        """The store class (imported now if named by a string)."""
+        if not isinstance(self.store, str):
+            return self.store
+        module, _, name = self.store.partition(":")
+        try:
+            found: type[OpensFromURL] = getattr(import_module(module, __name__), name)
+        except ImportError as exc:
+            if self.extra is None:
+                raise
+            raise ConfigurationError(
+                f"{self.name} needs an extra package ({exc.name or exc}): "
+                f"pip install 'iverton-webhooks[{self.extra}]'"
+            ) from exc
+        return found
+
+
+_SCHEMES: dict[str, _Registered] = {}
+
+
+def register_store(
+    *schemes: str, store: str | type[OpensFromURL], extra: str | None = None
+) -> None:
+    """Make :func:`open_store` build ``store`` for URLs of each of ``schemes``.
+
+    ``store`` is the class, or ``"package.module:Class"`` to import it on first use (a
+    store whose driver is optional then costs nothing until a URL names it). The class
+    has two classmethods: ``from_url(url)`` returns a store for the URL, and
+    ``missing_inbox(url)`` says why no inbox exists there yet (None if one does), so
+    read-only commands refuse a typo'd URL instead of creating an inbox. ``extra``:
+    the ``pip install 'iverton-webhooks[extra]'`` that installs its driver.
+    """
+    for scheme in schemes:
+        _SCHEMES[scheme] = _Registered(store, extra)
+
+
+# The stores of this package: one line each.
+register_store("memory", store=".memory:MemoryStore")
+register_store("sqlite", store=".sqlite:SQLiteStore")
+register_store("postgresql", "postgres", store=".postgres:PostgresStore", extra="postgres")
+register_store("redis", "rediss", store=".redis:RedisStore", extra="redis")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SERVER_STORES:
-        from importlib import import_module
-
-        return getattr(import_module(_SERVER_STORES[name][0], __name__), name)
+    # The registered stores not imported above (their drivers are optional extras); a
+    # missing driver is the ImportError it is, naming the extra.
+    for entry in _SCHEMES.values():
+        if isinstance(entry.store, str) and entry.name == name:
+            module, _, attribute = entry.store.partition(":")
+            return getattr(import_module(module, __name__), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _server_store(name: str) -> Any:
-    try:
-        return __getattr__(name)
-    except ImportError as exc:
-        extra = _SERVER_STORES[name][1]
-        raise ConfigurationError(
-            f"{name} needs an extra package ({exc.name or exc}): "
-            f"pip install 'iverton-webhooks[{extra}]'"
-        ) from exc
-
-
-def _pop_query(url: str, key: str) -> tuple[str, str | None]:
-    """Take our own option out of a URL's query, so the driver never sees it.
-
-    The other parameters keep their exact spelling: libpq does not read ``+`` as a
-    space, so decoding and re-encoding them could change their meaning.
-    """
-    base, _, query = url.partition("?")  # not urlsplit: it drops the "//" of "scheme:///db"
-    kept, value = [], None
-    for item in query.split("&") if query else []:
-        name, _, raw = item.partition("=")
-        if unquote(name) == key:
-            value = unquote(raw)
-        else:
-            kept.append(item)
-    return (f"{base}?{'&'.join(kept)}" if kept else base), value
+def _registered(url: str) -> _Registered | None:
+    scheme, sep, _ = url.partition("://")
+    return _SCHEMES.get(scheme) if sep else None
 
 
 def open_store(spec: Store | str | None) -> Store:
     """``None`` -> SQLite file ``webhooks.sqlite3``; ``"sqlite:///rel.db"``,
     ``"sqlite:////abs/path.db"``, ``"memory://"``, ``"postgresql://user@host/db"``
     (``?table=name`` picks the table), ``"redis://host:6379/0"`` or ``"rediss://..."``
-    (``?prefix=name`` picks the key prefix); a :class:`Store` is returned as is."""
+    (``?prefix=name`` picks the key prefix), or a scheme registered with
+    :func:`register_store`; a :class:`Store` is returned as is."""
     if spec is None:
         return SQLiteStore(DEFAULT_PATH)
     if not isinstance(spec, str):
         if isinstance(spec, Store):
             return spec
         raise ConfigurationError(f"{spec!r} is not a Store")
-    scheme, sep, rest = spec.partition("://")
+    scheme, sep, _ = spec.partition("://")
     if not sep:
         raise ConfigurationError(f"store URL {spec!r} has no scheme; try 'sqlite:///{spec}'")
-    if scheme == "memory":
-        return MemoryStore()
-    if scheme == "sqlite":
-        path = rest[1:] if rest.startswith("/") else rest
-        return SQLiteStore(path or DEFAULT_PATH)
-    if scheme in ("postgresql", "postgres"):
-        url, table = _pop_query(spec, "table")
-        postgres: type[PostgresStore] = _server_store("PostgresStore")
-        return postgres(url) if table is None else postgres(url, table=table)
-    if scheme in ("redis", "rediss"):
-        url, prefix = _pop_query(spec, "prefix")
-        redis: type[RedisStore] = _server_store("RedisStore")
-        return redis(url) if prefix is None else redis(url, prefix=prefix)
-    raise ConfigurationError(
-        f"unsupported store URL scheme {scheme!r}: use 'sqlite:///path', 'memory://', "
-        "'postgresql://...' or 'redis://...'"
-    )
+    entry = _SCHEMES.get(scheme)
+    if entry is None:
+        known = ", ".join(f"'{name}://...'" for name in sorted(_SCHEMES))
+        raise ConfigurationError(f"unsupported store URL scheme {scheme!r}: use one of {known}")
+    return entry.load().from_url(spec)
+
+
+def missing_inbox(url: str) -> str | None:
+    """Why no inbox exists yet at store URL ``url``, or None if one does (or if the URL
+    is not one :func:`open_store` takes, or its driver is missing: opening it reports
+    that). Opening a store creates its inbox; a read command checks this first."""
+    entry = _registered(url)
+    if entry is None:
+        return None
+    try:
+        return entry.load().missing_inbox(url)
+    except (ImportError, ConfigurationError):
+        return None

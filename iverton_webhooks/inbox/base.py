@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import unquote
 
 from ..errors import StoreUnavailable
 
@@ -689,3 +690,39 @@ class Store(Protocol):
     def count(self, *, endpoint: str | None = None) -> int: ...
 
     def close(self) -> None: ...
+
+
+class OpensFromURL(Protocol):
+    """What a store class gives the registry of store URLs (see
+    :func:`iverton_webhooks.inbox.register_store`)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """A store for ``url`` (its scheme is one the class was registered for)."""
+        ...
+
+    @classmethod
+    def missing_inbox(cls, url: str) -> str | None:
+        """Why no inbox exists yet at ``url`` (nothing may be created while checking),
+        or None if one does."""
+        ...
+
+
+def pop_query(url: str, key: str) -> tuple[str, str | None]:
+    """Take our own option out of a URL's query, so the driver never sees it.
+
+    The other parameters keep their exact spelling: libpq does not read ``+`` as a
+    space, so decoding and re-encoding them could change their meaning.
+
+    >>> pop_query("postgresql://h/db?sslmode=require&table=t1", "table")
+    ('postgresql://h/db?sslmode=require', 't1')
+    """
+    base, _, query = url.partition("?")  # not urlsplit: it drops the "//" of "scheme:///db"
+    kept, value = [], None
+    for item in query.split("&") if query else []:
+        name, _, raw = item.partition("=")
+        if unquote(name) == key:
+            value = unquote(raw)
+        else:
+            kept.append(item)
+    return (f"{base}?{'&'.join(kept)}" if kept else base), value

@@ -44,6 +44,15 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._rows)} events>"
 
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        """``memory://``: a new, empty store."""
+        return cls()
+
+    @classmethod
+    def missing_inbox(cls, url: str) -> str | None:
+        return None  # always there, and always empty
+
     def insert_row(self, row: dict[str, Any]) -> bool:
         key = (row["endpoint"], row["id"])
         with self._lock:

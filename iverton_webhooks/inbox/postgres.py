@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
+from urllib.parse import unquote
 
 try:
     import psycopg
@@ -32,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..errors import ConfigurationError
-from .base import CLAIMABLE, store_edge
+from .base import CLAIMABLE, pop_query, store_edge
 from .sql import POSTGRES, SQLStore, status_list
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -163,6 +164,27 @@ class PostgresStore(SQLStore):
     def __repr__(self) -> str:
         host = self._params.get("host") or "local socket"
         return f"<PostgresStore {self._params.get('dbname', '')}.{self.table} on {host}>"
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """``postgresql://user@host/db`` (or ``postgres://``); ``?table=name`` picks the
+        table, every other parameter goes to libpq as written."""
+        dsn, table = pop_query(url, "table")
+        return cls(dsn) if table is None else cls(dsn, table=table)
+
+    @classmethod
+    def missing_inbox(cls, url: str) -> str | None:
+        dsn, table = pop_query(url, "table")
+        table = table or "iverton_events"
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        except psycopg.Error as error:
+            return f"cannot reach the PostgreSQL inbox: {str(error).strip()}"
+        if row is None or row[0] is None:
+            database = unquote(dsn.rpartition("/")[2].partition("?")[0]) or "the database"
+            return f"no table {table} in {database}: no inbox there (check --store)"
+        return None
 
     @staticmethod
     def _connect_params(url_or_conninfo: str, timeout: float) -> dict[str, Any]:

@@ -68,6 +68,7 @@ from .base import (
     load_text,
     new_token,
     outcome_json,
+    pop_query,
     read_row,
     renew_fields,
     replay_fields,
@@ -412,6 +413,27 @@ class RedisStore(RecordsRows):
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """``redis://host:6379/0`` or ``rediss://...``; ``?prefix=name`` picks the key
+        prefix, every other parameter goes to redis-py."""
+        dsn, prefix = pop_query(url, "prefix")
+        return cls(dsn) if prefix is None else cls(dsn, prefix=prefix)
+
+    @classmethod
+    def missing_inbox(cls, url: str) -> str | None:
+        dsn, prefix = pop_query(url, "prefix")
+        prefix = prefix or "iverton"
+        client: Any = redis.Redis.from_url(dsn, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            for _ in client.scan_iter(match="{" + prefix + "}:*", count=1000):
+                return None
+        except redis.RedisError as error:
+            return f"cannot reach the Redis inbox: {error}"
+        finally:
+            client.close()
+        return f"no keys under {{{prefix}}} on {dsn}: no inbox there (check --store)"
 
     def _where(self) -> str:
         kwargs = self.redis.connection_pool.connection_kwargs

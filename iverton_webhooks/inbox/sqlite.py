@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import ConfigurationError
 from .base import CLAIMABLE, store_edge
@@ -157,6 +158,34 @@ class SQLiteStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
+
+    @staticmethod
+    def _path(url: str) -> str:
+        rest = url.partition("://")[2]
+        return (rest[1:] if rest.startswith("/") else rest) or DEFAULT_PATH
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
+        return cls(cls._path(url))
+
+    @classmethod
+    def missing_inbox(cls, url: str) -> str | None:
+        path = cls._path(url)
+        where = os.path.abspath(path)
+        if not os.path.exists(path):
+            return f"no inbox at {where}: the file does not exist (check --store)"
+        try:
+            # Read-only: checking must not create or change anything.
+            with sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True) as conn:
+                found = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_TABLE,)
+                ).fetchone()
+        except sqlite3.Error as error:
+            return f"{where} is not an SQLite inbox: {error}"
+        if found is None:
+            return f"{where} holds no {_TABLE} table: not an inbox"
+        return None
 
     def _process(self) -> _Process:
         pid = os.getpid()
