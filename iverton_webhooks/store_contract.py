@@ -481,8 +481,7 @@ class StoreContract:
         assert self.record(store, "evt_old_done") is True  # forgotten ids are new again
 
     def test_retention_guard_on_prune(self, store: Store) -> None:
-        # The guard is the processor's, run here so every store's suite includes it (the
-        # Django store's hand-picked list missed it in wave 1).
+        # The guard is the processor's, run here so every store's suite includes it.
         from .errors import ConfigurationError
         from .processor import Processor
 

@@ -20,7 +20,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import unquote
 
@@ -297,9 +296,6 @@ class PostgresStore(SQLStore):
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._conn.execute(statement, params)
-
-    def _transaction(self) -> AbstractContextManager[object]:
-        return self._conn.transaction()
 
     def _execute_long(self, statement: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         conn = self._conn

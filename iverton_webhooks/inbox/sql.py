@@ -12,7 +12,6 @@ status list from its sets: a new column or status changes no SQL here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
@@ -25,7 +24,6 @@ from .base import (
     HandlerOutcome,
     Status,
     StoredEvent,
-    Verdict,
     load_text,
     store_text,
 )
@@ -143,11 +141,6 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         """Like :meth:`_execute`, for maintenance that may outlast a request's timeout."""
         return self._execute(statement, params)
 
-    def _transaction(self) -> AbstractContextManager[object]:
-        """One transaction around the statements this thread runs inside the block
-        (committed when it ends, rolled back if it raises)."""
-        raise NotImplementedError
-
     # -- building statements ---------------------------------------------------------
 
     @property
@@ -238,7 +231,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         key = ("claim", present, *fields)
         cache = self._statements
         sql = cache.get(key)
-        if sql is None:  # one shape: built once, not per claim
+        if sql is None:  # one shape: built once
             sets = self._assign(fields)[0]
             p, t = self.dialect.param, self.dialect.time_param
             sql = cache[key] = (
@@ -282,21 +275,6 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         event = claim.event
         params += (store_text(event.endpoint), store_text(event.id), claim.token)
         return self._execute(sql, params).rowcount == 1
-
-    def finish_and_claim(
-        self,
-        claim: Claim,
-        outcomes: Mapping[str, HandlerOutcome],
-        verdict: Verdict,
-        next_id: str,
-        lease_seconds: float,
-    ) -> tuple[bool, Claim | None]:
-        """:meth:`finish` one event and :meth:`claim` the next (same endpoint) in one
-        transaction: a worker going from event to event pays one commit per event
-        instead of two. Either both writes are committed or neither is."""
-        with self._transaction():
-            kept = self.finish(claim, outcomes, verdict)
-            return kept, self.claim(next_id, lease_seconds, endpoint=claim.event.endpoint)
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         p, t = self.dialect.param, self.dialect.time_param

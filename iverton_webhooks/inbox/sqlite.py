@@ -18,8 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -106,9 +105,8 @@ class _Process:
         self.connections: list[sqlite3.Connection] = []
         self.lock = threading.Lock()
         # This process's writers take turns here instead of all waiting in SQLite's busy
-        # handler, which polls with sleeps growing to 100 ms. Reentrant: the statements
-        # of a transaction run inside the transaction's hold.
-        self.write_lock = threading.RLock()
+        # handler, which polls with sleeps growing to 100 ms.
+        self.write_lock = threading.Lock()
 
 
 @store_edge(sqlite3.Error, OSError)
@@ -249,21 +247,6 @@ class SQLiteStore(SQLStore):
             return self._conn.execute(statement, params)  # WAL: reads never wait on writes
         with self._process().write_lock:
             return self._conn.execute(statement, params)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[object]:
-        # IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before the
-        # first read, so no statement inside can fail on a snapshot another writer moved.
-        with self._process().write_lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield None
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         """Close this process's connections (a forked child leaves its parent's alone)."""
