@@ -23,7 +23,10 @@ class InvalidPayload(WebhookError):
 
 
 class StoreUnavailable(WebhookError):
-    """The inbox store could not durably record or read an event."""
+    """The inbox store could not do what was asked: its server is down or too slow, its
+    file locked, read-only or missing. Every store raises this, never its driver's own
+    exception, which is kept as ``__cause__``. The receiver answers 503 (the sender
+    retries) and the processor retries its write."""
 
 
 class ConfigurationError(WebhookError, ValueError):
