@@ -135,3 +135,18 @@ def test_stats_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code, out, err = cli(capsys, "--store", url, "--max-dead", "-1")
     assert (code, out) == (2, "")
     assert err == "error: --max-dead must not be negative, not -1\n"
+
+
+def test_store_warnings_are_in_health_without_making_it_unhealthy() -> None:
+    from iverton_webhooks.health import store_warnings
+
+    assert store_warnings(MemoryStore()) == ()  # a store that says nothing
+
+    class Warns(MemoryStore):
+        def warnings(self) -> list[str]:
+            return ["run Redis with appendonly yes"]
+
+    warned = Health("default", {}, None, warnings=store_warnings(Warns()))
+    assert warned.to_json()["warnings"] == ["run Redis with appendonly yes"]
+    assert Thresholds(max_dead=0, max_due_age=1).problems(warned) == []
+    assert "warnings" not in Health("default", {}, None).to_json()
