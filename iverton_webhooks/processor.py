@@ -36,7 +36,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
-from .health import Health, oldest_due_age
+from .health import Health, oldest_due_age, store_warnings
 from .hooks import Hooks
 from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent, Verdict
 from .logs import fields
@@ -406,7 +406,12 @@ class Processor:
     def health(self) -> Health:
         """Counts by status and how long the oldest due event has waited for a worker
         (see `Health`); what ``stats`` commands show."""
-        return Health(self.endpoint, self.stats(), oldest_due_age(self.store, self.endpoint))
+        return Health(
+            self.endpoint,
+            self.stats(),
+            oldest_due_age(self.store, self.endpoint),
+            store_warnings(self.store),
+        )
 
     def list(
         self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100

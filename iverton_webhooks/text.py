@@ -23,7 +23,10 @@ import re
 # hide text or reorder it: zero-width (U+200B-U+200D), direction marks (U+200E, U+200F,
 # U+061C), bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) and
 # the byte order mark (U+FEFF).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# Lone surrogates too: a terminal or a log file cannot encode them, and printing one fails.
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 _NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 
 

@@ -178,11 +178,6 @@ def test_a_server_that_goes_away_raises_store_unavailable(
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor.py (not this file's owner) builds Health without the store's warnings: "
-    "Processor.health needs warnings=store_warnings(self.store)",
-)
 def test_processor_health_shows_the_store_warnings(
     private_redis: Callable[..., PrivateRedis],
 ) -> None:

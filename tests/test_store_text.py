@@ -141,11 +141,6 @@ def test_events_holding_any_text_are_listed_by_the_cli(
         assert "\\x00" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text.printable lets lone surrogates through: a terminal's encoder then "
-    "raises (add \\ud800-\\udfff to text._CONTROL)",
-)
 def test_a_listed_line_holding_a_lone_surrogate_can_be_written_to_a_terminal() -> None:
     store = open_store("memory://")
     store.record("evt_x\ud83d", "deal.won", _created(), b"{}")
