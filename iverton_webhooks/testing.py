@@ -17,7 +17,14 @@ fixtures (``pytest --fixtures`` describes each):
 - ``iverton_receiver``: an inline, in-memory receiver over that router;
 - ``iverton_captured``: every event dispatched through ``iverton_router``;
 - ``iverton_signed_post``: posts a signed delivery with a Django, Flask or
-  Starlette/FastAPI test client.
+  Starlette/FastAPI test client;
+- ``iverton_isolate``: ``iverton_isolate(app)`` gives your real app's receivers a fresh
+  in-memory inbox and an inline runner for one test, and signs with the app's own secret
+  (an `AppWebhooks`).
+
+Inside a test, `signed_delivery`, `deliver` and `inline_receiver` sign with the
+``iverton_secret`` fixture's value unless given a secret, so overriding that fixture
+changes every signature the test makes.
 
 Loading the plugin is cheap: this module imports only the standard library and the
 signature code; the receiver, the event models (pydantic) and any framework are imported
@@ -26,17 +33,22 @@ when a fixture or helper first needs them.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .signature import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
+    from .answers import AnswerLog
     from .events import Event
+    from .inbox.base import Status, Store
     from .receiver import Receiver
     from .router import Router
+    from .runners import BaseRunner
 
 TEST_SECRET = "whsec_test_only_not_a_real_secret"
 
@@ -49,8 +61,20 @@ class Delivery:
     headers: dict[str, str]
 
 
-def signed_delivery(event_type: str, secret: str = TEST_SECRET, **overrides: Any) -> Delivery:
-    """A correctly signed sample event (see :func:`iverton_webhooks.samples.sample_event`).
+#: Inside a test: how to get the ``iverton_secret`` fixture's value (set per test by the
+#: plugin), so the helpers sign with the secret the test's fixtures verify with.
+_fixture_secret: Callable[[], str] | None = None
+
+
+def default_secret() -> str:
+    """The secret the helpers sign with when given none: the ``iverton_secret`` fixture's
+    value inside a pytest test, else `TEST_SECRET`."""
+    return TEST_SECRET if _fixture_secret is None else _fixture_secret()
+
+
+def signed_delivery(event_type: str, secret: str | None = None, **overrides: Any) -> Delivery:
+    """A correctly signed sample event (see `iverton_webhooks.samples.sample_event`),
+    signed with ``secret`` or, by default, `default_secret()`.
 
     ``overrides`` replace fields of the sample: ``id="evt_1"``, ``data={"id": "deal_1"}``.
     """
@@ -59,20 +83,23 @@ def signed_delivery(event_type: str, secret: str = TEST_SECRET, **overrides: Any
     return deliver(sample_body(event_type, **overrides), secret)
 
 
-def deliver(body: bytes, secret: str = TEST_SECRET) -> Delivery:
-    """Sign any body as the sender would."""
+def deliver(body: bytes, secret: str | None = None) -> Delivery:
+    """Sign any body as the sender would (with `default_secret()` unless given one)."""
+    key = default_secret() if secret is None else secret
     return Delivery(
         body=body,
-        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret)},
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, key)},
     )
 
 
-def inline_receiver(router: Router | None = None, secret: str = TEST_SECRET) -> Receiver:
-    """A receiver that processes inline in memory: handlers have run when ``receive`` returns."""
+def inline_receiver(router: Router | None = None, secret: str | None = None) -> Receiver:
+    """A receiver that processes inline in memory: handlers have run when ``receive`` returns.
+    It verifies with ``secret`` or, by default, `default_secret()`."""
     from .receiver import Receiver
     from .router import Router
 
-    return Receiver(secret, router=router or Router(), store="memory://", runner="inline")
+    key = default_secret() if secret is None else secret
+    return Receiver(key, router=router or Router(), store="memory://", runner="inline")
 
 
 def post_delivery(client: Any, path: str, delivery: Delivery) -> Any:
@@ -169,6 +196,136 @@ class Captured:
         return self.events[index]
 
 
+@dataclass
+class _Saved:
+    receiver: Receiver
+    store: Store
+    answer_log: AnswerLog
+    runner: BaseRunner
+
+
+class AppWebhooks:
+    """Your app's own webhook receivers, isolated for one test (see `isolate`).
+
+    Each receiver keeps its secret, router, endpoint and settings, but records into
+    `store` (a fresh inbox, in memory by default) and processes inline: when the test
+    client returns, the handlers have run. Nothing reaches the app's real inbox, so a
+    test passes the second time as it did the first. `signed_delivery`, `deliver` and
+    `post` sign with the app's own secret, read from its receiver (never shown: the
+    `repr` names the endpoints only).
+    """
+
+    def __init__(self, receivers: list[Receiver], store: Store) -> None:
+        self.receivers = receivers
+        self.store = store
+
+    def __repr__(self) -> str:
+        endpoints = ", ".join(repr(receiver.endpoint) for receiver in self.receivers)
+        return f"<AppWebhooks endpoints={endpoints} store={self.store!r}>"
+
+    def receiver(self, endpoint: str | None = None) -> Receiver:
+        """The app's receiver for ``endpoint``; by default its only one (or ``"default"``)."""
+        if endpoint is None and len(self.receivers) == 1:
+            return self.receivers[0]
+        from .inbox.base import DEFAULT_ENDPOINT
+
+        wanted = endpoint or DEFAULT_ENDPOINT
+        for receiver in self.receivers:
+            if receiver.endpoint == wanted:
+                return receiver
+        names = ", ".join(repr(receiver.endpoint) for receiver in self.receivers)
+        raise LookupError(f"the app has receivers for endpoints {names}: pass endpoint=NAME")
+
+    def deliver(self, body: bytes, *, endpoint: str | None = None) -> Delivery:
+        """Sign ``body`` with the app's (newest) secret for ``endpoint``."""
+        return deliver(body, _signing_secret(self.receiver(endpoint)))
+
+    def signed_delivery(
+        self, event_type: str = "deal.won", *, endpoint: str | None = None, **overrides: Any
+    ) -> Delivery:
+        """A sample event (``overrides`` replace its fields), signed with the app's secret."""
+        from .samples import sample_body
+
+        return self.deliver(sample_body(event_type, **overrides), endpoint=endpoint)
+
+    def post(
+        self,
+        client: Any,
+        path: str,
+        event_type: str = "deal.won",
+        *,
+        body: bytes | None = None,
+        endpoint: str | None = None,
+        **overrides: Any,
+    ) -> Any:
+        """POST a signed sample event (or ``body=`` bytes) with a framework's test client."""
+        if body is not None:
+            delivery = self.deliver(body, endpoint=endpoint)
+        else:
+            delivery = self.signed_delivery(event_type, endpoint=endpoint, **overrides)
+        return post_delivery(client, path, delivery)
+
+    def status(self, event_id: str, *, endpoint: str | None = None) -> Status | None:
+        """The recorded event's status in the test's inbox, or None if it was not recorded."""
+        stored = self.receiver(endpoint).processor.get(event_id)
+        return None if stored is None else stored.status
+
+
+def _signing_secret(receiver: Receiver) -> str:
+    # The newest secret is the first one (rotation lists new before old).
+    return receiver.verifier._keys[0].decode()
+
+
+def _receivers_of(target: object) -> list[Receiver]:
+    from .finders import LOOKED_FOR, _items
+    from .receiver import Receiver
+
+    if isinstance(target, str):
+        target = importlib.import_module(target)
+    found: dict[int, Receiver] = {}
+    for item in _items(target):
+        if isinstance(item, Receiver):
+            found.setdefault(id(item), item)
+    if not found:
+        raise LookupError(
+            f"found no webhook receiver in {target!r}; looked for {'; '.join(LOOKED_FOR)}"
+        )
+    return list(found.values())
+
+
+@contextmanager
+def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWebhooks]:
+    """Isolate an app's receivers for the ``with`` block: a Flask app, a Starlette or
+    FastAPI app, a Django project (its settings module, or that module's name, e.g.
+    ``"mysite.settings"``), any module holding receivers, or a `Receiver`.
+
+    Every receiver the app holds (as ``iverton-webhooks --app`` finds them) records into
+    one fresh ``store`` (a URL or a store; separate endpoints stay separate in it) and
+    processes inline; its own store and runner are put back, untouched, at the end.
+    """
+    from .answers import StoreAnswerLog
+    from .inbox import open_store
+    from .runners import InlineRunner
+
+    receivers = _receivers_of(target)
+    inbox = open_store(store)
+    saved = [_Saved(r, r.store, r.answer_log, r.runner) for r in receivers]
+    try:
+        for receiver in receivers:
+            runner = InlineRunner()
+            runner.bind(receiver.processor)
+            receiver.store = receiver.processor.store = inbox
+            receiver.answer_log = StoreAnswerLog(inbox)
+            receiver.runner = runner
+        yield AppWebhooks(receivers, inbox)
+    finally:
+        for old in saved:
+            old.receiver.store = old.receiver.processor.store = old.store
+            old.receiver.answer_log = old.answer_log
+            old.receiver.runner = old.runner
+        inbox.close()
+
+
 # The fixtures exist only inside a pytest session (which is when pytest loads this plugin):
 # importing pytest costs more than half a second, which a script using signed_delivery()
 # should not pay.
@@ -211,6 +368,31 @@ if "pytest" in sys.modules:
         captured = Captured()
         captured.attach(iverton_router)
         return captured
+
+    @pytest.fixture(autouse=True)
+    def _iverton_helpers_sign_with_the_fixture(request: pytest.FixtureRequest) -> Iterator[None]:
+        # signed_delivery() & co. sign with iverton_secret in a test, asked for only when
+        # a helper signs without a secret (a test that signs nothing never builds it).
+        global _fixture_secret
+        before = _fixture_secret
+        _fixture_secret = lambda: str(request.getfixturevalue("iverton_secret"))  # noqa: E731
+        yield
+        _fixture_secret = before
+
+    @pytest.fixture
+    def iverton_isolate() -> Iterator[Callable[..., AppWebhooks]]:
+        """Test your real app without touching its inbox: ``webhooks = iverton_isolate(app)``
+        (a Flask or Starlette/FastAPI app, or a Django project's settings module name such
+        as ``"mysite.settings"``) gives each of the app's receivers a fresh in-memory inbox
+        (or ``store=...``) and an inline runner until the test ends; ``webhooks.post(client,
+        path, "deal.won", id="evt_1")`` signs with the app's own secret and posts.
+        """
+        with ExitStack() as stack:
+
+            def isolate_app(target: object, store: Store | str = "memory://") -> AppWebhooks:
+                return stack.enter_context(isolate(target, store))
+
+            yield isolate_app
 
     @pytest.fixture
     def iverton_signed_post(iverton_secret: str) -> SignedPost:

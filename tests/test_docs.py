@@ -7,6 +7,8 @@ collector:
   ``IVERTON_WEBHOOK_SECRET`` set);
 - a block that defines ``test_*`` functions is run as a test file in a pytester session,
   with the plugin's fixtures, as a user's suite would run it;
+- a block after ``<!-- project test: FRAMEWORK -->`` is the test file of a quickstart's
+  project: tests/test_testing_your_app.py builds the project and runs it there;
 - the Django quickstart's blocks (each after a ``<!-- django: FILE -->`` comment) are
   written into a scratch Django project, which is migrated and then sent a signed
   event through Django's test client: the handler must run.
@@ -75,6 +77,8 @@ def doc_blocks() -> list[tuple[Path, object, str | None]]:
         for block in readme.blocks(page.read_text()):
             before = lines[block.line - 2].strip() if block.line >= 2 else ""
             django = re.fullmatch(r"<!-- django: (\S+) -->", before)
+            if re.fullmatch(r"<!-- project test: \w+ -->", before):
+                continue  # tests/test_testing_your_app.py runs it in its project
             found.append((page, block, django and django.group(1)))
     return found
 
@@ -238,6 +242,10 @@ def test_every_page_has_runnable_blocks_or_none_by_design() -> None:
     # No block escapes the collector.
     for page in pages():
         assert page.read_text().count("```python") == len(readme.blocks(page.read_text()))
+    project_tests = re.findall(
+        r"<!-- project test: (\w+) -->\n```python", (DOCS / "testing.md").read_text()
+    )
+    assert sorted(project_tests) == ["django", "flask", "starlette"]
 
 
 def test_nav_lists_every_page() -> None:
