@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from iverton_webhooks import Event, Receiver, Router, Status
-from iverton_webhooks.testing import deliver, signed_delivery
+from iverton_webhooks.testing import AppWebhooks, deliver, isolate, signed_delivery
 
 pytest_plugins = ["pytester"]
 
@@ -26,6 +26,7 @@ FIXTURES = (
     "iverton_receiver",
     "iverton_captured",
     "iverton_signed_post",
+    "iverton_isolate",
 )
 HEAVY = (
     "pydantic",
@@ -302,3 +303,176 @@ def test_the_plugin_is_registered_by_its_entry_point() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert out.strip() == "['iverton_webhooks.testing']"
+
+
+# The iverton_secret fixture, overridden as the docs advise.
+
+
+def test_overriding_the_secret_keeps_the_docs_examples_passing(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def iverton_secret():
+            return "whsec_my_own_realistic_7f3a9c"
+        """
+    )
+    pytester.makepyfile(
+        test_docs_example="""
+        from iverton_webhooks.testing import deliver, inline_receiver, signed_delivery
+
+        def test_signed_delivery_signs_with_the_fixture(iverton_router, iverton_receiver):
+            seen = []
+            iverton_router.on("deal.won")(lambda event: seen.append(event.id))
+            delivery = signed_delivery("deal.won", id="evt_1")
+            assert iverton_receiver.receive("POST", delivery.body, delivery.headers).status == 200
+            assert seen == ["evt_1"]
+
+        def test_every_helper_agrees(iverton_secret):
+            from iverton_webhooks import sign
+            body = b'{"not": "an event"}'
+            assert deliver(body).headers["X-Iverton-Signature"] == sign(body, iverton_secret)
+            receiver = inline_receiver()
+            raw = deliver(body)
+            assert receiver.receive("POST", raw.body, raw.headers).status == 200
+            receiver.close()
+
+        def test_an_explicit_secret_still_wins(iverton_receiver):
+            delivery = signed_delivery("deal.won", "whsec_someone_else_12345")
+            assert iverton_receiver.receive("POST", delivery.body, delivery.headers).status == 401
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:django").assert_outcomes(passed=3)
+
+
+def test_outside_a_test_the_helpers_sign_with_the_test_secret() -> None:
+    code = (
+        "from iverton_webhooks import sign\n"
+        "from iverton_webhooks.testing import TEST_SECRET, deliver\n"
+        "assert deliver(b'x').headers['X-Iverton-Signature'] == sign(b'x', TEST_SECRET)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# iverton_isolate / isolate: your real app, isolated.
+
+APP_SECRET = "whsec_app_under_test_0d4e2b"
+
+
+@needs("flask")
+def test_isolate_a_flask_app(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from flask import Flask
+
+    from iverton_webhooks.contrib.flask import webhooks_blueprint
+
+    router = Router()
+    ran: list[str] = []
+    router.on("deal.won")(lambda event: ran.append(event.id))
+    dev_inbox = f"sqlite:///{Path(str(tmp_path)) / 'dev.sqlite3'}"
+    app = Flask(__name__)
+    app.register_blueprint(
+        webhooks_blueprint(secret=APP_SECRET, store=dev_inbox, router=router),
+        url_prefix="/webhooks/iverton",
+    )
+    from iverton_webhooks.testing import _receivers_of
+
+    (receiver,) = _receivers_of(app)
+    real_store, real_runner = receiver.store, receiver.runner
+    with isolate(app) as webhooks:
+        assert isinstance(webhooks, AppWebhooks)
+        assert APP_SECRET not in repr(webhooks)
+        client = app.test_client()
+        reply = webhooks.post(client, "/webhooks/iverton", "deal.won", id="evt_iso")
+        assert reply.get_json() == {"status": "accepted"}
+        assert ran == ["evt_iso"]  # inline: the handler has run
+        assert webhooks.status("evt_iso") is Status.DONE
+        # The plugin's test secret is not the app's: refused.
+        refused = client.post(
+            "/webhooks/iverton",
+            data=signed_delivery("deal.won").body,
+            headers=signed_delivery("deal.won").headers,
+        )
+        assert refused.status_code == 401
+        assert webhooks.status("evt_missing") is None
+    assert receiver.store is real_store
+    assert receiver.processor.store is real_store
+    assert receiver.runner is real_runner
+    assert real_store.get("evt_iso") is None  # nothing reached the app's own inbox
+    receiver.close()
+
+
+def test_isolate_puts_everything_back_when_the_test_fails() -> None:
+    receiver = Receiver(APP_SECRET, store="memory://", runner="inline")
+    real_store, real_runner, real_log = receiver.store, receiver.runner, receiver.answer_log
+    seen: list[object] = []
+
+    def failing_test() -> None:
+        with isolate(receiver) as webhooks:
+            seen.append(webhooks.store)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing_test()
+    assert seen
+    assert seen[0] is not real_store
+    assert (receiver.store, receiver.runner, receiver.answer_log) == (
+        real_store,
+        real_runner,
+        real_log,
+    )
+    receiver.close()
+
+
+def test_isolate_refuses_what_holds_no_receiver() -> None:
+    with pytest.raises(LookupError, match="found no webhook receiver"), isolate(object()):
+        pass
+
+
+def test_several_endpoints_need_a_name() -> None:
+    import types
+
+    module = types.ModuleType("two_endpoints")
+    module.a = Receiver(APP_SECRET, endpoint="a", store="memory://")  # type: ignore[attr-defined]
+    module.b = Receiver("whsec_other_endpoint_9a8b7c", endpoint="b", store="memory://")  # type: ignore[attr-defined]
+    with isolate(module) as webhooks:
+        with pytest.raises(LookupError, match="pass endpoint=NAME"):
+            webhooks.signed_delivery("deal.won")
+        delivery = webhooks.signed_delivery("deal.won", endpoint="b", id="evt_b")
+        assert module.b.receive("POST", delivery.body, delivery.headers).status == 200
+        assert module.a.receive("POST", delivery.body, delivery.headers).status == 401
+        assert webhooks.status("evt_b", endpoint="b") is Status.UNHANDLED
+        assert webhooks.status("evt_b", endpoint="a") is None  # endpoints stay separate
+    module.a.close()
+    module.b.close()
+
+
+@needs("flask")
+def test_the_fixture_isolates_for_one_test_only(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_app=f"""
+        from flask import Flask
+
+        from iverton_webhooks.contrib.flask import webhooks_blueprint
+
+        app = Flask(__name__)
+        app.register_blueprint(
+            webhooks_blueprint(secret="{APP_SECRET}", store="sqlite:///dev.sqlite3"),
+            url_prefix="/webhooks/iverton",
+        )
+
+        def test_isolated(iverton_isolate):
+            webhooks = iverton_isolate(app)
+            reply = webhooks.post(app.test_client(), "/webhooks/iverton", id="evt_1")
+            assert reply.get_json() == {{"status": "accepted"}}
+
+        def test_after_it(iverton_isolate):
+            from iverton_webhooks.testing import _receivers_of
+            (receiver,) = _receivers_of(app)
+            assert "dev.sqlite3" in repr(receiver.store)
+            assert receiver.store.get("evt_1") is None
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:django").assert_outcomes(passed=2)
