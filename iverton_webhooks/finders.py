@@ -53,13 +53,15 @@ def processors_of(target: object) -> list[Processor]:
     object an adapter's finder recognises, or a module holding any of these (its own
     attributes first; a module-level finder, such as an app factory's, only if none)."""
     found: dict[int, Processor] = {}
-    for item in _items(target):
+    for item in receivers_of(target):
         processor = item.processor if isinstance(item, Receiver) else item
         found.setdefault(id(processor), processor)
     return list(found.values())
 
 
-def _items(target: object) -> list[Receiver | Processor]:
+def receivers_of(target: object) -> list[Receiver | Processor]:
+    """The receivers (or bare processors) ``target`` holds, found as `processors_of`
+    finds them, in the order found (the same one may come more than once)."""
     if isinstance(target, (Receiver, Processor)):
         return [target]
     if isinstance(target, ModuleType):
@@ -67,7 +69,7 @@ def _items(target: object) -> list[Receiver | Processor]:
             item
             for value in vars(target).values()
             if not isinstance(value, ModuleType)
-            for item in _items(value)
+            for item in receivers_of(value)
         ]
         if inside:
             return inside
@@ -80,5 +82,5 @@ def _items(target: object) -> list[Receiver | Processor]:
     for finder in list(_finders):
         held = finder(target)
         if held is not None:
-            found.extend(item for value in held for item in _items(value))
+            found.extend(item for value in held for item in receivers_of(value))
     return found

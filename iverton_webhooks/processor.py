@@ -69,6 +69,9 @@ SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
 DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_LEASE = timedelta(seconds=60)
 DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
+#: Seconds a sync handler still running when its event is cancelled (shutdown) is given
+#: to end before the event is handed back without its outcome.
+CANCEL_GRACE = 1.0
 
 
 def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
@@ -260,13 +263,15 @@ class Processor:
                         return job.lost()
         except asyncio.CancelledError:
             # Shutting down mid-event: hand the event back at once (due now) instead of
-            # leaving it leased until the lease runs out. Done without awaiting, since
-            # this task is being cancelled.
+            # leaving it leased until the lease runs out.
             try:
-                job.finish(job.interrupted())
-            except Exception:
-                log.exception(
-                    "event %s: could not hand it back", printable(job.event.id), extra=job.fields()
+                await write(job.finish, job.interrupted())
+            except Exception as exc:
+                log.warning(
+                    "event %s: could not hand it back (%s); taken up again once its lease ends",
+                    printable(job.event.id),
+                    printable(exc),
+                    extra=job.fields(),
                 )
             raise
         verdict = job.verdict()
@@ -304,9 +309,10 @@ class Processor:
                 await write(self._renew, job)
         except asyncio.CancelledError:
             if in_thread:
-                # A thread cannot be stopped: wait for it anyway (until its deadline) and
-                # record what it really did, so a handler that completed is not run again.
-                await asyncio.wait({running}, timeout=max(deadline - time.monotonic(), 0))
+                # A thread cannot be stopped: give it a moment to end, and record what it
+                # did if it did, so a handler that just completed is not run again.
+                left = min(max(deadline - time.monotonic(), 0), CANCEL_GRACE)
+                await asyncio.wait({running}, timeout=left)
                 if running.done():
                     job.record(handler, _error(running))
             else:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from .processor import CANCEL_GRACE
 from .text import printable
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ class AsyncioRunner(BaseRunner):
         for task in still_running:
             task.cancel()
         if still_running:
-            await asyncio.wait(still_running, timeout=1.0)
+            # Each gets CANCEL_GRACE for a handler thread to end, then hands its event back.
+            await asyncio.wait(still_running, timeout=CANCEL_GRACE + 2.0)
         return len(still_running)
 
     def close(self, timeout: float | None = None) -> None:
@@ -352,4 +354,11 @@ def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: thread
     try:
         loop.run_forever()
     finally:
+        # Whatever is left (close() gave up waiting) is cancelled and given its chance to
+        # hand its event back, rather than destroyed pending with the loop.
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=CANCEL_GRACE + 2.0))
         loop.close()

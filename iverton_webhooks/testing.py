@@ -238,7 +238,10 @@ class AppWebhooks:
 
     def deliver(self, body: bytes, *, endpoint: str | None = None) -> Delivery:
         """Sign ``body`` with the app's (newest) secret for ``endpoint``."""
-        return deliver(body, _signing_secret(self.receiver(endpoint)))
+        signature = self.receiver(endpoint).verifier.sign(body)
+        return Delivery(
+            body=body, headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        )
 
     def signed_delivery(
         self, event_type: str = "deal.won", *, endpoint: str | None = None, **overrides: Any
@@ -271,19 +274,14 @@ class AppWebhooks:
         return None if stored is None else stored.status
 
 
-def _signing_secret(receiver: Receiver) -> str:
-    # The newest secret is the first one (rotation lists new before old).
-    return receiver.verifier._keys[0].decode()
-
-
 def _receivers_of(target: object) -> list[Receiver]:
-    from .finders import LOOKED_FOR, _items
+    from .finders import LOOKED_FOR, receivers_of
     from .receiver import Receiver
 
     if isinstance(target, str):
         target = importlib.import_module(target)
     found: dict[int, Receiver] = {}
-    for item in _items(target):
+    for item in receivers_of(target):
         if isinstance(item, Receiver):
             found.setdefault(id(item), item)
     if not found:
