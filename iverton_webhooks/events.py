@@ -24,6 +24,7 @@ from typing_extensions import TypedDict, TypeVar
 
 from .catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
 from .errors import InvalidPayload
+from .text import printable
 
 __all__ = [
     "EVENT_TYPES",
@@ -40,6 +41,7 @@ __all__ = [
     "event_model",
     "parse_envelope",
     "parse_event",
+    "resource_id_of",
     "salvage_id_and_type",
 ]
 
@@ -275,3 +277,36 @@ def salvage_id_and_type(body: bytes) -> tuple[str | None, str | None]:
     if not isinstance(payload, dict):
         return None, None
     return _usable_key(payload.get("id")), _usable_key(payload.get("type"))
+
+
+#: Longest resource id a store keeps (Django's ``resource_id`` column).
+RESOURCE_ID_CHARS = 255
+
+
+def resource_id_of(body: bytes) -> str:
+    r"""The ``data.id`` of a raw body, as a store keeps it for searching; "" if none.
+
+    Read with the semantics every reader of the event shares: a duplicated key counts
+    at its last occurrence (as pydantic's parser gives it to handlers and PostgreSQL's
+    jsonb keeps it), strings as they are, numbers as written. Made storable
+    and readable in one step: control, invisible and bidi characters, NUL and lone
+    surrogates are written as the escapes :func:`~iverton_webhooks.text.printable`
+    shows everywhere (``\x00``, ``\ud83d``), so the stored value is valid UTF-8 without
+    NUL in every database, and is what an admin sees and types into a search box. Cut to
+    `RESOURCE_ID_CHARS`. Never raises.
+
+    >>> resource_id_of(b'{"data": {"id": "first", "id": "second"}}')
+    'second'
+    >>> resource_id_of(b'{"data": {"id": "\\ud83d"}}'), resource_id_of(b'{"data": {"id": 42}}')
+    ('\\ud83d', '42')
+    >>> resource_id_of(b'{"data": {"id": "a\\u0000b"}}'), resource_id_of(b"not json")
+    ('a\\x00b', '')
+    """
+    try:
+        # Numbers as their text: no digit limit, and 1.50 stays "1.50".
+        payload = json.loads(body, parse_int=str, parse_float=str)
+    except (ValueError, TypeError, RecursionError, MemoryError):
+        return ""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    value = data.get("id") if isinstance(data, dict) else None
+    return printable(value)[:RESOURCE_ID_CHARS] if isinstance(value, str) else ""

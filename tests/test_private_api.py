@@ -40,9 +40,6 @@ KNOWN_OFFENDERS = {
     # Type of ModelAdmin filter choices, from django-stubs only: annotate lookups() as
     # returning list[tuple[str, str]].
     "iverton_webhooks/contrib/django/admin.py:django.contrib.admin.filters._ListFilterChoices",
-    # "Nothing watches Django's cursor" by comparing CursorWrapper.execute with Django's
-    # own: run the SQL through connection.cursor() always (issue 24, item 3).
-    "iverton_webhooks/contrib/django/store.py:CursorWrapper.execute",
     # Werkzeug's LocalProxy internals: use flask.request / flask.current_app as they are
     # (or flask.globals.app_ctx.app for the app object itself).
     "iverton_webhooks/contrib/flask.py:request._get_current_object",

@@ -1,10 +1,16 @@
-"""``DjangoStore``: the core :class:`~iverton_webhooks.Store` over the ``WebhookEvent`` model.
+"""``DjangoStore``: the core [Store][iverton_webhooks.Store] over the ``WebhookEvent`` model.
 
 Same semantics as the other stores: the unique ``(endpoint, event_id)`` key makes
 ``record`` an atomic insert-if-absent across processes and hosts; every transition
 after ``claim`` is a conditional UPDATE on the lease token, so a worker that lost its
-lease changes nothing. What each transition writes comes from ``inbox/base.py``; this
-module only translates column names and times to the ORM.
+lease changes nothing. What each transition writes, and how text is kept (the codec of
+``inbox/base.py``), come from the core; this module only maps them onto the model,
+through Django's public API: the ORM, and one statement run through Django's own
+cursor (the insert-if-absent, where the database has a way to say "if absent").
+
+Connections are Django's: a request gets a usable one from Django; every other thread
+(processing, lease renewal, recovery) gets one from the processor's
+``process_context`` (``endpoint.fresh_connections``) or from :func:`_recycled`.
 """
 
 from __future__ import annotations
@@ -15,25 +21,21 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, NamedTuple, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, F, Field, Func, Min, QuerySet, TextField
-from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
 from ...errors import StoreUnavailable
+from ...events import resource_id_of
 from ...inbox import base
 from ...inbox.base import (
     CLAIMABLE,
@@ -46,10 +48,10 @@ from ...inbox.base import (
     Status,
     StoredEvent,
     Verdict,
+    store_text,
 )
-from ...inbox.sql import bound_mask
 from ...text import printable
-from .models import KEY_MAX_LENGTH, FailedAnswers, WebhookEvent
+from .models import FailedAnswers, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -78,7 +80,7 @@ _RAW = "_raw"
 
 class _RawTime(Func):
     """A datetime column read without Django's conversion, so that a value Python
-    cannot hold (a year-10000 time a wave-1 receiver stored, say) makes its row
+    cannot hold (a time past year 9999, which the database keeps) makes its row
     unreadable (listed, quarantined) instead of failing every query that touches it.
 
     PostgreSQL gives epoch seconds; SQLite the stored text (an expression, so sqlite3
@@ -124,7 +126,7 @@ def missing_schema(exc: BaseException) -> bool:
 
 
 def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
-    """A missing table (``migrate`` not run) becomes a :class:`StoreUnavailable` whose
+    """A missing table (``migrate`` not run) becomes a `StoreUnavailable` whose
     message, logged with the 503, says how to fix it instead of only "no such table"."""
 
     @functools.wraps(method)
@@ -164,30 +166,17 @@ def _write_lock(using: str) -> threading.RLock:
 _inbox_aliases: set[str] = set()
 
 
-def _tune(connection: BaseDatabaseWrapper) -> None:
-    """Once per SQLite connection of an inbox alias: scratch tables in memory. SQLite
-    builds small ones for RETURNING and for IN lists (a claim's status list); with the
-    default temp_store each is a temporary file created and deleted per statement, most
-    of the cost of a claim. Normally done as the connection opens (:func:`_tune_new`); else at the
-    store's first write on it, outside any transaction (SQLite refuses the change in
-    one once temporary storage is in use)."""
-    connection.ensure_connection()
-    raw = connection.connection
-    if getattr(connection, "_iverton_tuned", None) is raw:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA temp_store=MEMORY")
-    connection._iverton_tuned = raw  # type: ignore[attr-defined]
-
-
 def _tune_new(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
-    """``connection_created`` receiver: :func:`_tune` for SQLite inbox aliases."""
+    """``connection_created`` receiver: scratch tables in memory on SQLite connections
+    of inbox aliases. SQLite builds small ones for a claim's status list; with the
+    default temp_store each is a temporary file created and deleted per statement."""
     if connection.vendor == "sqlite" and connection.alias in _inbox_aliases:
-        _tune(connection)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA temp_store=MEMORY")
 
 
 def _serialized(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a write method of :class:`DjangoStore` holding this process's write lock on
+    """Run a write method of `DjangoStore` holding this process's write lock on
     its SQLite database, around one of the store's own autocommitted writes; other
     processes' writers meet it in SQLite's busy timeout. Never inside an atomic block
     (ATOMIC_REQUESTS, a caller's ``transaction.atomic``): that transaction may already
@@ -202,7 +191,6 @@ def _serialized(method: Callable[P, R]) -> Callable[P, R]:
         connection = connections[store.using]
         if connection.vendor != "sqlite" or connection.in_atomic_block:
             return method(*args, **kwargs)
-        _tune(connection)
         with _write_lock(store.using):
             return method(*args, **kwargs)
 
@@ -234,194 +222,30 @@ def _from_db(value: object) -> object:
     return value
 
 
-def clean_text(value: str, limit: int | None = None) -> str:
-    """Text a database will take: PostgreSQL refuses NUL in text and in jsonb, so a NUL
-    is written as the four characters ``\\x00`` (visible, and never the reason an
-    authentic event is refused); cut to ``limit`` characters for a varchar."""
-    cleaned = value.replace("\x00", "\\x00")
-    return cleaned if limit is None else cleaned[:limit]
-
-
-def _resource_id(body: bytes) -> str:
-    # Only for searching in the admin: the receiver has already validated the envelope.
-    try:
-        data = json.loads(body).get("data")
-        return clean_text(str(data.get("id", "")), 255) if isinstance(data, dict) else ""
-    except (ValueError, AttributeError, RecursionError):
-        return ""
-
-
-# On SQLite the database reads ``data.id`` itself while inserting (its JSON functions
-# are in C, and the body is bound again rather than parsed again in Python); a body
-# that is not JSON (a quarantined one) gets "". ``resource_id``, when not NULL, is the
-# id read in Python instead: SQLite's text functions stop at a NUL, so a body with an
-# escaped NUL is read by _resource_id, which escapes it visibly.
-_SQLITE_RESOURCE_ID = (
-    "coalesce(%(resource_id)s, iif(json_valid(CAST(%(body)s AS TEXT)), substr(coalesce("
-    "CAST(json_extract(CAST(%(body)s AS TEXT), '$.data.id') AS TEXT), ''), 1, 255), ''))"
-)
-
-#: Columns every backend takes as the core writes them (text and numbers).
-_AS_IS_COLUMNS = (
-    "endpoint",
-    "id",
-    "status",
-    "attempts",
-    "deliveries",
-    "due_at",
-    "next_attempt_at",
-    "lease_until",
-    "lease_token",
-)
-#: Columns with a conversion of their own in _Insert.params (the datetimes too).
-_CONVERTED_COLUMNS = frozenset({"type", "last_error", *_DATETIME_COLUMNS})
-
-
-def _utc_text(epoch: float) -> str:
-    """What Django's SQLite backend writes for an aware datetime under USE_TZ with the
-    database in UTC (``str`` of the naive UTC time), without building it twice."""
-    # str() of the aware time ends in "+00:00": cut, rather than a replace(tzinfo=None),
-    # whose keyword parsing cost more than the rest of this.
-    return str(datetime.fromtimestamp(epoch, timezone.utc))[:-6]
-
-
-def _time_writer(connection: BaseDatabaseWrapper) -> Callable[[float], Any]:
-    """Epoch seconds -> this connection's value for a DateTimeField."""
-    if connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone_name == "UTC":
-        return _utc_text  # the common case, checked per insert: tests switch settings
-    adapt = connection.ops.adapt_datetimefield_value
-    return lambda epoch: adapt(_to_db(epoch))
-
-
-@dataclass(frozen=True)
-class _Insert:
-    """The insert-if-absent statement for one database vendor, built once: the
-    backend's own "ignore conflicts" spelling (SQLite ``INSERT OR IGNORE``, PostgreSQL
-    ``ON CONFLICT DO NOTHING``, MySQL ``INSERT IGNORE``), so a duplicate inserts
-    nothing (rowcount 0) instead of raising.
-
-    Parameters are named (``%(id)s``, a dict), which every Django backend takes: on
-    SQLite, Django turns a positional ``%s`` statement into ``?`` with a regular
-    expression on every execute, which on this 600-character statement cost more
-    instructions than SQLite's insert (~100k); the named form is one ``%`` format."""
-
-    sql: str
-    #: Columns the model field converts (the body, the JSON outcomes): (name, field).
-    prepared: tuple[tuple[str, Field[Any, Any]], ...]
-    #: A prepared column's value when the row has none, if it is plain text (reused).
-    plain_defaults: dict[str, str]
-    #: The database computes ``resource_id`` from the body (SQLite).
-    resource_id_in_sql: bool
-    #: ``sql`` with the parameters that are None written as NULL, by which are bound,
-    #: and the same in the driver's own style (SQLite) or None (see _watched).
-    variants: dict[tuple[bool, ...], tuple[str, str | None]] = dataclass_field(
-        default_factory=dict, init=False, compare=False
-    )
-
-    _built: ClassVar[dict[str, _Insert]] = {}
-
-    @classmethod
-    def of(cls, connection: BaseDatabaseWrapper) -> _Insert:
-        found = cls._built.get(connection.vendor)
-        if found is None:
-            found = cls._built[connection.vendor] = cls._build(connection)
-        return found
-
-    @classmethod
-    def _build(cls, connection: BaseDatabaseWrapper) -> _Insert:
-        meta = WebhookEvent._meta
-        fields = [f for f in meta.concrete_fields if f.name not in ("id", "resource_id")]
-        names = ["id" if f.attname == "event_id" else str(f.attname) for f in fields]
-        in_sql = connection.vendor == "sqlite"
-        ops, quote = connection.ops, connection.ops.quote_name
-        columns = [quote(str(f.column)) for f in fields] + [quote("resource_id")]
-        marks = [f"%({name})s" for name in names]
-        marks.append(_SQLITE_RESOURCE_ID if in_sql else "%(resource_id)s")
-        suffix = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
-        sql = (
-            f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {quote(meta.db_table)} "
-            f"({', '.join(columns)}) VALUES ({', '.join(marks)}) {suffix}"
-        ).rstrip()
-        plain = {*_AS_IS_COLUMNS, *_CONVERTED_COLUMNS}
-        prepared = tuple(
-            (name, field) for name, field in zip(names, fields, strict=True) if name not in plain
-        )
-        defaults = {
-            name: value
-            for name, field in prepared
-            if isinstance(value := field.get_db_prep_save(field.get_default(), connection), str)
-        }
-        return cls(sql, prepared, defaults, in_sql)
-
-    def statement(self, params: Mapping[str, Any]) -> tuple[str, str | None]:
-        """The statement for ``params``, for Django's cursor and (SQLite) for the driver.
-
-        A None is written as ``NULL``, not bound (the sqlite3 driver binds a None after
-        a failed attribute lookup, an exception made and dropped each; a pending
-        event's insert has five). A shape or two, built once each."""
-        present = bound_mask(params.values())
-        found = self.variants.get(present)
-        if found is None:
-            sql = self.sql
-            for name, is_bound in zip(params, present, strict=True):
-                if not is_bound:
-                    sql = sql.replace(f"%({name})s", "NULL")
-            # SQLite's named style, as Django's SQLite cursor makes it on every execute.
-            direct = (
-                sql % {name: f":{name}" for name in params} if self.resource_id_in_sql else None
-            )
-            found = self.variants[present] = (sql, direct)
-        return found
-
-    def params(self, row: Mapping[str, Any], connection: BaseDatabaseWrapper) -> dict[str, Any]:
-        # Only the columns the backend stores differently from the Python value go
-        # through a conversion (times, the body, the JSON outcomes); text and numbers as
-        # they are: a model field's full get_db_prep_save on 16 columns cost more than
-        # the insert itself.
-        params = {name: row.get(name) for name in _AS_IS_COLUMNS}
-        # A quarantined body's type is whatever could be read: made to fit.
-        params["type"] = clean_text(row["type"], KEY_MAX_LENGTH)
-        error = row.get("last_error")
-        params["last_error"] = None if error is None else clean_text(str(error))
-        to_db = _time_writer(connection)
-        for name in _DATETIME_COLUMNS:
-            epoch = row.get(name)
-            params[name] = None if epoch is None else to_db(float(epoch))
-        for name, field in self.prepared:
-            if name in row:
-                params[name] = field.get_db_prep_save(row[name], connection)
-            elif name in self.plain_defaults:
-                params[name] = self.plain_defaults[name]
-            else:
-                params[name] = field.get_db_prep_save(field.get_default(), connection)
-        body = row["body"]
-        if not self.resource_id_in_sql or b"\\u0000" in body:
-            params["resource_id"] = _resource_id(body)
-        else:
-            params["resource_id"] = None
-        return params
-
-
 def _db_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A core field dict (epoch times, core column names) as ORM update kwargs."""
+    """A core field dict (epoch times, core column names, text already through the
+    codec) as ORM update kwargs."""
     out: dict[str, Any] = {}
     for column, value in fields.items():
         if column in _DATETIME_COLUMNS and value is not None:
             value = _to_db(float(value))
-        elif column == "last_error" and value is not None:
-            value = clean_text(str(value))
         out["event_id" if column == "id" else column] = value
     return out
 
 
-def _outcomes_json(outcomes: Mapping[str, HandlerOutcome]) -> dict[str, Any]:
-    # jsonb refuses \u0000 as well: handler errors may quote any sender data.
-    merged: dict[str, Any] = {}
-    for name, outcome in outcomes.items():
-        value = outcome.to_json()
-        value["error"] = clean_text(value["error"])
-        merged[clean_text(name)] = value
-    return merged
+def _stored_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> dict[str, Any]:
+    # The core's stored form (names and errors through the codec): jsonb refuses NUL and
+    # lone surrogates even escaped, and handler errors may quote any sender data.
+    stored: dict[str, Any] = json.loads(base.dump_outcomes(outcomes))
+    return stored
+
+
+def _model_values(row: Mapping[str, Any], resource_id: str) -> dict[str, Any]:
+    """A row from ``base.new_row`` as model field values."""
+    values = _db_fields(row)
+    values["resource_id"] = resource_id
+    values["outcomes"] = {}
+    return values
 
 
 def _stored(row: Mapping[str, Any]) -> StoredEvent:
@@ -455,35 +279,30 @@ def _recycled() -> Iterator[None]:
         recycle_connections()
 
 
-class _Prepared(NamedTuple):
-    """One insert, ready to run: built before the write lock is taken."""
-
-    sql: str
-    #: The statement for the driver itself, where it may take it (SQLite), else None.
-    direct: str | None
-    params: dict[str, Any]
-    row: Mapping[str, Any]
+#: Databases whose SQL has ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite 3.24+,
+#: PostgreSQL 9.5+): a duplicate inserts nothing and says so in the row count, with no
+#: error, no savepoint and no error line in the server's log.
+_ON_CONFLICT_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
-# Django's own methods, to tell when something has wrapped them.
-_DJANGO_EXECUTE = CursorWrapper.execute
-_DJANGO_CURSOR = BaseDatabaseWrapper.cursor
+def _field(name: str) -> Field[Any, Any]:
+    field = WebhookEvent._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
-def _watched(connection: BaseDatabaseWrapper) -> bool:
-    """Whether something observes this connection's queries through Django: the debug
-    cursor (``DEBUG``, ``connection.queries``), ``connection.execute_wrapper`` (OpenTelemetry,
-    Scout), a wrapped ``cursor`` on the connection (django-debug-toolbar) or on its class,
-    or a wrapped ``CursorWrapper.execute`` (Sentry)."""
-    return bool(
-        connection.execute_wrappers
-        or connection.queries_logged
-        or "cursor" in connection.__dict__
-        or type(connection).cursor is not _DJANGO_CURSOR
-        or CursorWrapper.execute is not _DJANGO_EXECUTE
-    )
+def _insert_sql(connection: BaseDatabaseWrapper, names: list[str]) -> str:
+    quote = connection.ops.quote_name
+    table = quote(WebhookEvent._meta.db_table)
+    columns = ", ".join(quote(str(_field(name).column)) for name in names)
+    marks = ", ".join(["%s"] * len(names))
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
+_KIND_CHARS = 32
+
+
+@base.store_edge(DatabaseError)
 class DjangoStore(base.RecordsRows):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
@@ -500,55 +319,67 @@ class DjangoStore(base.RecordsRows):
     def __repr__(self) -> str:
         return f"<DjangoStore using={self.using!r}>"
 
-    def _rows(self, endpoint: str | None = DEFAULT_ENDPOINT) -> QuerySet[WebhookEvent]:
+    def _all(self) -> QuerySet[WebhookEvent]:
         rows: QuerySet[WebhookEvent] = WebhookEvent.objects.using(self.using)
+        return rows
+
+    def _rows(self, endpoint: str | None = DEFAULT_ENDPOINT) -> QuerySet[WebhookEvent]:
+        rows = self._all()
         if endpoint is not None:
-            rows = rows.filter(endpoint=endpoint)
+            rows = rows.filter(endpoint=store_text(endpoint))
         return rows
 
     def _event(self, event_id: str, endpoint: str) -> QuerySet[WebhookEvent]:
-        rows: QuerySet[WebhookEvent] = self._rows(endpoint).filter(event_id=event_id)
+        rows: QuerySet[WebhookEvent] = self._rows(endpoint).filter(event_id=store_text(event_id))
         return rows
 
     @_migrate_hint
     def insert_row(self, row: dict[str, Any]) -> bool:
-        # One raw insert-if-absent, no ORM model, no savepoint: in autocommit it is its
-        # own committed transaction when execute() returns, and a duplicate is not an
-        # error, so a caller's transaction (ATOMIC_REQUESTS) is never left broken.
+        # In autocommit the insert is its own committed transaction when it returns, and
+        # a duplicate is not an error, so a caller's transaction (ATOMIC_REQUESTS) is
+        # never left broken. Values are made before the write lock is taken: other
+        # writers wait only for the SQL.
+        values = _model_values(row, resource_id_of(row["body"]))
+        if self._insert(values):
+            return True
+        stored = self._all().filter(event_id=row["id"], endpoint=row["endpoint"])
+        self._count_delivery(stored)
+        return False
+
+    def _insert(self, values: dict[str, Any]) -> bool:
         connection = connections[self.using]
-        insert = _Insert.of(connection)
-        # Built before the write lock is taken: other writers wait only for the SQL.
-        params = insert.params(row, connection)
-        return self._insert_one(_Prepared(*insert.statement(params), params, row))
+        if connection.vendor not in _ON_CONFLICT_VENDORS:
+            return self._create(values)
+        names = list(values)
+        params = [_field(name).get_db_prep_save(values[name], connection) for name in names]
+        return self._execute_insert(_insert_sql(connection, names), params)
 
     @_serialized
-    def _insert_one(self, prepared: _Prepared) -> bool:
-        connection = connections[self.using]
-        if prepared.direct is not None and not _watched(connection):
-            # Straight to the driver when nothing watches Django's cursor: its layers
-            # (a cursor object, execute wrappers, the statement rewritten per execute)
-            # cost an ack a twentieth of its time. Errors become Django's, as there.
-            if connection.connection is None:
-                connection.ensure_connection()
-            with connection.wrap_database_errors:
-                cursor = connection.connection.execute(prepared.direct, prepared.params)
-            if cursor.rowcount == 1:
-                return True
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(prepared.sql, prepared.params)
-                if cursor.rowcount == 1:
-                    return True
-        row = prepared.row
-        self._event(row["id"], row["endpoint"]).update(deliveries=F("deliveries") + 1)
-        return False
+    def _execute_insert(self, sql: str, params: list[Any]) -> bool:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return bool(cursor.rowcount == 1)
+
+    @_serialized
+    def _create(self, values: dict[str, Any]) -> bool:
+        # Any other database: the ORM's insert in a savepoint, a duplicate rolled back.
+        try:
+            with transaction.atomic(using=self.using):
+                self._all().create(**values)
+        except IntegrityError:
+            return False
+        return True
+
+    @_serialized
+    def _count_delivery(self, stored: QuerySet[WebhookEvent]) -> None:
+        stored.update(deliveries=F("deliveries") + 1)
 
     @_migrate_hint
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now = self.clock()
-        token = uuid.uuid4().hex
+        token = base.new_token()
         if not self._take(event_id, endpoint, now, lease_seconds, token):
             return None
         # Read once the write lock is given back: while the lease holds, its holder is
@@ -608,7 +439,7 @@ class DjangoStore(base.RecordsRows):
         current = self._held(claim).values_list("outcomes", flat=True).first()
         if current is None:
             return False
-        merged = {**current, **_outcomes_json(outcomes)}
+        merged = {**current, **_stored_outcomes(outcomes)}
         return self._write_claimed(claim, {"outcomes": merged, **_db_fields(fields)})
 
     @_serialized
@@ -640,7 +471,7 @@ class DjangoStore(base.RecordsRows):
                 .order_by("due_at")
                 .values_list("event_id", flat=True)[:limit]
             )
-            return list(ids)
+            return [base.load_text(event_id) for event_id in ids]
 
     @_migrate_hint
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
@@ -656,15 +487,18 @@ class DjangoStore(base.RecordsRows):
     @_serialized
     def note_failure(self, endpoint: str, kind: str) -> int:
         answers = FailedAnswers.objects.using(self.using)
+        key = store_text(endpoint)
         with transaction.atomic(using=self.using):
-            answers.get_or_create(endpoint=endpoint)
-            answers.filter(endpoint=endpoint).update(failures=F("failures") + 1, kind=kind)
-            return int(answers.values_list("failures", flat=True).get(endpoint=endpoint))
+            answers.get_or_create(endpoint=key)
+            # The kind is only ever shown: cut to fit its column.
+            kind = store_text(kind)[:_KIND_CHARS]
+            answers.filter(endpoint=key).update(failures=F("failures") + 1, kind=kind)
+            return int(answers.values_list("failures", flat=True).get(endpoint=key))
 
     @_migrate_hint
     @_serialized
     def clear_failures(self, endpoint: str) -> None:
-        answers = FailedAnswers.objects.using(self.using).filter(endpoint=endpoint)
+        answers = FailedAnswers.objects.using(self.using).filter(endpoint=store_text(endpoint))
         # Read first: most answers are 2xx and there is nothing to clear.
         if answers.filter(failures__gt=0).exists():
             answers.update(failures=0)
@@ -687,7 +521,7 @@ class DjangoStore(base.RecordsRows):
         if status is not None:
             rows = rows.filter(status=Status(status).value)
         if event_type is not None:
-            rows = rows.filter(type=event_type)
+            rows = rows.filter(type=store_text(event_type))
         return [_stored(row) for row in _readable(rows)[:limit]]
 
     @_migrate_hint
