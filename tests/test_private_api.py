@@ -37,9 +37,6 @@ OURS = "iverton_webhooks"
 # Temporary: each entry is "path:name" as printed by the finder, with the public
 # replacement it waits for. Remove an entry when its file is fixed.
 KNOWN_OFFENDERS = {
-    # Type of ModelAdmin filter choices, from django-stubs only: annotate lookups() as
-    # returning list[tuple[str, str]].
-    "iverton_webhooks/contrib/django/admin.py:django.contrib.admin.filters._ListFilterChoices",
     # Werkzeug's LocalProxy internals: use flask.request / flask.current_app as they are
     # (or flask.globals.app_ctx.app for the app object itself).
     "iverton_webhooks/contrib/flask.py:request._get_current_object",

@@ -3,13 +3,15 @@
 Ids, types, errors and bodies are signed but still foreign text: besides Django's HTML
 escaping, control characters are shown as escapes (``\\x1b``, ``\\r\\n``) so that an
 id cannot hide part of itself, break a line or reach a terminal through a copy-paste.
+Text columns hold what the core's codec stored (``load_text`` reads it back); lone
+surrogates, which no page can encode, are shown as escapes too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -18,14 +20,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, values
+from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, load_text, values
 from ...text import printable
 from .endpoint import get_receiver
 from .models import WebhookEvent
 from .store import DjangoStore
-
-if TYPE_CHECKING:
-    from django.contrib.admin.filters import _ListFilterChoices
 
 #: How much of a quarantine reason the list shows (the detail page shows all of it).
 REASON_CHARS = 80
@@ -36,12 +35,57 @@ def _statuses(statuses: frozenset[Status]) -> str:
     return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
 
 
-class PrintableValuesFilter(admin.AllValuesFieldListFilter):
-    """The stock "all values" filter, its labels with control characters escaped."""
+def shown(value: str | None) -> str:
+    """A stored text column as a page shows it: decoded, control characters escaped."""
+    return "" if value is None else printable(load_text(value))
 
-    def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
+
+def pretty_json(raw: bytes) -> str:
+    """A body for a page: indented JSON with sorted keys when it parses without a
+    duplicated key, else the body as received with a note why; every control, bidi and
+    invisible character, NUL and lone surrogate shown as an escape. Never raises.
+
+    >>> print(pretty_json(b'{"b": "\\u202e", "a": 1}'))
+    {
+      "a": 1,
+      "b": "\\u202e"
+    }
+    >>> print(pretty_json(b'{"id": "first", "id": "second"}'))
+    (a key appears twice: shown as received)
+    {"id": "first", "id": "second"}
+    """
+    duplicated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) < len(keys):
+            duplicated.append("")
+        return dict(items)
+
+    note = ""
+    try:
+        value = json.loads(raw, object_pairs_hook=pairs)
+        if not duplicated:
+            # json.dumps writes control characters inside strings as \u escapes; the
+            # rest (bidi, surrogates, separators) is left to printable, line by line so
+            # the indentation stays.
+            text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+            return "\n".join(printable(line) for line in text.split("\n"))
+        note = "(a key appears twice: shown as received)\n"
+    except (ValueError, RecursionError):
+        pass  # a quarantined body: shown as text
+    lines = raw.decode("utf-8", "replace").split("\n")
+    return note + "\n".join(printable(line) for line in lines)
+
+
+class PrintableValuesFilter(admin.AllValuesFieldListFilter):
+    """The stock "all values" filter, its labels decoded and escaped."""
+
+    # Iterator[Any]: the stock filter's item type is a django-stubs name, not Django's.
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
         for choice in super().choices(changelist):
-            choice["display"] = printable(choice["display"])
+            display = choice["display"]
+            choice["display"] = shown(display) if isinstance(display, str) else display
             yield choice
 
 
@@ -94,12 +138,12 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         endpoint = request.GET.get("endpoint__exact") or request.GET.get("endpoint")
         store = DjangoStore(self.get_queryset(request).db)
         try:
-            counts = store.stats(endpoint=endpoint or None)
+            counts = store.stats(endpoint=load_text(endpoint) if endpoint else None)
         except Exception:  # the list itself shows the database error better
             return ""
-        where = f"endpoint {printable(endpoint)}" if endpoint else "all endpoints"
-        shown = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in Status)
-        return f"{where}: {shown}"
+        where = f"endpoint {shown(endpoint)}" if endpoint else "all endpoints"
+        by_status = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in Status)
+        return f"{where}: {by_status}"
 
     # Events are written by the receiver only; people look, replay and resolve.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -114,25 +158,26 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="event id", ordering="event_id")
     def shown_id(self, obj: WebhookEvent) -> str:
-        return printable(obj.event_id)
+        return shown(obj.event_id)
 
     @admin.display(description="type", ordering="type")
     def shown_type(self, obj: WebhookEvent) -> str:
-        return printable(obj.type)
+        return shown(obj.type)
 
     @admin.display(description="resource id")
     def shown_resource_id(self, obj: WebhookEvent) -> str:
+        # Stored escaped already (events.resource_id_of): what is shown is what is searched.
         return printable(obj.resource_id)
 
     @admin.display(description="last error")
     def shown_error(self, obj: WebhookEvent) -> str:
-        return printable(obj.last_error or "")
+        return shown(obj.last_error)
 
     @admin.display(description="status", ordering="status")
     def shown_status(self, obj: WebhookEvent) -> str:
         """The status; a quarantined event shows why, an unhandled one what it means."""
         if obj.status == Status.QUARANTINED.value and obj.last_error:
-            reason = printable(obj.last_error)
+            reason = shown(obj.last_error)
             if len(reason) > REASON_CHARS:
                 reason = reason[: REASON_CHARS - 1] + "…"
             return f"quarantined: {reason}"
@@ -142,14 +187,7 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="body")
     def pretty_body(self, obj: WebhookEvent) -> SafeString:
-        raw = bytes(obj.body)
-        try:
-            # json.dumps writes control characters inside strings as \\u escapes.
-            text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=True)
-        except (ValueError, RecursionError):
-            # A quarantined body: show it as text, every control character escaped.
-            text = printable(raw.decode("utf-8", "replace"))
-        return format_html("<pre>{}</pre>", text)
+        return format_html("<pre>{}</pre>", pretty_json(bytes(obj.body)))
 
     @admin.display(description="handler outcomes")
     def handler_outcomes(self, obj: WebhookEvent) -> SafeString:
@@ -161,9 +199,9 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    printable(name),
+                    shown(name),
                     "ok" if o.get("ok") else "failed",
-                    printable(o.get("error") or ""),
+                    shown(o.get("error") or ""),
                 )
                 for name, o in sorted(outcomes.items())
             ),

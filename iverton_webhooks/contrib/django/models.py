@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import models
 
-from ...inbox.base import DEFAULT_ENDPOINT, Status
+from ...inbox.base import DEFAULT_ENDPOINT, Status, load_text
 from ...text import printable
 
 #: Longest endpoint name: endpoints are names a developer picks, not sender input.
@@ -88,7 +88,7 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         # Shown by the admin in titles, breadcrumbs and messages: control characters escaped.
-        return f"{printable(self.event_id)} ({printable(self.type)})"
+        return f"{printable(load_text(self.event_id))} ({printable(load_text(self.type))})"
 
 
 class FailedAnswers(models.Model):
