@@ -127,7 +127,12 @@ def missing_schema(exc: BaseException) -> bool:
 
 def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
     """A missing table (``migrate`` not run) becomes a `StoreUnavailable` whose
-    message, logged with the 503, says how to fix it instead of only "no such table"."""
+    message, logged with the 503, says how to fix it instead of only "no such table".
+
+    Any other database error: a connection it left unusable (the server restarted) is
+    closed at once, outside a transaction, as Django does at the end of a request, so
+    the next call from this thread opens a working one, whoever calls (a worker thread
+    without ``fresh_connections``, a long-lived command)."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -135,6 +140,11 @@ def _migrate_hint(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
         except DatabaseError as exc:
             if not missing_schema(exc):
+                store = args[0]
+                assert isinstance(store, DjangoStore)
+                connection = connections[store.using]
+                if not connection.in_atomic_block:
+                    connection.close_if_unusable_or_obsolete()
                 raise
             raise StoreUnavailable(
                 f"the webhook inbox table {WebhookEvent._meta.db_table!r} is missing or out "
