@@ -1,4 +1,4 @@
-"""The library's exceptions: one small hierarchy under :class:`WebhookError`."""
+"""The library's exceptions: one small hierarchy under `WebhookError`."""
 
 from __future__ import annotations
 

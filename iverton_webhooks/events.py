@@ -1,6 +1,6 @@
 """The event envelope, the event type names and the resource models.
 
-Type names, families and models come from the catalogue (:mod:`iverton_webhooks.catalogue`).
+Type names, families and models come from the catalogue (`iverton_webhooks.catalogue`).
 
 Only the envelope (``id``, ``type``, ``created_at``, ``data.id``) is guaranteed by the
 sender, so every resource model requires ``id`` alone and keeps unknown fields.
@@ -146,7 +146,7 @@ class _TypeNamed:
 
 
 class Event(_TypeNamed, BaseModel, Generic[DataT]):
-    """One webhook event. ``Event[Deal]`` types ``data`` as a :class:`Deal`."""
+    """One webhook event. ``Event[Deal]`` types ``data`` as a `Deal`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -163,7 +163,7 @@ class _DataRef(TypedDict):
 
 
 class Envelope(_TypeNamed, BaseModel):
-    """The fields the receiver needs to dedupe and store, checked as :class:`Event`
+    """The fields the receiver needs to dedupe and store, checked as `Event`
     checks them. ``data`` must be an object with an ``id``; the rest of it is skipped
     and ``data`` is a plain dict (a model per request would cost every ack a sixth of
     its parse). ``created_at`` is in UTC (offset zero), its ``tzinfo`` the parser's own.
@@ -202,7 +202,7 @@ _validate_unknown = Event[Resource].__pydantic_validator__.validate_json
 
 
 def parse_envelope(body: bytes) -> Envelope:
-    """Validate the envelope of a raw body; raise :class:`InvalidPayload` if it is malformed."""
+    """Validate the envelope of a raw body; raise `InvalidPayload` if it is malformed."""
     try:
         # The validator itself: skips model_validate_json's wrapper, about a fifth of the
         # cost of this call, which every acknowledged request pays.
@@ -213,7 +213,7 @@ def parse_envelope(body: bytes) -> Envelope:
 
 
 def parse_event(body: bytes, event_type: str | None = None) -> Event[Any]:
-    """Parse a raw body into a typed :class:`Event`; raise :class:`InvalidPayload` if malformed.
+    """Parse a raw body into a typed `Event`; raise `InvalidPayload` if malformed.
 
     ``event_type`` skips the envelope pass when the type is already known (as it is
     for a stored event).
@@ -261,7 +261,7 @@ def salvage_id_and_type(body: bytes) -> tuple[str | None, str | None]:
     >>> salvage_id_and_type(b"not json")
     (None, None)
 
-    Integers are read as :class:`~decimal.Decimal`, which has no digit limit: a 5,000-digit
+    Integers are read as `Decimal`, which has no digit limit: a 5,000-digit
     integer elsewhere in the body (more digits than ``int()`` takes from text) does not
     hide a readable ``id``.
 
@@ -290,7 +290,7 @@ def resource_id_of(body: bytes) -> str:
     at its last occurrence (as pydantic's parser gives it to handlers and PostgreSQL's
     jsonb keeps it), strings as they are, numbers as written. Made storable
     and readable in one step: control, invisible and bidi characters, NUL and lone
-    surrogates are written as the escapes :func:`~iverton_webhooks.text.printable`
+    surrogates are written as the escapes `printable`
     shows everywhere (``\x00``, ``\ud83d``), so the stored value is valid UTF-8 without
     NUL in every database, and is what an admin sees and types into a search box. Cut to
     `RESOURCE_ID_CHARS`. Never raises.

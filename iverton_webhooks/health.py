@@ -31,9 +31,9 @@ class Health:
     been due (pending, a retry whose time came, or a crashed worker's lease that ran
     out); None when nothing is due. It stays near zero while workers keep up, and
     grows when none runs.
-    ``warnings``: what the store says it cannot keep (see :func:`store_warnings`), e.g.
+    ``warnings``: what the store says it cannot keep (see `store_warnings`), e.g.
     a Redis server without persistence. They do not make the inbox unhealthy for
-    :class:`Thresholds`: they are about the setup, not about the events.
+    `Thresholds`: they are about the setup, not about the events.
     """
 
     endpoint: str

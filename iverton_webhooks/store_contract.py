@@ -127,7 +127,7 @@ def _ok(name: str = "h", at: float = 0.0) -> dict[str, HandlerOutcome]:
 
 class StoreContract:
     """Every store-contract test. Subclass it (with a name starting ``Test``) and
-    implement :meth:`make_store`; see the module docstring."""
+    implement `make_store`; see the module docstring."""
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class StoreContract:
     def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
         """Return a store whose backend cannot be reached: a server on a closed port, a
         file that cannot be opened. Building it may already raise
-        :class:`~iverton_webhooks.errors.StoreUnavailable`. Optional: the test using it
+        `StoreUnavailable`. Optional: the test using it
         is skipped without it."""
         pytest.skip(f"{type(self).__name__} does not implement make_unreachable_store()")
 

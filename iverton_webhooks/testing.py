@@ -13,7 +13,7 @@ With pytest, the plugin (loaded automatically once the package is installed) giv
 fixtures (``pytest --fixtures`` describes each):
 
 - ``iverton_secret``: the signing secret the other fixtures use;
-- ``iverton_router``: a fresh strict :class:`~iverton_webhooks.Router`;
+- ``iverton_router``: a fresh strict `Router`;
 - ``iverton_receiver``: an inline, in-memory receiver over that router;
 - ``iverton_captured``: every event dispatched through ``iverton_router``;
 - ``iverton_signed_post``: posts a signed delivery with a Django, Flask or
@@ -155,7 +155,7 @@ class SignedPost:
 
 
 class Captured:
-    """The events a router dispatched, in order: a list of :class:`~iverton_webhooks.Event`.
+    """The events a router dispatched, in order: a list of `Event`.
 
     ``captured.attach(router)`` listens on ``router`` (``"*"``, so every event type);
     ``captured.types`` and ``captured.ids`` are shortcuts; ``captured.of("deal.won")``

@@ -1,5 +1,5 @@
-"""Durable inboxes of received events. :func:`open_store` turns a URL into a store, through
-a registry of URL schemes: each store registers its schemes with :func:`register_store`
+"""Durable inboxes of received events. `open_store` turns a URL into a store, through
+a registry of URL schemes: each store registers its schemes with `register_store`
 (one line below for the stores of this package), and its class builds itself from a URL
 (``from_url``) and says whether an inbox exists at one (``missing_inbox``).
 
@@ -86,7 +86,7 @@ _SCHEMES: dict[str, _Registered] = {}
 def register_store(
     *schemes: str, store: str | type[OpensFromURL], extra: str | None = None
 ) -> None:
-    """Make :func:`open_store` build ``store`` for URLs of each of ``schemes``.
+    """Make `open_store` build ``store`` for URLs of each of ``schemes``.
 
     ``store`` is the class, or ``"package.module:Class"`` to import it on first use (a
     store whose driver is optional then costs nothing until a URL names it). The class
@@ -126,7 +126,7 @@ def open_store(spec: Store | str | None) -> Store:
     ``"sqlite:////abs/path.db"``, ``"memory://"``, ``"postgresql://user@host/db"``
     (``?table=name`` picks the table), ``"redis://host:6379/0"`` or ``"rediss://..."``
     (``?prefix=name`` picks the key prefix), or a scheme registered with
-    :func:`register_store`; a :class:`Store` is returned as is."""
+    `register_store`; a `Store` is returned as is."""
     if spec is None:
         return SQLiteStore(DEFAULT_PATH)
     if not isinstance(spec, str):
@@ -145,7 +145,7 @@ def open_store(spec: Store | str | None) -> Store:
 
 def missing_inbox(url: str) -> str | None:
     """Why no inbox exists yet at store URL ``url``, or None if one does (or if the URL
-    is not one :func:`open_store` takes, or its driver is missing: opening it reports
+    is not one `open_store` takes, or its driver is missing: opening it reports
     that). Opening a store creates its inbox; a read command checks this first."""
     entry = _registered(url)
     if entry is None:

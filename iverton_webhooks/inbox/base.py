@@ -107,7 +107,7 @@ def store_text(value: str) -> str:
 
 
 def load_text(value: str) -> str:
-    r"""The text :func:`store_text` stored as ``value``.
+    r"""The text `store_text` stored as ``value``.
 
     >>> load_text('json:"a\\u0000b"') == "a\x00b", load_text("evt_1")
     (True, 'evt_1')
@@ -155,13 +155,13 @@ def _stored_outcome(outcome: HandlerOutcome) -> dict[str, Any]:
 
 
 def outcome_json(outcome: HandlerOutcome) -> str:
-    """One outcome as a store keeps it: compact JSON, its error through :func:`store_text`."""
+    """One outcome as a store keeps it: compact JSON, its error through `store_text`."""
     return json.dumps(_stored_outcome(outcome), separators=(",", ":"))
 
 
 def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
     """The outcomes as a store keeps them: compact JSON, names and errors through
-    :func:`store_text` (so the JSON holds no NUL and no lone surrogate, which
+    `store_text` (so the JSON holds no NUL and no lone surrogate, which
     PostgreSQL's jsonb refuses even escaped).
 
     >>> dump_outcomes({"h": HandlerOutcome(ok=False, error="boom", at=1.5)})
@@ -174,8 +174,8 @@ def dump_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> str:
 def load_outcomes(
     text: str | bytes | Mapping[str, Mapping[str, Any] | HandlerOutcome] | None,
 ) -> dict[str, HandlerOutcome]:
-    """Outcomes from what :func:`dump_outcomes` wrote (JSON text, or the mapping a driver
-    parsed it into), or from a mapping of :class:`HandlerOutcome` (a store that keeps
+    """Outcomes from what `dump_outcomes` wrote (JSON text, or the mapping a driver
+    parsed it into), or from a mapping of `HandlerOutcome` (a store that keeps
     the objects themselves: taken as they are)."""
     if not text:
         return {}
@@ -258,7 +258,7 @@ def new_row(
     error: str | None = None,
 ) -> dict[str, Any]:
     """Every column of a newly recorded event (``outcomes`` empty), in the order every
-    store writes them; text through :func:`store_text`.
+    store writes them; text through `store_text`.
 
     >>> row = new_row(endpoint="default", event_id="evt_1", event_type="deal.won",
     ...               created_at=1.0, body=b"{}", now=2.0)
@@ -290,8 +290,8 @@ def new_row(
 
 
 class RecordsRows:
-    """:meth:`Store.record` written once: a store inherits it and implements only
-    :meth:`insert_row`, given every column of the new event from :func:`new_row`."""
+    """`Store.record` written once: a store inherits it and implements only
+    `insert_row`, given every column of the new event from `new_row`."""
 
     clock: Callable[[], float]
 
@@ -327,7 +327,7 @@ class RecordsRows:
 
 
 class ClaimedWrites:
-    """:meth:`Store.renew`, :meth:`Store.checkpoint` and :meth:`Store.finish` written
+    """`Store.renew`, `Store.checkpoint` and `Store.finish` written
     once, for a store whose one lease-checked write is ``_claimed(claim, fields,
     outcomes)``: apply ``fields`` and merge ``outcomes`` if the claim's token still holds
     the lease, returning whether it did."""
@@ -488,9 +488,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def read_row(row: Mapping[str, Any]) -> StoredEvent:
-    """Build a :class:`StoredEvent` from a store's row, keyed by column name; times may
+    """Build a `StoredEvent` from a store's row, keyed by column name; times may
     be epoch seconds or datetimes, ``outcomes`` JSON text or a dict, ``body`` any
-    bytes-like, text as :func:`store_text` wrote it.
+    bytes-like, text as `store_text` wrote it.
 
     Never raises for what a row holds: a value it cannot read makes the event
     ``unreadable`` (shown as quarantined, with the reason), so one bad row cannot stop
@@ -545,7 +545,7 @@ _Class = TypeVar("_Class", bound=type)
 
 def store_edge(*driver_errors: type[Exception]) -> Callable[[_Class], _Class]:
     """A class decorator for a store: its constructor and each public method raise
-    :class:`~iverton_webhooks.errors.StoreUnavailable` (the driver's error as its
+    `StoreUnavailable` (the driver's error as its
     ``__cause__``) for any of ``driver_errors``, so what calls a store (the receiver
     answering 503, the processor retrying a write) never sees a driver's exception::
 
@@ -589,11 +589,11 @@ def _unavailable_on(
 class Store(Protocol):
     """What the receiver and the processor need from a durable inbox.
 
-    Implementations must make :meth:`record` and :meth:`claim` atomic across every
+    Implementations must make `record` and `claim` atomic across every
     process and host that shares the store: that is what makes dedupe and
     "one worker at a time" hold. Events are keyed by ``(endpoint, id)``: receivers with
     different endpoints share a store without seeing each other's events. Methods that
-    take ``endpoint=None`` mean every endpoint. :class:`iverton_webhooks.testing.StoreContract`
+    take ``endpoint=None`` mean every endpoint. `iverton_webhooks.testing.StoreContract`
     is the test suite a store proves itself with.
     """
 
@@ -633,7 +633,7 @@ class Store(Protocol):
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        """Merge outcomes and write :func:`finish_fields`; False if the lease was lost."""
+        """Merge outcomes and write `finish_fields`; False if the lease was lost."""
         ...
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
@@ -656,16 +656,16 @@ class Store(Protocol):
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        """Queue a :data:`REPLAYABLE` event again. Handlers that already succeeded are
+        """Queue a `REPLAYABLE` event again. Handlers that already succeeded are
         kept unless ``rerun_all``."""
         ...
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        """Mark a :data:`RESOLVABLE` event done by hand, without running handlers."""
+        """Mark a `RESOLVABLE` event done by hand, without running handlers."""
         ...
 
     def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
-        """Delete :data:`FINISHED` events received before the given epoch; return how many."""
+        """Delete `FINISHED` events received before the given epoch; return how many."""
         ...
 
     def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
@@ -694,7 +694,7 @@ class Store(Protocol):
 
 class OpensFromURL(Protocol):
     """What a store class gives the registry of store URLs (see
-    :func:`iverton_webhooks.inbox.register_store`)."""
+    `iverton_webhooks.inbox.register_store`)."""
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -28,7 +28,7 @@ def _is_due(row: Row, now: float) -> bool:
 
 
 class MemoryStore(base.RecordsRows, base.ClaimedWrites):
-    """Rows as plain dicts (the columns of :func:`~.base.new_row` plus ``outcomes``)
+    """Rows as plain dicts (the columns of `new_row` plus ``outcomes``)
     behind one lock, with the same semantics as the durable stores. Text is kept as
     the other stores keep it (``base.store_text``), so it behaves as they do."""
 

@@ -6,7 +6,7 @@ to its WAL). Dedupe rests on the primary key ``(endpoint, id)``; "one worker at 
 on ``UPDATE ... WHERE <claimable>``, which PostgreSQL re-checks on the latest row
 version when two claims race, so exactly one of them gets the row.
 
-The queries live in :mod:`.sql`; this module holds connections, the schema and its
+The queries live in `sql`; this module holds connections, the schema and its
 migrations (versions are kept in a small table, ``iverton_schema``, next to the events).
 """
 
@@ -262,7 +262,7 @@ class PostgresStore(SQLStore):
         }
 
     def _migrate(self, conn: Connection) -> None:
-        """Bring the table to :data:`SCHEMA_VERSION`, one transaction per version.
+        """Bring the table to `SCHEMA_VERSION`, one transaction per version.
         Concurrent opens take turns on an advisory lock and re-read the version under it
         (concurrent ``CREATE ... IF NOT EXISTS`` can still collide in the catalog)."""
         versions = _quote(*filter(None, (self._schema, VERSION_TABLE)))

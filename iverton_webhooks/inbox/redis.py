@@ -6,7 +6,7 @@ means the event is in the server's memory. For an inbox you can trust, run Redis
 last second or two of acknowledged events) or ``appendfsync always`` (loses none, at an
 fsync per write). With persistence off, a Redis restart forgets every
 event, pending ones included: the store checks at first use, and a server with neither
-an append-only file nor save points is a WARNING in the log and in :meth:`RedisStore.warnings`
+an append-only file nor save points is a WARNING in the log and in `RedisStore.warnings`
 (which ``stats`` and health show). With replicas, failover can also lose the last writes. Run
 it with ``maxmemory-policy noeviction`` too: an evicting policy drops events silently
 (with ``noeviction`` a full Redis refuses writes, and the receiver answers 503).
@@ -27,7 +27,7 @@ for the ``default`` endpoint (the layout-1 names, so an older inbox reads as it 
 
 Each transition is one Lua script, so it is atomic: nobody sees or makes half of it. The
 scripts know nothing of the lifecycle: the status sets are generated from
-:mod:`.base`, and every transition writes the field dict :mod:`.base` gives it through one
+`base`, and every transition writes the field dict `base` gives it through one
 generic ``apply`` that also keeps the indexes in step.
 """
 
@@ -304,8 +304,8 @@ def _text(value: bytes) -> str:
 
 
 def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredEvent:
-    """The event hash as a :func:`read_row` mapping (outcomes gathered as JSON text);
-    ``endpoint`` and ``event_id`` as stored (see :func:`~.base.store_text`)."""
+    """The event hash as a `read_row` mapping (outcomes gathered as JSON text);
+    ``endpoint`` and ``event_id`` as stored (see `store_text`)."""
     row: dict[str, Any] = {}
     outcomes: list[str] = []
     for key, value in fields.items():
@@ -333,7 +333,7 @@ def _pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 class _Keys:
     """The key names of one endpoint. Endpoints and ids are given as stored (through
-    :func:`~.base.store_text`), as they also appear in the indexes."""
+    `store_text`), as they also appear in the indexes."""
 
     def __init__(self, prefix: str, endpoint: str) -> None:
         tag = "{" + prefix + "}"
@@ -464,7 +464,7 @@ class RedisStore(RecordsRows):
         ]
 
     def migrate(self) -> int:
-        """Bring the layout up to :data:`SCHEMA_VERSION` (atomic; safe from many processes
+        """Bring the layout up to `SCHEMA_VERSION` (atomic; safe from many processes
         at once); return the version found (0 for a new inbox). Runs on first use."""
         k = self._keys(DEFAULT_ENDPOINT)
         try:

@@ -1,11 +1,11 @@
 """The inbox in SQL, written once for SQLite and PostgreSQL.
 
-:class:`SQLStore` holds every store method; the two stores differ only in a
-:class:`Dialect` (placeholder style, how times go in and come out, how outcomes are
+`SQLStore` holds every store method; the two stores differ only in a
+`Dialect` (placeholder style, how times go in and come out, how outcomes are
 merged, which column keeps arrival order) and in how they hold connections, which
-each store file does by implementing :meth:`SQLStore._execute`.
+each store file does by implementing `SQLStore._execute`.
 
-Every transition's columns come from the field writers in :mod:`.base`, and every
+Every transition's columns come from the field writers in `base`, and every
 status list from its sets: a new column or status changes no SQL here.
 """
 
@@ -37,7 +37,7 @@ _READ = (
 #: Columns holding a time; the stores keep them as epoch seconds (SQLite ``REAL``) or
 #: ``timestamptz`` (PostgreSQL), and every query reads them back as epoch seconds.
 TIME_COLUMNS = frozenset(_TIMES.split())
-#: What :func:`~.base.read_row` needs, in the order every query selects it.
+#: What `read_row` needs, in the order every query selects it.
 READ_COLUMNS = tuple(_READ.split())
 
 
@@ -56,7 +56,7 @@ def bound(values: Iterable[Any]) -> tuple[tuple[bool, ...], list[Any]]:
 
 
 def bound_mask(values: Iterable[Any]) -> tuple[bool, ...]:
-    """For each of ``values``, whether it is bound (not None); see :func:`bound`."""
+    """For each of ``values``, whether it is bound (not None); see `bound`."""
     return tuple(map(is_not, values, repeat(None)))
 
 
@@ -121,8 +121,8 @@ _RESOLVABLE = status_list(base.RESOLVABLE)
 
 
 class SQLStore(base.RecordsRows, base.ClaimedWrites):
-    """Every :class:`~.base.Store` method over one SQL table. A subclass sets
-    ``dialect`` and ``_table`` (the quoted table name) and implements :meth:`_execute`."""
+    """Every `Store` method over one SQL table. A subclass sets
+    ``dialect`` and ``_table`` (the quoted table name) and implements `_execute`."""
 
     blocking = True
     dialect: Dialect
@@ -138,7 +138,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         raise NotImplementedError
 
     def _execute_long(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
-        """Like :meth:`_execute`, for maintenance that may outlast a request's timeout."""
+        """Like `_execute`, for maintenance that may outlast a request's timeout."""
         return self._execute(statement, params)
 
     # -- building statements ---------------------------------------------------------

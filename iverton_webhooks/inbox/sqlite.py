@@ -8,7 +8,7 @@ Concurrency is SQLite's own: WAL mode (readers never wait for the writer), one w
 a time with ``busy_timeout`` as the wait, ``BEGIN IMMEDIATE`` for transactions that
 write, and SQLite's automatic checkpoint to keep the log short.
 
-The queries live in :mod:`.sql`; this module holds connections, the schema and its
+The queries live in `sql`; this module holds connections, the schema and its
 migrations (the schema version is SQLite's ``PRAGMA user_version``).
 """
 
@@ -221,7 +221,7 @@ class SQLiteStore(SQLStore):
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring the file's schema to :data:`SCHEMA_VERSION`. Processes opening it at
+        """Bring the file's schema to `SCHEMA_VERSION`. Processes opening it at
         once take turns on SQLite's write lock, and each re-reads the version under it."""
         if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return

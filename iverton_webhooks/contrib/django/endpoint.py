@@ -1,4 +1,4 @@
-"""One lazily built :class:`~iverton_webhooks.Receiver` per endpoint, from the settings."""
+"""One lazily built `Receiver` per endpoint, from the settings."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ cursor (the insert-if-absent, where the database has a way to say "if absent").
 
 Connections are Django's: a request gets a usable one from Django; every other thread
 (processing, lease renewal, recovery) gets one from the processor's
-``process_context`` (``endpoint.fresh_connections``) or from :func:`_recycled`.
+``process_context`` (``endpoint.fresh_connections``) or from `_recycled`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ R = TypeVar("R")
 #: Columns the ORM holds as DateTimeFields; the core writes every time as epoch seconds.
 _DATETIME_COLUMNS = frozenset({"created_at", "received_at", "processed_at"})
 #: What ``read_row`` needs, by model field name (``event_id`` is the core's ``id``);
-#: the datetime columns are read raw, see :class:`_RawTime`.
+#: the datetime columns are read raw, see `_RawTime`.
 _READ_FIELDS = (
     "endpoint",
     "event_id",
@@ -84,7 +84,7 @@ class _RawTime(Func):
     unreadable (listed, quarantined) instead of failing every query that touches it.
 
     PostgreSQL gives epoch seconds; SQLite the stored text (an expression, so sqlite3
-    does not convert it by the column's declared type), parsed in :func:`_from_db`. A
+    does not convert it by the column's declared type), parsed in `_from_db`. A
     text output field has no converter, so the value arrives untouched; other
     databases return what their driver builds.
     """
