@@ -7,6 +7,8 @@ only says how to read its request's body and how to write a :class:`Reply`::
 
 The kit owns the rules:
 
+- a body that cannot be read to its end (the client disconnected or half-closed mid-body,
+  a chunk cut short: whatever the server's stream raises) is a 400, logged on one line;
 - a request that is not a POST gets the core's 405 without a byte of its body being read
   (a 2 MB PUT is not read, a 3 MB GET is not a 413);
 - the body is read under the receiver's cap (or a lower framework cap): a declared
@@ -32,16 +34,26 @@ The kit owns the rules:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .body import CappedBody, declared_length, read_capped
+from .body import (
+    BodyTooLarge,
+    BodyUnreadable,
+    NextChunk,
+    declared_length,
+    read_capped,
+    read_capped_async,
+)
 from .errors import ConfigurationError
-from .receiver import TOO_LARGE, HeadersLike, Receiver, Reply, header
+from .receiver import TOO_LARGE, UNREADABLE, HeadersLike, Receiver, Reply, header
 from .signature import validate_secrets
+from .text import printable
 
 __all__ = [
     "BodyTooLarge",
+    "BodyUnreadable",
     "check_secrets",
     "handle",
     "handle_async",
@@ -50,16 +62,11 @@ __all__ = [
     "path_forms",
 ]
 
+log = logging.getLogger("iverton_webhooks")
+
 Headers = HeadersLike | Mapping[str, str]
 #: ``read(n)``: up to ``n`` more bytes of the body, ``b""`` at its end (a blocking stream).
 Read = Callable[[int], bytes]
-#: ``next_chunk()``: the next piece of the body and whether more follows (ASGI style).
-NextChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
-
-
-class BodyTooLarge(Exception):
-    """Raised by an adapter's ``read`` when its framework refuses the body as too large
-    (Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``, Flask's ``MAX_CONTENT_LENGTH``): a 413."""
 
 
 def make_receiver(
@@ -119,7 +126,8 @@ def handle(
 
     ``read`` is not called for a non-POST request nor for a declared length over the cap
     (``receiver.max_body_bytes``, or ``limit`` when a framework's own cap is lower); it may
-    raise :class:`BodyTooLarge`.
+    raise :class:`BodyTooLarge` (a 413); anything else it raises is an unreadable body
+    (a 400).
     """
     if method.upper() != "POST":
         return receiver.receive(method, b"", headers)  # the 405, with nothing read
@@ -131,6 +139,8 @@ def handle(
         body = read_capped(read, cap, length)
     except BodyTooLarge:
         return TOO_LARGE
+    except BodyUnreadable as error:
+        return unreadable(receiver, error)
     if body is None:
         return TOO_LARGE
     return receiver.receive(method, body, headers)
@@ -146,19 +156,30 @@ async def handle_async(
 ) -> Reply:
     """:func:`handle` for async adapters, reading the body chunk by chunk.
 
-    ``next_chunk`` may raise to abandon the request (e.g. the client disconnected).
+    Whatever ``next_chunk`` raises (the client disconnected) is an unreadable body: the
+    400 reply, which a server drops when its client is gone.
     """
     if method.upper() != "POST":
         return await receiver.receive_async(method, b"", headers)
     cap = _cap(receiver, limit)
-    body = CappedBody(cap, header(headers, "Content-Length"))
-    more = True
-    while more and not body.too_large:
-        chunk, more = await next_chunk()
-        body.add(chunk)
-    if body.too_large:
+    try:
+        body = await read_capped_async(next_chunk, cap, header(headers, "Content-Length"))
+    except BodyUnreadable as error:
+        return unreadable(receiver, error)
+    if body is None:
         return TOO_LARGE
-    return await receiver.receive_async(method, body.getvalue(), headers)
+    return await receiver.receive_async(method, body, headers)
+
+
+def unreadable(receiver: Receiver, error: BodyUnreadable) -> Reply:
+    """The 400 for a body that could not be read, and its one log line (no traceback:
+    a client that goes away mid-body is not a fault of the app)."""
+    log.warning(
+        "endpoint %s: the request body could not be read (%s): answered 400",
+        printable(receiver.endpoint),
+        printable(str(error)),
+    )
+    return UNREADABLE
 
 
 def _cap(receiver: Receiver, limit: int | None) -> int:

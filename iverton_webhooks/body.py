@@ -14,11 +14,41 @@ True
 True
 >>> declared_length("12"), declared_length("\u00b2"), declared_length("-1")
 (12, None, None)
+>>> def cut_short(size: int) -> bytes:
+...     raise OSError("no more data")
+>>> read_capped(cut_short, limit=8)
+Traceback (most recent call last):
+...
+iverton_webhooks.body.BodyUnreadable: OSError: no more data
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from .errors import WebhookError
+
+#: ``next_chunk()``: the next piece of the body and whether more follows (ASGI style).
+NextChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
+
+
+class BodyTooLarge(Exception):
+    """Raised by an adapter's ``read`` when its framework refuses the body as too large
+    (Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``, Flask's ``MAX_CONTENT_LENGTH``): a 413."""
+
+
+class BodyUnreadable(WebhookError):
+    """The body could not be read to its end: the client disconnected or half-closed
+    mid-body, a chunk was cut short, the server's stream failed. Nothing was signed
+    that could be verified, so the adapters answer 400 (a client that is gone never
+    sees it). The stream's own exception is kept as ``__cause__``."""
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> BodyUnreadable:
+        # Servers raise their own types (gunicorn's NoMoreData, Werkzeug's and
+        # Starlette's client-disconnect errors): the name says more than the text.
+        text = str(error)
+        return cls(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
 def declared_length(content_length: str | int | None) -> int | None:
@@ -75,13 +105,44 @@ def read_capped(
     read past it); without one (chunked), reads to the end of the stream, asking for at
     most one byte past the limit in all. Loops because a stream may return fewer bytes
     than asked for before its end.
+
+    Any exception from ``read`` but :class:`BodyTooLarge` becomes :class:`BodyUnreadable`,
+    whatever the server's stream raises for a body cut short; so does a stream that
+    ends before the declared length.
     """
     body = CappedBody(limit, content_length)
     declared = declared_length(content_length)
     end = limit + 1 if declared is None else declared
     while not body.too_large and body.size < end:
-        chunk = read(end - body.size)
+        try:
+            chunk = read(end - body.size)
+        except BodyTooLarge:
+            raise
+        except Exception as error:
+            raise BodyUnreadable.from_error(error) from error
         if not chunk:
             break
+        body.add(chunk)
+    if body.too_large:
+        return None
+    if declared is not None and body.size < declared:
+        # The stream ended before the declared length: the client stopped sending.
+        raise BodyUnreadable(f"the body ended after {body.size} of the {declared} bytes declared")
+    return body.getvalue()
+
+
+async def read_capped_async(
+    next_chunk: NextChunk, limit: int, content_length: str | int | None = None
+) -> bytes | None:
+    """:func:`read_capped` for an ASGI-style body: chunks until the last one, or None
+    once the body is known to pass ``limit``. Any exception from ``next_chunk`` (a
+    client that disconnected) becomes :class:`BodyUnreadable`."""
+    body = CappedBody(limit, content_length)
+    more = True
+    while more and not body.too_large:
+        try:
+            chunk, more = await next_chunk()
+        except Exception as error:
+            raise BodyUnreadable.from_error(error) from error
         body.add(chunk)
     return None if body.too_large else body.getvalue()

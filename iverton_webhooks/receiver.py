@@ -97,6 +97,8 @@ QUARANTINED = _answer("quarantined", 200, status="quarantined")
 EXPIRED = _answer("expired", 200, status="expired")
 BAD_SIGNATURE = _answer("refused", 401, error="invalid signature")
 TOO_LARGE = _answer("too_large", 413, error="body too large")
+#: The adapter could not read the body to its end (client gone, chunk cut short).
+UNREADABLE = _answer("unreadable", 400, error="the request body could not be read")
 STORE_DOWN = _answer("store_down", 503, error="temporarily unable to record the event; retry later")
 WRONG_METHOD = Reply(
     405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")), "wrong_method"
@@ -114,6 +116,7 @@ ANSWER_OF = {
         BAD_SIGNATURE,
         STORE_DOWN,
         TOO_LARGE,
+        UNREADABLE,
         WRONG_METHOD,
     )
 }

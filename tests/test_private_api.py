@@ -36,12 +36,7 @@ OURS = "iverton_webhooks"
 
 # Temporary: each entry is "path:name" as printed by the finder, with the public
 # replacement it waits for. Remove an entry when its file is fixed.
-KNOWN_OFFENDERS = {
-    # Werkzeug's LocalProxy internals: use flask.request / flask.current_app as they are
-    # (or flask.globals.app_ctx.app for the app object itself).
-    "iverton_webhooks/contrib/flask.py:request._get_current_object",
-    "iverton_webhooks/contrib/flask.py:current_app._get_current_object",
-}
+KNOWN_OFFENDERS: set[str] = set()
 
 # Names with a leading underscore that their owner documents as public API.
 PUBLIC_UNDERSCORE = {

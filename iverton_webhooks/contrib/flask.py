@@ -146,12 +146,9 @@ def endpoint_name(blueprint_name: str) -> str:
 
 
 def _webhook_view() -> Response:
-    # The request and app behind Flask's proxies, looked up once: every attribute read
-    # through a proxy is a context-variable lookup of its own.
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    assert req.blueprint is not None  # only ever routed through a blueprint
-    reply = _receive(state_of(app).receiver(req.blueprint), req)
+    blueprint = request.blueprint
+    assert blueprint is not None  # only ever routed through a blueprint
+    reply = _receive(state_of(current_app).receiver(blueprint), request)
     if reply.headers is JSON_HEADERS:
         return Response(reply.body, status=reply.status, content_type="application/json")
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
@@ -161,11 +158,12 @@ def receive(receiver: Receiver) -> Reply:
     """Run the current request through ``receiver``: the raw body whatever its content
     type, refused with 413 before reading when over the receiver's cap or Flask's
     ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read."""
-    return _receive(receiver, request._get_current_object())  # type: ignore[attr-defined]
+    return _receive(receiver, request)
 
 
 def _receive(receiver: Receiver, req: Request) -> Reply:
     def read(size: int) -> bytes:
+        # Any other error (a client gone mid-body) is the kit's 400.
         try:
             return req.stream.read(size)
         except RequestEntityTooLarge:  # Werkzeug's own cap (MAX_CONTENT_LENGTH)

@@ -64,17 +64,21 @@ class WebhookEndpoint:
         if self._started is not asyncio.get_running_loop():
             await self.startup()
 
+        gone = False
+
         async def next_chunk() -> tuple[bytes, bool]:
+            nonlocal gone
             message = await receive()
             if message["type"] == "http.disconnect":
+                gone = True
                 raise ClientDisconnected
             return message.get("body", b""), bool(message.get("more_body", False))
 
-        try:
-            reply = await handle_async(self.receiver, scope["method"], _headers(scope), next_chunk)
-        except ClientDisconnected:
-            return  # the client went away before sending its body: nobody to answer
-        await send_reply(send, reply)
+        # A client gone mid-body is the kit's 400, logged once; it is not sent, as ASGI
+        # lets a server raise on a send to a closed connection.
+        reply = await handle_async(self.receiver, scope["method"], _headers(scope), next_chunk)
+        if not gone:
+            await send_reply(send, reply)
 
     async def startup(self) -> None:
         """Start the receiver's runner on the running loop: due events are recovered now."""

@@ -9,7 +9,6 @@ hold both and give Django the one that matches how it serves the request.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,8 +23,6 @@ from ...adapter import BodyTooLarge, Read, handle
 from ...body import declared_length
 from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
-
-log = logging.getLogger("iverton_webhooks")
 
 BODY_CONSUMED = Reply.json(
     400, error="invalid payload", detail="the request body was consumed before the webhook view"
@@ -57,22 +54,22 @@ def _response(reply: Reply) -> HttpResponse:
 
 
 def _reply(endpoint: Endpoint, request: HttpRequest) -> Reply:
-    try:
-        reply = handle(
-            endpoint.receiver,
-            request.method or "",
-            request.headers,
-            _reader(request),
-            limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-        )
-    except RawPostDataException:
-        log.error("the webhook body was read as a stream before the view: answering 400")
-        reply = BODY_CONSUMED
-    return reply
+    consumed: list[RawPostDataException] = []
+    reply = handle(
+        endpoint.receiver,
+        request.method or "",
+        request.headers,
+        _reader(request, consumed),
+        limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+    )
+    # The kit answered 400 and logged the reason; the reply says which mistake it was.
+    return BODY_CONSUMED if consumed else reply
 
 
-def _reader(request: HttpRequest) -> Read:
-    """How to read this request's body; the kit decides whether and how much."""
+def _reader(request: HttpRequest, consumed: list[RawPostDataException]) -> Read:
+    """How to read this request's body; the kit decides whether and how much (and
+    turns any error of the read into its 400). ``consumed`` notes a body a middleware
+    read as a stream before the view."""
     environ = getattr(request, "environ", {})
     if declared_length(request.META.get("CONTENT_LENGTH")) is None and environ.get(
         "wsgi.input_terminated"
@@ -93,6 +90,9 @@ def _reader(request: HttpRequest) -> Read:
             body.append(request.body)
         except RequestDataTooBig:
             raise BodyTooLarge from None
+        except RawPostDataException as error:
+            consumed.append(error)
+            raise
         return body[0]
 
     return read
