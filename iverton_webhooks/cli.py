@@ -4,7 +4,7 @@ management commands (see :mod:`iverton_webhooks.operations`).
 
 ``--app MODULE`` (or ``MODULE:NAME``, or ``MODULE:FACTORY()``) imports your code, from the
 current directory as ``flask`` and ``celery`` do, and finds its receivers: a
-:class:`Receiver` or :class:`Processor`, a Flask app (extension or blueprint; or its
+``Receiver`` or ``Processor``, a Flask app (extension or blueprint; or its
 ``create_app()``), a Starlette/FastAPI app with the middleware, a route or the dependency,
 or a Django project (``--app mysite.settings`` or ``mysite.wsgi``). The command runs with
 that receiver's store, router, retry policy, lease and handler timeout. A module that only
@@ -13,13 +13,15 @@ registers handlers with ``@on(...)`` is run with the default router over ``--sto
 inbox the app does not use. Nothing in the app starts processing by itself here: the
 worker processes in the foreground, the other commands claim nothing.
 
-Exit codes: 0 done, 1 nothing to do or only part done, 2 usage or configuration error.
+Exit codes: 0 done (or nothing to do), 1 some of it not done (or stats past a
+threshold, or send-test refused), 2 usage or configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import sys
@@ -81,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {importlib.metadata.version('iverton-webhooks')}",
+        help="show the installed version and exit",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="post every sample event to a local receiver")
@@ -89,13 +97,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sign_cmd = commands.add_parser("sign", help="print the X-Iverton-Signature for a body")
     sign_cmd.add_argument("file", nargs="?", help="body file (default: stdin)")
-    sign_cmd.add_argument("--secret", default=os.environ.get("IVERTON_WEBHOOK_SECRET"))
+    sign_cmd.add_argument(
+        "--secret",
+        default=os.environ.get("IVERTON_WEBHOOK_SECRET"),
+        help="the signing secret (default: env IVERTON_WEBHOOK_SECRET)",
+    )
     sign_cmd.set_defaults(command=_sign)
 
     events = _inbox_command(commands, "events", "list stored events, newest first")
-    events.add_argument("--status", choices=[s.value for s in Status])
-    events.add_argument("--type", dest="event_type")
-    events.add_argument("--limit", type=int, default=ops.DEFAULT_LIMIT)
+    events.add_argument(
+        "--status", choices=[s.value for s in Status], help="only events in this status"
+    )
+    events.add_argument("--type", dest="event_type", help="only events of this type")
+    events.add_argument(
+        "--limit",
+        type=int,
+        default=ops.DEFAULT_LIMIT,
+        help=f"at most this many, newest first (default: {ops.DEFAULT_LIMIT})",
+    )
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.set_defaults(command=_events)
 
@@ -108,28 +127,52 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(command=_stats)
 
     replay = _inbox_command(commands, "replay", "queue events again (the worker runs them)")
-    replay.add_argument("ids", nargs="*", metavar="ID")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="the events to replay")
     replay.add_argument("--dead", action="store_true", help="replay every dead event")
+    replay.add_argument(
+        "--unhandled",
+        action="store_true",
+        help="replay every unhandled event (once a handler for it exists)",
+    )
     replay.add_argument("--rerun-all", action="store_true", help="re-run handlers that succeeded")
     replay.set_defaults(command=_replay)
 
     worker = _inbox_command(commands, "worker", "process due events (pending, retries, crashed)")
     worker.add_argument("--once", action="store_true", help="until nothing is due, then exit")
-    worker.add_argument("--interval", type=float, default=ops.DEFAULT_INTERVAL, help="seconds")
-    worker.add_argument("--batch", type=int, default=ops.DEFAULT_BATCH, help="events per pass")
+    worker.add_argument(
+        "--interval",
+        type=float,
+        default=ops.DEFAULT_INTERVAL,
+        help=f"seconds between passes (default: {ops.DEFAULT_INTERVAL:g})",
+    )
+    worker.add_argument(
+        "--batch",
+        type=int,
+        default=ops.DEFAULT_BATCH,
+        help=f"events per pass (default: {ops.DEFAULT_BATCH})",
+    )
     worker.set_defaults(command=_worker)
 
     prune = _inbox_command(commands, "prune", "delete finished events past the retention")
     prune.add_argument(
-        "--older-than-hours", type=float, default=None, help="default: the retention"
+        "--older-than-hours",
+        type=float,
+        default=None,
+        help="delete finished events received longer ago than this (default: the retention)",
     )
     prune.set_defaults(command=_prune)
 
     send = commands.add_parser("send-test", help="POST a signed sample event to a URL")
-    send.add_argument("event_type", metavar="TYPE")
-    send.add_argument("--url", required=True)
-    send.add_argument("--secret", default=os.environ.get("IVERTON_WEBHOOK_SECRET"))
-    send.add_argument("--timeout", type=float, default=10.0)
+    send.add_argument("event_type", metavar="TYPE", help="the event type, e.g. deal.won")
+    send.add_argument("--url", required=True, help="the webhook URL, as the sender is given it")
+    send.add_argument(
+        "--secret",
+        default=os.environ.get("IVERTON_WEBHOOK_SECRET"),
+        help="the signing secret (default: env IVERTON_WEBHOOK_SECRET)",
+    )
+    send.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the answer (default: 10)"
+    )
     send.set_defaults(command=_send_test)
     return parser
 
@@ -269,7 +312,10 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     return _with_processor(
-        args, lambda p: ops.replay(p, _out, args.ids, dead=args.dead, rerun_all=args.rerun_all)
+        args,
+        lambda p: ops.replay(
+            p, _out, args.ids, dead=args.dead, unhandled=args.unhandled, rerun_all=args.rerun_all
+        ),
     )
 
 
@@ -323,18 +369,8 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
-    from .samples import send_sample
-
     secret = _need_secret(args.secret)
-    try:
-        status, body = send_sample(args.url, args.event_type, secret, timeout=args.timeout)
-    except ValueError as error:  # not a known type, or not a URL
-        raise OperationError(str(error)) from None
-    except OSError as error:  # refused, unreachable, timed out
-        reason = getattr(error, "reason", None) or error
-        raise OperationError(f"could not reach {args.url}: {reason}") from None
-    print(status, printable(body.decode("utf-8", "replace")))
-    return ops.OK if 200 <= status < 300 else ops.NOTHING_DONE
+    return ops.send_test(_out, args.url, args.event_type, secret, timeout=args.timeout)
 
 
 if __name__ == "__main__":  # pragma: no cover

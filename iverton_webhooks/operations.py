@@ -1,15 +1,19 @@
-"""What every command line does, written once: list, replay, work, prune and stats.
+"""What every command line does, written once: list, replay, work, prune, stats and
+send-test.
 
 ``iverton-webhooks``, ``flask iverton`` and the Django management commands are thin
 shells around these functions: each finds the user's own :class:`Processor` (its store,
 router, retry policy, lease and handler timeout) and passes it here, so the three agree
 on flags, defaults, messages and exit codes:
 
-- ``0`` (:data:`OK`): done;
-- ``1`` (:data:`NOTHING_DONE`): nothing to do, or only part of it done; for ``stats``
-  with thresholds, a threshold exceeded (unhealthy);
+- ``0`` (:data:`OK`): done, or nothing to do (no events listed, no dead or unhandled
+  event to replay, nothing due, nothing old enough to prune): a cron job that finds
+  nothing has not failed;
+- ``1`` (:data:`FAILED`): some of the work asked for could not be done (a named event
+  not replayed, the endpoint refused ``send-test``), or ``stats`` past a threshold;
 - ``2`` (:data:`USAGE`): a usage or configuration error (a missing inbox, a prune
-  span that breaks the retention rule, a worker with no handlers).
+  span that breaks the retention rule, a worker with no handlers, a URL that cannot be
+  reached).
 
 An operation writes its normal lines through ``out`` and, when it ends with a non-zero
 code, raises :class:`OperationError` whose message is the last line; each shell shows
@@ -26,10 +30,13 @@ import json
 import os
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, unquote
+from datetime import datetime, timedelta, timezone
+from email.message import Message
+from typing import IO, TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, unquote, urljoin
 
 from .errors import ConfigurationError, WebhookError
 from .events import EVENT_TYPES
@@ -45,7 +52,8 @@ __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_INTERVAL",
     "DEFAULT_LIMIT",
-    "NOTHING_DONE",
+    "EVENTS_HEADER",
+    "FAILED",
     "OK",
     "USAGE",
     "Operable",
@@ -57,12 +65,13 @@ __all__ = [
     "printable",
     "prune",
     "replay",
+    "send_test",
     "stats",
     "thresholds",
     "work",
 ]
 
-OK, NOTHING_DONE, USAGE = 0, 1, 2
+OK, FAILED, USAGE = 0, 1, 2
 
 #: Defaults shared by every command line.
 DEFAULT_LIMIT = 50
@@ -71,13 +80,27 @@ DEFAULT_BATCH = 1000
 
 #: Wide enough for every status name ("quarantined"), so columns stay aligned.
 STATUS_WIDTH = max(len(status.value) for status in Status)
+#: A time as ``events`` shows it: ISO 8601 in UTC, to the second.
+TIME_WIDTH = len("2026-01-01T00:00:00+00:00")
+_COLUMNS = (
+    f"{{:32}} {{:24}} {{:{STATUS_WIDTH}}} {{:{TIME_WIDTH}}} {{:{TIME_WIDTH}}} {{:>8}} {{:>10}}"
+)
+#: The header row of ``events``, aligned with :func:`event_line`.
+EVENTS_HEADER = (
+    _COLUMNS.format(
+        "ID", "TYPE", "STATUS", "RECEIVED (UTC)", "NEXT ATTEMPT (UTC)", "ATTEMPTS", "DELIVERIES"
+    )
+    + "  ERROR"
+)
+#: How much of an answer's body ``send-test`` shows (a framework's debug page is 64 KB).
+EXCERPT_CHARS = 300
 
 Echo = Callable[[str], None]
 
 
 class OperationError(WebhookError):
     """A command that could not do (all of) its work: the message to show, and the
-    exit code (:data:`NOTHING_DONE` or :data:`USAGE`)."""
+    exit code (:data:`FAILED` or :data:`USAGE`)."""
 
     def __init__(self, message: str, code: int = USAGE) -> None:
         super().__init__(printable(message))
@@ -99,6 +122,8 @@ class Operable(Protocol):
 
     def replay_dead(self, *, rerun_all: bool = False) -> list[str]: ...
 
+    def replay_unhandled(self) -> list[str]: ...
+
     def prune(self, older_than: timedelta | None = None) -> int: ...
 
     def stats(self) -> dict[Status, int]: ...
@@ -112,13 +137,28 @@ class Operable(Protocol):
     def get(self, event_id: str) -> StoredEvent | None: ...
 
 
+def when(moment: datetime | None) -> str:
+    """A time for a terminal: ISO 8601 in UTC to the second, ``-`` for none."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
 def event_line(event: StoredEvent) -> str:
-    """One escaped line for a terminal: id, type, status, attempts, deliveries, error."""
+    """One escaped line for a terminal, under :data:`EVENTS_HEADER`: id, type, status,
+    received and next attempt times, attempts, deliveries, last error."""
     error = f"  {printable(event.last_error)}" if event.last_error else ""
     return (
-        f"{printable(event.id):32} {printable(event.type):24} "
-        f"{event.status.value:{STATUS_WIDTH}} "
-        f"attempts={event.attempts} deliveries={event.deliveries}{error}"
+        _COLUMNS.format(
+            printable(event.id),
+            printable(event.type),
+            event.status.value,
+            when(event.received_at),
+            when(event.next_attempt_at),
+            event.attempts,
+            event.deliveries,
+        )
+        + error
     )
 
 
@@ -136,10 +176,16 @@ def list_events(
     if limit < 1:
         raise OperationError(f"--limit must be at least 1, not {limit}")
     events = processor.list(status=status, event_type=event_type, limit=limit)
-    for event in events:
-        out(json.dumps(event.to_json()) if as_json else event_line(event))
-    if not events and not as_json:
+    if as_json:
+        for event in events:
+            out(json.dumps(event.to_json()))
+        return OK
+    if not events:
         out("no events")
+        return OK
+    out(EVENTS_HEADER)
+    for event in events:
+        out(event_line(event))
     return OK
 
 
@@ -149,25 +195,33 @@ def replay(
     ids: Sequence[str] = (),
     *,
     dead: bool = False,
+    unhandled: bool = False,
     rerun_all: bool = False,
 ) -> int:
-    """Put events back to pending: the ones named, or (``dead``) every dead event, whose
-    ids are read once before any is replayed (one that dies again is not replayed twice).
+    """Put events back to pending: the ones named, every dead event (``dead``), or every
+    unhandled one (``unhandled``: once a handler for it exists). The ids of a group are
+    read once before any is replayed (one that dies again is not replayed twice); an
+    empty group is nothing to do (exit 0).
 
     Replay only requeues: the app's runner or a running ``worker`` processes them, so
     the command behaves the same whichever process runs it. Handlers that already
     succeeded are kept unless ``rerun_all``.
     """
-    if ids and dead:
-        raise OperationError("name event ids or pass --dead, not both")
-    if dead:
-        replayed = processor.replay_dead(rerun_all=rerun_all)
+    if sum((bool(ids), dead, unhandled)) > 1:
+        raise OperationError("name event ids, or pass --dead or --unhandled: one of them")
+    if dead or unhandled:
+        group = "dead" if dead else "unhandled"
+        if unhandled:
+            replayed = processor.replay_unhandled()
+        else:
+            replayed = processor.replay_dead(rerun_all=rerun_all)
         if not replayed:
-            raise OperationError("no dead events", NOTHING_DONE)
-        out(f"replayed {len(replayed)} dead event(s); the worker will process them")
+            out(f"no {group} events: nothing to replay")
+        else:
+            out(f"replayed {len(replayed)} {group} event(s); the worker will process them")
         return OK
     if not ids:
-        raise OperationError("name event ids or pass --dead")
+        raise OperationError("name event ids, or pass --dead or --unhandled")
     refused: list[str] = []
     for event_id in ids:
         if processor.replay(event_id, rerun_all=rerun_all):
@@ -177,7 +231,7 @@ def replay(
     done = len(ids) - len(refused)
     summary = f"replayed {done} of {len(ids)} event(s)"
     if refused:
-        raise OperationError(f"{summary}; not replayed: {', '.join(refused)}", NOTHING_DONE)
+        raise OperationError(f"{summary}; not replayed: {', '.join(refused)}", FAILED)
     out(f"{summary}; the worker will process them")
     return OK
 
@@ -289,7 +343,7 @@ def stats(
     limits: Thresholds | None = None,
 ) -> int:
     """How many events are in each status (zeros included) and how long the oldest due
-    event has waited. With ``limits``: exit 1 (:data:`NOTHING_DONE`) naming each limit
+    event has waited. With ``limits``: exit 1 (:data:`FAILED`) naming each limit
     exceeded, for a cron job or a probe; 0 when healthy."""
     health = processor.health()
     problems = limits.problems(health) if limits is not None else []
@@ -304,8 +358,84 @@ def stats(
         if limits is not None and limits.any and not problems:
             out("healthy")
     if problems:
-        raise OperationError(f"unhealthy: {'; '.join(problems)}", NOTHING_DONE)
+        raise OperationError(f"unhealthy: {'; '.join(problems)}", FAILED)
     return OK
+
+
+# send-test ----------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The sender does not follow redirects, so send-test must not either: a 3xx is
+    the answer (urllib would turn a POST into a GET after a 301 or 302)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: float = 10.0) -> int:
+    """POST a signed sample event of ``event_type`` to ``url``, as the dashboard's "Send
+    Test" button does, and show the status with at most :data:`EXCERPT_CHARS` of the
+    answer, escaped. A redirect is explained (the sender would not follow it); any
+    answer but a 2xx exits 1, an unreachable URL 2."""
+    from .samples import sample_body
+    from .signature import SIGNATURE_HEADER, sign
+
+    try:
+        body = sample_body(event_type)
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret)},
+        )
+    except ValueError as error:  # not a known type, or not a URL
+        raise OperationError(str(error)) from None
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status, headers, text = _answer(response.status, response.headers, response)
+    except urllib.error.HTTPError as error:
+        status, headers, text = _answer(error.code, error.headers, error)
+    except OSError as error:  # refused, unreachable, timed out
+        reason = getattr(error, "reason", None) or error
+        raise OperationError(f"could not reach {url}: {reason}") from None
+    except ValueError as error:  # e.g. an unknown URL scheme
+        raise OperationError(f"cannot send to {url}: {error}") from None
+    out(f"{status} {text}".rstrip())
+    if 200 <= status < 300:
+        return OK
+    location = headers.get("Location")
+    if 300 <= status < 400 and location:
+        raise OperationError(redirect_advice(url, status, location), FAILED)
+    raise OperationError(
+        f"{url} answered {status}: the sender would count a failed delivery", FAILED
+    )
+
+
+def redirect_advice(url: str, status: int, location: str) -> str:
+    """What a redirect from the webhook URL means: the sender posts once and does not
+    follow it, so the delivery fails until the configured URL is the final one."""
+    target = urljoin(url, location)
+    if target.rstrip("/") == url.rstrip("/"):
+        need = "needs its trailing slash" if target.endswith("/") else "must not end with '/'"
+        reason = f"the URL {need}"
+    else:
+        reason = "the endpoint redirects elsewhere"
+    return (
+        f"{status}: {reason}: use {target} (the sender does not follow redirects, so each "
+        "delivery to this URL fails)"
+    )
+
+
+def _answer(status: int, headers: Message, body: IO[bytes]) -> tuple[int, Message, str]:
+    # Read a little past the excerpt only: a debug page may be tens of kilobytes.
+    raw = body.read(EXCERPT_CHARS * 4 + 1)
+    text = raw.decode("utf-8", "replace")
+    excerpt = printable(text[:EXCERPT_CHARS])
+    if len(text) > EXCERPT_CHARS or len(raw) > EXCERPT_CHARS * 4:
+        excerpt += " ..."
+    return int(status), headers, excerpt
 
 
 # Read commands must not create an inbox ---------------------------------------------

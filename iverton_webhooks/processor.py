@@ -397,6 +397,12 @@ class Processor:
         dead = self.store.list(Status.DEAD, limit=2**31 - 1, endpoint=self.endpoint)
         return [e.id for e in dead if self.replay(e.id, rerun_all=rerun_all)]
 
+    def replay_unhandled(self) -> list[str]:
+        """Replay every event ``unhandled`` now (no handler matched it then), once a
+        handler for it exists; returns their ids, read first as in :meth:`replay_dead`."""
+        unhandled = self.store.list(Status.UNHANDLED, limit=2**31 - 1, endpoint=self.endpoint)
+        return [e.id for e in unhandled if self.replay(e.id)]
+
     def prune(self, older_than: timedelta | None = None) -> int:
         """Delete finished events received more than ``older_than`` ago (default: the
         retention). Refuses a span that would forget ids the sender may still retry,

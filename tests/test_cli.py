@@ -147,7 +147,7 @@ def test_events_lists_text_and_json_with_filters(
         ("evt_c1", "pending", "default"),
     ]
     code, out, _ = run(capsys, "events", "--store", url, "--limit", "1")
-    assert (code, [line.split()[0] for line in out.splitlines()]) == (0, ["evt_c2"])
+    assert (code, [line.split()[0] for line in out.splitlines()]) == (0, ["ID", "evt_c2"])
     assert run(capsys, "events", "--store", url, "--status", "done") == (0, "no events\n", "")
     assert run(capsys, "events", "--store", url, "--type", "contact.created")[1] == "no events\n"
     assert run(capsys, "events", "--store", url, "--status", "done", "--json")[1] == ""
@@ -170,15 +170,20 @@ def test_quarantined_and_unhandled_events_are_listed_and_counted(
 
     code, out, _ = run(capsys, "events", "--store", url)
     assert code == 0
-    rows = {line.split()[0]: line for line in out.splitlines()}
+    header, *lines = out.splitlines()
+    assert header.split()[:3] == ["ID", "TYPE", "STATUS"]
+    rows = {line.split()[0]: line for line in lines}
     assert rows["sha256:abc"].split()[2] == "quarantined"
     assert rows["sha256:abc"].endswith("body is not JSON")
     assert rows["evt_other"].split()[2] == "unhandled"
     assert rows["evt_ok"].split()[2] == "done"
-    # One column width for every status: the attempts column lines up.
-    assert len({line.index("attempts=") for line in out.splitlines()}) == 1
-    assert run(capsys, "events", "--store", url, "--status", "quarantined")[1].startswith(
-        "sha256:abc"
+    # One column width for every status: the received column lines up under its header.
+    assert len({line.index(" 20") for line in lines}) == 1
+    assert {line.index(" 20") for line in lines} == {header.index(" RECEIVED")}
+    assert (
+        run(capsys, "events", "--store", url, "--status", "quarantined")[1]
+        .splitlines()[1]
+        .startswith("sha256:abc")
     )
 
     code, out, _ = run(capsys, "stats", "--store", url)
@@ -397,9 +402,14 @@ def test_replay_requeues_and_names_what_it_could_not(
     code, _, err = run(capsys, "replay", "--store", url, "evt_r1")
     assert (code, "evt_r1 (it is pending)" in err) == (1, True)
 
-    assert run(capsys, "replay", "--store", url, "--dead") == (1, "", "error: no dead events\n")
+    # Nothing to do is not a failure: exit 0, saying so.
+    assert run(capsys, "replay", "--store", url, "--dead") == (
+        0,
+        "no dead events: nothing to replay\n",
+        "",
+    )
     code, _, err = run(capsys, "replay", "--store", url)
-    assert (code, err) == (2, "error: name event ids or pass --dead\n")
+    assert (code, err) == (2, "error: name event ids, or pass --dead or --unhandled\n")
     code, _, err = run(capsys, "replay", "--store", url, "--dead", "evt_r2")
     assert code == 2
 
@@ -464,7 +474,7 @@ def test_hostile_ids_types_and_errors_are_escaped_but_json_stays_exact(
     assert code == 0
     for control in RAW_CONTROLS:
         assert control not in out
-    assert len(out.splitlines()) == len(HOSTILE_IDS)  # no forged line
+    assert len(out.splitlines()) == 1 + len(HOSTILE_IDS)  # the header; no forged line
     assert "evt_cls\\x1b[2J" in out
     assert "evt_crlf\\r\\nFAKE" in out
     assert "bad\\x1b]52;c;eA==\\x07" in out

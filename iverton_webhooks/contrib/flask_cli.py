@@ -38,14 +38,14 @@ class Refused(click.ClickException):
     exit_code = ops.USAGE
 
 
-class NothingDone(click.ClickException):
-    """Nothing to do, or only part done: exit 1."""
+class Failed(click.ClickException):
+    """Some of the work could not be done (or stats past a threshold): exit 1."""
 
-    exit_code = ops.NOTHING_DONE
+    exit_code = ops.FAILED
 
 
 def _refusal(error: OperationError) -> click.ClickException:
-    kind = NothingDone if error.code == ops.NOTHING_DONE else Refused
+    kind = Failed if error.code == ops.FAILED else Refused
     return kind(str(error))
 
 
@@ -74,9 +74,17 @@ def _run(endpoint: str | None, operation: Callable[[Processor], int]) -> None:
 
 @iverton_cli.command("events")
 @_endpoint_option
-@click.option("--status", type=click.Choice([s.value for s in Status]))
-@click.option("--type", "event_type")
-@click.option("--limit", type=int, default=ops.DEFAULT_LIMIT, show_default=True)
+@click.option(
+    "--status", type=click.Choice([s.value for s in Status]), help="only events in this status"
+)
+@click.option("--type", "event_type", help="only events of this type")
+@click.option(
+    "--limit",
+    type=int,
+    default=ops.DEFAULT_LIMIT,
+    show_default=True,
+    help="at most this many, newest first",
+)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 def events_command(
     endpoint: str | None, status: str | None, event_type: str | None, limit: int, as_json: bool
@@ -113,17 +121,36 @@ def stats_command(endpoint: str | None, as_json: bool, **limits: float | None) -
 @_endpoint_option
 @click.argument("ids", nargs=-1)
 @click.option("--dead", is_flag=True, help="replay every dead event")
+@click.option(
+    "--unhandled", is_flag=True, help="replay every unhandled event (once a handler exists)"
+)
 @click.option("--rerun-all", is_flag=True, help="re-run handlers that succeeded")
-def replay_command(endpoint: str | None, ids: tuple[str, ...], dead: bool, rerun_all: bool) -> None:
-    """Queue events again; the app's runner or `flask iverton worker` processes them."""
-    _run(endpoint, lambda p: ops.replay(p, click.echo, ids, dead=dead, rerun_all=rerun_all))
+def replay_command(
+    endpoint: str | None, ids: tuple[str, ...], dead: bool, unhandled: bool, rerun_all: bool
+) -> None:
+    """Queue events again (IDS, --dead or --unhandled); the app's runner or `flask
+    iverton worker` processes them."""
+    _run(
+        endpoint,
+        lambda p: ops.replay(
+            p, click.echo, ids, dead=dead, unhandled=unhandled, rerun_all=rerun_all
+        ),
+    )
 
 
 @iverton_cli.command("worker")
 @_endpoint_option
 @click.option("--once", is_flag=True, help="until nothing is due, then exit")
-@click.option("--interval", type=float, default=ops.DEFAULT_INTERVAL, show_default=True)
-@click.option("--batch", type=int, default=ops.DEFAULT_BATCH, show_default=True)
+@click.option(
+    "--interval",
+    type=float,
+    default=ops.DEFAULT_INTERVAL,
+    show_default=True,
+    help="seconds between passes",
+)
+@click.option(
+    "--batch", type=int, default=ops.DEFAULT_BATCH, show_default=True, help="events per pass"
+)
 def worker_command(endpoint: str | None, once: bool, interval: float, batch: int) -> None:
     """Process due events (pending, retries, crashed) with the app's handlers."""
     _run(
@@ -141,7 +168,12 @@ def worker_command(endpoint: str | None, once: bool, interval: float, batch: int
 
 @iverton_cli.command("prune")
 @_endpoint_option
-@click.option("--older-than-hours", type=float, default=None, help="default: the retention")
+@click.option(
+    "--older-than-hours",
+    type=float,
+    default=None,
+    help="delete finished events received longer ago than this (default: the retention)",
+)
 def prune_command(endpoint: str | None, older_than_hours: float | None) -> None:
     """Delete finished events past the retention."""
     _run(endpoint, lambda p: ops.prune(p, click.echo, older_than_hours=older_than_hours))
@@ -152,28 +184,22 @@ def prune_command(endpoint: str | None, older_than_hours: float | None) -> None:
 @click.argument("event_type", metavar="TYPE")
 @click.option("--url", default=None, help="default: http://127.0.0.1:5000 + the endpoint's path")
 @click.option("--secret", default=None, help="default: the endpoint's first secret")
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="seconds to wait for the answer"
+)
 def send_test_command(
     endpoint: str | None, event_type: str, url: str | None, secret: str | None, timeout: float
 ) -> None:
     """POST a signed sample event, like the dashboard's "Send Test" button."""
-    from .. import samples
-
     found = _endpoint(endpoint)
     secret = secret or found.signing_secret
     if not secret:
         raise Refused("give --secret (this endpoint was set up with a ready receiver)")
     target = url or _default_url(endpoint)
     try:
-        status, body = samples.send_sample(target, event_type, secret, timeout=timeout)
-    except ValueError as error:  # not a known type
-        raise Refused(printable(error)) from None
-    except OSError as error:
-        reason = getattr(error, "reason", None) or error
-        raise Refused(printable(f"could not reach {target}: {reason}")) from None
-    click.echo(f"{status} {printable(body.decode('utf-8', 'replace'))}")
-    if not 200 <= status < 300:
-        raise click.exceptions.Exit(ops.NOTHING_DONE)
+        ops.send_test(click.echo, target, event_type, secret, timeout=timeout)
+    except OperationError as error:
+        raise _refusal(error) from None
 
 
 def _default_url(endpoint: str | None) -> str:

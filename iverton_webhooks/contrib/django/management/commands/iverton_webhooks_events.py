@@ -18,9 +18,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_endpoint_argument(parser)
-        parser.add_argument("--status", choices=[s.value for s in Status])
-        parser.add_argument("--type", dest="event_type")
-        parser.add_argument("--limit", type=int, default=ops.DEFAULT_LIMIT)
+        parser.add_argument(
+            "--status", choices=[s.value for s in Status], help="only events in this status"
+        )
+        parser.add_argument("--type", dest="event_type", help="only events of this type")
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=ops.DEFAULT_LIMIT,
+            help=f"at most this many, newest first (default: {ops.DEFAULT_LIMIT})",
+        )
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -21,7 +21,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_endpoint_argument(parser)
         parser.add_argument(
-            "--older-than-hours", type=float, default=None, help="default: the RETENTION setting"
+            "--older-than-hours",
+            type=float,
+            default=None,
+            help="delete finished events received longer ago than this (default: the "
+            "RETENTION setting)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,4 +1,4 @@
-"""Queue events again (by id, or every dead one); the running worker processes them."""
+"""Queue events again (by id, every dead or every unhandled one); the worker runs them."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from ._base import add_endpoint_argument, run_operation
 
 class Command(BaseCommand):
     help = (
-        "Queue webhook events again by id, or every dead one with --dead; the app's runner "
-        "or iverton_webhooks_worker processes them."
+        "Queue webhook events again by id, every dead one with --dead, or every unhandled "
+        "one with --unhandled; the app's runner or iverton_webhooks_worker processes them."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_endpoint_argument(parser)
-        parser.add_argument("ids", nargs="*", metavar="ID")
+        parser.add_argument("ids", nargs="*", metavar="ID", help="the events to replay")
         parser.add_argument("--dead", action="store_true", help="replay every dead event")
+        parser.add_argument(
+            "--unhandled",
+            action="store_true",
+            help="replay every unhandled event (once a handler for it exists)",
+        )
         parser.add_argument(
             "--rerun-all", action="store_true", help="also re-run handlers that succeeded"
         )
@@ -35,6 +40,7 @@ class Command(BaseCommand):
                 out,
                 options["ids"],
                 dead=options["dead"],
+                unhandled=options["unhandled"],
                 rerun_all=options["rerun_all"],
             ),
         )

@@ -11,8 +11,6 @@ from django.urls import NoReverseMatch, reverse
 from iverton_webhooks import operations as ops
 from iverton_webhooks.contrib.django import conf
 from iverton_webhooks.events import EVENT_TYPES
-from iverton_webhooks.operations import printable
-from iverton_webhooks.samples import send_sample
 
 
 class Command(BaseCommand):
@@ -21,7 +19,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("type", choices=EVENT_TYPES, metavar="TYPE", help="e.g. deal.won")
         parser.add_argument("--url", help="default: http://127.0.0.1:8000 + this app's URL")
-        parser.add_argument("--timeout", type=float, default=10.0)
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to wait for the answer (default: 10)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         secrets = conf.secrets(conf.options())
@@ -31,15 +34,11 @@ class Command(BaseCommand):
             )
         url = options["url"] or self._default_url()
         try:
-            status, body = send_sample(url, options["type"], secrets[0], timeout=options["timeout"])
-        except OSError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise CommandError(
-                printable(f"could not reach {url}: {reason}"), returncode=ops.USAGE
-            ) from None
-        self.stdout.write(f"{status} {printable(body.decode('utf-8', 'replace'))}")
-        if not 200 <= status < 300:
-            raise CommandError(f"{url} answered {status}", returncode=ops.NOTHING_DONE)
+            ops.send_test(
+                self.stdout.write, url, options["type"], secrets[0], timeout=options["timeout"]
+            )
+        except ops.OperationError as exc:
+            raise CommandError(str(exc), returncode=exc.code) from None
 
     def _default_url(self) -> str:
         try:

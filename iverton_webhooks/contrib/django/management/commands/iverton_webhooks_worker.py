@@ -22,9 +22,17 @@ class Command(BaseCommand):
         add_endpoint_argument(parser)
         parser.add_argument("--once", action="store_true", help="until nothing is due, then exit")
         parser.add_argument(
-            "--interval", type=float, default=ops.DEFAULT_INTERVAL, help="seconds between passes"
+            "--interval",
+            type=float,
+            default=ops.DEFAULT_INTERVAL,
+            help=f"seconds between passes (default: {ops.DEFAULT_INTERVAL:g})",
         )
-        parser.add_argument("--batch", type=int, default=ops.DEFAULT_BATCH, help="events per pass")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=ops.DEFAULT_BATCH,
+            help=f"events per pass (default: {ops.DEFAULT_BATCH})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_operation(
