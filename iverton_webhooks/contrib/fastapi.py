@@ -40,8 +40,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from ..adapter import handle_async
 from ..errors import InvalidPayload
@@ -88,7 +91,34 @@ async def answer_refused(request: Request, exc: Exception) -> Response:
 
 class WebhookRoute(APIRoute):
     """``APIRouter(route_class=WebhookRoute)``: its routes answer :class:`WebhookRefused`
-    with the core's exact reply (status, body and headers), with no app-wide handler."""
+    with the core's exact reply (status, body and headers), with no app-wide handler.
+
+    A route of this class that depends on :class:`IvertonWebhook` answers as the
+    middleware does: its path with or without a trailing ``/`` (no 307 to the other
+    form: the sender does not follow redirects), and every method, the wrong ones with
+    the core's 405 (not FastAPI's). It owns its path, as the middleware does.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        self.answers_webhooks = bool(_webhooks_of(self.dependant))
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if not self.answers_webhooks or scope["type"] != "http" or match is Match.FULL:
+            return match, child
+        if match is Match.NONE:
+            path: str = scope["path"]
+            other = path[:-1] if path.endswith("/") and path != "/" else path + "/"
+            match, child = super().matches({**scope, "path": other})
+        # A method the route does not list still reaches the dependency, for the 405.
+        return (Match.FULL if match is Match.PARTIAL else match), child
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.answers_webhooks:
+            await self.app(scope, receive, send)  # every method: the core answers
+        else:
+            await super().handle(scope, receive, send)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -299,15 +329,21 @@ def _find(target: object) -> list[Receiver] | None:
         return None
     found: list[Receiver] = []
     for route in target.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        waiting, seen = [route.dependant], 0
-        while waiting and seen < 1000:  # the route's dependency tree
-            dependant = waiting.pop()
-            seen += 1
-            if isinstance(dependant.call, IvertonWebhook):
-                found.append(dependant.call.receiver)
-            waiting.extend(dependant.dependencies)
+        if isinstance(route, APIRoute):
+            found.extend(webhook.receiver for webhook in _webhooks_of(route.dependant))
+    return found
+
+
+def _webhooks_of(root: Dependant) -> list[IvertonWebhook]:
+    """The :class:`IvertonWebhook` dependencies in a route's dependency tree."""
+    found: list[IvertonWebhook] = []
+    waiting, seen = [root], 0
+    while waiting and seen < 1000:
+        dependant = waiting.pop()
+        seen += 1
+        if isinstance(dependant.call, IvertonWebhook):
+            found.append(dependant.call)
+        waiting.extend(dependant.dependencies)
     return found
 
 
