@@ -1,7 +1,7 @@
 """The adapter kit: every rule a web-framework adapter would otherwise repeat, framework-free.
 
-An adapter (Django view, Flask blueprint, Starlette middleware, :mod:`iverton_webhooks.wsgi`)
-only says how to read its request's body and how to write a :class:`Reply`::
+An adapter (Django view, Flask blueprint, Starlette middleware, `iverton_webhooks.wsgi`)
+only says how to read its request's body and how to write a `Reply`::
 
     reply = handle(receiver, request.method, request.headers, request.stream.read)
 
@@ -14,11 +14,11 @@ The kit owns the rules:
 - the body is read under the receiver's cap (or a lower framework cap): a declared
   Content-Length over it is a 413 before reading; a chunked body with no Content-Length is
   read until it ends or passes the cap; only ASCII digits are a length;
-- ``/webhooks/iverton`` and ``/webhooks/iverton/`` are one endpoint (:func:`normalise_path`):
+- ``/webhooks/iverton`` and ``/webhooks/iverton/`` are one endpoint (`normalise_path`):
   a redirect between them would turn the sender's POST into a failed delivery;
 - a receiver is either given ready or built from a secret, never both, and a missing secret
-  is a :class:`ConfigurationError` that says where this adapter's secret goes
-  (:func:`make_receiver`).
+  is a `ConfigurationError` that says where this adapter's secret goes
+  (`make_receiver`).
 
 >>> from iverton_webhooks import Receiver
 >>> receiver = Receiver(secret="whsec_kit_doc", store="memory://", runner="inline")
@@ -77,7 +77,7 @@ def make_receiver(
     missing_secret: str,
     **options: Any,
 ) -> Receiver:
-    """``receiver`` as given, or a new :class:`Receiver` built from ``secret``/``secrets``
+    """``receiver`` as given, or a new `Receiver` built from ``secret``/``secrets``
     and ``options``.
 
     ``missing_secret`` tells this adapter's user where the secret goes (a keyword, a
@@ -98,7 +98,7 @@ def check_secrets(
     secret: str | None, secrets: Sequence[str] | None, *, missing_secret: str
 ) -> None:
     """Refuse, before anything is built, a missing secret (saying ``missing_secret``) and
-    whatever :func:`~iverton_webhooks.signature.validate_secrets` refuses (a string where
+    whatever `validate_secrets` refuses (a string where
     the list goes, blanks, placeholders)."""
     if not secret and not secrets:
         raise ConfigurationError(f"no webhook secret configured: {missing_secret}")
@@ -126,7 +126,7 @@ def handle(
 
     ``read`` is not called for a non-POST request nor for a declared length over the cap
     (``receiver.max_body_bytes``, or ``limit`` when a framework's own cap is lower); it may
-    raise :class:`BodyTooLarge` (a 413); anything else it raises is an unreadable body
+    raise `BodyTooLarge` (a 413); anything else it raises is an unreadable body
     (a 400).
     """
     if method.upper() != "POST":
@@ -154,7 +154,7 @@ async def handle_async(
     *,
     limit: int | None = None,
 ) -> Reply:
-    """:func:`handle` for async adapters, reading the body chunk by chunk.
+    """`handle` for async adapters, reading the body chunk by chunk.
 
     Whatever ``next_chunk`` raises (the client disconnected) is an unreadable body: the
     400 reply, which a server drops when its client is gone.

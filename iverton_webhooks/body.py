@@ -106,7 +106,7 @@ def read_capped(
     most one byte past the limit in all. Loops because a stream may return fewer bytes
     than asked for before its end.
 
-    Any exception from ``read`` but :class:`BodyTooLarge` becomes :class:`BodyUnreadable`,
+    Any exception from ``read`` but `BodyTooLarge` becomes `BodyUnreadable`,
     whatever the server's stream raises for a body cut short; so does a stream that
     ends before the declared length.
     """
@@ -134,9 +134,9 @@ def read_capped(
 async def read_capped_async(
     next_chunk: NextChunk, limit: int, content_length: str | int | None = None
 ) -> bytes | None:
-    """:func:`read_capped` for an ASGI-style body: chunks until the last one, or None
+    """`read_capped` for an ASGI-style body: chunks until the last one, or None
     once the body is known to pass ``limit``. Any exception from ``next_chunk`` (a
-    client that disconnected) becomes :class:`BodyUnreadable`."""
+    client that disconnected) becomes `BodyUnreadable`."""
     body = CappedBody(limit, content_length)
     more = True
     while more and not body.too_large:

@@ -1,6 +1,6 @@
 """The ``iverton-webhooks`` command: demo, sign, send-test, and the inbox operations
 (events, stats, replay, worker, prune) shared with ``flask iverton`` and the Django
-management commands (see :mod:`iverton_webhooks.operations`).
+management commands (see `iverton_webhooks.operations`).
 
 ``--app MODULE`` (or ``MODULE:NAME``, or ``MODULE:FACTORY()``) imports your code, from the
 current directory as ``flask`` and ``celery`` do, and finds its receivers: a
@@ -24,6 +24,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -76,10 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ops.USAGE
 
 
+def _plain(text: str) -> str:
+    """Docstring text as a terminal shows it: code spans without their backticks."""
+    return re.sub(r"``?([^`]+)``?", r"\1", text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iverton-webhooks",
-        description=__doc__,
+        description=_plain(__doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

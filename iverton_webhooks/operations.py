@@ -2,24 +2,24 @@
 send-test.
 
 ``iverton-webhooks``, ``flask iverton`` and the Django management commands are thin
-shells around these functions: each finds the user's own :class:`Processor` (its store,
+shells around these functions: each finds the user's own `Processor` (its store,
 router, retry policy, lease and handler timeout) and passes it here, so the three agree
 on flags, defaults, messages and exit codes:
 
-- ``0`` (:data:`OK`): done, or nothing to do (no events listed, no dead or unhandled
+- ``0`` (`OK`): done, or nothing to do (no events listed, no dead or unhandled
   event to replay, nothing due, nothing old enough to prune): a cron job that finds
   nothing has not failed;
-- ``1`` (:data:`FAILED`): some of the work asked for could not be done (a named event
+- ``1`` (`FAILED`): some of the work asked for could not be done (a named event
   not replayed, the endpoint refused ``send-test``), or ``stats`` past a threshold;
-- ``2`` (:data:`USAGE`): a usage or configuration error (a missing inbox, a prune
+- ``2`` (`USAGE`): a usage or configuration error (a missing inbox, a prune
   span that breaks the retention rule, a worker with no handlers, a URL that cannot be
   reached).
 
 An operation writes its normal lines through ``out`` and, when it ends with a non-zero
-code, raises :class:`OperationError` whose message is the last line; each shell shows
+code, raises `OperationError` whose message is the last line; each shell shows
 that message the way its framework shows errors and exits with the code.
 
-Every human-readable line goes through :func:`printable`: ids, types and errors come
+Every human-readable line goes through `printable`: ids, types and errors come
 from signed but foreign input, and must not reach a terminal as escape sequences.
 JSON lines keep the exact values (``json.dumps`` escapes control characters itself).
 """
@@ -85,7 +85,7 @@ TIME_WIDTH = len("2026-01-01T00:00:00+00:00")
 _COLUMNS = (
     f"{{:32}} {{:24}} {{:{STATUS_WIDTH}}} {{:{TIME_WIDTH}}} {{:{TIME_WIDTH}}} {{:>8}} {{:>10}}"
 )
-#: The header row of ``events``, aligned with :func:`event_line`.
+#: The header row of ``events``, aligned with `event_line`.
 EVENTS_HEADER = (
     _COLUMNS.format(
         "ID", "TYPE", "STATUS", "RECEIVED (UTC)", "NEXT ATTEMPT (UTC)", "ATTEMPTS", "DELIVERIES"
@@ -100,7 +100,7 @@ Echo = Callable[[str], None]
 
 class OperationError(WebhookError):
     """A command that could not do (all of) its work: the message to show, and the
-    exit code (:data:`FAILED` or :data:`USAGE`)."""
+    exit code (`FAILED` or `USAGE`)."""
 
     def __init__(self, message: str, code: int = USAGE) -> None:
         super().__init__(printable(message))
@@ -108,7 +108,7 @@ class OperationError(WebhookError):
 
 
 class Operable(Protocol):
-    """What the operations need of a :class:`~iverton_webhooks.processor.Processor`."""
+    """What the operations need of a `Processor`."""
 
     @property
     def endpoint(self) -> str: ...
@@ -145,7 +145,7 @@ def when(moment: datetime | None) -> str:
 
 
 def event_line(event: StoredEvent) -> str:
-    """One escaped line for a terminal, under :data:`EVENTS_HEADER`: id, type, status,
+    """One escaped line for a terminal, under `EVENTS_HEADER`: id, type, status,
     received and next attempt times, attempts, deliveries, last error."""
     error = f"  {printable(event.last_error)}" if event.last_error else ""
     return (
@@ -313,7 +313,7 @@ def prune(processor: Operable, out: Echo, *, older_than_hours: float | None = No
     return OK
 
 
-#: The stats threshold flags, their help, and the keyword of :class:`Thresholds` each sets.
+#: The stats threshold flags, their help, and the keyword of `Thresholds` each sets.
 THRESHOLD_FLAGS = (
     ("--max-dead", "max_dead", int, "unhealthy above this many dead events"),
     ("--max-quarantined", "max_quarantined", int, "unhealthy above this many quarantined"),
@@ -328,7 +328,7 @@ THRESHOLD_FLAGS = (
 
 
 def thresholds(**limits: float | None) -> Thresholds:
-    """:class:`Thresholds` from the flags' values; a negative one is a usage error."""
+    """`Thresholds` from the flags' values; a negative one is a usage error."""
     try:
         return Thresholds(**limits)  # type: ignore[arg-type]
     except ValueError as error:
@@ -343,7 +343,7 @@ def stats(
     limits: Thresholds | None = None,
 ) -> int:
     """How many events are in each status (zeros included) and how long the oldest due
-    event has waited. With ``limits``: exit 1 (:data:`FAILED`) naming each limit
+    event has waited. With ``limits``: exit 1 (`FAILED`) naming each limit
     exceeded, for a cron job or a probe; 0 when healthy."""
     health = processor.health()
     problems = limits.problems(health) if limits is not None else []
@@ -375,7 +375,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: float = 10.0) -> int:
     """POST a signed sample event of ``event_type`` to ``url``, as the dashboard's "Send
-    Test" button does, and show the status with at most :data:`EXCERPT_CHARS` of the
+    Test" button does, and show the status with at most `EXCERPT_CHARS` of the
     answer, escaped. A redirect is explained (the sender would not follow it); any
     answer but a 2xx exits 1, an unreachable URL 2."""
     from .samples import sample_body

@@ -399,7 +399,7 @@ class Processor:
 
     def replay_unhandled(self) -> list[str]:
         """Replay every event ``unhandled`` now (no handler matched it then), once a
-        handler for it exists; returns their ids, read first as in :meth:`replay_dead`."""
+        handler for it exists; returns their ids, read first as in `replay_dead`."""
         unhandled = self.store.list(Status.UNHANDLED, limit=2**31 - 1, endpoint=self.endpoint)
         return [e.id for e in unhandled if self.replay(e.id)]
 

@@ -172,16 +172,16 @@ class Receiver:
     ``secret`` or ``secrets`` (a list of several, for rotation: every one is accepted).
     ``endpoint``: the name this receiver's events are kept under, so several receivers
     (one per Iverton endpoint) can share a store without seeing each other's events.
-    ``store``: a :class:`Store`, or a URL: ``"sqlite:///path.db"`` (default
+    ``store``: a `Store`, or a URL: ``"sqlite:///path.db"`` (default
     ``sqlite:///webhooks.sqlite3``), ``"postgresql://..."``, ``"redis://..."``, ``"memory://"``.
     ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"``, a runner
     (e.g. ``CeleryRunner(app)``) or a runner class.
     ``max_age``: verified events older than this are answered ``expired`` and not
     recorded (off by default; see README).
-    ``lease``, ``handler_timeout``, ``retry``, ``process_context``: see :class:`Processor`,
-    which the receiver builds and keeps as :attr:`processor`.
-    ``hooks``: the :class:`~iverton_webhooks.hooks.Hooks` to fire (default: a new set,
-    as :attr:`hooks`). ``telemetry``: where spans and metrics go (default: the global
+    ``lease``, ``handler_timeout``, ``retry``, ``process_context``: see `Processor`,
+    which the receiver builds and keeps as `processor`.
+    ``hooks``: the `Hooks` to fire (default: a new set,
+    as `hooks`). ``telemetry``: where spans and metrics go (default: the global
     OpenTelemetry providers, when installed). ``answer_log``: where consecutive non-2xx
     answers are counted for the disablement warning (default: in the store, shared by
     every process).
@@ -245,7 +245,7 @@ class Receiver:
 
     @property
     def hooks(self) -> Hooks:
-        """The lifecycle hooks, shared with :attr:`processor`."""
+        """The lifecycle hooks, shared with `processor`."""
         return self.processor.hooks
 
     @property
@@ -499,7 +499,7 @@ class Receiver:
     async def receive_async(
         self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
     ) -> Reply:
-        """:meth:`receive` for async adapters: a blocking store is called in a thread,
+        """`receive` for async adapters: a blocking store is called in a thread,
         and the reply is made after that call has returned, so a 2xx is still a
         committed insert."""
         # Submitting happens in the worker thread; an asyncio runner needs this loop.

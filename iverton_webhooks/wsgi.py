@@ -1,4 +1,4 @@
-"""A framework-free WSGI app around a :class:`Receiver` (used by the demo; mountable anywhere).
+"""A framework-free WSGI app around a `Receiver` (used by the demo; mountable anywhere).
 
 >>> from iverton_webhooks import Receiver
 >>> app = WebhookApp(Receiver(secret="whsec_doc_9f8a7b6c5d4e", store="memory://", runner="inline"))
@@ -53,7 +53,7 @@ class WebhookApp:
     """WSGI application: every request to it is a webhook delivery.
 
     Built in a process that serves (a gunicorn or uWSGI worker, waitress, mod_wsgi; see
-    :mod:`iverton_webhooks.placement`), it starts the receiver's processing at once:
+    `iverton_webhooks.placement`), it starts the receiver's processing at once:
     events left over from a previous run are recovered with no request. Under a pre-fork
     master (gunicorn ``--preload``) it starts in each forked worker instead, and in a
     script that only imports it, not at all (call ``receiver.start()`` to start there).

@@ -20,9 +20,9 @@ Or all of it at once: ``app.include_router(webhook_router(receiver))``.
 By the time the path operation runs, the event is verified, recorded in the inbox and
 handed to the runner (your handlers process it off the request path); the function
 only decides what the 2xx says. Anything the sender must retry or stop (401, 413, 405,
-503) never reaches it: the dependency raises :class:`WebhookRefused`, an
-``HTTPException`` with the core's status and headers. Under :class:`WebhookRoute` (or
-with :func:`answer_refused` as the app's handler for it) the answer is the core's reply
+503) never reaches it: the dependency raises `WebhookRefused`, an
+``HTTPException`` with the core's status and headers. Under `WebhookRoute` (or
+with `answer_refused` as the app's handler for it) the answer is the core's reply
 exactly; under a plain route, FastAPI writes it as ``{"detail": <the core's body>}``.
 
 Do not declare a body parameter on the path operation: the signature is over the raw
@@ -78,7 +78,7 @@ class WebhookRefused(HTTPException):
 
 
 def reply_response(reply: Reply) -> Response:
-    """The core's :class:`Reply` as a FastAPI/Starlette response."""
+    """The core's `Reply` as a FastAPI/Starlette response."""
     return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
 
@@ -90,10 +90,10 @@ async def answer_refused(request: Request, exc: Exception) -> Response:
 
 
 class WebhookRoute(APIRoute):
-    """``APIRouter(route_class=WebhookRoute)``: its routes answer :class:`WebhookRefused`
+    """``APIRouter(route_class=WebhookRoute)``: its routes answer `WebhookRefused`
     with the core's exact reply (status, body and headers), with no app-wide handler.
 
-    A route of this class that depends on :class:`IvertonWebhook` answers as the
+    A route of this class that depends on `IvertonWebhook` answers as the
     middleware does: its path with or without a trailing ``/`` (no 307 to the other
     form: the sender does not follow redirects), and every method, the wrong ones with
     the core's 405 (not FastAPI's). It owns its path, as the middleware does.
@@ -183,12 +183,12 @@ _BODY_SCHEMA: dict[str, Any] = {
 
 
 class IvertonWebhook:
-    """A FastAPI dependency: ``Depends(IvertonWebhook(receiver))`` gives a :class:`Delivery`.
+    """A FastAPI dependency: ``Depends(IvertonWebhook(receiver))`` gives a `Delivery`.
 
     It reads the raw body under the receiver's cap, lets the receiver verify, record and
-    hand off, and raises :class:`WebhookRefused` for every non-2xx answer. The first
+    hand off, and raises `WebhookRefused` for every non-2xx answer. The first
     request on a loop starts the receiver's runner there, unless the app's lifespan
-    (:func:`~iverton_webhooks.contrib.starlette.receiver_lifespan`) already did.
+    (`receiver_lifespan`) already did.
     """
 
     def __init__(self, receiver: Receiver) -> None:
@@ -286,7 +286,7 @@ def webhook_router(
     """An ``APIRouter`` answering webhooks at ``path`` (with or without a trailing ``/``).
 
     ``include_in_schema``: show the POST in OpenAPI, with its body and header documented.
-    ``on_delivery``: called (sync or async) with each :class:`Delivery` before the 2xx.
+    ``on_delivery``: called (sync or async) with each `Delivery` before the 2xx.
     Other methods get the core's 405. Give the app
     ``lifespan=receiver_lifespan(receiver)`` to recover at start-up and drain at shutdown.
     """
@@ -321,7 +321,7 @@ def webhook_router(
 
 
 def _find(target: object) -> list[Receiver] | None:
-    """The receivers of :class:`IvertonWebhook` dependencies, alone or in a FastAPI
+    """The receivers of `IvertonWebhook` dependencies, alone or in a FastAPI
     app's routes, for ``iverton-webhooks ... --app``; ``None`` for other objects."""
     if isinstance(target, IvertonWebhook):
         return [target.receiver]
@@ -335,7 +335,7 @@ def _find(target: object) -> list[Receiver] | None:
 
 
 def _webhooks_of(root: Dependant) -> list[IvertonWebhook]:
-    """The :class:`IvertonWebhook` dependencies in a route's dependency tree."""
+    """The `IvertonWebhook` dependencies in a route's dependency tree."""
     found: list[IvertonWebhook] = []
     waiting, seen = [root], 0
     while waiting and seen < 1000:

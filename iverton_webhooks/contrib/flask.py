@@ -1,6 +1,6 @@
 """Flask: a blueprint factory, an extension configured from ``app.config``, ``flask iverton``.
 
-Blueprint (each app it is registered on gets its own :class:`Receiver`)::
+Blueprint (each app it is registered on gets its own `Receiver`)::
 
     app.register_blueprint(webhooks_blueprint(secret="whsec_..."), url_prefix="/webhooks/iverton")
 
@@ -64,14 +64,14 @@ def webhooks_blueprint(
     """A blueprint answering Iverton webhooks at ``url_prefix``, with or without a trailing
     ``/`` (``register_blueprint(..., url_prefix=...)`` overrides it).
 
-    Pass ``secret=`` (or ``secrets=[new, old]``) and any :class:`Receiver` option
+    Pass ``secret=`` (or ``secrets=[new, old]``) and any `Receiver` option
     (``store=``, ``router=``, ``runner=``, ``max_body_bytes=``, ...); the receiver is built
     when the blueprint is registered, once per app, with the store defaulting to
     ``<instance folder>/<name>.sqlite3``, its events kept under the endpoint ``name``
-    (:func:`endpoint_name`) and handlers run inside that app's context. Or pass a ready
+    (`endpoint_name`) and handlers run inside that app's context. Or pass a ready
     ``receiver=`` (shared by every app the blueprint is registered on). Either way its
     processing starts at registration in a process that serves (``flask run``, gunicorn
-    workers, ...; see :mod:`iverton_webhooks.placement`), so events left from a previous
+    workers, ...; see `iverton_webhooks.placement`), so events left from a previous
     run are recovered with no request; never in ``flask routes``, ``flask iverton ...``,
     shells or test sessions.
     """
@@ -179,15 +179,15 @@ class IvertonWebhooks:
     """The Flask extension: one webhook endpoint per app, configured from ``app.config``,
     mounted at ``/webhooks/iverton`` (``IVERTON_WEBHOOK_URL_PREFIX``).
 
-    Read at :meth:`init_app`: ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
+    Read at `init_app`: ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
     (a list), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite file in the instance folder),
     ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``),
     ``IVERTON_WEBHOOK_MAX_BODY_BYTES``, ``IVERTON_WEBHOOK_URL_PREFIX`` (default
     ``/webhooks/iverton``). From the environment, ``app.config.from_prefixed_env()`` reads
     ``FLASK_IVERTON_WEBHOOK_SECRET`` and ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
     Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's
-    :class:`Receiver`; config keys win over them. Processing starts at ``init_app`` in a
-    process that serves (see :func:`webhooks_blueprint`).
+    `Receiver`; config keys win over them. Processing starts at ``init_app`` in a
+    process that serves (see `webhooks_blueprint`).
     """
 
     def __init__(

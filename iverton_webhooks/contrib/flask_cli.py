@@ -1,7 +1,7 @@
-"""``flask iverton``: the inbox operations of :mod:`iverton_webhooks.operations` for the
+"""``flask iverton``: the inbox operations of `iverton_webhooks.operations` for the
 app's own receivers, with the same flags, messages and exit codes as ``iverton-webhooks``.
 
-Registered on an app by :func:`iverton_webhooks.contrib.flask.webhooks_blueprint` (and so
+Registered on an app by `iverton_webhooks.contrib.flask.webhooks_blueprint` (and so
 by the extension). ``--endpoint`` names a blueprint; without it, the app's only one.
 """
 

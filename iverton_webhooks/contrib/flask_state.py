@@ -1,7 +1,7 @@
 """The Flask extension's state: each app's webhook endpoints, kept in ``app.extensions``.
 
-Shared by the blueprint (:mod:`iverton_webhooks.contrib.flask`) and the ``flask iverton``
-commands (:mod:`iverton_webhooks.contrib.flask_cli`), so that the commands never import
+Shared by the blueprint (`iverton_webhooks.contrib.flask`) and the ``flask iverton``
+commands (`iverton_webhooks.contrib.flask_cli`), so that the commands never import
 the blueprint module that registers them.
 """
 

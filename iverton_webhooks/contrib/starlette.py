@@ -7,7 +7,7 @@ Middleware (it also runs the receiver's lifespan: recovery at startup, drain at 
     ])
     app.add_middleware(IvertonWebhookMiddleware, path="/webhooks/iverton", secret="whsec_...")
 
-Or as a route in a routing table, with :func:`receiver_lifespan` as the app's lifespan::
+Or as a route in a routing table, with `receiver_lifespan` as the app's lifespan::
 
     receiver = Receiver(secret="whsec_...", runner="asyncio")
     app = Starlette(routes=[webhook_route("/webhooks/iverton", receiver)],
@@ -91,7 +91,7 @@ class IvertonWebhookMiddleware:
     trailing ``/``).
 
     Pass ``secret=`` (or ``secrets=[new, old]`` while rotating), ``endpoint=`` (the name
-    its events are kept under, default ``"default"``) plus any other :class:`Receiver`
+    its events are kept under, default ``"default"``) plus any other `Receiver`
     option (``store=``, ``router=``, ``max_body_bytes=``, ...), or a ready ``receiver=``.
     The receiver built here uses ``runner="asyncio"``: async handlers run on the server's
     loop, sync ones in worker threads. At lifespan startup (after the wrapped app's own)
@@ -101,7 +101,7 @@ class IvertonWebhookMiddleware:
 
     A configuration mistake (no secret, a string for ``secrets``, ...) is logged when the
     middleware is built and fails the app's lifespan startup with the
-    :class:`ConfigurationError`, so the server refuses to start and says why (Starlette
+    `ConfigurationError`, so the server refuses to start and says why (Starlette
     builds middleware lazily, on the first ASGI call, where an exception would only read
     as "lifespan unsupported" and then a 500 on every route). Without a lifespan, requests
     to ``path`` raise it; other routes are not affected.
@@ -191,7 +191,7 @@ def webhook_route(path: str, receiver: Receiver, *, name: str | None = "iverton_
 def receiver_lifespan(
     receiver: Receiver, *, drain_timeout: float = 10.0
 ) -> Callable[[object], AbstractAsyncContextManager[None]]:
-    """A ``lifespan=`` for Starlette or FastAPI apps that mount :func:`webhook_route`."""
+    """A ``lifespan=`` for Starlette or FastAPI apps that mount `webhook_route`."""
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
@@ -235,7 +235,7 @@ _JSON_ASGI = (b"content-type", b"application/json")
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
-    """Write the core's :class:`Reply` as an ASGI response."""
+    """Write the core's `Reply` as an ASGI response."""
     if reply.headers is JSON_HEADERS:  # every reply but the 405: nothing to encode
         headers = [_JSON_ASGI]
     else:
@@ -287,7 +287,7 @@ def _route_path(scope: Scope) -> str:
 
 def _find(target: object, depth: int = 0) -> list[Receiver] | None:
     """The receivers a Starlette (or FastAPI) app serves through this module: its
-    :class:`IvertonWebhookMiddleware` and its :func:`webhook_route` endpoints, for
+    `IvertonWebhookMiddleware` and its `webhook_route` endpoints, for
     ``iverton-webhooks ... --app``; ``None`` for other objects."""
     if isinstance(target, (IvertonWebhookMiddleware, WebhookEndpoint)):
         return [target.receiver]  # a middleware that could not build one raises its error

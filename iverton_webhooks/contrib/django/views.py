@@ -1,8 +1,8 @@
 """The webhook views: raw body and headers in, the core's ``Reply`` out.
 
-:func:`webhook_view` is a sync view (WSGI); :func:`async_webhook_view` an async one
+`webhook_view` is a sync view (WSGI); `async_webhook_view` an async one
 (ASGI), which records through ``sync_to_async``. The URL patterns of
-:func:`~iverton_webhooks.contrib.django.urls.webhook_path` (and the included ``urls``)
+`webhook_path` (and the included ``urls``)
 hold both and give Django the one that matches how it serves the request.
 """
 
@@ -39,7 +39,7 @@ def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
 
 
 async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
-    """:func:`respond` for an async view: reading the body and recording it run in
+    """`respond` for an async view: reading the body and recording it run in
     ``sync_to_async`` (thread-sensitive), as any ORM call from an async view does, so
     the request's database connection is the one Django closes when the request ends."""
     receiver = endpoint.receiver
@@ -101,19 +101,19 @@ def _reader(request: HttpRequest, consumed: list[RawPostDataException]) -> Read:
 def webhook_view(**overrides: Any) -> View:
     """A sync view for one endpoint. With no arguments it serves the ``IVERTON_WEBHOOKS``
     setting; keyword arguments (``endpoint=``, ``secret=``, ``secrets=``, ``router=``,
-    ``runner=``, ..., as for :class:`~iverton_webhooks.Receiver`) override it, e.g. for a
+    ``runner=``, ..., as for `Receiver`) override it, e.g. for a
     second account, whose events are kept under its own endpoint name::
 
         webhook_path("webhooks/iverton/eu", endpoint="eu", secret=os.environ["EU_SECRET"])
 
-    (:func:`~iverton_webhooks.contrib.django.urls.webhook_path` answers with and without
+    (`webhook_path` answers with and without
     the trailing slash, and serves the async view under ASGI.)
     """
     return make_view(endpoint_for(overrides))
 
 
 def async_webhook_view(**overrides: Any) -> AsyncView:
-    """:func:`webhook_view`, as an async view: for a URL pattern of your own in a project
+    """`webhook_view`, as an async view: for a URL pattern of your own in a project
     served only under ASGI (``webhook_path`` chooses by itself)."""
     return make_async_view(endpoint_for(overrides))
 
