@@ -27,8 +27,6 @@ JSON lines keep the exact values (``json.dumps`` escapes control characters itse
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -36,8 +34,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 from typing import IO, TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, unquote, urljoin
+from urllib.parse import urljoin
 
+from . import inbox
 from .errors import ConfigurationError, WebhookError
 from .events import EVENT_TYPES
 from .health import Health, Thresholds
@@ -355,6 +354,8 @@ def stats(
             out(f"  {status.value:{STATUS_WIDTH}} {n}")
         age = health.oldest_due_age
         out(f"  {'oldest-due':{STATUS_WIDTH}} {'-' if age is None else f'{age:.0f}s'}")
+        for warning in health.warnings:
+            out(f"  warning: {printable(warning)}")
         if limits is not None and limits.any and not problems:
             out("healthy")
     if problems:
@@ -446,71 +447,6 @@ def missing_inbox(url: str) -> str | None:
 
     Opening a store creates it (file, table or keys); a read command on a typo'd URL
     would then print nothing and exit 0. Call this first and refuse with the reason.
+    Each store says it for itself (`iverton_webhooks.inbox.missing_inbox`).
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "memory":
-        return None  # open_store reports a bad URL itself; memory is always empty
-    try:
-        if scheme == "sqlite":
-            return _missing_sqlite(rest[1:] if rest.startswith("/") else rest)
-        if scheme in ("postgresql", "postgres"):
-            return _missing_postgres(url)
-        if scheme in ("redis", "rediss"):
-            return _missing_redis(url)
-    except ImportError:
-        return None  # open_store names the extra to install
-    return None
-
-
-def _missing_sqlite(path: str) -> str | None:
-    path = path or "webhooks.sqlite3"
-    if not os.path.exists(path):
-        return f"no inbox at {os.path.abspath(path)}: the file does not exist (check --store)"
-    try:
-        with sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True) as conn:
-            found = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'iverton_events'"
-            ).fetchone()
-    except sqlite3.Error as error:
-        return f"{os.path.abspath(path)} is not an SQLite inbox: {error}"
-    if found is None:
-        return f"{os.path.abspath(path)} holds no iverton_events table: not an inbox"
-    return None
-
-
-def _query_option(url: str, key: str) -> tuple[str, str | None]:
-    from .inbox import _pop_query
-
-    return _pop_query(url, key)
-
-
-def _missing_postgres(url: str) -> str | None:
-    import psycopg
-
-    dsn, table = _query_option(url, "table")
-    table = table or "iverton_events"
-    try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-    except psycopg.Error as error:
-        return f"cannot reach the PostgreSQL inbox: {str(error).strip()}"
-    if row is None or row[0] is None:
-        database = unquote(dsn.rpartition("/")[2].partition("?")[0]) or "the database"
-        return f"no table {table} in {database}: no inbox there (check --store)"
-    return None
-
-
-def _missing_redis(url: str) -> str | None:
-    import redis
-
-    dsn, prefix = _query_option(url, "prefix")
-    prefix = prefix or "iverton"
-    client: Any = redis.Redis.from_url(dsn, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        for _ in client.scan_iter(match="{" + prefix + "}:*", count=1000):
-            return None
-    except redis.RedisError as error:
-        return f"cannot reach the Redis inbox: {error}"
-    finally:
-        client.close()
-    return f"no keys under {{{prefix}}} on {dsn}: no inbox there (check --store)"
+    return inbox.missing_inbox(url)

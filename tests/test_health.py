@@ -150,3 +150,17 @@ def test_store_warnings_are_in_health_without_making_it_unhealthy() -> None:
     assert warned.to_json()["warnings"] == ["run Redis with appendonly yes"]
     assert Thresholds(max_dead=0, max_due_age=1).problems(warned) == []
     assert "warnings" not in Health("default", {}, None).to_json()
+
+
+def test_stats_prints_what_the_store_cannot_keep() -> None:
+    from iverton_webhooks import MemoryStore
+    from iverton_webhooks import operations as ops
+    from iverton_webhooks.processor import Processor
+
+    class Forgetful(MemoryStore):
+        def warnings(self) -> list[str]:
+            return ["the server keeps nothing on disk: set appendonly yes"]
+
+    lines: list[str] = []
+    assert ops.stats(Processor(Forgetful()), lines.append) == ops.OK
+    assert "  warning: the server keeps nothing on disk: set appendonly yes" in lines
