@@ -240,6 +240,7 @@ def test_thread_runner_receiver_works_and_is_closed_at_shutdown(
         runner = receiver.runner
         assert isinstance(runner, ThreadRunner)
         loop_thread = runner._thread
-        assert loop_thread is not None and loop_thread.is_alive()
+        assert loop_thread is not None
+        assert loop_thread.is_alive()
     assert ran[0].startswith("iverton")
     assert not loop_thread.is_alive()  # closed at shutdown
