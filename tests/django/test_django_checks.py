@@ -182,3 +182,16 @@ def test_database_check_warns_when_sqlite_is_not_in_wal_mode(settings: Any) -> N
     assert message.id == "iverton_webhooks.W009"
     assert "journal_mode='delete'" in message.msg
     assert "journal_mode=WAL" in (message.hint or "")
+
+
+def test_handler_timeout_is_a_setting_like_the_lease(settings: Any) -> None:
+    from datetime import timedelta
+
+    value = {"SECRET": SECRET, "HANDLER_TIMEOUT": timedelta(minutes=5), "LEASE": 90}
+    assert not [m for m in messages(settings, value) if m.id == "iverton_webhooks.W006"]
+    processor = get_receiver().processor
+    assert processor.handler_timeout_seconds == 300
+    assert processor.lease_seconds == 90
+    settings.IVERTON_WEBHOOKS = {**BASE, "SECRET": SECRET, "HANDLER_TIMEOUT": "5 minutes"}
+    with pytest.raises(ConfigurationError, match="HANDLER_TIMEOUT"):
+        get_receiver()

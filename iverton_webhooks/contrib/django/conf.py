@@ -30,6 +30,7 @@ KNOWN_KEYS = frozenset(
         "RETENTION",
         "MAX_BODY_BYTES",
         "LEASE",
+        "HANDLER_TIMEOUT",
         "RETRY",
         "DATABASE",
         "AUTODISCOVER",

@@ -90,6 +90,7 @@ def receiver_options(**overrides: Any) -> dict[str, Any]:
         "retention": conf.duration(opts.get("RETENTION"), "RETENTION"),
         "max_age": conf.duration(opts.get("MAX_AGE"), "MAX_AGE"),
         "lease": conf.duration(opts.get("LEASE"), "LEASE"),
+        "handler_timeout": conf.duration(opts.get("HANDLER_TIMEOUT"), "HANDLER_TIMEOUT"),
         "max_body_bytes": opts.get("MAX_BODY_BYTES"),
         "retry": opts.get("RETRY"),
         "database": conf.database(opts),
