@@ -11,6 +11,7 @@ command lines as subprocesses:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -115,8 +116,9 @@ def test_read_only_flask_and_core_commands_claim_nothing(tmp_path: Path) -> None
         assert untouched(inbox, "evt_due") == ("pending", 0, None), command
     assert not (tmp_path / "ran.txt").exists()
     # The listing shows it as it is: nobody claimed it.
-    listing = run([str(BIN / "flask"), "--app", "app", "iverton", "events"], tmp_path)
-    assert "attempts=0" in listing.stdout
+    listing = run([str(BIN / "flask"), "--app", "app", "iverton", "events", "--json"], tmp_path)
+    listed = [json.loads(line) for line in listing.stdout.splitlines()]
+    assert [(e["id"], e["status"], e["attempts"]) for e in listed] == [("evt_due", "pending", 0)]
 
 
 @pytest.mark.slow
