@@ -91,7 +91,7 @@ from iverton_webhooks.testing import post_delivery, signed_delivery
 
 delivery = signed_delivery("{type}", os.environ["IVERTON_WEBHOOK_SECRET"], id="evt_dev")
 {post}
-print("seeded", reply.status_code)
+print(f"seeded {{reply.status_code}}")  # one write: a handler thread may print too
 """
 
 
@@ -168,7 +168,7 @@ from iverton_webhooks.testing import post_delivery, signed_delivery
 call_command("migrate", verbosity=0)
 delivery = signed_delivery("deal.won", os.environ["IVERTON_WEBHOOK_SECRET"], id="evt_dev")
 reply = post_delivery(Client(), "/webhooks/iverton", delivery)
-print("seeded", reply.status_code)
+print(f"seeded {reply.status_code}")  # one write: a handler thread may print too
 """
 
 
