@@ -34,7 +34,7 @@ from . import operations as ops
 from .errors import WebhookError
 from .finders import LOOKED_FOR, processors_of
 from .inbox import open_store
-from .inbox.base import DEFAULT_ENDPOINT, Status
+from .inbox.base import DEFAULT_ENDPOINT
 from .operations import OperationError, printable
 from .placement import our_command
 from .processor import Processor
@@ -111,17 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     sign_cmd.set_defaults(command=_sign)
 
     events = _inbox_command(commands, "events", "list stored events, newest first")
-    events.add_argument(
-        "--status", choices=[s.value for s in Status], help="only events in this status"
-    )
-    events.add_argument("--type", dest="event_type", help="only events of this type")
-    events.add_argument(
-        "--limit",
-        type=int,
-        default=ops.DEFAULT_LIMIT,
-        help=f"at most this many, newest first (default: {ops.DEFAULT_LIMIT})",
-    )
-    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    ops.add_events_arguments(events)
     events.set_defaults(command=_events)
 
     stats = _inbox_command(
@@ -144,19 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(command=_replay)
 
     worker = _inbox_command(commands, "worker", "process due events (pending, retries, crashed)")
-    worker.add_argument("--once", action="store_true", help="until nothing is due, then exit")
-    worker.add_argument(
-        "--interval",
-        type=float,
-        default=ops.DEFAULT_INTERVAL,
-        help=f"seconds between passes (default: {ops.DEFAULT_INTERVAL:g})",
-    )
-    worker.add_argument(
-        "--batch",
-        type=int,
-        default=ops.DEFAULT_BATCH,
-        help=f"events per pass (default: {ops.DEFAULT_BATCH})",
-    )
+    ops.add_worker_arguments(worker)
     worker.set_defaults(command=_worker)
 
     prune = _inbox_command(commands, "prune", "delete finished events past the retention")

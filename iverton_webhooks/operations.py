@@ -26,6 +26,7 @@ JSON lines keep the exact values (``json.dumps`` escapes control characters itse
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 import urllib.error
@@ -57,6 +58,8 @@ __all__ = [
     "USAGE",
     "Operable",
     "OperationError",
+    "add_events_arguments",
+    "add_worker_arguments",
     "event_line",
     "has_handlers",
     "list_events",
@@ -313,6 +316,38 @@ def prune(processor: Operable, out: Echo, *, older_than_hours: float | None = No
 
 
 #: The stats threshold flags, their help, and the keyword of `Thresholds` each sets.
+def add_events_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``events`` options, for every argparse-based command line (ours, Django's)."""
+    parser.add_argument(
+        "--status", choices=[s.value for s in Status], help="only events in this status"
+    )
+    parser.add_argument("--type", dest="event_type", help="only events of this type")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"at most this many, newest first (default: {DEFAULT_LIMIT})",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``worker`` options, for every argparse-based command line (ours, Django's)."""
+    parser.add_argument("--once", action="store_true", help="until nothing is due, then exit")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        help=f"seconds between passes (default: {DEFAULT_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"events per pass (default: {DEFAULT_BATCH})",
+    )
+
+
 THRESHOLD_FLAGS = (
     ("--max-dead", "max_dead", int, "unhealthy above this many dead events"),
     ("--max-quarantined", "max_quarantined", int, "unhealthy above this many quarantined"),

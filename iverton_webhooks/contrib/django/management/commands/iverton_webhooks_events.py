@@ -8,7 +8,6 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from iverton_webhooks import operations as ops
-from iverton_webhooks.inbox.base import Status
 
 from ._base import add_endpoint_argument, run_operation
 
@@ -18,17 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_endpoint_argument(parser)
-        parser.add_argument(
-            "--status", choices=[s.value for s in Status], help="only events in this status"
-        )
-        parser.add_argument("--type", dest="event_type", help="only events of this type")
-        parser.add_argument(
-            "--limit",
-            type=int,
-            default=ops.DEFAULT_LIMIT,
-            help=f"at most this many, newest first (default: {ops.DEFAULT_LIMIT})",
-        )
-        parser.add_argument("--json", action="store_true", help="one JSON object per line")
+        ops.add_events_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_operation(

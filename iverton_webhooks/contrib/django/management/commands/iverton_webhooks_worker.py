@@ -20,19 +20,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_endpoint_argument(parser)
-        parser.add_argument("--once", action="store_true", help="until nothing is due, then exit")
-        parser.add_argument(
-            "--interval",
-            type=float,
-            default=ops.DEFAULT_INTERVAL,
-            help=f"seconds between passes (default: {ops.DEFAULT_INTERVAL:g})",
-        )
-        parser.add_argument(
-            "--batch",
-            type=int,
-            default=ops.DEFAULT_BATCH,
-            help=f"events per pass (default: {ops.DEFAULT_BATCH})",
-        )
+        ops.add_worker_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_operation(
