@@ -15,6 +15,7 @@ migrations (the schema version is SQLite's ``PRAGMA user_version``).
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreUnavailable
 from .base import CLAIMABLE, store_edge
 from .sql import SQLITE, SQLStore, status_list
 
@@ -91,6 +92,38 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+# SQLite's result code for a full disk (``sqlite3.SQLITE_FULL`` from Python 3.11 on).
+_SQLITE_FULL = 13
+
+
+def _disk_full(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool(code & 0xFF == _SQLITE_FULL)
+    return "database or disk is full" in str(error)
+
+
+class _Ran:
+    """A write's rows, read to the end: SQLite commits (and reports a full disk) only
+    once the last row of a ``RETURNING`` statement has been stepped through."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
+def _run(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> _Ran:
+    cursor = conn.execute(statement, params)
+    return _Ran(cursor.fetchall(), cursor.rowcount)
+
+
 class _Process:
     """What one process holds of a store: its threads' connections and its write lock.
 
@@ -116,7 +149,8 @@ class SQLiteStore(SQLStore):
     ``timeout`` is how long a write waits for another writer (SQLite's busy timeout)
     before giving up; the receiver then answers 503 and the sender retries, so keep it
     well under 5 s. ``wal_pages`` sets SQLite's ``wal_autocheckpoint`` (default: SQLite's
-    own, 1,000 pages). Opening a file an older version made upgrades its schema in place.
+    own, 1,000 pages), capped at an eighth of the volume the file is on. Opening a file
+    an older version made upgrades its schema in place.
     """
 
     blocking = True
@@ -212,9 +246,17 @@ class SQLiteStore(SQLStore):
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise ConfigurationError(f"could not put {self.path} in WAL mode")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        if self.wal_pages is not None:
-            conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_pages)}")
-        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        default_pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        pages = self.wal_pages if self.wal_pages is not None else default_pages
+        # The log may grow to its checkpoint size before anything is copied back; on a
+        # small volume that alone can fill the disk, and a full disk leaves the
+        # checkpoint no room to grow the database, so the log never shrinks again.
+        # Keep it to an eighth of the volume.
+        volume = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).total
+        pages = max(1, min(int(pages), volume // 8 // page_size))
+        conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
+        conn.execute(f"PRAGMA journal_size_limit={min(JOURNAL_SIZE_LIMIT, volume // 8)}")
         # SQLite builds small scratch tables for RETURNING; with the default temp_store
         # each is a temporary file, created and deleted per statement.
         conn.execute("PRAGMA temp_store=MEMORY")
@@ -242,11 +284,23 @@ class SQLiteStore(SQLStore):
         finally:
             conn.execute(f"PRAGMA busy_timeout={round(self.timeout * 1000)}")
 
-    def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor | _Ran:
         if statement.startswith("SELECT"):
             return self._conn.execute(statement, params)  # WAL: reads never wait on writes
         with self._process().write_lock:
-            return self._conn.execute(statement, params)
+            try:
+                return _run(self._conn, statement, params)
+            except sqlite3.OperationalError as error:
+                if _disk_full(error):
+                    raise StoreUnavailable(self._full_advice()) from error
+                raise
+
+    def _full_advice(self) -> str:
+        where = os.path.dirname(os.path.abspath(self.path))
+        return (
+            f"SQLiteStore {self.path}: database or disk is full; free space on the volume "
+            f"holding {where} (the store takes writes again by itself once there is room)"
+        )
 
     def close(self) -> None:
         """Close this process's connections (a forked child leaves its parent's alone)."""
