@@ -23,6 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from .inbox.base import AnswerCounter
+
 if TYPE_CHECKING:
     from .inbox.base import Store
 
@@ -101,6 +103,8 @@ class StoreAnswerLog:
 
     def __init__(self, store: Store, *, clear_every: float = 1.0) -> None:
         self.store = store
+        # A store without the AnswerCounter part: each process counts alone.
+        self.counter = store if isinstance(store, AnswerCounter) else None
         self.clear_every = clear_every
         # Until when a 2xx has nothing to do, by endpoint: set by a clear, dropped by any
         # failure (see AnswerLog).
@@ -118,7 +122,8 @@ class StoreAnswerLog:
                 self._local.note(endpoint, True, kind)
             if self._seen:
                 self._seen.pop(endpoint, None)
-            self.store.clear_failures(endpoint)
+            if self.counter is not None:
+                self.counter.clear_failures(endpoint)
             return 0
         # A failure must be cleared by the next success, however soon it comes.
         self.quiet.pop(endpoint, None)
@@ -128,11 +133,12 @@ class StoreAnswerLog:
             # become a flood of store writes competing with the real acks.
             self._seen[endpoint] = seen + 1
             return seen + 1
-        if kind == STORE_DOWN:
+        if kind == STORE_DOWN or self.counter is None:
             # The store just failed: asking it again would only hold the reply longer.
+            # (Or it cannot count: then this process counts alone.)
             return self._local.note(endpoint, False, kind)
         try:
-            count = self.store.note_failure(endpoint, kind)
+            count = self.counter.note_failure(endpoint, kind)
         except Exception:
             return self._local.note(endpoint, False, kind)
         self._seen[endpoint] = count

@@ -38,7 +38,15 @@ from typing import Any, TypeVar
 from .errors import ConfigurationError
 from .health import Health, oldest_due_age, store_warnings
 from .hooks import Hooks
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store, StoredEvent, Verdict
+from .inbox.base import (
+    DEFAULT_ENDPOINT,
+    Status,
+    Store,
+    StoredEvent,
+    StoreOperations,
+    Verdict,
+    operations_of,
+)
 from .logs import fields
 from .router import Handler, Router, default_router
 from .telemetry import NO_SPAN, OUTCOME, RESULT, Telemetry, default_telemetry
@@ -386,21 +394,28 @@ class Processor:
                 counts[result] = counts.get(result, 0) + 1
         return counts
 
+    def _operations(self) -> StoreOperations:
+        """The store's optional operations part; `ConfigurationError` naming it when
+        the store lacks it (receiving and processing never need it)."""
+        return operations_of(self.store)
+
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         """Put a finished or failed event back to pending (it is processed by whatever
         runs this endpoint). Handlers that succeeded are kept unless ``rerun_all``."""
-        return self.store.replay(event_id, rerun_all=rerun_all, endpoint=self.endpoint)
+        return self._operations().replay(event_id, rerun_all=rerun_all, endpoint=self.endpoint)
 
     def replay_dead(self, *, rerun_all: bool = False) -> list[str]:
         """Replay every event dead now; returns their ids. The ids are read first, so an
         event that dies again while this runs is not replayed twice."""
-        dead = self.store.list(Status.DEAD, limit=2**31 - 1, endpoint=self.endpoint)
+        dead = self._operations().list(Status.DEAD, limit=2**31 - 1, endpoint=self.endpoint)
         return [e.id for e in dead if self.replay(e.id, rerun_all=rerun_all)]
 
     def replay_unhandled(self) -> list[str]:
         """Replay every event ``unhandled`` now (no handler matched it then), once a
         handler for it exists; returns their ids, read first as in `replay_dead`."""
-        unhandled = self.store.list(Status.UNHANDLED, limit=2**31 - 1, endpoint=self.endpoint)
+        unhandled = self._operations().list(
+            Status.UNHANDLED, limit=2**31 - 1, endpoint=self.endpoint
+        )
         return [e.id for e in unhandled if self.replay(e.id)]
 
     def prune(self, older_than: timedelta | None = None) -> int:
@@ -409,11 +424,11 @@ class Processor:
         or that max_age would still accept."""
         span = self.retention if older_than is None else older_than
         check_retention(span, self.max_age)
-        return self.store.prune(time.time() - span.total_seconds(), endpoint=self.endpoint)
+        return self._operations().prune(time.time() - span.total_seconds(), endpoint=self.endpoint)
 
     def stats(self) -> dict[Status, int]:
         """How many of this endpoint's events are in each status."""
-        return self.store.stats(endpoint=self.endpoint)
+        return self._operations().stats(endpoint=self.endpoint)
 
     def health(self) -> Health:
         """Counts by status and how long the oldest due event has waited for a worker
@@ -429,14 +444,14 @@ class Processor:
         self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100
     ) -> Sequence[StoredEvent]:
         """This endpoint's events, newest first."""
-        return self.store.list(status, event_type, limit, endpoint=self.endpoint)
+        return self._operations().list(status, event_type, limit, endpoint=self.endpoint)
 
     def get(self, event_id: str) -> StoredEvent | None:
         return self.store.get(event_id, endpoint=self.endpoint)
 
     def resolve(self, event_id: str) -> bool:
         """Mark a failed, dead, unhandled or quarantined event done without running it."""
-        return self.store.resolve(event_id, endpoint=self.endpoint)
+        return self._operations().resolve(event_id, endpoint=self.endpoint)
 
     def close(self) -> None:
         """Let idle worker threads exit."""

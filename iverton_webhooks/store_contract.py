@@ -53,11 +53,14 @@ from .errors import StoreUnavailable, WebhookError
 from .inbox.base import (
     CLAIMABLE,
     FINISHED,
+    AnswerCounter,
     Claim,
+    CompleteStore,
     HandlerOutcome,
     Status,
     Store,
     StoredEvent,
+    StoreOperations,
     Verdict,
 )
 
@@ -159,9 +162,14 @@ class StoreContract:
         return ContractClock()
 
     @pytest.fixture
-    def store(self, clock: ContractClock, tmp_path: Path) -> Iterator[Store]:
+    def store(self, clock: ContractClock, tmp_path: Path) -> Iterator[CompleteStore]:
         made = self.make_store(clock, tmp_path)
         try:
+            # The contract covers every part: a store without the optional ones
+            # (StoreOperations, AnswerCounter) cannot prove itself with it.
+            for part in (Store, StoreOperations, AnswerCounter):
+                assert isinstance(made, part), f"{made!r} does not implement {part.__name__}"
+            assert isinstance(made, CompleteStore)
             yield made
         finally:
             self.cleanup_store(made)
@@ -185,7 +193,7 @@ class StoreContract:
 
     # -- recording -----------------------------------------------------------------
 
-    def test_record_is_insert_if_absent_and_counts_deliveries(self, store: Store) -> None:
+    def test_record_is_insert_if_absent_and_counts_deliveries(self, store: CompleteStore) -> None:
         assert self.record(store, body=b"first") is True
         assert self.record(store, body=b"second") is False
         event = store.get("evt_1")
@@ -197,7 +205,7 @@ class StoreContract:
         assert store.count() == 1
         assert store.get("evt_missing") is None
 
-    def test_concurrent_records_of_one_id_store_it_once(self, store: Store) -> None:
+    def test_concurrent_records_of_one_id_store_it_once(self, store: CompleteStore) -> None:
         results: list[bool] = []
         lock = threading.Lock()
 
@@ -220,7 +228,7 @@ class StoreContract:
     # -- claiming and leases ----------------------------------------------------------
 
     def test_only_one_claim_at_a_time_and_lease_expiry_frees_it(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         self.record(store)
         assert store.due() == ["evt_1"]
@@ -241,7 +249,7 @@ class StoreContract:
         assert "late" not in store.get("evt_1").outcomes  # type: ignore[union-attr]
 
     def test_unknown_and_finished_events_are_not_claimable(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         assert store.claim("evt_missing", 30) is None
         self.record(store)
@@ -251,7 +259,7 @@ class StoreContract:
         assert store.due() == []
 
     def test_renew_extends_the_lease_and_fails_once_it_is_lost(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         self.record(store)
         claim = self.claimed(store, lease=30)
@@ -269,7 +277,9 @@ class StoreContract:
         assert store.renew(claim, 30) is False
         assert store.renew(taken, 30) is True
 
-    def test_due_is_soonest_first_and_limited(self, store: Store, clock: ContractClock) -> None:
+    def test_due_is_soonest_first_and_limited(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
         for n in range(3):
             self.record(store, f"evt_{n}")
             clock.advance(1)
@@ -277,7 +287,7 @@ class StoreContract:
         assert store.due(limit=2) == ["evt_0", "evt_1"]
 
     def test_oldest_due_is_the_earliest_due_time_of_this_endpoint(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         assert store.oldest_due() is None
         first = clock()
@@ -292,7 +302,7 @@ class StoreContract:
         assert store.oldest_due() == pytest.approx(first + 35)  # the lease's end
         assert store.oldest_due(endpoint="nobody") is None
 
-    def test_failed_answers_count_per_endpoint_until_cleared(self, store: Store) -> None:
+    def test_failed_answers_count_per_endpoint_until_cleared(self, store: CompleteStore) -> None:
         assert [store.note_failure("default", "signature") for _ in range(3)] == [1, 2, 3]
         assert store.note_failure("other", "store_down") == 1
         store.clear_failures("default")
@@ -306,7 +316,7 @@ class StoreContract:
         "status", [s for s in Status if s not in (Status.PENDING, Status.PROCESSING)], ids=str
     )
     def test_finish_with_each_verdict(
-        self, store: Store, clock: ContractClock, status: Status
+        self, store: CompleteStore, clock: ContractClock, status: Status
     ) -> None:
         self.record(store)
         claim = self.claimed(store)
@@ -334,7 +344,7 @@ class StoreContract:
         assert store.finish(claim, {}, Verdict(Status.DONE)) is False
 
     def test_outcomes_merge_across_checkpoint_failure_and_retry(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         self.record(store)
         claim = self.claimed(store)
@@ -359,7 +369,7 @@ class StoreContract:
         assert done.processed_at is not None
 
     def test_a_later_success_replaces_an_earlier_failure_entirely(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         self.record(store)
         claim = self.claimed(store)
@@ -373,7 +383,7 @@ class StoreContract:
 
     # -- replay, resolve, list, prune, stats ------------------------------------------
 
-    def test_dead_replay_and_resolve(self, store: Store) -> None:
+    def test_dead_replay_and_resolve(self, store: CompleteStore) -> None:
         self.record(store, "evt_dead")
         self.record(store, "evt_other")
         claim = self.claimed(store, "evt_dead")
@@ -397,7 +407,9 @@ class StoreContract:
         assert store.replay("evt_dead", rerun_all=True) is True
         assert store.get("evt_dead").outcomes == {}  # type: ignore[union-attr]
 
-    def test_a_processing_event_is_neither_replayed_nor_resolved(self, store: Store) -> None:
+    def test_a_processing_event_is_neither_replayed_nor_resolved(
+        self, store: CompleteStore
+    ) -> None:
         self.record(store)
         self.claimed(store)
         assert store.replay("evt_1") is False
@@ -405,7 +417,7 @@ class StoreContract:
         assert self.status(store) is Status.PROCESSING
 
     def test_unhandled_is_finished_replayable_and_resolvable(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         for event_id in ("evt_u1", "evt_u2"):
             self.record(store, event_id)
@@ -423,7 +435,7 @@ class StoreContract:
         assert store.get("evt_u1") is not None
 
     def test_quarantined_record_list_replay_resolve_and_prune(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         why = "body is not JSON"
         assert self.record(
@@ -451,7 +463,7 @@ class StoreContract:
         assert store.prune(clock() - 5) == 2
         assert store.count() == 0
 
-    def test_list_filters_newest_first(self, store: Store, clock: ContractClock) -> None:
+    def test_list_filters_newest_first(self, store: CompleteStore, clock: ContractClock) -> None:
         for n in range(5):
             store.record(f"evt_{n}", "deal.won" if n % 2 else "contact.created", CREATED, b"{}")
             clock.advance(1)
@@ -461,7 +473,7 @@ class StoreContract:
         assert list(store.list(status="done")) == []
 
     def test_prune_deletes_only_finished_events_received_before_the_cutoff(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         for event_id in ("evt_old_done", "evt_old_pending", "evt_old_failed", "evt_new_done"):
             self.record(store, event_id)
@@ -480,7 +492,7 @@ class StoreContract:
         assert store.get("evt_new_done") is not None
         assert self.record(store, "evt_old_done") is True  # forgotten ids are new again
 
-    def test_retention_guard_on_prune(self, store: Store) -> None:
+    def test_retention_guard_on_prune(self, store: CompleteStore) -> None:
         # The guard is the processor's, run here so every store's suite includes it.
         from .errors import ConfigurationError
         from .processor import Processor
@@ -498,7 +510,7 @@ class StoreContract:
         assert store.get("evt_old_done") is None
 
     def test_stats_count_each_status_and_leave_out_empty_ones(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         assert store.stats() == {}
         for n in range(6):
@@ -521,7 +533,7 @@ class StoreContract:
 
     # -- endpoints ------------------------------------------------------------------
 
-    def test_endpoints_are_isolated(self, store: Store, clock: ContractClock) -> None:
+    def test_endpoints_are_isolated(self, store: CompleteStore, clock: ContractClock) -> None:
         assert self.record(store, "evt_1", b"a", endpoint="a") is True
         assert self.record(store, "evt_1", b"b", endpoint="b") is True  # same id, other endpoint
         assert self.record(store, "evt_only_b", endpoint="b") is True
@@ -569,7 +581,7 @@ class StoreContract:
     )
     def test_edge_values_are_recorded_claimed_finished_and_listed(
         self,
-        store: Store,
+        store: CompleteStore,
         event_id: str,
         event_type: str,
         created_at: datetime,
@@ -606,6 +618,7 @@ class StoreContract:
         except StoreUnavailable as error:
             check(error)
             return
+        assert isinstance(store, CompleteStore)
         event = StoredEvent("evt_1", "deal.won", CREATED, CREATED, b"{}", Status.PROCESSING)
         claim = Claim(event, "token")
         calls: dict[str, Any] = {
@@ -639,7 +652,7 @@ class StoreContract:
 
     @pytest.mark.parametrize("text", [pytest.param(t, id=label) for label, t in ANY_TEXT])
     def test_any_text_is_kept_exactly_in_every_field(
-        self, store: Store, clock: ContractClock, text: str
+        self, store: CompleteStore, clock: ContractClock, text: str
     ) -> None:
         assert store.record(text, text, CREATED, b"{}", endpoint=text) is True
         assert store.record(text, text, CREATED, b"{}", endpoint=text) is False
@@ -698,7 +711,7 @@ class StoreContract:
         assert store.count(endpoint=None) == 0
 
     def test_a_row_the_store_cannot_read_never_blocks_the_inbox(
-        self, store: Store, clock: ContractClock
+        self, store: CompleteStore, clock: ContractClock
     ) -> None:
         self.record(store, "evt_before")
         clock.advance(1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidPayload
+from .errors import InvalidPayload, StoreUnavailable
 from .events import Event, parse_event
 from .hooks import Hook, Hooks, Notice
 from .inbox.base import (
@@ -391,19 +391,21 @@ async def persist(
     job: Job,
     offload: Callable[..., Awaitable[Any]],
 ) -> tuple[bool, Any]:
-    """Call ``write`` (through ``offload``, e.g. in a thread) until it stops raising,
-    for up to ``budget`` seconds. Returns (True, its value), or (False, None) when the
-    store stayed down: then the lease runs out and the event is taken up again."""
+    """Call ``write`` (through ``offload``, e.g. in a thread) until it stops raising
+    `StoreUnavailable`, for up to ``budget`` seconds. Returns (True, its value), or
+    (False, None) when the store stayed down: then the lease runs out and the event is
+    taken up again. Any other exception is a bug, not an outage, and propagates at once:
+    every store turns its driver's errors into `StoreUnavailable` at its edge."""
     try:
         return True, await offload(write)
-    except Exception as exc:
+    except StoreUnavailable as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
         _retrying(job, failure, pause)
         await asyncio.sleep(pause)
         try:
             return True, await offload(write)
-        except Exception as exc:
+        except StoreUnavailable as exc:
             failure = exc
     _gave_up(job, failure)
     return False, None

@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .base import (
+    AnswerCounter,
     Claim,
+    CompleteStore,
     HandlerOutcome,
     OpensFromURL,
     Status,
     Store,
     StoredEvent,
+    StoreOperations,
     Verdict,
+    operations_of,
     pop_query,
 )
 from .memory import MemoryStore
@@ -33,16 +37,20 @@ if TYPE_CHECKING:
     from .redis import RedisStore as RedisStore
 
 __all__ = [
+    "AnswerCounter",
     "Claim",
+    "CompleteStore",
     "HandlerOutcome",
     "MemoryStore",
     "SQLiteStore",
     "Status",
     "Store",
+    "StoreOperations",
     "StoredEvent",
     "Verdict",
     "missing_inbox",
     "open_store",
+    "operations_of",
     "register_store",
 ]
 
@@ -121,6 +129,22 @@ def _registered(url: str) -> _Registered | None:
     return _SCHEMES.get(scheme) if sep else None
 
 
+#: What a store must have (`Store`); the other parts are optional.
+_REQUIRED = (
+    "blocking",
+    "clock",
+    "record",
+    "claim",
+    "renew",
+    "checkpoint",
+    "finish",
+    "due",
+    "get",
+    "oldest_due",
+    "close",
+)
+
+
 def open_store(spec: Store | str | None) -> Store:
     """``None`` -> SQLite file ``webhooks.sqlite3``; ``"sqlite:///rel.db"``,
     ``"sqlite:////abs/path.db"``, ``"memory://"``, ``"postgresql://user@host/db"``
@@ -132,7 +156,10 @@ def open_store(spec: Store | str | None) -> Store:
     if not isinstance(spec, str):
         if isinstance(spec, Store):
             return spec
-        raise ConfigurationError(f"{spec!r} is not a Store")
+        raise ConfigurationError(
+            f"{spec!r} is not a Store (missing: "
+            f"{', '.join(name for name in _REQUIRED if not hasattr(spec, name))})"
+        )
     scheme, sep, _ = spec.partition("://")
     if not sep:
         raise ConfigurationError(f"store URL {spec!r} has no scheme; try 'sqlite:///{spec}'")

@@ -34,7 +34,7 @@ from enum import Enum
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote
 
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 
 #: The endpoint an event belongs to when the receiver was not given one.
 DEFAULT_ENDPOINT = "default"
@@ -587,7 +587,10 @@ def _unavailable_on(
 
 @runtime_checkable
 class Store(Protocol):
-    """What the receiver and the processor need from a durable inbox.
+    """What the receiver and the processor need from a durable inbox: the required part
+    of a store. `StoreOperations` (listing, replay, resolve, prune, stats) and
+    `AnswerCounter` (failed answers in a row) are optional parts, checked for where
+    they are used; every built-in store has all three.
 
     Implementations must make `record` and `claim` atomic across every
     process and host that shares the store: that is what makes dedupe and
@@ -642,6 +645,21 @@ class Store(Protocol):
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None: ...
 
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        """The earliest ``due_at`` (epoch seconds) among the events due now, or None:
+        how long the inbox has kept a worker waiting."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StoreOperations(Protocol):
+    """The optional part of a store that operations need: the ``events``, ``replay``,
+    ``resolve``, ``prune`` and ``stats`` commands, the admin and health counts. Without
+    it a store still receives and processes; those commands refuse it by name (see
+    `operations_of`)."""
+
     def list(
         self,
         status: Status | str | None = None,
@@ -672,10 +690,16 @@ class Store(Protocol):
         """How many events are in each status (statuses with none are left out)."""
         ...
 
-    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        """The earliest ``due_at`` (epoch seconds) among the events due now, or None:
-        how long the inbox has kept a worker waiting."""
+    def count(self, *, endpoint: str | None = None) -> int:
+        """How many events the store holds (every endpoint when None)."""
         ...
+
+
+@runtime_checkable
+class AnswerCounter(Protocol):
+    """The optional part of a store that counts failed answers in a row across every
+    process sharing it (the sender disables an endpoint after 5). Without it each
+    process counts its own answers alone."""
 
     def note_failure(self, endpoint: str, kind: str) -> int:
         """Count one more non-2xx answer in a row for ``endpoint`` (``kind`` says which);
@@ -687,9 +711,25 @@ class Store(Protocol):
         there are none (it reads before it writes)."""
         ...
 
-    def count(self, *, endpoint: str | None = None) -> int: ...
 
-    def close(self) -> None: ...
+@runtime_checkable
+class CompleteStore(Store, StoreOperations, AnswerCounter, Protocol):
+    """A store with every part, as every built-in store is."""
+
+
+def operations_of(store: Store) -> StoreOperations:
+    """``store`` as `StoreOperations`; `ConfigurationError` naming what is missing
+    when a store lacks that part."""
+    if isinstance(store, StoreOperations):
+        return store
+    missing = [name for name in _OPERATIONS if not callable(getattr(store, name, None))]
+    raise ConfigurationError(
+        f"{type(store).__name__} does not implement StoreOperations (missing: "
+        f"{', '.join(missing)}): listing, replay, resolve, prune and stats need it"
+    )
+
+
+_OPERATIONS = ("list", "replay", "resolve", "prune", "stats", "count")
 
 
 class OpensFromURL(Protocol):

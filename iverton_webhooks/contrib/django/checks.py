@@ -6,7 +6,7 @@ brought up to date.
 
 Ids: E001-E005 settings, W002 a placeholder secret, W006 unknown keys, W007 the inbox
 table, W008 a handler module under the old name, W009 SQLite not in WAL mode, W010 the
-URL prefix."""
+URL prefix, W011 what the store says it cannot keep."""
 
 from __future__ import annotations
 
@@ -305,6 +305,36 @@ def check_sqlite_wal(
             ),
             id="iverton_webhooks.W009",
         )
+    ]
+
+
+@register(Tags.database)
+def check_store_warnings(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """What an endpoint's store says it cannot keep (a Redis without persistence loses
+    every acknowledged event on a restart): the same sentences ``stats`` and the health
+    view show. Tagged ``database``: asking a server is I/O."""
+    from ...health import store_warnings
+    from .endpoint import _endpoints, default_endpoint
+
+    said: dict[str, None] = {}
+    for endpoint in (default_endpoint, *_endpoints):
+        try:
+            store = endpoint.receiver.store
+        except ConfigurationError:
+            continue  # check_settings reports an unusable setting
+        for warning in store_warnings(store):
+            said.setdefault(warning, None)
+    return [
+        Warning(
+            warning,
+            hint="Until this is fixed, acknowledged webhooks may be lost.",
+            id="iverton_webhooks.W011",
+        )
+        for warning in said
     ]
 
 
