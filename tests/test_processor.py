@@ -26,6 +26,7 @@ from iverton_webhooks import (
     Store,
     ThreadRunner,
 )
+from iverton_webhooks.errors import StoreUnavailable
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Claim, HandlerOutcome, Verdict
 from iverton_webhooks.processor import Processor
@@ -196,7 +197,8 @@ def test_a_long_handler_keeps_its_lease_so_nobody_runs_it_twice(store: Store) ->
 
 
 class FlakyWrites:
-    """A store whose checkpoint/finish raise a few times first (a database restarting)."""
+    """A store whose checkpoint/finish raise a few times first (a database restarting),
+    as a store's edge reports it: StoreUnavailable."""
 
     def __init__(self, inner: Store, failures: int) -> None:
         self._inner = inner
@@ -208,7 +210,7 @@ class FlakyWrites:
     def _maybe_fail(self) -> None:
         if self.failures > 0:
             self.failures -= 1
-            raise ConnectionError("server closed the connection unexpectedly")
+            raise StoreUnavailable("server closed the connection unexpectedly")
 
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
         self._maybe_fail()
@@ -248,7 +250,7 @@ def test_when_the_store_stays_down_recorded_successes_are_still_not_rerun() -> N
     original = store.finish
 
     def finish_down(*args: Any) -> bool:
-        raise ConnectionError("down")
+        raise StoreUnavailable("down")
 
     store.finish = finish_down  # type: ignore[method-assign]
     assert Processor(store, router, lease=lease).process(event_id) is Result.STORE_DOWN  # type: ignore[arg-type]
