@@ -10,6 +10,10 @@ Apps compared for each framework, all with the same middleware and settings:
 - ``floor``: answers 200 without reading the body (the framework's own cost);
 - ``bare``: reads the raw body, checks the HMAC, ``json.loads`` it, answers JSON: what a
   careful user writes by hand (no storage, no dedupe: it promises less);
+- ``peer``: the careful user's durable view (``benchmarks.peer``): verify, then one
+  autocommitted ``INSERT ... ON CONFLICT DO NOTHING`` of (id, type, body) through one
+  connection per thread (SQLite with our store's pragmas; Django: its own connection).
+  The target: ours within 1.3x of its instructions per request;
 - ``ours``: our adapter with the default store (SQLite: Django's own database for
   Django) and the default runner. Each timed batch ends when the runner has processed
   every event of the batch, so processing is included, not pushed into the next round;
@@ -53,6 +57,7 @@ from .common import (
     table,
 )
 from .core import NullRunner
+from .peer import CREATE, INSERT_FORMAT, SQLitePeer, verified
 
 PATH = "/webhooks/iverton/"
 FRAMEWORKS = ("django", "flask", "starlette")
@@ -262,7 +267,19 @@ def flask_cases(pool: Pool, workdir: str) -> dict[str, Callable[[], Case]]:
 
         return WsgiCase("flask bare", app, pool, PATH)
 
-    factories = {"flask floor": floor_app, "flask bare": bare_app}
+    def peer_app() -> Case:
+        app = flask.Flask("peer")
+        peer = SQLitePeer(os.path.join(workdir, "flask-peer.sqlite3"))
+
+        @app.post(PATH)
+        def record() -> tuple[str, int]:
+            request = flask.request
+            status = peer.record(request.get_data(), request.headers.get("X-Iverton-Signature"))
+            return "", status
+
+        return WsgiCase("flask peer", app, pool, PATH)
+
+    factories = {"flask floor": floor_app, "flask bare": bare_app, "flask peer": peer_app}
     try:
         ours = importlib.import_module("iverton_webhooks.contrib.flask")
     except ImportError as exc:
@@ -312,6 +329,16 @@ def starlette_cases(
             return JSONResponse({"error": "invalid signature"}, 401)
         return JSONResponse({"status": "accepted"})
 
+    peer_store: list[SQLitePeer] = []
+
+    async def peer(request: Request) -> Response:
+        if not peer_store:
+            peer_store.append(SQLitePeer(os.path.join(workdir, "starlette-peer.sqlite3")))
+        body = await request.body()
+        # A short local write: the hand-written view does it inline, as ours acks inline.
+        status = peer_store[0].record(body, request.headers.get("x-iverton-signature"))
+        return Response(b"", status)
+
     def plain(name: str, endpoint: Callable[..., Any]) -> Case:
         app = Starlette(routes=[Route(PATH, endpoint, methods=["POST"])])
         return AsgiCase(name, app, pool, PATH, loop)
@@ -319,6 +346,7 @@ def starlette_cases(
     factories: dict[str, Callable[[], Case]] = {
         "starlette floor": lambda: plain("starlette floor", floor),
         "starlette bare": lambda: plain("starlette bare", bare),
+        "starlette peer": lambda: plain("starlette peer", peer),
     }
     try:
         from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware
@@ -421,8 +449,22 @@ def django_cases(pool: Pool, workdir: str) -> dict[str, Callable[[], Case]]:
             return JsonResponse({"error": "invalid signature"}, status=401)
         return JsonResponse({"status": "accepted"})
 
+    from django.db import connection
+
+    @csrf_exempt
+    def peer(request: HttpRequest) -> HttpResponse:
+        payload = verified(request.body, request.headers.get("X-Iverton-Signature"))
+        if payload is None:
+            return HttpResponse(b"", status=401)
+        with connection.cursor() as cursor:  # autocommit: Django's default outside atomic()
+            cursor.execute(INSERT_FORMAT, (payload["id"], payload["type"], request.body))
+        return HttpResponse(b"", status=200)
+
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE)
+
     # One project, several URLs: every app shares the same middleware and settings.
-    patterns: list[Any] = [path("floor/", floor), path("bare/", bare)]
+    patterns: list[Any] = [path("floor/", floor), path("bare/", bare), path("peer/", peer)]
     if ours_ok:
         try:
             views = importlib.import_module("iverton_webhooks.contrib.django.views")
@@ -451,7 +493,7 @@ def django_cases(pool: Pool, workdir: str) -> dict[str, Callable[[], Case]]:
     handler = WSGIHandler()
     factories: dict[str, Callable[[], Case]] = {
         name: (lambda name=name: WsgiCase(name, handler, pool, path_for(name)))  # type: ignore[misc]
-        for name in ("django floor", "django bare")
+        for name in ("django floor", "django bare", "django peer")
     }
     if ours_ok:
         # The project's own database as the store, the thread runner: the defaults.
@@ -471,6 +513,8 @@ def path_for(case: str) -> str:
         return "/floor/"
     if case == "django bare":
         return "/bare/"
+    if case == "django peer":
+        return "/peer/"
     if case == "django ours, ack only":
         return "/ours-ack-only/"
     return PATH
@@ -520,15 +564,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for framework in args.framework or FRAMEWORKS:
             try:
                 cases = build_cases(framework, workdir)
-                cases = cases[:2] + [c for c in cases[2:] if args.only in c.name]
+                cases = cases[:3] + [c for c in cases[3:] if args.only in c.name]
             except ImportError as exc:
                 print(f"## {framework}: not installed ({exc})\n")
                 continue
             names = [c.name for c in cases]
-            floor, bare = names[0], names[1]
+            floor, bare, peer = names[0], names[1], names[2]
             results = alternate(
                 cases,
-                references=[floor, bare],
+                references=[floor, bare, peer],
                 rounds=rounds,
                 batch_s=0.001 if args.quick else 0.005,
             )
@@ -536,27 +580,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in names:
                     print(f"  counting instructions: {name}", file=sys.stderr)
                     results[name].ir_per_op = ir_per_op("benchmarks.apps", name, (200, 1200))
-            bare_ir = results[bare].ir_per_op
+            peer_ir = results[peer].ir_per_op
             rows = [
                 (
                     m.name,
                     m.median_us,
                     m.ratio(floor),
                     m.ratio(bare),
+                    m.ratio(peer),
                     None if m.ir_per_op is None else round(m.ir_per_op),
-                    None if m.ir_per_op is None or not bare_ir else m.ir_per_op / bare_ir,
+                    None if m.ir_per_op is None or not peer_ir else m.ir_per_op / peer_ir,
                 )
                 for m in results.values()
             ]
             print(f"## {framework}\n")
             print(
                 table(
-                    ("app", "median µs/req", "x floor", "x bare", "instr/req", "instr x bare"),
+                    (
+                        "app",
+                        "median µs/req",
+                        "x floor",
+                        "x bare",
+                        "x peer",
+                        "instr/req",
+                        "instr x peer",
+                    ),
                     rows,
                 )
             )
-            if len(names) == 2:
-                print(f"\n{framework}: our adapter not available, only floor and bare measured")
+            if len(names) == 3:
+                print(f"\n{framework}: our adapter not available, only floor, bare, peer measured")
             print()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

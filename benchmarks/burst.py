@@ -17,8 +17,10 @@ Each distinct event is delivered three times (shuffled), as a sender retrying or
 duplicate storm does. Latency is per request, from sending it to reading the answer,
 measured by client processes (4, each with its share of the concurrent connections,
 keep-alive). Per app: p50/p99/max ack, acks/s (2xx answers per second of the burst),
-non-2xx answers. Apps run one after another on the same server settings; the machine's
-load moves the absolute numbers, so compare ours with bare within one run.
+non-2xx answers, and p99 as a multiple of the peer's (``benchmarks.peer``: verify, one
+autocommitted ``INSERT ... ON CONFLICT DO NOTHING``; the target is ours within 2x).
+Apps run one after another on the same server settings; the machine's load moves the
+absolute numbers, so compare ours with peer and bare within one run.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ SHAPES: dict[str, tuple[int, int, int]] = {  # workers, threads, concurrent clie
     "c128": (4, 32, 128),
 }
 CLIENT_PROCESSES = 4
-PATHS = {"bare": "/bare/", "ours": "/webhooks/iverton/"}
+PATHS = {"bare": "/bare/", "peer": "/peer/", "ours": "/webhooks/iverton/"}
 
 
 def _target_case(framework: str, app: str) -> str:
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     frameworks = args.framework or ["flask", "django"]
     shapes = args.shape or (["c12"] if args.quick else list(SHAPES))
-    apps = ["bare", "ours"] + (["ours (old)"] if args.old else [])
+    apps = ["bare", "peer", "ours"] + (["ours (old)"] if args.old else [])
     print(f"# benchmarks.burst: {machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="iverton-burst-"))
     try:
@@ -212,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             deliveries = make_deliveries(distinct, seed=len(shape_name)) * 3
             random.Random(5).shuffle(deliveries)
             for framework in frameworks:
-                rows = []
+                rows: list[tuple[Any, ...]] = []
                 began = _when()
                 for app in apps:
                     code = args.old.resolve() if app == "ours (old)" else ROOT
@@ -234,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             r["over_1s"],
                         )
                     )
+                peer_p99 = rows[1][2]
+                rows = [(*row, row[2] / peer_p99 if peer_p99 else None) for row in rows]
                 w, t, c = shape
                 print(
                     f"\n## {shape_name}: {framework}, gunicorn gthread {w} x {t}, {c} concurrent, "
@@ -241,7 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(
                     table(
-                        ("app", "p50 ms", "p99 ms", "max ms", "acks/s", "non-2xx", "> 1 s"),
+                        (
+                            "app",
+                            "p50 ms",
+                            "p99 ms",
+                            "max ms",
+                            "acks/s",
+                            "non-2xx",
+                            "> 1 s",
+                            "p99 x peer",
+                        ),
                         rows,
                     )
                 )
