@@ -8,10 +8,7 @@ separate SQLite file (or a list), so a double run is counted, never guessed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -24,7 +21,7 @@ import pytest
 
 from iverton_webhooks import Event, PostgresStore, Receiver, RetryPolicy, Router, SQLiteStore
 from iverton_webhooks.samples import sample_body
-from tests.conftest import signed_headers
+from tests.conftest import mounted_tmpfs, signed_headers
 from tests.fault_app import (
     HANG_PREFIX,
     SECRET,
@@ -165,21 +162,8 @@ def test_postgres_stopped_mid_event_runs_each_handler_once(
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
 
 
 def _fill(directory: Path) -> Path:

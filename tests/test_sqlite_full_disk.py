@@ -4,7 +4,6 @@ root (``mount``); it is skipped with the reason otherwise."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ import pytest
 
 from iverton_webhooks import Receiver, Router, SQLiteStore, Status, StoreUnavailable
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET, signed_headers
+from tests.conftest import SECRET, mounted_tmpfs, signed_headers
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +23,8 @@ PADDING = "x" * 1500
 
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MB tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "volume", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def post(receiver: Receiver, event_id: str) -> int:
