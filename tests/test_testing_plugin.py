@@ -435,8 +435,11 @@ def test_several_endpoints_need_a_name() -> None:
     import types
 
     module = types.ModuleType("two_endpoints")
-    module.a = Receiver(APP_SECRET, endpoint="a", store="memory://")  # type: ignore[attr-defined]
-    module.b = Receiver("whsec_other_endpoint_9a8b7c", endpoint="b", store="memory://")  # type: ignore[attr-defined]
+    # Own routers: the default router may hold handlers another test registered.
+    module.a = Receiver(APP_SECRET, endpoint="a", store="memory://", router=Router())  # type: ignore[attr-defined]
+    module.b = Receiver(  # type: ignore[attr-defined]
+        "whsec_other_endpoint_9a8b7c", endpoint="b", store="memory://", router=Router()
+    )
     with isolate(module) as webhooks:
         with pytest.raises(LookupError, match="pass endpoint=NAME"):
             webhooks.signed_delivery("deal.won")
