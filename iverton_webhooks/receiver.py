@@ -65,7 +65,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: this tuple, so an adapter can test ``reply.headers is JSON_HEADERS`` and set the
 #: content type alone (cheaper than copying headers into its framework's structure).
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
-_JSON = JSON_HEADERS
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class Reply:
 
     status: int
     body: bytes
-    headers: tuple[tuple[str, str], ...] = field(default=_JSON)
+    headers: tuple[tuple[str, str], ...] = field(default=JSON_HEADERS)
     #: What the reply is called in metrics (``iverton.requests``'s ``answer``) and logs;
     #: not part of what is sent, so not compared.
     answer: str = field(default="other", compare=False, repr=False)
@@ -101,7 +100,7 @@ TOO_LARGE = _answer("too_large", 413, error="body too large")
 UNREADABLE = _answer("unreadable", 400, error="the request body could not be read")
 STORE_DOWN = _answer("store_down", 503, error="temporarily unable to record the event; retry later")
 WRONG_METHOD = Reply(
-    405, b'{"error":"method not allowed"}', (*_JSON, ("Allow", "POST")), "wrong_method"
+    405, b'{"error":"method not allowed"}', (*JSON_HEADERS, ("Allow", "POST")), "wrong_method"
 )
 
 #: What each reply is called in metrics and logs, for a reply built elsewhere.
@@ -129,8 +128,6 @@ HOOK_OF_ANSWER = {
     "refused": Hook.REFUSED,
     "store_down": Hook.STORE_DOWN,
 }
-_RECEIVED = Hook.RECEIVED
-_monotonic = time.monotonic
 #: The answer-log kind of each failed answer the sender counts (a 405 is not the sender).
 _KIND_OF_STATUS = {401: answers.NO_SIGNATURE, 413: answers.TOO_LARGE, 503: answers.STORE_DOWN}
 _WELL_FORMED = re.compile(re.escape(PREFIX) + "[0-9a-f]{64}")
@@ -282,8 +279,8 @@ class Receiver:
             reply = self._receive(method, body, headers, seen, None)
             if (
                 reply is ACCEPTED
-                and _RECEIVED not in self.processor.hooks.watched
-                and _monotonic() < self.answer_log.quiet.get(self.processor.endpoint, 0.0)
+                and Hook.RECEIVED not in self.processor.hooks.watched
+                and time.monotonic() < self.answer_log.quiet.get(self.processor.endpoint, 0.0)
             ):
                 return reply  # most acks: no hook to fire, nothing for the answer log
             self._answered(reply, seen, None)

@@ -26,7 +26,6 @@ from .base import (
     StoreOperations,
     Verdict,
     operations_of,
-    pop_query,
 )
 from .memory import MemoryStore
 from .sqlite import DEFAULT_PATH, SQLiteStore
@@ -53,9 +52,6 @@ __all__ = [
     "operations_of",
     "register_store",
 ]
-
-#: operations.py imports the helper under this name.
-_pop_query = pop_query
 
 
 @dataclass(frozen=True)

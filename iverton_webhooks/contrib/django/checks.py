@@ -172,7 +172,7 @@ def _check_objects(opts: dict[str, Any]) -> list[CheckMessage]:
 def check_handler_modules(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """A bad ``AUTODISCOVER``, and handler modules still under the wave-1 name."""
+    """A bad ``AUTODISCOVER``, and handler modules still under the older, shared name."""
     from django.apps import apps
 
     from . import discovery

@@ -1,6 +1,6 @@
 """Which module of each installed app holds its webhook handlers, imported at start-up.
 
-Default: ``<app>/iverton_handlers.py``, a name no other library uses. The wave-1 name,
+Default: ``<app>/iverton_handlers.py``, a name no other library uses. The older name,
 ``<app>/webhooks.py``, is shared with other libraries (django-anymail has
 ``anymail.webhooks``, and importing it is not free): such a module is imported only when
 its source mentions ``iverton_webhooks`` (read as text, not imported), and the system
