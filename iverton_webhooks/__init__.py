@@ -20,136 +20,126 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+# The public API, in one table: each name, the section of the API reference that
+# documents it, and the module that defines it. ``__all__``, the lazy loader below and
+# the generated part of docs/reference.md (``python -m iverton_webhooks._gen_reference``)
+# follow from it; tests/test_public_api.py checks the imports under TYPE_CHECKING mirror
+# it. Names are imported on first use (PEP 562), so ``import iverton_webhooks.testing``
+# (the pytest plugin, loaded in every pytest session of every user) does not pay for
+# pydantic, the event models, the stores and the runners.
+PUBLIC: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Receiving", "iverton_webhooks.receiver", ("Receiver", "Reply", "SENDER_RETRY_SPAN")),
+    ("Receiving", "iverton_webhooks.signature", ("sign", "verify", "Verifier", "SIGNATURE_HEADER")),
+    ("Routing", "iverton_webhooks.router", ("on", "Router", "Handler", "default_router")),
+    (
+        "Events",
+        "iverton_webhooks.events",
+        ("Event", "parse_event", "EVENT_TYPES", "FAMILIES", "Resource"),
+    ),
+    ("Events", "iverton_webhooks.events", ("Contact", "Campaign", "Email", "Deal", "Client")),
+    ("Processing", "iverton_webhooks.processor", ("Processor",)),
+    ("Processing", "iverton_webhooks.worker", ("Result", "RetryPolicy")),
+    (
+        "Runners",
+        "iverton_webhooks.runners",
+        ("Runner", "BaseRunner", "InlineRunner", "ThreadRunner", "AsyncioRunner"),
+    ),
+    ("Stores", "iverton_webhooks.inbox", ("open_store", "Store", "Status", "StoredEvent")),
+    # PostgresStore and RedisStore need their extras: importing them stays on demand.
+    (
+        "Stores",
+        "iverton_webhooks.inbox",
+        ("MemoryStore", "SQLiteStore", "PostgresStore", "RedisStore"),
+    ),
+    ("Monitoring", "iverton_webhooks.hooks", ("Hooks", "Hook", "Notice")),
+    ("Monitoring", "iverton_webhooks.health", ("Health", "Thresholds")),
+    (
+        "Monitoring",
+        "iverton_webhooks.answers",
+        ("AnswerLog", "StoreAnswerLog", "LocalAnswerLog"),
+    ),
+    (
+        "Errors",
+        "iverton_webhooks.errors",
+        (
+            "WebhookError",
+            "ConfigurationError",
+            "InvalidSignature",
+            "InvalidPayload",
+            "StoreUnavailable",
+        ),
+    ),
+)
+
+_MODULE_OF = {name: module for _, module, names in PUBLIC for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
 if TYPE_CHECKING:
-    from .errors import (
-        ConfigurationError,
-        InvalidPayload,
-        InvalidSignature,
-        StoreUnavailable,
-        WebhookError,
-    )
-    from .events import (
-        EVENT_TYPES,
-        FAMILIES,
-        Campaign,
-        Client,
-        Contact,
-        Deal,
-        Email,
-        Event,
-        Resource,
-        parse_event,
-    )
-    from .hooks import Hook, Hooks, Notice
-    from .inbox import (
-        MemoryStore,
-        PostgresStore,
-        RedisStore,
-        SQLiteStore,
-        Status,
-        Store,
-        StoredEvent,
-        open_store,
-    )
-    from .processor import Processor
-    from .receiver import SENDER_RETRY_SPAN, Receiver, Reply
-    from .router import Handler, Router, default_router, on
-    from .runners import AsyncioRunner, BaseRunner, InlineRunner, Runner, ThreadRunner
-    from .signature import SIGNATURE_HEADER, Verifier, sign, verify
-    from .worker import Result, RetryPolicy
+    # The same names for type checkers and editors (the redundant alias marks a
+    # re-export); tests/test_public_api.py fails when this and PUBLIC disagree.
+    from .answers import AnswerLog as AnswerLog
+    from .answers import LocalAnswerLog as LocalAnswerLog
+    from .answers import StoreAnswerLog as StoreAnswerLog
+    from .errors import ConfigurationError as ConfigurationError
+    from .errors import InvalidPayload as InvalidPayload
+    from .errors import InvalidSignature as InvalidSignature
+    from .errors import StoreUnavailable as StoreUnavailable
+    from .errors import WebhookError as WebhookError
+    from .events import EVENT_TYPES as EVENT_TYPES
+    from .events import FAMILIES as FAMILIES
+    from .events import Campaign as Campaign
+    from .events import Client as Client
+    from .events import Contact as Contact
+    from .events import Deal as Deal
+    from .events import Email as Email
+    from .events import Event as Event
+    from .events import Resource as Resource
+    from .events import parse_event as parse_event
+    from .health import Health as Health
+    from .health import Thresholds as Thresholds
+    from .hooks import Hook as Hook
+    from .hooks import Hooks as Hooks
+    from .hooks import Notice as Notice
+    from .inbox import MemoryStore as MemoryStore
+    from .inbox import PostgresStore as PostgresStore
+    from .inbox import RedisStore as RedisStore
+    from .inbox import SQLiteStore as SQLiteStore
+    from .inbox import Status as Status
+    from .inbox import Store as Store
+    from .inbox import StoredEvent as StoredEvent
+    from .inbox import open_store as open_store
+    from .processor import Processor as Processor
+    from .receiver import SENDER_RETRY_SPAN as SENDER_RETRY_SPAN
+    from .receiver import Receiver as Receiver
+    from .receiver import Reply as Reply
+    from .router import Handler as Handler
+    from .router import Router as Router
+    from .router import default_router as default_router
+    from .router import on as on
+    from .runners import AsyncioRunner as AsyncioRunner
+    from .runners import BaseRunner as BaseRunner
+    from .runners import InlineRunner as InlineRunner
+    from .runners import Runner as Runner
+    from .runners import ThreadRunner as ThreadRunner
+    from .signature import SIGNATURE_HEADER as SIGNATURE_HEADER
+    from .signature import Verifier as Verifier
+    from .signature import sign as sign
+    from .signature import verify as verify
+    from .worker import Result as Result
+    from .worker import RetryPolicy as RetryPolicy
 
 __version__ = "0.2.0.dev0"
 
-# Every public name, and the submodule that defines it. The names are imported on first
-# use (PEP 562), so ``import iverton_webhooks.testing`` (the pytest plugin, loaded in every
-# pytest session of every user) or ``import iverton_webhooks.signature`` does not pay for
-# pydantic, the event models, the stores and the runners.
-_WHERE = {
-    **dict.fromkeys(
-        ("ConfigurationError", "InvalidPayload", "InvalidSignature", "StoreUnavailable"),
-        "errors",
-    ),
-    "WebhookError": "errors",
-    **dict.fromkeys(
-        ("EVENT_TYPES", "FAMILIES", "Campaign", "Client", "Contact", "Deal", "Email"),
-        "events",
-    ),
-    **dict.fromkeys(("Event", "Resource", "parse_event"), "events"),
-    # PostgresStore and RedisStore need their extras: importing them stays on demand.
-    **dict.fromkeys(
-        ("MemoryStore", "PostgresStore", "RedisStore", "SQLiteStore", "Status", "Store"),
-        "inbox",
-    ),
-    **dict.fromkeys(("StoredEvent", "open_store"), "inbox"),
-    **dict.fromkeys(("Hook", "Hooks", "Notice"), "hooks"),
-    "Processor": "processor",
-    **dict.fromkeys(("SENDER_RETRY_SPAN", "Receiver", "Reply"), "receiver"),
-    **dict.fromkeys(("Handler", "Router", "default_router", "on"), "router"),
-    **dict.fromkeys(
-        ("AsyncioRunner", "BaseRunner", "InlineRunner", "Runner", "ThreadRunner"), "runners"
-    ),
-    **dict.fromkeys(("SIGNATURE_HEADER", "Verifier", "sign", "verify"), "signature"),
-    **dict.fromkeys(("Result", "RetryPolicy"), "worker"),
-}
-
 
 def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'iverton_webhooks' has no attribute {name!r}")
     # Not cached in globals(): a test harness that drops modules from sys.modules
     # (pytester restores its snapshot) must not leave us holding stale classes.
-    return getattr(import_module(f"{__name__}.{module}"), name)
+    return getattr(import_module(module), name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
-
-
-__all__ = [
-    "EVENT_TYPES",
-    "FAMILIES",
-    "SENDER_RETRY_SPAN",
-    "SIGNATURE_HEADER",
-    "AsyncioRunner",
-    "BaseRunner",
-    "Campaign",
-    "Client",
-    "ConfigurationError",
-    "Contact",
-    "Deal",
-    "Email",
-    "Event",
-    "Handler",
-    "Hook",
-    "Hooks",
-    "InlineRunner",
-    "InvalidPayload",
-    "InvalidSignature",
-    "MemoryStore",
-    "Notice",
-    "PostgresStore",
-    "Processor",
-    "Receiver",
-    "RedisStore",
-    "Reply",
-    "Resource",
-    "Result",
-    "RetryPolicy",
-    "Router",
-    "Runner",
-    "SQLiteStore",
-    "Status",
-    "Store",
-    "StoreUnavailable",
-    "StoredEvent",
-    "ThreadRunner",
-    "Verifier",
-    "WebhookError",
-    "default_router",
-    "on",
-    "open_store",
-    "parse_event",
-    "sign",
-    "verify",
-]
+    return sorted({*globals(), *_MODULE_OF})

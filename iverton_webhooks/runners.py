@@ -23,6 +23,14 @@ from .text import printable
 if TYPE_CHECKING:
     from .processor import Processor
 
+__all__ = [
+    "AsyncioRunner",
+    "BaseRunner",
+    "InlineRunner",
+    "Runner",
+    "ThreadRunner",
+]
+
 log = logging.getLogger("iverton_webhooks")
 
 T = TypeVar("T")

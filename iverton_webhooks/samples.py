@@ -18,6 +18,13 @@ from typing import Any
 
 from .catalogue import CATALOGUE
 
+__all__ = [
+    "new_event_id",
+    "sample_body",
+    "sample_event",
+    "send_sample",
+]
+
 
 def new_event_id() -> str:
     """A fresh id in the sender's style, unique per call."""

@@ -50,6 +50,20 @@ if TYPE_CHECKING:
     from .router import Router
     from .runners import BaseRunner
 
+__all__ = [
+    "TEST_SECRET",
+    "AppWebhooks",
+    "Captured",
+    "Delivery",
+    "SignedPost",
+    "default_secret",
+    "deliver",
+    "inline_receiver",
+    "isolate",
+    "post_delivery",
+    "signed_delivery",
+]
+
 TEST_SECRET = "whsec_test_only_not_a_real_secret"
 
 

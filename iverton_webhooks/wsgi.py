@@ -15,6 +15,11 @@ from .adapter import handle
 from .placement import start_if_serving
 from .receiver import Receiver
 
+__all__ = [
+    "EnvironHeaders",
+    "WebhookApp",
+]
+
 StartResponse = Callable[..., Any]
 _REASONS = {
     200: "OK",

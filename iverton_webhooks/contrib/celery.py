@@ -39,6 +39,10 @@ from ..text import printable
 if TYPE_CHECKING:
     from ..processor import Processor
 
+__all__ = [
+    "CeleryRunner",
+]
+
 log = logging.getLogger("iverton_webhooks")
 
 #: Task names registered per app and prefix -> the processors of each endpoint.

@@ -19,13 +19,17 @@ from .base import (
     Claim,
     CompleteStore,
     HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
     OpensFromURL,
+    ResourceMarks,
     Status,
     Store,
     StoredEvent,
     StoreOperations,
     Verdict,
     operations_of,
+    store_edge,
 )
 from .memory import MemoryStore
 from .sqlite import DEFAULT_PATH, SQLiteStore
@@ -40,7 +44,11 @@ __all__ = [
     "Claim",
     "CompleteStore",
     "HandlerOutcome",
+    "MarkAnswer",
+    "MarkKey",
     "MemoryStore",
+    "OpensFromURL",
+    "ResourceMarks",
     "SQLiteStore",
     "Status",
     "Store",
@@ -51,6 +59,7 @@ __all__ = [
     "open_store",
     "operations_of",
     "register_store",
+    "store_edge",
 ]
 
 

@@ -24,6 +24,11 @@ from ...body import declared_length
 from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
 
+__all__ = [
+    "async_webhook_view",
+    "webhook_view",
+]
+
 BODY_CONSUMED = Reply.json(
     400, error="invalid payload", detail="the request body was consumed before the webhook view"
 )
