@@ -25,12 +25,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, verify
+from iverton_webhooks._processor import Processor
+from iverton_webhooks._signature import SIGNATURE_HEADER, Verifier
+from iverton_webhooks._worker import Result
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Store
-from iverton_webhooks.processor import Processor
 from iverton_webhooks.runners import BaseRunner
-from iverton_webhooks.signature import SIGNATURE_HEADER, Verifier
-from iverton_webhooks.worker import Result
 
 from .common import (
     SECRET,

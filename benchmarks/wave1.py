@@ -162,7 +162,7 @@ def build_cases(wave1: ModuleType, workdir: str) -> list[tuple[str, Case, Case]]
         pairs.append((label, built[0], built[1]))
 
     worker = importlib.import_module(WAVE1_NAME + ".worker")
-    processor_module = importlib.import_module("iverton_webhooks.processor")
+    processor_module = importlib.import_module("iverton_webhooks._processor")
     for label, store_of in (
         ("process MemoryStore", lambda p: p.MemoryStore()),
         ("process SQLiteStore", lambda p: sqlite(p, "process")),

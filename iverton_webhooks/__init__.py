@@ -28,17 +28,21 @@ from typing import TYPE_CHECKING
 # (the pytest plugin, loaded in every pytest session of every user) does not pay for
 # pydantic, the event models, the stores and the runners.
 PUBLIC: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Receiving", "iverton_webhooks.receiver", ("Receiver", "Reply", "SENDER_RETRY_SPAN")),
-    ("Receiving", "iverton_webhooks.signature", ("sign", "verify", "Verifier", "SIGNATURE_HEADER")),
-    ("Routing", "iverton_webhooks.router", ("on", "Router", "Handler", "default_router")),
+    ("Receiving", "iverton_webhooks._receiver", ("Receiver", "Reply", "SENDER_RETRY_SPAN")),
+    (
+        "Receiving",
+        "iverton_webhooks._signature",
+        ("sign", "verify", "Verifier", "SIGNATURE_HEADER"),
+    ),
+    ("Routing", "iverton_webhooks._router", ("on", "Router", "Handler", "default_router")),
     (
         "Events",
         "iverton_webhooks.events",
         ("Event", "parse_event", "EVENT_TYPES", "FAMILIES", "Resource"),
     ),
     ("Events", "iverton_webhooks.events", ("Contact", "Campaign", "Email", "Deal", "Client")),
-    ("Processing", "iverton_webhooks.processor", ("Processor",)),
-    ("Processing", "iverton_webhooks.worker", ("Result", "RetryPolicy")),
+    ("Processing", "iverton_webhooks._processor", ("Processor",)),
+    ("Processing", "iverton_webhooks._worker", ("Result", "RetryPolicy")),
     (
         "Runners",
         "iverton_webhooks.runners",
@@ -52,15 +56,15 @@ PUBLIC: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("MemoryStore", "SQLiteStore", "PostgresStore", "RedisStore"),
     ),
     ("Monitoring", "iverton_webhooks.hooks", ("Hooks", "Hook", "Notice")),
-    ("Monitoring", "iverton_webhooks.health", ("Health", "Thresholds")),
+    ("Monitoring", "iverton_webhooks._health", ("Health", "Thresholds")),
     (
         "Monitoring",
-        "iverton_webhooks.answers",
+        "iverton_webhooks._answers",
         ("AnswerLog", "StoreAnswerLog", "LocalAnswerLog"),
     ),
     (
         "Errors",
-        "iverton_webhooks.errors",
+        "iverton_webhooks._errors",
         (
             "WebhookError",
             "ConfigurationError",
@@ -78,14 +82,30 @@ __all__ = sorted(_MODULE_OF)
 if TYPE_CHECKING:
     # The same names for type checkers and editors (the redundant alias marks a
     # re-export); tests/test_public_api.py fails when this and PUBLIC disagree.
-    from .answers import AnswerLog as AnswerLog
-    from .answers import LocalAnswerLog as LocalAnswerLog
-    from .answers import StoreAnswerLog as StoreAnswerLog
-    from .errors import ConfigurationError as ConfigurationError
-    from .errors import InvalidPayload as InvalidPayload
-    from .errors import InvalidSignature as InvalidSignature
-    from .errors import StoreUnavailable as StoreUnavailable
-    from .errors import WebhookError as WebhookError
+    from ._answers import AnswerLog as AnswerLog
+    from ._answers import LocalAnswerLog as LocalAnswerLog
+    from ._answers import StoreAnswerLog as StoreAnswerLog
+    from ._errors import ConfigurationError as ConfigurationError
+    from ._errors import InvalidPayload as InvalidPayload
+    from ._errors import InvalidSignature as InvalidSignature
+    from ._errors import StoreUnavailable as StoreUnavailable
+    from ._errors import WebhookError as WebhookError
+    from ._health import Health as Health
+    from ._health import Thresholds as Thresholds
+    from ._processor import Processor as Processor
+    from ._receiver import SENDER_RETRY_SPAN as SENDER_RETRY_SPAN
+    from ._receiver import Receiver as Receiver
+    from ._receiver import Reply as Reply
+    from ._router import Handler as Handler
+    from ._router import Router as Router
+    from ._router import default_router as default_router
+    from ._router import on as on
+    from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER
+    from ._signature import Verifier as Verifier
+    from ._signature import sign as sign
+    from ._signature import verify as verify
+    from ._worker import Result as Result
+    from ._worker import RetryPolicy as RetryPolicy
     from .events import EVENT_TYPES as EVENT_TYPES
     from .events import FAMILIES as FAMILIES
     from .events import Campaign as Campaign
@@ -96,8 +116,6 @@ if TYPE_CHECKING:
     from .events import Event as Event
     from .events import Resource as Resource
     from .events import parse_event as parse_event
-    from .health import Health as Health
-    from .health import Thresholds as Thresholds
     from .hooks import Hook as Hook
     from .hooks import Hooks as Hooks
     from .hooks import Notice as Notice
@@ -109,25 +127,11 @@ if TYPE_CHECKING:
     from .inbox import Store as Store
     from .inbox import StoredEvent as StoredEvent
     from .inbox import open_store as open_store
-    from .processor import Processor as Processor
-    from .receiver import SENDER_RETRY_SPAN as SENDER_RETRY_SPAN
-    from .receiver import Receiver as Receiver
-    from .receiver import Reply as Reply
-    from .router import Handler as Handler
-    from .router import Router as Router
-    from .router import default_router as default_router
-    from .router import on as on
     from .runners import AsyncioRunner as AsyncioRunner
     from .runners import BaseRunner as BaseRunner
     from .runners import InlineRunner as InlineRunner
     from .runners import Runner as Runner
     from .runners import ThreadRunner as ThreadRunner
-    from .signature import SIGNATURE_HEADER as SIGNATURE_HEADER
-    from .signature import Verifier as Verifier
-    from .signature import sign as sign
-    from .signature import verify as verify
-    from .worker import Result as Result
-    from .worker import RetryPolicy as RetryPolicy
 
 __version__ = "0.2.0.dev0"
 

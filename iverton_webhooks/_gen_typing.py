@@ -1,8 +1,8 @@
-"""Write the typed ``on()`` overloads in `iverton_webhooks.router` from the catalogue.
+"""Write the typed ``on()`` overloads in `iverton_webhooks._router` from the catalogue.
 
 The type checker needs the event names as ``Literal`` strings, so they are spelled out in
 ``router.py`` between ``# <generated:...>`` markers. After adding a family to
-`iverton_webhooks.catalogue`, run::
+`iverton_webhooks._catalogue`, run::
 
     python -m iverton_webhooks._gen_typing          # rewrite router.py
     python -m iverton_webhooks._gen_typing --check  # exit 1 if router.py is stale
@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .catalogue import CATALOGUE, Catalogue, Family
+from ._catalogue import CATALOGUE, Catalogue, Family
 
-ROUTER = Path(__file__).with_name("router.py")
+ROUTER = Path(__file__).with_name("_router.py")
 _BLOCK = re.compile(
     r"(?P<open>^(?P<indent>[ ]*)# <generated:(?P<name>[a-z-]+)>\n)"
     r"(?P<body>.*?)"
@@ -35,7 +35,7 @@ def _title(family: Family) -> str:
 
 def _model_ref(family: Family) -> str:
     # router.py imports the catalogue module, so a model must be defined there.
-    if family.model.__module__ != "iverton_webhooks.catalogue":
+    if family.model.__module__ != "iverton_webhooks._catalogue":
         raise ValueError(f"family {family.name!r}: its model must live in catalogue.py")
     return f"catalogue.{family.model.__qualname__}"
 

@@ -38,7 +38,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .body import (
+from ._body import (
     BodyTooLarge,
     BodyUnreadable,
     NextChunk,
@@ -46,10 +46,10 @@ from .body import (
     read_capped,
     read_capped_async,
 )
-from .errors import ConfigurationError
-from .receiver import TOO_LARGE, UNREADABLE, HeadersLike, Receiver, Reply, header
-from .signature import validate_secrets
-from .text import printable
+from ._errors import ConfigurationError
+from ._receiver import TOO_LARGE, UNREADABLE, HeadersLike, Receiver, Reply, header
+from ._signature import validate_secrets
+from ._text import printable
 
 __all__ = [
     "BodyTooLarge",

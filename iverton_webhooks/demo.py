@@ -13,14 +13,14 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ._operations import event_line
+from ._receiver import Receiver
+from ._router import Router
+from ._signature import sign
 from .events import EVENT_TYPES, Event
 from .inbox.sqlite import SQLiteStore
-from .operations import event_line
-from .receiver import Receiver
-from .router import Router
 from .runners import ThreadRunner
 from .samples import sample_body
-from .signature import sign
 from .wsgi import WebhookApp
 
 SECRET = "whsec_demo_4f9c2a7e61d04b"

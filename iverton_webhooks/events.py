@@ -1,6 +1,6 @@
 """The event envelope, the event type names and the resource models.
 
-Type names, families and models come from the catalogue (`iverton_webhooks.catalogue`).
+Type names, families and models come from the catalogue (`iverton_webhooks._catalogue`).
 
 Only the envelope (``id``, ``type``, ``created_at``, ``data.id``) is guaranteed by the
 sender, so every resource model requires ``id`` alone and keeps unknown fields.
@@ -22,9 +22,9 @@ from typing import Annotated, Any, Generic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict, TypeVar
 
-from .catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
-from .errors import InvalidPayload
-from .text import printable
+from ._catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
+from ._errors import InvalidPayload
+from ._text import printable
 
 __all__ = [
     "EVENT_TYPES",

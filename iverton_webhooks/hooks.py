@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
-from .logs import fields
-from .text import printable
+from ._logs import fields
+from ._text import printable
 
 __all__ = ["Hook", "Hooks", "Notice", "Subscriber"]
 

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from .processor import CANCEL_GRACE
-from .text import printable
+from ._processor import CANCEL_GRACE
+from ._text import printable
 
 if TYPE_CHECKING:
-    from .processor import Processor
+    from ._processor import Processor
 
 __all__ = [
     "AsyncioRunner",

@@ -1,6 +1,6 @@
 """A realistic sample payload for every event type (for tests, demos, "send test").
 
-The sample resources live in the catalogue (`iverton_webhooks.catalogue`).
+The sample resources live in the catalogue (`iverton_webhooks._catalogue`).
 
 >>> event = sample_event("deal.won", id="evt_42")
 >>> event["id"], event["type"], event["data"]["stage"]
@@ -16,7 +16,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from .catalogue import CATALOGUE
+from ._catalogue import CATALOGUE
 
 __all__ = [
     "new_event_id",
@@ -64,7 +64,7 @@ def send_sample(
     import urllib.error
     import urllib.request
 
-    from .signature import SIGNATURE_HEADER, sign
+    from ._signature import SIGNATURE_HEADER, sign
 
     body = sample_body(event_type, **overrides)
     request = urllib.request.Request(

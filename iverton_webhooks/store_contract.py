@@ -49,7 +49,7 @@ from typing import Any
 
 import pytest
 
-from .errors import StoreUnavailable, WebhookError
+from ._errors import StoreUnavailable, WebhookError
 from .inbox.base import (
     CLAIMABLE,
     FINISHED,
@@ -494,8 +494,8 @@ class StoreContract:
 
     def test_retention_guard_on_prune(self, store: CompleteStore) -> None:
         # The guard is the processor's, run here so every store's suite includes it.
-        from .errors import ConfigurationError
-        from .processor import Processor
+        from ._errors import ConfigurationError
+        from ._processor import Processor
 
         # Both received at the contract clock's start, long before the wall clock's now.
         self.record(store, "evt_pending")

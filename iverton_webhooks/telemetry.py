@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from .health import Health
+from ._health import Health
 
 
 class Observed(Protocol):

@@ -40,14 +40,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .signature import SIGNATURE_HEADER, sign
+from ._signature import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
-    from .answers import AnswerLog
+    from ._answers import AnswerLog
+    from ._receiver import Receiver
+    from ._router import Router
     from .events import Event
     from .inbox.base import Status, Store
-    from .receiver import Receiver
-    from .router import Router
     from .runners import BaseRunner
 
 __all__ = [
@@ -109,8 +109,8 @@ def deliver(body: bytes, secret: str | None = None) -> Delivery:
 def inline_receiver(router: Router | None = None, secret: str | None = None) -> Receiver:
     """A receiver that processes inline in memory: handlers have run when ``receive`` returns.
     It verifies with ``secret`` or, by default, `default_secret()`."""
-    from .receiver import Receiver
-    from .router import Router
+    from ._receiver import Receiver
+    from ._router import Router
 
     key = default_secret() if secret is None else secret
     return Receiver(key, router=router or Router(), store="memory://", runner="inline")
@@ -289,8 +289,8 @@ class AppWebhooks:
 
 
 def _receivers_of(target: object) -> list[Receiver]:
-    from .finders import LOOKED_FOR, receivers_of
-    from .receiver import Receiver
+    from ._finders import LOOKED_FOR, receivers_of
+    from ._receiver import Receiver
 
     if isinstance(target, str):
         target = importlib.import_module(target)
@@ -315,7 +315,7 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
     one fresh ``store`` (a URL or a store; separate endpoints stay separate in it) and
     processes inline; its own store and runner are put back, untouched, at the end.
     """
-    from .answers import StoreAnswerLog
+    from ._answers import StoreAnswerLog
     from .inbox import open_store
     from .runners import InlineRunner
 
@@ -357,7 +357,7 @@ if "pytest" in sys.modules:
         """A fresh, empty, strict Router for one test: register handlers on it with
         ``@iverton_router.on("deal.won")``. iverton_receiver dispatches to it.
         """
-        from .router import Router
+        from ._router import Router
 
         return Router()
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ._placement import start_if_serving
+from ._receiver import Receiver
 from .adapter import handle
-from .placement import start_if_serving
-from .receiver import Receiver
 
 __all__ = [
     "EnvironHeaders",
@@ -58,7 +58,7 @@ class WebhookApp:
     """WSGI application: every request to it is a webhook delivery.
 
     Built in a process that serves (a gunicorn or uWSGI worker, waitress, mod_wsgi; see
-    `iverton_webhooks.placement`), it starts the receiver's processing at once:
+    `iverton_webhooks._placement`), it starts the receiver's processing at once:
     events left over from a previous run are recovered with no request. Under a pre-fork
     master (gunicorn ``--preload``) it starts in each forked worker instead, and in a
     script that only imports it, not at all (call ``receiver.start()`` to start there).

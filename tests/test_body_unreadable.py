@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from iverton_webhooks import Receiver
+from iverton_webhooks._body import BodyUnreadable, read_capped, read_capped_async
+from iverton_webhooks._receiver import UNREADABLE
 from iverton_webhooks.adapter import BodyTooLarge, handle, handle_async
-from iverton_webhooks.body import BodyUnreadable, read_capped, read_capped_async
-from iverton_webhooks.receiver import UNREADABLE
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
 

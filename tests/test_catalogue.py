@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import iverton_webhooks
-from iverton_webhooks.catalogue import CATALOGUE, Catalogue, Family, Resource
+from iverton_webhooks._catalogue import CATALOGUE, Catalogue, Family, Resource
 
 PACKAGE = Path(iverton_webhooks.__file__).parent
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import Router, SQLiteStore, Status
-from iverton_webhooks.cli import PrintableFormatter, main
+from iverton_webhooks._cli import PrintableFormatter, main
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.events import parse_envelope
-from iverton_webhooks.processor import Processor
 from iverton_webhooks.samples import sample_body
 from tests.stores import unique_name
 
@@ -99,7 +99,7 @@ def test_sign_prints_the_header_for_a_file_or_stdin(
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     )
     piped = subprocess.run(
-        [sys.executable, "-m", "iverton_webhooks.cli", "sign", "--secret", "s"],
+        [sys.executable, "-m", "iverton_webhooks._cli", "sign", "--secret", "s"],
         input=b"abc",
         capture_output=True,
         cwd=ROOT,

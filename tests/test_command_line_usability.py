@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import Router, SQLiteStore, Status
-from iverton_webhooks import operations as ops
-from iverton_webhooks.cli import _parser, main
-from iverton_webhooks.processor import Processor
+from iverton_webhooks import _operations as ops
+from iverton_webhooks._cli import _parser, main
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET
 

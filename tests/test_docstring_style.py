@@ -25,7 +25,7 @@ def test_no_sphinx_role_in_the_package() -> None:
 
 def test_the_command_lines_help_is_plain_text() -> None:
     shown = subprocess.run(
-        [sys.executable, "-m", "iverton_webhooks.cli", "--help"],
+        [sys.executable, "-m", "iverton_webhooks._cli", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver, Status
-from iverton_webhooks.errors import InvalidPayload
+from iverton_webhooks._errors import InvalidPayload
 from iverton_webhooks.events import parse_envelope, parse_event
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers

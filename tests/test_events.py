@@ -20,7 +20,7 @@ from iverton_webhooks import (
     Resource,
     parse_event,
 )
-from iverton_webhooks.catalogue import CATALOGUE
+from iverton_webhooks._catalogue import CATALOGUE
 from iverton_webhooks.events import parse_envelope, salvage_id_and_type
 from iverton_webhooks.samples import sample_body, sample_event
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import MemoryStore, Router, SQLiteStore, Status
-from iverton_webhooks.cli import main
+from iverton_webhooks._cli import main
+from iverton_webhooks._health import Health, Thresholds
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.events import parse_envelope
-from iverton_webhooks.health import Health, Thresholds
 from iverton_webhooks.inbox.base import Verdict
-from iverton_webhooks.processor import Processor
 from iverton_webhooks.samples import sample_body
 
 
@@ -138,7 +138,7 @@ def test_stats_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_store_warnings_are_in_health_without_making_it_unhealthy() -> None:
-    from iverton_webhooks.health import store_warnings
+    from iverton_webhooks._health import store_warnings
 
     assert store_warnings(MemoryStore()) == ()  # a store that says nothing
 
@@ -154,8 +154,8 @@ def test_store_warnings_are_in_health_without_making_it_unhealthy() -> None:
 
 def test_stats_prints_what_the_store_cannot_keep() -> None:
     from iverton_webhooks import MemoryStore
-    from iverton_webhooks import operations as ops
-    from iverton_webhooks.processor import Processor
+    from iverton_webhooks import _operations as ops
+    from iverton_webhooks._processor import Processor
 
     class Forgetful(MemoryStore):
         def warnings(self) -> list[str]:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver, Router, Status
-from iverton_webhooks.answers import LocalAnswerLog, StoreAnswerLog
-from iverton_webhooks.errors import ConfigurationError
+from iverton_webhooks._answers import LocalAnswerLog, StoreAnswerLog
+from iverton_webhooks._errors import ConfigurationError
+from iverton_webhooks._worker import Result, RetryPolicy
 from iverton_webhooks.hooks import Hook, Hooks, Notice
 from iverton_webhooks.samples import sample_body, sample_event
-from iverton_webhooks.worker import Result, RetryPolicy
 from tests.conftest import SECRET, signed_headers
 
 

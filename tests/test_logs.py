@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver, Router
-from iverton_webhooks.logs import FIELDS
+from iverton_webhooks._logs import FIELDS
+from iverton_webhooks._worker import RetryPolicy
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.worker import RetryPolicy
 from tests.conftest import SECRET, signed_headers
 
 

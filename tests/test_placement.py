@@ -1,4 +1,4 @@
-"""The policy of where processing starts by itself (iverton_webhooks.placement): each row of
+"""The policy of where processing starts by itself (iverton_webhooks._placement): each row of
 docs/processing.md's table, and the in-process behaviour adapters rely on."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from iverton_webhooks import placement
-from iverton_webhooks.errors import ConfigurationError
-from iverton_webhooks.placement import Decision, decide
+from iverton_webhooks import _placement as placement
+from iverton_webhooks._errors import ConfigurationError
+from iverton_webhooks._placement import Decision, decide
 
 START, FORKED, NO = Decision.START, Decision.IN_FORKED_WORKERS, Decision.NO
 PY = "/srv/venv/lib/python3.12/site-packages"

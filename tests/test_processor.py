@@ -26,12 +26,12 @@ from iverton_webhooks import (
     Store,
     ThreadRunner,
 )
-from iverton_webhooks.errors import StoreUnavailable
+from iverton_webhooks._errors import StoreUnavailable
+from iverton_webhooks._processor import Processor
+from iverton_webhooks._worker import Result
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.inbox.base import Claim, HandlerOutcome, Verdict
-from iverton_webhooks.processor import Processor
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.worker import Result
 from tests.conftest import SECRET, signed_headers, wait_for
 from tests.stores import STORE_PARAMS, STORES
 

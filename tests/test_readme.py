@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import default_router
-from iverton_webhooks.catalogue import CATALOGUE
+from iverton_webhooks._catalogue import CATALOGUE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PYPROJECT = README.parent / "pyproject.toml"

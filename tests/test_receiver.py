@@ -323,7 +323,7 @@ def test_a_future_dated_event_cannot_be_replayed_once_its_row_is_pruned(
 ) -> None:
     from datetime import timedelta, timezone
 
-    from iverton_webhooks import receiver as receiver_module
+    from iverton_webhooks import _receiver as receiver_module
 
     max_age, retention = timedelta(days=2), timedelta(days=7)
     store, router, seen = MemoryStore(), Router(), []

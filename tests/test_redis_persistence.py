@@ -20,9 +20,9 @@ import pytest
 pytest.importorskip("redis")
 
 from iverton_webhooks import StoreUnavailable
-from iverton_webhooks.health import Health, store_warnings
+from iverton_webhooks._health import Health, store_warnings
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.inbox.redis import RedisStore
-from iverton_webhooks.processor import Processor
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"

@@ -15,7 +15,7 @@ pytest.importorskip("redis")
 
 import redis
 
-from iverton_webhooks.errors import ConfigurationError
+from iverton_webhooks._errors import ConfigurationError
 from iverton_webhooks.inbox.base import (
     CLAIMABLE,
     FINISHED,

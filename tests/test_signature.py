@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iverton_webhooks import ConfigurationError, InvalidSignature, Verifier, sign, verify
-from iverton_webhooks.signature import validate_secrets
+from iverton_webhooks._signature import validate_secrets
 
 PUBLIC_SECRET = "It's a Secret to Everybody"
 PUBLIC_BODY = b"Hello, World!"

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import ConfigurationError, MemoryStore, Receiver, SQLiteStore, Status
-from iverton_webhooks.errors import StoreUnavailable
+from iverton_webhooks._errors import StoreUnavailable
+from iverton_webhooks._worker import persist
 from iverton_webhooks.inbox import (
     AnswerCounter,
     CompleteStore,
@@ -25,7 +26,6 @@ from iverton_webhooks.inbox import (
 )
 from iverton_webhooks.inbox.base import Claim, HandlerOutcome, StoredEvent, Verdict
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.worker import persist
 from tests.conftest import SECRET, signed_headers
 
 

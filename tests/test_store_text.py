@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import Receiver, Router, Status, open_store
-from iverton_webhooks import operations as ops
-from iverton_webhooks.cli import main
-from iverton_webhooks.processor import Processor
+from iverton_webhooks import _operations as ops
+from iverton_webhooks._cli import main
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, service_url, signed_headers
 from tests.stores import STORE_PARAMS, delete_redis_prefix, drop_postgres_table, unique_name

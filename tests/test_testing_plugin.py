@@ -31,8 +31,8 @@ FIXTURES = (
 HEAVY = (
     "pydantic",
     "iverton_webhooks.events",
-    "iverton_webhooks.receiver",
-    "iverton_webhooks.processor",
+    "iverton_webhooks._receiver",
+    "iverton_webhooks._processor",
     "iverton_webhooks.inbox",
     "django",
     "flask",
@@ -115,7 +115,7 @@ def test_a_pytest_session_does_not_load_the_receiver_until_a_fixture_asks(
             assert "pydantic" not in sys.modules
 
         def test_a_fixture_loads_it(iverton_receiver):
-            assert "iverton_webhooks.receiver" in sys.modules
+            assert "iverton_webhooks._receiver" in sys.modules
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:django")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver, SQLiteStore
-from iverton_webhooks.cli import main
+from iverton_webhooks._cli import main
+from iverton_webhooks._signature import SIGNATURE_HEADER, sign
+from iverton_webhooks._text import printable
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.signature import SIGNATURE_HEADER, sign
-from iverton_webhooks.text import printable
 
 SECRET = "whsec_text_tests_0123456789abcdef"
 

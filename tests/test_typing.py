@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from iverton_webhooks import _gen_typing, router
-from iverton_webhooks.catalogue import CATALOGUE, Catalogue, Family, Resource
+from iverton_webhooks import _gen_typing
+from iverton_webhooks import _router as router
+from iverton_webhooks._catalogue import CATALOGUE, Catalogue, Family, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Path(__file__).resolve().parent / "typing_samples" / "handlers.py"
@@ -23,7 +24,7 @@ _EXPECT = re.compile(r"#\s*expect:\s*([a-z-]+)\s*$")
 _REPORT = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*)$")
 _CODE = re.compile(r"\s+\[(?P<code>[a-z-]+)\]$")
 
-DEAL = "iverton_webhooks.events.Event[iverton_webhooks.catalogue.Deal]"
+DEAL = "iverton_webhooks.events.Event[iverton_webhooks._catalogue.Deal]"
 # reveal_type() of a decorated function: the decorator handed back the same signature.
 REVEALED = {
     "won": f"def (event: {DEAL})",

@@ -22,7 +22,7 @@ from iverton_webhooks import (
     Status,
     Store,
 )
-from iverton_webhooks.processor import Processor
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
 from tests.stores import STORE_PARAMS, STORES

@@ -4,7 +4,7 @@ import io
 from typing import Any
 
 from iverton_webhooks import Receiver
-from iverton_webhooks.body import CappedBody, read_capped
+from iverton_webhooks._body import CappedBody, read_capped
 from iverton_webhooks.samples import sample_body
 from iverton_webhooks.wsgi import WebhookApp
 from tests.conftest import SECRET, signed_headers

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from .._text import printable
 from ..inbox.base import DEFAULT_ENDPOINT
 from ..runners import BaseRunner
-from ..text import printable
 
 if TYPE_CHECKING:
-    from ..processor import Processor
+    from .._processor import Processor
 
 __all__ = [
     "CeleryRunner",

@@ -46,12 +46,12 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from .._errors import InvalidPayload
+from .._finders import register_finder
+from .._receiver import ANSWER_OF, Receiver, Reply
+from .._signature import SIGNATURE_HEADER
 from ..adapter import handle_async
-from ..errors import InvalidPayload
 from ..events import Event, parse_event
-from ..finders import register_finder
-from ..receiver import ANSWER_OF, Receiver, Reply
-from ..signature import SIGNATURE_HEADER
 from .starlette import DEFAULT_PATH, startup
 
 __all__ = [

@@ -26,12 +26,12 @@ from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .._errors import ConfigurationError
+from .._finders import register_finder
+from .._placement import start_if_serving
+from .._receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
-from ..errors import ConfigurationError
-from ..finders import register_finder
 from ..inbox.base import DEFAULT_ENDPOINT
-from ..placement import start_if_serving
-from ..receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
 
@@ -71,7 +71,7 @@ def webhooks_blueprint(
     (`endpoint_name`) and handlers run inside that app's context. Or pass a ready
     ``receiver=`` (shared by every app the blueprint is registered on). Either way its
     processing starts at registration in a process that serves (``flask run``, gunicorn
-    workers, ...; see `iverton_webhooks.placement`), so events left from a previous
+    workers, ...; see `iverton_webhooks._placement`), so events left from a previous
     run are recovered with no request; never in ``flask routes``, ``flask iverton ...``,
     shells or test sessions.
     """

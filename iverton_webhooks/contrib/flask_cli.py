@@ -1,4 +1,4 @@
-"""``flask iverton``: the inbox operations of `iverton_webhooks.operations` for the
+"""``flask iverton``: the inbox operations of `iverton_webhooks._operations` for the
 app's own receivers, with the same flags, messages and exit codes as ``iverton-webhooks``.
 
 Registered on an app by `iverton_webhooks.contrib.flask.webhooks_blueprint` (and so
@@ -14,11 +14,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import operations as ops
-from ..errors import WebhookError
+from .. import _operations as ops
+from .._errors import WebhookError
+from .._operations import OperationError, printable
+from .._processor import Processor
 from ..inbox.base import Status
-from ..operations import OperationError, printable
-from ..processor import Processor
 from .flask_state import VIEW, Endpoint, state_of
 
 __all__ = ["iverton_cli"]

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
-from ..errors import ConfigurationError
-from ..receiver import Receiver
+from .._errors import ConfigurationError
+from .._receiver import Receiver
 
 EXTENSION_KEY = "iverton_webhooks"
 VIEW = "webhook"

@@ -30,11 +30,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._errors import ConfigurationError
+from .._finders import register_finder
+from .._placement import lifespan_starts
+from .._receiver import JSON_HEADERS, Receiver, Reply
 from ..adapter import handle_async, make_receiver, normalise_path
-from ..errors import ConfigurationError
-from ..finders import register_finder
-from ..placement import lifespan_starts
-from ..receiver import JSON_HEADERS, Receiver, Reply
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
 

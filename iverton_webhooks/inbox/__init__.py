@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
+from .._errors import ConfigurationError
 from .base import (
     AnswerCounter,
     Claim,

@@ -34,7 +34,7 @@ from enum import Enum
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote
 
-from ..errors import ConfigurationError, StoreUnavailable
+from .._errors import ConfigurationError, StoreUnavailable
 
 #: The endpoint an event belongs to when the receiver was not given one.
 DEFAULT_ENDPOINT = "default"

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "PostgresStore needs psycopg 3: pip install 'iverton-webhooks[postgres]'", name="psycopg"
     ) from exc
 
-from ..errors import ConfigurationError
+from .._errors import ConfigurationError
 from .base import CLAIMABLE, pop_query, store_edge
 from .sql import POSTGRES, SQLStore, status_list
 

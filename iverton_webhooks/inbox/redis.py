@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "RedisStore needs redis-py: pip install 'iverton-webhooks[redis]'", name="redis"
     ) from exc
 
-from ..errors import ConfigurationError
+from .._errors import ConfigurationError
 from .base import (
     CLAIMABLE,
     DEFAULT_ENDPOINT,

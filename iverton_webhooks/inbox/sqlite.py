@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import ConfigurationError, StoreUnavailable
+from .._errors import ConfigurationError, StoreUnavailable
 from .base import CLAIMABLE, store_edge
 from .sql import SQLITE, SQLStore, status_list
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from iverton_webhooks._signature import sign
 from iverton_webhooks.samples import sample_body
-from iverton_webhooks.signature import sign
 from tests.adapters.apps import PATH, SECRET
 from tests.adapters.servers import Server
 

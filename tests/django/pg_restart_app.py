@@ -58,10 +58,10 @@ def main(directory: str, runs_file: str) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
+    from iverton_webhooks._errors import StoreUnavailable
     from iverton_webhooks.contrib.django.endpoint import build_receiver
     from iverton_webhooks.contrib.django.models import WebhookEvent
     from iverton_webhooks.contrib.django.store import DjangoStore
-    from iverton_webhooks.errors import StoreUnavailable
 
     call_command("migrate", verbosity=0)
     router = Router()

@@ -19,9 +19,9 @@ from django.db import connections
 from django.test import AsyncClient, Client, RequestFactory
 from django.urls import resolve
 
+from iverton_webhooks._errors import ConfigurationError
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.contrib.django.views import async_webhook_view, webhook_view
-from iverton_webhooks.errors import ConfigurationError
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers, wait_for
 from tests.django.dj_helpers import SECOND_SECRET, URL, post

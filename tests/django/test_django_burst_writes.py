@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from django.db import connections, transaction
 
+from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.contrib.django import store as store_module
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks.errors import StoreUnavailable
 from tests.django.dj_helpers import db_mark
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)

@@ -16,9 +16,9 @@ from django.test import RequestFactory
 from django.urls import resolve
 
 from iverton_webhooks import ConfigurationError
+from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks.errors import StoreUnavailable
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
 from tests.django.dj_helpers import URL

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import get_commands, load_command_class
 
 from iverton_webhooks import Status
-from iverton_webhooks import operations as ops
+from iverton_webhooks import _operations as ops
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from tests.django.test_django_commands import record, run
 

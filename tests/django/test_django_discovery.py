@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from django.dispatch import Signal
 
+from iverton_webhooks._errors import ConfigurationError
+from iverton_webhooks._router import Router
 from iverton_webhooks.contrib.django import discovery
 from iverton_webhooks.contrib.django.dispatch import ListedSignal
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.contrib.django.router import SignalRouter
 from iverton_webhooks.contrib.django.signals import SIGNALS, webhook_received
-from iverton_webhooks.errors import ConfigurationError
-from iverton_webhooks.router import Router
 
 MARK = "import os\nopen(os.environ['DISCOVERY_MARKS'], 'a').write(__name__ + '\\n')\n"
 APPS = {

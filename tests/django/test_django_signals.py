@@ -13,12 +13,12 @@ import pytest
 from django.test import Client, override_settings
 
 from iverton_webhooks import Receiver, RetryPolicy, Router, Status, sign
+from iverton_webhooks._worker import Result
 from iverton_webhooks.contrib.django import signals
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.hooks import Hook, Notice
 from iverton_webhooks.samples import sample_body, sample_event
-from iverton_webhooks.worker import Result
 from tests.django.dj_helpers import SECRET, URL, post
 from tests.django.testapp import webhooks as handlers
 
@@ -177,7 +177,7 @@ def test_a_lifecycle_signal_is_wanted_only_while_something_listens(
     assert not hooks.wants(Hook.RECEIVED)
     built: list[Notice] = []
     monkeypatch.setattr(
-        "iverton_webhooks.receiver.Notice", lambda *a, **k: built.append(Notice(*a, **k))
+        "iverton_webhooks._receiver.Notice", lambda *a, **k: built.append(Notice(*a, **k))
     )
     receiver = Receiver(secret=SECRET, store="memory://", runner="inline", hooks=hooks)
     body = sample_body("deal.won", id="evt_quiet")

@@ -15,11 +15,11 @@ import pytest
 from django.db import DatabaseError, connections
 
 from iverton_webhooks import Status, Store
+from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.contrib.django import store as store_module
 from iverton_webhooks.contrib.django.endpoint import fresh_connections
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks.errors import StoreUnavailable
 from iverton_webhooks.inbox.base import HandlerOutcome, Verdict
 from iverton_webhooks.store_contract import ContractClock, StoreContract
 from tests.django.dj_helpers import ALIASES, db_mark

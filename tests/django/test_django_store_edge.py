@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connections
 
+from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks.errors import StoreUnavailable
 from iverton_webhooks.inbox.base import Claim, HandlerOutcome, Status, StoredEvent, Verdict
 from iverton_webhooks.store_contract import CREATED
 

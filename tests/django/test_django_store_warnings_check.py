@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from iverton_webhooks import MemoryStore, Receiver
+from iverton_webhooks._health import store_warnings
 from iverton_webhooks.contrib.django.checks import check_store_warnings
 from iverton_webhooks.contrib.django.endpoint import Endpoint
-from iverton_webhooks.health import store_warnings
 from tests.conftest import SECRET
 
 LOSES = "Redis at 127.0.0.1:6379/0 keeps nothing on disk: a restart loses every event"

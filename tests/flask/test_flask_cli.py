@@ -255,7 +255,7 @@ def test_send_test_default_url_is_the_endpoints_path_on_the_dev_server(
         out("200 {}")
         return 0
 
-    monkeypatch.setattr("iverton_webhooks.operations.send_test", fake_send)
+    monkeypatch.setattr("iverton_webhooks._operations.send_test", fake_send)
     app = make_app()
     assert invoke(app, "send-test", "contact.created")[0] == 0
     assert sent == [("http://127.0.0.1:5000/webhooks/iverton", "contact.created", SECRET)]

@@ -7,7 +7,7 @@ import click
 from flask import Flask
 
 from iverton_webhooks import Status
-from iverton_webhooks import operations as ops
+from iverton_webhooks import _operations as ops
 from iverton_webhooks.contrib.flask_cli import iverton_cli
 from tests.flask.flask_helpers import receiver_of
 from tests.flask.test_flask_cli import MakeApp, invoke, seed

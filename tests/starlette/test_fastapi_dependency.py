@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from fastapi.testclient import TestClient
 
 from iverton_webhooks import Event, MemoryStore, Receiver, Router, Status
-from iverton_webhooks.catalogue import Deal
+from iverton_webhooks._catalogue import Deal
 from iverton_webhooks.contrib.fastapi import (
     Delivery,
     IvertonWebhook,

@@ -20,8 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from ..._text import printable
 from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, load_text, values
-from ...text import printable
 from .endpoint import get_receiver
 from .models import WebhookEvent
 from .store import DjangoStore

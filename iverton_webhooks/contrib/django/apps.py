@@ -1,6 +1,6 @@
 """App config: imports every installed app's handler module (``iverton_handlers.py``; see
 `discovery`), registers the checks and, in a process
-that serves requests (`iverton_webhooks.placement` decides), starts processing at once:
+that serves requests (`iverton_webhooks._placement` decides), starts processing at once:
 recovery needs no request."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import partial
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
-from ...placement import when_serving
+from ..._placement import when_serving
 
 
 class IvertonWebhooksConfig(AppConfig):

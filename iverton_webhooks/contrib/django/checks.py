@@ -22,8 +22,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.module_loading import import_string
 
-from ...errors import ConfigurationError
-from ...receiver import DEFAULT_RETENTION, SENDER_RETRY_SPAN
+from ..._errors import ConfigurationError
+from ..._receiver import DEFAULT_RETENTION, SENDER_RETRY_SPAN
 from . import conf
 from .models import WebhookEvent
 from .store import MIGRATE_HINT
@@ -317,7 +317,7 @@ def check_store_warnings(
     """What an endpoint's store says it cannot keep (a Redis without persistence loses
     every acknowledged event on a restart): the same sentences ``stats`` and the health
     view show. Tagged ``database``: asking a server is I/O."""
-    from ...health import store_warnings
+    from ..._health import store_warnings
     from .endpoint import _endpoints, default_endpoint
 
     said: dict[str, None] = {}

@@ -12,10 +12,10 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from ...errors import ConfigurationError
-from ...router import Router, default_router
+from ..._errors import ConfigurationError
+from ..._router import Router, default_router
+from ..._signature import validate_secrets
 from ...runners import InlineRunner, Runner, ThreadRunner
-from ...signature import validate_secrets
 
 SETTING = "IVERTON_WEBHOOKS"
 

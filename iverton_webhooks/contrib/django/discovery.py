@@ -21,7 +21,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.utils.module_loading import module_has_submodule
 
-from ...errors import ConfigurationError
+from ..._errors import ConfigurationError
 from . import conf
 
 __all__ = ["DEFAULT_MODULE", "LEGACY_MODULE", "discover", "legacy_modules", "module_names"]

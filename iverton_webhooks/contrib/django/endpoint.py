@@ -14,10 +14,10 @@ from typing import Any
 
 from django.db import transaction
 
+from ..._errors import ConfigurationError
+from ..._processor import Processor
+from ..._receiver import Receiver
 from ...adapter import make_receiver
-from ...errors import ConfigurationError
-from ...processor import Processor
-from ...receiver import Receiver
 from ...runners import BaseRunner
 from . import conf
 from .router import SignalRouter

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from django.db import models
 
+from ..._text import printable
 from ...inbox.base import DEFAULT_ENDPOINT, Status, load_text
-from ...text import printable
 
 #: Longest endpoint name: endpoints are names a developer picks, not sender input.
 ENDPOINT_MAX_LENGTH = 100

@@ -1,7 +1,7 @@
 """A Django project's receivers for ``iverton-webhooks ... --app``: from its settings
 module (``--app mysite.settings``) or its WSGI/ASGI module (``--app mysite.wsgi``).
 
-Imported by `iverton_webhooks.finders` when a module defines ``INSTALLED_APPS``,
+Imported by `iverton_webhooks._finders` when a module defines ``INSTALLED_APPS``,
 and by the app config, so either way the finder below is registered.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from ...errors import ConfigurationError
-from ...finders import register_finder
-from ...receiver import Receiver
+from ..._errors import ConfigurationError
+from ..._finders import register_finder
+from ..._receiver import Receiver
 
 SETTINGS_ENV = "DJANGO_SETTINGS_MODULE"
 APP = "iverton_webhooks.contrib.django"

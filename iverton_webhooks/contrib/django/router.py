@@ -9,8 +9,8 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from ..._router import Handler, Router
 from ...events import Event
-from ...router import Handler, Router
 from .dispatch import ListedSignal
 from .models import WebhookEvent
 from .signals import SIGNALS, webhook_received

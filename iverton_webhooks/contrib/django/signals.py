@@ -33,10 +33,10 @@ import logging
 
 from django.dispatch import Signal
 
-from ...catalogue import CATALOGUE, Catalogue
+from ..._catalogue import CATALOGUE, Catalogue
+from ..._logs import fields
+from ..._text import printable
 from ...hooks import Hook, Hooks, Notice
-from ...logs import fields
-from ...text import printable
 from .dispatch import ListedSignal
 
 log = logging.getLogger("iverton_webhooks")

@@ -34,7 +34,8 @@ from django.db.models import Count, F, Field, Func, Min, QuerySet, TextField
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
-from ...errors import StoreUnavailable
+from ..._errors import StoreUnavailable
+from ..._text import printable
 from ...events import resource_id_of
 from ...inbox import base
 from ...inbox.base import (
@@ -50,7 +51,6 @@ from ...inbox.base import (
     Verdict,
     store_text,
 )
-from ...text import printable
 from .models import FailedAnswers, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")

@@ -28,13 +28,13 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ConfigurationError
+from ..._errors import ConfigurationError
+from ..._text import printable
 from ...inbox.base import DEFAULT_ENDPOINT
 from ...runners import BaseRunner
-from ...text import printable
 
 if TYPE_CHECKING:
-    from ...processor import Processor
+    from ..._processor import Processor
 
 __all__ = ["DjangoTasksRunner", "process_event"]
 

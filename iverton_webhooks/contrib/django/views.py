@@ -19,9 +19,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
 
+from ..._body import declared_length
+from ..._receiver import Reply
 from ...adapter import BodyTooLarge, Read, handle
-from ...body import declared_length
-from ...receiver import Reply
 from .endpoint import Endpoint, default_endpoint
 
 __all__ = [

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from iverton_webhooks import operations as ops
+from iverton_webhooks import _operations as ops
+from iverton_webhooks._errors import WebhookError
+from iverton_webhooks._operations import OperationError, printable
+from iverton_webhooks._processor import Processor
 from iverton_webhooks.contrib.django.endpoint import build_receiver
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.contrib.django.store import MIGRATE_HINT
-from iverton_webhooks.errors import WebhookError
 from iverton_webhooks.inbox.base import DEFAULT_ENDPOINT
-from iverton_webhooks.operations import OperationError, printable
-from iverton_webhooks.processor import Processor
 
 NO_HANDLERS_HINT = (
     "connect a receiver to a webhook signal, or register handlers with @on(...) in an "

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import NoReverseMatch, reverse
 
-from iverton_webhooks import operations as ops
+from iverton_webhooks import _operations as ops
 from iverton_webhooks.contrib.django import conf
 from iverton_webhooks.events import EVENT_TYPES
 

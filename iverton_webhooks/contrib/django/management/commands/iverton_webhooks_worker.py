@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from iverton_webhooks import operations as ops
+from iverton_webhooks import _operations as ops
 
 from ._base import NO_HANDLERS_HINT, add_endpoint_argument, run_operation
 

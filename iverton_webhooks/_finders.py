@@ -18,8 +18,8 @@ import importlib
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
-from .processor import Processor
-from .receiver import Receiver
+from ._processor import Processor
+from ._receiver import Receiver
 
 __all__ = ["LOOKED_FOR", "Finder", "processors_of", "register_finder"]
 

@@ -35,8 +35,20 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .errors import ConfigurationError
-from .health import Health, oldest_due_age, store_warnings
+from ._errors import ConfigurationError
+from ._health import Health, oldest_due_age, store_warnings
+from ._logs import fields
+from ._router import Handler, Router, default_router
+from ._text import printable
+from ._worker import (
+    RESULT_OF_VERDICT,
+    HandlerTimeout,
+    Job,
+    Result,
+    RetryPolicy,
+    persist,
+    run_coroutine,
+)
 from .hooks import Hooks
 from .inbox.base import (
     DEFAULT_ENDPOINT,
@@ -47,19 +59,7 @@ from .inbox.base import (
     Verdict,
     operations_of,
 )
-from .logs import fields
-from .router import Handler, Router, default_router
 from .telemetry import NO_SPAN, OUTCOME, RESULT, Telemetry, default_telemetry
-from .text import printable
-from .worker import (
-    RESULT_OF_VERDICT,
-    HandlerTimeout,
-    Job,
-    Result,
-    RetryPolicy,
-    persist,
-    run_coroutine,
-)
 
 log = logging.getLogger("iverton_webhooks")
 

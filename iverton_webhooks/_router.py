@@ -10,7 +10,7 @@ None or is ``async``.
 >>> @router.on("deal.won", "deal.lost")
 ... def close_deal(event: Event) -> None: ...
 >>> [h.name for h in router.handlers_for("deal.won")]
-['iverton_webhooks.router.close_deal']
+['iverton_webhooks._router.close_deal']
 >>> router.on("deal.wonn")
 Traceback (most recent call last):
 ...
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeVar, overload
 
-from . import catalogue
+from . import _catalogue as catalogue
 from .events import EVENT_TYPES, FAMILIES, Event, Resource
 
 # Strings: the type checker reads them, and importing the router parametrises no model.

@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
-from .errors import ConfigurationError
+from ._errors import ConfigurationError
 
 __all__ = [
     "ENV",

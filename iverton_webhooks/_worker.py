@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidPayload, StoreUnavailable
+from ._errors import InvalidPayload, StoreUnavailable
+from ._logs import fields
+from ._router import Handler, Router
+from ._text import printable
 from .events import Event, parse_event
 from .hooks import Hook, Hooks, Notice
 from .inbox.base import (
@@ -29,10 +32,7 @@ from .inbox.base import (
     Store,
     Verdict,
 )
-from .logs import fields
-from .router import Handler, Router
 from .telemetry import Telemetry, default_telemetry
-from .text import printable
 
 log = logging.getLogger("iverton_webhooks")
 

@@ -1,6 +1,6 @@
 """The ``iverton-webhooks`` command: demo, sign, send-test, and the inbox operations
 (events, stats, replay, worker, prune) shared with ``flask iverton`` and the Django
-management commands (see `iverton_webhooks.operations`).
+management commands (see `iverton_webhooks._operations`).
 
 ``--app MODULE`` (or ``MODULE:NAME``, or ``MODULE:FACTORY()``) imports your code, from the
 current directory as ``flask`` and ``celery`` do, and finds its receivers: a
@@ -30,16 +30,16 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from . import operations as ops
-from .errors import WebhookError
-from .finders import LOOKED_FOR, processors_of
+from . import _operations as ops
+from ._errors import WebhookError
+from ._finders import LOOKED_FOR, processors_of
+from ._operations import OperationError, printable
+from ._placement import our_command
+from ._processor import Processor
+from ._router import default_router
+from ._signature import sign
 from .inbox import open_store
 from .inbox.base import DEFAULT_ENDPOINT
-from .operations import OperationError, printable
-from .placement import our_command
-from .processor import Processor
-from .router import default_router
-from .signature import sign
 
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"

@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Sequence
 
-from .errors import ConfigurationError, InvalidSignature
+from ._errors import ConfigurationError, InvalidSignature
 
 SIGNATURE_HEADER = "X-Iverton-Signature"
 PREFIX = "sha256="

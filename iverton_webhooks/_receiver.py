@@ -26,15 +26,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from . import answers
-from .answers import AT_RISK_AFTER, AnswerLog, StoreAnswerLog, likely_cause
-from .errors import ConfigurationError, InvalidPayload, InvalidSignature
-from .events import Envelope, parse_envelope, salvage_id_and_type
-from .hooks import Hook, Hooks, Notice
-from .inbox import open_store
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store
-from .logs import fields
-from .processor import (
+from . import _answers as answers
+from ._answers import AT_RISK_AFTER, AnswerLog, StoreAnswerLog, likely_cause
+from ._errors import ConfigurationError, InvalidPayload, InvalidSignature
+from ._logs import fields
+from ._processor import (
     DEFAULT_HANDLER_TIMEOUT,
     DEFAULT_LEASE,
     DEFAULT_RETENTION,
@@ -42,12 +38,16 @@ from .processor import (
     Processor,
     check_retention,
 )
-from .router import Router
+from ._router import Router
+from ._signature import PREFIX, SIGNATURE_HEADER, Verifier
+from ._text import printable
+from ._worker import Result, RetryPolicy
+from .events import Envelope, parse_envelope, salvage_id_and_type
+from .hooks import Hook, Hooks, Notice
+from .inbox import open_store
+from .inbox.base import DEFAULT_ENDPOINT, Status, Store
 from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
-from .signature import PREFIX, SIGNATURE_HEADER, Verifier
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
-from .text import printable
-from .worker import Result, RetryPolicy
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -225,7 +225,7 @@ class Receiver:
         if answer_log is not None and not isinstance(answer_log, AnswerLog):
             raise ConfigurationError(
                 f"answer_log must have note(endpoint, ok, kind) and a quiet dict (it may "
-                f"stay empty), as iverton_webhooks.answers.AnswerLog says; got "
+                f"stay empty), as iverton_webhooks._answers.AnswerLog says; got "
                 f"{type(answer_log).__name__}"
             )
         self.answer_log: AnswerLog = (

@@ -19,14 +19,14 @@ True
 >>> read_capped(cut_short, limit=8)
 Traceback (most recent call last):
 ...
-iverton_webhooks.body.BodyUnreadable: OSError: no more data
+iverton_webhooks._body.BodyUnreadable: OSError: no more data
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from .errors import WebhookError
+from ._errors import WebhookError
 
 #: ``next_chunk()``: the next piece of the body and whether more follows (ASGI style).
 NextChunk = Callable[[], Awaitable[tuple[bytes, bool]]]

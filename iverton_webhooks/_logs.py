@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .text import printable
+from ._text import printable
 
 #: The attribute names every record about an event carries.
 FIELDS = ("event_id", "event_type", "endpoint", "handler", "status")

@@ -38,15 +38,15 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin
 
 from . import inbox
-from .errors import ConfigurationError, WebhookError
+from ._errors import ConfigurationError, WebhookError
+from ._health import Health, Thresholds
+from ._router import Router
+from ._text import printable
 from .events import EVENT_TYPES
-from .health import Health, Thresholds
 from .inbox.base import Status, StoredEvent
-from .router import Router
-from .text import printable
 
 if TYPE_CHECKING:
-    from .worker import Result
+    from ._worker import Result
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -414,8 +414,8 @@ def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: flo
     Test" button does, and show the status with at most `EXCERPT_CHARS` of the
     answer, escaped. A redirect is explained (the sender would not follow it); any
     answer but a 2xx exits 1, an unreachable URL 2."""
+    from ._signature import SIGNATURE_HEADER, sign
     from .samples import sample_body
-    from .signature import SIGNATURE_HEADER, sign
 
     try:
         body = sample_body(event_type)
