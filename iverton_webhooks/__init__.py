@@ -34,6 +34,7 @@ PUBLIC: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "iverton_webhooks._signature",
         ("sign", "verify", "Verifier", "SIGNATURE_HEADER"),
     ),
+    ("Receiving", "iverton_webhooks._settings", ("Settings",)),
     ("Routing", "iverton_webhooks._router", ("on", "Router", "Handler", "default_router")),
     (
         "Events",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     from ._router import Router as Router
     from ._router import default_router as default_router
     from ._router import on as on
+    from ._settings import Settings as Settings
     from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER
     from ._signature import Verifier as Verifier
     from ._signature import sign as sign

@@ -35,10 +35,10 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from ._errors import ConfigurationError
 from ._health import Health, oldest_due_age, store_warnings
 from ._logs import fields
 from ._router import Handler, Router, default_router
+from ._settings import Settings, check_retention
 from ._text import printable
 from ._worker import (
     RESULT_OF_VERDICT,
@@ -51,7 +51,6 @@ from ._worker import (
 )
 from .hooks import Hooks
 from .inbox.base import (
-    DEFAULT_ENDPOINT,
     Status,
     Store,
     StoredEvent,
@@ -72,30 +71,9 @@ async def _call_here(func: Callable[..., T], /, *args: Any) -> T:
     return func(*args)
 
 
-#: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
-SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_LEASE = timedelta(seconds=60)
-DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
 #: Seconds a sync handler still running when its event is cancelled (shutdown) is given
 #: to end before the event is handed back without its outcome.
 CANCEL_GRACE = 1.0
-
-
-def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
-    """Refuse settings under which a legitimate retry could be processed twice or refused."""
-    if retention <= SENDER_RETRY_SPAN:
-        raise ConfigurationError(
-            f"retention {retention} is shorter than the sender's retry span "
-            f"({SENDER_RETRY_SPAN}): a late retry would no longer be recognised as a duplicate. "
-            "Keep events for at least 2 days (default 7)."
-        )
-    if max_age is not None and not (SENDER_RETRY_SPAN < max_age < retention):
-        raise ConfigurationError(
-            f"max_age must be longer than the sender's retry span ({SENDER_RETRY_SPAN}), so "
-            f"legitimate retries are accepted, and shorter than retention ({retention}), so an "
-            "event is refused by age before its id is forgotten."
-        )
 
 
 class _Threads:
@@ -131,9 +109,11 @@ class _Threads:
 class Processor:
     """Claims and processes the events of one endpoint of a store.
 
-    ``lease``: how long a claim is held before another worker may take the event over;
-    renewed every third of it while a handler runs, so it only bounds how soon a
-    crashed worker's event is picked up again. ``handler_timeout``: a handler running
+    ``settings`` (a `Settings`), or its fields as keyword arguments over it (durations
+    as ``timedelta`` or seconds), checked once by `Settings`. ``lease``: how long a
+    claim is held before another worker may take the event over; renewed every third
+    of it while a handler runs, so it only bounds how soon a crashed worker's event is
+    picked up again. ``handler_timeout``: a handler running
     longer is recorded as failed ("timed out after N s") and the event retried; a sync
     handler's thread is abandoned, an async handler is cancelled. ``process_context``:
     a context-manager factory entered around each handler call and each store call in
@@ -152,28 +132,34 @@ class Processor:
         store: Store,
         router: Router | None = None,
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
+        settings: Settings | None = None,
+        endpoint: str | None = None,
         retry: RetryPolicy | None = None,
-        lease: timedelta = DEFAULT_LEASE,
-        handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT,
+        lease: timedelta | float | None = None,
+        handler_timeout: timedelta | float | None = None,
+        retention: timedelta | float | None = None,
+        max_age: timedelta | float | None = None,
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
-        retention: timedelta = DEFAULT_RETENTION,
-        max_age: timedelta | None = None,
         hooks: Hooks | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        check_retention(retention, max_age)
-        if lease.total_seconds() <= 0 or handler_timeout.total_seconds() <= 0:
-            raise ConfigurationError("lease and handler_timeout must be positive durations")
+        self.settings = settings = (settings or Settings()).replace(
+            endpoint=endpoint,
+            retry=retry,
+            lease=lease,
+            handler_timeout=handler_timeout,
+            retention=retention,
+            max_age=max_age,
+        )
         self.store = store
         self.router = router if router is not None else default_router
-        self.endpoint = endpoint
-        self.retry = retry or RetryPolicy()
-        self.lease_seconds = lease.total_seconds()
-        self.handler_timeout_seconds = handler_timeout.total_seconds()
+        self.endpoint = settings.endpoint
+        self.retry = settings.retry
+        self.lease_seconds = settings.lease.total_seconds()
+        self.handler_timeout_seconds = settings.handler_timeout.total_seconds()
         self.process_context = process_context or nullcontext
-        self.retention = retention
-        self.max_age = max_age
+        self.retention = settings.retention
+        self.max_age = settings.max_age
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self._threads = _Threads()

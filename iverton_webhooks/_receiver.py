@@ -30,23 +30,23 @@ from . import _answers as answers
 from ._answers import AT_RISK_AFTER, AnswerLog, StoreAnswerLog, likely_cause
 from ._errors import ConfigurationError, InvalidPayload, InvalidSignature
 from ._logs import fields
-from ._processor import (
-    DEFAULT_HANDLER_TIMEOUT,
-    DEFAULT_LEASE,
+from ._processor import Processor
+from ._router import Router
+from ._settings import (
     DEFAULT_RETENTION,
     SENDER_RETRY_SPAN,
-    Processor,
+    Settings,
     check_retention,
+    make_runner,
 )
-from ._router import Router
 from ._signature import PREFIX, SIGNATURE_HEADER, Verifier
 from ._text import printable
 from ._worker import Result, RetryPolicy
 from .events import Envelope, parse_envelope, salvage_id_and_type
 from .hooks import Hook, Hooks, Notice
 from .inbox import open_store
-from .inbox.base import DEFAULT_ENDPOINT, Status, Store
-from .runners import AsyncioRunner, BaseRunner, InlineRunner, ThreadRunner
+from .inbox.base import Status, Store
+from .runners import BaseRunner
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger("iverton_webhooks")
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: The headers of every reply but the 405: a JSON body and nothing else. Replies share
 #: this tuple, so an adapter can test ``reply.headers is JSON_HEADERS`` and set the
 #: content type alone (cheaper than copying headers into its framework's structure).
@@ -189,36 +188,47 @@ class Receiver:
         secret: str | None = None,
         *,
         secrets: Sequence[str] | None = None,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = None,
         router: Router | None = None,
         store: StoreSpec = None,
         runner: RunnerSpec = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_age: timedelta | None = None,
-        retention: timedelta = DEFAULT_RETENTION,
+        max_body_bytes: int | None = None,
+        max_age: timedelta | float | None = None,
+        retention: timedelta | float | None = None,
         retry: RetryPolicy | None = None,
-        lease: timedelta = DEFAULT_LEASE,
-        handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT,
+        lease: timedelta | float | None = None,
+        handler_timeout: timedelta | float | None = None,
         process_context: Callable[[], AbstractContextManager[object]] | None = None,
         hooks: Hooks | None = None,
         telemetry: Telemetry | None = None,
         answer_log: AnswerLog | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        self.verifier = Verifier(_secrets(secret, secrets))
-        if not isinstance(endpoint, str) or not endpoint.strip() or endpoint != endpoint.strip():
-            raise ConfigurationError(f"endpoint must be a non-blank name, got {endpoint!r}")
-        check_retention(retention, max_age)  # before opening (and maybe creating) a store
-        self.store: Store = open_store(store)
-        self.processor = Processor(
-            self.store,
-            router,
+        # Every option is checked here, before a store is opened (and maybe created).
+        self.settings = settings = (settings or Settings()).replace(
+            secrets=_secrets(secret, secrets),
             endpoint=endpoint,
+            store=store,
+            runner=runner,
+            max_body_bytes=max_body_bytes,
+            max_age=max_age,
+            retention=retention,
             retry=retry,
             lease=lease,
             handler_timeout=handler_timeout,
+        )
+        if not settings.secrets:
+            raise ConfigurationError(
+                "no webhook secret configured: pass secret='whsec_...' (the endpoint's signing "
+                "secret from the Iverton dashboard) or secrets=[new, old] while rotating"
+            )
+        self.verifier = Verifier(list(settings.secrets))
+        self.store: Store = open_store(settings.store)
+        self.processor = Processor(
+            self.store,
+            router,
+            settings=settings,
             process_context=process_context,
-            retention=retention,
-            max_age=max_age,
             hooks=hooks,
             telemetry=telemetry,
         )
@@ -231,8 +241,8 @@ class Receiver:
         self.answer_log: AnswerLog = (
             answer_log if answer_log is not None else StoreAnswerLog(self.store)
         )
-        self.max_body_bytes = max_body_bytes
-        self.runner = _make_runner(runner)
+        self.max_body_bytes = settings.max_body_bytes
+        self.runner = make_runner(settings.runner)
         self.runner.bind(self.processor)
         self._said_no_handlers = False
 
@@ -590,7 +600,7 @@ def _outside_window(envelope: Envelope, max_age: timedelta, retention: timedelta
     return None
 
 
-def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:
+def _secrets(secret: str | None, secrets: Sequence[str] | None) -> tuple[str, ...] | None:
     if secret is not None and not isinstance(secret, str):
         raise ConfigurationError(f"secret must be a string, got {type(secret).__name__}")
     if isinstance(secrets, (str, bytes)):
@@ -598,37 +608,4 @@ def _secrets(secret: str | None, secrets: Sequence[str] | None) -> list[str]:
             'secrets must be a list of strings, e.g. secrets=["whsec_new", "whsec_old"]; '
             'for a single secret pass secret="whsec_..."'
         )
-    found = ([secret] if secret is not None else []) + list(secrets or [])
-    if not found:
-        raise ConfigurationError(
-            "no webhook secret configured: pass secret='whsec_...' (the endpoint's signing "
-            "secret from the Iverton dashboard) or secrets=[new, old] while rotating"
-        )
-    return found
-
-
-#: The runner names ``Receiver(runner=...)`` accepts.
-RUNNERS: dict[str, Callable[[], BaseRunner]] = {
-    "thread": ThreadRunner,
-    "asyncio": AsyncioRunner,
-    "inline": InlineRunner,
-}
-
-
-def _make_runner(spec: RunnerSpec | Any) -> BaseRunner:
-    if spec is None:
-        return ThreadRunner()
-    if isinstance(spec, str):
-        try:
-            return RUNNERS[spec]()
-        except KeyError:
-            raise ConfigurationError(
-                f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline' or a BaseRunner"
-            ) from None
-    if isinstance(spec, type):
-        spec = spec()  # a Runner class (which also passes the protocol check) is built
-    if isinstance(spec, BaseRunner):
-        return spec
-    raise ConfigurationError(
-        f"{spec!r} is not a runner: subclass iverton_webhooks.runners.BaseRunner"
-    )
+    return tuple(([secret] if secret is not None else []) + list(secrets or [])) or None

@@ -26,10 +26,10 @@ from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .._errors import ConfigurationError
 from .._finders import register_finder
 from .._placement import start_if_serving
 from .._receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
+from .._settings import options_from, refuse_asyncio_runner
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
 from ..inbox.base import DEFAULT_ENDPOINT
 from .flask_cli import iverton_cli
@@ -179,12 +179,14 @@ class IvertonWebhooks:
     """The Flask extension: one webhook endpoint per app, configured from ``app.config``,
     mounted at ``/webhooks/iverton`` (``IVERTON_WEBHOOK_URL_PREFIX``).
 
-    Read at `init_app`: ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
+    Read at `init_app`: every settings key after ``IVERTON_WEBHOOK_`` (see
+    `Settings.from_mapping`): ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
     (a list), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite file in the instance folder),
-    ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``),
-    ``IVERTON_WEBHOOK_MAX_BODY_BYTES``, ``IVERTON_WEBHOOK_URL_PREFIX`` (default
-    ``/webhooks/iverton``). From the environment, ``app.config.from_prefixed_env()`` reads
-    ``FLASK_IVERTON_WEBHOOK_SECRET`` and ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
+    ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``), ``IVERTON_WEBHOOK_LEASE``,
+    ``IVERTON_WEBHOOK_HANDLER_TIMEOUT``, ``IVERTON_WEBHOOK_RETENTION``, ...; and
+    ``IVERTON_WEBHOOK_URL_PREFIX`` (default ``/webhooks/iverton``). From the environment,
+    ``app.config.from_prefixed_env()`` reads ``FLASK_IVERTON_WEBHOOK_SECRET`` and
+    ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
     Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's
     `Receiver`; config keys win over them. Processing starts at ``init_app`` in a
     process that serves (see `webhooks_blueprint`).
@@ -202,19 +204,14 @@ class IvertonWebhooks:
     def init_app(self, app: Flask) -> None:
         config = app.config
         options = dict(self.receiver_options)
-        options.update(
-            {key: config[setting] for setting, key in _CONFIG_OPTIONS if setting in config}
-        )
-        if options.get("runner") == "asyncio":
-            raise ConfigurationError(
-                "IVERTON_WEBHOOK_RUNNER must be 'thread' or 'inline' under Flask (WSGI has no "
-                "event loop for the asyncio runner)"
-            )
+        options.update(options_from(config, where="app.config", prefix=CONFIG_PREFIX))
+        refuse_asyncio_runner(options.get("runner"), "IVERTON_WEBHOOK_RUNNER")
+        secrets = options.pop("secrets", None)
         blueprint = _blueprint(
             self.name,
             DEFAULT_URL_PREFIX,
-            config.get("IVERTON_WEBHOOK_SECRET"),
-            _secrets_setting(config.get("IVERTON_WEBHOOK_SECRETS")),
+            None,
+            list(secrets) if secrets else None,
             None,
             options,
             _MISSING_CONFIG,
@@ -229,27 +226,8 @@ class IvertonWebhooks:
         return state_of(app or current_app).receiver(self.name)
 
 
-_CONFIG_OPTIONS = (
-    ("IVERTON_WEBHOOK_STORE", "store"),
-    ("IVERTON_WEBHOOK_RUNNER", "runner"),
-    ("IVERTON_WEBHOOK_MAX_BODY_BYTES", "max_body_bytes"),
-)
-
-
-def _secrets_setting(value: object) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        # A string would be taken as one secret per character: refuse it and show the form.
-        raise ConfigurationError(
-            "IVERTON_WEBHOOK_SECRETS must be a list, e.g. IVERTON_WEBHOOK_SECRETS = "
-            "['whsec_new...', 'whsec_old...'] (from the environment: "
-            'FLASK_IVERTON_WEBHOOK_SECRETS=\'["whsec_new...", "whsec_old..."]\' with '
-            "app.config.from_prefixed_env()); for one secret use IVERTON_WEBHOOK_SECRET"
-        )
-    if isinstance(value, Sequence):
-        return [str(part) for part in value]
-    raise ConfigurationError("IVERTON_WEBHOOK_SECRETS must be a list of secrets")
+#: ``app.config`` keys are the settings' keys after this prefix (IVERTON_WEBHOOK_LEASE).
+CONFIG_PREFIX = "IVERTON_WEBHOOK_"
 
 
 #: Flask's own names for an application factory (``flask --app`` calls them too).

@@ -32,7 +32,7 @@ def test_the_extension_without_a_secret_names_the_config_keys(tmp_path: Path) ->
 
 def test_a_string_for_the_secrets_list_is_refused_with_the_list_form(tmp_path: Path) -> None:
     app = flask_app(tmp_path, IVERTON_WEBHOOK_SECRETS="whsec_abcdef0123456789")
-    with pytest.raises(ConfigurationError, match=r"IVERTON_WEBHOOK_SECRETS must be a list"):
+    with pytest.raises(ConfigurationError, match=r"WEBHOOK_SECRETS'\] is one string"):
         IvertonWebhooks(app)
 
 

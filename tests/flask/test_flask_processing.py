@@ -224,7 +224,7 @@ def test_extension_one_instance_many_apps(tmp_path: Path, router: Router, seen: 
         ({"IVERTON_WEBHOOK_SECRET": SECRET, "IVERTON_WEBHOOK_RUNNER": "asyncio"}, "thread"),
         ({"IVERTON_WEBHOOK_SECRET": SECRET, "IVERTON_WEBHOOK_RUNNER": "fast"}, "unknown runner"),
         ({"IVERTON_WEBHOOK_SECRET": SECRET, "IVERTON_WEBHOOK_STORE": "mysql://x"}, "scheme"),
-        ({"IVERTON_WEBHOOK_SECRETS": 42}, "list of secrets"),
+        ({"IVERTON_WEBHOOK_SECRETS": 42}, "must be a list of strings"),
     ],
 )
 def test_extension_refuses_bad_config_at_init_app(

@@ -4,9 +4,11 @@ webhook URLs included under a prefix ending in ``/``, and (tagged ``database``:
 ``check --database default``) an inbox table that ``migrate`` has not created or
 brought up to date.
 
-Ids: E001-E005 settings, W002 a placeholder secret, W006 unknown keys, W007 the inbox
-table, W008 a handler module under the old name, W009 SQLite not in WAL mode, W010 the
-URL prefix, W011 what the store says it cannot keep."""
+The settings are checked by building them (`Settings`), so a check and the receiver
+never disagree. Ids: E001 no secret, E002 an unusable secret, E003/E004 retention and
+max_age against the sender's retries, E005 any other unusable setting, W006 unknown
+keys, W007 the inbox table, W008 a handler module under the old name, W009 SQLite not
+in WAL mode, W010 the URL prefix, W011 what the store says it cannot keep."""
 
 from __future__ import annotations
 
@@ -20,26 +22,14 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import URLPattern, URLResolver, get_resolver
-from django.utils.module_loading import import_string
 
 from ..._errors import ConfigurationError
-from ..._receiver import DEFAULT_RETENTION, SENDER_RETRY_SPAN
+from ..._settings import RetentionError, SettingError
 from . import conf
 from .models import WebhookEvent
 from .store import MIGRATE_HINT
 
 _SETTING = conf.SETTING
-_PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "placeholder", "xxx", "...", "todo")
-_PLACEHOLDERS = {"whsec_", "secret", "whsec_secret", "your-secret", "your_secret", "none"}
-
-
-def looks_like_placeholder(secret: str) -> bool:
-    lowered = secret.strip().lower()
-    return (
-        lowered in _PLACEHOLDERS
-        or any(word in lowered for word in _PLACEHOLDER_WORDS)
-        or len(lowered) < 16
-    )
 
 
 @register("iverton_webhooks")
@@ -51,9 +41,26 @@ def check_settings(
     except ConfigurationError as exc:
         return [Error(str(exc), id="iverton_webhooks.E005")]
     messages: list[CheckMessage] = []
-    messages += _check_secrets(opts)
-    messages += _check_durations(opts)
-    messages += _check_objects(opts)
+    try:
+        if not conf.read(opts).secrets:
+            messages.append(
+                Error(
+                    _no_secret(opts),
+                    hint=(
+                        f'Set {_SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} '
+                        "with the endpoint's signing secret from the Iverton dashboard "
+                        '(whsec_...), or "SECRETS": [new, old] while rotating.'
+                    ),
+                    id="iverton_webhooks.E001",
+                )
+            )
+    except SettingError as exc:
+        messages.append(_unusable(exc))
+    if opts.get("ROUTER") is not None:
+        try:
+            conf.router(opts["ROUTER"])
+        except (ConfigurationError, ImportError) as exc:
+            messages.append(Error(str(exc), id="iverton_webhooks.E005"))
     unknown = sorted(set(opts) - conf.KNOWN_KEYS)
     if unknown:
         messages.append(
@@ -66,44 +73,32 @@ def check_settings(
     return messages
 
 
-def _check_secrets(opts: dict[str, Any]) -> list[CheckMessage]:
-    try:
-        secrets = conf.secrets(opts)
-    except ConfigurationError as exc:
-        # The receiver refuses to be built with these: say so before the first request.
-        return [
-            Error(
-                str(exc),
-                hint=(
-                    f'Set {_SETTING} = {{"SECRETS": [os.environ["IVERTON_WEBHOOK_SECRET"]]}} '
-                    "(a list, newest first while rotating), or "
-                    '{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]} for one secret, with the '
-                    "endpoint's signing secret copied exactly from the Iverton dashboard."
-                ),
-                id="iverton_webhooks.E002",
-            )
-        ]
-    if not secrets:
-        return [
-            Error(
-                _no_secret(opts),
-                hint=(
-                    f'Set {_SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} with '
-                    "the endpoint's signing secret from the Iverton dashboard (whsec_...), or "
-                    '"SECRETS": [new, old] while rotating.'
-                ),
-                id="iverton_webhooks.E001",
-            )
-        ]
-    return [
-        Warning(
-            f"{_SETTING} secret #{index} looks like a placeholder, not a real signing secret.",
-            hint="Copy the endpoint's secret from the Iverton dashboard; keep it out of code.",
-            id="iverton_webhooks.W002",
+def _unusable(exc: SettingError) -> Error:
+    """The check's error for a setting `Settings` refused, with the id of its kind."""
+    if exc.setting == "secrets":
+        return Error(
+            str(exc),
+            hint=(
+                f'Set {_SETTING} = {{"SECRETS": [os.environ["IVERTON_WEBHOOK_SECRET"]]}} '
+                "(a list, newest first while rotating), or "
+                '{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]} for one secret, with the '
+                "endpoint's signing secret copied exactly from the Iverton dashboard."
+            ),
+            id="iverton_webhooks.E002",
         )
-        for index, secret in enumerate(secrets)
-        if looks_like_placeholder(secret)
-    ]
+    if isinstance(exc, RetentionError) and exc.setting == "retention":
+        return Error(
+            str(exc),
+            hint="Keep events for at least 2 days; the default is 7.",
+            id="iverton_webhooks.E003",
+        )
+    if isinstance(exc, RetentionError):
+        return Error(
+            str(exc),
+            hint="For example MAX_AGE = timedelta(days=3) with the default 7-day retention.",
+            id="iverton_webhooks.E004",
+        )
+    return Error(str(exc), id="iverton_webhooks.E005")
 
 
 def _no_secret(opts: dict[str, Any]) -> str:
@@ -117,55 +112,6 @@ def _no_secret(opts: dict[str, Any]) -> str:
     if "SECRETS" in opts and not opts["SECRETS"] and opts.get("SECRET") is None:
         return f"No Iverton webhook secret: settings.{_SETTING}['SECRETS'] is empty."
     return f"No Iverton webhook secret: settings.{_SETTING} has no SECRET."
-
-
-def _check_durations(opts: dict[str, Any]) -> list[CheckMessage]:
-    try:
-        retention = conf.duration(opts.get("RETENTION"), "RETENTION") or DEFAULT_RETENTION
-        max_age = conf.duration(opts.get("MAX_AGE"), "MAX_AGE")
-    except ConfigurationError as exc:
-        return [Error(str(exc), id="iverton_webhooks.E005")]
-    if retention <= SENDER_RETRY_SPAN:
-        return [
-            Error(
-                f"{_SETTING}['RETENTION'] ({retention}) is not longer than the sender's retry "
-                f"span ({SENDER_RETRY_SPAN}): a late retry would be processed twice.",
-                hint="Keep events for at least 2 days; the default is 7.",
-                id="iverton_webhooks.E003",
-            )
-        ]
-    if max_age is not None and not (SENDER_RETRY_SPAN < max_age < retention):
-        return [
-            Error(
-                f"{_SETTING}['MAX_AGE'] ({max_age}) must be longer than the sender's retry "
-                f"span ({SENDER_RETRY_SPAN}) and shorter than RETENTION ({retention}).",
-                hint="For example MAX_AGE = timedelta(days=3) with the default 7-day retention.",
-                id="iverton_webhooks.E004",
-            )
-        ]
-    return []
-
-
-def _check_objects(opts: dict[str, Any]) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    runner = opts.get("RUNNER")
-    if isinstance(runner, str) and runner not in ("thread", "inline"):
-        try:
-            import_string(runner)
-        except ImportError as exc:
-            messages.append(
-                Error(
-                    f"{_SETTING}['RUNNER'] = {runner!r} cannot be imported: {exc}",
-                    hint="Use 'thread' (default), 'inline' or a dotted path to a Runner.",
-                    id="iverton_webhooks.E005",
-                )
-            )
-    if opts.get("ROUTER") is not None:
-        try:
-            conf.router(opts["ROUTER"])
-        except (ConfigurationError, ImportError) as exc:
-            messages.append(Error(str(exc), id="iverton_webhooks.E005"))
-    return messages
 
 
 @register(Tags.compatibility)

@@ -17,6 +17,7 @@ from django.db import transaction
 from ..._errors import ConfigurationError
 from ..._processor import Processor
 from ..._receiver import Receiver
+from ..._settings import make_runner
 from ...adapter import make_receiver
 from ...runners import BaseRunner
 from . import conf
@@ -83,16 +84,11 @@ def receiver_options(**overrides: Any) -> dict[str, Any]:
     """Receiver keyword arguments from ``IVERTON_WEBHOOKS``, then ``overrides``
     (the same lower-case names ``Receiver`` takes)."""
     opts = conf.options()
+    settings = conf.read(opts)
     kwargs: dict[str, Any] = {
-        "secrets": conf.secrets(opts),
+        "settings": settings,
+        "secrets": list(settings.secrets) or None,
         "router": conf.router(opts.get("ROUTER")),
-        "runner": opts.get("RUNNER"),
-        "retention": conf.duration(opts.get("RETENTION"), "RETENTION"),
-        "max_age": conf.duration(opts.get("MAX_AGE"), "MAX_AGE"),
-        "lease": conf.duration(opts.get("LEASE"), "LEASE"),
-        "handler_timeout": conf.duration(opts.get("HANDLER_TIMEOUT"), "HANDLER_TIMEOUT"),
-        "max_body_bytes": opts.get("MAX_BODY_BYTES"),
-        "retry": opts.get("RETRY"),
         "database": conf.database(opts),
         "hooks": signal_hooks,  # each lifecycle hook sends its Django signal
     }
@@ -108,9 +104,7 @@ def build_receiver(**overrides: Any) -> Receiver:
     kwargs = receiver_options(**overrides)
     using = str(kwargs.pop("database", "default"))
     base = kwargs.pop("router")
-    runner = kwargs.pop("runner", None)
-    if not isinstance(runner, BaseRunner):
-        runner = conf.make_runner(runner)
+    runner = kwargs.pop("runner", kwargs["settings"].runner)
     return make_receiver(
         None,
         kwargs.pop("secret", None),
@@ -118,7 +112,7 @@ def build_receiver(**overrides: Any) -> Receiver:
         missing_secret=MISSING_SECRET,
         router=base if isinstance(base, SignalRouter) else SignalRouter(base),
         store=DjangoStore(using),
-        runner=OnCommitRunner(runner, using),
+        runner=OnCommitRunner(make_runner(runner), using),
         process_context=fresh_connections,
         **kwargs,
     )

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        secrets = conf.secrets(conf.options())
+        secrets = conf.read(conf.options()).secrets
         if not secrets:
             raise CommandError(
                 f"settings.{conf.SETTING} has no SECRET to sign with", returncode=ops.USAGE

@@ -1,0 +1,281 @@
+"""What a receiver is configured with, and every rule about it, in one place.
+
+`Settings` is built by `Receiver` and `Processor` from their keyword arguments, by
+Django from ``settings.IVERTON_WEBHOOKS`` and by Flask from ``app.config`` (both through
+`Settings.from_mapping`), and by the Starlette middleware from its arguments. Each rule
+(the secrets, the runner, durations, retention against the sender's retries) is checked
+here, once, when the object is built, so a check at start-up and the receiver itself can
+never disagree.
+
+>>> Settings(secrets=("whsec_9f8a7b6c5d4e",), lease=30).lease
+datetime.timedelta(seconds=30)
+>>> try:
+...     Settings.from_mapping({"RETENTION": 3600}, where="settings.IVERTON_WEBHOOKS")
+... except SettingError as error:
+...     print(str(error)[:77])
+settings.IVERTON_WEBHOOKS['RETENTION']: retention 1:00:00 is shorter than the
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+from ._signature import validate_secrets
+from ._worker import RetryPolicy
+from .inbox.base import DEFAULT_ENDPOINT
+
+if TYPE_CHECKING:
+    from .runners import BaseRunner
+
+#: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
+SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
+DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_LEASE = timedelta(seconds=60)
+DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+#: The runner names every surface accepts.
+RUNNER_NAMES = ("thread", "asyncio", "inline")
+
+
+class SettingError(ConfigurationError):
+    """A setting that cannot be used; ``setting`` is its field name (``"retention"``)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class RetentionError(SettingError):
+    """Retention or max_age against the sender's retry span (`check_retention`)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A receiver's configuration, checked when built (`SettingError` says what to fix).
+
+    Durations are ``timedelta`` or a number of seconds. ``secrets`` may be empty for a
+    processor that only processes (a worker); a `Receiver` requires at least one.
+    ``store`` and ``runner`` are kept as given (a URL, a name, an object) and opened by
+    the receiver; `make_runner` says which runners are accepted.
+    """
+
+    secrets: tuple[str, ...] = ()
+    endpoint: str = DEFAULT_ENDPOINT
+    store: Any = None
+    runner: Any = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_age: timedelta | None = None
+    retention: timedelta = DEFAULT_RETENTION
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lease: timedelta = DEFAULT_LEASE
+    handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT
+
+    def __post_init__(self) -> None:
+        fix = _setter(self)
+        if self.secrets:
+            fix("secrets", tuple(_checked("secrets", validate_secrets, list(self.secrets))))
+        endpoint = self.endpoint
+        if not isinstance(endpoint, str) or not endpoint.strip() or endpoint != endpoint.strip():
+            raise SettingError("endpoint", f"endpoint must be a non-blank name, got {endpoint!r}")
+        for name in ("max_age", "retention", "lease", "handler_timeout"):
+            fix(name, duration(getattr(self, name), name))
+        for name in ("lease", "handler_timeout"):
+            if getattr(self, name) <= timedelta(0):
+                raise SettingError(name, f"{name} must be a positive duration")
+        size = self.max_body_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise SettingError(
+                "max_body_bytes", f"max_body_bytes must be a positive number of bytes, not {size!r}"
+            )
+        retry: object = self.retry  # from a mapping it may be anything
+        if not isinstance(retry, RetryPolicy):
+            raise SettingError("retry", f"retry must be a RetryPolicy, not {retry!r}")
+        check_retention(self.retention, self.max_age)
+        if isinstance(self.runner, str):
+            runner_factory(self.runner)  # a bad name or path fails here, not at first use
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (None leaves a field as it is), checked again."""
+        given = {name: value for name, value in changes.items() if value is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **given) if given else self
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, where: str, prefix: str = "") -> Settings:
+        """Settings from upper-case keys (``SECRET``, ``SECRETS``, ``ENDPOINT``, ``STORE``,
+        ``RUNNER``, ``MAX_BODY_BYTES``, ``MAX_AGE``, ``RETENTION``, ``RETRY``, ``LEASE``,
+        ``HANDLER_TIMEOUT``, each after ``prefix``); other keys are the caller's. Errors
+        name the key as ``where['PREFIX_KEY']``."""
+        return cls().replace(**options_from(values, where=where, prefix=prefix))
+
+
+def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> dict[str, Any]:
+    """The `Settings` fields a mapping sets (see `Settings.from_mapping`), checked
+    together: a `SettingError` names the key it comes from."""
+    options: dict[str, Any] = {}
+    secrets = secrets_from(values, where=where, prefix=prefix)
+    if secrets:
+        options["secrets"] = tuple(secrets)
+    for key, name in KEYS.items():
+        if values.get(prefix + key) is not None:
+            options[name] = values[prefix + key]
+    try:
+        Settings().replace(**options)
+    except SettingError as exc:
+        if str(exc).startswith(f"{where}["):
+            raise
+        key = next((k for k, n in KEYS.items() if n == exc.setting), exc.setting.upper())
+        raise type(exc)(exc.setting, f"{where}[{prefix + key!r}]: {exc}") from None
+    return options
+
+
+#: Upper-case keys of the mappings (Django's setting, Flask's config) and their fields.
+KEYS = {
+    "ENDPOINT": "endpoint",
+    "STORE": "store",
+    "RUNNER": "runner",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "MAX_AGE": "max_age",
+    "RETENTION": "retention",
+    "RETRY": "retry",
+    "LEASE": "lease",
+    "HANDLER_TIMEOUT": "handler_timeout",
+}
+#: Every key `Settings.from_mapping` reads.
+SETTING_KEYS = frozenset({"SECRET", "SECRETS", *KEYS})
+
+
+def secrets_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> list[str]:
+    """``SECRET`` then ``SECRETS`` of a mapping, checked: an empty list when neither is
+    set (``""`` counts as unset, as from an unset environment variable)."""
+    one, many_key = f"{where}[{prefix + 'SECRET'!r}]", f"{where}[{prefix + 'SECRETS'!r}]"
+    found: list[str] = []
+    single = values.get(prefix + "SECRET")
+    if single is not None and single != "":
+        found += _checked("secrets", validate_secrets, [single], one)
+    many = values.get(prefix + "SECRETS")
+    if isinstance(many, (str, bytes)):
+        raise SettingError(
+            "secrets",
+            f"{many_key} is one string, not a list: it would be read as one secret per "
+            'character. Write "SECRETS": ["whsec_new...", "whsec_old..."] (newest first), '
+            'or "SECRET": "whsec_..." for a single secret.',
+        )
+    if many is not None and not isinstance(many, (list, tuple)):
+        raise SettingError(
+            "secrets",
+            f"{many_key} must be a list of strings, not {type(many).__name__}: "
+            'write ["whsec_new...", "whsec_old..."]',
+        )
+    if many:
+        found += _checked("secrets", validate_secrets, list(many), many_key)
+    return found
+
+
+def duration(value: object, name: str) -> timedelta | None:
+    """A ``timedelta``, or a number of seconds, or None."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise SettingError(name, f"{name} must be a timedelta or a number of seconds, not {value!r}")
+
+
+def check_retention(retention: timedelta, max_age: timedelta | None) -> None:
+    """Refuse settings under which a legitimate retry could be processed twice or refused."""
+    if retention <= SENDER_RETRY_SPAN:
+        raise RetentionError(
+            "retention",
+            f"retention {retention} is shorter than the sender's retry span "
+            f"({SENDER_RETRY_SPAN}): a late retry would no longer be recognised as a duplicate. "
+            "Keep events for at least 2 days (default 7).",
+        )
+    if max_age is not None and not (SENDER_RETRY_SPAN < max_age < retention):
+        raise RetentionError(
+            "max_age",
+            f"max_age must be longer than the sender's retry span ({SENDER_RETRY_SPAN}), so "
+            f"legitimate retries are accepted, and shorter than retention ({retention}), so an "
+            "event is refused by age before its id is forgotten.",
+        )
+
+
+def refuse_asyncio_runner(runner: object, key: str) -> None:
+    """Django and Flask serve no event loop of their own for the ``"asyncio"`` runner to
+    run on: refuse it where they read their settings."""
+    if runner == "asyncio":
+        raise SettingError(
+            "runner",
+            f"{key} must be 'thread' or 'inline' here (no event loop serves the asyncio "
+            "runner), or a dotted path to a runner",
+        )
+
+
+def runner_factory(spec: str) -> Any:
+    """What a runner name or dotted path (``"myapp.runners.Mine"``) names."""
+    from . import runners
+
+    named = {
+        "thread": runners.ThreadRunner,
+        "asyncio": runners.AsyncioRunner,
+        "inline": runners.InlineRunner,
+    }
+    if spec in named:
+        return named[spec]
+    module, _, attribute = spec.rpartition(".")
+    try:
+        return getattr(import_module(module), attribute) if module else _no_such(spec)
+    except (ImportError, AttributeError) as exc:
+        raise SettingError(
+            "runner",
+            f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline', a dotted path to a "
+            f"runner class or factory, or a BaseRunner ({exc})",
+        ) from None
+
+
+def make_runner(spec: object) -> BaseRunner:
+    """A runner from a name (``"thread"``, the default; ``"asyncio"``, ``"inline"``), a
+    dotted path, a runner class or zero-argument factory, or a runner."""
+    from .runners import BaseRunner, ThreadRunner
+
+    if spec is None:
+        return ThreadRunner()
+    if isinstance(spec, str):
+        spec = runner_factory(spec)
+    if isinstance(spec, type) or (callable(spec) and not isinstance(spec, BaseRunner)):
+        spec = spec()
+    if isinstance(spec, BaseRunner):
+        return spec
+    raise SettingError(
+        "runner", f"{spec!r} is not a runner: subclass iverton_webhooks.runners.BaseRunner"
+    )
+
+
+def _no_such(spec: str) -> Any:
+    raise AttributeError(f"no runner is named {spec!r}")
+
+
+def _checked(name: str, check: Any, value: Any, where: str | None = None) -> Any:
+    try:
+        return check(value)
+    except SettingError:
+        raise
+    except ConfigurationError as exc:
+        raise SettingError(name, f"{where}: {exc}" if where else str(exc)) from None
+
+
+def _setter(obj: object) -> Any:
+    """Set a field of a frozen dataclass while it is being built (its checks normalise)."""
+
+    def fix(name: str, value: object) -> None:
+        object.__setattr__(obj, name, value)
+
+    return fix
