@@ -41,6 +41,7 @@ from ._router import Handler, Router, default_router
 from ._settings import Settings, check_retention
 from ._text import printable
 from ._worker import (
+    CANCEL_GRACE,
     RESULT_OF_VERDICT,
     HandlerTimeout,
     Job,
@@ -69,11 +70,6 @@ _Offload = Callable[..., Awaitable[Any]]
 
 async def _call_here(func: Callable[..., T], /, *args: Any) -> T:
     return func(*args)
-
-
-#: Seconds a sync handler still running when its event is cancelled (shutdown) is given
-#: to end before the event is handed back without its outcome.
-CANCEL_GRACE = 1.0
 
 
 class _Threads:

@@ -37,7 +37,6 @@ from ._settings import (
     SENDER_RETRY_SPAN,
     Settings,
     check_retention,
-    make_runner,
 )
 from ._signature import PREFIX, SIGNATURE_HEADER, Verifier
 from ._text import printable
@@ -46,7 +45,7 @@ from .events import Envelope, parse_envelope, salvage_id_and_type
 from .hooks import Hook, Hooks, Notice
 from .inbox import open_store
 from .inbox.base import Status, Store
-from .runners import BaseRunner
+from .runners import BaseRunner, make_runner
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 
 __all__ = [

@@ -23,15 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import ConfigurationError
 from ._signature import validate_secrets
 from ._worker import RetryPolicy
 from .inbox.base import DEFAULT_ENDPOINT
-
-if TYPE_CHECKING:
-    from .runners import BaseRunner
 
 #: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
 SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
@@ -63,7 +60,7 @@ class Settings:
     Durations are ``timedelta`` or a number of seconds. ``secrets`` may be empty for a
     processor that only processes (a worker); a `Receiver` requires at least one.
     ``store`` and ``runner`` are kept as given (a URL, a name, an object) and opened by
-    the receiver; `make_runner` says which runners are accepted.
+    the receiver; `iverton_webhooks.runners.make_runner` says which runners are accepted.
     """
 
     secrets: tuple[str, ...] = ()
@@ -99,7 +96,7 @@ class Settings:
             raise SettingError("retry", f"retry must be a RetryPolicy, not {retry!r}")
         check_retention(self.retention, self.max_age)
         if isinstance(self.runner, str):
-            runner_factory(self.runner)  # a bad name or path fails here, not at first use
+            runner_named(self.runner)  # a bad name or path fails here, not at first use
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (None leaves a field as it is), checked again."""
@@ -219,48 +216,23 @@ def refuse_asyncio_runner(runner: object, key: str) -> None:
         )
 
 
-def runner_factory(spec: str) -> Any:
-    """What a runner name or dotted path (``"myapp.runners.Mine"``) names."""
-    from . import runners
-
-    named = {
-        "thread": runners.ThreadRunner,
-        "asyncio": runners.AsyncioRunner,
-        "inline": runners.InlineRunner,
-    }
-    if spec in named:
-        return named[spec]
+def runner_named(spec: str) -> Any:
+    """What a runner name or dotted path (``"myapp.runners.Mine"``) names: a name is
+    returned as it is (`iverton_webhooks.runners.make_runner` knows the classes), a path
+    is imported."""
+    if spec in RUNNER_NAMES:
+        return spec
     module, _, attribute = spec.rpartition(".")
     try:
-        return getattr(import_module(module), attribute) if module else _no_such(spec)
+        if not module:
+            raise ImportError(f"no runner is named {spec!r}")
+        return getattr(import_module(module), attribute)
     except (ImportError, AttributeError) as exc:
         raise SettingError(
             "runner",
             f"unknown runner {spec!r}: use 'thread', 'asyncio', 'inline', a dotted path to a "
             f"runner class or factory, or a BaseRunner ({exc})",
         ) from None
-
-
-def make_runner(spec: object) -> BaseRunner:
-    """A runner from a name (``"thread"``, the default; ``"asyncio"``, ``"inline"``), a
-    dotted path, a runner class or zero-argument factory, or a runner."""
-    from .runners import BaseRunner, ThreadRunner
-
-    if spec is None:
-        return ThreadRunner()
-    if isinstance(spec, str):
-        spec = runner_factory(spec)
-    if isinstance(spec, type) or (callable(spec) and not isinstance(spec, BaseRunner)):
-        spec = spec()
-    if isinstance(spec, BaseRunner):
-        return spec
-    raise SettingError(
-        "runner", f"{spec!r} is not a runner: subclass iverton_webhooks.runners.BaseRunner"
-    )
-
-
-def _no_such(spec: str) -> Any:
-    raise AttributeError(f"no runner is named {spec!r}")
 
 
 def _checked(name: str, check: Any, value: Any, where: str | None = None) -> Any:

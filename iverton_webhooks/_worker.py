@@ -68,6 +68,11 @@ RESULT_OF_VERDICT = {
 }
 
 
+#: Seconds a sync handler still running when its event is cancelled (shutdown) is given
+#: to end before the event is handed back without its outcome.
+CANCEL_GRACE = 1.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter; ``max_attempts`` counts the first try.

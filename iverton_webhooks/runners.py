@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ._processor import CANCEL_GRACE
+from ._settings import SettingError, runner_named
 from ._text import printable
+from ._worker import CANCEL_GRACE
 
 if TYPE_CHECKING:
     from ._processor import Processor
@@ -29,6 +30,7 @@ __all__ = [
     "InlineRunner",
     "Runner",
     "ThreadRunner",
+    "make_runner",
 ]
 
 log = logging.getLogger("iverton_webhooks")
@@ -370,3 +372,25 @@ def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: thread
         if left:
             loop.run_until_complete(asyncio.wait(left, timeout=CANCEL_GRACE + 2.0))
         loop.close()
+
+
+def make_runner(spec: object) -> BaseRunner:
+    """A runner from a name (``"thread"``, the default; ``"asyncio"``, ``"inline"``), a
+    dotted path, a runner class or zero-argument factory, or a runner.
+
+    >>> type(make_runner("inline")).__name__, type(make_runner(None)).__name__
+    ('InlineRunner', 'ThreadRunner')
+    """
+    if spec is None:
+        return ThreadRunner()
+    if isinstance(spec, str):
+        spec = {"thread": ThreadRunner, "asyncio": AsyncioRunner, "inline": InlineRunner}.get(
+            spec
+        ) or runner_named(spec)
+    if isinstance(spec, type) or (callable(spec) and not isinstance(spec, BaseRunner)):
+        spec = spec()
+    if isinstance(spec, BaseRunner):
+        return spec
+    raise SettingError(
+        "runner", f"{spec!r} is not a runner: subclass iverton_webhooks.runners.BaseRunner"
+    )

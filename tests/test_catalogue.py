@@ -119,11 +119,11 @@ def test_a_malformed_catalogue_is_refused(families: tuple[Family, ...]) -> None:
 def test_adding_a_family_is_a_change_to_catalogue_py_only(tmp_path: Path) -> None:
     copy = tmp_path / "iverton_webhooks"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    source = (copy / "catalogue.py").read_text()
+    source = (copy / "_catalogue.py").read_text()
     anchor = "CATALOGUE = Catalogue(\n    (\n"
     assert source.count(anchor) == 1
     edited = source.replace(anchor, NEW_FAMILY + anchor + NEW_ENTRY)
-    (copy / "catalogue.py").write_text(edited)
+    (copy / "_catalogue.py").write_text(edited)
 
     run = subprocess.run(
         [sys.executable, "-c", PROBE],

@@ -17,9 +17,8 @@ from django.db import transaction
 from ..._errors import ConfigurationError
 from ..._processor import Processor
 from ..._receiver import Receiver
-from ..._settings import make_runner
 from ...adapter import make_receiver
-from ...runners import BaseRunner
+from ...runners import BaseRunner, make_runner
 from . import conf
 from .router import SignalRouter
 from .signals import signal_hooks
