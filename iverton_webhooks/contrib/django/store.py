@@ -301,8 +301,9 @@ def _field(name: str) -> Field[Any, Any]:
     return field
 
 
-def _insert_sql(connection: BaseDatabaseWrapper, names: list[str]) -> str:
-    quote = connection.ops.quote_name
+@functools.lru_cache(maxsize=64)
+def _insert_sql(vendor: str, quote: Callable[[str], str], names: tuple[str, ...]) -> str:
+    # Every insert of a vendor names the same few column sets: build each statement once.
     table = quote(WebhookEvent._meta.db_table)
     columns = ", ".join(quote(str(_field(name).column)) for name in names)
     marks = ", ".join(["%s"] * len(names))
@@ -360,9 +361,12 @@ class DjangoStore(base.RecordsRows):
         connection = connections[self.using]
         if connection.vendor not in _ON_CONFLICT_VENDORS:
             return self._create(values)
-        names = list(values)
+        # A NULL column is left to the table's own NULL, so only the values a new event
+        # holds are prepared and sent.
+        names = tuple(name for name, value in values.items() if value is not None)
         params = [_field(name).get_db_prep_save(values[name], connection) for name in names]
-        return self._execute_insert(_insert_sql(connection, names), params)
+        sql = _insert_sql(connection.vendor, connection.ops.quote_name, names)
+        return self._execute_insert(sql, params)
 
     @_serialized
     def _execute_insert(self, sql: str, params: list[Any]) -> bool:
