@@ -91,9 +91,7 @@ def test_the_locks_are_released_when_a_write_fails(monkeypatch: pytest.MonkeyPat
     store = DjangoStore("default")
     store.record("evt_first", "deal.won", CREATED, b"{}")
     with monkeypatch.context() as patch:
-        patch.setattr(
-            store_module, "_insert_sql", lambda connection, names: "INSERT INTO no_such_table"
-        )
+        patch.setattr(store_module, "_insert_sql", lambda *args: "INSERT INTO no_such_table")
         with pytest.raises(StoreUnavailable):
             store.record("evt_fails", "deal.won", CREATED, b"{}")
     done: list[bool] = []
