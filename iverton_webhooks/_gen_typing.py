@@ -1,11 +1,11 @@
 """Write the typed ``on()`` overloads in `iverton_webhooks._router` from the catalogue.
 
 The type checker needs the event names as ``Literal`` strings, so they are spelled out in
-``router.py`` between ``# <generated:...>`` markers. After adding a family to
+``_router.py`` between ``# <generated:...>`` markers. After adding a family to
 `iverton_webhooks._catalogue`, run::
 
-    python -m iverton_webhooks._gen_typing          # rewrite router.py
-    python -m iverton_webhooks._gen_typing --check  # exit 1 if router.py is stale
+    python -m iverton_webhooks._gen_typing          # rewrite _router.py
+    python -m iverton_webhooks._gen_typing --check  # exit 1 if _router.py is stale
 
 ``tests/test_typing.py`` fails while the catalogue and the overloads disagree.
 """
@@ -34,9 +34,9 @@ def _title(family: Family) -> str:
 
 
 def _model_ref(family: Family) -> str:
-    # router.py imports the catalogue module, so a model must be defined there.
+    # _router.py imports the catalogue module, so a model must be defined there.
     if family.model.__module__ != "iverton_webhooks._catalogue":
-        raise ValueError(f"family {family.name!r}: its model must live in catalogue.py")
+        raise ValueError(f"family {family.name!r}: its model must live in _catalogue.py")
     return f"catalogue.{family.model.__qualname__}"
 
 
@@ -92,7 +92,7 @@ RENDERERS: dict[str, Callable[[Catalogue], list[str]]] = {
 
 
 def render(source: str, catalogue: Catalogue = CATALOGUE) -> str:
-    """``source`` (router.py's text) with every generated block rewritten from ``catalogue``."""
+    """``source`` (_router.py's text) with every generated block rewritten from ``catalogue``."""
     seen: set[str] = set()
 
     def fill(match: re.Match[str]) -> str:
@@ -106,12 +106,12 @@ def render(source: str, catalogue: Catalogue = CATALOGUE) -> str:
     result = _BLOCK.sub(fill, source)
     missing = set(RENDERERS) - seen
     if missing:
-        raise ValueError(f"router.py lacks the generated blocks {sorted(missing)}")
+        raise ValueError(f"_router.py lacks the generated blocks {sorted(missing)}")
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Rewrite router.py, or with ``--check`` report (exit 1) whether it is stale."""
+    """Rewrite _router.py, or with ``--check`` report (exit 1) whether it is stale."""
     args = list(sys.argv[1:] if argv is None else argv)
     current = ROUTER.read_text(encoding="utf-8")
     wanted = render(current)

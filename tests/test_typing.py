@@ -1,7 +1,7 @@
 """The event name types the handler: mypy --strict on tests/typing_samples/handlers.py.
 
 The sample marks each line that must fail with ``# expect: CODE``; mypy must report
-exactly those (line, code) pairs in it and nothing else. The overloads in router.py are
+exactly those (line, code) pairs in it and nothing else. The overloads in _router.py are
 generated from the catalogue, and must agree with it.
 """
 
@@ -94,7 +94,7 @@ def test_mypy_refuses_exactly_the_marked_handlers(tmp_path: Path) -> None:
 def test_router_overloads_agree_with_the_catalogue() -> None:
     source = Path(router.__file__).read_text(encoding="utf-8")
     assert _gen_typing.render(source) == source, (
-        "router.py is stale: run python -m iverton_webhooks._gen_typing"
+        "_router.py is stale: run python -m iverton_webhooks._gen_typing"
     )
     assert _gen_typing.main(["--check"]) == 0
 
