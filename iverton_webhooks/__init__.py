@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 # (the pytest plugin, loaded in every pytest session of every user) does not pay for
 # pydantic, the event models, the stores and the runners.
 PUBLIC: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Receiving", "iverton_webhooks._receiver", ("Receiver", "Reply", "SENDER_RETRY_SPAN")),
+    ("Receiving", "iverton_webhooks._receiver", ("Receiver", "Reply")),
     (
         "Receiving",
         "iverton_webhooks._signature",
         ("sign", "verify", "Verifier", "SIGNATURE_HEADER"),
     ),
-    ("Receiving", "iverton_webhooks._settings", ("Settings",)),
+    ("Receiving", "iverton_webhooks._settings", ("Settings", "SENDER_RETRY_SPAN")),
     ("Routing", "iverton_webhooks._router", ("on", "Router", "Handler", "default_router")),
     (
         "Events",
@@ -94,13 +94,13 @@ if TYPE_CHECKING:
     from ._health import Health as Health
     from ._health import Thresholds as Thresholds
     from ._processor import Processor as Processor
-    from ._receiver import SENDER_RETRY_SPAN as SENDER_RETRY_SPAN
     from ._receiver import Receiver as Receiver
     from ._receiver import Reply as Reply
     from ._router import Handler as Handler
     from ._router import Router as Router
     from ._router import default_router as default_router
     from ._router import on as on
+    from ._settings import SENDER_RETRY_SPAN as SENDER_RETRY_SPAN
     from ._settings import Settings as Settings
     from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER
     from ._signature import Verifier as Verifier

@@ -32,12 +32,7 @@ from ._errors import ConfigurationError, InvalidPayload, InvalidSignature
 from ._logs import fields
 from ._processor import Processor
 from ._router import Router
-from ._settings import (
-    DEFAULT_RETENTION,
-    SENDER_RETRY_SPAN,
-    Settings,
-    check_retention,
-)
+from ._settings import Settings
 from ._signature import PREFIX, SIGNATURE_HEADER, Verifier
 from ._text import printable
 from ._worker import Result, RetryPolicy
@@ -48,14 +43,7 @@ from .inbox.base import Status, Store
 from .runners import BaseRunner, make_runner
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 
-__all__ = [
-    "DEFAULT_RETENTION",
-    "SENDER_RETRY_SPAN",
-    "Receiver",
-    "Reply",
-    "check_retention",
-    "header",
-]
+__all__ = ["Receiver", "Reply", "header"]
 
 log = logging.getLogger("iverton_webhooks")
 
