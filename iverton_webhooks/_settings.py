@@ -19,7 +19,7 @@ settings.IVERTON_WEBHOOKS['RETENTION']: retention 1:00:00 is shorter than the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import import_module
@@ -235,7 +235,9 @@ def runner_named(spec: str) -> Any:
         ) from None
 
 
-def _checked(name: str, check: Any, value: Any, where: str | None = None) -> Any:
+def _checked(
+    name: str, check: Callable[[Any], list[str]], value: Any, where: str | None = None
+) -> list[str]:
     try:
         return check(value)
     except SettingError:
@@ -244,8 +246,8 @@ def _checked(name: str, check: Any, value: Any, where: str | None = None) -> Any
         raise SettingError(name, f"{where}: {exc}" if where else str(exc)) from None
 
 
-def _setter(obj: object) -> Any:
-    """Set a field of a frozen dataclass while it is being built (its checks normalise)."""
+def _setter(obj: object) -> Callable[[str, object], None]:
+    """Sets a field of a frozen dataclass while it is being built (its checks normalise)."""
 
     def fix(name: str, value: object) -> None:
         object.__setattr__(obj, name, value)
