@@ -8,15 +8,18 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connections
+from django.test import Client
 
 from iverton_webhooks.contrib.django.endpoint import fresh_connections
 from iverton_webhooks.contrib.django.models import ResourceMark
 from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.errors import StoreUnavailable
-from iverton_webhooks.inbox.base import ResourceMarks
+from iverton_webhooks.inbox.base import MarkKey, ResourceMarks
 from tests.django.dj_helpers import ALIASES, db_mark
 from tests.django.test_django_store import end_other_sessions
 from tests.marks_checks import KEY, LATER, T0, Clock, MarksChecks
+
+MARKS = "/admin/iverton_webhooks/resourcemark/"
 
 
 class DjangoMarks(MarksChecks):
@@ -73,3 +76,19 @@ class TestDjangoMarksOnSQLite(DjangoMarks):
 @pytest.mark.postgres
 class TestDjangoMarksOnPostgres(DjangoMarks):
     alias = "postgres"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_lists_marks_read_only_with_odd_text_escaped(admin_client: Client) -> None:
+    store = DjangoStore("default", clock=Clock())
+    key = MarkKey("default", "deal/\x1b[31m", "sync_deal")
+    store.take_mark(key, T0, "evt_1", "w1", 30)
+    store.release_mark(key, "w1", (T0, "evt_1"))
+    page = admin_client.get(MARKS).content.decode()
+    assert "deal/\\x1b[31m" in page
+    assert "\x1b" not in page
+    assert "evt_1" in page
+    assert "2023-11-14T22:13:20.123456+00:00" in page
+    row = ResourceMark.objects.get()
+    assert admin_client.get(f"{MARKS}{row.pk}/change/").status_code == 200  # view only
+    assert admin_client.get(f"{MARKS}add/").status_code == 403
