@@ -23,7 +23,11 @@ for the ``default`` endpoint (the layout-1 names, so an older inbox reads as it 
 - ``<base>:finished``: sorted set of finished events, id -> received time (pruning);
 - ``{prefix}:seq``: the arrival counter, shared by every endpoint (so listings of all
   endpoints merge newest first); ``{prefix}:endpoints``: the set of endpoint names;
-- ``{prefix}:schema``: the layout version; older layouts are migrated forward on first use.
+- ``{prefix}:schema``: the layout version; older layouts are migrated forward on first use;
+- ``<base>:m:<resource>:<handler>`` (both percent-encoded): a hash per newest-only mark
+  (`ResourceMarks`): the applied event's ``applied_at`` and ``applied_id``, and the
+  ``holder`` with its ``hold_until``. Prune leaves marks alone: a mark is what tells a
+  late, older event of its resource that it is superseded, however old the events are.
 
 Each transition is one Lua script, so it is atomic: nobody sees or makes half of it. The
 scripts know nothing of the lifecycle: the status sets are generated from
@@ -59,6 +63,8 @@ from .base import (
     RESOLVABLE,
     Claim,
     HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
     RecordsRows,
     Status,
     StoredEvent,
@@ -266,6 +272,44 @@ redis.call('SET', KEYS[1], CURRENT)
 return found
 """
 
+# The mark scripts: KEYS[1] is the mark's hash; times and created_at are given as
+# repr() strings (kept exactly) and compared as numbers.
+
+# ARGV: created_at, event id, holder, now, hold until. Returns a MarkAnswer value.
+_TAKE_MARK = """
+local mark = redis.call('HMGET', KEYS[1], 'applied_at', 'applied_id', 'holder', 'hold_until')
+local applied_at, applied_id, holder, hold_until = mark[1], mark[2], mark[3], mark[4]
+if applied_id == ARGV[2] or (applied_at and tonumber(applied_at) > tonumber(ARGV[1])) then
+  return 'superseded'
+end
+if holder and holder ~= ARGV[3] and tonumber(hold_until) > tonumber(ARGV[4]) then
+  return 'busy'
+end
+redis.call('HSET', KEYS[1], 'holder', ARGV[3], 'hold_until', ARGV[5])
+return 'run'
+"""
+
+# ARGV: holder, hold until.
+_RENEW_MARK = """
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'hold_until', ARGV[2])
+return 1
+"""
+
+# ARGV: holder, then the applied event's created_at and id, if any.
+_RELEASE_MARK = """
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'holder', 'hold_until')
+end
+if #ARGV == 3 then
+  local applied_at = redis.call('HGET', KEYS[1], 'applied_at')
+  if not applied_at or tonumber(applied_at) <= tonumber(ARGV[2]) then
+    redis.call('HSET', KEYS[1], 'applied_at', ARGV[2], 'applied_id', ARGV[3])
+  end
+end
+return 1
+"""
+
 _PRUNE_BATCH = 500
 
 
@@ -345,9 +389,14 @@ class _Keys:
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
         self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
         self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
+        self.mark_prefix = f"{base}:m:"
 
     def event(self, event_id: str) -> str:
         return self.event_prefix + event_id
+
+    def mark(self, resource: str, handler: str) -> str:
+        """The hash of one mark; percent-encoding leaves no ':' in either part."""
+        return f"{self.mark_prefix}{quote(resource, safe='')}:{quote(handler, safe='')}"
 
     def script(self, event_id: str) -> list[str]:
         """KEYS of a transition script (see ``_PRELUDE``)."""
@@ -358,7 +407,8 @@ class _Keys:
 @store_edge(redis.RedisError)
 class RedisStore(RecordsRows):
     """Events in Redis under one key prefix; safe to share across threads, processes
-    (redis-py reconnects after a fork) and hosts.
+    (redis-py reconnects after a fork) and hosts. Also keeps newest-only marks
+    (`ResourceMarks`).
 
     ``timeout`` bounds connecting and each reply, so a dead server turns into an error
     quickly (the receiver answers 503 and the sender retries). Failed commands are not
@@ -410,6 +460,9 @@ class RedisStore(RecordsRows):
         self._resolve = register(_PRELUDE + _RESOLVE)
         self._prune = register(_PRUNE)
         self._migrate = register(_MIGRATE)
+        self._take_mark = register(_TAKE_MARK)
+        self._renew_mark = register(_RENEW_MARK)
+        self._release_mark = register(_RELEASE_MARK)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
@@ -581,6 +634,35 @@ class RedisStore(RecordsRows):
         stored_id = store_text(event_id)
         keys = self._ready(endpoint).script(stored_id)
         return bool(self._resolve(keys, [stored_id, *_fields(resolve_fields(self.clock()))]))
+
+    # Newest-only marks ------------------------------------------------------------------
+
+    def _mark(self, key: MarkKey) -> list[str]:
+        keys = self._ready(key.endpoint)
+        return [keys.mark(store_text(key.resource), store_text(key.handler))]
+
+    def take_mark(
+        self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
+    ) -> MarkAnswer:
+        now = self.clock()
+        args = [
+            _num(created_at),
+            store_text(event_id),
+            store_text(holder),
+            _num(now),
+            _num(now + hold_seconds),
+        ]
+        return MarkAnswer(_text(self._take_mark(self._mark(key), args)))
+
+    def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
+        until = _num(self.clock() + hold_seconds)
+        return bool(self._renew_mark(self._mark(key), [store_text(holder), until]))
+
+    def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
+        args = [store_text(holder)]
+        if applied is not None:
+            args += (_num(applied[0]), store_text(applied[1]))
+        self._release_mark(self._mark(key), args)
 
     # Reading ---------------------------------------------------------------------------
 

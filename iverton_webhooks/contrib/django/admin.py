@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,7 +24,7 @@ from django.utils.safestring import SafeString
 from ..._text import printable
 from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, load_text, values
 from .endpoint import get_receiver
-from .models import WebhookEvent
+from .models import ResourceMark, WebhookEvent
 from .store import DjangoStore
 
 #: How much of a quarantine reason the list shows (the detail page shows all of it).
@@ -244,3 +245,55 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             self.message_user(
                 request, f"Only {_statuses(RESOLVABLE)} events can be resolved.", messages.WARNING
             )
+
+
+def _epoch(value: float | None) -> str:
+    return "" if value is None else datetime.fromtimestamp(value, timezone.utc).isoformat()
+
+
+@admin.register(ResourceMark)
+class ResourceMarkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Newest-only marks, to look at only: the store alone writes them."""
+
+    list_display = (
+        "shown_endpoint",
+        "shown_resource",
+        "shown_handler",
+        "applied_time",
+        "shown_applied_id",
+        "shown_holder",
+    )
+    search_fields = ("=resource",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="endpoint", ordering="endpoint")
+    def shown_endpoint(self, obj: ResourceMark) -> str:
+        return shown(obj.endpoint)
+
+    @admin.display(description="resource", ordering="resource")
+    def shown_resource(self, obj: ResourceMark) -> str:
+        return shown(obj.resource)
+
+    @admin.display(description="handler", ordering="handler")
+    def shown_handler(self, obj: ResourceMark) -> str:
+        return shown(obj.handler)
+
+    @admin.display(description="applied event created (UTC)", ordering="applied_at")
+    def applied_time(self, obj: ResourceMark) -> str:
+        return _epoch(obj.applied_at)
+
+    @admin.display(description="applied event id")
+    def shown_applied_id(self, obj: ResourceMark) -> str:
+        return shown(obj.applied_id)
+
+    @admin.display(description="holder")
+    def shown_holder(self, obj: ResourceMark) -> str:
+        return shown(obj.holder)

@@ -107,3 +107,39 @@ class FailedAnswers(models.Model):
         app_label = "iverton_webhooks"
         verbose_name = "failed answers in a row"
         verbose_name_plural = "failed answers in a row"
+
+
+class ResourceMark(models.Model):
+    """A newest-only handler's mark on one resource of one endpoint: the newest event it
+    applied and who holds the mark now. Written only through ``DjangoStore``."""
+
+    endpoint: models.CharField[str, str] = models.CharField(max_length=ENDPOINT_MAX_LENGTH)
+    resource: models.CharField[str, str] = models.CharField(max_length=KEY_MAX_LENGTH)
+    handler: models.CharField[str, str] = models.CharField(max_length=KEY_MAX_LENGTH)
+    # Epoch seconds, compared exactly: the event's created_at and the store's clock.
+    applied_at: models.FloatField[float | None, float | None] = models.FloatField(
+        "applied event created", null=True, blank=True
+    )
+    applied_id: models.CharField[str | None, str | None] = models.CharField(
+        "applied event id", max_length=KEY_MAX_LENGTH, null=True, blank=True
+    )
+    holder: models.CharField[str | None, str | None] = models.CharField(
+        max_length=KEY_MAX_LENGTH, null=True, blank=True
+    )
+    hold_until: models.FloatField[float | None, float | None] = models.FloatField(
+        null=True, blank=True
+    )
+
+    objects: ClassVar[models.Manager[ResourceMark]] = models.Manager()
+
+    class Meta:
+        app_label = "iverton_webhooks"
+        verbose_name = "resource mark"
+        constraints = (
+            models.UniqueConstraint(
+                fields=["endpoint", "resource", "handler"], name="iverton_webhooks_mark_key"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{printable(load_text(self.resource))} ({printable(load_text(self.handler))})"

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from django.db.models import Count, F, Field, Func, Min, QuerySet, TextField
+from django.db.models import Count, F, Field, Func, Min, Q, QuerySet, TextField
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone as dj_timezone
 
@@ -46,12 +46,15 @@ from ...inbox.base import (
     RESOLVABLE,
     Claim,
     HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
     Status,
     StoredEvent,
     Verdict,
     store_text,
 )
-from .models import FailedAnswers, WebhookEvent
+from ..._text import printable
+from .models import FailedAnswers, ResourceMark, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -111,16 +114,19 @@ MIGRATE_HINT = "run `python manage.py migrate` to create or update it"
 
 
 def missing_schema(exc: BaseException) -> bool:
-    """Whether a database error says the inbox table or one of its columns is missing
+    """Whether a database error says an inbox table (events, marks) or a column is missing
     (SQLite "no such table/column", PostgreSQL "relation/column ... does not exist",
     MySQL "doesn't exist" / "Unknown column")."""
     text = str(exc).lower()
-    table = WebhookEvent._meta.db_table.lower()
+    tables = (WebhookEvent._meta.db_table.lower(), ResourceMark._meta.db_table.lower())
     return (
         "no such table" in text
         or "no such column" in text
         or "unknown column" in text
-        or (table in text and ("does not exist" in text or "doesn't exist" in text))
+        or (
+            any(table in text for table in tables)
+            and ("does not exist" in text or "doesn't exist" in text)
+        )
         or ("column" in text and "does not exist" in text)
     )
 
@@ -516,6 +522,58 @@ class DjangoStore(base.RecordsRows):
         # Read first: most answers are 2xx and there is nothing to clear.
         if answers.filter(failures__gt=0).exists():
             answers.update(failures=0)
+
+    # Newest-only marks: each step is conditional UPDATEs, whose row count decides.
+
+    def _mark(self, key: MarkKey) -> QuerySet[ResourceMark]:
+        marks: QuerySet[ResourceMark] = ResourceMark.objects.using(self.using).filter(
+            endpoint=store_text(key.endpoint),
+            resource=store_text(key.resource),
+            handler=store_text(key.handler),
+        )
+        return marks
+
+    @_migrate_hint
+    @_serialized
+    def take_mark(
+        self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
+    ) -> MarkAnswer:
+        now, stored_id = self.clock(), store_text(event_id)
+        mark = self._mark(key)
+        # Racing first takes: get_or_create reads the row another one created.
+        ResourceMark.objects.using(self.using).get_or_create(
+            endpoint=store_text(key.endpoint),
+            resource=store_text(key.resource),
+            handler=store_text(key.handler),
+        )
+        newer_or_same = Q(applied_at__gt=created_at) | Q(applied_id=stored_id)
+        held = Q(hold_until__gt=now) & ~Q(holder=store_text(holder))
+        taken = (
+            mark.exclude(newer_or_same)
+            .exclude(held)
+            .update(holder=store_text(holder), hold_until=now + hold_seconds)
+        )
+        if taken:
+            return MarkAnswer.RUN
+        # The applied event only moves forward: superseded then means superseded now.
+        return MarkAnswer.SUPERSEDED if mark.filter(newer_or_same).exists() else MarkAnswer.BUSY
+
+    @_migrate_hint
+    @_serialized
+    def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
+        held = self._mark(key).filter(holder=store_text(holder))
+        return bool(held.update(hold_until=self.clock() + hold_seconds) == 1)
+
+    @_migrate_hint
+    @_serialized
+    def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
+        mark = self._mark(key)
+        with transaction.atomic(using=self.using):
+            mark.filter(holder=store_text(holder)).update(holder=None, hold_until=None)
+            if applied is not None:
+                created_at, event_id = applied
+                older = Q(applied_at__isnull=True) | Q(applied_at__lte=created_at)
+                mark.filter(older).update(applied_at=created_at, applied_id=store_text(event_id))
 
     @_migrate_hint
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
