@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote
 
 from .._errors import ConfigurationError, StoreUnavailable
@@ -730,6 +730,59 @@ def operations_of(store: Store) -> StoreOperations:
 
 
 _OPERATIONS = ("list", "replay", "resolve", "prune", "stats", "count")
+
+
+# Newest-only marks ------------------------------------------------------------------
+
+
+class MarkKey(NamedTuple):
+    """Whose mark: one newest-only handler on one resource of one endpoint.
+    ``resource`` is the event's family and ``data.id`` (``"deal/d_1"``)."""
+
+    endpoint: str
+    resource: str
+    handler: str
+
+
+class MarkAnswer(str, Enum):
+    """What `ResourceMarks.take_mark` decided."""
+
+    #: The caller holds the mark now: run the handler, then `release_mark`.
+    RUN = "run"
+    #: This event, or a newer one of the resource, was already applied: skip it.
+    SUPERSEDED = "superseded"
+    #: Another holder has the mark and its hold has not run out: try again later.
+    BUSY = "busy"
+
+
+@runtime_checkable
+class ResourceMarks(Protocol):
+    """The optional part of a store that newest-only handlers need: per `MarkKey`, the
+    newest event applied (its ``created_at`` and id) and who holds the mark now.
+
+    Each method is one atomic step across every process and host sharing the store.
+    Times are epoch seconds on the store's ``clock``; text goes through `store_text`.
+    """
+
+    def take_mark(
+        self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
+    ) -> MarkAnswer:
+        """SUPERSEDED when the applied event is ``event_id`` itself or was created after
+        ``created_at``; else BUSY when another holder's hold has not ended; else RUN,
+        holding the mark for ``holder`` until ``hold_seconds`` from now. Events with the
+        same ``created_at`` and different ids are not ordered: each is RUN in turn."""
+        ...
+
+    def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
+        """Extend ``holder``'s hold to ``hold_seconds`` from now; False if it lost it."""
+        ...
+
+    def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
+        """End ``holder``'s hold (if it still has it). ``applied`` is ``(created_at,
+        event_id)`` of the event its handler just succeeded on: it becomes the applied
+        event unless a newer one already is, whether or not the hold was kept (the
+        handler did apply it). None (the handler failed) leaves it."""
+        ...
 
 
 class OpensFromURL(Protocol):
