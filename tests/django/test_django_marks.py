@@ -10,10 +10,10 @@ import pytest
 from django.db import connections
 from django.test import Client
 
+from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.contrib.django.endpoint import fresh_connections
 from iverton_webhooks.contrib.django.models import ResourceMark
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks._errors import StoreUnavailable
 from iverton_webhooks.inbox.base import MarkKey, ResourceMarks
 from tests.django.dj_helpers import ALIASES, db_mark
 from tests.django.test_django_store import end_other_sessions

@@ -53,7 +53,6 @@ from ...inbox.base import (
     Verdict,
     store_text,
 )
-from ..._text import printable
 from .models import FailedAnswers, ResourceMark, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
