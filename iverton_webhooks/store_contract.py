@@ -831,3 +831,17 @@ class StoreContract:
         for thread in threads:
             thread.join(timeout=60)
         assert sorted(answers) == sorted([MarkAnswer.RUN] + [MarkAnswer.BUSY] * 7)
+
+    def test_a_superseded_outcome_is_kept_and_old_outcomes_still_load(
+        self, store: CompleteStore
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        skipped = HandlerOutcome.superseded_at(3.0)
+        assert store.finish(claim, {"newest": skipped, **_ok()}, Verdict(Status.DONE))
+        event = store.get("evt_1")
+        assert event is not None
+        assert event.outcomes == {"newest": skipped, "h": HandlerOutcome(ok=True, at=0.0)}
+        assert event.outcomes["newest"].superseded
+        assert not event.outcomes["h"].superseded
+        assert "newest" in event.succeeded_handlers
