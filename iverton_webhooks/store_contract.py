@@ -845,3 +845,21 @@ class StoreContract:
         assert event.outcomes["newest"].superseded
         assert not event.outcomes["h"].superseded
         assert "newest" in event.succeeded_handlers
+
+    def test_a_busy_verdict_is_pending_again_without_counting_the_attempt(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        assert claim.event.attempts == 1
+        assert store.finish(claim, _ok("done_already"), Verdict.busy(clock() + 1, 1))
+        event = store.get("evt_1")
+        assert event is not None
+        assert (event.status, event.attempts) == (Status.PENDING, 0)
+        assert event.succeeded_handlers == {"done_already"}
+        assert store.due() == []
+        clock.advance(1)
+        assert store.due() == ["evt_1"]
+        again = self.claimed(store)
+        assert again.event.attempts == 1
+        assert again.event.succeeded_handlers == {"done_already"}

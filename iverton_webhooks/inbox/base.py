@@ -243,6 +243,9 @@ class Verdict:
     status: Status
     error: str | None = None
     retry_at: float | None = None
+    #: What ``attempts`` goes back to when this attempt does not count (see `busy`);
+    #: None keeps the count the claim made.
+    attempts: int | None = field(default=None, repr=False)
 
     @classmethod
     def after_attempt(
@@ -263,6 +266,19 @@ class Verdict:
                 return cls(Status.DEAD, error)
             return cls(Status.FAILED, error, retry_at() if callable(retry_at) else retry_at)
         return cls.succeeded(matched)
+
+    @classmethod
+    def busy(cls, retry_at: float, attempts: int) -> Verdict:
+        """A newest-only handler found its resource's mark held by another worker: back
+        to pending, due at ``retry_at``, and the attempt the claim counted (``attempts``
+        is the claimed event's count) is taken back, so waiting never leads to dead.
+        The outcomes of handlers that already succeeded are kept (they never re-run).
+
+        >>> busy = Verdict.busy(5.0, attempts=3)
+        >>> busy.status, busy.retry_at, busy.attempts
+        (<Status.PENDING: 'pending'>, 5.0, 2)
+        """
+        return cls(Status.PENDING, None, retry_at, max(attempts - 1, 0))
 
     @staticmethod
     def succeeded(matched: bool) -> Verdict:
@@ -408,7 +424,7 @@ def finish_fields(verdict: Verdict, now: float) -> dict[str, Any]:
         "lease_until": None,
         "lease_token": None,
         "processed_at": now if finished else None,
-    }
+    } | ({} if verdict.attempts is None else {"attempts": verdict.attempts})
 
 
 def replay_fields(now: float) -> dict[str, Any]:
