@@ -57,6 +57,9 @@ from .inbox.base import (
     Claim,
     CompleteStore,
     HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
+    ResourceMarks,
     Status,
     Store,
     StoredEvent,
@@ -738,3 +741,125 @@ class StoreContract:
         assert sum(store.stats().values()) == 3
         assert set(store.stats()) <= set(Status)
         assert CLAIMABLE.isdisjoint(store.stats())
+
+    # -- resource marks (the optional part newest-only handlers need) --------------------
+
+    @staticmethod
+    def marks(store: Store) -> ResourceMarks:
+        """The store as `ResourceMarks`; the test is skipped for a store without them."""
+        if not isinstance(store, ResourceMarks):
+            pytest.skip(f"{type(store).__name__} does not implement ResourceMarks")
+        return store
+
+    def test_a_mark_supersedes_older_and_the_same_event(self, store: CompleteStore) -> None:
+        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        assert marks.take_mark(key, 100.0, "evt_b", "w1", 30) is MarkAnswer.RUN
+        marks.release_mark(key, "w1", (100.0, "evt_b"))
+        assert marks.take_mark(key, 100.0, "evt_b", "w2", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(key, 99.0, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
+        # Same created_at, another id: not ordered, so it runs.
+        assert marks.take_mark(key, 100.0, "evt_c", "w2", 30) is MarkAnswer.RUN
+        marks.release_mark(key, "w2", (100.0, "evt_c"))
+        assert marks.take_mark(key, 101.0, "evt_d", "w3", 30) is MarkAnswer.RUN
+        # Other handlers, resources and endpoints have marks of their own.
+        for other in (key._replace(handler="h2"), key._replace(resource="deal/d_2")):
+            assert marks.take_mark(other, 1.0, "evt_a", "w9", 30) is MarkAnswer.RUN
+        other_endpoint = key._replace(endpoint="other")
+        assert marks.take_mark(other_endpoint, 1.0, "evt_a", "w9", 30) is MarkAnswer.RUN
+
+    def test_a_held_mark_is_busy_until_its_hold_runs_out(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        assert marks.take_mark(key, 100.0, "evt_a", "w1", 30) is MarkAnswer.RUN
+        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
+        clock.advance(20)
+        assert marks.renew_mark(key, "w2", 30) is False  # not the holder
+        assert marks.renew_mark(key, "w1", 30) is True
+        clock.advance(20)  # past the first hold, within the renewed one
+        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
+        clock.advance(11)
+        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.RUN
+        assert marks.renew_mark(key, "w1", 30) is False  # it lost the mark
+        # The first holder did apply its event: recorded, though its hold was lost.
+        marks.release_mark(key, "w1", (100.0, "evt_a"))
+        assert marks.take_mark(key, 300.0, "evt_c", "w3", 30) is MarkAnswer.BUSY
+        marks.release_mark(key, "w2", (200.0, "evt_b"))
+        assert marks.take_mark(key, 150.0, "evt_x", "w3", 30) is MarkAnswer.SUPERSEDED
+
+    def test_releasing_a_mark_never_moves_the_applied_event_backwards(
+        self, store: CompleteStore
+    ) -> None:
+        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        assert marks.take_mark(key, 200.0, "evt_b", "w1", 30) is MarkAnswer.RUN
+        marks.release_mark(key, "w1", (200.0, "evt_b"))
+        assert marks.take_mark(key, 300.0, "evt_c", "w2", 30) is MarkAnswer.RUN
+        marks.release_mark(key, "w2", None)  # its handler failed: evt_b stays applied
+        assert marks.take_mark(key, 150.0, "evt_a", "w3", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(key, 300.0, "evt_c", "w3", 30) is MarkAnswer.RUN
+        marks.release_mark(key, "w3", (300.0, "evt_c"))
+        marks.release_mark(key, "w0", (100.0, "evt_0"))  # late and older: ignored
+        assert marks.take_mark(key, 250.0, "evt_x", "w4", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(key, 300.0, "evt_c", "w4", 30) is MarkAnswer.SUPERSEDED
+
+    @pytest.mark.parametrize("text", [pytest.param(t, id=label) for label, t in ANY_TEXT])
+    def test_any_text_is_kept_exactly_in_every_mark_field(
+        self, store: CompleteStore, text: str
+    ) -> None:
+        marks, key = self.marks(store), MarkKey(text, text, text)
+        assert marks.take_mark(key, 100.0, text, text, 30) is MarkAnswer.RUN
+        assert marks.take_mark(key, 200.0, "evt_other", "w2", 30) is MarkAnswer.BUSY
+        assert marks.renew_mark(key, text, 30) is True
+        marks.release_mark(key, text, (100.0, text))
+        assert marks.take_mark(key, 100.0, text, "w2", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(key, 100.0, text + "2", "w2", 30) is MarkAnswer.RUN
+        for other in (MarkKey(text + "x", text, text), MarkKey(text, text, text + "x")):
+            assert marks.take_mark(other, 100.0, text, "w3", 30) is MarkAnswer.RUN
+
+    def test_racing_takers_of_one_mark_get_exactly_one_run(self, store: CompleteStore) -> None:
+        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        answers: list[MarkAnswer] = []
+        start = threading.Barrier(8, timeout=30)
+
+        def taker(n: int) -> None:
+            start.wait()
+            answers.append(marks.take_mark(key, 100.0 + n, f"evt_{n}", f"w{n}", 30))
+
+        threads = [threading.Thread(target=taker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(answers) == sorted([MarkAnswer.RUN] + [MarkAnswer.BUSY] * 7)
+
+    def test_a_superseded_outcome_is_kept_and_old_outcomes_still_load(
+        self, store: CompleteStore
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        skipped = HandlerOutcome.superseded_at(3.0)
+        assert store.finish(claim, {"newest": skipped, **_ok()}, Verdict(Status.DONE))
+        event = store.get("evt_1")
+        assert event is not None
+        assert event.outcomes == {"newest": skipped, "h": HandlerOutcome(ok=True, at=0.0)}
+        assert event.outcomes["newest"].superseded
+        assert not event.outcomes["h"].superseded
+        assert "newest" in event.succeeded_handlers
+
+    def test_a_busy_verdict_is_pending_again_without_counting_the_attempt(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        self.record(store)
+        claim = self.claimed(store)
+        assert claim.event.attempts == 1
+        assert store.finish(claim, _ok("done_already"), Verdict.busy(clock() + 1, 1))
+        event = store.get("evt_1")
+        assert event is not None
+        assert (event.status, event.attempts) == (Status.PENDING, 0)
+        assert event.succeeded_handlers == {"done_already"}
+        assert store.due() == []
+        clock.advance(1)
+        assert store.due() == ["evt_1"]
+        again = self.claimed(store)
+        assert again.event.attempts == 1
+        assert again.event.succeeded_handlers == {"done_already"}

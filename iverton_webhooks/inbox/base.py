@@ -128,21 +128,43 @@ def _stored_or_none(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class HandlerOutcome:
-    """The result of the latest run of one handler on one event."""
+    """The result of the latest run of one handler on one event.
+
+    ``superseded``: a newest-only handler was not given the event, because that
+    resource had a newer one applied (or this one already). It counts as a success:
+    the handler is never run on that event again.
+
+    >>> HandlerOutcome.from_json({"ok": True, "at": 2.0, "superseded": True}).to_json()
+    {'ok': True, 'error': '', 'at': 2.0, 'superseded': True}
+    """
 
     ok: bool
     error: str | None = None
     at: float = 0.0
+    superseded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         # No nulls: stores merge these with JSON merge-patch, where null means "delete".
-        return {"ok": self.ok, "error": self.error or "", "at": self.at}
+        # "superseded" is written only when true: a superseded outcome is final (never
+        # re-run, so never merged over) until a replay of every handler clears them all.
+        value: dict[str, Any] = {"ok": self.ok, "error": self.error or "", "at": self.at}
+        if self.superseded:
+            value["superseded"] = True
+        return value
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> HandlerOutcome:
         return cls(
-            ok=bool(value["ok"]), error=value.get("error") or None, at=float(value.get("at", 0.0))
+            ok=bool(value["ok"]),
+            error=value.get("error") or None,
+            at=float(value.get("at", 0.0)),
+            superseded=bool(value.get("superseded", False)),
         )
+
+    @classmethod
+    def superseded_at(cls, at: float) -> HandlerOutcome:
+        """A newest-only handler not given the event at ``at``: see ``superseded``."""
+        return cls(ok=True, at=at, superseded=True)
 
     @classmethod
     def succeeded(cls, at: float) -> HandlerOutcome:
@@ -187,7 +209,9 @@ def load_outcomes(
         else:
             outcome = HandlerOutcome.from_json(value)
             error = None if outcome.error is None else load_text(outcome.error)
-            loaded[load_text(name)] = HandlerOutcome(outcome.ok, error, outcome.at)
+            loaded[load_text(name)] = HandlerOutcome(
+                outcome.ok, error, outcome.at, outcome.superseded
+            )
     return loaded
 
 
@@ -219,6 +243,9 @@ class Verdict:
     status: Status
     error: str | None = None
     retry_at: float | None = None
+    #: What ``attempts`` goes back to when this attempt does not count (see `busy`);
+    #: None keeps the count the claim made.
+    attempts: int | None = field(default=None, repr=False)
 
     @classmethod
     def after_attempt(
@@ -239,6 +266,19 @@ class Verdict:
                 return cls(Status.DEAD, error)
             return cls(Status.FAILED, error, retry_at() if callable(retry_at) else retry_at)
         return cls.succeeded(matched)
+
+    @classmethod
+    def busy(cls, retry_at: float, attempts: int) -> Verdict:
+        """A newest-only handler found its resource's mark held by another worker: back
+        to pending, due at ``retry_at``, and the attempt the claim counted (``attempts``
+        is the claimed event's count) is taken back, so waiting never leads to dead.
+        The outcomes of handlers that already succeeded are kept (they never re-run).
+
+        >>> busy = Verdict.busy(5.0, attempts=3)
+        >>> busy.status, busy.retry_at, busy.attempts
+        (<Status.PENDING: 'pending'>, 5.0, 2)
+        """
+        return cls(Status.PENDING, None, retry_at, max(attempts - 1, 0))
 
     @staticmethod
     def succeeded(matched: bool) -> Verdict:
@@ -384,7 +424,7 @@ def finish_fields(verdict: Verdict, now: float) -> dict[str, Any]:
         "lease_until": None,
         "lease_token": None,
         "processed_at": now if finished else None,
-    }
+    } | ({} if verdict.attempts is None else {"attempts": verdict.attempts})
 
 
 def replay_fields(now: float) -> dict[str, Any]:

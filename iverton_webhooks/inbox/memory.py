@@ -8,7 +8,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import base
-from .base import DEFAULT_ENDPOINT, Claim, HandlerOutcome, Status, StoredEvent, store_text
+from .base import (
+    DEFAULT_ENDPOINT,
+    Claim,
+    HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
+    Status,
+    StoredEvent,
+    store_text,
+)
 
 _CLAIMABLE = base.values(base.CLAIMABLE)
 _FINISHED = base.values(base.FINISHED)
@@ -16,11 +25,18 @@ _REPLAYABLE = base.values(base.REPLAYABLE)
 _RESOLVABLE = base.values(base.RESOLVABLE)
 
 Row = dict[str, Any]
+#: A mark as kept: the applied event (``(created_at, stored id)`` or None), the
+#: holder (or None) and the end of its hold.
+Mark = dict[str, Any]
 
 
 def _key(endpoint: str, event_id: str) -> tuple[str, str]:
     """An event's key: its endpoint and id as the rows hold them (see ``base.store_text``)."""
     return store_text(endpoint), store_text(event_id)
+
+
+def _mark_key(key: MarkKey) -> tuple[str, str, str]:
+    return store_text(key.endpoint), store_text(key.resource), store_text(key.handler)
 
 
 def _is_due(row: Row, now: float) -> bool:
@@ -39,6 +55,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         # Insertion order is arrival order: listing walks it backwards.
         self._rows: dict[tuple[str, str], Row] = {}
         self._failures: dict[str, int] = {}
+        self._marks: dict[tuple[str, str, str], Mark] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -195,6 +212,46 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def count(self, *, endpoint: str | None = None) -> int:
         with self._lock:
             return len(self._select(endpoint))
+
+    # -- ResourceMarks (see base.ResourceMarks for the semantics) ----------------------
+
+    def take_mark(
+        self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
+    ) -> MarkAnswer:
+        with self._lock:
+            now = self.clock()
+            mark = self._marks.setdefault(
+                _mark_key(key), {"applied": None, "holder": None, "hold_until": None}
+            )
+            applied = mark["applied"]
+            if applied is not None and (
+                applied[1] == store_text(event_id) or applied[0] > created_at
+            ):
+                return MarkAnswer.SUPERSEDED
+            if mark["holder"] not in (None, holder) and mark["hold_until"] > now:
+                return MarkAnswer.BUSY
+            mark.update(holder=holder, hold_until=now + hold_seconds)
+            return MarkAnswer.RUN
+
+    def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
+        with self._lock:
+            mark = self._marks.get(_mark_key(key))
+            if mark is None or mark["holder"] != holder:
+                return False
+            mark["hold_until"] = self.clock() + hold_seconds
+            return True
+
+    def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
+        with self._lock:
+            mark = self._marks.get(_mark_key(key))
+            if mark is None:
+                return
+            if applied is not None and (
+                mark["applied"] is None or applied[0] >= mark["applied"][0]
+            ):
+                mark["applied"] = (applied[0], store_text(applied[1]))
+            if mark["holder"] == holder:
+                mark.update(holder=None, hold_until=None)
 
     def close(self) -> None:
         pass

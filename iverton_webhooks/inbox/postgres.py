@@ -46,6 +46,8 @@ _TABLE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,58}\.)?[A-Za-z_][A-Za-z0-
 VERSION_TABLE = "iverton_schema"
 #: Where failed answers in a row are counted, per events table and endpoint.
 ANSWERS_TABLE = "iverton_answers"
+#: Where newest-only handlers' resource marks are kept, per events table.
+MARKS_TABLE = "iverton_marks"
 
 # Forward migrations: version -> statements ({table}, {index} and {index_name} filled in
 # with quoted names), each version in one transaction at open. ``seq`` keeps arrival
@@ -81,6 +83,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS {answers} (scope text NOT NULL, endpoint text NOT NULL, "
         "failures integer NOT NULL DEFAULT 0, kind text, updated_at timestamptz, "
         "PRIMARY KEY (scope, endpoint))",
+    ),
+    # Resource marks for newest-only handlers: the newest event applied per endpoint,
+    # resource and handler, and who holds the mark until when (epoch seconds, compared
+    # with the store's clock only). Shared per schema like {answers}.
+    4: (
+        "CREATE TABLE IF NOT EXISTS {marks} (scope text NOT NULL, endpoint text NOT NULL, "
+        "resource text NOT NULL, handler text NOT NULL, applied_at double precision, "
+        "applied_id text, holder text, hold_until double precision, "
+        "PRIMARY KEY (scope, endpoint, resource, handler))",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -151,6 +162,7 @@ class PostgresStore(SQLStore):
         self._table = _quote(*table.split("."))
         self._answers = _quote(*filter(None, (schema, ANSWERS_TABLE)))
         self._answers_scope = name
+        self._marks = _quote(*filter(None, (schema, MARKS_TABLE)))
         self._schema_ready = False
         self._local = threading.local()
         # Every connection opened, with the process that opened it. A forked child keeps
@@ -259,6 +271,7 @@ class PostgresStore(SQLStore):
             "index": _quote(*filter(None, (self._schema, index_name))),
             "pkey": _quote(pkey[0]) if pkey else '"-"',
             "answers": self._answers,
+            "marks": self._marks,
         }
 
     def _migrate(self, conn: Connection) -> None:

@@ -22,6 +22,8 @@ from .base import (
     DEFAULT_ENDPOINT,
     Claim,
     HandlerOutcome,
+    MarkAnswer,
+    MarkKey,
     Status,
     StoredEvent,
     load_text,
@@ -131,6 +133,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
     #: a database and keyed by ``_answers_scope`` (the events table's name) and endpoint.
     _answers: str
     _answers_scope: str
+    #: The (quoted) table of resource marks, shared like ``_answers`` and keyed by the
+    #: same scope.
+    _marks: str
     clock: Callable[[], float]
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
@@ -393,3 +398,79 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         where, params = self._where({"endpoint": endpoint})
         cursor = self._execute(f"SELECT count(*) FROM {self._table} {where}", params)
         return int(cursor.fetchone()[0])
+
+    # -- ResourceMarks (see base.ResourceMarks for the semantics) ----------------------
+
+    def _mark_params(self, key: MarkKey) -> tuple[str, ...]:
+        return (self._answers_scope, *map(store_text, key))
+
+    def take_mark(
+        self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
+    ) -> MarkAnswer:
+        p, now, stored_id = self.dialect.param, self.clock(), store_text(event_id)
+        holder = store_text(holder)
+        # Taking is the one atomic statement; telling SUPERSEDED from BUSY after it
+        # fails is a read, which is safe because the applied event only moves forward.
+        taken = self._execute(
+            f"INSERT INTO {self._marks} AS m (scope, endpoint, resource, handler, holder, "
+            f"hold_until) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+            "ON CONFLICT (scope, endpoint, resource, handler) DO UPDATE SET "
+            "holder = excluded.holder, hold_until = excluded.hold_until "
+            f"WHERE (m.applied_id IS NULL OR (m.applied_id <> {p} AND m.applied_at <= {p})) "
+            f"AND (m.holder IS NULL OR m.holder = {p} OR m.hold_until <= {p}) "
+            "RETURNING holder",
+            [
+                *self._mark_params(key),
+                holder,
+                now + hold_seconds,
+                stored_id,
+                created_at,
+                holder,
+                now,
+            ],
+        ).fetchall()
+        if taken:
+            return MarkAnswer.RUN
+        row = self._execute(
+            f"SELECT applied_at, applied_id FROM {self._marks} "
+            f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}",
+            self._mark_params(key),
+        ).fetchone()
+        if row is not None and row[1] is not None and (row[1] == stored_id or row[0] > created_at):
+            return MarkAnswer.SUPERSEDED
+        return MarkAnswer.BUSY
+
+    def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
+        p = self.dialect.param
+        cursor = self._execute(
+            f"UPDATE {self._marks} SET hold_until = {p} WHERE scope = {p} AND endpoint = {p} "
+            f"AND resource = {p} AND handler = {p} AND holder = {p}",
+            [self.clock() + hold_seconds, *self._mark_params(key), store_text(holder)],
+        )
+        return cursor.rowcount == 1
+
+    def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
+        p = self.dialect.param
+        where = f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}"
+        # Every SET expression reads the row as it was, so "held by holder" and "older
+        # than the applied event" are judged once, before anything changes.
+        mine = f"holder = {p}"
+        release = (
+            f"holder = CASE WHEN {mine} THEN NULL ELSE holder END, "
+            f"hold_until = CASE WHEN {mine} THEN NULL ELSE hold_until END"
+        )
+        stored_holder = store_text(holder)
+        if applied is None:
+            self._execute(
+                f"UPDATE {self._marks} SET {release} {where}",
+                [stored_holder, stored_holder, *self._mark_params(key)],
+            )
+            return
+        at, stored_id = applied[0], store_text(applied[1])
+        newer = f"(applied_at IS NULL OR applied_at <= {p})"
+        self._execute(
+            f"UPDATE {self._marks} SET "
+            f"applied_at = CASE WHEN {newer} THEN {p} ELSE applied_at END, "
+            f"applied_id = CASE WHEN {newer} THEN {p} ELSE applied_id END, {release} {where}",
+            [at, at, at, stored_id, stored_holder, stored_holder, *self._mark_params(key)],
+        )

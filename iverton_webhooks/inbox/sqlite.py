@@ -88,6 +88,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"DROP INDEX {_TABLE}_due",
         f"CREATE INDEX {_TABLE}_due ON {_TABLE} (endpoint, due_at) WHERE due_at IS NOT NULL",
     ),
+    # Resource marks for newest-only handlers: the newest event applied per endpoint,
+    # resource and handler, and who holds the mark until when (epoch seconds).
+    5: (
+        "CREATE TABLE iverton_marks (scope TEXT NOT NULL, endpoint TEXT NOT NULL, "
+        "resource TEXT NOT NULL, handler TEXT NOT NULL, applied_at REAL, applied_id TEXT, "
+        "holder TEXT, hold_until REAL, PRIMARY KEY (scope, endpoint, resource, handler))",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -158,6 +165,7 @@ class SQLiteStore(SQLStore):
     _table = _TABLE
     _answers = "iverton_answers"
     _answers_scope = _TABLE
+    _marks = "iverton_marks"
 
     def __init__(
         self,
