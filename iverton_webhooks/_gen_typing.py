@@ -63,13 +63,15 @@ def _overloads(catalogue: Catalogue, self_arg: str) -> list[str]:
         lines += [
             "@overload",
             "def on(",
-            f"    {self_arg}name: {title}Name, /, *names: {title}Name",
+            f"    {self_arg}name: {title}Name, /, *names: {title}Name, newest_only: bool = ...",
             f") -> Callable[[{title}Handler], {title}Handler]: ...",
         ]
     # Anything else (several families, "*", a name this version does not know): any event.
     lines += [
         "@overload",
-        f"def on({self_arg}*names: str) -> Callable[[AnyHandler], AnyHandler]: ...",
+        "def on(",
+        f"    {self_arg}*names: str, newest_only: bool = ...",
+        ") -> Callable[[AnyHandler], AnyHandler]: ...",
     ]
     return lines
 

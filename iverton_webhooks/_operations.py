@@ -148,8 +148,14 @@ def when(moment: datetime | None) -> str:
 
 def event_line(event: StoredEvent) -> str:
     """One escaped line for a terminal, under `EVENTS_HEADER`: id, type, status,
-    received and next attempt times, attempts, deliveries, last error."""
-    error = f"  {printable(event.last_error)}" if event.last_error else ""
+    received and next attempt times, attempts, deliveries, last error (or the
+    newest-only handlers the event was superseded for)."""
+    superseded = [printable(name) for name, o in sorted(event.outcomes.items()) if o.superseded]
+    error = ""
+    if event.last_error:
+        error = f"  {printable(event.last_error)}"
+    elif superseded:
+        error = f"  (superseded for {', '.join(superseded)})"
     return (
         _COLUMNS.format(
             printable(event.id),

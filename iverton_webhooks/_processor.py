@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from ._errors import ConfigurationError, StoreUnavailable
 from ._health import Health, oldest_due_age, store_warnings
 from ._logs import fields
 from ._router import Handler, Router, default_router
@@ -52,6 +53,8 @@ from ._worker import (
 )
 from .hooks import Hooks
 from .inbox.base import (
+    MarkAnswer,
+    ResourceMarks,
     Status,
     Store,
     StoredEvent,
@@ -158,6 +161,7 @@ class Processor:
         self.max_age = settings.max_age
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
+        self._marks = store if isinstance(store, ResourceMarks) else None
         self._threads = _Threads()
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
@@ -241,10 +245,11 @@ class Processor:
         try:
             for position, handler in enumerate(job.pending, 1):
                 with self._handler_span(job, handler) as span:
-                    error = await self._call(job, handler, write)
-                    if isinstance(error, HandlerTimeout):
-                        span.set_attribute(OUTCOME, "timed_out")
-                    job.record(handler, error, span)
+                    if handler.newest_only:
+                        await self._call_newest_only(job, handler, write, span)
+                    else:
+                        error = await self._call(job, handler, write)
+                        self._record(job, handler, error, span)
                 if position < len(job.pending):
                     saved, kept = await persist(job.checkpoint, self._write_budget, job, write)
                     if not saved:
@@ -267,6 +272,69 @@ class Processor:
         verdict = job.verdict()
         saved, result = await persist(lambda: job.finish(verdict), self._write_budget, job, write)
         return result if saved else Result.STORE_DOWN
+
+    @staticmethod
+    def _record(job: Job, handler: Handler, error: BaseException | None, span: Any) -> None:
+        if isinstance(error, HandlerTimeout):
+            span.set_attribute(OUTCOME, "timed_out")
+        job.record(handler, error, span)
+
+    async def _call_newest_only(
+        self, job: Job, handler: Handler, write: _Offload, span: Any
+    ) -> None:
+        """Run a newest-only handler holding its resource's mark, or skip it: superseded
+        when a newer event was applied, waiting when another worker holds the mark."""
+        marks = self._marks
+        if marks is None:
+            problem = ConfigurationError(
+                f"handler {handler.name} is newest_only, but {type(self.store).__name__} "
+                "keeps no resource marks (it does not implement ResourceMarks): use a "
+                "built-in store, or register the handler without newest_only"
+            )
+            job.record(handler, problem, span)
+            return
+        key, holder = job.mark_key(handler), job.claim.token
+        created_at = job.event.created_at.timestamp()
+        try:
+            answer = await write(
+                marks.take_mark, key, created_at, job.event.id, holder, self.lease_seconds
+            )
+        except StoreUnavailable as exc:
+            log.warning(
+                "%s: could not take the mark of handler %s (%s); trying again shortly",
+                job.describe(),
+                printable(handler.name),
+                printable(exc),
+                extra=job.fields(handler=handler.name),
+            )
+            answer = MarkAnswer.BUSY
+        if answer is MarkAnswer.SUPERSEDED:
+            job.superseded(handler, span)
+            return
+        if answer is MarkAnswer.BUSY:
+            job.waiting = True
+            return
+        job.held = key
+        error = await self._call(job, handler, write)
+        job.held = None
+        self._record(job, handler, error, span)
+        if isinstance(error, HandlerTimeout):
+            return  # its thread may still be writing: the hold runs out with the lease
+        applied = None if error is not None else (created_at, job.event.id)
+        saved, _ = await persist(
+            functools.partial(marks.release_mark, key, holder, applied),
+            self._write_budget,
+            job,
+            write,
+        )
+        if not saved and applied is not None:
+            log.error(
+                "%s: handler %s succeeded, but the store did not record it as the newest "
+                "applied event of its resource; an older event may still be given to it",
+                job.describe(),
+                printable(handler.name),
+                extra=job.fields(handler=handler.name),
+            )
 
     async def _call(self, job: Job, handler: Handler, write: _Offload) -> BaseException | None:
         """Run one handler to its end or its deadline, renewing the lease while it runs;
@@ -325,6 +393,9 @@ class Processor:
         try:
             if not self.store.renew(job.claim, self.lease_seconds):
                 job.lease_lost()
+            held, marks = job.held, self._marks
+            if held and marks and not marks.renew_mark(held, job.claim.token, self.lease_seconds):
+                job.lease_lost()  # the mark is held as long as the lease, and lost with it
         except Exception as exc:
             log.warning(
                 "event %s: could not renew the lease (%s)",

@@ -113,13 +113,18 @@ class Handler:
     name: str
     is_async: bool = field(compare=False)
     order: int = field(compare=False, default_factory=lambda: next(_registration_order))
+    #: Given each resource's events newest-first-wins: see ``Router.on``.
+    newest_only: bool = field(compare=False, default=False)
 
     @classmethod
-    def wrap(cls, func: Callable[..., Any], name: str | None = None) -> Handler:
+    def wrap(
+        cls, func: Callable[..., Any], name: str | None = None, *, newest_only: bool = False
+    ) -> Handler:
         return cls(
             func=func,
             name=name or f"{func.__module__}.{func.__qualname__}",
             is_async=inspect.iscoroutinefunction(func),
+            newest_only=newest_only,
         )
 
 
@@ -140,33 +145,41 @@ class Router:
     # fmt: off
     @overload
     def on(
-        self, name: ContactName, /, *names: ContactName
+        self, name: ContactName, /, *names: ContactName, newest_only: bool = ...
     ) -> Callable[[ContactHandler], ContactHandler]: ...
     @overload
     def on(
-        self, name: CampaignName, /, *names: CampaignName
+        self, name: CampaignName, /, *names: CampaignName, newest_only: bool = ...
     ) -> Callable[[CampaignHandler], CampaignHandler]: ...
     @overload
     def on(
-        self, name: EmailName, /, *names: EmailName
+        self, name: EmailName, /, *names: EmailName, newest_only: bool = ...
     ) -> Callable[[EmailHandler], EmailHandler]: ...
     @overload
     def on(
-        self, name: DealName, /, *names: DealName
+        self, name: DealName, /, *names: DealName, newest_only: bool = ...
     ) -> Callable[[DealHandler], DealHandler]: ...
     @overload
     def on(
-        self, name: ClientName, /, *names: ClientName
+        self, name: ClientName, /, *names: ClientName, newest_only: bool = ...
     ) -> Callable[[ClientHandler], ClientHandler]: ...
     @overload
-    def on(self, *names: str) -> Callable[[AnyHandler], AnyHandler]: ...
+    def on(
+        self, *names: str, newest_only: bool = ...
+    ) -> Callable[[AnyHandler], AnyHandler]: ...
     # fmt: on
     # </generated:method>
-    def on(self, *names: str) -> Callable[[AnyHandler], AnyHandler]:
+    def on(self, *names: str, newest_only: bool = False) -> Callable[[AnyHandler], AnyHandler]:
         """Decorator: run the function for events matching any of ``names``.
 
         Returns the function unchanged. Its type is checked against the names: see the
         module docstring.
+
+        ``newest_only=True`` guards a handler that writes a resource's state: for each
+        endpoint and resource (the event's family and ``data.id``) it is given one event
+        at a time, across every worker sharing the store, and never an event created
+        before one it already applied; such an event's outcome for it is ``superseded``
+        (see docs/ordering.md).
         """
         if not names:
             raise ValueError("on() needs at least one event name, e.g. on('deal.won') or on('*')")
@@ -174,14 +187,20 @@ class Router:
             self._check_name(name)
 
         def register(func: AnyHandler) -> AnyHandler:
-            self.add(func, *names)
+            self.add(func, *names, newest_only=newest_only)
             return func
 
         return register
 
-    def add(self, func: Callable[..., Any], *names: str, name: str | None = None) -> Handler:
+    def add(
+        self,
+        func: Callable[..., Any],
+        *names: str,
+        name: str | None = None,
+        newest_only: bool = False,
+    ) -> Handler:
         """Register ``func`` for ``names`` without a decorator; returns its `Handler`."""
-        handler = Handler.wrap(func, name)
+        handler = Handler.wrap(func, name, newest_only=newest_only)
         for event_name in names:
             self._check_name(event_name)
             bucket = self._handlers.setdefault(event_name, [])
@@ -250,28 +269,30 @@ default_router = Router()
 # fmt: off
 @overload
 def on(
-    name: ContactName, /, *names: ContactName
+    name: ContactName, /, *names: ContactName, newest_only: bool = ...
 ) -> Callable[[ContactHandler], ContactHandler]: ...
 @overload
 def on(
-    name: CampaignName, /, *names: CampaignName
+    name: CampaignName, /, *names: CampaignName, newest_only: bool = ...
 ) -> Callable[[CampaignHandler], CampaignHandler]: ...
 @overload
 def on(
-    name: EmailName, /, *names: EmailName
+    name: EmailName, /, *names: EmailName, newest_only: bool = ...
 ) -> Callable[[EmailHandler], EmailHandler]: ...
 @overload
 def on(
-    name: DealName, /, *names: DealName
+    name: DealName, /, *names: DealName, newest_only: bool = ...
 ) -> Callable[[DealHandler], DealHandler]: ...
 @overload
 def on(
-    name: ClientName, /, *names: ClientName
+    name: ClientName, /, *names: ClientName, newest_only: bool = ...
 ) -> Callable[[ClientHandler], ClientHandler]: ...
 @overload
-def on(*names: str) -> Callable[[AnyHandler], AnyHandler]: ...
+def on(
+    *names: str, newest_only: bool = ...
+) -> Callable[[AnyHandler], AnyHandler]: ...
 # fmt: on
 # </generated:function>
-def on(*names: str) -> Callable[[AnyHandler], AnyHandler]:
+def on(*names: str, newest_only: bool = False) -> Callable[[AnyHandler], AnyHandler]:
     """Register a handler on the default router: ``@on("deal.won")``."""
-    return default_router.on(*names)
+    return default_router.on(*names, newest_only=newest_only)

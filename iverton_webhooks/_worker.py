@@ -28,6 +28,7 @@ from .inbox.base import (
     DEFAULT_ENDPOINT,
     Claim,
     HandlerOutcome,
+    MarkKey,
     Status,
     Store,
     Verdict,
@@ -47,6 +48,7 @@ class Result(str, Enum):
     QUARANTINED = "quarantined"  # its stored body cannot be read as an event
     SKIPPED = "skipped"  # not claimable: unknown id, finished, leased by another worker, not due
     LOST_LEASE = "lost_lease"  # took longer than the lease and another worker took over
+    BUSY = "busy"  # a newest-only handler's resource was held by another worker: pending again
     STORE_DOWN = "store_down"  # its result could not be written; it runs again after the lease
 
 
@@ -65,7 +67,12 @@ RESULT_OF_VERDICT = {
     Status.FAILED: Result.RETRY,
     Status.DEAD: Result.DEAD,
     Status.QUARANTINED: Result.QUARANTINED,
+    Status.PENDING: Result.BUSY,
 }
+
+#: Seconds before an event whose newest-only handler found its resource busy is due
+#: again: the other worker's handler is usually quick, and the wait is not an attempt.
+BUSY_DELAY = 1.0
 
 
 #: Seconds a sync handler still running when its event is cancelled (shutdown) is given
@@ -130,6 +137,7 @@ class Job:
         "endpoint",
         "event",
         "failures",
+        "held",
         "hooks",
         "lease_warned",
         "matched",
@@ -139,6 +147,7 @@ class Job:
         "store",
         "telemetry",
         "traced",
+        "waiting",
     )
 
     def __init__(
@@ -170,6 +179,10 @@ class Job:
         self.traced = True
         #: Whether this run was already said to have outlived its lease.
         self.lease_warned = False
+        #: The newest-only mark this run holds while its handler runs (see `mark_key`).
+        self.held: MarkKey | None = None
+        #: Whether a newest-only handler found its resource busy: the event waits.
+        self.waiting = False
 
     def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
         """Structured log fields for this event."""
@@ -270,6 +283,26 @@ class Job:
         )
         self.notify(Hook.HANDLER_FAILED, handler=handler.name, error=described)
 
+    def mark_key(self, handler: Handler) -> MarkKey:
+        """The mark a newest-only handler takes for this event: its endpoint, resource
+        (family and ``data.id``) and name."""
+        event = self.event
+        return MarkKey(self.endpoint, f"{event.family}/{event.data.id}", handler.name)
+
+    def superseded(self, handler: Handler, span: Any = None) -> None:
+        """A newest-only handler is not given this event: a newer one of its resource
+        was already applied. Final: the handler counts as done with it."""
+        self.outcomes[handler.name] = HandlerOutcome.superseded_at(self.store.clock())
+        self.telemetry.ran(span, self.endpoint, handler.name, None, superseded=True)
+        log.info(
+            "handler %s not given event %s (%s): a newer event of its resource was applied",
+            printable(handler.name),
+            printable(self.event.id),
+            printable(self.event.type),
+            extra=self.fields(handler=handler.name),
+        )
+        self.notify(Hook.SUPERSEDED, handler=handler.name)
+
     def checkpoint(self) -> bool:
         """Save the outcomes so far; False if the lease was lost. Raises if the store does."""
         return self.store.checkpoint(self.claim, self.outcomes)
@@ -278,6 +311,8 @@ class Job:
         if not self.failures:
             # Every outcome recorded is a success: what after_attempt would decide,
             # without looking through them.
+            if self.waiting:
+                return Verdict.busy(self.store.clock() + BUSY_DELAY, self.claim.event.attempts)
             return Verdict.succeeded(self.matched)
         return Verdict.after_attempt(
             self.outcomes,

@@ -56,6 +56,9 @@ class Hook(str, Enum):
     STORE_DOWN = "store_down"
     #: One handler raised (or timed out) on an event; it will be retried or die.
     HANDLER_FAILED = "handler_failed"
+    #: A newest-only handler was not given an event older than one it already applied
+    #: (``handler`` names it); the event still ends done.
+    SUPERSEDED = "superseded"
     #: An event used up its attempts; it waits for a replay.
     DEAD = "dead"
     #: No handler matches the event's type; it is kept, replayable.

@@ -224,11 +224,21 @@ class Telemetry:
         with self.span("iverton.handler", {HANDLER: name}) as span:
             yield span
 
-    def ran(self, span: Any, endpoint: str, handler: str, error: BaseException | None) -> None:
-        """Record one handler run: its outcome on ``span`` and in ``iverton.handler.runs``."""
+    def ran(
+        self,
+        span: Any,
+        endpoint: str,
+        handler: str,
+        error: BaseException | None,
+        *,
+        superseded: bool = False,
+    ) -> None:
+        """Record one handler run: its outcome (``ok``, ``failed``, or ``superseded`` for a
+        newest-only handler not given an older event) on ``span`` and in
+        ``iverton.handler.runs``."""
         if not self.enabled:
             return
-        outcome = "ok" if error is None else "failed"
+        outcome = "superseded" if superseded else "ok" if error is None else "failed"
         if self.metering:
             self.handler_runs.add(1, {ENDPOINT: endpoint, HANDLER: handler, OUTCOME: outcome})
         if span is not None and span.is_recording():

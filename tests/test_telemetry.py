@@ -201,6 +201,31 @@ def test_exact_spans_and_metric_points(otel: Otel) -> None:
     receiver.close()
 
 
+def test_a_superseded_handler_run_is_its_own_outcome(otel: Otel) -> None:
+    found = Router()
+    found.add(lambda event: None, "deal.updated", name="sync", newest_only=True)
+    receiver = Receiver(
+        SECRET, router=found, store=MemoryStore(), runner="inline", telemetry=otel.telemetry
+    )
+    for event_id, created in (
+        ("evt_new", "2026-12-01T10:00:00Z"),
+        ("evt_old", "2026-12-01T09:00:00Z"),
+    ):
+        body = sample_body("deal.updated", id=event_id, created_at=created, data={"id": "d_1"})
+        assert receiver.receive("POST", body, signed_headers(body)).status == 200
+    outcomes = [
+        span.attributes["iverton.handler.outcome"]  # type: ignore[index]
+        for span in otel.take()
+        if span.name == "iverton.handler"
+    ]
+    assert outcomes == ["ok", "superseded"]
+    endpoint, handler = ("iverton.endpoint", "default"), ("iverton.handler", "sync")
+    assert otel.points()["iverton.handler.runs"] == {
+        (endpoint, handler, ("iverton.handler.outcome", "ok")): 1,
+        (endpoint, handler, ("iverton.handler.outcome", "superseded")): 1,
+    }
+
+
 def test_processing_in_a_worker_thread_joins_the_request_trace(otel: Otel) -> None:
     runner = ThreadRunner(workers=1, poll_interval=60)
     receiver = Receiver(

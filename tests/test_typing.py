@@ -108,7 +108,7 @@ def test_a_new_family_changes_the_generated_overloads() -> None:
     assert rendered != source  # so the check above fails until the generator is rerun
     assert 'InvoiceName = Literal[\n    "invoice.*",\n    "invoice.paid",' in rendered
     assert 'bound="Callable[[Event[catalogue.Resource]], HandlerResult]' in rendered
-    overload = "name: InvoiceName, /, *names: InvoiceName\n"
+    overload = "name: InvoiceName, /, *names: InvoiceName, newest_only: bool = ...\n"
     assert rendered.count(overload) == 2  # Router.on and the module-level on()
     # Regenerating is idempotent, and the families already there are untouched.
     assert _gen_typing.render(rendered, bigger) == rendered

@@ -201,7 +201,7 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             (
                 (
                     shown(name),
-                    "ok" if o.get("ok") else "failed",
+                    "superseded" if o.get("superseded") else "ok" if o.get("ok") else "failed",
                     shown(o.get("error") or ""),
                 )
                 for name, o in sorted(outcomes.items())
