@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ._settings import SettingError, runner_named
 from ._text import printable
-from ._worker import CANCEL_GRACE
+from ._worker import BUSY_DELAY, CANCEL_GRACE, Result
 
 if TYPE_CHECKING:
     from ._processor import Processor
@@ -179,9 +179,14 @@ class AsyncioRunner(BaseRunner):
         assert self._limit is not None
         async with self._limit:
             try:
-                return await self.processor.process_async(
+                result = await self.processor.process_async(
                     event_id, store_calls_here=self.store_calls_here
                 )
+                if result is Result.BUSY:
+                    # A newest-only handler's resource is held by another worker, usually
+                    # briefly: come back then rather than at the next poll.
+                    asyncio.get_running_loop().call_later(BUSY_DELAY, self._spawn, event_id)
+                return result
             except asyncio.CancelledError:
                 raise
             except RuntimeError as exc:

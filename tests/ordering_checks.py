@@ -10,6 +10,8 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -70,21 +72,27 @@ class Applied:
             self.active.discard(resource)
 
 
+def delivery(resource: int, step: int) -> Delivery:
+    """Event ``step`` of deal ``d_<resource>``, created ``step`` seconds after T0."""
+    created = T0 + timedelta(seconds=step)
+    event_id = f"evt_{resource}_{step}_{secrets.token_hex(3)}"
+    body = sample_body(
+        "deal.updated",
+        id=event_id,
+        created_at=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        data={"id": f"d_{resource}"},
+    )
+    return Delivery(event_id, f"d_{resource}", created, body)
+
+
 @st.composite
 def deliveries(draw: st.DrawFn) -> list[Delivery]:
     """Each resource's events (distinct created_at), shuffled; some twice, some last."""
-    events = []
-    for resource in range(draw(st.integers(1, 3))):
-        for step in range(draw(st.integers(1, 5))):
-            created = T0 + timedelta(seconds=step)
-            event_id = f"evt_{resource}_{step}_{secrets.token_hex(3)}"
-            body = sample_body(
-                "deal.updated",
-                id=event_id,
-                created_at=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                data={"id": f"d_{resource}"},
-            )
-            events.append(Delivery(event_id, f"d_{resource}", created, body))
+    events = [
+        delivery(resource, step)
+        for resource in range(draw(st.integers(1, 3)))
+        for step in range(draw(st.integers(1, 5)))
+    ]
     order = draw(st.permutations(events))
     twice = draw(st.lists(st.sampled_from(events), max_size=4))
     late = draw(st.lists(st.sampled_from(events), max_size=2))
@@ -95,14 +103,21 @@ class Workers:
     """4 workers on one store, each with its own `Processor` (made once: a store may
     hold a connection per thread), and a guarded and an unguarded handler."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        process_context: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
         self.store = store
+        self.process_context = process_context
         self.applied = Applied()
         self.unguarded: list[str] = []
         router = Router()
         router.add(self._apply, "deal.updated", name="sync_deal", newest_only=True)
         router.add(lambda event: self.unguarded.append(event.id), "deal.updated", name="audit")
-        self.processors = [Processor(store, router) for _ in range(WORKERS)]
+        self.processors = [
+            Processor(store, router, process_context=process_context) for _ in range(WORKERS)
+        ]
 
     def _apply(self, event: Event[Any]) -> None:
         self.applied.apply(event)
@@ -132,9 +147,10 @@ class Workers:
                 except queue.Empty:
                     return
                 envelope = parse_envelope(delivery.body)
-                self.store.record(
-                    delivery.event_id, envelope.type, envelope.created_at, delivery.body
-                )
+                with self.process_context():  # the request's part: record the delivery
+                    self.store.record(
+                        delivery.event_id, envelope.type, envelope.created_at, delivery.body
+                    )
                 processor.process(delivery.event_id)
 
         threads = [threading.Thread(target=work, args=(p,)) for p in self.processors]
@@ -146,7 +162,8 @@ class Workers:
 
         ids = {delivery.event_id for delivery in plan}
         for _ in range(20):  # each round: what waited for a busy resource is due again
-            stored = [self.store.get(event_id) for event_id in sorted(ids)]
+            with self.process_context():
+                stored = [self.store.get(event_id) for event_id in sorted(ids)]
             if all(event is not None and event.status is Status.DONE for event in stored):
                 break
             clock.skew += 2.0

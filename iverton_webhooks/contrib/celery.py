@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from .._text import printable
+from .._worker import BUSY_DELAY, Result
 from ..inbox.base import DEFAULT_ENDPOINT
 from ..runners import BaseRunner
 
@@ -59,8 +60,15 @@ class _Tasks:
         # acks_late: the message is acknowledged after processing, so a worker killed
         # mid-event gets the message redelivered (the claim's lease still prevents two
         # workers from running it at once).
+        # bind and max_retries=None: an event whose newest-only handler found its
+        # resource busy is retried by Celery's own retry, as often as it takes.
         self.process: Any = app.task(
-            name=f"{prefix}.process", acks_late=True, ignore_result=True, shared=False
+            name=f"{prefix}.process",
+            bind=True,
+            max_retries=None,
+            acks_late=True,
+            ignore_result=True,
+            shared=False,
         )(_process_task(self))
         self.recover: Any = app.task(name=f"{prefix}.recover", ignore_result=True, shared=False)(
             _recover_task(self)
@@ -78,9 +86,14 @@ class _Tasks:
 
 
 def _process_task(tasks: _Tasks) -> Any:
-    def process(event_id: str, endpoint: str = DEFAULT_ENDPOINT) -> str | None:
+    def process(task: Any, event_id: str, endpoint: str = DEFAULT_ENDPOINT) -> str | None:
         processor = tasks.processor(endpoint)
-        return None if processor is None else processor.process(event_id).value
+        if processor is None:
+            return None
+        result = processor.process(event_id)
+        if result is Result.BUSY:
+            task.retry(countdown=BUSY_DELAY)  # raises celery's Retry: the task comes back
+        return result.value
 
     process.__name__ = process.__qualname__ = "process"
     return process
