@@ -55,11 +55,12 @@ class NullRunner(BaseRunner):
         pass
 
 
-def noop_router() -> Router:
-    """One no-op handler for every event type: the worker's own cost, nothing else's."""
+def noop_router(*, newest_only: bool = False) -> Router:
+    """One no-op handler for every event type: the worker's own cost, nothing else's
+    (``newest_only``: plus the out-of-order guard's, its mark taken and released)."""
     router = Router()
 
-    @router.on("*")
+    @router.on("*", newest_only=newest_only)
     def noop(event: object) -> None:
         return None
 
@@ -162,11 +163,11 @@ class ProcessCase(Case):
     """``Processor.process`` of stored pending events with one no-op handler (recorded
     untimed before each batch)."""
 
-    def __init__(self, name: str, pool: Pool, store: Store) -> None:
+    def __init__(self, name: str, pool: Pool, store: Store, *, newest_only: bool = False) -> None:
         self.name = name
         self.pool = pool
         self.store = store
-        self.processor = Processor(store, noop_router())
+        self.processor = Processor(store, noop_router(newest_only=newest_only))
         self.batch: list[str] = []
 
     def prepare(self, n: int) -> None:
@@ -315,6 +316,12 @@ def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Ca
     )
     factories["process SQLiteStore"] = lambda: ProcessCase(
         "process SQLiteStore", pool, sqlite("process.sqlite3")
+    )
+    factories["process MemoryStore, newest-only"] = lambda: ProcessCase(
+        "process MemoryStore, newest-only", pool, MemoryStore(), newest_only=True
+    )
+    factories["process SQLiteStore, newest-only"] = lambda: ProcessCase(
+        "process SQLiteStore, newest-only", pool, sqlite("guarded.sqlite3"), newest_only=True
     )
     factories.update(peer_cases(deliveries))
     if only is not None:
