@@ -787,6 +787,21 @@ class StoreContract:
         marks.release_mark(key, "w2", (200.0, "evt_b"))
         assert marks.take_mark(key, 150.0, "evt_x", "w3", 30) is MarkAnswer.SUPERSEDED
 
+    def test_a_holder_may_take_its_mark_again_and_times_keep_every_digit(
+        self, store: CompleteStore
+    ) -> None:
+        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        # One ulp apart near a real epoch: kept with fewer than 17 significant digits,
+        # the two would be one time and the older would not be superseded.
+        early = 1_700_000_000.123456
+        late = early + 2.384185791015625e-07
+        assert marks.take_mark(key, early, "evt_a", "w1", 30) is MarkAnswer.RUN
+        assert marks.take_mark(key, early, "evt_a", "w1", 30) is MarkAnswer.RUN  # its own
+        marks.release_mark(key, "w1", (late, "evt_b"))
+        assert marks.take_mark(key, early, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
+        never_taken = key._replace(handler="never_taken")
+        assert marks.renew_mark(never_taken, "w1", 30) is False
+
     def test_releasing_a_mark_never_moves_the_applied_event_backwards(
         self, store: CompleteStore
     ) -> None:

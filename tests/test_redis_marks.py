@@ -1,22 +1,35 @@
-"""RedisStore's newest-only marks (`ResourceMarks`), on the real server."""
+"""How RedisStore keeps newest-only marks, on the real server (the contract tests what
+they do)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
 
 pytest.importorskip("redis")
 
-from iverton_webhooks.inbox.base import ResourceMarks, Status, Verdict
+from iverton_webhooks.inbox.base import MarkAnswer, MarkKey, Status, Verdict
 from iverton_webhooks.inbox.redis import RedisStore
 from tests.conftest import service_url
-from tests.marks_checks import KEY, LATER, RUN, SUPERSEDED, T0, Clock, MarksChecks
 from tests.stores import delete_redis_prefix, unique_name
 
 pytestmark = pytest.mark.redis
+
+KEY = MarkKey("default", "deal/d_1", "sync_deal")
+T0 = 1_700_000_000.123456
+#: One ulp after T0: kept with fewer than 17 significant digits, it would be T0.
+LATER = T0 + 2.384185791015625e-07
+RUN, SUPERSEDED = MarkAnswer.RUN, MarkAnswer.SUPERSEDED
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.654321
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -31,17 +44,6 @@ def store(clock: Clock) -> Iterator[RedisStore]:
     yield made
     made.close()
     delete_redis_prefix(service_url("redis"), prefix)
-
-
-class TestRedisMarks(MarksChecks):
-    @contextmanager
-    def racer(self, store: ResourceMarks) -> Iterator[ResourceMarks]:
-        assert isinstance(store, RedisStore)
-        own = RedisStore(service_url("redis"), prefix=store.prefix, clock=store.clock)
-        try:
-            yield own
-        finally:
-            own.close()
 
 
 def test_a_mark_is_one_hash_under_the_endpoint_keys(store: RedisStore, clock: Clock) -> None:

@@ -1,51 +1,50 @@
-"""DjangoStore's newest-only marks (`ResourceMarks`) on SQLite and PostgreSQL: the
-shared checks, racing threads each on its own connection, and the unhappy paths."""
+"""How DjangoStore keeps newest-only marks on SQLite and PostgreSQL: one row per mark,
+the missing table, and the read-only admin."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.db import connections
 from django.test import Client
 
 from iverton_webhooks._errors import StoreUnavailable
-from iverton_webhooks.contrib.django.endpoint import fresh_connections
 from iverton_webhooks.contrib.django.models import ResourceMark
 from iverton_webhooks.contrib.django.store import DjangoStore
-from iverton_webhooks.inbox.base import MarkKey, ResourceMarks
+from iverton_webhooks.inbox.base import MarkKey
 from tests.django.dj_helpers import ALIASES, db_mark
 from tests.django.test_django_store import end_other_sessions
-from tests.marks_checks import KEY, LATER, T0, Clock, MarksChecks
 
 MARKS = "/admin/iverton_webhooks/resourcemark/"
+KEY = MarkKey("default", "deal/d_1", "sync_deal")
+T0 = 1_700_000_000.123456
+#: One ulp after T0: kept with fewer than 17 significant digits, it would be T0.
+LATER = T0 + 2.384185791015625e-07
 
 
-class DjangoMarks(MarksChecks):
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.654321
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class DjangoMarks:
+    """How DjangoStore keeps marks (the contract, run by test_django_store, tests what
+    they do)."""
+
     alias = "default"
 
     @pytest.fixture
-    def clock(self) -> Clock:
-        return Clock()
-
-    @pytest.fixture
-    def store(self, clock: Clock) -> Iterator[DjangoStore]:
+    def store(self) -> Iterator[DjangoStore]:
         if self.alias not in ALIASES:
             pytest.skip("no PostgreSQL configured for this run")
-        made = DjangoStore(self.alias, clock=clock)
+        made = DjangoStore(self.alias, clock=Clock())
         yield made
         made.close()
         end_other_sessions(self.alias)
-
-    @contextmanager
-    def racer(self, store: ResourceMarks) -> Iterator[ResourceMarks]:
-        # Django's connections are per thread: this thread gets its own, closed after.
-        try:
-            with fresh_connections():
-                yield store
-        finally:
-            connections.close_all()
 
     def test_a_mark_is_one_row(self, store: DjangoStore) -> None:
         store.take_mark(KEY, LATER, "evt_2", "w1", 30)
