@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from iverton_webhooks import Receiver, Status
 from iverton_webhooks.samples import sample_body
-from tests.conftest import signed_headers, wait_for
+from tests.conftest import end_process, signed_headers, wait_for
 from tests.durability_app import SECRET, effects_db
 
 pytest.importorskip("celery")
@@ -105,12 +104,7 @@ def test_events_are_processed_by_a_real_celery_worker_with_their_endpoints_proce
         assert {(e.status, e.attempts) for e in dead} == {(Status.DEAD, 1)}
         assert all(BILLING_ERROR in (e.last_error or "") for e in dead)
     finally:
-        os.kill(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait(5)
+        end_process(worker)
         receiver.close(5)
         billing.close(5)
         with app.connection_for_write() as connection:
