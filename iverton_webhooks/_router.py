@@ -113,7 +113,7 @@ class Handler:
     name: str
     is_async: bool = field(compare=False)
     order: int = field(compare=False, default_factory=lambda: next(_registration_order))
-    #: Given each resource's events newest-first-wins: see ``Router.on``.
+    #: Holds its resource's mark while it runs, and skips older events: see ``Router.on``.
     newest_only: bool = field(compare=False, default=False)
 
     @classmethod

@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import Receiver, SQLiteStore, Status, ThreadRunner
+from iverton_webhooks.inbox.base import MarkAnswer, MarkKey, ResourceMarks
 from iverton_webhooks.samples import sample_body
 from tests.celery_ordering_app import SECRET, make_router, runs_db
 from tests.conftest import end_process, signed_headers, wait_for
@@ -134,3 +136,66 @@ def test_a_newest_only_handler_under_two_celery_workers(tmp_path: Path, amqp_url
         with app.connection_for_write() as connection:
             connection.default_channel.queue_delete(queue)
     check_runs(runs)
+
+
+def held_elsewhere(receiver: Receiver) -> MarkKey:
+    """Take d_0's mark of ``sync_deal`` for another worker; returns its key."""
+    handler = next(h for h in receiver.router.handlers_for("deal.updated") if h.newest_only)
+    key = MarkKey("default", "deal/d_0", handler.name)
+    store = receiver.store
+    assert isinstance(store, ResourceMarks)
+    assert store.take_mark(key, 0.0, "evt_elsewhere", "other", 30) is MarkAnswer.RUN
+    return key
+
+
+def test_the_thread_runner_comes_back_to_a_busy_event_without_waiting_for_its_poll(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs.db"
+    runs_db(str(runs)).close()
+    receiver = Receiver(
+        SECRET,
+        router=make_router(str(runs)),
+        store=SQLiteStore(tmp_path / "inbox.db"),
+        runner=ThreadRunner(workers=1, poll_interval=600),
+    )
+    try:
+        key = held_elsewhere(receiver)
+        body = sample_body("deal.updated", id="evt_1", data={"id": "d_0"})
+        deliver(receiver, [("evt_1", body)])
+        time.sleep(0.3)
+        assert receiver.store.get("evt_1").status is Status.PENDING  # type: ignore[union-attr]
+        receiver.store.release_mark(key, "other", None)  # type: ignore[attr-defined]
+        # The poll is 10 minutes away: only the runner's own return brings it back.
+        assert wait_for(lambda: is_done(receiver, "evt_1"), timeout=10)
+    finally:
+        receiver.close(5)
+
+
+def is_done(receiver: Receiver, event_id: str) -> bool:
+    event = receiver.store.get(event_id)
+    return event is not None and event.status is Status.DONE
+
+
+def test_the_celery_task_retries_itself_while_the_resource_is_busy(tmp_path: Path) -> None:
+    pytest.importorskip("celery")
+    from celery.exceptions import Retry
+
+    from tests.celery_ordering_app import make
+
+    app, receiver = make("memory://", "q", str(tmp_path / "in.db"), str(tmp_path / "runs.db"))
+    process = app.tasks["iverton_webhooks.process"]
+    try:
+        key = held_elsewhere(receiver)
+        body = sample_body("deal.updated", id="evt_1", data={"id": "d_0"})
+        receiver.store.record("evt_1", "deal.updated", T0, body)
+        with pytest.raises(Retry):
+            process("evt_1")
+        receiver.store.release_mark(key, "other", None)  # type: ignore[attr-defined]
+        event = receiver.store.get("evt_1")
+        assert event is not None
+        assert (event.status, event.attempts) == (Status.PENDING, 0)
+        # Due again after BUSY_DELAY; until then the task finds nothing to do.
+        assert wait_for(lambda: process("evt_1") == "done", timeout=5)
+    finally:
+        receiver.close(0.1)
