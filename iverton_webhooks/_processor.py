@@ -162,6 +162,10 @@ class Processor:
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
         self._marks = store if isinstance(store, ResourceMarks) else None
+        if self._marks is None:
+            guarded = [handler for handler in self.router.handlers() if handler.newest_only]
+            if guarded:
+                raise _no_marks(store, guarded[0])
         self._threads = _Threads()
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
@@ -285,13 +289,8 @@ class Processor:
         """Run a newest-only handler holding its resource's mark, or skip it: superseded
         when a newer event was applied, waiting when another worker holds the mark."""
         marks = self._marks
-        if marks is None:
-            problem = ConfigurationError(
-                f"handler {handler.name} is newest_only, but {type(self.store).__name__} "
-                "keeps no resource marks (it does not implement ResourceMarks): use a "
-                "built-in store, or register the handler without newest_only"
-            )
-            job.record(handler, problem, span)
+        if marks is None:  # registered after this processor was made
+            job.record(handler, _no_marks(self.store, handler), span)
             return
         key, holder = job.mark_key(handler), job.claim.token
         created_at = job.event.created_at.timestamp()
@@ -509,6 +508,14 @@ class Processor:
     def close(self) -> None:
         """Let idle worker threads exit."""
         self._threads.close()
+
+
+def _no_marks(store: Store, handler: Handler) -> ConfigurationError:
+    return ConfigurationError(
+        f"handler {handler.name} is newest_only, but {type(store).__name__} keeps no "
+        "resource marks (it does not implement ResourceMarks): use a built-in store, or "
+        "register the handler without newest_only"
+    )
 
 
 #: The stand-in span's context when nothing is traced: reusable, as it holds no state.

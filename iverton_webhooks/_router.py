@@ -225,6 +225,16 @@ class Router:
                     found.setdefault(handler.name, handler)
         return sorted(found.values(), key=lambda handler: handler.order)
 
+    def handlers(self) -> list[Handler]:
+        """Every registered handler (included routers' too), each once, in registration
+        order."""
+        found: dict[str, Handler] = {}
+        for router in self._walk():
+            for bucket in router._handlers.values():
+                for handler in bucket:
+                    found.setdefault(handler.name, handler)
+        return sorted(found.values(), key=lambda handler: handler.order)
+
     def has_handlers(self) -> bool:
         """Whether some handler would run for at least one known event type.
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from iverton_webhooks import MemoryStore, Router, Status
+from iverton_webhooks import ConfigurationError, MemoryStore, Router, Status
 from iverton_webhooks._processor import Processor
 from iverton_webhooks._worker import BUSY_DELAY, Result
 from iverton_webhooks.events import Event, parse_envelope
@@ -239,7 +239,12 @@ def test_a_store_without_marks_fails_the_guarded_handler_with_the_fix(
             return getattr(self._inner, name)
 
     seen = Seen()
-    processor = Processor(NoMarks(store), seen.router())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="keeps no resource marks"):
+        Processor(NoMarks(store), seen.router())  # type: ignore[arg-type]
+    # A handler registered once the processor exists fails when it would run.
+    router = Router()
+    processor = Processor(NoMarks(store), router)  # type: ignore[arg-type]
+    router.include(seen.router())
     record(store, "evt_1", 0)
     with caplog.at_level(logging.WARNING, "iverton_webhooks"):
         assert processor.process("evt_1") is Result.RETRY

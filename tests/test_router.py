@@ -132,3 +132,13 @@ def test_on_returns_the_function_itself_sync_or_async() -> None:
         assert router.on(*names)(later) is later
     assert router.on("invoice.paid")(noop) is noop
     assert [h.is_async for h in router.handlers_for("deal.won")] == [False, True]
+
+
+def test_handlers_lists_every_handler_once_with_included_routers() -> None:
+    router, billing = Router(), Router()
+    first = router.add(print, "deal.won", "deal.lost", name="first")
+    second = billing.add(print, "*", name="second", newest_only=True)
+    router.include(billing)
+    assert router.handlers() == [first, second]
+    assert [h.newest_only for h in router.handlers()] == [False, True]
+    assert Router().handlers() == []
