@@ -926,6 +926,21 @@ def load_secrets(text: str | bytes) -> tuple[EndpointSecret, ...]:
     )
 
 
+def read_endpoint(
+    name: str, secrets: str | bytes, enabled: object, created_at: float, updated_at: float
+) -> EndpointRecord:
+    """An `EndpointRecord` from what a store keeps: ``name`` through `store_text`,
+    ``secrets`` as `dump_secrets` wrote them, ``enabled`` anything truthy (SQLite's
+    1), times as epoch seconds."""
+    return EndpointRecord(
+        name=load_text(name),
+        secrets=load_secrets(secrets),
+        enabled=bool(enabled),
+        created_at=float(created_at),
+        updated_at=float(updated_at),
+    )
+
+
 @runtime_checkable
 class EndpointRegistry(Protocol):
     """The optional part of a store that keeps endpoints and their secrets, for apps
