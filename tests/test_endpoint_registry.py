@@ -44,6 +44,7 @@ def rotate_many(kind: str, where: str, worker: int, start: Any) -> None:
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
