@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from iverton_webhooks.inbox import EndpointRecord, EndpointSecret, rotated
+from iverton_webhooks.inbox import EndpointRecord, EndpointSecret, MemoryStore, rotated
 from iverton_webhooks.inbox.base import dump_secrets, load_secrets, masked_secret
 
 SECRET = "whsec_9f8a7b6c5d4e3f2a1b0c"
@@ -73,3 +73,19 @@ def test_no_repr_shows_a_secret_whole() -> None:
     assert "'whsec_…'" in repr(endpoint)
     assert masked_secret("abc") == "a…"
     assert masked_secret("ab") == "…"
+
+
+@pytest.mark.parametrize("stored", ["not json", "{}", '[{"secret": 1}]', "[1]", "null"])
+def test_secrets_a_store_cannot_read_are_none_until_a_rotation(stored: str) -> None:
+    store = MemoryStore()
+    assert store.add_endpoint("shop_1", SECRET)
+    assert store.add_endpoint("shop_2", SECRET)
+    store._registry["shop_1"]["secrets"] = stored  # as another writer might leave it
+    found = store.get_endpoint("shop_1")
+    assert found is not None
+    assert found.valid_secrets(store.clock()) == ()
+    assert [e.name for e in store.list_endpoints()] == ["shop_1", "shop_2"]
+    assert store.rotate_endpoint("shop_1", "whsec_new", 60)
+    rotated_now = store.get_endpoint("shop_1")
+    assert rotated_now is not None
+    assert rotated_now.secrets == (EndpointSecret("whsec_new"),)

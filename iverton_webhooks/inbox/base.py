@@ -916,14 +916,25 @@ def dump_secrets(secrets: Sequence[EndpointSecret]) -> str:
 
 
 def load_secrets(text: str | bytes) -> tuple[EndpointSecret, ...]:
-    """The secrets `dump_secrets` wrote."""
-    return tuple(
-        EndpointSecret(
-            load_text(item["secret"]),
-            None if item["valid_until"] is None else float(item["valid_until"]),
+    """The secrets `dump_secrets` wrote. Anything else is read as no secret: that
+    endpoint accepts no signature until its next rotation replaces them, and its row
+    blocks no listing.
+
+    >>> load_secrets('[{"secret":"whsec_9f8a7b6c5d4e","valid_until":null}]')
+    (EndpointSecret('whsec_…', valid_until=None),)
+    >>> load_secrets("{oops")
+    ()
+    """
+    try:
+        return tuple(
+            EndpointSecret(
+                load_text(item["secret"]),
+                None if item["valid_until"] is None else float(item["valid_until"]),
+            )
+            for item in json.loads(text)
         )
-        for item in json.loads(text)
-    )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return ()
 
 
 def read_endpoint(
@@ -946,7 +957,8 @@ class EndpointRegistry(Protocol):
     """The optional part of a store that keeps endpoints and their secrets, for apps
     whose endpoints come and go at run time. Each method is one atomic step across
     every process and host sharing the store; times are epoch seconds on the store's
-    ``clock``; names and secrets go through `store_text`."""
+    ``clock``; names and secrets go through `store_text`. A store keeps the secrets it
+    is given: checking them is its callers' work."""
 
     def add_endpoint(self, name: str, secret: str) -> bool:
         """Register ``name``, enabled, with ``secret`` current; False if it exists."""

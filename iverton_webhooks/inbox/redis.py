@@ -705,12 +705,15 @@ class RedisStore(RecordsRows):
 
     # Endpoint registry (see base.EndpointRegistry for the semantics) --------------------
 
-    def _registered(self, name: str) -> tuple[list[str], str]:
-        """KEYS of the registry scripts for ``name``, and the name as stored."""
+    def _registry(self) -> str:
+        """The set of registered names; each name's hash is this key, ":" and the name."""
         if not self._migrated:
             self.migrate()
-        stored = store_text(name)
-        names = f"{self._tag}:registry"
+        return f"{self._tag}:registry"
+
+    def _registered(self, name: str) -> tuple[list[str], str]:
+        """KEYS of the registry scripts for ``name``, and the name as stored."""
+        names, stored = self._registry(), store_text(name)
         return [names, f"{names}:{quote(stored, safe='')}"], stored
 
     @staticmethod
@@ -734,7 +737,7 @@ class RedisStore(RecordsRows):
         return self._endpoint(stored, fields) if fields else None
 
     def list_endpoints(self) -> list[EndpointRecord]:
-        names_key = self._registered(DEFAULT_ENDPOINT)[0][0]
+        names_key = self._registry()
         names = sorted(_text(name) for name in cast("set[bytes]", self.redis.smembers(names_key)))
         pipe = self.redis.pipeline(transaction=False)
         for stored in names:

@@ -114,3 +114,13 @@ def test_the_admin_never_shows_a_secret_whole(admin_client: Client) -> None:
     assert "shop_\\x1b[31m" in listing
     assert "whsec_… current; whsec_… until 2027-01-15T09:00:00.250000+00:00" in listing
     assert admin_client.get(f"{ENDPOINTS}add/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_any_grace_period(admin_client: Client) -> None:
+    store = DjangoStore("default", clock=Clock())
+    assert store.add_endpoint("shop_1", SECRET)
+    assert store.rotate_endpoint("shop_1", NEXT, 1e300)  # past what a datetime holds
+    page = admin_client.get(ENDPOINTS)
+    assert page.status_code == 200
+    assert "whsec_… until 1e+300" in page.content.decode()

@@ -332,12 +332,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="secrets")
     def shown_secrets(self, obj: WebhookEndpoint) -> str:
         """Each secret masked, the current one first, the others with when they end."""
-        try:
-            secrets = load_secrets(obj.secrets)
-        except (ValueError, KeyError, TypeError):
-            return "(unreadable)"
-        return "; ".join(
+        shown_each = [
             printable(masked_secret(s.secret))
-            + (" current" if s.valid_until is None else f" until {_epoch(s.valid_until)}")
-            for s in secrets
-        )
+            + (" current" if s.valid_until is None else f" until {_until(s.valid_until)}")
+            for s in load_secrets(obj.secrets)
+        ]
+        return "; ".join(shown_each) or "none (rotate to set one)"
+
+
+def _until(epoch: float) -> str:
+    # Any grace period may be asked for: a time past what a datetime holds is a number.
+    try:
+        return _epoch(epoch)
+    except (OverflowError, ValueError, OSError):
+        return repr(epoch)
