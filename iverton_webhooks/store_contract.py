@@ -56,6 +56,8 @@ from .inbox.base import (
     AnswerCounter,
     Claim,
     CompleteStore,
+    EndpointRegistry,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -878,3 +880,148 @@ class StoreContract:
         again = self.claimed(store)
         assert again.event.attempts == 1
         assert again.event.succeeded_handlers == {"done_already"}
+
+    # -- endpoint registry (the optional part that keeps endpoints in the store) ---------
+
+    @staticmethod
+    def registry(store: Store) -> EndpointRegistry:
+        """The store as `EndpointRegistry`; the test is skipped for a store without it."""
+        if not isinstance(store, EndpointRegistry):
+            pytest.skip(f"{type(store).__name__} does not implement EndpointRegistry")
+        return store
+
+    def test_an_endpoint_is_added_once_and_read_back(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        registry = self.registry(store)
+        assert registry.get_endpoint("shop_1") is None
+        assert registry.list_endpoints() == []
+        assert registry.add_endpoint("shop_1", "whsec_one") is True
+        clock.advance(5)
+        assert registry.add_endpoint("shop_1", "whsec_other") is False
+        endpoint = registry.get_endpoint("shop_1")
+        assert endpoint is not None
+        assert (endpoint.name, endpoint.enabled) == ("shop_1", True)
+        assert endpoint.secrets == (EndpointSecret("whsec_one"),)
+        assert endpoint.created_at == pytest.approx(START)
+        assert endpoint.updated_at == pytest.approx(START)
+        assert endpoint.valid_secrets(clock()) == ("whsec_one",)
+        assert "whsec_one" not in repr(endpoint)
+        assert store.count() == 0  # kept apart from the events
+
+    def test_endpoints_are_listed_by_name(self, store: CompleteStore) -> None:
+        registry = self.registry(store)
+        for name in ("shop_b", "shop_a", "shop_c"):
+            assert registry.add_endpoint(name, f"whsec_{name}") is True
+        listed = registry.list_endpoints()
+        assert [endpoint.name for endpoint in listed] == ["shop_a", "shop_b", "shop_c"]
+        assert [endpoint.secrets[0].secret for endpoint in listed] == [
+            "whsec_shop_a",
+            "whsec_shop_b",
+            "whsec_shop_c",
+        ]
+
+    def test_a_rotation_keeps_the_old_secret_until_its_grace_period_ends(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        registry = self.registry(store)
+        registry.add_endpoint("shop_1", "whsec_one")
+        clock.advance(10)
+        assert registry.rotate_endpoint("shop_1", "whsec_two", 60) is True
+        endpoint = registry.get_endpoint("shop_1")
+        assert endpoint is not None
+        assert endpoint.secrets == (
+            EndpointSecret("whsec_two"),
+            EndpointSecret("whsec_one", START + 70),
+        )
+        assert endpoint.created_at == pytest.approx(START)
+        assert endpoint.updated_at == pytest.approx(START + 10)
+        assert endpoint.valid_secrets(clock()) == ("whsec_two", "whsec_one")
+        clock.advance(59)
+        assert endpoint.valid_secrets(clock()) == ("whsec_two", "whsec_one")
+        clock.advance(1)
+        assert endpoint.valid_secrets(clock()) == ("whsec_two",)
+        # The next rotation drops what has run out.
+        assert registry.rotate_endpoint("shop_1", "whsec_three", 60) is True
+        again = registry.get_endpoint("shop_1")
+        assert again is not None
+        assert again.secrets == (
+            EndpointSecret("whsec_three"),
+            EndpointSecret("whsec_two", clock() + 60),
+        )
+        assert registry.rotate_endpoint("shop_missing", "whsec_x", 60) is False
+        assert registry.get_endpoint("shop_missing") is None
+
+    def test_an_endpoint_is_disabled_enabled_and_removed(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        registry = self.registry(store)
+        registry.add_endpoint("shop_1", "whsec_one")
+        clock.advance(3)
+        assert registry.set_endpoint_enabled("shop_1", False) is True
+        disabled = registry.get_endpoint("shop_1")
+        assert disabled is not None
+        assert disabled.enabled is False
+        assert disabled.updated_at == pytest.approx(START + 3)
+        assert disabled.secrets == (EndpointSecret("whsec_one"),)
+        assert registry.set_endpoint_enabled("shop_1", True) is True
+        enabled = registry.get_endpoint("shop_1")
+        assert enabled is not None
+        assert enabled.enabled is True
+        assert registry.set_endpoint_enabled("shop_missing", False) is False
+        assert registry.remove_endpoint("shop_1") is True
+        assert registry.get_endpoint("shop_1") is None
+        assert registry.list_endpoints() == []
+        assert registry.remove_endpoint("shop_1") is False
+        # The name is free again, with nothing left of the old secrets.
+        assert registry.add_endpoint("shop_1", "whsec_new") is True
+        again = registry.get_endpoint("shop_1")
+        assert again is not None
+        assert again.secrets == (EndpointSecret("whsec_new"),)
+
+    @pytest.mark.parametrize(
+        "text",
+        [pytest.param(t, id=label) for label, t in [*ANY_TEXT, ("lone surrogate", "\ud83d")]],
+    )
+    def test_any_text_is_kept_exactly_in_endpoint_names_and_secrets(
+        self, store: CompleteStore, clock: ContractClock, text: str
+    ) -> None:
+        registry = self.registry(store)
+        assert registry.add_endpoint(text, text) is True
+        assert registry.add_endpoint(text + "x", "whsec_x") is True
+        assert registry.rotate_endpoint(text, text + "2", 60) is True
+        endpoint = registry.get_endpoint(text)
+        assert endpoint is not None
+        assert endpoint.name == text
+        assert endpoint.secrets == (EndpointSecret(text + "2"), EndpointSecret(text, clock() + 60))
+        assert [e.name for e in registry.list_endpoints()] == [text, text + "x"]
+        assert registry.set_endpoint_enabled(text, False) is True
+        assert registry.remove_endpoint(text) is True
+        assert [e.name for e in registry.list_endpoints()] == [text + "x"]
+
+    def test_concurrent_rotations_lose_no_update(
+        self, store: CompleteStore, clock: ContractClock
+    ) -> None:
+        registry = self.registry(store)
+        registry.add_endpoint("shop_1", "whsec_0")
+        start = threading.Barrier(8, timeout=30)
+        errors: list[BaseException] = []
+
+        def rotate(n: int) -> None:
+            try:
+                start.wait()
+                assert registry.rotate_endpoint("shop_1", f"whsec_{n}", 3600) is True
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rotate, args=(n,)) for n in range(1, 9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        endpoint = registry.get_endpoint("shop_1")
+        assert endpoint is not None
+        # Every rotation read the one before it: each secret is current or in its grace.
+        assert sorted(endpoint.valid_secrets(clock())) == [f"whsec_{n}" for n in range(9)]
+        assert [s.valid_until is None for s in endpoint.secrets].count(True) == 1

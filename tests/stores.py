@@ -44,6 +44,9 @@ def drop_postgres_table(url: str, table: str) -> None:
         # The store notes each table's schema version in a shared table: forget it too.
         if conn.execute("SELECT to_regclass('iverton_schema')").fetchone()[0] is not None:
             conn.execute("DELETE FROM iverton_schema WHERE table_name = %s", (table,))
+        # Endpoints are registered in a shared table, keyed by the events table's name.
+        if conn.execute("SELECT to_regclass('iverton_endpoints')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM iverton_endpoints WHERE scope = %s", (table,))
 
 
 def delete_redis_prefix(url: str, prefix: str) -> None:

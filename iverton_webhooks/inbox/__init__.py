@@ -18,6 +18,9 @@ from .base import (
     AnswerCounter,
     Claim,
     CompleteStore,
+    EndpointRecord,
+    EndpointRegistry,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -29,6 +32,7 @@ from .base import (
     StoreOperations,
     Verdict,
     operations_of,
+    rotated,
     store_edge,
 )
 from .memory import MemoryStore
@@ -43,6 +47,9 @@ __all__ = [
     "AnswerCounter",
     "Claim",
     "CompleteStore",
+    "EndpointRecord",
+    "EndpointRegistry",
+    "EndpointSecret",
     "HandlerOutcome",
     "MarkAnswer",
     "MarkKey",
@@ -59,6 +66,7 @@ __all__ = [
     "open_store",
     "operations_of",
     "register_store",
+    "rotated",
     "store_edge",
 ]
 

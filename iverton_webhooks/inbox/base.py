@@ -825,6 +825,167 @@ class ResourceMarks(Protocol):
         ...
 
 
+# Endpoints that live in the store ---------------------------------------------------
+
+#: The most characters of a secret that a repr, a log line or a page may show.
+SECRET_SHOWN = 6
+
+
+def masked_secret(secret: str) -> str:
+    """``secret`` as a repr, a log line or a page may show it: its first characters
+    (at most 6, and never more than a third of it), then an ellipsis.
+
+    >>> masked_secret("whsec_9f8a7b6c5d4e"), masked_secret("short")
+    ('whsec_…', 's…')
+    """
+    return secret[: min(SECRET_SHOWN, len(secret) // 3)] + "…"
+
+
+@dataclass(frozen=True, repr=False)
+class EndpointSecret:
+    """One signing secret of a registered endpoint: the current one (``valid_until``
+    None), or an earlier one still accepted until ``valid_until`` (epoch seconds on the
+    store's clock), after which it is refused. Its repr masks the secret."""
+
+    secret: str
+    valid_until: float | None = None
+
+    def __repr__(self) -> str:
+        return f"EndpointSecret({masked_secret(self.secret)!r}, valid_until={self.valid_until!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class EndpointRecord:
+    """An endpoint kept in the store (`EndpointRegistry`): its name, its secrets (the
+    current one first), whether it takes requests, and when it was created and last
+    changed (epoch seconds on the store's clock). Its repr masks the secrets."""
+
+    name: str
+    secrets: tuple[EndpointSecret, ...]
+    enabled: bool
+    created_at: float
+    updated_at: float
+
+    def valid_secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets a signature may be checked against at ``now``: the current one
+        first, then the earlier ones whose ``valid_until`` is after ``now``."""
+        current = [s.secret for s in self.secrets if s.valid_until is None]
+        earlier = [
+            s.secret for s in self.secrets if s.valid_until is not None and s.valid_until > now
+        ]
+        return (*current, *earlier)
+
+    def __repr__(self) -> str:
+        return (
+            f"EndpointRecord(name={self.name!r}, secrets={self.secrets!r}, "
+            f"enabled={self.enabled!r}, created_at={self.created_at!r}, "
+            f"updated_at={self.updated_at!r})"
+        )
+
+
+def rotated(
+    secrets: Sequence[EndpointSecret], new_secret: str, now: float, grace_seconds: float
+) -> tuple[EndpointSecret, ...]:
+    """The secrets after a rotation to ``new_secret`` at ``now``, the one place the
+    rule lives: the new secret is current; the one that was current stays valid until
+    ``now + grace_seconds``; earlier ones keep their own ``valid_until``; those past
+    it (and an earlier copy of ``new_secret``) are dropped.
+
+    >>> before = (EndpointSecret("whsec_b"), EndpointSecret("whsec_a", 500.0),
+    ...           EndpointSecret("whsec_0", 50.0))
+    >>> [(s.secret, s.valid_until) for s in rotated(before, "whsec_c", 100.0, 3600)]
+    [('whsec_c', None), ('whsec_b', 3700.0), ('whsec_a', 500.0)]
+    """
+    others = [s for s in secrets if s.secret != new_secret]
+    previous = [
+        EndpointSecret(s.secret, now + grace_seconds) for s in others if s.valid_until is None
+    ]
+    earlier = [s for s in others if s.valid_until is not None]
+    still = [s for s in (*previous, *earlier) if s.valid_until is not None and s.valid_until > now]
+    return (EndpointSecret(new_secret), *still)
+
+
+def dump_secrets(secrets: Sequence[EndpointSecret]) -> str:
+    """Secrets as a store keeps them: compact JSON, each secret through `store_text`.
+
+    >>> dump_secrets((EndpointSecret("whsec_1"), EndpointSecret("whsec_0", 2.5)))
+    '[{"secret":"whsec_1","valid_until":null},{"secret":"whsec_0","valid_until":2.5}]'
+    """
+    stored = [{"secret": store_text(s.secret), "valid_until": s.valid_until} for s in secrets]
+    return json.dumps(stored, separators=(",", ":"))
+
+
+def load_secrets(text: str | bytes) -> tuple[EndpointSecret, ...]:
+    """The secrets `dump_secrets` wrote. Anything else is read as no secret: that
+    endpoint accepts no signature until its next rotation replaces them, and its row
+    blocks no listing.
+
+    >>> load_secrets('[{"secret":"whsec_9f8a7b6c5d4e","valid_until":null}]')
+    (EndpointSecret('whsec_…', valid_until=None),)
+    >>> load_secrets("{oops")
+    ()
+    """
+    try:
+        return tuple(
+            EndpointSecret(
+                load_text(item["secret"]),
+                None if item["valid_until"] is None else float(item["valid_until"]),
+            )
+            for item in json.loads(text)
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return ()
+
+
+def read_endpoint(
+    name: str, secrets: str | bytes, enabled: object, created_at: float, updated_at: float
+) -> EndpointRecord:
+    """An `EndpointRecord` from what a store keeps: ``name`` through `store_text`,
+    ``secrets`` as `dump_secrets` wrote them, ``enabled`` anything truthy (SQLite's
+    1), times as epoch seconds."""
+    return EndpointRecord(
+        name=load_text(name),
+        secrets=load_secrets(secrets),
+        enabled=bool(enabled),
+        created_at=float(created_at),
+        updated_at=float(updated_at),
+    )
+
+
+@runtime_checkable
+class EndpointRegistry(Protocol):
+    """The optional part of a store that keeps endpoints and their secrets, for apps
+    whose endpoints come and go at run time. Each method is one atomic step across
+    every process and host sharing the store; times are epoch seconds on the store's
+    ``clock``; names and secrets go through `store_text`. A store keeps the secrets it
+    is given: checking them is its callers' work."""
+
+    def add_endpoint(self, name: str, secret: str) -> bool:
+        """Register ``name``, enabled, with ``secret`` current; False if it exists."""
+        ...
+
+    def get_endpoint(self, name: str) -> EndpointRecord | None:
+        """The endpoint named ``name``, or None."""
+        ...
+
+    def list_endpoints(self) -> list[EndpointRecord]:
+        """Every registered endpoint, by name."""
+        ...
+
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        """Make ``secret`` current, by `rotated`, in one read-modify-write that no
+        concurrent rotation can interleave with; False if there is no such endpoint."""
+        ...
+
+    def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable ``name``; False if there is no such endpoint."""
+        ...
+
+    def remove_endpoint(self, name: str) -> bool:
+        """Forget ``name`` and its secrets (its events stay); False if it was not there."""
+        ...
+
+
 class OpensFromURL(Protocol):
     """What a store class gives the registry of store URLs (see
     `iverton_webhooks.inbox.register_store`)."""

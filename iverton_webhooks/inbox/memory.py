@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -11,6 +12,8 @@ from . import base
 from .base import (
     DEFAULT_ENDPOINT,
     Claim,
+    EndpointRecord,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -25,6 +28,9 @@ _REPLAYABLE = base.values(base.REPLAYABLE)
 _RESOLVABLE = base.values(base.RESOLVABLE)
 
 Row = dict[str, Any]
+#: A registered endpoint as kept: its secrets (``base.dump_secrets``), ``enabled``,
+#: ``created_at`` and ``updated_at``; keyed by its name as stored.
+Endpoint = dict[str, Any]
 #: A mark as kept: the applied event (``(created_at, stored id)`` or None), the
 #: holder (or None) and the end of its hold.
 Mark = dict[str, Any]
@@ -56,6 +62,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         self._rows: dict[tuple[str, str], Row] = {}
         self._failures: dict[str, int] = {}
         self._marks: dict[tuple[str, str, str], Mark] = {}
+        self._registry: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -252,6 +259,56 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
                 mark["applied"] = (applied[0], store_text(applied[1]))
             if mark["holder"] == holder:
                 mark.update(holder=None, hold_until=None)
+
+    # -- EndpointRegistry (see base.EndpointRegistry for the semantics) -----------------
+
+    def add_endpoint(self, name: str, secret: str) -> bool:
+        with self._lock:
+            key = store_text(name)
+            if key in self._registry:
+                return False
+            now = self.clock()
+            self._registry[key] = {
+                "secrets": base.dump_secrets((EndpointSecret(secret),)),
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+            return True
+
+    def get_endpoint(self, name: str) -> EndpointRecord | None:
+        key = store_text(name)
+        with self._lock:
+            found = self._registry.get(key)
+            return None if found is None else base.read_endpoint(key, **found)
+
+    # builtins.list: in this class, list names the listing method.
+    def list_endpoints(self) -> builtins.list[EndpointRecord]:
+        with self._lock:
+            found = [base.read_endpoint(key, **row) for key, row in self._registry.items()]
+        return sorted(found, key=lambda endpoint: endpoint.name)
+
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        with self._lock:
+            found = self._registry.get(store_text(name))
+            if found is None:
+                return False
+            now = self.clock()
+            secrets = base.rotated(base.load_secrets(found["secrets"]), secret, now, grace_seconds)
+            found.update(secrets=base.dump_secrets(secrets), updated_at=now)
+            return True
+
+    def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
+        with self._lock:
+            found = self._registry.get(store_text(name))
+            if found is None:
+                return False
+            found.update(enabled=bool(enabled), updated_at=self.clock())
+            return True
+
+    def remove_endpoint(self, name: str) -> bool:
+        with self._lock:
+            return self._registry.pop(store_text(name), None) is not None
 
     def close(self) -> None:
         pass

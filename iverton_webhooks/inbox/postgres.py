@@ -19,7 +19,8 @@ import select
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
 
@@ -33,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from .._errors import ConfigurationError
 from .base import CLAIMABLE, pop_query, store_edge
-from .sql import POSTGRES, SQLStore, status_list
+from .sql import POSTGRES, Execute, SQLStore, status_list
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -48,6 +49,8 @@ VERSION_TABLE = "iverton_schema"
 ANSWERS_TABLE = "iverton_answers"
 #: Where newest-only handlers' resource marks are kept, per events table.
 MARKS_TABLE = "iverton_marks"
+#: Where endpoints kept in the store are registered, per events table.
+ENDPOINTS_TABLE = "iverton_endpoints"
 
 # Forward migrations: version -> statements ({table}, {index} and {index_name} filled in
 # with quoted names), each version in one transaction at open. ``seq`` keeps arrival
@@ -92,6 +95,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "resource text NOT NULL, handler text NOT NULL, applied_at double precision, "
         "applied_id text, holder text, hold_until double precision, "
         "PRIMARY KEY (scope, endpoint, resource, handler))",
+    ),
+    # Endpoints kept in the store: their secrets (JSON text, see base.dump_secrets),
+    # whether they take requests, and when they were created and changed (epoch
+    # seconds on the store's clock). Shared per schema like {answers}.
+    5: (
+        "CREATE TABLE IF NOT EXISTS {endpoints} (scope text NOT NULL, name text NOT NULL, "
+        "secrets text NOT NULL, enabled boolean NOT NULL DEFAULT true, "
+        "created_at double precision NOT NULL, updated_at double precision NOT NULL, "
+        "PRIMARY KEY (scope, name))",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -163,6 +175,7 @@ class PostgresStore(SQLStore):
         self._answers = _quote(*filter(None, (schema, ANSWERS_TABLE)))
         self._answers_scope = name
         self._marks = _quote(*filter(None, (schema, MARKS_TABLE)))
+        self._registry = _quote(*filter(None, (schema, ENDPOINTS_TABLE)))
         self._schema_ready = False
         self._local = threading.local()
         # Every connection opened, with the process that opened it. A forked child keeps
@@ -272,6 +285,7 @@ class PostgresStore(SQLStore):
             "pkey": _quote(pkey[0]) if pkey else '"-"',
             "answers": self._answers,
             "marks": self._marks,
+            "endpoints": self._registry,
         }
 
     def _migrate(self, conn: Connection) -> None:
@@ -309,6 +323,12 @@ class PostgresStore(SQLStore):
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._conn.execute(statement, params)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Execute]:
+        conn = self._conn
+        with conn.transaction():
+            yield lambda statement, params: conn.execute(statement, params)
 
     def _execute_long(self, statement: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         conn = self._conn

@@ -27,7 +27,11 @@ for the ``default`` endpoint (the layout-1 names, so an older inbox reads as it 
 - ``<base>:m:<resource>:<handler>`` (both percent-encoded): a hash per newest-only mark
   (`ResourceMarks`): the applied event's ``applied_at`` and ``applied_id``, and the
   ``holder`` with its ``hold_until``. Prune leaves marks alone: a mark is what tells a
-  late, older event of its resource that it is superseded, however old the events are.
+  late, older event of its resource that it is superseded, however old the events are;
+- ``{prefix}:registry``: the set of registered endpoint names (`EndpointRegistry`), and
+  ``{prefix}:registry:<name, percent-encoded>``: a hash per registered endpoint, its
+  ``secrets`` (JSON, see ``base.dump_secrets``), ``enabled`` ("1" or "0"),
+  ``created_at`` and ``updated_at``. Names are kept through `store_text`.
 
 Each transition is one Lua script, so it is atomic: nobody sees or makes half of it. The
 scripts know nothing of the lifecycle: the status sets are generated from
@@ -62,6 +66,8 @@ from .base import (
     REPLAYABLE,
     RESOLVABLE,
     Claim,
+    EndpointRecord,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -70,15 +76,19 @@ from .base import (
     StoredEvent,
     Verdict,
     claim_fields,
+    dump_secrets,
     finish_fields,
+    load_secrets,
     load_text,
     new_token,
     outcome_json,
     pop_query,
+    read_endpoint,
     read_row,
     renew_fields,
     replay_fields,
     resolve_fields,
+    rotated,
     store_edge,
     store_text,
     values,
@@ -310,6 +320,32 @@ end
 return 1
 """
 
+# The registry scripts: KEYS[1] is the set of names, KEYS[2] the endpoint's hash;
+# times are given as repr() strings. Rotation is a read-modify-write in Python instead
+# (WATCH/MULTI), so the rule stays in base.rotated.
+
+# ARGV: name, secrets, now.
+_ADD_ENDPOINT = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'secrets', ARGV[2], 'enabled', '1', 'created_at', ARGV[3],
+           'updated_at', ARGV[3])
+return 1
+"""
+
+# ARGV: "1" or "0", now.
+_ENABLE_ENDPOINT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'enabled', ARGV[1], 'updated_at', ARGV[2])
+return 1
+"""
+
+# ARGV: name.
+_REMOVE_ENDPOINT = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 _PRUNE_BATCH = 500
 
 
@@ -408,7 +444,7 @@ class _Keys:
 class RedisStore(RecordsRows):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts. Also keeps newest-only marks
-    (`ResourceMarks`).
+    (`ResourceMarks`) and registered endpoints (`EndpointRegistry`).
 
     ``timeout`` bounds connecting and each reply, so a dead server turns into an error
     quickly (the receiver answers 503 and the sender retries). Failed commands are not
@@ -463,6 +499,9 @@ class RedisStore(RecordsRows):
         self._take_mark = register(_TAKE_MARK)
         self._renew_mark = register(_RENEW_MARK)
         self._release_mark = register(_RELEASE_MARK)
+        self._add_endpoint = register(_ADD_ENDPOINT)
+        self._enable_endpoint = register(_ENABLE_ENDPOINT)
+        self._remove_endpoint = register(_REMOVE_ENDPOINT)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
@@ -663,6 +702,81 @@ class RedisStore(RecordsRows):
         if applied is not None:
             args += (_num(applied[0]), store_text(applied[1]))
         self._release_mark(self._mark(key), args)
+
+    # Endpoint registry (see base.EndpointRegistry for the semantics) --------------------
+
+    def _registry(self) -> str:
+        """The set of registered names; each name's hash is this key, ":" and the name."""
+        if not self._migrated:
+            self.migrate()
+        return f"{self._tag}:registry"
+
+    def _registered(self, name: str) -> tuple[list[str], str]:
+        """KEYS of the registry scripts for ``name``, and the name as stored."""
+        names, stored = self._registry(), store_text(name)
+        return [names, f"{names}:{quote(stored, safe='')}"], stored
+
+    @staticmethod
+    def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> EndpointRecord:
+        return read_endpoint(
+            stored_name,
+            fields[b"secrets"],
+            fields[b"enabled"] == b"1",
+            float(fields[b"created_at"]),
+            float(fields[b"updated_at"]),
+        )
+
+    def add_endpoint(self, name: str, secret: str) -> bool:
+        keys, stored = self._registered(name)
+        secrets = dump_secrets((EndpointSecret(secret),))
+        return bool(self._add_endpoint(keys, [stored, secrets, _num(self.clock())]))
+
+    def get_endpoint(self, name: str) -> EndpointRecord | None:
+        keys, stored = self._registered(name)
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys[1]))
+        return self._endpoint(stored, fields) if fields else None
+
+    def list_endpoints(self) -> list[EndpointRecord]:
+        names_key = self._registry()
+        names = sorted(_text(name) for name in cast("set[bytes]", self.redis.smembers(names_key)))
+        pipe = self.redis.pipeline(transaction=False)
+        for stored in names:
+            pipe.hgetall(f"{names_key}:{quote(stored, safe='')}")
+        found = [
+            self._endpoint(stored, fields)
+            for stored, fields in zip(names, pipe.execute(), strict=True)
+            if fields  # removed since the names were read
+        ]
+        return sorted(found, key=lambda endpoint: endpoint.name)
+
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        key = self._registered(name)[0][1]
+        found: list[bool] = []
+
+        def rotate(pipe: redis.client.Pipeline) -> None:
+            # Runs under WATCH: the write is applied only if nothing changed the endpoint
+            # since it was read; else redis-py runs this again on a fresh read.
+            found.clear()
+            stored = cast("bytes | None", pipe.hget(key, "secrets"))
+            if stored is None:
+                return
+            now = self.clock()
+            secrets = rotated(load_secrets(stored), secret, now, grace_seconds)
+            pipe.multi()
+            pipe.hset(key, mapping={"secrets": dump_secrets(secrets), "updated_at": _num(now)})
+            found.append(True)
+
+        self.redis.transaction(rotate, key)
+        return bool(found)
+
+    def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
+        keys, _ = self._registered(name)
+        args = ["1" if enabled else "0", _num(self.clock())]
+        return bool(self._enable_endpoint(keys, args))
+
+    def remove_endpoint(self, name: str) -> bool:
+        keys, stored = self._registered(name)
+        return bool(self._remove_endpoint(keys, [stored]))
 
     # Reading ---------------------------------------------------------------------------
 

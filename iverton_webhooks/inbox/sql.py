@@ -11,7 +11,9 @@ status list from its sets: a new column or status changes no SQL here.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
@@ -21,6 +23,8 @@ from . import base
 from .base import (
     DEFAULT_ENDPOINT,
     Claim,
+    EndpointRecord,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -82,6 +86,10 @@ class Dialect:
     merge_outcomes: str
     #: The column that keeps arrival order, for listing newest first.
     arrival: str
+    #: What ends a SELECT inside `SQLStore._transaction` so that the rows it reads
+    #: stay this transaction's until it ends (nothing where the transaction already
+    #: holds the whole database's write lock).
+    lock_rows: str = ""
 
 
 SQLITE = Dialect(
@@ -102,6 +110,7 @@ POSTGRES = Dialect(
     # jsonb || replaces whole top-level keys: a handler's latest outcome replaces its last.
     merge_outcomes="outcomes = coalesce(outcomes, '{{}}'::jsonb) || %s::jsonb",
     arrival="seq",
+    lock_rows=" FOR UPDATE",
 )
 
 
@@ -115,6 +124,11 @@ class Cursor(Protocol):
 
     def fetchall(self) -> Any: ...
 
+
+#: Runs one statement inside `SQLStore._transaction`.
+Execute = Callable[[str, Sequence[Any]], Cursor]
+#: The columns of a registered endpoint, in the order `base.read_endpoint` takes them.
+_ENDPOINT_COLUMNS = "name, secrets, enabled, created_at, updated_at"
 
 _CLAIMABLE = status_list(base.CLAIMABLE)
 _FINISHED = status_list(base.FINISHED)
@@ -136,10 +150,19 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
     #: The (quoted) table of resource marks, shared like ``_answers`` and keyed by the
     #: same scope.
     _marks: str
+    #: The (quoted) table of registered endpoints, shared and keyed like ``_marks``.
+    _registry: str
     clock: Callable[[], float]
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one autocommitted statement on this thread's connection."""
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[Execute]:
+        """One transaction on this thread's connection, for a read-modify-write: the
+        block gets a function that runs a statement in it; the transaction commits when
+        the block ends and rolls back if it raises. A row read with the dialect's
+        ``lock_rows`` stays the transaction's until it ends."""
         raise NotImplementedError
 
     def _execute_long(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
@@ -474,3 +497,71 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             f"applied_id = CASE WHEN {newer} THEN {p} ELSE applied_id END, {release} {where}",
             [at, at, at, stored_id, stored_holder, stored_holder, *self._mark_params(key)],
         )
+
+    # -- EndpointRegistry (see base.EndpointRegistry for the semantics) ----------------
+
+    def _endpoint_key(self, name: str) -> builtins.list[str]:
+        return [self._answers_scope, store_text(name)]
+
+    def add_endpoint(self, name: str, secret: str) -> bool:
+        p, now = self.dialect.param, self.clock()
+        secrets = base.dump_secrets((EndpointSecret(secret),))
+        cursor = self._execute(
+            f"INSERT INTO {self._registry} (scope, {_ENDPOINT_COLUMNS}) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (scope, name) DO NOTHING",
+            [*self._endpoint_key(name), secrets, True, now, now],
+        )
+        return cursor.rowcount == 1
+
+    def get_endpoint(self, name: str) -> EndpointRecord | None:
+        p = self.dialect.param
+        row = self._execute(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {p} AND name = {p}",
+            self._endpoint_key(name),
+        ).fetchone()
+        return None if row is None else base.read_endpoint(*row)
+
+    # builtins.list: in this class, list names the listing method.
+    def list_endpoints(self) -> builtins.list[EndpointRecord]:
+        cursor = self._execute(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {self.dialect.param}",
+            [self._answers_scope],
+        )
+        # Sorted here, by the names as read: a database orders the stored (possibly
+        # escaped) text by its own collation.
+        found = [base.read_endpoint(*row) for row in cursor.fetchall()]
+        return sorted(found, key=lambda endpoint: endpoint.name)
+
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        p, key = self.dialect.param, self._endpoint_key(name)
+        where = f"WHERE scope = {p} AND name = {p}"
+        with self._transaction() as execute:
+            row = execute(
+                f"SELECT secrets FROM {self._registry} {where}{self.dialect.lock_rows}", key
+            ).fetchone()
+            if row is None:
+                return False
+            now = self.clock()
+            secrets = base.rotated(base.load_secrets(row[0]), secret, now, grace_seconds)
+            execute(
+                f"UPDATE {self._registry} SET secrets = {p}, updated_at = {p} {where}",
+                [base.dump_secrets(secrets), now, *key],
+            )
+        return True
+
+    def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
+        p = self.dialect.param
+        cursor = self._execute(
+            f"UPDATE {self._registry} SET enabled = {p}, updated_at = {p} "
+            f"WHERE scope = {p} AND name = {p}",
+            [bool(enabled), self.clock(), *self._endpoint_key(name)],
+        )
+        return cursor.rowcount == 1
+
+    def remove_endpoint(self, name: str) -> bool:
+        p = self.dialect.param
+        cursor = self._execute(
+            f"DELETE FROM {self._registry} WHERE scope = {p} AND name = {p}",
+            self._endpoint_key(name),
+        )
+        return cursor.rowcount == 1

@@ -19,14 +19,16 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from .._errors import ConfigurationError, StoreUnavailable
 from .base import CLAIMABLE, store_edge
-from .sql import SQLITE, SQLStore, status_list
+from .sql import SQLITE, Execute, SQLStore, status_list
 
 DEFAULT_PATH = "webhooks.sqlite3"
 
@@ -94,6 +96,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE iverton_marks (scope TEXT NOT NULL, endpoint TEXT NOT NULL, "
         "resource TEXT NOT NULL, handler TEXT NOT NULL, applied_at REAL, applied_id TEXT, "
         "holder TEXT, hold_until REAL, PRIMARY KEY (scope, endpoint, resource, handler))",
+    ),
+    # Endpoints kept in the store: their secrets (JSON text, see base.dump_secrets),
+    # whether they take requests, and when they were created and changed (epoch seconds).
+    6: (
+        "CREATE TABLE iverton_endpoints (scope TEXT NOT NULL, name TEXT NOT NULL, "
+        "secrets TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL, "
+        "updated_at REAL NOT NULL, PRIMARY KEY (scope, name))",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -166,6 +175,7 @@ class SQLiteStore(SQLStore):
     _answers = "iverton_answers"
     _answers_scope = _TABLE
     _marks = "iverton_marks"
+    _registry = "iverton_endpoints"
 
     def __init__(
         self,
@@ -300,6 +310,23 @@ class SQLiteStore(SQLStore):
                 return _run(self._conn, statement, params)
             except sqlite3.OperationalError as error:
                 if _disk_full(error):
+                    raise StoreUnavailable(self._full_advice()) from error
+                raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Execute]:
+        # BEGIN IMMEDIATE takes SQLite's write lock at once (waiting for it as any write
+        # does), so what the block reads cannot change before it writes.
+        conn = self._conn
+        with self._process().write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield partial(_run, conn)
+                conn.execute("COMMIT")
+            except BaseException as error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.OperationalError) and _disk_full(error):
                     raise StoreUnavailable(self._full_advice()) from error
                 raise
 

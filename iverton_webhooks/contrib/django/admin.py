@@ -22,9 +22,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ..._text import printable
-from ...inbox.base import REPLAYABLE, RESOLVABLE, Status, load_text, values
+from ...inbox.base import (
+    REPLAYABLE,
+    RESOLVABLE,
+    Status,
+    load_secrets,
+    load_text,
+    masked_secret,
+    values,
+)
 from .endpoint import get_receiver
-from .models import ResourceMark, WebhookEvent
+from .models import ResourceMark, WebhookEndpoint, WebhookEvent
 from .store import DjangoStore
 
 #: How much of a quarantine reason the list shows (the detail page shows all of it).
@@ -297,3 +305,44 @@ class ResourceMarkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="holder")
     def shown_holder(self, obj: ResourceMark) -> str:
         return shown(obj.holder)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Endpoints kept in the database, to look at: secrets are shown masked (their
+    first characters only), never whole, on every page."""
+
+    list_display = ("shown_name", "enabled", "shown_secrets", "created_at", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("=name",)
+    # Never the secrets column itself: the detail page shows the same masked list.
+    fields = list_display
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="name", ordering="name")
+    def shown_name(self, obj: WebhookEndpoint) -> str:
+        return shown(obj.name)
+
+    @admin.display(description="secrets")
+    def shown_secrets(self, obj: WebhookEndpoint) -> str:
+        """Each secret masked, the current one first, the others with when they end."""
+        shown_each = [
+            printable(masked_secret(s.secret))
+            + (" current" if s.valid_until is None else f" until {_until(s.valid_until)}")
+            for s in load_secrets(obj.secrets)
+        ]
+        return "; ".join(shown_each) or "none (rotate to set one)"
+
+
+def _until(epoch: float) -> str:
+    # Any grace period may be asked for: a time past what a datetime holds is a number.
+    try:
+        return _epoch(epoch)
+    except (OverflowError, ValueError, OSError):
+        return repr(epoch)

@@ -143,3 +143,27 @@ class ResourceMark(models.Model):
 
     def __str__(self) -> str:
         return f"{printable(load_text(self.resource))} ({printable(load_text(self.handler))})"
+
+
+class WebhookEndpoint(models.Model):
+    """An endpoint kept in the database (the ``EndpointRegistry`` part of the store): its
+    signing secrets, current first, and whether it takes requests. Written only through
+    ``DjangoStore``; no page shows a secret whole."""
+
+    name: models.CharField[str, str] = models.CharField(max_length=ENDPOINT_MAX_LENGTH, unique=True)
+    # JSON text as the core's base.dump_secrets writes it (every secret through the text
+    # codec): each secret, and until when an earlier one is still accepted (epoch seconds).
+    secrets: models.TextField[str, str] = models.TextField()
+    enabled: models.BooleanField[bool, bool] = models.BooleanField(default=True)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField("created")
+    updated_at: models.DateTimeField[datetime, datetime] = models.DateTimeField("updated")
+
+    objects: ClassVar[models.Manager[WebhookEndpoint]] = models.Manager()
+
+    class Meta:
+        app_label = "iverton_webhooks"
+        verbose_name = "webhook endpoint"
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return printable(load_text(self.name))

@@ -45,6 +45,8 @@ from ...inbox.base import (
     REPLAYABLE,
     RESOLVABLE,
     Claim,
+    EndpointRecord,
+    EndpointSecret,
     HandlerOutcome,
     MarkAnswer,
     MarkKey,
@@ -53,7 +55,7 @@ from ...inbox.base import (
     Verdict,
     store_text,
 )
-from .models import FailedAnswers, ResourceMark, WebhookEvent
+from .models import FailedAnswers, ResourceMark, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -113,11 +115,13 @@ MIGRATE_HINT = "run `python manage.py migrate` to create or update it"
 
 
 def missing_schema(exc: BaseException) -> bool:
-    """Whether a database error says an inbox table (events, marks) or a column is missing
-    (SQLite "no such table/column", PostgreSQL "relation/column ... does not exist",
-    MySQL "doesn't exist" / "Unknown column")."""
+    """Whether a database error says an inbox table (events, marks, endpoints) or a column
+    is missing (SQLite "no such table/column", PostgreSQL "relation/column ... does not
+    exist", MySQL "doesn't exist" / "Unknown column")."""
     text = str(exc).lower()
-    tables = (WebhookEvent._meta.db_table.lower(), ResourceMark._meta.db_table.lower())
+    tables = tuple(
+        model._meta.db_table.lower() for model in (WebhookEvent, ResourceMark, WebhookEndpoint)
+    )
     return (
         "no such table" in text
         or "no such column" in text
@@ -269,6 +273,26 @@ def _stored(row: Mapping[str, Any]) -> StoredEvent:
     for column in _DATETIME_COLUMNS:
         mapping[column] = _from_db(mapping.pop(f"{column}{_RAW}", None))
     return base.read_row(mapping)
+
+
+_ENDPOINT_FIELDS = ("name", "secrets", "enabled", "created_at", "updated_at")
+
+
+def _epoch(value: object) -> float:
+    """A DateTimeField's value (as the ORM reads it) as epoch seconds."""
+    when = _from_db(value)
+    assert isinstance(when, datetime)
+    return when.timestamp()
+
+
+def _endpoint(row: Mapping[str, Any]) -> EndpointRecord:
+    return base.read_endpoint(
+        row["name"],
+        row["secrets"],
+        row["enabled"],
+        _epoch(row["created_at"]),
+        _epoch(row["updated_at"]),
+    )
 
 
 def _readable(rows: QuerySet[WebhookEvent]) -> QuerySet[WebhookEvent, dict[str, Any]]:
@@ -573,6 +597,73 @@ class DjangoStore(base.RecordsRows):
                 created_at, event_id = applied
                 older = Q(applied_at__isnull=True) | Q(applied_at__lte=created_at)
                 mark.filter(older).update(applied_at=created_at, applied_id=store_text(event_id))
+
+    # Endpoint registry (see base.EndpointRegistry): one WebhookEndpoint row each.
+
+    def _endpoints(self, name: str) -> QuerySet[WebhookEndpoint]:
+        rows: QuerySet[WebhookEndpoint] = WebhookEndpoint.objects.using(self.using).filter(
+            name=store_text(name)
+        )
+        return rows
+
+    @_migrate_hint
+    @_serialized
+    def add_endpoint(self, name: str, secret: str) -> bool:
+        now = _to_db(self.clock())
+        # get_or_create: of racing adds, one creates the row and the others read it.
+        _, created = WebhookEndpoint.objects.using(self.using).get_or_create(
+            name=store_text(name),
+            defaults={
+                "secrets": base.dump_secrets((EndpointSecret(secret),)),
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        return bool(created)
+
+    @_migrate_hint
+    def get_endpoint(self, name: str) -> EndpointRecord | None:
+        row = self._endpoints(name).values(*_ENDPOINT_FIELDS).first()
+        return None if row is None else _endpoint(row)
+
+    @_migrate_hint
+    def list_endpoints(self) -> list[EndpointRecord]:
+        rows = WebhookEndpoint.objects.using(self.using).values(*_ENDPOINT_FIELDS)
+        # Sorted here, by the names as read: the database orders the stored (possibly
+        # escaped) text by its own collation.
+        return sorted((_endpoint(row) for row in rows), key=lambda endpoint: endpoint.name)
+
+    @_migrate_hint
+    @_serialized
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        rows = self._endpoints(name)
+        with transaction.atomic(using=self.using):
+            if connections[self.using].vendor == "sqlite":
+                # SQLite locks no rows (select_for_update does nothing there): a first
+                # write takes its database write lock, so no other process can write
+                # between the read below and the update.
+                rows.update(updated_at=F("updated_at"))
+            stored = rows.select_for_update().values_list("secrets", flat=True).first()
+            if stored is None:
+                return False
+            now = self.clock()
+            secrets = base.rotated(base.load_secrets(stored), secret, now, grace_seconds)
+            rows.update(secrets=base.dump_secrets(secrets), updated_at=_to_db(now))
+        return True
+
+    @_migrate_hint
+    @_serialized
+    def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
+        changed = self._endpoints(name).update(
+            enabled=bool(enabled), updated_at=_to_db(self.clock())
+        )
+        return bool(changed == 1)
+
+    @_migrate_hint
+    @_serialized
+    def remove_endpoint(self, name: str) -> bool:
+        return bool(self._endpoints(name).delete()[0])
 
     @_migrate_hint
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
