@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
 import logging
 import os
@@ -33,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._errors import ConfigurationError, StoreUnavailable
 from ._health import Health, oldest_due_age, store_warnings
@@ -53,6 +54,7 @@ from ._worker import (
 )
 from .hooks import Hooks
 from .inbox.base import (
+    EndpointRegistry,
     MarkAnswer,
     ResourceMarks,
     Status,
@@ -169,9 +171,52 @@ class Processor:
         self._threads = _Threads()
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
+        self._siblings: dict[str, Processor] = {self.endpoint: self}
+        if settings.endpoint_registry and not isinstance(store, EndpointRegistry):
+            raise ConfigurationError(
+                f"endpoint_registry is on, but {type(store).__name__} keeps no endpoints (it "
+                "does not implement EndpointRegistry): use a built-in store, or turn it off"
+            )
 
     def __repr__(self) -> str:
         return f"<Processor endpoint={self.endpoint!r} store={self.store!r}>"
+
+    def for_endpoint(self, name: str | None) -> Processor:
+        """This processor for the events of endpoint ``name`` (itself for its own
+        endpoint or None): the same store, handlers, settings (``settings.endpoint``
+        stays this processor's), hooks and threads.
+
+        >>> from iverton_webhooks import MemoryStore
+        >>> processor = Processor(MemoryStore())
+        >>> processor.for_endpoint("acme").endpoint, processor.for_endpoint(None) is processor
+        ('acme', True)
+        """
+        if name is None:
+            return self
+        sibling = self._siblings.get(name)
+        if sibling is None:
+            sibling = copy.copy(self)
+            sibling.endpoint = name
+            sibling = self._siblings.setdefault(name, sibling)
+        return sibling
+
+    def registered_endpoints(self) -> list[str]:
+        """The endpoints of the store's registry this processor also processes (none
+        unless ``endpoint_registry``); its own endpoint is never among them."""
+        if not self.settings.endpoint_registry:
+            return []
+        registry = cast(EndpointRegistry, self.store)
+        return [e.name for e in registry.list_endpoints() if e.name != self.endpoint]
+
+    def due(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` (endpoint, event id) pairs that a worker may claim now: this
+        endpoint's first, then each registered endpoint's (one store query each)."""
+        found = [(self.endpoint, i) for i in self.store.due(limit, endpoint=self.endpoint)]
+        for name in self.registered_endpoints():
+            if len(found) >= limit:
+                break
+            found += [(name, i) for i in self.store.due(limit - len(found), endpoint=name)]
+        return found
 
     @property
     def _heartbeat(self) -> float:
@@ -421,26 +466,27 @@ class Processor:
     # Many events -----------------------------------------------------------------
 
     def recover(self, limit: int | None = None) -> dict[Result, int]:
-        """Process every event that is due now: pending ones, retries whose time has
+        """Process every event that is due now (this endpoint's, and the registered
+        endpoints' with ``endpoint_registry``): pending ones, retries whose time has
         come, and ones whose worker died. Returns counts by result. Each event is tried
         once per call, so a call always ends; a handler that hangs past
         ``handler_timeout`` is left behind in its own thread rather than holding this one."""
         counts: dict[Result, int] = {}
-        tried: set[str] = set()
+        tried: set[tuple[str, str]] = set()
         while limit is None or len(tried) < limit:
-            batch = [i for i in self.store.due(500, endpoint=self.endpoint) if i not in tried]
+            batch = [pair for pair in self.due(500) if pair not in tried]
             if not batch:
                 break
-            for event_id in batch[: None if limit is None else limit - len(tried)]:
-                tried.add(event_id)
+            for endpoint, event_id in batch[: None if limit is None else limit - len(tried)]:
+                tried.add((endpoint, event_id))
                 try:
-                    result = self.process(event_id)
+                    result = self.for_endpoint(endpoint).process(event_id)
                 except Exception as exc:
                     log.error(
                         "event %s: processing failed: %s",
                         printable(event_id),
                         printable(exc),
-                        extra=fields(event_id=event_id, endpoint=self.endpoint),
+                        extra=fields(event_id=event_id, endpoint=endpoint),
                     )
                     result = Result.STORE_DOWN
                 counts[result] = counts.get(result, 0) + 1

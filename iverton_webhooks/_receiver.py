@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from . import _answers as answers
 from ._answers import AT_RISK_AFTER, AnswerLog, StoreAnswerLog, likely_cause
-from ._errors import ConfigurationError, InvalidPayload, InvalidSignature
+from ._directory import EndpointDirectory, SignatureCheck
+from ._errors import ConfigurationError, InvalidPayload, InvalidSignature, StoreUnavailable
 from ._logs import fields
 from ._processor import Processor
 from ._router import Router
@@ -39,7 +40,7 @@ from ._worker import Result, RetryPolicy
 from .events import Envelope, parse_envelope, salvage_id_and_type
 from .hooks import Hook, Hooks, Notice
 from .inbox import open_store
-from .inbox.base import Status, Store
+from .inbox.base import EndpointRegistry, Status, Store
 from .runners import BaseRunner, make_runner
 from .telemetry import ANSWER, ENDPOINT, EVENT_ID, EVENT_TYPE, HTTP_STATUS, Telemetry
 
@@ -80,6 +81,9 @@ DUPLICATE = _answer("duplicate", 200, status="duplicate")
 UNKNOWN_TYPE = _answer("accepted", 200, status="accepted", note="unknown event type")
 QUARANTINED = _answer("quarantined", 200, status="quarantined")
 EXPIRED = _answer("expired", 200, status="expired")
+#: One body whatever the cause (never registered, disabled, removed, a name no endpoint
+#: may have), so the answer tells a prober nothing.
+UNKNOWN_ENDPOINT = _answer("unknown_endpoint", 404, error="no such endpoint")
 BAD_SIGNATURE = _answer("refused", 401, error="invalid signature")
 TOO_LARGE = _answer("too_large", 413, error="body too large")
 #: The adapter could not read the body to its end (client gone, chunk cut short).
@@ -103,6 +107,7 @@ ANSWER_OF = {
         TOO_LARGE,
         UNREADABLE,
         WRONG_METHOD,
+        UNKNOWN_ENDPOINT,
     )
 }
 #: The hook each answer fires.
@@ -130,6 +135,7 @@ class _Seen:
     Defaults on the class, no ``__init__``: every request makes one, and most set
     nothing or two fields."""
 
+    endpoint: str = ""
     event_id: str | None = None
     event_type: str | None = None
     error: str | None = None
@@ -155,6 +161,9 @@ class Receiver:
     ``secret`` or ``secrets`` (a list of several, for rotation: every one is accepted).
     ``endpoint``: the name this receiver's events are kept under, so several receivers
     (one per Iverton endpoint) can share a store without seeing each other's events.
+    ``endpoint_registry``: also receive for the endpoints registered in the store
+    (``receive(..., endpoint=name)``; see docs/endpoints.md); the secret is then
+    optional, and without one only registered endpoints are served.
     ``store``: a `Store`, or a URL: ``"sqlite:///path.db"`` (default
     ``sqlite:///webhooks.sqlite3``), ``"postgresql://..."``, ``"redis://..."``, ``"memory://"``.
     ``runner``: ``"thread"`` (default), ``"asyncio"``, ``"inline"``, a runner
@@ -190,6 +199,7 @@ class Receiver:
         telemetry: Telemetry | None = None,
         answer_log: AnswerLog | None = None,
         settings: Settings | None = None,
+        endpoint_registry: bool | None = None,
     ) -> None:
         # Every option is checked here, before a store is opened (and maybe created).
         self.settings = settings = (settings or Settings()).replace(
@@ -203,13 +213,15 @@ class Receiver:
             retry=retry,
             lease=lease,
             handler_timeout=handler_timeout,
+            endpoint_registry=endpoint_registry,
         )
-        if not settings.secrets:
+        if not settings.secrets and not settings.endpoint_registry:
             raise ConfigurationError(
                 "no webhook secret configured: pass secret='whsec_...' (the endpoint's signing "
                 "secret from the Iverton dashboard) or secrets=[new, old] while rotating"
             )
-        self.verifier = Verifier(list(settings.secrets))
+        #: None: this receiver's own endpoint has no secret (registered endpoints only).
+        self.verifier = Verifier(list(settings.secrets)) if settings.secrets else None
         self.store: Store = open_store(settings.store)
         self.processor = Processor(
             self.store,
@@ -232,6 +244,12 @@ class Receiver:
         self.runner = make_runner(settings.runner)
         self.runner.bind(self.processor)
         self._said_no_handlers = False
+        #: Where registered endpoints' secrets are looked up; None without the registry.
+        self.directory = (
+            EndpointDirectory(cast(EndpointRegistry, self.store))
+            if settings.endpoint_registry
+            else None
+        )
 
     @property
     def endpoint(self) -> str:
@@ -262,8 +280,15 @@ class Receiver:
 
     # The request path ------------------------------------------------------------
 
-    def receive(self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]) -> Reply:
-        """Handle one request; never raises for anything the client sent."""
+    def receive(
+        self,
+        method: str,
+        body: bytes,
+        headers: HeadersLike | Mapping[str, str],
+        endpoint: str | None = None,
+    ) -> Reply:
+        """Handle one request; never raises for anything the client sent. ``endpoint``:
+        the name the request's URL gives (the receiver's own endpoint when None)."""
         if not isinstance(body, (bytes, bytearray, memoryview)):
             # A str here means the adapter decoded the body: the signature is over bytes.
             raise TypeError(f"receive() needs the raw body as bytes, not {type(body).__name__}")
@@ -272,12 +297,13 @@ class Receiver:
         # clock is read for the ack's duration.
         tracing, metering = telemetry.switches()
         seen = _Seen()
+        seen.endpoint = self.processor.endpoint if endpoint is None else endpoint
         if not (tracing or metering):
             reply = self._receive(method, body, headers, seen, None)
             if (
                 reply is ACCEPTED
                 and Hook.RECEIVED not in self.processor.hooks.watched
-                and time.monotonic() < self.answer_log.quiet.get(self.processor.endpoint, 0.0)
+                and time.monotonic() < self.answer_log.quiet.get(seen.endpoint, 0.0)
             ):
                 return reply  # most acks: no hook to fire, nothing for the answer log
             self._answered(reply, seen, None)
@@ -286,7 +312,7 @@ class Receiver:
         if not tracing:
             reply = self._receive(method, body, headers, seen, None)
         else:
-            with telemetry.span("iverton.receive", {ENDPOINT: self.endpoint}) as span:
+            with telemetry.span("iverton.receive", {ENDPOINT: seen.endpoint}) as span:
                 reply = self._receive(method, body, headers, seen, telemetry.span)
                 if span.is_recording():
                     span.set_attributes({ANSWER: reply.answer, HTTP_STATUS: reply.status})
@@ -305,15 +331,31 @@ class Receiver:
     ) -> Reply:
         if method.upper() != "POST":
             return WRONG_METHOD
+        endpoint = seen.endpoint
+        verifier: SignatureCheck | None = self.verifier
+        registered = endpoint != self.processor.endpoint
+        if registered:
+            try:
+                verifier = None if self.directory is None else self.directory.checker(endpoint)
+            except StoreUnavailable:
+                log.exception(
+                    "endpoint %s: the registry could not be read, answering 503",
+                    printable(endpoint),
+                    extra=fields(endpoint=endpoint),
+                )
+                return STORE_DOWN
+        if verifier is None:
+            log.info("no enabled endpoint named %s: answered 404", printable(endpoint))
+            return UNKNOWN_ENDPOINT
         if len(body) > self.max_body_bytes:
             return TOO_LARGE
         signature = header(headers, SIGNATURE_HEADER)
         try:
             if span is None:
-                secret_index = self.verifier.verify(body, signature)
+                secret_index = verifier.verify(body, signature)
             else:
                 with span("iverton.verify"):
-                    secret_index = self.verifier.verify(body, signature)
+                    secret_index = verifier.verify(body, signature)
         except InvalidSignature:
             seen.well_formed_signature = isinstance(signature, str) and bool(
                 _WELL_FORMED.fullmatch(signature)
@@ -321,7 +363,7 @@ class Receiver:
             log.warning(
                 "refused a request with an invalid signature (%d bytes)",
                 len(body),
-                extra=fields(endpoint=self.endpoint),
+                extra=fields(endpoint=endpoint),
             )
             return BAD_SIGNATURE
         try:
@@ -343,10 +385,10 @@ class Receiver:
                     printable(envelope.id),
                     printable(envelope.type),
                     outside,
-                    extra=self._about(envelope),
+                    extra=self._about(envelope, endpoint),
                 )
                 return EXPIRED
-        record, endpoint = self.store.record, self.processor.endpoint
+        record = self.store.record
         event_id, event_type, created_at = envelope.id, envelope.type, envelope.created_at
         try:
             # No context manager unless tracing: entering one costs more than the dedupe.
@@ -356,7 +398,7 @@ class Receiver:
                 with span("iverton.record"):
                     is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
         except Exception:
-            self._store_failed(envelope.id, envelope.type)
+            self._store_failed(envelope.id, envelope.type, endpoint)
             return STORE_DOWN
         informing = log.isEnabledFor(logging.INFO)
         if not is_new:
@@ -365,7 +407,7 @@ class Receiver:
                     "event %s (%s): duplicate delivery, not dispatched",
                     printable(envelope.id),
                     printable(envelope.type),
-                    extra=self._about(envelope),
+                    extra=self._about(envelope, endpoint),
                 )
             return DUPLICATE
         if informing:
@@ -374,35 +416,43 @@ class Receiver:
                 printable(envelope.id),
                 printable(envelope.type),
                 secret_index,
-                extra=self._about(envelope, status=Status.PENDING.value),
+                extra=self._about(envelope, endpoint, status=Status.PENDING.value),
             )
         if span is not None:
             # Its processing joins this request's trace, whichever thread runs it here.
-            self.telemetry.remember(self.endpoint, envelope.id)
+            self.telemetry.remember(endpoint, envelope.id)
         try:
-            self.runner.submit(envelope.id)
+            if registered:
+                self.runner.submit(envelope.id, endpoint)
+            else:
+                self.runner.submit(envelope.id)
         except Exception:
             # Recorded is what the 2xx promises; recovery will process it.
             log.exception(
                 "event %s (%s): hand-off failed, left pending",
                 printable(envelope.id),
                 printable(envelope.type),
-                extra=self._about(envelope),
+                extra=self._about(envelope, endpoint),
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
 
-    def _about(self, envelope: Envelope, **more: Any) -> dict[str, Any]:
+    def _about(self, envelope: Envelope, endpoint: str, **more: Any) -> dict[str, Any]:
         """A log record's fields for this event (built only for a record that is logged:
         most acks log nothing at INFO)."""
-        found = fields(event_id=envelope.id, event_type=envelope.type, endpoint=self.endpoint)
+        found = fields(event_id=envelope.id, event_type=envelope.type, endpoint=endpoint)
         return {**found, **more}
 
     def _answered(self, reply: Reply, seen: _Seen, seconds: float | None) -> None:
         """After the request: metrics (``seconds`` None: none are recorded), the answer's
         hook, the disablement warning."""
         processor = self.processor
-        endpoint = processor.endpoint
+        endpoint = seen.endpoint
         answer = reply.answer
+        if reply is UNKNOWN_ENDPOINT:
+            # Any name can be asked for: none becomes a metric label or an answer count.
+            if seconds is not None:
+                processor.telemetry.answered(processor.endpoint, answer, seconds)
+            return
         if seconds is not None:
             processor.telemetry.answered(endpoint, answer, seconds)
         hook = HOOK_OF_ANSWER.get(answer)
@@ -429,7 +479,7 @@ class Receiver:
             log.warning(
                 "could not count this answer for the disablement warning: %s",
                 printable(exc),
-                extra=fields(endpoint=self.endpoint),
+                extra=fields(endpoint=endpoint),
             )
             return
         if in_a_row == AT_RISK_AFTER:
@@ -437,22 +487,22 @@ class Receiver:
             log.error(
                 "endpoint %s answered %d non-2xx responses in a row; the sender disables an "
                 "endpoint after 5 failed deliveries. Likely cause: %s",
-                printable(self.endpoint),
+                printable(endpoint),
                 in_a_row,
                 cause,
-                extra=fields(endpoint=self.endpoint, status=reply.status),
+                extra=fields(endpoint=endpoint, status=reply.status),
             )
             self.hooks.emit(
-                Notice(Hook.ENDPOINT_AT_RISK, self.endpoint, status_code=reply.status, detail=cause)
+                Notice(Hook.ENDPOINT_AT_RISK, endpoint, status_code=reply.status, detail=cause)
             )
 
-    def _store_failed(self, event_id: str, event_type: str) -> None:
+    def _store_failed(self, event_id: str, event_type: str, endpoint: str) -> None:
         """Log the exception being handled: the store could not record the event."""
         log.exception(
             "event %s (%s): store unavailable, answering 503",
             printable(event_id),
             printable(event_type),
-            extra=fields(event_id=event_id, event_type=event_type, endpoint=self.endpoint),
+            extra=fields(event_id=event_id, event_type=event_type, endpoint=endpoint),
         )
 
     def _quarantine(self, body: bytes, reason: str, seen: _Seen, span: _SpanMaker) -> Reply:
@@ -469,12 +519,12 @@ class Receiver:
                     seen.event_type,
                     datetime.now(timezone.utc),
                     body,
-                    endpoint=self.endpoint,
+                    endpoint=seen.endpoint,
                     status=Status.QUARANTINED,
                     error=seen.error,
                 )
         except Exception:
-            self._store_failed(key, seen.event_type)
+            self._store_failed(key, seen.event_type, seen.endpoint)
             return STORE_DOWN
         if is_new:
             log.error(
@@ -484,14 +534,18 @@ class Receiver:
                 extra=fields(
                     event_id=key,
                     event_type=seen.event_type,
-                    endpoint=self.endpoint,
+                    endpoint=seen.endpoint,
                     status=Status.QUARANTINED,
                 ),
             )
         return QUARANTINED if is_new else DUPLICATE
 
     async def receive_async(
-        self, method: str, body: bytes, headers: HeadersLike | Mapping[str, str]
+        self,
+        method: str,
+        body: bytes,
+        headers: HeadersLike | Mapping[str, str],
+        endpoint: str | None = None,
     ) -> Reply:
         """`receive` for async adapters: a blocking store is called in a thread,
         and the reply is made after that call has returned, so a 2xx is still a
@@ -499,8 +553,8 @@ class Receiver:
         # Submitting happens in the worker thread; an asyncio runner needs this loop.
         self.runner.attach(asyncio.get_running_loop())
         if self.store.blocking:
-            return await asyncio.to_thread(self.receive, method, body, headers)
-        return self.receive(method, body, headers)
+            return await asyncio.to_thread(self.receive, method, body, headers, endpoint)
+        return self.receive(method, body, headers, endpoint)
 
     # Processing and maintenance: the processor's, for convenience ---------------
 

@@ -36,6 +36,10 @@ DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_LEASE = timedelta(seconds=60)
 DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: How long a registered endpoint's previous secret stays valid after a rotation: past
+#: the sender's whole retry span, so a delivery first signed before the rotation is
+#: still accepted at its last retry.
+ROTATION_GRACE = timedelta(hours=27)
 
 #: The runner names every surface accepts.
 RUNNER_NAMES = ("thread", "asyncio", "inline")
@@ -61,6 +65,8 @@ class Settings:
     processor that only processes (a worker); a `Receiver` requires at least one.
     ``store`` and ``runner`` are kept as given (a URL, a name, an object) and opened by
     the receiver; `iverton_webhooks.runners.make_runner` says which runners are accepted.
+    ``endpoint_registry``: also receive and process for the endpoints registered in the
+    store (its `EndpointRegistry`), beside ``endpoint``.
     """
 
     secrets: tuple[str, ...] = ()
@@ -73,6 +79,7 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease: timedelta = DEFAULT_LEASE
     handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT
+    endpoint_registry: bool = False
 
     def __post_init__(self) -> None:
         fix = _setter(self)
@@ -90,6 +97,11 @@ class Settings:
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise SettingError(
                 "max_body_bytes", f"max_body_bytes must be a positive number of bytes, not {size!r}"
+            )
+        if not isinstance(self.endpoint_registry, bool):
+            raise SettingError(
+                "endpoint_registry",
+                f"endpoint_registry must be True or False, not {self.endpoint_registry!r}",
             )
         retry: object = self.retry  # from a mapping it may be anything
         if not isinstance(retry, RetryPolicy):
@@ -110,8 +122,8 @@ class Settings:
     def from_mapping(cls, values: Mapping[str, Any], *, where: str, prefix: str = "") -> Settings:
         """Settings from upper-case keys (``SECRET``, ``SECRETS``, ``ENDPOINT``, ``STORE``,
         ``RUNNER``, ``MAX_BODY_BYTES``, ``MAX_AGE``, ``RETENTION``, ``RETRY``, ``LEASE``,
-        ``HANDLER_TIMEOUT``, each after ``prefix``); other keys are the caller's. Errors
-        name the key as ``where['PREFIX_KEY']``."""
+        ``HANDLER_TIMEOUT``, ``ENDPOINT_REGISTRY``, each after ``prefix``); other keys are
+        the caller's. Errors name the key as ``where['PREFIX_KEY']``."""
         return cls().replace(**options_from(values, where=where, prefix=prefix))
 
 
@@ -146,6 +158,7 @@ KEYS = {
     "RETRY": "retry",
     "LEASE": "lease",
     "HANDLER_TIMEOUT": "handler_timeout",
+    "ENDPOINT_REGISTRY": "endpoint_registry",
 }
 #: Every key `Settings.from_mapping` reads.
 SETTING_KEYS = frozenset({"SECRET", "SECRETS", *KEYS})

@@ -223,7 +223,7 @@ class Job:
             verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
         else:
             try:
-                parsed = parse_event(stored.body, stored.type)
+                parsed = parse_event(stored.body, stored.type, endpoint=endpoint)
             except InvalidPayload as exc:
                 verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
         if verdict is not None:

@@ -120,9 +120,16 @@ def path_forms(path: str) -> tuple[str, ...]:
 
 
 def handle(
-    receiver: Receiver, method: str, headers: Headers, read: Read, *, limit: int | None = None
+    receiver: Receiver,
+    method: str,
+    headers: Headers,
+    read: Read,
+    *,
+    limit: int | None = None,
+    endpoint: str | None = None,
 ) -> Reply:
-    """Answer one request from a blocking body stream.
+    """Answer one request from a blocking body stream (to the registered endpoint
+    ``endpoint`` when the URL names one).
 
     ``read`` is not called for a non-POST request nor for a declared length over the cap
     (``receiver.max_body_bytes``, or ``limit`` when a framework's own cap is lower); it may
@@ -130,7 +137,7 @@ def handle(
     (a 400).
     """
     if method.upper() != "POST":
-        return receiver.receive(method, b"", headers)  # the 405, with nothing read
+        return receiver.receive(method, b"", headers, endpoint)  # the 405, with nothing read
     cap = _cap(receiver, limit)
     length = declared_length(header(headers, "Content-Length"))
     if length is not None and length > cap:
@@ -143,7 +150,7 @@ def handle(
         return unreadable(receiver, error)
     if body is None:
         return TOO_LARGE
-    return receiver.receive(method, body, headers)
+    return receiver.receive(method, body, headers, endpoint)
 
 
 async def handle_async(
@@ -153,6 +160,7 @@ async def handle_async(
     next_chunk: NextChunk,
     *,
     limit: int | None = None,
+    endpoint: str | None = None,
 ) -> Reply:
     """`handle` for async adapters, reading the body chunk by chunk.
 
@@ -160,7 +168,7 @@ async def handle_async(
     400 reply, which a server drops when its client is gone.
     """
     if method.upper() != "POST":
-        return await receiver.receive_async(method, b"", headers)
+        return await receiver.receive_async(method, b"", headers, endpoint)
     cap = _cap(receiver, limit)
     try:
         body = await read_capped_async(next_chunk, cap, header(headers, "Content-Length"))
@@ -168,7 +176,7 @@ async def handle_async(
         return unreadable(receiver, error)
     if body is None:
         return TOO_LARGE
-    return await receiver.receive_async(method, body, headers)
+    return await receiver.receive_async(method, body, headers, endpoint)
 
 
 def unreadable(receiver: Receiver, error: BodyUnreadable) -> Reply:

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Generic
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from typing_extensions import TypedDict, TypeVar
 
 from ._catalogue import CATALOGUE, Campaign, Client, Contact, Deal, Email, Resource
 from ._errors import InvalidPayload
 from ._text import printable
+from .inbox.base import DEFAULT_ENDPOINT
 
 __all__ = [
     "EVENT_TYPES",
@@ -154,6 +155,15 @@ class Event(_TypeNamed, BaseModel, Generic[DataT]):
     type: _ID
     created_at: UtcDatetime
     data: DataT
+    # Not a field: where the event arrived is not part of what the sender signed, so no
+    # body can set it.
+    _endpoint: str = PrivateAttr(default=DEFAULT_ENDPOINT)
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the event was received at (its receiver's ``endpoint``, or the
+        registered endpoint's name)."""
+        return self._endpoint
 
 
 class _DataRef(TypedDict):
@@ -212,16 +222,20 @@ def parse_envelope(body: bytes) -> Envelope:
         raise InvalidPayload(describe_validation_error(exc)) from None
 
 
-def parse_event(body: bytes, event_type: str | None = None) -> Event[Any]:
+def parse_event(
+    body: bytes, event_type: str | None = None, *, endpoint: str = DEFAULT_ENDPOINT
+) -> Event[Any]:
     """Parse a raw body into a typed `Event`; raise `InvalidPayload` if malformed.
 
     ``event_type`` skips the envelope pass when the type is already known (as it is
-    for a stored event).
+    for a stored event); ``endpoint`` is where it was received (`Event.endpoint`).
     """
     if event_type is None:
         event_type = parse_envelope(body).type
     try:
         event: Event[Any] = _VALIDATE_BY_TYPE.get(event_type, _validate_unknown)(body)
+        if endpoint != DEFAULT_ENDPOINT:
+            event._endpoint = endpoint
         return event
     except ValidationError as exc:
         raise InvalidPayload(describe_validation_error(exc)) from None

@@ -45,7 +45,7 @@ class BaseRunner:
     >>> class Collect(BaseRunner):
     ...     def __init__(self) -> None:
     ...         self.ids: list[str] = []
-    ...     def submit(self, event_id: str) -> None:
+    ...     def submit(self, event_id: str, endpoint: str | None = None) -> None:
     ...         self.ids.append(event_id)
     """
 
@@ -63,8 +63,11 @@ class BaseRunner:
             raise RuntimeError("runner is not bound to a Receiver")
         return self._processor
 
-    def submit(self, event_id: str) -> None:
-        """Arrange for a newly recorded event to be processed; must not block the request."""
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
+        """Arrange for a newly recorded event to be processed; must not block the request.
+
+        ``endpoint`` is given only for an event of a registered endpoint (the receiver's
+        ``endpoint_registry``): process it with ``processor.for_endpoint(endpoint)``."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -95,8 +98,8 @@ class InlineRunner(BaseRunner):
     """Process before the reply is sent. Simple and predictable, but the sender waits
     for your handlers (and gives up after 5 s): for tests and very light handlers."""
 
-    def submit(self, event_id: str) -> None:
-        self.processor.process(event_id)
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
+        self.processor.for_endpoint(endpoint).process(event_id)
 
 
 class AsyncioRunner(BaseRunner):
@@ -125,7 +128,7 @@ class AsyncioRunner(BaseRunner):
         self.queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[object]] = set()
-        self._in_flight: set[str] = set()
+        self._in_flight: set[tuple[str, str]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._limit: asyncio.Semaphore | None = None
         self._poll_failure: tuple[str, float] | None = None
@@ -146,46 +149,49 @@ class AsyncioRunner(BaseRunner):
         if self._poller is None or self._poller.done() or self._poller.get_loop() is not loop:
             self._poller = loop.create_task(self._poll())
 
-    def submit(self, event_id: str) -> None:
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is not None:
             self.attach(running)
-            self._spawn(event_id)
+            self._spawn(event_id, endpoint)
         elif self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._spawn, event_id)
+            self._loop.call_soon_threadsafe(self._spawn, event_id, endpoint)
         else:
             log.warning(
                 "event %s: no event loop yet, left pending for recovery", printable(event_id)
             )
 
-    def _spawn(self, event_id: str) -> None:
-        if event_id in self._in_flight:
+    def _spawn(self, event_id: str, endpoint: str | None = None) -> None:
+        key = (endpoint or self.processor.endpoint, event_id)
+        if key in self._in_flight:
             return  # a second copy would only fail its claim
         if len(self._in_flight) >= self.queue_size:
             log.warning(
                 "event %s: worker queue full, left pending for the poller", printable(event_id)
             )
             return
-        self._in_flight.add(event_id)
-        task: asyncio.Task[object] = asyncio.ensure_future(self._run(event_id))
+        self._in_flight.add(key)
+        task: asyncio.Task[object] = asyncio.ensure_future(self._run(event_id, endpoint))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: self._in_flight.discard(event_id))
+        task.add_done_callback(lambda _: self._in_flight.discard(key))
 
-    async def _run(self, event_id: str) -> object:
+    async def _run(self, event_id: str, endpoint: str | None) -> object:
         assert self._limit is not None
         async with self._limit:
             try:
-                result = await self.processor.process_async(
+                result = await self.processor.for_endpoint(endpoint).process_async(
                     event_id, store_calls_here=self.store_calls_here
                 )
                 if result is Result.BUSY:
                     # A newest-only handler's resource is held by another worker, usually
                     # briefly: come back then rather than at the next poll.
-                    asyncio.get_running_loop().call_later(BUSY_DELAY, self._spawn, event_id)
+                    asyncio.get_running_loop().call_later(
+                        BUSY_DELAY, self._spawn, event_id, endpoint
+                    )
                 return result
             except asyncio.CancelledError:
                 raise
@@ -210,15 +216,13 @@ class AsyncioRunner(BaseRunner):
             room = min(500, self.queue_size - len(self._in_flight))
             if room > 0:
                 try:
-                    due = await self._store_call(
-                        functools.partial(processor.store.due, room, endpoint=processor.endpoint)
-                    )
+                    due = await self._store_call(functools.partial(processor.due, room))
                 except Exception as exc:
                     self._poll_failed(exc)
                 else:
                     self._poll_failure = None
-                    for event_id in due:
-                        self._spawn(event_id)
+                    for endpoint, event_id in due:
+                        self._spawn(event_id, endpoint)
             await asyncio.sleep(self.poll_interval)
 
     async def _store_call(self, call: Callable[[], T]) -> T:
@@ -297,9 +301,9 @@ class ThreadRunner(BaseRunner):
         self._thread: threading.Thread | None = None
         self._inner: AsyncioRunner | None = None
 
-    def submit(self, event_id: str) -> None:
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
         inner, loop = self._started()
-        loop.call_soon_threadsafe(inner._spawn, event_id)
+        loop.call_soon_threadsafe(inner._spawn, event_id, endpoint)
 
     def start(self) -> None:
         """Start the loop thread in this process now (idempotent)."""

@@ -38,16 +38,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ._signature import SIGNATURE_HEADER, sign
+from ._signature import SIGNATURE_HEADER, Verifier, sign
 
 if TYPE_CHECKING:
     from ._answers import AnswerLog
     from ._receiver import Receiver
     from ._router import Router
     from .events import Event
-    from .inbox.base import Status, Store
+    from .inbox.base import EndpointRegistry, Status, Store
     from .runners import BaseRunner
 
 __all__ = [
@@ -238,7 +238,8 @@ class AppWebhooks:
         return f"<AppWebhooks endpoints={endpoints} store={self.store!r}>"
 
     def receiver(self, endpoint: str | None = None) -> Receiver:
-        """The app's receiver for ``endpoint``; by default its only one (or ``"default"``)."""
+        """The app's receiver for ``endpoint``; by default its only one (or ``"default"``).
+        A name registered in the store: the receiver that serves the registry."""
         if endpoint is None and len(self.receivers) == 1:
             return self.receivers[0]
         from .inbox.base import DEFAULT_ENDPOINT
@@ -247,15 +248,34 @@ class AppWebhooks:
         for receiver in self.receivers:
             if receiver.endpoint == wanted:
                 return receiver
+        for receiver in self.receivers:
+            if receiver.directory is not None:
+                return receiver
         names = ", ".join(repr(receiver.endpoint) for receiver in self.receivers)
         raise LookupError(f"the app has receivers for endpoints {names}: pass endpoint=NAME")
 
     def deliver(self, body: bytes, *, endpoint: str | None = None) -> Delivery:
-        """Sign ``body`` with the app's (newest) secret for ``endpoint``."""
-        signature = self.receiver(endpoint).verifier.sign(body)
+        """Sign ``body`` with the app's (newest) secret for ``endpoint``: a receiver's
+        own, or that of an endpoint registered in the store."""
+        signature = self._signer(endpoint).sign(body)
         return Delivery(
             body=body, headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature}
         )
+
+    def _signer(self, endpoint: str | None) -> Verifier:
+        receiver = self.receiver(endpoint)
+        if endpoint is None or endpoint == receiver.endpoint:
+            if receiver.verifier is None:
+                raise LookupError(
+                    f"endpoint {receiver.endpoint!r} has no secret of its own: pass the "
+                    "endpoint=NAME of a registered endpoint"
+                )
+            return receiver.verifier
+        registry = cast("EndpointRegistry", receiver.store)
+        record = registry.get_endpoint(endpoint)
+        if record is None or not record.secrets:
+            raise LookupError(f"no endpoint named {endpoint!r} is registered in the store")
+        return Verifier([record.secrets[0].secret])
 
     def signed_delivery(
         self, event_type: str = "deal.won", *, endpoint: str | None = None, **overrides: Any

@@ -25,6 +25,7 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
     503: "Service Unavailable",
@@ -62,6 +63,9 @@ class WebhookApp:
     events left over from a previous run are recovered with no request. Under a pre-fork
     master (gunicorn ``--preload``) it starts in each forked worker instead, and in a
     script that only imports it, not at all (call ``receiver.start()`` to start there).
+
+    With the receiver's ``endpoint_registry``, a path below the app's root names a
+    registered endpoint: ``/acme`` (or ``/acme/``) is endpoint ``acme``.
     """
 
     def __init__(self, receiver: Receiver) -> None:
@@ -72,7 +76,10 @@ class WebhookApp:
         headers = EnvironHeaders(environ)
         method = environ["REQUEST_METHOD"]
         # A declared body over the cap is answered 413 unread, as every adapter does.
-        reply = handle(self.receiver, method, headers, environ["wsgi.input"].read)
+        name = None
+        if self.receiver.directory is not None:
+            name = environ.get("PATH_INFO", "").strip("/") or None
+        reply = handle(self.receiver, method, headers, environ["wsgi.input"].read, endpoint=name)
         out = [*reply.headers, ("Content-Length", str(len(reply.body)))]
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", out)
         return [reply.body]

@@ -77,6 +77,12 @@ class _Tasks:
     def processor(self, endpoint: str) -> Processor | None:
         found = self.processors.get(endpoint)
         if found is None:
+            # An endpoint of the store's registry: the receiver that serves the registry.
+            serving = (p for p in self.processors.values() if p.settings.endpoint_registry)
+            registry = next(serving, None)
+            if registry is not None:
+                return registry.for_endpoint(endpoint)
+        if found is None:
             log.error(
                 "Celery task for endpoint %r, but no Receiver with that endpoint was built in "
                 "this worker (import the module that builds it); the event stays pending",
@@ -143,7 +149,7 @@ class CeleryRunner(BaseRunner):
         self.max_pending = max_pending
         self.retry_after = retry_after
         self._tasks: _Tasks | None = None
-        self._pending: queues.Queue[str | None] = queues.Queue(maxsize=max_pending)
+        self._pending: queues.Queue[tuple[str, str] | None] = queues.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pid: int | None = None
@@ -173,10 +179,10 @@ class CeleryRunner(BaseRunner):
             raise RuntimeError("runner is not bound to a Receiver")
         return self._tasks.recover
 
-    def submit(self, event_id: str) -> None:
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
         self.start()
         try:
-            self._pending.put_nowait(event_id)
+            self._pending.put_nowait((event_id, endpoint or self.processor.endpoint))
         except queues.Full:
             log.warning(
                 "event %s: Celery publish queue full, left pending for the recover task",
@@ -204,23 +210,22 @@ class CeleryRunner(BaseRunner):
         options: dict[str, Any] = {"retry": False}
         if self.queue:
             options["queue"] = self.queue
-        endpoint = self.processor.endpoint
         while True:
-            event_id = pending.get()
-            if event_id is None:
+            queued = pending.get()
+            if queued is None:
                 return
             try:
-                self.process_task.apply_async(args=(event_id, endpoint), **options)
+                self.process_task.apply_async(args=queued, **options)
             except Exception as exc:  # whatever the broker client raises
                 left, closing = 1, False
                 # The ids queued behind it would each wait as long: leave them all to the
                 # recover task, and rest before trying the broker again.
                 while True:
                     try:
-                        queued = pending.get_nowait()
+                        behind = pending.get_nowait()
                     except queues.Empty:
                         break
-                    if queued is None:
+                    if behind is None:
                         closing = True
                         break
                     left += 1

@@ -49,8 +49,8 @@ class OnCommitRunner(BaseRunner):
         super().bind(processor)
         self.inner.bind(processor)
 
-    def submit(self, event_id: str) -> None:
-        transaction.on_commit(partial(self.inner.submit, event_id), using=self.using)
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
+        transaction.on_commit(partial(self.inner.submit, event_id, endpoint), using=self.using)
 
     def start(self) -> None:
         self.inner.start()

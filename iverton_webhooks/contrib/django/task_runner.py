@@ -95,6 +95,11 @@ def processor_for(endpoint: str) -> Processor:
     for candidate in candidates:
         if candidate.overrides.get("endpoint", DEFAULT_ENDPOINT) == endpoint:
             return candidate.receiver.processor
+    # An endpoint of the store's registry: the receiver that serves the registry.
+    for candidate in candidates:
+        processor = candidate.receiver.processor
+        if processor.settings.endpoint_registry:
+            return processor.for_endpoint(endpoint)
     raise LookupError(f"no webhook endpoint named {endpoint!r} in this process")
 
 
@@ -138,8 +143,8 @@ class DjangoTasksRunner(BaseRunner):
         task = importlib.import_module(__name__).process_event
         return task.using(**self.options) if self.options else task
 
-    def submit(self, event_id: str) -> None:
-        self.task.enqueue(self.processor.endpoint, event_id)
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
+        self.task.enqueue(endpoint or self.processor.endpoint, event_id)
 
     def start(self) -> None:
         """Start the poller in this process (idempotent; afresh in a forked child)."""
@@ -153,9 +158,8 @@ class DjangoTasksRunner(BaseRunner):
         stop, interval = self._stop, self.poll_interval or 60.0
         while not stop.is_set():
             try:
-                processor = self.processor
-                for event_id in processor.store.due(500, endpoint=processor.endpoint):
-                    self.submit(event_id)
+                for endpoint, event_id in self.processor.due(500):
+                    self.submit(event_id, endpoint)
             except Exception:
                 log.exception("enqueueing due events failed; trying again in %.0f s", interval)
             stop.wait(interval)
