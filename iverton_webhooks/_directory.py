@@ -35,6 +35,10 @@ log = logging.getLogger("iverton_webhooks")
 
 #: How long a registry answer is reused, and so how soon every process sees a change.
 CACHE_SECONDS = 5.0
+#: How old an answer may be and still refuse a request: a request it would refuse reads
+#: the registry again, so an endpoint just added or a secret just rotated in is
+#: accepted at once, while a flood of refused requests reads it once a second per name.
+RECHECK_SECONDS = 1.0
 #: How many names' answers are kept (unknown names included) before the oldest go.
 CACHE_SIZE = 10_000
 
@@ -76,9 +80,10 @@ class EndpointDirectory:
 
     ``checker(name)`` is a `SignatureCheck`, or None when no enabled endpoint has that
     name (unknown, disabled, or a name no endpoint may have). Each name's answer is
-    reused for ``ttl`` seconds (absent names too, so a flood of made-up names reads the
-    store once per name and period), and never past the moment a previous secret's
-    grace ends. A registry that cannot be read raises `StoreUnavailable`.
+    reused for ``ttl`` seconds, and never past the moment a previous secret's grace
+    ends; an answer that refuses (no such endpoint, or ``recheck=True`` after a failed
+    signature) is reused for ``RECHECK_SECONDS`` only. A registry that cannot be read
+    raises `StoreUnavailable`.
     """
 
     def __init__(
@@ -94,14 +99,19 @@ class EndpointDirectory:
         self.size = size
         # valid_until is on the store's clock; the cache's own expiry on a monotonic one.
         self.clock: Callable[[], float] = clock or getattr(registry, "clock", None) or time.time
-        self._answers: OrderedDict[str, tuple[float, SignatureCheck | None]] = OrderedDict()
+        # name -> (when read, reuse until, the answer)
+        self._answers: OrderedDict[str, tuple[float, float, SignatureCheck | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def checker(self, name: str) -> SignatureCheck | None:
+    def checker(self, name: str, *, recheck: bool = False) -> SignatureCheck | None:
         now = time.monotonic()
         cached = self._answers.get(name)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            read_at, until, check = cached
+            if now < until and (
+                (check is not None and not recheck) or now - read_at < RECHECK_SECONDS
+            ):
+                return check
         if not _NAME.fullmatch(name):
             return None  # no endpoint can have it: no store read
         try:
@@ -113,7 +123,7 @@ class EndpointDirectory:
             check, secret_ends_in = self._check_of(record)
             expires = min(expires, now + secret_ends_in)
         with self._lock:
-            self._answers[name] = (expires, check)
+            self._answers[name] = (now, expires, check)
             self._answers.move_to_end(name)
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)

@@ -357,6 +357,8 @@ class Receiver:
                 with span("iverton.verify"):
                     secret_index = verifier.verify(body, signature)
         except InvalidSignature:
+            secret_index = self._verify_again(endpoint, body, signature) if registered else -1
+        if secret_index < 0:
             seen.well_formed_signature = isinstance(signature, str) and bool(
                 _WELL_FORMED.fullmatch(signature)
             )
@@ -435,6 +437,16 @@ class Receiver:
                 extra=self._about(envelope, endpoint),
             )
         return ACCEPTED if envelope.is_known_type else UNKNOWN_TYPE
+
+    def _verify_again(self, endpoint: str, body: bytes, signature: object) -> int:
+        """A registered endpoint's signature that failed, checked once more against the
+        registry's latest secrets (a rotation may have just happened); -1 if it fails."""
+        assert self.directory is not None
+        try:
+            verifier = self.directory.checker(endpoint, recheck=True)
+            return -1 if verifier is None else verifier.verify(body, signature)
+        except (InvalidSignature, StoreUnavailable):
+            return -1
 
     def _about(self, envelope: Envelope, endpoint: str, **more: Any) -> dict[str, Any]:
         """A log record's fields for this event (built only for a record that is logged:
