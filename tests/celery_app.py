@@ -1,9 +1,10 @@
 """A Celery app for the Celery runner tests; the worker runs ``celery -A tests.celery_app``.
 
 Two receivers share the app (and one inbox): the default endpoint with the durability
-handlers, and ``billing`` whose only handler fails under ``RetryPolicy(max_attempts=1)``,
-so a billing event that a worker processes with the right processor ends ``dead`` at
-once (a stand-in processor would run the wrong handlers or schedule a retry).
+handlers (and, with ``registry``, the endpoints registered in the inbox), and
+``billing`` whose only handler fails under ``RetryPolicy(max_attempts=1)``, so a billing
+event that a worker processes with the right processor ends ``dead`` at once (a
+stand-in processor would run the wrong handlers or schedule a retry).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def billing_router() -> Router:
 
 
 def make(
-    broker: str, queue: str, inbox: str, effects: str, **conf: object
+    broker: str, queue: str, inbox: str, effects: str, *, registry: bool = False, **conf: object
 ) -> tuple[Celery, Receiver, Receiver]:
     app = Celery("iverton_test", broker=broker)
     app.conf.update(
@@ -41,7 +42,11 @@ def make(
     )
     store = SQLiteStore(inbox)
     receiver = Receiver(
-        SECRET, router=make_router(effects), store=store, runner=CeleryRunner(app, queue=queue)
+        SECRET,
+        router=make_router(effects),
+        store=store,
+        runner=CeleryRunner(app, queue=queue),
+        endpoint_registry=registry,
     )
     billing = Receiver(
         SECRET,
@@ -60,4 +65,5 @@ if "IVERTON_CELERY_INBOX" in os.environ:
         os.environ["IVERTON_CELERY_QUEUE"],
         os.environ["IVERTON_CELERY_INBOX"],
         os.environ["IVERTON_CELERY_EFFECTS"],
+        registry="IVERTON_CELERY_REGISTRY" in os.environ,
     )

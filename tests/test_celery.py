@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from iverton_webhooks import Receiver, Status
+from iverton_webhooks.inbox.base import EndpointRegistry
 from iverton_webhooks.samples import sample_body
 from tests.conftest import end_process, signed_headers, wait_for
 from tests.durability_app import SECRET, effects_db
@@ -26,6 +27,7 @@ from tests.celery_app import BILLING_ERROR, make
 ROOT = Path(__file__).resolve().parent.parent
 # Nothing listens here: every connection is refused at once, and kombu retries it.
 CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1//"
+ACME_SECRET = "whsec_celery_acme_5e6f7a8b"
 
 
 def effects(path: Path) -> list[tuple[str, str]]:
@@ -48,13 +50,14 @@ def test_events_are_processed_by_a_real_celery_worker_with_their_endpoints_proce
     queue = f"iverton-test-{uuid.uuid4().hex[:8]}"
     inbox, effects_path = tmp_path / "inbox.db", tmp_path / "effects.db"
     effects_db(effects_path).close()
-    app, receiver, billing = make(amqp_url, queue, str(inbox), str(effects_path))
+    app, receiver, billing = make(amqp_url, queue, str(inbox), str(effects_path), registry=True)
     env = {
         **os.environ,
         "IVERTON_TEST_AMQP_URL": amqp_url,
         "IVERTON_CELERY_QUEUE": queue,
         "IVERTON_CELERY_INBOX": str(inbox),
         "IVERTON_CELERY_EFFECTS": str(effects_path),
+        "IVERTON_CELERY_REGISTRY": "1",
     }
     worker = subprocess.Popen(
         [
@@ -87,15 +90,25 @@ def test_events_are_processed_by_a_real_celery_worker_with_their_endpoints_proce
         for event_id in billing_ids:
             post(billing, event_id)
         store = receiver.store
+        # An endpoint registered in the inbox: its events go to the worker under its name.
+        assert isinstance(store, EndpointRegistry)
+        store.add_endpoint("acme", ACME_SECRET)
+        acme_ids = [f"evt_acme_{n}" for n in range(3)]
+        for event_id in acme_ids:
+            body = sample_body("deal.won", id=event_id)
+            reply = receiver.receive("POST", body, signed_headers(body, ACME_SECRET), "acme")
+            assert reply.status == 200
 
         def settled() -> bool:
             events = store.list(limit=100, endpoint=None)
-            return len(events) == 23 and all(e.status in (Status.DONE, Status.DEAD) for e in events)
+            return len(events) == 26 and all(e.status in (Status.DONE, Status.DEAD) for e in events)
 
         assert wait_for(settled, timeout=60)
         assert {e.id: e.status for e in store.list(limit=100)} == dict.fromkeys(ids, Status.DONE)
+        acme = store.list(limit=100, endpoint="acme")
+        assert {e.id: e.status for e in acme} == dict.fromkeys(acme_ids, Status.DONE)
         assert effects(effects_path) == sorted(
-            (event_id, handler) for event_id in ids for handler in ("first", "second")
+            (event_id, handler) for event_id in ids + acme_ids for handler in ("first", "second")
         )
         # The billing events ran billing's handler under billing's retry policy (one
         # attempt, then dead), in the worker, found by their endpoint.
@@ -166,6 +179,24 @@ def test_process_task_finds_the_processor_by_endpoint(
             assert process("evt_1", "other") is None
         assert "no Receiver with that endpoint" in caplog.text
         assert receiver.store.get("evt_1", endpoint="other").status is Status.PENDING  # type: ignore[union-attr]
+    finally:
+        receiver.close(0.1)
+        billing.close(0.1)
+
+
+def test_process_task_runs_a_registered_endpoints_events_with_the_registry_receiver(
+    tmp_path: Path,
+) -> None:
+    app, receiver, billing = make(
+        "memory://", "q", str(tmp_path / "in.db"), str(tmp_path / "e.db"), registry=True
+    )
+    process = app.tasks["iverton_webhooks.process"]
+    created, body = datetime.now(timezone.utc), sample_body("deal.won", id="evt_1")
+    try:
+        receiver.store.record("evt_1", "deal.won", created, body, endpoint="acme")
+        assert process("evt_1", "acme") == "done"
+        assert receiver.store.get("evt_1", endpoint="acme").status is Status.DONE  # type: ignore[union-attr]
+        assert effects(tmp_path / "e.db") == [("evt_1", "first"), ("evt_1", "second")]
     finally:
         receiver.close(0.1)
         billing.close(0.1)
