@@ -18,7 +18,7 @@ The kit owns the rules:
   a redirect between them would turn the sender's POST into a failed delivery;
 - a receiver is either given ready or built from a secret, never both, and a missing secret
   is a `ConfigurationError` that says where this adapter's secret goes
-  (`make_receiver`).
+  (`make_receiver`), unless the endpoint registry is on (`serves_registry`).
 
 >>> from iverton_webhooks import Receiver
 >>> receiver = Receiver(secret="whsec_kit_doc", store="memory://", runner="inline")
@@ -48,6 +48,7 @@ from ._body import (
 )
 from ._errors import ConfigurationError
 from ._receiver import TOO_LARGE, UNREADABLE, HeadersLike, Receiver, Reply, header
+from ._settings import Settings
 from ._signature import validate_secrets
 from ._text import printable
 
@@ -60,6 +61,7 @@ __all__ = [
     "make_receiver",
     "normalise_path",
     "path_forms",
+    "serves_registry",
 ]
 
 log = logging.getLogger("iverton_webhooks")
@@ -90,17 +92,32 @@ def make_receiver(
                 "options, not both"
             )
         return receiver
-    check_secrets(secret, secrets, missing_secret=missing_secret)
+    check_secrets(
+        secret, secrets, missing_secret=missing_secret, required=not serves_registry(options)
+    )
     return Receiver(secret, secrets=secrets, **options)
 
 
+def serves_registry(options: Mapping[str, Any]) -> bool:
+    """Whether `Receiver` options turn the endpoint registry on (``endpoint_registry=True``,
+    or ``settings=`` with it on): the receiver's own secret is then optional."""
+    settings = options.get("settings")
+    return options.get("endpoint_registry") is True or (
+        isinstance(settings, Settings) and settings.endpoint_registry
+    )
+
+
 def check_secrets(
-    secret: str | None, secrets: Sequence[str] | None, *, missing_secret: str
+    secret: str | None,
+    secrets: Sequence[str] | None,
+    *,
+    missing_secret: str,
+    required: bool = True,
 ) -> None:
-    """Refuse, before anything is built, a missing secret (saying ``missing_secret``) and
-    whatever `validate_secrets` refuses (a string where
+    """Refuse, before anything is built, a missing secret when one is ``required``
+    (saying ``missing_secret``) and whatever `validate_secrets` refuses (a string where
     the list goes, blanks, placeholders)."""
-    if not secret and not secrets:
+    if required and not secret and not secrets:
         raise ConfigurationError(f"no webhook secret configured: {missing_secret}")
     if secrets is not None:
         validate_secrets(secrets)

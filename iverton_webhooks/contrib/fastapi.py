@@ -17,6 +17,11 @@ Your own path operation::
 
 Or all of it at once: ``app.include_router(webhook_router(receiver))``.
 
+With the receiver's endpoint registry on (``Receiver(..., endpoint_registry=True)``), a
+path parameter ``endpoint`` names the registered endpoint a request is for (declare
+``"/webhooks/iverton/{endpoint}"`` on your path operation); `webhook_router` adds
+that route itself.
+
 By the time the path operation runs, the event is verified, recorded in the inbox and
 handed to the runner (your handlers process it off the request path); the function
 only decides what the 2xx says. Anything the sender must retry or stop (401, 413, 405,
@@ -52,7 +57,7 @@ from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
 from ..adapter import handle_async
 from ..events import Event, parse_event
-from .starlette import DEFAULT_PATH, startup
+from .starlette import DEFAULT_PATH, endpoint_param, startup
 
 __all__ = [
     "Delivery",
@@ -186,7 +191,9 @@ class IvertonWebhook:
     """A FastAPI dependency: ``Depends(IvertonWebhook(receiver))`` gives a `Delivery`.
 
     It reads the raw body under the receiver's cap, lets the receiver verify, record and
-    hand off, and raises `WebhookRefused` for every non-2xx answer. The first
+    hand off, and raises `WebhookRefused` for every non-2xx answer (a 404 for a
+    registered endpoint, named by the ``endpoint`` path parameter, that does not
+    exist or is disabled). The first
     request on a loop starts the receiver's runner there, unless the app's lifespan
     (`receiver_lifespan`) already did.
     """
@@ -211,11 +218,15 @@ class IvertonWebhook:
             body.extend(chunk)
             return chunk, True
 
-        reply = await handle_async(self.receiver, request.method, request.headers, next_chunk)
+        endpoint = endpoint_param(self.receiver, request.path_params)
+        reply = await handle_async(
+            self.receiver, request.method, request.headers, next_chunk, endpoint=endpoint
+        )
         if not 200 <= reply.status < 300:
             raise WebhookRefused(reply)
         answer = ANSWER_OF.get(reply, "accepted")
-        return Delivery(answer, _event(bytes(body), answer), reply, bytes(body))
+        event = _event(bytes(body), answer, endpoint or self.receiver.endpoint)
+        return Delivery(answer, event, reply, bytes(body))
 
     def route_options(self, *, include_in_schema: bool = False) -> dict[str, Any]:
         """Keyword arguments for ``@router.post(path, **options)``: whether the route is
@@ -264,11 +275,11 @@ class IvertonWebhook:
         }
 
 
-def _event(body: bytes, answer: str) -> Event[Any] | None:
+def _event(body: bytes, answer: str, endpoint: str) -> Event[Any] | None:
     if answer == "quarantined":
         return None
     try:
-        return parse_event(body)
+        return parse_event(body, endpoint=endpoint)
     except InvalidPayload:
         # The envelope passed the receiver; only this type's data model refuses it (the
         # processor reports that). Nothing typed to give.
@@ -287,7 +298,9 @@ def webhook_router(
 
     ``include_in_schema``: show the POST in OpenAPI, with its body and header documented.
     ``on_delivery``: called (sync or async) with each `Delivery` before the 2xx.
-    Other methods get the core's 405. Give the app
+    Other methods get the core's 405. With the receiver's endpoint registry on, it also
+    answers ``path + "/<name>"`` for each registered endpoint (any other name, slashes
+    and all, gets the core's 404). Give the app
     ``lifespan=receiver_lifespan(receiver)`` to recover at start-up and drain at shutdown.
     """
     webhook = IvertonWebhook(receiver)
@@ -315,6 +328,15 @@ def webhook_router(
             form,
             receive,
             methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            include_in_schema=False,
+        )
+    if receiver.directory is not None:
+        # A path parameter, so everything below the path reaches the core.
+        router.add_api_route(
+            bare.rstrip("/") + "/{endpoint:path}",
+            receive,
+            methods=["POST", "GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            name="iverton_webhooks_endpoint",
             include_in_schema=False,
         )
     return router

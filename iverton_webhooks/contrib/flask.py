@@ -11,7 +11,9 @@ Extension, application-factory style (config is read at ``init_app``)::
 
 Handlers registered with ``@on(...)`` run after the reply, on the receiver's thread pool,
 inside an app context. Several endpoints with different secrets are several blueprints
-with different ``name=``. With Flask-WTF's ``CSRFProtect``, exempt the blueprint.
+with different ``name=``, or, with ``endpoint_registry=True``
+(``IVERTON_WEBHOOK_ENDPOINT_REGISTRY``), endpoints registered in the store, each at
+``<prefix>/<name>``. With Flask-WTF's ``CSRFProtect``, exempt the blueprint.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .._finders import register_finder
 from .._placement import start_if_serving
 from .._receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
 from .._settings import options_from, refuse_asyncio_runner
-from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver
+from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver, serves_registry
 from ..inbox.base import DEFAULT_ENDPOINT
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
@@ -74,6 +76,11 @@ def webhooks_blueprint(
     workers, ...; see `iverton_webhooks._placement`), so events left from a previous
     run are recovered with no request; never in ``flask routes``, ``flask iverton ...``,
     shells or test sessions.
+
+    With ``endpoint_registry=True`` (or a ready receiver that has it on) the blueprint
+    also answers ``<url_prefix>/<name>`` (with or without a trailing ``/``) for the
+    endpoint ``name`` registered in the store, and the secret is optional: without one
+    only registered endpoints are served and ``url_prefix`` itself answers 404.
     """
     return _blueprint(name, url_prefix, secret, secrets, receiver, receiver_options, _MISSING)
 
@@ -106,7 +113,9 @@ def _blueprint(
     if receiver is not None:
         build()  # a ready receiver with options is refused
     else:
-        check_secrets(secret, secrets, missing_secret=missing)
+        check_secrets(
+            secret, secrets, missing_secret=missing, required=not serves_registry(receiver_options)
+        )
 
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 
@@ -123,9 +132,21 @@ def _blueprint(
                 endpoint=endpoint_name(full_name),
             )
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
+        served = endpoints[full_name].receiver
+        if served.directory is not None:
+            # Everything below the prefix reaches the core, so any name nobody registered
+            # (slashes and all) gets its one 404 body. Without the registry nothing
+            # below the prefix is routed: the app's own routes may live there.
+            state.add_url_rule(
+                "/<path:name>",
+                f"{VIEW}_named",
+                _webhook_view,
+                methods=_METHODS,
+                provide_automatic_options=False,
+            )
         # In a serving process recovery starts now, with no request (in each forked
         # worker under gunicorn --preload); never in other commands or test sessions.
-        start_if_serving(endpoints[full_name].receiver)
+        start_if_serving(served)
         if "iverton" not in app.cli.commands:
             app.cli.add_command(iverton_cli)
 
@@ -145,23 +166,26 @@ def endpoint_name(blueprint_name: str) -> str:
     return DEFAULT_ENDPOINT if blueprint_name == DEFAULT_NAME else blueprint_name
 
 
-def _webhook_view() -> Response:
+def _webhook_view(name: str | None = None) -> Response:
     blueprint = request.blueprint
     assert blueprint is not None  # only ever routed through a blueprint
-    reply = _receive(state_of(current_app).receiver(blueprint), request)
+    # "/acme" and "/acme/" name one endpoint, as the prefix's two forms are one.
+    endpoint = None if name is None else name.rstrip("/")
+    reply = _receive(state_of(current_app).receiver(blueprint), request, endpoint)
     if reply.headers is JSON_HEADERS:
         return Response(reply.body, status=reply.status, content_type="application/json")
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 
-def receive(receiver: Receiver) -> Reply:
+def receive(receiver: Receiver, endpoint: str | None = None) -> Reply:
     """Run the current request through ``receiver``: the raw body whatever its content
     type, refused with 413 before reading when over the receiver's cap or Flask's
-    ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read."""
-    return _receive(receiver, request)
+    ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read.
+    ``endpoint``: the registered endpoint the URL names, if any (see `Receiver.receive`)."""
+    return _receive(receiver, request, endpoint)
 
 
-def _receive(receiver: Receiver, req: Request) -> Reply:
+def _receive(receiver: Receiver, req: Request, endpoint: str | None = None) -> Reply:
     def read(size: int) -> bytes:
         # Any other error (a client gone mid-body) is the kit's 400.
         try:
@@ -172,7 +196,9 @@ def _receive(receiver: Receiver, req: Request) -> Reply:
     # Werkzeug's Headers: a case-insensitive .get() that returns the first of repeated
     # headers, which is all the core uses.
     headers: HeadersLike = req.headers
-    return handle(receiver, req.method, headers, read, limit=req.max_content_length)
+    return handle(
+        receiver, req.method, headers, read, limit=req.max_content_length, endpoint=endpoint
+    )
 
 
 class IvertonWebhooks:
@@ -183,7 +209,9 @@ class IvertonWebhooks:
     `Settings.from_mapping`): ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
     (a list), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite file in the instance folder),
     ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``), ``IVERTON_WEBHOOK_LEASE``,
-    ``IVERTON_WEBHOOK_HANDLER_TIMEOUT``, ``IVERTON_WEBHOOK_RETENTION``, ...; and
+    ``IVERTON_WEBHOOK_HANDLER_TIMEOUT``, ``IVERTON_WEBHOOK_RETENTION``,
+    ``IVERTON_WEBHOOK_ENDPOINT_REGISTRY`` (``True``: also serve the endpoints registered in
+    the store at ``<prefix>/<name>``; the secret is then optional), ...; and
     ``IVERTON_WEBHOOK_URL_PREFIX`` (default ``/webhooks/iverton``). From the environment,
     ``app.config.from_prefixed_env()`` reads ``FLASK_IVERTON_WEBHOOK_SECRET`` and
     ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.

@@ -13,6 +13,9 @@ Or as a route in a routing table, with `receiver_lifespan` as the app's lifespan
     app = Starlette(routes=[webhook_route("/webhooks/iverton", receiver)],
                     lifespan=receiver_lifespan(receiver))
 
+With ``endpoint_registry=True`` (a `Receiver` option) both also answer ``<path>/<name>``
+for the endpoint ``name`` registered in the store.
+
 Everything else (other paths, websockets) passes through untouched. No ``BaseHTTPMiddleware``:
 the body is read here from the ASGI ``receive`` channel, with the size cap enforced as it
 streams in, so other middleware before or after this one does not matter.
@@ -22,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, ItemsView, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, ItemsView, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import ConfigurationError
@@ -50,6 +53,8 @@ _MISSING = (
 class WebhookEndpoint:
     """ASGI app: every HTTP request to it is a webhook delivery for ``receiver``.
 
+    With the receiver's endpoint registry on, a path parameter ``endpoint`` (a route
+    such as ``/hooks/{endpoint}``) names the registered endpoint the request is for.
     If the app's lifespan never started the receiver's runner (a server run without
     lifespan), the first request on a loop starts it there.
     """
@@ -59,6 +64,14 @@ class WebhookEndpoint:
         self._started: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = endpoint_param(self.receiver, scope.get("path_params", {}))
+        await self.answer(scope, receive, send, name)
+
+    async def answer(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str | None = None
+    ) -> None:
+        """Answer one request for the registered endpoint ``endpoint`` (None: the
+        receiver's own)."""
         if scope["type"] != "http":
             raise RuntimeError(f"the webhook endpoint serves HTTP only, not {scope['type']!r}")
         if self._started is not asyncio.get_running_loop():
@@ -76,7 +89,9 @@ class WebhookEndpoint:
 
         # A client gone mid-body is the kit's 400, logged once; it is not sent, as ASGI
         # lets a server raise on a send to a closed connection.
-        reply = await handle_async(self.receiver, scope["method"], _headers(scope), next_chunk)
+        reply = await handle_async(
+            self.receiver, scope["method"], _headers(scope), next_chunk, endpoint=endpoint
+        )
         if not gone:
             await send_reply(send, reply)
 
@@ -88,7 +103,9 @@ class WebhookEndpoint:
 
 class IvertonWebhookMiddleware:
     """Pure ASGI middleware answering Iverton webhooks at ``path`` (with or without a
-    trailing ``/``).
+    trailing ``/``), and with ``endpoint_registry=True`` at ``path + "/<name>"`` for the
+    endpoints registered in the store (the secret is then optional: without one only
+    they are served, and ``path`` itself answers 404).
 
     Pass ``secret=`` (or ``secrets=[new, old]`` while rotating), ``endpoint=`` (the name
     its events are kept under, default ``"default"``) plus any other `Receiver`
@@ -146,14 +163,22 @@ class IvertonWebhookMiddleware:
         return self._receiver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _route_path(scope) == self.path:
-            if self.error is not None:
-                raise self.error
-            await self.endpoint(scope, receive, send)
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            if path == self.path:
+                if self.error is not None:
+                    raise self.error
+                await self.endpoint.answer(scope, receive, send)
+                return
+            if self._receiver is not None and self._receiver.directory is not None:
+                name = _name_below(path, self.path)
+                if name is not None:
+                    await self.endpoint.answer(scope, receive, send, name)
+                    return
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The wrapped app keeps its lifespan; ours runs inside it, so handlers may use
@@ -179,13 +204,39 @@ class IvertonWebhookMiddleware:
 
 
 def webhook_route(path: str, receiver: Receiver, *, name: str | None = "iverton_webhooks") -> Route:
-    """A Starlette ``Route`` answering webhooks at ``path`` (any method; non-POST gets 405).
+    """A Starlette ``Route`` answering webhooks at ``path``, with or without a trailing
+    ``/`` (any method; non-POST gets 405), and with the receiver's endpoint registry on,
+    at ``path + "/<name>"`` for each registered endpoint.
 
     For FastAPI: ``router.add_route(path, WebhookEndpoint(receiver))`` on an ``APIRouter``,
     or ``app.router.routes.append(webhook_route(path, receiver))``. Give the app
     ``lifespan=receiver_lifespan(receiver)`` for recovery at startup and a drain at shutdown.
     """
-    return Route(path, WebhookEndpoint(receiver), name=name)
+    return _WebhookRoute(path, WebhookEndpoint(receiver), name=name)
+
+
+class _WebhookRoute(Route):
+    """A ``Route`` that also takes its path's other trailing-slash form (the router's
+    redirect to it would fail the delivery: the sender does not follow redirects) and,
+    with the endpoint registry on, every path below it, the rest being the ``endpoint``
+    path parameter (so a name nobody registered, slashes and all, gets the core's 404)."""
+
+    def __init__(self, path: str, endpoint: WebhookEndpoint, *, name: str | None) -> None:
+        super().__init__(path, endpoint, name=name)
+        self.webhook = endpoint
+        self.root = normalise_path(path)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE or scope["type"] != "http":
+            return match, child
+        path, params = _route_path(scope), dict(scope.get("path_params", {}))
+        if path != self.root:
+            name = _name_below(path, self.root)
+            if name is None or self.webhook.receiver.directory is None:
+                return match, child
+            params["endpoint"] = name
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": params}
 
 
 def receiver_lifespan(
@@ -272,6 +323,23 @@ class _ScopeHeaders:
 
 def _headers(scope: Scope) -> _ScopeHeaders:
     return _ScopeHeaders(scope["headers"])
+
+
+def endpoint_param(receiver: Receiver, path_params: Mapping[str, Any]) -> str | None:
+    """The registered endpoint a request's ``endpoint`` path parameter names, when the
+    receiver serves the registry (else None: the receiver's own endpoint). ``/acme`` and
+    ``/acme/`` name one endpoint, as a webhook path's two forms are one."""
+    if receiver.directory is None:
+        return None
+    named = path_params.get("endpoint")
+    return None if named is None else str(named).rstrip("/")
+
+
+def _name_below(path: str, root: str) -> str | None:
+    """What a normalised ``path`` has below ``root`` (``"acme"`` for
+    ``/webhooks/iverton/acme``), or None when it is not below it."""
+    prefix = root if root.endswith("/") else root + "/"
+    return path[len(prefix) :] if path != root and path.startswith(prefix) else None
 
 
 def _route_path(scope: Scope) -> str:

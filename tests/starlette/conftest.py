@@ -19,7 +19,7 @@ from tests.conftest import SECRET
 
 # Run by uvicorn in a subprocess, configured by their environment: not modules to import here
 # (and the FastAPI one needs FastAPI, which the Starlette-only tox envs lack).
-collect_ignore = ["e2e_app.py", "fastapi_dep_app.py"]
+collect_ignore = ["e2e_app.py", "endpoints_app.py", "fastapi_dep_app.py"]
 
 
 # Starlette >= 1.x warns once, on import, that its TestClient prefers httpx2 to httpx; it works
