@@ -4,20 +4,23 @@ follows them; no page and no history message shows a secret whole."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
-from django.test import Client, override_settings
+from django.db import connections
+from django.test import AsyncClient, Client, override_settings
 
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.models import WebhookEndpoint
 from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.samples import sample_body
-from tests.conftest import SECRET
+from tests.conftest import SECRET, signed_headers
 from tests.django.dj_helpers import ALIASES, post
 from tests.django.test_django_admin_any_text import InboxOn
 
@@ -88,6 +91,26 @@ def deliver(client: Client, event_id: str, secret: str) -> int:
     return status
 
 
+def deliver_async(event_id: str, secret: str) -> int:
+    """`deliver` under ASGI: Django's async view, through AsyncClient."""
+    get_receiver().directory.forget()  # type: ignore[union-attr]
+    body = sample_body("deal.won", id=event_id)
+    headers = {"X-Iverton-Signature": signed_headers(body, secret)["X-Iverton-Signature"]}
+
+    async def send() -> int:
+        try:
+            response = await AsyncClient().post(
+                ACME_URL, body, content_type="application/json", headers=headers
+            )
+            return int(response.status_code)
+        finally:
+            # Its ORM work ran in asgiref's long-lived thread: close that thread's
+            # connections, or they stay open for the rest of the session.
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(send())
+
+
 def select(pages: Pages, action: str, row: WebhookEndpoint) -> None:
     pages.post(ENDPOINTS, {"action": action, "_selected_action": [str(row.pk)]})
 
@@ -118,11 +141,14 @@ def test_add_rotate_disable_enable_and_delete(
     assert [s.secret for s in rotated.secrets] == [NEW, ACME]
     assert deliver(client, "evt_2", NEW) == 200
     assert deliver(client, "evt_3", ACME) == 200  # within the grace
+    assert deliver_async("evt_3a", ACME) == 200
     grace_ends = rotated.secrets[1].valid_until
     assert grace_ends is not None
     time.sleep(max(0.0, grace_ends - time.time()) + 0.1)
     assert deliver(client, "evt_4", ACME) == 401
+    assert deliver_async("evt_4a", ACME) == 401
     assert deliver(client, "evt_5", NEW) == 200
+    assert deliver_async("evt_5a", NEW) == 200
 
     select(pages, "disable", row)
     assert deliver(client, "evt_6", NEW) == 404

@@ -75,8 +75,9 @@ def stored(using: str, event_id: str) -> WebhookEvent:
 
 @pytest.mark.parametrize("url", ["/webhooks/iverton/acme", "/webhooks/iverton/acme/"])
 def test_a_registered_endpoint_is_served_at_its_name(
-    client: Client, using: str, store: DjangoStore, url: str
+    using: str, store: DjangoStore, url: str
 ) -> None:
+    client = Client(enforce_csrf_checks=True)  # the sender sends no CSRF token
     assert store.add_endpoint("acme", ACME)
     response = post(client, sample_body("deal.won", id="evt_acme"), secret=ACME, url=url)
     assert (response.status_code, response.json()) == (200, {"status": "accepted"})
@@ -87,6 +88,20 @@ def test_a_registered_endpoint_is_served_at_its_name(
     assert post(client, sample_body("deal.won", id="evt_own")).status_code == 200
     assert stored(using, "evt_own").endpoint == "default"
     assert reverse("iverton_webhooks:receive", kwargs={"name": "acme"}) == url.rstrip("/")
+
+
+def test_the_login_required_middleware_does_not_guard_a_name(
+    client: Client, settings: Any, store: DjangoStore
+) -> None:
+    middleware = "django.contrib.auth.middleware.LoginRequiredMiddleware"
+    pytest.importorskip("django.contrib.auth.middleware").__dict__.get(
+        "LoginRequiredMiddleware"
+    ) or pytest.skip("LoginRequiredMiddleware is Django 5.1+")
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, middleware]
+    assert store.add_endpoint("acme", ACME)
+    body = sample_body("deal.won", id="evt_no_login")
+    assert post(client, body, secret=ACME, url="/webhooks/iverton/acme").status_code == 200
+    assert client.get("/admin/").status_code == 302  # the middleware is active
 
 
 def test_every_name_not_served_gets_the_same_404(

@@ -203,9 +203,9 @@ def _load_urlconf(wait: float = 30.0) -> None:
 
 def project_receivers() -> list[Receiver]:
     """The receiver of every endpoint this project declares, one per endpoint name: the
-    settings' default one (when it has a secret) and those of ``webhook_view(...)`` in
-    the URLconf (imported here). None of them is started: a worker command processes
-    their events in the foreground."""
+    settings' default one (when it has a secret or the registry) and those of
+    ``webhook_view(...)`` in the URLconf (imported here). None of them is started: a
+    worker command processes their events in the foreground."""
     _load_urlconf(wait=0.0)
     found: dict[str, Receiver] = {}
     error: ConfigurationError | None = None
