@@ -1,4 +1,5 @@
-"""Read-only admin for the inbox, with "replay" and "mark resolved" actions.
+"""Read-only admin for the inbox, with "replay" and "mark resolved" actions; registered
+endpoints, added, rotated, enabled, disabled and deleted through the store.
 
 Ids, types, errors and bodies are signed but still foreign text: besides Django's HTML
 escaping, control characters are shown as escapes (``\\x1b``, ``\\r\\n``) so that an
@@ -10,17 +11,27 @@ surrogates, which no page can encode, are shown as escapes too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
+from django.db import router
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.debug import sensitive_post_parameters
 
+from ..._directory import check_endpoint_name
+from ..._errors import ConfigurationError
+from ..._settings import ROTATION_GRACE
+from ..._signature import validate_secrets
 from ..._text import printable
 from ...inbox.base import (
     REPLAYABLE,
@@ -29,8 +40,10 @@ from ...inbox.base import (
     load_secrets,
     load_text,
     masked_secret,
+    store_text,
     values,
 )
+from . import conf
 from .endpoint import get_receiver
 from .models import ResourceMark, WebhookEndpoint, WebhookEvent
 from .store import DjangoStore
@@ -307,23 +320,194 @@ class ResourceMarkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return shown(obj.holder)
 
 
+class EndpointAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A new endpoint: its name and its first secret (typed, never shown back)."""
+
+    secret = forms.CharField(
+        label="signing secret",
+        # strip=False: the core refuses surrounding whitespace rather than guessing.
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The endpoint's signing secret from the Iverton dashboard (whsec_...).",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("name",)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        _valid(check_endpoint_name, name)
+        if name == _own_endpoint():
+            raise ValidationError(
+                f"{name!r} is the name of the endpoint in settings.{conf.SETTING}, which "
+                "would answer its requests instead: pick another name."
+            )
+        return str(name)
+
+    def clean_secret(self) -> str:
+        return str(_valid(validate_secrets, [self.cleaned_data["secret"]])[0])
+
+
+class EndpointRotateForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A rotation: the new secret, and how long the current one is still accepted."""
+
+    new_secret = forms.CharField(
+        label="new signing secret",
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The secret the Iverton dashboard now shows for this endpoint.",
+    )
+    grace = forms.DurationField(
+        label="grace period",
+        initial=ROTATION_GRACE,
+        help_text=(
+            "How long the current secret is still accepted ([days] hh:mm:ss). The default "
+            "outlasts the sender's retries of deliveries signed before the rotation; "
+            "0 refuses it within seconds, for a secret that has leaked."
+        ),
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ()
+
+    def clean_new_secret(self) -> str:
+        return str(_valid(validate_secrets, [self.cleaned_data["new_secret"]])[0])
+
+    def clean_grace(self) -> timedelta:
+        grace: timedelta = self.cleaned_data["grace"]
+        if grace < timedelta(0):
+            raise ValidationError("The grace period cannot be negative.")
+        return grace
+
+
+def _valid(check: Callable[[Any], Any], value: Any) -> Any:
+    """``check(value)``, its `ConfigurationError` as the form's error (the core's
+    messages name a secret by position, never by value)."""
+    try:
+        return check(value)
+    except ConfigurationError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _store(obj: WebhookEndpoint | None = None) -> DjangoStore:
+    """The registry holding ``obj`` (or where a new endpoint is written)."""
+    return DjangoStore(router.db_for_write(WebhookEndpoint, instance=obj))
+
+
+def _own_endpoint() -> str | None:
+    try:
+        return conf.read(conf.options()).endpoint
+    except ConfigurationError:
+        return None  # the system checks report the setting
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Endpoints kept in the database, to look at: secrets are shown masked (their
-    first characters only), never whole, on every page."""
+    """Endpoints kept in the database. Every write goes through the store's registry
+    (add, rotate, enable, disable, remove), the one place its rules live; secrets are
+    typed into password fields, never rendered back, and shown masked (their first
+    characters only) on every page and in no history message."""
 
-    list_display = ("shown_name", "enabled", "shown_secrets", "created_at", "updated_at")
+    list_display = (
+        "shown_name",
+        "enabled",
+        "shown_secrets",
+        "shown_url",
+        "created_at",
+        "updated_at",
+    )
     list_filter = ("enabled",)
     search_fields = ("=name",)
+    actions = ("enable", "disable")
     # Never the secrets column itself: the detail page shows the same masked list.
-    fields = list_display
-    readonly_fields = fields
+    readonly_fields = list_display
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [(None, {"fields": ("name", "secret")})]
+        if not self.has_change_permission(request, obj):
+            return [(None, {"fields": self.readonly_fields})]
+        return [
+            (None, {"fields": self.readonly_fields}),
+            ("Rotate the signing secret", {"fields": ("new_secret", "grace")}),
+        ]
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs["form"] = EndpointAddForm if obj is None else EndpointRotateForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    @method_decorator(sensitive_post_parameters("secret", "new_secret"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Kept out of Django's error reports, as its own password forms are.
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            store = _store(obj)
+            grace = data["grace"].total_seconds()
+            if not store.rotate_endpoint(load_text(obj.name), data["new_secret"], grace):
+                self.message_user(request, "The endpoint was removed meanwhile.", messages.ERROR)
+            return
+        store = _store()
+        if not store.add_endpoint(data["name"], data["secret"]):
+            self.message_user(
+                request,
+                "An endpoint with this name was added meanwhile: its secret was kept.",
+                messages.WARNING,
+            )
+        # The row the store wrote, so Django's history and redirect point at it.
+        written = WebhookEndpoint.objects.using(store.using).get(name=store_text(data["name"]))
+        obj.pk = written.pk
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        if add:
+            return super().construct_change_message(request, form, formsets, add)
+        return (
+            "Rotated the signing secret; the previous one is accepted for "
+            f"{form.cleaned_data['grace']} more."
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        _store(obj).remove_endpoint(load_text(obj.name))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        store = DjangoStore(queryset.db)
+        for name in queryset.values_list("name", flat=True):
+            store.remove_endpoint(load_text(name))
+
+    @admin.action(description="Enable selected endpoints", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected endpoints", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(
+        self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint], enabled: bool
+    ) -> None:
+        store = DjangoStore(queryset.db)
+        rows = list(queryset)
+        done = "Enabled" if enabled else "Disabled"
+        changed = 0
+        for row in rows:
+            if store.set_endpoint_enabled(load_text(row.name), enabled):
+                changed += 1
+                self.log_change(request, row, f"{done}.")
+        self.message_user(request, f"{done} {changed} of {len(rows)} endpoints.", messages.SUCCESS)
 
     @admin.display(description="name", ordering="name")
     def shown_name(self, obj: WebhookEndpoint) -> str:
@@ -338,6 +522,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             for s in load_secrets(obj.secrets)
         ]
         return "; ".join(shown_each) or "none (rotate to set one)"
+
+    @admin.display(description="URL")
+    def shown_url(self, obj: WebhookEndpoint) -> str:
+        """Where the sender posts this endpoint's events (from the included URLs)."""
+        try:
+            return reverse("iverton_webhooks:receive", kwargs={"name": load_text(obj.name)})
+        except NoReverseMatch:  # not included, or a name no URL can carry
+            return ""
 
 
 def _until(epoch: float) -> str:

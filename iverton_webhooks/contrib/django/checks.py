@@ -1,14 +1,15 @@
 """System checks (``manage.py check``): a missing, blank, malformed or placeholder
 secret, settings under which a legitimate retry would be refused or processed twice,
-webhook URLs included under a prefix ending in ``/``, and (tagged ``database``:
-``check --database default``) an inbox table that ``migrate`` has not created or
-brought up to date.
+webhook URLs included under a prefix ending in ``/`` or taken by another endpoint's
+registered-endpoint route, and (tagged ``database``: ``check --database default``) an
+inbox or endpoints table that ``migrate`` has not created or brought up to date.
 
 The settings are checked by building them (`Settings`), so a check and the receiver
 never disagree. Ids: E001 no secret, E002 an unusable secret, E003/E004 retention and
 max_age against the sender's retries, E005 any other unusable setting, W006 unknown
-keys, W007 the inbox table, W008 a handler module under the old name, W009 SQLite not
-in WAL mode, W010 the URL prefix, W011 what the store says it cannot keep."""
+keys, W007 the inbox tables, W008 a handler module under the old name, W009 SQLite not
+in WAL mode, W010 the URL prefix, W011 what the store says it cannot keep, W012 a
+webhook URL answered as a registered endpoint of another pattern."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from ..._errors import ConfigurationError
 from ..._settings import RetentionError, SettingError
 from . import conf
-from .models import WebhookEvent
+from .models import WebhookEndpoint, WebhookEvent
 from .store import MIGRATE_HINT
 
 _SETTING = conf.SETTING
@@ -42,14 +43,19 @@ def check_settings(
         return [Error(str(exc), id="iverton_webhooks.E005")]
     messages: list[CheckMessage] = []
     try:
-        if not conf.read(opts).secrets:
+        settings = conf.read(opts)
+        # With the registry, registered endpoints have their own secrets: the
+        # setting's is then only for the included URL itself (404 without one).
+        if not settings.secrets and not settings.endpoint_registry:
             messages.append(
                 Error(
                     _no_secret(opts),
                     hint=(
                         f'Set {_SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} '
                         "with the endpoint's signing secret from the Iverton dashboard "
-                        '(whsec_...), or "SECRETS": [new, old] while rotating.'
+                        '(whsec_...), or "SECRETS": [new, old] while rotating; or '
+                        '"ENDPOINT_REGISTRY": True to serve only endpoints kept in the '
+                        "database (/webhooks/iverton/<name>)."
                     ),
                     id="iverton_webhooks.E001",
                 )
@@ -163,7 +169,8 @@ def check_inbox_table(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    """The inbox table exists with every column of the current model.
+    """The inbox table exists with every column of the current model, and so does the
+    endpoints table when the registry is on.
 
     A Warning, not an Error: ``migrate`` runs the database checks before migrating, and
     an Error would stop the very command that fixes it. Under ``migrate`` itself the
@@ -174,33 +181,57 @@ def check_inbox_table(
     connection = _inbox_connection(databases)
     if connection is None:
         return []
-    alias = connection.alias
-    table = WebhookEvent._meta.db_table
+    tables: list[tuple[Any, str, str]] = [(WebhookEvent, "inbox", "every webhook")]
+    if _registry_on():
+        tables.append((WebhookEndpoint, "endpoints", "every request to a registered endpoint"))
+    messages: list[CheckMessage] = []
+    for model, kind, harmed in tables:
+        table = model._meta.db_table
+        missing = _missing(connection, model)
+        if missing is None:
+            return []  # an unreachable database is not ours to report
+        if not missing:
+            continue
+        messages.append(
+            Warning(
+                f"The webhook {kind} table {table!r} {missing} in database "
+                f"{connection.alias!r}: {harmed} would be answered 503 (and the sender "
+                "disables the endpoint after 5 failed deliveries).",
+                hint=f"{MIGRATE_HINT[0].upper()}{MIGRATE_HINT[1:]}"
+                + (
+                    ""
+                    if connection.alias == "default"
+                    else f" (with --database {connection.alias})"
+                )
+                + ".",
+                id="iverton_webhooks.W007",
+            )
+        )
+    return messages
+
+
+def _registry_on() -> bool:
+    try:
+        return conf.read(conf.options()).endpoint_registry
+    except ConfigurationError:
+        return False  # reported by check_settings
+
+
+def _missing(connection: BaseDatabaseWrapper, model: Any) -> str | None:
+    """What ``model``'s table lacks ("" when nothing), or None if the database cannot be
+    asked."""
+    table = model._meta.db_table
     try:
         with connection.cursor() as cursor:
             if table not in connection.introspection.table_names(cursor):
-                missing = "does not exist"
-            else:
-                description = connection.introspection.get_table_description(cursor, table)
-                have = {column.name for column in description}
-                want = {str(field.column) for field in WebhookEvent._meta.concrete_fields}
-                lacking = sorted(want - have)
-                missing = f"lacks the column(s) {', '.join(lacking)}" if lacking else ""
+                return "does not exist"
+            description = connection.introspection.get_table_description(cursor, table)
     except DatabaseError:
-        return []  # an unreachable database is not ours to report
-    if not missing:
-        return []
-    return [
-        Warning(
-            f"The webhook inbox table {table!r} {missing} in database {alias!r}: every "
-            "webhook would be answered 503 (and the sender disables the endpoint after "
-            "5 failed deliveries).",
-            hint=f"{MIGRATE_HINT[0].upper()}{MIGRATE_HINT[1:]}"
-            + ("" if alias == "default" else f" (with --database {alias})")
-            + ".",
-            id="iverton_webhooks.W007",
-        )
-    ]
+        return None
+    have = {column.name for column in description}
+    want = {str(field.column) for field in model._meta.concrete_fields}
+    lacking = sorted(want - have)
+    return f"lacks the column(s) {', '.join(lacking)}" if lacking else ""
 
 
 def _running_migrate() -> bool:
@@ -335,3 +366,59 @@ def _webhook_prefixes(patterns: Sequence[URLPattern | URLResolver], above: str) 
             yield prefix
         else:
             yield from _webhook_prefixes(entry.url_patterns, prefix)
+
+
+@register(Tags.urls)
+def check_shadowed_webhook_urls(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Each ``webhook_path`` URL is answered by its own endpoint.
+
+    A pattern serving registered endpoints (the include, with ``ENDPOINT_REGISTRY``)
+    takes ``/webhooks/iverton/<name>`` for any name: a ``webhook_path("webhooks/iverton/
+    eu", ...)`` listed after it would have every delivery answered 404 as an unknown
+    registered endpoint, and the sender would disable it. Django tries patterns in
+    order, so the fix is the order.
+    """
+    try:
+        resolver = get_resolver()
+        paths = list(_webhook_paths(resolver.url_patterns, ""))
+    except Exception:
+        return []  # a broken URLconf is reported by Django's own URL checks
+    messages: list[CheckMessage] = []
+    for path, pattern in paths:
+        try:
+            match = resolver.resolve("/" + path)
+        except Exception:  # no match, or a setting check_settings reports
+            continue
+        own = getattr(pattern.callback, "endpoint", None)
+        if "name" not in match.kwargs or getattr(match.func, "endpoint", None) is own:
+            continue
+        messages.append(
+            Warning(
+                f"The webhook URL /{path} is answered by a webhook URL pattern listed before "
+                f"it, as the registered endpoint {match.kwargs['name']!r}: its deliveries "
+                "would get 404 (and the sender disables the endpoint after 5 failed "
+                "deliveries).",
+                hint=(
+                    "List webhook_path(...) before the include of the webhook URLs in "
+                    "urlpatterns, or give it a URL outside that prefix."
+                ),
+                id="iverton_webhooks.W012",
+            )
+        )
+    return messages
+
+
+def _webhook_paths(patterns: Sequence[URLPattern | URLResolver], above: str) -> Iterator[Any]:
+    """``(path, pattern)`` for every ``webhook_path`` pattern whose path can be told from
+    the URLconf (prefixes with converters or regex syntax are skipped)."""
+    from .urls import WebhookPattern
+
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            prefix = str(entry.pattern).removeprefix("^")
+            if not any(char in prefix for char in "<>()[]{}\\$?*+|"):
+                yield from _webhook_paths(entry.url_patterns, above + prefix)
+        elif isinstance(entry, WebhookPattern) and entry.route:
+            yield above + entry.route, entry

@@ -17,7 +17,7 @@ from django.db import transaction
 from ..._errors import ConfigurationError
 from ..._processor import Processor
 from ..._receiver import Receiver
-from ...adapter import make_receiver
+from ...adapter import check_secrets
 from ...runners import BaseRunner, make_runner
 from . import conf
 from .router import SignalRouter
@@ -33,7 +33,8 @@ _serving = threading.Event()
 MISSING_SECRET = (
     f"set {conf.SETTING} = {{'SECRET': 'whsec_...'}} in your settings (the endpoint's signing "
     "secret from the Iverton dashboard; 'SECRETS': [new, old] while rotating), or pass "
-    "webhook_view(secret=...)"
+    "webhook_view(secret=...); or, to serve only the endpoints kept in the database, "
+    "'ENDPOINT_REGISTRY': True"
 )
 
 
@@ -104,11 +105,15 @@ def build_receiver(**overrides: Any) -> Receiver:
     using = str(kwargs.pop("database", "default"))
     base = kwargs.pop("router")
     runner = kwargs.pop("runner", kwargs["settings"].runner)
-    return make_receiver(
-        None,
-        kwargs.pop("secret", None),
-        kwargs.pop("secrets", None),
-        missing_secret=MISSING_SECRET,
+    secret, secrets = kwargs.pop("secret", None), kwargs.pop("secrets", None)
+    settings = kwargs["settings"].replace(endpoint_registry=kwargs.get("endpoint_registry"))
+    if not settings.endpoint_registry:
+        # Said here, with where the secret goes in a Django project (the Receiver
+        # refuses the same, in general words). With the registry the secret is optional.
+        check_secrets(secret, secrets, missing_secret=MISSING_SECRET)
+    return Receiver(
+        secret,
+        secrets=secrets,
         router=base if isinstance(base, SignalRouter) else SignalRouter(base),
         store=DjangoStore(using),
         runner=OnCommitRunner(make_runner(runner), using),
@@ -198,9 +203,9 @@ def _load_urlconf(wait: float = 30.0) -> None:
 
 def project_receivers() -> list[Receiver]:
     """The receiver of every endpoint this project declares, one per endpoint name: the
-    settings' default one (when it has a secret) and those of ``webhook_view(...)`` in
-    the URLconf (imported here). None of them is started: a worker command processes
-    their events in the foreground."""
+    settings' default one (when it has a secret or the registry) and those of
+    ``webhook_view(...)`` in the URLconf (imported here). None of them is started: a
+    worker command processes their events in the foreground."""
     _load_urlconf(wait=0.0)
     found: dict[str, Receiver] = {}
     error: ConfigurationError | None = None

@@ -11,6 +11,12 @@ serves the request under ASGI (uvicorn, daphne, hypercorn, ``AsyncClient``), and
 sync one under WSGI (gunicorn, uWSGI, ``runserver``, ``Client``). So one URLconf and
 one settings module serve both kinds of process, each without an adapter thread hop
 of Django's: no setting to keep in step with how the project is deployed.
+
+Registered endpoints: with ``ENDPOINT_REGISTRY`` on (or ``endpoint_registry=True`` for a
+`webhook_path`), one more path segment names an endpoint kept in the database,
+``/webhooks/iverton/<name>`` (``reverse("iverton_webhooks:receive", kwargs={"name":
+"acme"})``), and the core answers for it. With the registry off such a path is not
+matched at all, so patterns listed after the include keep their URLs below its prefix.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from django.urls import URLPattern, re_path
 from django.urls.resolvers import RegexPattern, ResolverMatch
 
+from ..._errors import ConfigurationError
 from .views import (
     AsyncView,
     View,
@@ -33,22 +40,44 @@ from .views import (
 
 __all__ = ["WebhookPattern", "app_name", "urlpatterns", "webhook_path"]
 
+#: An optional path segment after the route: the name of a registered endpoint. Any
+#: segment matches; the core answers a name no endpoint may have with its 404.
+_NAMED = r"(?:/(?P<name>[^/]+))?"
+
 
 class WebhookPattern(URLPattern):
     """A URL pattern with an endpoint's sync view and its async view: a match made on a
-    running event loop (Django's ASGI handler) gets the async one."""
+    running event loop (Django's ASGI handler) gets the async one. A match that names a
+    registered endpoint counts only while the endpoint's receiver serves the registry."""
 
     def __init__(
-        self, pattern: RegexPattern, view: View, async_view: AsyncView, name: str | None
+        self,
+        pattern: RegexPattern,
+        view: View,
+        async_view: AsyncView,
+        name: str | None,
+        *,
+        route: str = "",
     ) -> None:
         super().__init__(pattern, view, name=name)
         self.async_callback = async_view
+        #: The path it answers, below whatever includes it (the system checks resolve it).
+        self.route = route
 
     def resolve(self, path: str) -> ResolverMatch | None:
         match = super().resolve(path)
-        if match is not None and _on_event_loop():
+        if match is None or ("name" in match.kwargs and not self.serves_registry()):
+            return None
+        if _on_event_loop():
             match.func = self.async_callback
         return match
+
+    def serves_registry(self) -> bool:
+        endpoint = getattr(self.callback, "endpoint", None)
+        try:
+            return endpoint is not None and endpoint.receiver.directory is not None
+        except ConfigurationError:
+            return False  # the checks and the pattern's own URL report the setting
 
 
 def _on_event_loop() -> bool:
@@ -66,29 +95,34 @@ def webhook_path(
 
     With no ``view``, it serves ``webhook_view(**overrides)``'s endpoint, e.g.
     ``webhook_path("webhooks/iverton/eu", endpoint="eu", secret=...)``, with the async
-    view under ASGI and the sync one under WSGI. A ``view`` given is served as it is.
+    view under ASGI and the sync one under WSGI; with ``endpoint_registry=True`` (or
+    ``ENDPOINT_REGISTRY`` in the setting) ``route/<name>`` serves the registered
+    endpoints too. A ``view`` given is served as it is, at ``route`` only.
     """
     pattern = re.escape(route.strip("/"))
-    # "(?:/)?" rather than "/?": a pattern starting "^/" draws a system-check warning.
-    regex = rf"^{pattern}/?$" if pattern else r"^(?:/)?$"
     if view is not None:
         if overrides:
             raise TypeError("pass either view= or webhook_view() options, not both")
+        # "(?:/)?" rather than "/?": a pattern starting "^/" draws a system-check warning.
         callback: Any = view  # Django's stubs type views as sync only
-        given: URLPattern = re_path(regex, callback, name=name)
+        given: URLPattern = re_path(rf"^{pattern}(?:/)?$", callback, name=name)
         return given
     endpoint = endpoint_for(overrides)
-    return _pattern(regex, make_view(endpoint), make_async_view(endpoint), name)
+    regex = rf"^{pattern}{_NAMED}/?$"
+    return _pattern(regex, make_view(endpoint), make_async_view(endpoint), name, route.strip("/"))
 
 
-def _pattern(regex: str, view: View, async_view: AsyncView, name: str | None) -> WebhookPattern:
-    return WebhookPattern(RegexPattern(regex, name=name, is_endpoint=True), view, async_view, name)
+def _pattern(
+    regex: str, view: View, async_view: AsyncView, name: str | None, route: str = ""
+) -> WebhookPattern:
+    regex_pattern = RegexPattern(regex, name=name, is_endpoint=True)
+    return WebhookPattern(regex_pattern, view, async_view, name, route=route)
 
 
 app_name = "iverton_webhooks"
 urlpatterns = [
     _pattern(
-        r"^(?:/)?$",
+        rf"^{_NAMED}/?$",
         receive_webhook,
         make_async_view(receive_webhook.endpoint),  # type: ignore[attr-defined]
         "receive",

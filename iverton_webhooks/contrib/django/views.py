@@ -3,7 +3,8 @@
 `webhook_view` is a sync view (WSGI); `async_webhook_view` an async one
 (ASGI), which records through ``sync_to_async``. The URL patterns of
 `webhook_path` (and the included ``urls``)
-hold both and give Django the one that matches how it serves the request.
+hold both and give Django the one that matches how it serves the request. A URL
+argument ``name`` is passed on as the registered endpoint the request is for.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ AsyncView = Callable[[HttpRequest], Awaitable[HttpResponse]]
 V = TypeVar("V", View, AsyncView)
 
 
-def respond(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
-    """Pass the request to the endpoint's receiver and answer what it says."""
-    return _response(_reply(endpoint, request))
+def respond(endpoint: Endpoint, request: HttpRequest, name: str | None = None) -> HttpResponse:
+    """Pass the request to the endpoint's receiver and answer what it says (``name``:
+    the registered endpoint the URL names)."""
+    return _response(_reply(endpoint, request, name))
 
 
-async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpResponse:
+async def respond_async(
+    endpoint: Endpoint, request: HttpRequest, name: str | None = None
+) -> HttpResponse:
     """`respond` for an async view: reading the body and recording it run in
     ``sync_to_async`` (thread-sensitive), as any ORM call from an async view does, so
     the request's database connection is the one Django closes when the request ends."""
@@ -51,14 +55,15 @@ async def respond_async(endpoint: Endpoint, request: HttpRequest) -> HttpRespons
     receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
     # One hop for both: Django's ASGI request body is a spooled file (maybe on disk),
     # and the insert is a blocking database call.
-    return _response(await sync_to_async(_reply, thread_sensitive=True)(endpoint, request))
+    reply = await sync_to_async(_reply, thread_sensitive=True)(endpoint, request, name)
+    return _response(reply)
 
 
 def _response(reply: Reply) -> HttpResponse:
     return HttpResponse(reply.body, status=reply.status, headers=dict(reply.headers))
 
 
-def _reply(endpoint: Endpoint, request: HttpRequest) -> Reply:
+def _reply(endpoint: Endpoint, request: HttpRequest, name: str | None) -> Reply:
     consumed: list[RawPostDataException] = []
     reply = handle(
         endpoint.receiver,
@@ -66,6 +71,7 @@ def _reply(endpoint: Endpoint, request: HttpRequest) -> Reply:
         request.headers,
         _reader(request, consumed),
         limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        endpoint=name,
     )
     # The kit answered 400 and logged the reason; the reply says which mistake it was.
     return BODY_CONSUMED if consumed else reply
@@ -142,10 +148,10 @@ def _exempt(view: V, endpoint: Endpoint) -> V:
 
 
 def make_view(endpoint: Endpoint) -> View:
-    """The sync view of ``endpoint``."""
+    """The sync view of ``endpoint`` (and of its registered endpoints, by ``name``)."""
 
-    def receive_webhook(request: HttpRequest) -> HttpResponse:
-        return respond(endpoint, request)
+    def receive_webhook(request: HttpRequest, name: str | None = None) -> HttpResponse:
+        return respond(endpoint, request, name)
 
     return _exempt(receive_webhook, endpoint)
 
@@ -153,8 +159,8 @@ def make_view(endpoint: Endpoint) -> View:
 def make_async_view(endpoint: Endpoint) -> AsyncView:
     """The async view of ``endpoint`` (Django awaits it, with no thread of its own)."""
 
-    async def receive_webhook(request: HttpRequest) -> HttpResponse:
-        return await respond_async(endpoint, request)
+    async def receive_webhook(request: HttpRequest, name: str | None = None) -> HttpResponse:
+        return await respond_async(endpoint, request, name)
 
     return _exempt(receive_webhook, endpoint)
 
