@@ -3,6 +3,7 @@
     python -m benchmarks.core              # full run: timings + instructions (~5 min)
     python -m benchmarks.core --no-ir      # timings only (~1 min)
     python -m benchmarks.core --quick      # smoke run
+    python -m benchmarks.core --only endpoints   # 1,000 registered endpoints vs one static
 
 Every receive case uses a runner whose ``submit`` does nothing, so it measures the ack
 path alone (verify, parse, durable record); ``process`` is measured separately.
@@ -15,6 +16,7 @@ import hmac
 import importlib.util
 import json
 import os
+import random
 import shutil
 import sqlite3
 import sys
@@ -24,7 +26,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, verify
+from iverton_webhooks import MemoryStore, Receiver, Router, SQLiteStore, parse_event, sign, verify
+from iverton_webhooks._answers import OK
 from iverton_webhooks._processor import Processor
 from iverton_webhooks._signature import SIGNATURE_HEADER, Verifier
 from iverton_webhooks._worker import Result
@@ -51,7 +54,7 @@ from .common import (
 class NullRunner(BaseRunner):
     """A runner that leaves every event pending: isolates the cost of the ack path."""
 
-    def submit(self, event_id: str) -> None:
+    def submit(self, event_id: str, endpoint: str | None = None) -> None:
         pass
 
 
@@ -127,6 +130,113 @@ class ReceiveCase(Case):
     def check(self) -> None:
         self.prepare(1)
         reply = self.receiver.receive("POST", self.batch[0].body, self.batch[0].headers)
+        if reply.body != b'{"status":"accepted"}':
+            raise AssertionError(f"{self.name}: unexpected reply {reply}")
+
+
+# Registered endpoints ------------------------------------------------------------
+
+ENDPOINTS = 1000
+ENDPOINT_NAMES = [f"shop-{n:04d}" for n in range(ENDPOINTS)]
+ENDPOINT_SECRETS = {name: f"whsec_{name}_Lp9RtV4nZ8cWb3Ky6Hd" for name in ENDPOINT_NAMES}
+
+
+class Counted:
+    """Counts the store calls that a fresh per-endpoint answer saves (the registry read,
+    the answer log's clear), so a warm case can show it stayed warm."""
+
+    misses = 0
+
+    def get_endpoint(self, name: str) -> Any:
+        self.misses += 1
+        return super().get_endpoint(name)  # type: ignore[misc]
+
+    def clear_failures(self, endpoint: str) -> None:
+        self.misses += 1
+        super().clear_failures(endpoint)  # type: ignore[misc]
+
+
+class CountedMemoryStore(Counted, MemoryStore):
+    pass
+
+
+class CountedSQLiteStore(Counted, SQLiteStore):
+    pass
+
+
+def registered(store: Any) -> Any:
+    for name in ENDPOINT_NAMES:
+        store.add_endpoint(name, ENDPOINT_SECRETS[name])
+    return store
+
+
+class EndpointsReceiveCase(Case):
+    """``Receiver.receive`` to ``ENDPOINTS`` endpoints registered in the store, each
+    request to one of them at random, signed with its secret: the cost of a registered
+    endpoint against ``static``, the same receive to the receiver's own endpoint.
+
+    ``warm``: before each batch (untimed) the batch's names get fresh answers (the
+    registry's, cached 5 s per name; the answer log's, 1 s), as under steady traffic to
+    each endpoint; a batch that had to read either again fails the run. Cold: every
+    answer is dropped before the batch and each request goes to another endpoint, as
+    when each endpoint's traffic is sparser than those answers' lifetimes (one request
+    in 5 s or more): each request then reads the registry and clears the answer count.
+    ``fresh_store``: each batch on a new store (untimed), as the static MemoryStore case.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        static: str,
+        pool: Pool,
+        store: Store,
+        fresh_store: Callable[[], Store] | None = None,
+        *,
+        warm: bool = True,
+    ) -> None:
+        self.name, self.static, self.pool = name, static, pool
+        self.fresh_store, self.warm = fresh_store, warm
+        self.receiver = self._receiver(registered(store))
+        self.rng = random.Random(5)
+        self.batch: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def _receiver(self, store: Store) -> Receiver:
+        return Receiver(router=Router(), store=store, runner=NullRunner(), endpoint_registry=True)
+
+    def prepare(self, n: int) -> None:
+        if self.fresh_store is not None:
+            self.receiver = self._receiver(registered(self.fresh_store()))
+        if self.warm:
+            names = [self.rng.choice(ENDPOINT_NAMES) for _ in range(n)]
+        else:  # each request to an endpoint not asked for in this batch yet
+            names = self.rng.sample(ENDPOINT_NAMES, min(n, ENDPOINTS))
+            names += [self.rng.choice(ENDPOINT_NAMES) for _ in range(n - len(names))]
+        self.batch = [
+            (name, d.body, {**d.headers, SIGNATURE_HEADER: sign(d.body, ENDPOINT_SECRETS[name])})
+            for name, d in zip(names, self.pool.take(self.name, n), strict=True)
+        ]
+        directory, answer_log = self.receiver.directory, self.receiver.answer_log
+        assert directory is not None
+        directory.forget()
+        answer_log.quiet.clear()
+        if self.warm:
+            for name in set(names):
+                directory.checker(name)
+                answer_log.note(name, True, OK)
+        self.receiver.store.misses = 0  # type: ignore[attr-defined]
+
+    def run(self, n: int) -> None:
+        receive = self.receiver.receive
+        for name, body, headers in self.batch:
+            receive("POST", body, headers, name)
+        misses = self.receiver.store.misses  # type: ignore[attr-defined]
+        if self.warm and misses:
+            raise AssertionError(f"{self.name}: {misses} answers went stale within a batch")
+
+    def check(self) -> None:
+        self.prepare(1)
+        name, body, headers = self.batch[0]
+        reply = self.receiver.receive("POST", body, headers, name)
         if reply.body != b'{"status":"accepted"}':
             raise AssertionError(f"{self.name}: unexpected reply {reply}")
 
@@ -308,6 +418,24 @@ def build_cases(workdir: str, n_events: int, only: str | None = None) -> list[Ca
     factories["receive SQLiteStore"] = lambda: ReceiveCase(
         "receive SQLiteStore", pool, sqlite("receive.sqlite3")
     )
+    for kind, cold in (("", False), (", cold", True)):
+        memory_name = f"receive MemoryStore, {ENDPOINTS:,} endpoints{kind}"
+        factories[memory_name] = lambda name=memory_name, cold=cold: EndpointsReceiveCase(  # type: ignore[misc]
+            name,
+            "receive MemoryStore",
+            pool,
+            CountedMemoryStore(),
+            fresh_store=CountedMemoryStore,
+            warm=not cold,
+        )
+        sqlite_name = f"receive SQLiteStore, {ENDPOINTS:,} endpoints{kind}"
+        factories[sqlite_name] = lambda name=sqlite_name, cold=cold: EndpointsReceiveCase(  # type: ignore[misc]
+            name,
+            "receive SQLiteStore",
+            pool,
+            CountedSQLiteStore(os.path.join(workdir, f"endpoints{int(cold)}.sqlite3")),
+            warm=not cold,
+        )
     factories[InsertFloorCase.name] = lambda: InsertFloorCase(
         pool, os.path.join(workdir, "floor.sqlite3")
     )
@@ -342,24 +470,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         n_events = 200 if args.quick else args.events
         rounds = 3 if args.quick else args.rounds
+        every = build_cases(workdir, n_events)
+        # A registered endpoints case runs beside the static receive it is compared with.
+        statics = {
+            case.static
+            for case in every
+            if isinstance(case, EndpointsReceiveCase) and args.only in case.name
+        }
         cases = [
             case
-            for case in build_cases(workdir, n_events)
-            if args.only in case.name or case.name in (FLOOR, BASELINE, SVIX)
+            for case in every
+            if args.only in case.name or case.name in (FLOOR, BASELINE, SVIX, *statics)
         ]
         print(f"# benchmarks.core: {machine()}")
         print(f"# {n_events} distinct events, {rounds} alternating rounds\n")
         results = alternate(
             cases,
-            references=[FLOOR, BASELINE, SVIX],
+            references=[FLOOR, BASELINE, SVIX, *sorted(statics)],
             rounds=rounds,
             batch_s=0.001 if args.quick else 0.004,
         )
         if not args.no_ir and not args.quick:
             for case in cases:
                 print(f"  counting instructions: {case.name}", file=sys.stderr)
-                results[case.name].ir_per_op = ir_per_op("benchmarks.core", case.name, (200, 1200))
+                # Under cachegrind a warm endpoints batch must end within the answer
+                # log's 1 s (it fails if not): fewer operations, for its static pair too.
+                short = isinstance(case, EndpointsReceiveCase) or case.name in statics
+                ops = (30, 180) if short else (200, 1200)
+                results[case.name].ir_per_op = ir_per_op("benchmarks.core", case.name, ops)
         print(report(results))
+        endpoint_cases = [case for case in cases if isinstance(case, EndpointsReceiveCase)]
+        if endpoint_cases:
+            print()
+            print(endpoints_report(results, endpoint_cases))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -394,6 +537,40 @@ def report(results: dict[str, Any]) -> str:
             "instr/op",
             "instr x floor",
             "instr x stdlib",
+        ),
+        rows,
+    )
+
+
+def endpoints_report(results: dict[str, Any], cases: Sequence[EndpointsReceiveCase]) -> str:
+    """Each registered endpoints case beside its static receive: time as the median of
+    the per-round ratios, instructions as the ratio of the counts."""
+    rows = []
+    for case in cases:
+        ours, static = results[case.name], results[case.static]
+        ir = None
+        if ours.ir_per_op is not None and static.ir_per_op:
+            ir = ours.ir_per_op / static.ir_per_op
+        rows.append(
+            (
+                case.name,
+                ours.median_us,
+                static.median_us,
+                ours.ratio(case.static),
+                None if ours.ir_per_op is None else round(ours.ir_per_op),
+                None if static.ir_per_op is None else round(static.ir_per_op),
+                ir,
+            )
+        )
+    return table(
+        (
+            "case",
+            "µs/op",
+            "static µs/op",
+            "x static",
+            "instr/op",
+            "static instr/op",
+            "instr x static",
         ),
         rows,
     )

@@ -40,6 +40,7 @@ def test_core_runs() -> None:
     out = run("benchmarks.core")
     for case in ("floor", "stdlib baseline", "Verifier.verify", "receive SQLiteStore", "process"):
         assert case in out
+    assert "receive SQLiteStore, 1,000 endpoints" in out
 
 
 def test_scale_runs() -> None:
