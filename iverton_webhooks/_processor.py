@@ -163,15 +163,13 @@ class Processor:
         self.max_age = settings.max_age
         self.hooks = hooks if hooks is not None else Hooks()
         self.telemetry = telemetry if telemetry is not None else default_telemetry()
-        self._marks = store if isinstance(store, ResourceMarks) else None
-        if self._marks is None:
+        if not isinstance(store, ResourceMarks):
             guarded = [handler for handler in self.router.handlers() if handler.newest_only]
             if guarded:
                 raise _no_marks(store, guarded[0])
         self._threads = _Threads()
         self._warned_types: set[str] = set()
         self._warned_lock = threading.Lock()
-        self._siblings: dict[str, Processor] = {self.endpoint: self}
         if settings.endpoint_registry and not isinstance(store, EndpointRegistry):
             raise ConfigurationError(
                 f"endpoint_registry is on, but {type(store).__name__} keeps no endpoints (it "
@@ -191,13 +189,12 @@ class Processor:
         >>> processor.for_endpoint("acme").endpoint, processor.for_endpoint(None) is processor
         ('acme', True)
         """
-        if name is None:
+        if name is None or name == self.endpoint:
             return self
-        sibling = self._siblings.get(name)
-        if sibling is None:
-            sibling = copy.copy(self)
-            sibling.endpoint = name
-            sibling = self._siblings.setdefault(name, sibling)
+        # A copy per call, not a cache: it is cheap, and it sees this processor as it is
+        # now (a test's `isolate` swaps the store).
+        sibling = copy.copy(self)
+        sibling.endpoint = name
         return sibling
 
     def registered_endpoints(self) -> list[str]:
@@ -333,8 +330,8 @@ class Processor:
     ) -> None:
         """Run a newest-only handler holding its resource's mark, or skip it: superseded
         when a newer event was applied, waiting when another worker holds the mark."""
-        marks = self._marks
-        if marks is None:  # registered after this processor was made
+        marks = self.store
+        if not isinstance(marks, ResourceMarks):  # registered after this processor was made
             job.record(handler, _no_marks(self.store, handler), span)
             return
         key, holder = job.mark_key(handler), job.claim.token
@@ -437,8 +434,12 @@ class Processor:
         try:
             if not self.store.renew(job.claim, self.lease_seconds):
                 job.lease_lost()
-            held, marks = job.held, self._marks
-            if held and marks and not marks.renew_mark(held, job.claim.token, self.lease_seconds):
+            held, marks = job.held, self.store
+            if (
+                held
+                and isinstance(marks, ResourceMarks)
+                and not marks.renew_mark(held, job.claim.token, self.lease_seconds)
+            ):
                 job.lease_lost()  # the mark is held as long as the lease, and lost with it
         except Exception as exc:
             log.warning(

@@ -44,6 +44,7 @@ from ._signature import SIGNATURE_HEADER, Verifier, sign
 
 if TYPE_CHECKING:
     from ._answers import AnswerLog
+    from ._directory import EndpointDirectory
     from ._receiver import Receiver
     from ._router import Router
     from .events import Event
@@ -216,6 +217,7 @@ class _Saved:
     store: Store
     answer_log: AnswerLog
     runner: BaseRunner
+    directory: EndpointDirectory | None
 
 
 class AppWebhooks:
@@ -336,23 +338,27 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
     processes inline; its own store and runner are put back, untouched, at the end.
     """
     from ._answers import StoreAnswerLog
+    from ._directory import EndpointDirectory
     from .inbox import open_store
     from .runners import InlineRunner
 
     receivers = _receivers_of(target)
     inbox = open_store(store)
-    saved = [_Saved(r, r.store, r.answer_log, r.runner) for r in receivers]
+    saved = [_Saved(r, r.store, r.answer_log, r.runner, r.directory) for r in receivers]
     try:
         for receiver in receivers:
             runner = InlineRunner()
             runner.bind(receiver.processor)
             receiver.store = receiver.processor.store = inbox
+            if receiver.directory is not None:
+                receiver.directory = EndpointDirectory(cast("EndpointRegistry", inbox))
             receiver.answer_log = StoreAnswerLog(inbox)
             receiver.runner = runner
         yield AppWebhooks(receivers, inbox)
     finally:
         for old in saved:
             old.receiver.store = old.receiver.processor.store = old.store
+            old.receiver.directory = old.directory
             old.receiver.answer_log = old.answer_log
             old.receiver.runner = old.runner
         inbox.close()

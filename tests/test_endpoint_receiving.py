@@ -20,6 +20,7 @@ from iverton_webhooks.events import Event
 from iverton_webhooks.inbox.base import EndpointRecord, Status
 from iverton_webhooks.runners import BaseRunner
 from iverton_webhooks.samples import sample_body
+from iverton_webhooks.testing import isolate
 from tests.conftest import wait_for
 from tests.stores import STORE_PARAMS, STORES
 
@@ -345,3 +346,27 @@ def test_the_directory_keeps_a_bounded_number_of_answers() -> None:
     for n in range(10):
         assert directory.checker(f"name{n}") is None
     assert len(directory._answers) == 3
+
+
+def test_isolate_looks_registered_endpoints_up_in_the_isolated_store(
+    tmp_path: Path, router: Router
+) -> None:
+    seen = seen_by(router)
+    receiver = Receiver(
+        store=f"sqlite:///{tmp_path / 'real.sqlite3'}",
+        router=router,
+        runner=Collect(),
+        endpoint_registry=True,
+    )
+    real = receiver.store
+    assert isinstance(real, SQLiteStore)
+    real.add_endpoint("acme", ACME)
+    with isolate(receiver) as app:
+        assert deliver(receiver, ACME, "globex", "evt_1") == (404, NOT_FOUND)
+        app.store.add_endpoint("acme", GLOBEX)  # type: ignore[attr-defined]
+        assert deliver(receiver, ACME, "acme", "evt_1")[0] == 401  # the real one's secret
+        assert deliver(receiver, GLOBEX, "acme", "evt_1")[0] == 200
+    assert seen == [("acme", "evt_1")]
+    assert real.get("evt_1", endpoint="acme") is None
+    assert deliver(receiver, ACME, "acme", "evt_2")[0] == 200  # the real registry again
+    receiver.close()
