@@ -70,9 +70,12 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_LIMIT",
     "ENDPOINT_ACTIONS",
+    "ENDPOINT_HELP",
     "EVENTS_HEADER",
     "FAILED",
     "GRACE_HELP",
+    "JSON_HELP",
+    "NAME_HELP",
     "OK",
     "USAGE",
     "Operable",
@@ -540,29 +543,31 @@ def add_endpoints_arguments(
     actions = parser.add_subparsers(
         dest="action", required=True, metavar="ACTION", help=", ".join(ENDPOINT_ACTIONS)
     )
-    helps = {
-        "add": "register an endpoint, enabled (its secret is read from standard input)",
-        "list": "every registered endpoint, its secrets masked",
-        "rotate": "make a new secret current (read from standard input); the previous one "
-        "stays valid for --grace",
-        "disable": "answer the endpoint's requests 404 (its events are kept)",
-        "enable": "accept the endpoint's requests again",
-        "remove": "forget the endpoint and its secrets (its events are kept)",
-    }
     for action in ENDPOINT_ACTIONS:
-        sub = actions.add_parser(action, help=helps[action], description=helps[action])
+        about = ENDPOINT_HELP[action]
+        sub = actions.add_parser(action, help=about, description=about)
         if action == "list":
-            sub.add_argument(
-                "--json", action="store_true", help="one JSON object per endpoint (masked)"
-            )
+            sub.add_argument("--json", action="store_true", help=JSON_HELP)
         else:
-            sub.add_argument("name", metavar="NAME", help="the endpoint's name (part of its URL)")
+            sub.add_argument("name", metavar="NAME", help=NAME_HELP)
         if action == "rotate":
             sub.add_argument("--grace", default=None, help=GRACE_HELP)
         if common is not None:
             common(sub)
 
 
+#: Each ``endpoints`` subcommand's help, and its options', for every command line.
+ENDPOINT_HELP = {
+    "add": "register an endpoint, enabled (its secret is read from standard input)",
+    "list": "every registered endpoint, its secrets masked",
+    "rotate": "make a new secret current (read from standard input); the previous one "
+    "stays valid for --grace",
+    "disable": "answer the endpoint's requests 404 (its events are kept)",
+    "enable": "accept the endpoint's requests again",
+    "remove": "forget the endpoint and its secrets (its events are kept)",
+}
+NAME_HELP = "the endpoint's name (part of its URL)"
+JSON_HELP = "one JSON object per endpoint (secrets masked)"
 GRACE_HELP = (
     "how long the previous secret is still accepted: seconds, or with a unit (30m, 27h, "
     f"2d); 0 for a leaked secret (default: {ROTATION_GRACE.total_seconds() / 3600:g}h, past "

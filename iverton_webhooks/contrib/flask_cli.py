@@ -259,45 +259,44 @@ def _registry(
 _NAME = click.argument("name", metavar="NAME")
 
 
-@endpoints_group.command("add")
+def _about(action: str) -> str:
+    """The shared help of an ``endpoints`` subcommand, written as click help reads."""
+    about = ops.ENDPOINT_HELP[action]
+    return f"{about[0].upper()}{about[1:]}."
+
+
+@endpoints_group.command("add", help=_about("add"))
 @_NAME
 def endpoints_add(name: str) -> None:
-    """Register an endpoint, enabled; its secret is read from standard input."""
     _registry("add", name)
 
 
-@endpoints_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per endpoint (masked)")
+@endpoints_group.command("list", help=_about("list"))
+@click.option("--json", "as_json", is_flag=True, help=ops.JSON_HELP)
 def endpoints_list(as_json: bool) -> None:
-    """Every registered endpoint, its secrets masked."""
     _registry("list", as_json=as_json)
 
 
-@endpoints_group.command("rotate")
+@endpoints_group.command("rotate", help=_about("rotate"))
 @_NAME
 @click.option("--grace", default=None, help=ops.GRACE_HELP)
 def endpoints_rotate(name: str, grace: str | None) -> None:
-    """Make a new secret current (read from standard input); the previous one stays
-    valid for --grace."""
     _registry("rotate", name, grace=grace)
 
 
-@endpoints_group.command("disable")
+@endpoints_group.command("disable", help=_about("disable"))
 @_NAME
 def endpoints_disable(name: str) -> None:
-    """Answer the endpoint's requests 404 (its events are kept)."""
     _registry("disable", name)
 
 
-@endpoints_group.command("enable")
+@endpoints_group.command("enable", help=_about("enable"))
 @_NAME
 def endpoints_enable(name: str) -> None:
-    """Accept the endpoint's requests again."""
     _registry("enable", name)
 
 
-@endpoints_group.command("remove")
+@endpoints_group.command("remove", help=_about("remove"))
 @_NAME
 def endpoints_remove(name: str) -> None:
-    """Forget the endpoint and its secrets (its events are kept)."""
     _registry("remove", name)
