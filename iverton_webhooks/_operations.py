@@ -525,7 +525,7 @@ def missing_inbox(url: str) -> str | None:
 
 #: The ``endpoints`` subcommands, in the order help lists them.
 ENDPOINT_ACTIONS = ("add", "list", "rotate", "disable", "enable", "remove")
-#: Longer than this is a typo (a missing unit the other way round is warned about).
+#: A longer grace is taken for a typo: no rotation needs the previous secret that long.
 MAX_GRACE = timedelta(days=365)
 _GRACE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
