@@ -104,8 +104,14 @@ class Run:
 def run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, logged: Logged
 ) -> Iterator[Run]:
+    # The command sets up the root logger for itself, at INFO, on this test's captured
+    # stderr: later tests' log lines must not go to that stream once it is closed.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     runner = Run(capsys, monkeypatch, logged)
     yield runner
+    root.handlers[:] = handlers
+    root.setLevel(level)
     runner.assert_no_secret_shown()
 
 
