@@ -1,6 +1,6 @@
 """The ``iverton-webhooks`` command: demo, sign, send-test, and the inbox operations
-(events, stats, replay, worker, prune) shared with ``flask iverton`` and the Django
-management commands (see `iverton_webhooks._operations`).
+(events, stats, replay, worker, prune, endpoints) shared with ``flask iverton`` and the
+Django management commands (see `iverton_webhooks._operations`).
 
 ``--app MODULE`` (or ``MODULE:NAME``, or ``MODULE:FACTORY()``) imports your code, from the
 current directory as ``flask`` and ``celery`` do, and finds its receivers: a
@@ -28,7 +28,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 from . import _operations as ops
 from ._errors import WebhookError
@@ -39,7 +39,7 @@ from ._processor import Processor
 from ._router import default_router
 from ._signature import sign
 from .inbox import open_store
-from .inbox.base import DEFAULT_ENDPOINT
+from .inbox.base import DEFAULT_ENDPOINT, Store
 
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
@@ -146,6 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.set_defaults(command=_prune)
 
+    registry = commands.add_parser(
+        "endpoints",
+        help="the endpoints registered in the store: add, list, rotate, disable, enable, "
+        "remove (secrets from standard input)",
+    )
+    registry.set_defaults(command=_endpoints, inbox="endpoints")
+    ops.add_endpoints_arguments(registry, _store_options)
+
     send = commands.add_parser("send-test", help="POST a signed sample event to a URL")
     send.add_argument("event_type", metavar="TYPE", help="the event type, e.g. deal.won")
     send.add_argument("--url", required=True, help="the webhook URL, as the sender is given it")
@@ -164,6 +172,17 @@ def _parser() -> argparse.ArgumentParser:
 def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     command: argparse.ArgumentParser = commands.add_parser(name, help=help)
     command.set_defaults(inbox=name)
+    _store_options(command)
+    command.add_argument(
+        "--endpoint",
+        default=None,
+        help=f"default: {DEFAULT_ENDPOINT!r} (or the --app receiver's own; or an endpoint "
+        "registered in its store)",
+    )
+    return command
+
+
+def _store_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--store",
         default=None,
@@ -178,12 +197,6 @@ def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentPars
         help="your app or module: its receivers (a Receiver, a Flask, Starlette or FastAPI "
         "app, a Django settings module), or handlers registered with @on (repeatable)",
     )
-    command.add_argument(
-        "--endpoint",
-        default=None,
-        help=f"default: {DEFAULT_ENDPOINT!r} (or the --app receiver's own)",
-    )
-    return command
 
 
 def _out(line: str) -> None:
@@ -216,6 +229,13 @@ def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
                 f"({chosen.store!r}): drop --store"
             )
         return chosen
+    url = _store_url(args, read=read)
+    return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
+
+
+def _store_url(args: argparse.Namespace, *, read: bool) -> str:
+    """The store URL when --app found no receiver: --store, else the environment's,
+    else the default; ``read``: refuse an inbox that does not exist."""
     given = args.store or os.environ.get(STORE_ENV)
     if args.app and not given:
         raise OperationError(
@@ -226,7 +246,7 @@ def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
     url = given or DEFAULT_STORE
     if read and (reason := ops.missing_inbox(url)):
         raise OperationError(reason)
-    return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
+    return url
 
 
 def _load_apps(specs: Sequence[str]) -> list[Processor]:
@@ -271,6 +291,10 @@ def _pick(found: list[Processor], endpoint: str | None) -> Processor:
     matching = [p for p in found if p.endpoint == wanted]
     if len(matching) == 1:
         return matching[0]
+    if endpoint is not None and not matching:
+        registered = ops.registered_processor(found, endpoint)
+        if registered is not None:
+            return registered
     names = ", ".join(sorted(repr(p.endpoint) for p in found))
     raise OperationError(f"--app has receivers for endpoints {names}: pass --endpoint NAME")
 
@@ -319,6 +343,32 @@ def _prune(args: argparse.Namespace) -> int:
     return _with_processor(
         args, lambda p: ops.prune(p, _out, older_than_hours=args.older_than_hours)
     )
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    found = _load_apps(args.app)
+    serving: bool | None = None
+    if found:
+        if args.store is not None:
+            raise OperationError(
+                f"--app {', '.join(args.app)} builds a receiver with its own store: drop --store"
+            )
+        store, serving = ops.registry_of(found)
+    else:
+        # An endpoint may be added before the web app has first opened the inbox.
+        store = open_store(_store_url(args, read=args.action != "add"))
+    try:
+        return ops.endpoints(
+            store,
+            _out,
+            args.action,
+            getattr(args, "name", None),
+            grace=getattr(args, "grace", None),
+            as_json=getattr(args, "json", False),
+            serving=serving,
+        )
+    finally:
+        cast(Store, store).close()
 
 
 # The other commands --------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""What every command line does, written once: list, replay, work, prune, stats and
-send-test.
+"""What every command line does, written once: list, replay, work, prune, stats,
+send-test and the endpoint registry's commands.
 
 ``iverton-webhooks``, ``flask iverton`` and the Django management commands are thin
 shells around these functions: each finds the user's own `Processor` (its store,
@@ -22,50 +22,78 @@ that message the way its framework shows errors and exits with the code.
 Every human-readable line goes through `printable`: ids, types and errors come
 from signed but foreign input, and must not reach a terminal as escape sequences.
 JSON lines keep the exact values (``json.dumps`` escapes control characters itself).
+A registered endpoint's secret is the one value never shown: it is read from standard
+input and only ever printed masked.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.message import Message
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urljoin
 
 from . import inbox
+from ._directory import CACHE_SECONDS, check_endpoint_name
 from ._errors import ConfigurationError, WebhookError
 from ._health import Health, Thresholds
 from ._router import Router
+from ._settings import ROTATION_GRACE, SENDER_RETRY_SPAN
+from ._signature import validate_secrets
 from ._text import printable
 from .events import EVENT_TYPES
-from .inbox.base import Status, StoredEvent
+from .inbox.base import (
+    CLAIMABLE,
+    EndpointRecord,
+    EndpointRegistry,
+    Status,
+    StoredEvent,
+    StoreOperations,
+    masked_secret,
+)
 
 if TYPE_CHECKING:
+    from ._processor import Processor
     from ._worker import Result
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_INTERVAL",
     "DEFAULT_LIMIT",
+    "ENDPOINT_ACTIONS",
+    "ENDPOINT_HELP",
     "EVENTS_HEADER",
     "FAILED",
+    "GRACE_HELP",
+    "JSON_HELP",
+    "NAME_HELP",
     "OK",
     "USAGE",
     "Operable",
     "OperationError",
+    "add_endpoints_arguments",
     "add_events_arguments",
     "add_worker_arguments",
+    "endpoints",
     "event_line",
+    "grace_seconds",
     "has_handlers",
     "list_events",
     "missing_inbox",
     "printable",
     "prune",
+    "read_secret",
+    "registered_processor",
+    "registry_of",
     "replay",
     "send_test",
     "stats",
@@ -491,3 +519,391 @@ def missing_inbox(url: str) -> str | None:
     Each store says it for itself (`iverton_webhooks.inbox.missing_inbox`).
     """
     return inbox.missing_inbox(url)
+
+
+# Registered endpoints -----------------------------------------------------------------
+
+#: The ``endpoints`` subcommands, in the order help lists them.
+ENDPOINT_ACTIONS = ("add", "list", "rotate", "disable", "enable", "remove")
+#: A longer grace is taken for a typo: no rotation needs the previous secret that long.
+MAX_GRACE = timedelta(days=365)
+_GRACE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+SECRET_PROMPT = "signing secret from the Iverton dashboard (not shown): "
+_TAKES_EFFECT = f"running servers take the change within {CACHE_SECONDS:g} s"
+
+
+def add_endpoints_arguments(
+    parser: argparse.ArgumentParser,
+    common: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """The ``endpoints`` subcommands and their options, for every argparse-based command
+    line (ours, Django's); ``common`` adds a shell's own options to each. There is no
+    option for the secret: it is read from standard input (see `read_secret`)."""
+    actions = parser.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help=", ".join(ENDPOINT_ACTIONS)
+    )
+    for action in ENDPOINT_ACTIONS:
+        about = ENDPOINT_HELP[action]
+        sub = actions.add_parser(action, help=about, description=about)
+        if action == "list":
+            sub.add_argument("--json", action="store_true", help=JSON_HELP)
+        else:
+            sub.add_argument("name", metavar="NAME", help=NAME_HELP)
+        if action == "rotate":
+            sub.add_argument("--grace", default=None, help=GRACE_HELP)
+        if common is not None:
+            common(sub)
+
+
+#: Each ``endpoints`` subcommand's help, and its options', for every command line.
+ENDPOINT_HELP = {
+    "add": "register an endpoint, enabled (its secret is read from standard input)",
+    "list": "every registered endpoint, its secrets masked",
+    "rotate": "make a new secret current (read from standard input); the previous one "
+    "stays valid for --grace",
+    "disable": "answer the endpoint's requests 404 (its events are kept)",
+    "enable": "accept the endpoint's requests again",
+    "remove": "forget the endpoint and its secrets (its events are kept)",
+}
+NAME_HELP = "the endpoint's name (part of its URL)"
+JSON_HELP = "one JSON object per endpoint (secrets masked)"
+GRACE_HELP = (
+    "how long the previous secret is still accepted: seconds, or with a unit (30m, 27h, "
+    f"2d); 0 for a leaked secret (default: {ROTATION_GRACE.total_seconds() / 3600:g}h, past "
+    "the sender's retries)"
+)
+
+
+def grace_seconds(text: str | None) -> float:
+    """``--grace`` in seconds: a number of seconds, or one with a unit (``s``, ``m``,
+    ``h``, ``d``); `ROTATION_GRACE` when not given.
+
+    >>> grace_seconds("27h"), grace_seconds("90"), grace_seconds("0")
+    (97200.0, 90.0, 0.0)
+    """
+    if text is None:
+        return ROTATION_GRACE.total_seconds()
+    found = _GRACE.fullmatch(text.strip().lower())
+    if found is None:
+        raise OperationError(
+            f"--grace {text}: give seconds (3600) or a number with s, m, h or d "
+            "(30m, 27h); 0 ends the previous secret at once"
+        )
+    seconds = float(found[1]) * _UNIT_SECONDS[found[2]]
+    if seconds > MAX_GRACE.total_seconds():
+        raise OperationError(
+            f"--grace {text}: longer than {MAX_GRACE.days} days; a previous secret should "
+            "stop being accepted soon after the sender stops using it"
+        )
+    return seconds
+
+
+def read_secret(stream: IO[str] | None = None) -> str:
+    """A signing secret from standard input (``stream``): its first line without the
+    line ending, or typed at a prompt that does not echo it when the input is a
+    terminal. Never from an argument, which other users see in ``ps`` and the shell
+    keeps in its history. Refuses what `validate_secrets` refuses, and bytes that are
+    not UTF-8 (the sender signs with the secret's UTF-8 bytes)."""
+    stdin = sys.stdin if stream is None else stream
+    try:
+        if stdin is not None and stdin.isatty():
+            line = getpass.getpass(SECRET_PROMPT)
+        else:
+            line = _first_line(stdin)
+    except (EOFError, KeyboardInterrupt):
+        raise OperationError("no secret given: nothing changed") from None
+    secret = line.removesuffix("\n").removesuffix("\r")
+    try:
+        validate_secrets([secret])
+    except ConfigurationError as error:
+        # It is the only secret: its position in a list would mean nothing here.
+        message = str(error).replace("webhook secret #0", "the secret read from standard input")
+        raise OperationError(message) from None
+    return secret
+
+
+def _first_line(stdin: IO[str] | None) -> str:
+    if stdin is None:
+        return ""
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:
+        return stdin.readline()
+    # Bytes, decoded strictly: a text stream might replace or escape what is not UTF-8,
+    # and the endpoint would get a secret the sender never signs with. A BOM from an
+    # editor is not part of the secret.
+    try:
+        return cast(bytes, raw.readline()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise OperationError(
+            "the secret read from standard input is not UTF-8 text: copy it again from "
+            "the Iverton dashboard"
+        ) from None
+
+
+def registry_of(processors: Sequence[Processor]) -> tuple[object, bool]:
+    """The store whose registry the ``endpoints`` commands change for an app with these
+    processors, and whether the app serves that registry (``endpoint_registry``).
+
+    The store of the one that serves it; else the app's only store (endpoints may be
+    registered before the setting is turned on)."""
+    serving = _stores(p for p in processors if p.settings.endpoint_registry)
+    if len(serving) == 1:
+        return serving[0], True
+    if len(serving) > 1:
+        raise OperationError(
+            f"the app has {len(serving)} receivers serving registered endpoints from "
+            "different stores: keep one registry per app"
+        )
+    stores = _stores(processors)
+    if len(stores) == 1:
+        return stores[0], False
+    if not stores:
+        raise OperationError("the app has no webhook receiver")
+    raise OperationError(
+        f"none of the app's {len(processors)} receivers serves registered endpoints: turn "
+        "endpoint_registry (the ENDPOINT_REGISTRY setting) on for one of them"
+    )
+
+
+def _stores(processors: Iterable[Processor]) -> list[object]:
+    found: dict[int, object] = {}
+    for processor in processors:
+        found.setdefault(id(processor.store), processor.store)
+    return list(found.values())
+
+
+def registered_processor(processors: Sequence[Processor], name: str) -> Processor | None:
+    """The processor for the events of registered endpoint ``name``: ``for_endpoint``
+    of the processor that serves the registry holding it; None if none does. For the
+    per-endpoint commands, when no receiver of the app has that endpoint."""
+    try:
+        check_endpoint_name(name)
+    except ConfigurationError:
+        return None  # no endpoint can be registered under it: no store read
+    for processor in processors:
+        if not processor.settings.endpoint_registry or processor.endpoint == name:
+            continue
+        if cast(EndpointRegistry, processor.store).get_endpoint(name) is not None:
+            return processor.for_endpoint(name)
+    return None
+
+
+def endpoints(
+    store: object,
+    out: Echo,
+    action: str,
+    name: str | None = None,
+    *,
+    grace: str | None = None,
+    as_json: bool = False,
+    serving: bool | None = None,
+    secret: Callable[[], str] = read_secret,
+) -> int:
+    """Run one ``endpoints`` subcommand (`ENDPOINT_ACTIONS`) on the registry of
+    ``store``. ``serving``: whether the app serves that registry (None: unknown); when
+    it does not, say so, since its requests would be refused. ``secret`` reads the
+    secret for ``add`` and ``rotate``, once the name and options are checked."""
+    if not isinstance(store, EndpointRegistry):
+        raise OperationError(
+            f"{type(store).__name__} keeps no endpoints (it does not implement "
+            "EndpointRegistry): use a built-in store"
+        )
+    if action == "list":
+        code = _list_endpoints(store, out, as_json=as_json)
+    else:
+        try:
+            name = check_endpoint_name(name)
+        except ConfigurationError as error:
+            raise OperationError(str(error)) from None
+        if action == "add":
+            code = _add(store, out, name, secret)
+        elif action == "rotate":
+            code = _rotate(store, out, name, grace_seconds(grace), secret)
+        elif action in ("disable", "enable"):
+            code = _set_enabled(store, out, name, action == "enable")
+        elif action == "remove":
+            code = _remove(store, out, name)
+        else:
+            raise OperationError(f"no such endpoints command {action!r}")
+    if serving is False:
+        out(
+            "warning: this app's receiver does not serve registered endpoints: their "
+            "requests are answered 404 until endpoint_registry (ENDPOINT_REGISTRY) is on"
+        )
+    return code
+
+
+def _unknown(name: str) -> OperationError:
+    return OperationError(f"no registered endpoint {name}", FAILED)
+
+
+def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], str]) -> int:
+    if registry.get_endpoint(name) is not None:
+        raise _exists(name)  # before asking for a secret that would not be used
+    new = secret()
+    if not registry.add_endpoint(name, new):
+        raise _exists(name)
+    out(f"added endpoint {name}, enabled, secret {printable(masked_secret(new))}")
+    out(
+        f"its URL is the webhook path followed by /{name} (/webhooks/iverton/{name} by "
+        f"default); running servers accept its requests within {CACHE_SECONDS:g} s"
+    )
+    return OK
+
+
+def _exists(name: str) -> OperationError:
+    return OperationError(
+        f"endpoint {name} is registered already (rotate changes its secret)", FAILED
+    )
+
+
+def _rotate(
+    registry: EndpointRegistry, out: Echo, name: str, grace: float, secret: Callable[[], str]
+) -> int:
+    before = registry.get_endpoint(name)
+    if before is None:
+        raise _unknown(name)
+    new = secret()
+    if not registry.rotate_endpoint(name, new, grace):
+        raise _unknown(name)  # removed meanwhile
+    after = registry.get_endpoint(name)
+    now = _now(registry)
+    out(f"rotated endpoint {name}: its current secret is {printable(masked_secret(new))}")
+    # The store drops a secret whose grace is over, so each one valid before is looked
+    # for after: kept with its end, or gone.
+    ends = {s.secret: s.valid_until for s in (after.secrets if after is not None else ())}
+    for old in before.secrets:
+        if old.secret == new or (old.valid_until is not None and old.valid_until <= now):
+            continue
+        which = "the previous" if old.valid_until is None else "an earlier"
+        shown = printable(masked_secret(old.secret))
+        until = ends.get(old.secret)
+        if until is not None and until > now:
+            out(f"{which} secret {shown} is accepted until {_utc(until)}")
+        else:
+            out(f"{which} secret {shown} is no longer accepted")
+    if 0 < grace < SENDER_RETRY_SPAN.total_seconds():
+        hours = SENDER_RETRY_SPAN.total_seconds() / 3600
+        out(
+            f"warning: the sender retries a delivery for up to {hours:.1f} h: a retry "
+            f"signed with the previous secret after {_utc(now + grace)} is refused"
+        )
+    out(_TAKES_EFFECT)
+    return OK
+
+
+def _set_enabled(registry: EndpointRegistry, out: Echo, name: str, enabled: bool) -> int:
+    state = "enabled" if enabled else "disabled"
+    before = registry.get_endpoint(name)
+    if before is None:
+        raise _unknown(name)
+    if before.enabled == enabled:
+        out(f"endpoint {name} is {state} already")
+        return OK
+    if not registry.set_endpoint_enabled(name, enabled):
+        raise _unknown(name)
+    if enabled:
+        out(
+            f"enabled endpoint {name}: running servers accept its requests within "
+            f"{CACHE_SECONDS:g} s"
+        )
+    else:
+        out(
+            f"disabled endpoint {name}: within {CACHE_SECONDS:g} s running servers answer "
+            "its requests 404, which the sender counts as failed deliveries; its stored "
+            "events are kept and still processed"
+        )
+    return OK
+
+
+def _remove(registry: EndpointRegistry, out: Echo, name: str) -> int:
+    # Workers process registered endpoints only: events of a removed one that are not
+    # finished stay as they are until it is added again.
+    unfinished = 0
+    if isinstance(registry, StoreOperations):
+        counts = registry.stats(endpoint=name)
+        unfinished = sum(n for status, n in counts.items() if status in CLAIMABLE)
+    if not registry.remove_endpoint(name):
+        raise _unknown(name)
+    out(
+        f"removed endpoint {name} and its secrets: within {CACHE_SECONDS:g} s running "
+        "servers answer its requests 404; its stored events are kept"
+    )
+    if unfinished:
+        out(
+            f"warning: {unfinished} of its events are not finished, and no worker processes "
+            "them while it is not registered: add it again to have them processed"
+        )
+    return OK
+
+
+def _list_endpoints(registry: EndpointRegistry, out: Echo, *, as_json: bool) -> int:
+    found = registry.list_endpoints()
+    now = _now(registry)
+    if as_json:
+        for record in found:
+            out(json.dumps(_endpoint_json(record, now)))
+        return OK
+    if not found:
+        out("no endpoints")
+        return OK
+    names = [printable(record.name) for record in found]
+    width = max(len("NAME"), *map(len, names))
+    columns = f"{{:{width}}} {{:8}} {{:{TIME_WIDTH}}} {{:{TIME_WIDTH}}} {{}}"
+    out(columns.format("NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "SECRETS"))
+    for shown, record in zip(names, found, strict=True):
+        secrets = ", ".join(
+            f"{printable(masked_secret(s.secret))} {_secret_state(s.valid_until, now)}"
+            for s in record.secrets
+        )
+        out(
+            columns.format(
+                shown,
+                "enabled" if record.enabled else "disabled",
+                _utc(record.created_at),
+                _utc(record.updated_at),
+                secrets,
+            )
+        )
+    return OK
+
+
+def _endpoint_json(record: EndpointRecord, now: float) -> dict[str, Any]:
+    def state(valid_until: float | None) -> str:
+        if valid_until is None:
+            return "current"
+        return "valid" if valid_until > now else "expired"
+
+    return {
+        "name": record.name,
+        "enabled": record.enabled,
+        "created_at": _utc(record.created_at),
+        "updated_at": _utc(record.updated_at),
+        "secrets": [
+            {
+                "masked": masked_secret(s.secret),
+                "state": state(s.valid_until),
+                "valid_until": None if s.valid_until is None else _utc(s.valid_until),
+            }
+            for s in record.secrets
+        ],
+    }
+
+
+def _secret_state(valid_until: float | None, now: float) -> str:
+    if valid_until is None:
+        return "current"
+    if valid_until > now:
+        return f"valid until {_utc(valid_until)}"
+    return "expired"
+
+
+def _now(registry: EndpointRegistry) -> float:
+    # A secret's valid_until is on the store's clock.
+    clock = getattr(registry, "clock", None)
+    return float(clock()) if callable(clock) else time.time()
+
+
+def _utc(epoch: float) -> str:
+    return when(datetime.fromtimestamp(epoch, timezone.utc))

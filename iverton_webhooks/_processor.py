@@ -199,8 +199,9 @@ class Processor:
 
     def registered_endpoints(self) -> list[str]:
         """The endpoints of the store's registry this processor also processes (none
-        unless ``endpoint_registry``); its own endpoint is never among them."""
-        if not self.settings.endpoint_registry:
+        unless ``endpoint_registry``); its own endpoint is never among them. One made by
+        `for_endpoint` processes its own endpoint only (``worker --endpoint NAME``)."""
+        if not self.settings.endpoint_registry or self.endpoint != self.settings.endpoint:
             return []
         registry = cast(EndpointRegistry, self.store)
         return [e.name for e in registry.list_endpoints() if e.name != self.endpoint]

@@ -61,6 +61,7 @@ def test_every_option_of_every_command_has_help() -> None:
         "worker",
         "prune",
         "stats",
+        "endpoints",
     }
 
 

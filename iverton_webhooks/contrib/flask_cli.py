@@ -2,7 +2,8 @@
 app's own receivers, with the same flags, messages and exit codes as ``iverton-webhooks``.
 
 Registered on an app by `iverton_webhooks.contrib.flask.webhooks_blueprint` (and so
-by the extension). ``--endpoint`` names a blueprint; without it, the app's only one.
+by the extension). ``--endpoint`` names a blueprint, or an endpoint registered in the
+store of the blueprint that serves the registry; without it, the app's only one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ F = TypeVar("F", bound=Callable[..., object])
 NO_HANDLERS_HINT = "register them with @on(...) (or pass router=) where the app is created"
 
 iverton_cli = AppGroup(
-    "iverton", help="Iverton webhooks: events, stats, replay, worker, prune, send-test."
+    "iverton",
+    help="Iverton webhooks: events, stats, replay, worker, prune, send-test, endpoints.",
 )
 
 
@@ -51,7 +53,9 @@ def _refusal(error: OperationError) -> click.ClickException:
 
 def _endpoint_option(func: F) -> F:
     return click.option(
-        "--endpoint", default=None, help="blueprint name (default: the app's only endpoint)"
+        "--endpoint",
+        default=None,
+        help="blueprint name, or a registered endpoint (default: the app's only endpoint)",
     )(func)
 
 
@@ -62,8 +66,26 @@ def _endpoint(name: str | None) -> Endpoint:
         raise Refused(printable(error)) from None
 
 
+def _processor(name: str | None) -> Processor:
+    """The processor of blueprint ``name``, else of the registered endpoint ``name``."""
+    state = state_of(current_app)
+    try:
+        return state.endpoint(name).receiver.processor
+    except WebhookError as error:
+        refusal = Refused(printable(error))
+    if name is not None:
+        processors = [endpoint.receiver.processor for endpoint in state.endpoints.values()]
+        try:
+            registered = ops.registered_processor(processors, name)
+        except WebhookError as error:
+            raise Refused(printable(error)) from None
+        if registered is not None:
+            return registered
+    raise refusal
+
+
 def _run(endpoint: str | None, operation: Callable[[Processor], int]) -> None:
-    processor = _endpoint(endpoint).receiver.processor
+    processor = _processor(endpoint)
     try:
         code = operation(processor)
     except OperationError as error:
@@ -208,3 +230,73 @@ def _default_url(endpoint: str | None) -> str:
     for rule in current_app.url_map.iter_rules(f"{name}.{VIEW}"):
         return f"http://127.0.0.1:5000{rule.rule}"
     raise Refused(f"no URL rule for endpoint {name!r}; give --url")
+
+
+# The endpoint registry ----------------------------------------------------------------
+
+
+@iverton_cli.group("endpoints")
+def endpoints_group() -> None:
+    """The endpoints registered in the store: add, list, rotate, disable, enable, remove.
+    Secrets are read from standard input, never from an option."""
+
+
+def _registry(
+    action: str, name: str | None = None, *, grace: str | None = None, as_json: bool = False
+) -> None:
+    processors = [e.receiver.processor for e in state_of(current_app).endpoints.values()]
+    try:
+        store, serving = ops.registry_of(processors)
+        ops.endpoints(
+            store, click.echo, action, name, grace=grace, as_json=as_json, serving=serving
+        )
+    except OperationError as error:
+        raise _refusal(error) from None
+    except WebhookError as error:
+        raise Refused(printable(error)) from None
+
+
+_NAME = click.argument("name", metavar="NAME")
+
+
+def _about(action: str) -> str:
+    """The shared help of an ``endpoints`` subcommand, written as click help reads."""
+    about = ops.ENDPOINT_HELP[action]
+    return f"{about[0].upper()}{about[1:]}."
+
+
+@endpoints_group.command("add", help=_about("add"))
+@_NAME
+def endpoints_add(name: str) -> None:
+    _registry("add", name)
+
+
+@endpoints_group.command("list", help=_about("list"))
+@click.option("--json", "as_json", is_flag=True, help=ops.JSON_HELP)
+def endpoints_list(as_json: bool) -> None:
+    _registry("list", as_json=as_json)
+
+
+@endpoints_group.command("rotate", help=_about("rotate"))
+@_NAME
+@click.option("--grace", default=None, help=ops.GRACE_HELP)
+def endpoints_rotate(name: str, grace: str | None) -> None:
+    _registry("rotate", name, grace=grace)
+
+
+@endpoints_group.command("disable", help=_about("disable"))
+@_NAME
+def endpoints_disable(name: str) -> None:
+    _registry("disable", name)
+
+
+@endpoints_group.command("enable", help=_about("enable"))
+@_NAME
+def endpoints_enable(name: str) -> None:
+    _registry("enable", name)
+
+
+@endpoints_group.command("remove", help=_about("remove"))
+@_NAME
+def endpoints_remove(name: str) -> None:
+    _registry("remove", name)

@@ -22,7 +22,7 @@ DJANGO_OWN |= {"no_color", "force_color", "skip_checks"}
 
 def test_every_option_of_every_command_has_help() -> None:
     ours = sorted(name for name in get_commands() if name.startswith("iverton_webhooks_"))
-    assert len(ours) == 6
+    assert len(ours) == 7
     missing = []
     for name in ours:
         parser = load_command_class("iverton_webhooks.contrib.django", name).create_parser(

@@ -13,15 +13,27 @@ from tests.flask.flask_helpers import receiver_of
 from tests.flask.test_flask_cli import MakeApp, invoke, seed
 
 
+def every_command(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    """Each command by its full name, those of subgroups (``endpoints add``) included."""
+    found: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        found[prefix + name] = command
+        if isinstance(command, click.Group):
+            found.update(every_command(command, f"{prefix}{name} "))
+    return found
+
+
 def test_every_option_of_every_command_has_help() -> None:
+    commands = every_command(iverton_cli)
     missing = [
         f"{name} {'/'.join(param.opts)}"
-        for name, command in iverton_cli.commands.items()
+        for name, command in commands.items()
         for param in command.params
         if isinstance(param, click.Option) and not param.help
     ]
     assert missing == []
-    assert {"events", "replay", "send-test"} <= set(iverton_cli.commands)
+    assert [name for name, command in commands.items() if not command.help] == []
+    assert {"events", "replay", "send-test", "endpoints rotate", "endpoints list"} <= set(commands)
 
 
 def test_events_header_and_nothing_to_do(make_app: MakeApp) -> None:
