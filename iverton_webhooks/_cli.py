@@ -365,6 +365,7 @@ def _endpoints(args: argparse.Namespace) -> int:
             getattr(args, "name", None),
             grace=getattr(args, "grace", None),
             as_json=getattr(args, "json", False),
+            force=getattr(args, "force", False),
             serving=serving,
         )
     finally:

@@ -552,6 +552,8 @@ def add_endpoints_arguments(
             sub.add_argument("name", metavar="NAME", help=NAME_HELP)
         if action == "rotate":
             sub.add_argument("--grace", default=None, help=GRACE_HELP)
+        if action == "remove":
+            sub.add_argument("--force", action="store_true", help=FORCE_HELP)
         if common is not None:
             common(sub)
 
@@ -568,6 +570,7 @@ ENDPOINT_HELP = {
 }
 NAME_HELP = "the endpoint's name (part of its URL)"
 JSON_HELP = "one JSON object per endpoint (secrets masked)"
+FORCE_HELP = "remove it even though some of its events are not finished yet"
 GRACE_HELP = (
     "how long the previous secret is still accepted: seconds, or with a unit (30m, 27h, "
     f"2d); 0 for a leaked secret (default: {ROTATION_GRACE.total_seconds() / 3600:g}h, past "
@@ -697,6 +700,7 @@ def endpoints(
     *,
     grace: str | None = None,
     as_json: bool = False,
+    force: bool = False,
     serving: bool | None = None,
     secret: Callable[[], str] = read_secret,
 ) -> int:
@@ -723,7 +727,7 @@ def endpoints(
         elif action in ("disable", "enable"):
             code = _set_enabled(store, out, name, action == "enable")
         elif action == "remove":
-            code = _remove(store, out, name)
+            code = _remove(store, out, name, force=force)
         else:
             raise OperationError(f"no such endpoints command {action!r}")
     if serving is False:
@@ -817,13 +821,25 @@ def _set_enabled(registry: EndpointRegistry, out: Echo, name: str, enabled: bool
     return OK
 
 
-def _remove(registry: EndpointRegistry, out: Echo, name: str) -> int:
-    # Workers process registered endpoints only: events of a removed one that are not
-    # finished stay as they are until it is added again.
-    unfinished = 0
-    if isinstance(registry, StoreOperations):
-        counts = registry.stats(endpoint=name)
-        unfinished = sum(n for status, n in counts.items() if status in CLAIMABLE)
+def unfinished_events(registry: EndpointRegistry, name: str) -> int:
+    """How many of endpoint ``name``'s events a worker still owes (pending, processing,
+    or failed and due again). Workers process registered endpoints only, so removing
+    one with such events would leave them where they are until it is added again."""
+    if not isinstance(registry, StoreOperations):
+        return 0
+    counts = registry.stats(endpoint=name)
+    return sum(n for status, n in counts.items() if status in CLAIMABLE)
+
+
+def _remove(registry: EndpointRegistry, out: Echo, name: str, *, force: bool) -> int:
+    unfinished = unfinished_events(registry, name)
+    if unfinished and not force:
+        raise OperationError(
+            f"endpoint {name} still has {unfinished} unfinished event(s), which no worker "
+            "processes once it is removed: disable it now (its requests get 404 while they "
+            "finish) and remove it later, or pass --force",
+            FAILED,
+        )
     if not registry.remove_endpoint(name):
         raise _unknown(name)
     out(

@@ -136,7 +136,7 @@ def test_add_reads_the_secret_from_stdin_and_list_masks_it(run: Run, url: str) -
     code, out, _ = run("endpoints", "add", "acme", "--store", url, stdin=f"{FIRST}\n".encode())
     assert code == ops.OK
     assert out.splitlines() == [
-        "added endpoint acme, enabled, secret whsec_…",
+        "added endpoint acme, enabled, secret whsec_…3f2a",
         "its URL is the webhook path followed by /acme (/webhooks/iverton/acme by default); "
         "running servers accept its requests within 5 s",
     ]
@@ -149,7 +149,7 @@ def test_add_reads_the_secret_from_stdin_and_list_masks_it(run: Run, url: str) -
     assert code == ops.OK
     assert header.split() == ["NAME", "STATUS", "CREATED", "(UTC)", "UPDATED", "(UTC)", "SECRETS"]
     assert row.split()[:2] == ["acme", "enabled"]
-    assert row.endswith("whsec_… current")
+    assert row.endswith("whsec_…3f2a current")
     created = datetime.fromisoformat(row.split()[2])
     assert created.utcoffset() is not None
     assert created.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
@@ -161,7 +161,7 @@ def test_add_reads_the_secret_from_stdin_and_list_masks_it(run: Run, url: str) -
     assert listed["name"] == "acme"
     assert listed["enabled"] is True
     assert listed["created_at"] == row.split()[2]
-    assert listed["secrets"] == [{"masked": "whsec_…", "state": "current", "valid_until": None}]
+    assert listed["secrets"] == [{"masked": "whsec_…3f2a", "state": "current", "valid_until": None}]
 
 
 def test_add_of_an_existing_name_exits_1_and_keeps_its_secret(run: Run, url: str) -> None:
@@ -191,15 +191,17 @@ def test_rotate_keeps_the_previous_secret_for_the_grace_and_says_until_when(
     assert previous.valid_until is not None
     assert before + 7200 - 1 <= previous.valid_until <= time.time() + 7200 + 1
     lines = out.splitlines()
-    assert lines[0] == "rotated endpoint acme: its current secret is whsec_…"
-    assert lines[1] == f"the previous secret whsec_… is accepted until {iso(previous.valid_until)}"
+    assert lines[0] == "rotated endpoint acme: its current secret is whsec_…6a7b"
+    assert (
+        lines[1] == f"the previous secret whsec_…3f2a is accepted until {iso(previous.valid_until)}"
+    )
     # Shorter than the sender's retries: a late retry signed with it will be refused.
     assert lines[2].startswith("warning: the sender retries a delivery for up to 26.6 h")
     assert lines[3] == "running servers take the change within 5 s"
 
     code, out, _ = run("endpoints", "list", "--store", url)
     assert out.splitlines()[1].endswith(
-        f"whsec_… current, whsec_… valid until {iso(previous.valid_until)}"
+        f"whsec_…6a7b current, whsec_…3f2a valid until {iso(previous.valid_until)}"
     )
     (listed,) = [
         json.loads(line)
@@ -214,8 +216,8 @@ def test_rotate_keeps_the_previous_secret_for_the_grace_and_says_until_when(
     )
     assert code == ops.OK
     assert out.splitlines()[1:3] == [
-        "the previous secret whsec_… is no longer accepted",
-        f"an earlier secret whsec_… is accepted until {iso(previous.valid_until)}",
+        "the previous secret whsec_…6a7b is no longer accepted",
+        f"an earlier secret whsec_…3f2a is accepted until {iso(previous.valid_until)}",
     ]
     found = record_of(url, "acme")
     assert found is not None
@@ -246,7 +248,7 @@ def test_an_expired_secret_is_listed_as_expired(run: Run, tmp_path: Path) -> Non
     store.close()
     code, out, _ = run("endpoints", "list", "--store", f"sqlite:///{path}")
     assert code == ops.OK
-    assert out.splitlines()[1].endswith("whsec_… current, whsec_… expired")
+    assert out.splitlines()[1].endswith("whsec_…6a7b current, whsec_…3f2a expired")
     code, out, _ = run("endpoints", "list", "--json", "--store", f"sqlite:///{path}")
     assert [s["state"] for s in json.loads(out)["secrets"]] == ["current", "expired"]
 
@@ -288,15 +290,22 @@ def test_an_unknown_name_exits_1(run: Run, url: str, action: str) -> None:
     assert [s.secret for s in record_of(url, "acme").secrets] == [FIRST]  # type: ignore[union-attr]
 
 
-def test_remove_warns_of_events_no_worker_will_process(run: Run, tmp_path: Path) -> None:
+def test_remove_refuses_to_strand_events_unless_forced(run: Run, tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite3"
     store = SQLiteStore(path)
     store.add_endpoint("acme", FIRST)
     body = sample_body("deal.won", id="evt_left")
     store.record("evt_left", "deal.won", parse_envelope(body).created_at, body, endpoint="acme")
     store.close()
-    code, out, _ = run("endpoints", "remove", "acme", "--store", f"sqlite:///{path}")
+    url = f"sqlite:///{path}"
+    code, out, err = run("endpoints", "remove", "acme", "--store", url)
+    assert (code, out) == (ops.FAILED, "")
+    assert "still has 1 unfinished event(s)" in err
+    assert "disable it now" in err
+    assert record_of(url, "acme") is not None  # still registered: its event is processed
+    code, out, _ = run("endpoints", "remove", "acme", "--force", "--store", url)
     assert code == ops.OK
+    assert record_of(url, "acme") is None
     assert out.splitlines()[1] == (
         "warning: 1 of its events are not finished, and no worker processes them while it "
         "is not registered: add it again to have them processed"

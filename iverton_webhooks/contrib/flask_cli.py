@@ -242,13 +242,25 @@ def endpoints_group() -> None:
 
 
 def _registry(
-    action: str, name: str | None = None, *, grace: str | None = None, as_json: bool = False
+    action: str,
+    name: str | None = None,
+    *,
+    grace: str | None = None,
+    as_json: bool = False,
+    force: bool = False,
 ) -> None:
     processors = [e.receiver.processor for e in state_of(current_app).endpoints.values()]
     try:
         store, serving = ops.registry_of(processors)
         ops.endpoints(
-            store, click.echo, action, name, grace=grace, as_json=as_json, serving=serving
+            store,
+            click.echo,
+            action,
+            name,
+            grace=grace,
+            as_json=as_json,
+            force=force,
+            serving=serving,
         )
     except OperationError as error:
         raise _refusal(error) from None
@@ -298,5 +310,6 @@ def endpoints_enable(name: str) -> None:
 
 @endpoints_group.command("remove", help=_about("remove"))
 @_NAME
-def endpoints_remove(name: str) -> None:
-    _registry("remove", name)
+@click.option("--force", is_flag=True, help=ops.FORCE_HELP)
+def endpoints_remove(name: str, force: bool) -> None:
+    _registry("remove", name, force=force)

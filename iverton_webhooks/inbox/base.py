@@ -827,18 +827,25 @@ class ResourceMarks(Protocol):
 
 # Endpoints that live in the store ---------------------------------------------------
 
-#: The most characters of a secret that a repr, a log line or a page may show.
+#: The most leading characters of a secret that a repr, a log line or a page may show
+#: (the dashboard's ``whsec_``, which tells nothing), and how many trailing ones of a
+#: long secret, so that two secrets of one endpoint can be told apart.
 SECRET_SHOWN = 6
+SECRET_TAIL_SHOWN = 4
+#: A secret shorter than this shows no tail: those characters would be too much of it.
+SECRET_TAIL_FROM = 28
 
 
 def masked_secret(secret: str) -> str:
     """``secret`` as a repr, a log line or a page may show it: its first characters
-    (at most 6, and never more than a third of it), then an ellipsis.
+    (at most 6, and never more than a third of it), an ellipsis, and for a secret as
+    long as the dashboard's its last 4.
 
-    >>> masked_secret("whsec_9f8a7b6c5d4e"), masked_secret("short")
-    ('whsec_…', 's…')
+    >>> masked_secret("whsec_9f8a7b6c5d4e3f2a1b0c9d8e7f6a"), masked_secret("short")
+    ('whsec_…7f6a', 's…')
     """
-    return secret[: min(SECRET_SHOWN, len(secret) // 3)] + "…"
+    tail = secret[-SECRET_TAIL_SHOWN:] if len(secret) >= SECRET_TAIL_FROM else ""
+    return secret[: min(SECRET_SHOWN, len(secret) // 3)] + "…" + tail
 
 
 @dataclass(frozen=True, repr=False)

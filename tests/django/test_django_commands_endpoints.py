@@ -86,7 +86,7 @@ def record_of(using: str, name: str) -> EndpointRecord | None:
 def test_add_list_rotate_disable_enable_remove(command: Commands, using: str) -> None:
     code, out = command(COMMAND, "add", "acme", stdin=f"{FIRST}\n".encode())
     assert code == ops.OK
-    assert out.splitlines()[0] == "added endpoint acme, enabled, secret whsec_…"
+    assert out.splitlines()[0] == "added endpoint acme, enabled, secret whsec_…3f2a"
     assert "running servers accept its requests within 5 s" in out
     assert [s.secret for s in record_of(using, "acme").secrets] == [FIRST]  # type: ignore[union-attr]
     assert command(COMMAND, "add", "acme", stdin=SECOND.encode()) == (
@@ -97,7 +97,7 @@ def test_add_list_rotate_disable_enable_remove(command: Commands, using: str) ->
     code, out = command(COMMAND, "list")
     assert code == ops.OK
     assert out.splitlines()[1].split()[:2] == ["acme", "enabled"]
-    assert out.splitlines()[1].endswith("whsec_… current")
+    assert out.splitlines()[1].endswith("whsec_…3f2a current")
 
     before = time.time()
     code, out = command(COMMAND, "rotate", "acme", "--grace", "90", stdin=SECOND.encode())
@@ -108,7 +108,7 @@ def test_add_list_rotate_disable_enable_remove(command: Commands, using: str) ->
     ends = found.secrets[1].valid_until
     assert ends is not None
     assert before + 90 - 1 <= ends <= time.time() + 90 + 1
-    assert "the previous secret whsec_… is accepted until" in out
+    assert "the previous secret whsec_…3f2a is accepted until" in out
     assert "running servers take the change within 5 s" in out
     code, out = command(COMMAND, "list", "--json")
     assert [s["state"] for s in json.loads(out)["secrets"]] == ["current", "valid"]

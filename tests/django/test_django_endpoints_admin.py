@@ -19,6 +19,7 @@ from django.test import AsyncClient, Client, override_settings
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.models import WebhookEndpoint
 from iverton_webhooks.contrib.django.store import DjangoStore
+from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
 from tests.django.dj_helpers import ALIASES, post
@@ -222,6 +223,23 @@ def test_bulk_delete_goes_through_the_store(
     assert response.status_code == 302
     assert sorted(removed) == ["acme", "globex"]
     assert store.list_endpoints() == []
+
+
+def test_an_endpoint_with_unfinished_events_is_not_deleted(
+    staff: Client, using: str, store: DjangoStore
+) -> None:
+    for name in ("acme", "globex"):
+        assert store.add_endpoint(name, ACME)
+    body = sample_body("deal.won", id="evt_owed")
+    store.record("evt_owed", "deal.won", parse_envelope(body).created_at, body, endpoint="acme")
+    row = WebhookEndpoint.objects.using(using).get(name="acme")
+    page = staff.get(f"{ENDPOINTS}{row.pk}/delete/").content.decode()
+    assert "acme: 1 unfinished event(s); disable it now" in page
+    staff.post(f"{ENDPOINTS}{row.pk}/delete/", {"post": "yes"})
+    pks = [str(pk) for pk in WebhookEndpoint.objects.using(using).values_list("pk", flat=True)]
+    staff.post(ENDPOINTS, {"action": "delete_selected", "_selected_action": pks, "post": "yes"})
+    # Neither form removed it (nor, in the bulk form, the endpoint beside it).
+    assert [e.name for e in store.list_endpoints()] == ["acme", "globex"]
 
 
 def test_a_viewer_sees_no_rotate_form(using: str, store: DjangoStore) -> None:

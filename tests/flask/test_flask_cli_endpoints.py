@@ -47,7 +47,7 @@ def test_add_list_rotate_disable_enable_remove(make_app: MakeApp) -> None:
     cli = Cli(make_app(endpoint_registry=True))
     code, out, _ = cli("endpoints", "add", "acme", stdin=f"{FIRST}\n".encode())
     assert code == ops.OK
-    assert out.splitlines()[0] == "added endpoint acme, enabled, secret whsec_…"
+    assert out.splitlines()[0] == "added endpoint acme, enabled, secret whsec_…3f2a"
     assert "running servers accept its requests within 5 s" in out
     assert [s.secret for s in cli.record("acme").secrets] == [FIRST]  # type: ignore[union-attr]
 
@@ -58,7 +58,7 @@ def test_add_list_rotate_disable_enable_remove(make_app: MakeApp) -> None:
     code, out, _ = cli("endpoints", "list")
     assert code == ops.OK
     assert out.splitlines()[1].split()[:2] == ["acme", "enabled"]
-    assert out.splitlines()[1].endswith("whsec_… current")
+    assert out.splitlines()[1].endswith("whsec_…3f2a current")
 
     before = time.time()
     code, out, _ = cli("endpoints", "rotate", "acme", "--grace", "30m", stdin=SECOND.encode())
@@ -69,7 +69,7 @@ def test_add_list_rotate_disable_enable_remove(make_app: MakeApp) -> None:
     ends = found.secrets[1].valid_until
     assert ends is not None
     assert before + 1800 - 1 <= ends <= time.time() + 1800 + 1
-    assert "the previous secret whsec_… is accepted until" in out
+    assert "the previous secret whsec_…3f2a is accepted until" in out
     assert "running servers take the change within 5 s" in out
     code, out, _ = cli("endpoints", "list", "--json")
     states = [s["state"] for s in json.loads(out)["secrets"]]

@@ -30,6 +30,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from ..._directory import check_endpoint_name
 from ..._errors import ConfigurationError
+from ..._operations import unfinished_events
 from ..._settings import ROTATION_GRACE
 from ..._signature import validate_secrets
 from ..._text import printable
@@ -479,6 +480,21 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "Rotated the signing secret; the previous one is accepted for "
             f"{form.cleaned_data['grace']} more."
         )
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        # An endpoint whose events are not all finished is shown as protected, so the
+        # admin refuses to delete it: once removed, no worker would process them.
+        deleted, counts, perms, protected = super().get_deleted_objects(objs, request)
+        for obj in objs:
+            unfinished = unfinished_events(_store(obj), load_text(obj.name))
+            if unfinished:
+                protected.append(
+                    f"{printable(load_text(obj.name))}: {unfinished} unfinished event(s); "
+                    "disable it now and delete it once they are finished"
+                )
+        return deleted, counts, perms, protected
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         _store(obj).remove_endpoint(load_text(obj.name))

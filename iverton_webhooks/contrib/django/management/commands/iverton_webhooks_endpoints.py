@@ -32,6 +32,7 @@ class Command(BaseCommand):
                 options.get("name"),
                 grace=options.get("grace"),
                 as_json=options.get("json", False),
+                force=options.get("force", False),
                 serving=serving,
             ),
         )
