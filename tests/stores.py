@@ -132,3 +132,16 @@ STORE_PARAMS = [
         ("redis", "redis"),
     )
 ]
+
+
+class UnreadableRegistry:
+    """Wraps a store; its endpoint registry cannot be read (a database gone away)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def get_endpoint(self, name: str) -> Any:
+        raise ConnectionError("registry unreachable")

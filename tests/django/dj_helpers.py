@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
+
+import pytest
 
 from tests.conftest import SECRET, _reachable, service_url, signed_headers
 
@@ -157,3 +161,35 @@ def post(client: Any, body: bytes, secret: str = SECRET, url: str = URL, **extra
         headers={"X-Iverton-Signature": signature},
         **extra,
     )
+
+
+class InboxOn:
+    """A database router sending the inbox app to one alias (the admin with it)."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
+        return self.alias if model._meta.app_label == "iverton_webhooks" else None
+
+    db_for_write = db_for_read
+
+
+#: The databases a test of the inbox runs on, as pytest params.
+ALIAS_PARAMS = [
+    pytest.param("default", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@contextmanager
+def inbox_on(alias: str, settings: Any, iverton: dict[str, Any]) -> Iterator[str]:
+    """The inbox (and its admin) on database ``alias`` with ``IVERTON_WEBHOOKS`` set to
+    ``iverton`` plus that alias; skips when no PostgreSQL is configured for this run."""
+    from django.test import override_settings
+
+    if alias not in ALIASES:
+        pytest.skip("no PostgreSQL configured for this run")
+    settings.IVERTON_WEBHOOKS = {**iverton, "DATABASE": alias}
+    with override_settings(DATABASE_ROUTERS=[InboxOn(alias)]):
+        yield alias

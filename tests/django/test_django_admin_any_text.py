@@ -12,39 +12,18 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.test import Client
 
 from iverton_webhooks.contrib.django.models import WebhookEvent
 from iverton_webhooks.samples import sample_body
-from tests.django.dj_helpers import ALIASES, post
+from tests.django.dj_helpers import ALIAS_PARAMS, ALIASES, inbox_on, post
 
 CHANGELIST = "/admin/iverton_webhooks/webhookevent/"
 
 
-class InboxOn:
-    """A database router sending the inbox app to one alias (the admin with it)."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        return self.alias if model._meta.app_label == "iverton_webhooks" else None
-
-    db_for_write = db_for_read
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("default", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
+@pytest.fixture(params=ALIAS_PARAMS)
 def using(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
-    alias: str = request.param
-    if alias not in ALIASES:
-        pytest.skip("no PostgreSQL configured for this run")
-    settings.IVERTON_WEBHOOKS = {**settings.IVERTON_WEBHOOKS, "DATABASE": alias}
-    with override_settings(DATABASE_ROUTERS=[InboxOn(alias)]):
+    with inbox_on(request.param, settings, settings.IVERTON_WEBHOOKS) as alias:
         yield alias
 
 

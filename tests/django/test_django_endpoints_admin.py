@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.db import connections
-from django.test import AsyncClient, Client, override_settings
+from django.test import AsyncClient, Client
 
 from iverton_webhooks.contrib.django.endpoint import get_receiver
 from iverton_webhooks.contrib.django.models import WebhookEndpoint
@@ -22,8 +22,7 @@ from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.events import parse_envelope
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
-from tests.django.dj_helpers import ALIASES, post
-from tests.django.test_django_admin_any_text import InboxOn
+from tests.django.dj_helpers import ALIAS_PARAMS, ALIASES, inbox_on, post
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=ALIASES)
 
@@ -34,22 +33,10 @@ NEW = "whsec_acme_fedcba9876543210"
 ACME_URL = "/webhooks/iverton/acme"
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("default", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
+@pytest.fixture(params=ALIAS_PARAMS)
 def using(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
-    alias: str = request.param
-    if alias not in ALIASES:
-        pytest.skip("no PostgreSQL configured for this run")
-    settings.IVERTON_WEBHOOKS = {
-        **settings.IVERTON_WEBHOOKS,
-        "ENDPOINT_REGISTRY": True,
-        "DATABASE": alias,
-    }
-    with override_settings(DATABASE_ROUTERS=[InboxOn(alias)]):
+    registry_on = {**settings.IVERTON_WEBHOOKS, "ENDPOINT_REGISTRY": True}
+    with inbox_on(request.param, settings, registry_on) as alias:
         yield alias
 
 

@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connections
-from django.test import AsyncClient, Client, RequestFactory, override_settings
+from django.test import AsyncClient, Client, RequestFactory
 from django.urls import resolve, reverse
 
 from iverton_webhooks import ConfigurationError, Event, Router
@@ -23,8 +23,7 @@ from iverton_webhooks.contrib.django.store import DjangoStore
 from iverton_webhooks.contrib.django.urls import webhook_path
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, signed_headers
-from tests.django.dj_helpers import ALIASES, SECOND_SECRET, post
-from tests.django.test_django_admin_any_text import InboxOn
+from tests.django.dj_helpers import ALIAS_PARAMS, ALIASES, SECOND_SECRET, inbox_on, post
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=ALIASES)
 
@@ -45,19 +44,10 @@ def registry_settings(**more: Any) -> dict[str, Any]:
     return {"RUNNER": "inline", "ROUTER": router, "ENDPOINT_REGISTRY": True, **more}
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("default", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
+@pytest.fixture(params=ALIAS_PARAMS)
 def using(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
-    alias: str = request.param
-    if alias not in ALIASES:
-        pytest.skip("no PostgreSQL configured for this run")
-    settings.IVERTON_WEBHOOKS = registry_settings(SECRET=SECRET, DATABASE=alias)
     seen.clear()
-    with override_settings(DATABASE_ROUTERS=[InboxOn(alias)]):
+    with inbox_on(request.param, settings, registry_settings(SECRET=SECRET)) as alias:
         yield alias
 
 

@@ -17,11 +17,10 @@ from werkzeug.serving import make_server
 
 from iverton_webhooks import Event, Router, Status, sign
 from iverton_webhooks.contrib.flask import IvertonWebhooks
-from iverton_webhooks.inbox.base import EndpointRecord
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET
 from tests.flask.flask_helpers import PREFIX, close_all, receiver_of
-from tests.stores import STORES
+from tests.stores import STORES, UnreadableRegistry
 
 MakeApp = Callable[..., Flask]
 
@@ -193,19 +192,6 @@ def test_without_the_registry_names_stay_unrouted(make_app: MakeApp) -> None:
     assert body != NOT_FOUND  # Flask's own page: the blueprint routes no such URL
     rules = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(PREFIX)]
     assert rules == [PREFIX, PREFIX + "/"]
-
-
-class UnreadableRegistry:
-    """Wraps a store; its registry cannot be read."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def get_endpoint(self, name: str) -> EndpointRecord | None:
-        raise ConnectionError("registry unreachable")
 
 
 def test_a_registry_that_cannot_be_read_is_503(make_app: MakeApp, store: Any) -> None:

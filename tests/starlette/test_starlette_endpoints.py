@@ -34,10 +34,10 @@ from iverton_webhooks import (
     sign,
 )
 from iverton_webhooks.contrib.starlette import IvertonWebhookMiddleware, webhook_route
-from iverton_webhooks.inbox.base import EndpointRecord
 from iverton_webhooks.samples import sample_body
 from tests.conftest import SECRET, wait_for
 from tests.starlette.helpers import PATH
+from tests.stores import UnreadableRegistry
 
 ACME = "whsec_acme_4f3e2d1c0b9a"
 ACME_NEXT = "whsec_acme_next_8e7d6c5b"
@@ -321,19 +321,6 @@ def test_without_the_registry_names_below_the_path_are_not_ours(
     assert status == 404
     assert body != NOT_FOUND  # the app's own 404: the request never reached the receiver
     assert post(client, PATH + "/", SECRET)[0] == 200  # no redirect to the bare path
-
-
-class UnreadableRegistry:
-    """Wraps a store; its registry cannot be read."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def get_endpoint(self, name: str) -> EndpointRecord | None:
-        raise ConnectionError("registry unreachable")
 
 
 @pytest.mark.parametrize("form", ALL_FORMS)
