@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import DatabaseError, connections
@@ -289,15 +288,14 @@ def test_a_claim_whose_row_cannot_be_read_gives_its_lease_back(
     # The lease is taken in one statement and the row read in the next: if the read
     # fails, the event must be claimable again at once, not when the lease runs out.
     store.record("evt_unread", "deal.won", CREATED, b"{}")
-    readable = store_module._readable
 
-    def broken(rows: Any) -> Any:
+    def broken(vendor: str) -> str:
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(store_module, "_readable", broken)
-    with pytest.raises(StoreUnavailable):
-        store.claim("evt_unread", 300.0)
-    monkeypatch.setattr(store_module, "_readable", readable)
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "_claimed_sql", broken)
+        with pytest.raises(StoreUnavailable):
+            store.claim("evt_unread", 300.0)
     claim = store.claim("evt_unread", 300.0)
     assert claim is not None
     assert claim.event.attempts == 2

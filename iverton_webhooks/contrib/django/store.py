@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
@@ -55,6 +55,7 @@ from ...inbox.base import (
     Verdict,
     store_text,
 )
+from ...inbox.sql import status_list
 from .models import FailedAnswers, ResourceMark, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
@@ -82,31 +83,32 @@ _READ_FIELDS = (
 _RAW = "_raw"
 
 
+#: A datetime column ``{0}`` read without Django's conversion, so that a value Python
+#: cannot hold (a time past year 9999, which the database keeps) makes its row
+#: unreadable (listed, quarantined) instead of failing every query that touches it.
+#: PostgreSQL gives epoch seconds; SQLite the stored text (an expression, so sqlite3
+#: does not convert it by the column's declared type), parsed in `_from_db`. Other
+#: databases return what their driver builds.
+_RAW_TIME_SQL = {"sqlite": "({0} || '')", "postgresql": "EXTRACT(EPOCH FROM {0})::float8"}
+
+
 class _RawTime(Func):
-    """A datetime column read without Django's conversion, so that a value Python
-    cannot hold (a time past year 9999, which the database keeps) makes its row
-    unreadable (listed, quarantined) instead of failing every query that touches it.
+    """`_RAW_TIME_SQL` for the ORM. A text output field has no converter, so the value
+    arrives untouched."""
 
-    PostgreSQL gives epoch seconds; SQLite the stored text (an expression, so sqlite3
-    does not convert it by the column's declared type), parsed in `_from_db`. A
-    text output field has no converter, so the value arrives untouched; other
-    databases return what their driver builds.
-    """
-
-    template = "%(expressions)s"
     output_field = TextField()
 
-    def as_sqlite(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
-    ) -> Any:
-        return self.as_sql(compiler, connection, template="(%(expressions)s || '')", **extra)
-
-    def as_postgresql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
-    ) -> Any:
-        return self.as_sql(
-            compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra
-        )
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[str | int, ...]]:
+        template = _RAW_TIME_SQL.get(connection.vendor, "{0}").format("%(expressions)s")
+        return super().as_sql(compiler, connection, function, template, arg_joiner, **extra_context)
 
 
 _READ_TIMES = {f"{column}{_RAW}": _RawTime(column) for column in sorted(_DATETIME_COLUMNS)}
@@ -324,19 +326,61 @@ def _recycled() -> Iterator[None]:
 _ON_CONFLICT_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
+@functools.cache
 def _field(name: str) -> Field[Any, Any]:
     field = WebhookEvent._meta.get_field(name)
     assert isinstance(field, Field)
     return field
 
 
+#: Field types whose values a database driver cannot take as Python holds them: Django
+#: prepares these (time zone and text form of a datetime, bytes, JSON). Text and numbers
+#: go to the driver as they are, as from any DB-API caller.
+_PREPARED_TYPES = frozenset({"DateTimeField", "BinaryField", "JSONField"})
+
+
+def _params(values: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """Model field values (see `_db_fields`) as the driver takes them."""
+    params = []
+    for name, value in values.items():
+        field = _field(name)
+        if value is not None and field.get_internal_type() in _PREPARED_TYPES:
+            value = field.get_db_prep_save(value, connection)
+        params.append(value)
+    return params
+
+
+# The statements run through Django's cursor: the insert-if-absent, and the transitions
+# of a claimed event, which a worker makes for every event it processes (built by the
+# ORM, each would cost several times the write itself). Column names are the model's
+# own: plain lower-case words, unquoted as in the core's SQL.
+_TABLE = WebhookEvent._meta.db_table
+_KEY = "endpoint = %s AND event_id = %s"
+_CLAIMABLE_NOW = f"{_KEY} AND status IN {status_list(CLAIMABLE)} AND due_at <= %s"
+_HELD = f"{_KEY} AND lease_token = %s AND status = '{Status.PROCESSING.value}'"
+
+
 @functools.lru_cache(maxsize=64)
-def _insert_sql(vendor: str, quote: Callable[[str], str], names: tuple[str, ...]) -> str:
-    # Every insert of a vendor names the same few column sets: build each statement once.
-    table = quote(WebhookEvent._meta.db_table)
-    columns = ", ".join(quote(str(_field(name).column)) for name in names)
+def _insert_sql(names: tuple[str, ...]) -> str:
     marks = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    return f"INSERT INTO {_TABLE} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(names: tuple[str, ...], where: str, also: str = "") -> str:
+    sets = ", ".join([*(f"{name} = %s" for name in names), *filter(None, [also])])
+    return f"UPDATE {_TABLE} SET {sets or 'lease_token = lease_token'} WHERE {where}"
+
+
+@functools.lru_cache(maxsize=8)
+def _claimed_sql(vendor: str) -> str:
+    raw = _RAW_TIME_SQL.get(vendor, "{0}")
+    columns = ", ".join([*_READ_FIELDS, *(raw.format(c) for c in sorted(_DATETIME_COLUMNS))])
+    return f"SELECT {columns} FROM {_TABLE} WHERE {_KEY} AND lease_token = %s"
+
+
+#: The keys of a row `_claimed_sql` reads, as `_stored` takes them.
+_CLAIMED_NAMES = (*_READ_FIELDS, *_READ_TIMES)
 
 
 _KIND_CHARS = 32
@@ -369,8 +413,11 @@ class DjangoStore(base.RecordsRows):
             rows = rows.filter(endpoint=store_text(endpoint))
         return rows
 
-    def _event(self, event_id: str, endpoint: str) -> QuerySet[WebhookEvent]:
-        rows: QuerySet[WebhookEvent] = self._rows(endpoint).filter(event_id=store_text(event_id))
+    def _event(self, event_id: str, endpoint: str, **conditions: Any) -> QuerySet[WebhookEvent]:
+        # One filter() call: each call copies the whole query.
+        rows: QuerySet[WebhookEvent] = self._all().filter(
+            endpoint=store_text(endpoint), event_id=store_text(event_id), **conditions
+        )
         return rows
 
     @_migrate_hint
@@ -390,18 +437,22 @@ class DjangoStore(base.RecordsRows):
         connection = connections[self.using]
         if connection.vendor not in _ON_CONFLICT_VENDORS:
             return self._create(values)
-        # A NULL column is left to the table's own NULL, so only the values a new event
-        # holds are prepared and sent.
-        names = tuple(name for name, value in values.items() if value is not None)
-        params = [_field(name).get_db_prep_save(values[name], connection) for name in names]
-        sql = _insert_sql(connection.vendor, connection.ops.quote_name, names)
-        return self._execute_insert(sql, params)
+        # A NULL column is left to the table's own NULL: only what a new event holds is sent.
+        values = {name: value for name, value in values.items() if value is not None}
+        return self._write(_insert_sql(tuple(values)), _params(values, connection)) == 1
 
     @_serialized
-    def _execute_insert(self, sql: str, params: list[Any]) -> bool:
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one autocommitted write through Django's cursor; its row count."""
         with connections[self.using].cursor() as cursor:
             cursor.execute(sql, params)
-            return bool(cursor.rowcount == 1)
+            return int(cursor.rowcount)
+
+    def _read(self, sql: str, params: Sequence[Any]) -> Any:
+        """The first row of one query through Django's cursor, or None."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
 
     @_serialized
     def _create(self, values: dict[str, Any]) -> bool:
@@ -423,19 +474,24 @@ class DjangoStore(base.RecordsRows):
     ) -> Claim | None:
         now = self.clock()
         token = base.new_token()
-        if not self._take(event_id, endpoint, now, lease_seconds, token):
+        fields = _db_fields(base.claim_fields(now, lease_seconds, token))
+        key = [store_text(endpoint), store_text(event_id)]
+        sql = _update_sql(tuple(fields), _CLAIMABLE_NOW, "attempts = attempts + 1")
+        if not self._write(sql, [*_params(fields, connections[self.using]), *key, now]):
             return None
         # Read once the write lock is given back: while the lease holds, its holder is
         # the only writer of the row. Found gone only if the lease has already expired
         # (then as if this worker had crashed: the event is recovered).
         try:
-            row = _readable(self._event(event_id, endpoint).filter(lease_token=token)).first()
+            row = self._read(_claimed_sql(connections[self.using].vendor), [*key, token])
         except Exception:
             # Taken but not read (the connection broke between the two statements): give
             # the lease back now, or the event would wait for it to run out.
             self._give_back(event_id, endpoint, token)
             raise
-        return None if row is None else Claim(event=_stored(row), token=token)
+        if row is None:
+            return None
+        return Claim(event=_stored(dict(zip(_CLAIMED_NAMES, row, strict=True))), token=token)
 
     def _give_back(self, event_id: str, endpoint: str, token: str) -> None:
         now = self.clock()
@@ -450,60 +506,45 @@ class DjangoStore(base.RecordsRows):
 
     @_serialized
     def _expire(self, event_id: str, endpoint: str, token: str, now: float) -> None:
-        self._event(event_id, endpoint).filter(
-            lease_token=token, status=Status.PROCESSING.value
-        ).update(lease_until=now, due_at=now)
-
-    @_serialized
-    def _take(
-        self, event_id: str, endpoint: str, now: float, lease_seconds: float, token: str
-    ) -> bool:
-        fields = _db_fields(base.claim_fields(now, lease_seconds, token))
-        taken = (
-            self._event(event_id, endpoint)
-            .filter(status__in=base.values(CLAIMABLE), due_at__lte=now)
-            .update(attempts=F("attempts") + 1, **fields)
+        self._event(event_id, endpoint, lease_token=token, status=Status.PROCESSING.value).update(
+            lease_until=now, due_at=now
         )
-        return bool(taken)
-
-    def _held(self, claim: Claim) -> QuerySet[WebhookEvent]:
-        rows: QuerySet[WebhookEvent] = self._event(claim.event.id, claim.event.endpoint).filter(
-            lease_token=claim.token, status=Status.PROCESSING.value
-        )
-        return rows
 
     def _update_claimed(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], fields: Mapping[str, Any]
+        self,
+        claim: Claim,
+        fields: Mapping[str, Any],
+        outcomes: Mapping[str, HandlerOutcome] | None = None,
     ) -> bool:
-        # Read, merge, write back, each guarded by the lease token. No transaction is
-        # needed: while the lease holds, its holder is the only writer of the row (and a
-        # read-then-write transaction would fail at once on a busy SQLite database).
-        # For the same reason the read takes no write lock: only the UPDATE waits.
-        current = self._held(claim).values_list("outcomes", flat=True).first()
-        if current is None:
-            return False
-        merged = {**current, **_stored_outcomes(outcomes)}
-        return self._write_claimed(claim, {"outcomes": merged, **_db_fields(fields)})
-
-    @_serialized
-    def _write_claimed(self, claim: Claim, values: dict[str, Any]) -> bool:
-        return bool(self._held(claim).update(**values) == 1)
+        """Apply a transition only the holder of the claim's lease may make."""
+        held = [store_text(claim.event.endpoint), store_text(claim.event.id), claim.token]
+        values = _db_fields(fields)
+        if outcomes:
+            # Read, merge, write back, each guarded by the lease token. No transaction is
+            # needed: while the lease holds, its holder is the only writer of the row (and
+            # a read-then-write transaction would fail at once on a busy SQLite database).
+            # For the same reason the read takes no write lock: only the UPDATE waits.
+            row = self._read(f"SELECT outcomes FROM {_TABLE} WHERE {_HELD}", held)
+            if row is None:
+                return False
+            current = json.loads(row[0]) if row[0] else {}
+            values["outcomes"] = {**current, **_stored_outcomes(outcomes)}
+        sql = _update_sql(tuple(values), _HELD)
+        return self._write(sql, [*_params(values, connections[self.using]), *held]) == 1
 
     @_migrate_hint
-    @_serialized
     def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        fields = _db_fields(base.renew_fields(self.clock(), lease_seconds))
-        return bool(self._held(claim).update(**fields) == 1)
+        return self._update_claimed(claim, base.renew_fields(self.clock(), lease_seconds))
 
     @_migrate_hint
     def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(claim, outcomes, {})
+        return self._update_claimed(claim, {}, outcomes)
 
     @_migrate_hint
     def finish(
         self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
     ) -> bool:
-        return self._update_claimed(claim, outcomes, base.finish_fields(verdict, self.clock()))
+        return self._update_claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     @_migrate_hint
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
@@ -694,10 +735,8 @@ class DjangoStore(base.RecordsRows):
         fields = _db_fields(base.replay_fields(self.clock()))
         if rerun_all:
             fields["outcomes"] = {}
-        replayed = (
-            self._event(event_id, endpoint)
-            .filter(status__in=base.values(REPLAYABLE))
-            .update(**fields)
+        replayed = self._event(event_id, endpoint, status__in=base.values(REPLAYABLE)).update(
+            **fields
         )
         return bool(replayed == 1)
 
@@ -705,10 +744,8 @@ class DjangoStore(base.RecordsRows):
     @_serialized
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
         fields = _db_fields(base.resolve_fields(self.clock()))
-        resolved = (
-            self._event(event_id, endpoint)
-            .filter(status__in=base.values(RESOLVABLE))
-            .update(**fields)
+        resolved = self._event(event_id, endpoint, status__in=base.values(RESOLVABLE)).update(
+            **fields
         )
         return bool(resolved == 1)
 
