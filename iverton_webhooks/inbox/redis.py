@@ -1,15 +1,13 @@
 """A Redis inbox (redis-py), shared by every process and host that reaches the server.
 
 Durability is whatever the Redis server's persistence gives, and nothing more: a 2xx
-means the event is in the server's memory. For an inbox you can trust, run Redis with
-``appendonly yes`` and ``appendfsync everysec`` (a crash or power cut can lose about the
-last second or two of acknowledged events) or ``appendfsync always`` (loses none, at an
-fsync per write). With persistence off, a Redis restart forgets every
-event, pending ones included: the store checks at first use, and a server with neither
-an append-only file nor save points is a WARNING in the log and in `RedisStore.warnings`
-(which ``stats`` and health show). With replicas, failover can also lose the last writes. Run
-it with ``maxmemory-policy noeviction`` too: an evicting policy drops events silently
-(with ``noeviction`` a full Redis refuses writes, and the receiver answers 503).
+means the event is in the server's memory. Run Redis with ``appendonly yes`` (with
+``appendfsync everysec`` a crash can lose the last second or two of acknowledged events;
+with ``always``, none) and ``maxmemory-policy noeviction`` (an evicting policy drops events
+silently; a full Redis that evicts nothing refuses writes, answered 503). A server that
+keeps nothing on disk forgets every event when it restarts: the store checks at first use
+and warns, in the log and in `RedisStore.warnings`. With replicas, failover can also lose
+the last writes.
 
 Layout, under the hash tag ``{prefix}``, so that all keys share one Redis Cluster slot
 (a Lua script may touch several keys only within one slot). ``<base>`` is ``{prefix}``
@@ -502,26 +500,15 @@ class RedisStore(RecordsRows, ClaimedWrites):
         """The fixed keys this store uses for one endpoint (plus the shared ones); each
         event adds one ``<base>:e:<id>`` hash."""
         k = _Keys(self.prefix, store_text(endpoint))
-        return [
-            k.due,
-            k.finished,
-            k.all,
-            *k.by_status.values(),
-            k.seq,
-            k.endpoints,
-            self._schema,
-        ]
+        return [k.due, k.finished, k.all, *k.by_status.values(), k.seq, k.endpoints, self._schema]
 
     def migrate(self) -> int:
         """Bring the layout up to `SCHEMA_VERSION` (atomic; safe from many processes
         at once); return the version found (0 for a new inbox). Runs on first use."""
         k = _Keys(self.prefix, DEFAULT_ENDPOINT)
+        keys = [self._schema, k.seq, k.all, k.endpoints]
         try:
-            found = int(
-                self._migrate(
-                    [self._schema, k.seq, k.all, k.endpoints], [SCHEMA_VERSION, DEFAULT_ENDPOINT]
-                )
-            )
+            found = int(self._migrate(keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
         except redis.ResponseError as exc:
             if "newer than this code" in str(exc):
                 raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
