@@ -1,15 +1,13 @@
 """A Redis inbox (redis-py), shared by every process and host that reaches the server.
 
 Durability is whatever the Redis server's persistence gives, and nothing more: a 2xx
-means the event is in the server's memory. For an inbox you can trust, run Redis with
-``appendonly yes`` and ``appendfsync everysec`` (a crash or power cut can lose about the
-last second or two of acknowledged events) or ``appendfsync always`` (loses none, at an
-fsync per write). With persistence off, a Redis restart forgets every
-event, pending ones included: the store checks at first use, and a server with neither
-an append-only file nor save points is a WARNING in the log and in `RedisStore.warnings`
-(which ``stats`` and health show). With replicas, failover can also lose the last writes. Run
-it with ``maxmemory-policy noeviction`` too: an evicting policy drops events silently
-(with ``noeviction`` a full Redis refuses writes, and the receiver answers 503).
+means the event is in the server's memory. Run Redis with ``appendonly yes`` (with
+``appendfsync everysec`` a crash can lose the last second or two of acknowledged events;
+with ``always``, none) and ``maxmemory-policy noeviction`` (an evicting policy drops events
+silently; a full Redis that evicts nothing refuses writes, answered 503). A server that
+keeps nothing on disk forgets every event when it restarts: the store checks at first use
+and warns, in the log and in `RedisStore.warnings`. With replicas, failover can also lose
+the last writes.
 
 Layout, under the hash tag ``{prefix}``, so that all keys share one Redis Cluster slot
 (a Lua script may touch several keys only within one slot). ``<base>`` is ``{prefix}``
@@ -45,7 +43,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -66,6 +64,7 @@ from .base import (
     REPLAYABLE,
     RESOLVABLE,
     Claim,
+    ClaimedWrites,
     EndpointRecord,
     EndpointSecret,
     HandlerOutcome,
@@ -74,10 +73,8 @@ from .base import (
     RecordsRows,
     Status,
     StoredEvent,
-    Verdict,
     claim_fields,
     dump_secrets,
-    finish_fields,
     load_secrets,
     load_text,
     new_token,
@@ -85,7 +82,6 @@ from .base import (
     pop_query,
     read_endpoint,
     read_row,
-    renew_fields,
     replay_fields,
     resolve_fields,
     rotated,
@@ -155,17 +151,6 @@ local function apply(i)
   end
   return i
 end
--- Outcomes at ARGV[i]: n, then n handler/json pairs.
-local function merge_outcomes(i)
-  local n = tonumber(ARGV[i]); i = i + 1
-  for k = 1, n do
-    redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1]); i = i + 2
-  end
-  return i
-end
-local function holds_lease(token)
-  return redis.call('HGET', EVENT, 'lease_token') == token
-end
 """
 
 # ARGV: id, endpoint, fields of the new row.
@@ -193,24 +178,15 @@ apply(3)
 return redis.call('HGETALL', EVENT)
 """
 
-# ARGV: id, token, renew fields.
-_RENEW = """
-if not holds_lease(ARGV[2]) then return 0 end
-apply(3)
-return 1
-"""
-
-# ARGV: id, token, outcomes.
-_CHECKPOINT = """
-if not holds_lease(ARGV[2]) then return 0 end
-merge_outcomes(3)
-return 1
-"""
-
-# ARGV: id, token, outcomes, finish fields.
-_FINISH = """
-if not holds_lease(ARGV[2]) then return 0 end
-apply(merge_outcomes(3))
+# Renew, checkpoint and finish, only while the token holds the lease. ARGV: id, token,
+# n, n handler/outcome JSON pairs, then the fields.
+_CLAIMED = """
+if redis.call('HGET', EVENT, 'lease_token') ~= ARGV[2] then return 0 end
+local i = 4
+for k = 1, tonumber(ARGV[3]) do
+  redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1]); i = i + 2
+end
+apply(i)
 return 1
 """
 
@@ -372,13 +348,6 @@ def _fields(fields: Mapping[str, Any]) -> list[str | bytes]:
     return [*args, str(len(deleted)), *deleted]
 
 
-def _outcomes(outcomes: Mapping[str, HandlerOutcome]) -> list[str | bytes]:
-    args: list[str | bytes] = [str(len(outcomes))]
-    for name, outcome in outcomes.items():
-        args += (store_text(name), outcome_json(outcome))
-    return args
-
-
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
@@ -405,10 +374,6 @@ def _config(reply: Any, name: str) -> str:
         if (key.decode() if isinstance(key, bytes) else key) == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return ""
-
-
-def _pairs_to_dict(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class _Keys:
@@ -441,7 +406,7 @@ class _Keys:
 
 
 @store_edge(redis.RedisError)
-class RedisStore(RecordsRows):
+class RedisStore(RecordsRows, ClaimedWrites):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts. Also keeps newest-only marks
     (`ResourceMarks`) and registered endpoints (`EndpointRegistry`).
@@ -483,15 +448,12 @@ class RedisStore(RecordsRows):
             raise ConfigurationError(f"bad Redis URL: {exc}") from None
         self._tag = "{" + prefix + "}"
         self._schema = f"{self._tag}:schema"
-        self._endpoint_keys: dict[str, _Keys] = {}
         self._migrated = False
         self._warnings: list[str] | None = None
         register = self.redis.register_script
         self._record = register(_PRELUDE + _RECORD)
         self._claim = register(_PRELUDE + _CLAIM)
-        self._renew = register(_PRELUDE + _RENEW)
-        self._checkpoint = register(_PRELUDE + _CHECKPOINT)
-        self._finish = register(_PRELUDE + _FINISH)
+        self._claimed_script = register(_PRELUDE + _CLAIMED)
         self._replay = register(_PRELUDE + _REPLAY)
         self._resolve = register(_PRELUDE + _RESOLVE)
         self._prune = register(_PRUNE)
@@ -534,37 +496,19 @@ class RedisStore(RecordsRows):
 
     # Keys and schema ------------------------------------------------------------------
 
-    def _keys(self, endpoint: str) -> _Keys:
-        """The keys of the endpoint stored as ``endpoint``."""
-        keys = self._endpoint_keys.get(endpoint)
-        if keys is None:
-            keys = self._endpoint_keys[endpoint] = _Keys(self.prefix, endpoint)
-        return keys
-
     def keys(self, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         """The fixed keys this store uses for one endpoint (plus the shared ones); each
         event adds one ``<base>:e:<id>`` hash."""
-        k = self._keys(store_text(endpoint))
-        return [
-            k.due,
-            k.finished,
-            k.all,
-            *k.by_status.values(),
-            k.seq,
-            k.endpoints,
-            self._schema,
-        ]
+        k = _Keys(self.prefix, store_text(endpoint))
+        return [k.due, k.finished, k.all, *k.by_status.values(), k.seq, k.endpoints, self._schema]
 
     def migrate(self) -> int:
         """Bring the layout up to `SCHEMA_VERSION` (atomic; safe from many processes
         at once); return the version found (0 for a new inbox). Runs on first use."""
-        k = self._keys(DEFAULT_ENDPOINT)
+        k = _Keys(self.prefix, DEFAULT_ENDPOINT)
+        keys = [self._schema, k.seq, k.all, k.endpoints]
         try:
-            found = int(
-                self._migrate(
-                    [self._schema, k.seq, k.all, k.endpoints], [SCHEMA_VERSION, DEFAULT_ENDPOINT]
-                )
-            )
+            found = int(self._migrate(keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
         except redis.ResponseError as exc:
             if "newer than this code" in str(exc):
                 raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
@@ -612,14 +556,14 @@ class RedisStore(RecordsRows):
         """The keys of ``endpoint`` (as given, not stored), the layout migrated first."""
         if not self._migrated:
             self.migrate()
-        return self._keys(store_text(endpoint))
+        return _Keys(self.prefix, store_text(endpoint))
 
     def _endpoints(self, endpoint: str | None) -> list[_Keys]:
         if endpoint is not None:
             return [self._ready(endpoint)]
         shared = self._ready(DEFAULT_ENDPOINT).endpoints
         names = cast("set[bytes]", self.redis.smembers(shared))
-        return [self._keys(_text(name)) for name in sorted(names)]
+        return [_Keys(self.prefix, _text(name)) for name in sorted(names)]
 
     # Transitions -----------------------------------------------------------------------
 
@@ -639,27 +583,18 @@ class RedisStore(RecordsRows):
         flat = self._claim(keys.script(stored_id), args)
         if flat is None:
             return None
-        return Claim(_row(keys.endpoint, stored_id, _pairs_to_dict(flat)), token)
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Claim(_row(keys.endpoint, stored_id, fields), token)
 
-    def _held(self, claim: Claim) -> tuple[list[str], str, str]:
-        event, stored_id = claim.event, store_text(claim.event.id)
-        return self._ready(event.endpoint).script(stored_id), stored_id, claim.token
-
-    def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        keys, event_id, token = self._held(claim)
-        args = [event_id, token, *_fields(renew_fields(self.clock(), lease_seconds))]
-        return bool(self._renew(keys, args))
-
-    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        keys, event_id, token = self._held(claim)
-        return bool(self._checkpoint(keys, [event_id, token, *_outcomes(outcomes)]))
-
-    def finish(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
+    def _claimed(
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        keys, event_id, token = self._held(claim)
-        fields = _fields(finish_fields(verdict, self.clock()))
-        return bool(self._finish(keys, [event_id, token, *_outcomes(outcomes), *fields]))
+        stored_id = store_text(claim.event.id)
+        keys = self._ready(claim.event.endpoint).script(stored_id)
+        args: list[str | bytes] = [stored_id, claim.token, str(len(outcomes))]
+        for name, outcome in outcomes.items():
+            args += (store_text(name), outcome_json(outcome))
+        return bool(self._claimed_script(keys, [*args, *_fields(fields)]))
 
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
@@ -853,13 +788,10 @@ class RedisStore(RecordsRows):
         for keys in every:
             for name in _STATUSES:
                 pipe.zcard(keys.by_status[name])
-        counts = iter(pipe.execute())
         totals: dict[Status, int] = {}
-        for _ in every:
-            for name in _STATUSES:
-                n = int(next(counts))
-                if n:
-                    totals[Status(name)] = totals.get(Status(name), 0) + n
+        for name, n in zip(_STATUSES * len(every), pipe.execute(), strict=True):
+            if n:
+                totals[Status(name)] = totals.get(Status(name), 0) + int(n)
         return totals
 
     def count(self, *, endpoint: str | None = None) -> int:
