@@ -35,7 +35,7 @@ def check_settings(
     try:
         opts = conf.options()
     except ConfigurationError as exc:
-        return [Error(str(exc), id="iverton_webhooks.E005")]
+        return [_unusable(exc)]
     messages: list[CheckMessage] = []
     try:
         settings = conf.read(opts)
@@ -57,11 +57,10 @@ def check_settings(
             )
     except SettingError as exc:
         messages.append(_unusable(exc))
-    if opts.get("ROUTER") is not None:
-        try:
-            conf.router(opts["ROUTER"])
-        except (ConfigurationError, ImportError) as exc:
-            messages.append(Error(str(exc), id="iverton_webhooks.E005"))
+    try:
+        conf.router(opts.get("ROUTER"))
+    except (ConfigurationError, ImportError) as exc:
+        messages.append(_unusable(exc))
     unknown = sorted(set(opts) - conf.KNOWN_KEYS)
     if unknown:
         messages.append(
@@ -74,10 +73,10 @@ def check_settings(
     return messages
 
 
-def _unusable(exc: SettingError) -> Error:
-    """The check's error for a setting `Settings` refused, with the id of its kind (the
-    core's message says what to fix)."""
-    if exc.setting == "secrets":
+def _unusable(exc: Exception) -> Error:
+    """The error for a setting that cannot be used, with the id of its kind (the core's
+    message says what to fix)."""
+    if isinstance(exc, SettingError) and exc.setting == "secrets":
         return Error(
             str(exc),
             hint=(
@@ -119,7 +118,7 @@ def check_handler_modules(
     try:
         names = discovery.module_names(conf.options())
     except ConfigurationError as exc:
-        return [Error(str(exc), id="iverton_webhooks.E005")]
+        return [_unusable(exc)]
     if names is not None:
         return []  # the modules to import are named: nothing is guessed
     return [
