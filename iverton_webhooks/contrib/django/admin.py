@@ -19,6 +19,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import router
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -63,6 +64,16 @@ def shown(value: str | None) -> str:
     return "" if value is None else printable(load_text(value))
 
 
+def _text_column(field: str, description: str, *, sortable: bool = True) -> Callable[..., str]:
+    """An admin column showing the stored text ``field`` as `shown` does."""
+
+    @admin.display(description=description, ordering=field if sortable else None)
+    def column(self: admin.ModelAdmin[Any], obj: Any) -> str:
+        return shown(getattr(obj, field))
+
+    return column
+
+
 def pretty_json(raw: bytes) -> str:
     """A body for a page: indented JSON with sorted keys when it parses without a
     duplicated key, else the body as received with a note why; every control, bidi and
@@ -101,6 +112,16 @@ def pretty_json(raw: bytes) -> str:
     return note + "\n".join(printable(line) for line in lines)
 
 
+class _LookOnly(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rows the library alone writes: people look, and act through the actions."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class PrintableValuesFilter(admin.AllValuesFieldListFilter):
     """The stock "all values" filter, its labels decoded and escaped."""
 
@@ -113,7 +134,7 @@ class PrintableValuesFilter(admin.AllValuesFieldListFilter):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WebhookEventAdmin(_LookOnly):
     list_display = (
         "shown_id",
         "endpoint",
@@ -168,33 +189,18 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         by_status = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in Status)
         return f"{where}: {by_status}"
 
-    # Events are written by the receiver only; people look, replay and resolve.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_replay_permission(self, request: HttpRequest) -> bool:
         user: Any = request.user
         return bool(user.has_perm("iverton_webhooks.change_webhookevent"))
 
-    @admin.display(description="event id", ordering="event_id")
-    def shown_id(self, obj: WebhookEvent) -> str:
-        return shown(obj.event_id)
-
-    @admin.display(description="type", ordering="type")
-    def shown_type(self, obj: WebhookEvent) -> str:
-        return shown(obj.type)
+    shown_id = _text_column("event_id", "event id")
+    shown_type = _text_column("type", "type")
+    shown_error = _text_column("last_error", "last error", sortable=False)
 
     @admin.display(description="resource id")
     def shown_resource_id(self, obj: WebhookEvent) -> str:
         # Stored escaped already (events.resource_id_of): what is shown is what is searched.
         return printable(obj.resource_id)
-
-    @admin.display(description="last error")
-    def shown_error(self, obj: WebhookEvent) -> str:
-        return shown(obj.last_error)
 
     @admin.display(description="status", ordering="status")
     def shown_status(self, obj: WebhookEvent) -> str:
@@ -269,12 +275,8 @@ class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
 
 
-def _epoch(value: float | None) -> str:
-    return "" if value is None else datetime.fromtimestamp(value, timezone.utc).isoformat()
-
-
 @admin.register(ResourceMark)
-class ResourceMarkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ResourceMarkAdmin(_LookOnly):
     """Newest-only marks, to look at only: the store alone writes them."""
 
     list_display = (
@@ -286,50 +288,36 @@ class ResourceMarkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "shown_holder",
     )
     search_fields = ("=resource",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    shown_endpoint = _text_column("endpoint", "endpoint")
+    shown_resource = _text_column("resource", "resource")
+    shown_handler = _text_column("handler", "handler")
+    shown_applied_id = _text_column("applied_id", "applied event id", sortable=False)
+    shown_holder = _text_column("holder", "holder", sortable=False)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="endpoint", ordering="endpoint")
-    def shown_endpoint(self, obj: ResourceMark) -> str:
-        return shown(obj.endpoint)
-
-    @admin.display(description="resource", ordering="resource")
-    def shown_resource(self, obj: ResourceMark) -> str:
-        return shown(obj.resource)
-
-    @admin.display(description="handler", ordering="handler")
-    def shown_handler(self, obj: ResourceMark) -> str:
-        return shown(obj.handler)
-
     @admin.display(description="applied event created (UTC)", ordering="applied_at")
     def applied_time(self, obj: ResourceMark) -> str:
-        return _epoch(obj.applied_at)
+        return "" if obj.applied_at is None else _utc(obj.applied_at)
 
-    @admin.display(description="applied event id")
-    def shown_applied_id(self, obj: ResourceMark) -> str:
-        return shown(obj.applied_id)
 
-    @admin.display(description="holder")
-    def shown_holder(self, obj: ResourceMark) -> str:
-        return shown(obj.holder)
+def _secret_field(label: str, help_text: str) -> forms.CharField:
+    """A signing secret: typed, never shown back, checked by the core."""
+    return forms.CharField(
+        label=label,
+        strip=False,  # the core refuses surrounding whitespace rather than guessing
+        widget=forms.PasswordInput(render_value=False),
+        help_text=help_text,
+        validators=[lambda secret: _valid(validate_secrets, [secret])],
+    )
 
 
 class EndpointAddForm(forms.ModelForm):  # type: ignore[type-arg]
-    """A new endpoint: its name and its first secret (typed, never shown back)."""
+    """A new endpoint: its name and its first secret."""
 
-    secret = forms.CharField(
-        label="signing secret",
-        # strip=False: the core refuses surrounding whitespace rather than guessing.
-        strip=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="The endpoint's signing secret from the Iverton dashboard (whsec_...).",
+    secret = _secret_field(
+        "signing secret", "The endpoint's signing secret from the Iverton dashboard (whsec_...)."
     )
 
     class Meta:
@@ -346,22 +334,17 @@ class EndpointAddForm(forms.ModelForm):  # type: ignore[type-arg]
             )
         return str(name)
 
-    def clean_secret(self) -> str:
-        return str(_valid(validate_secrets, [self.cleaned_data["secret"]])[0])
-
 
 class EndpointRotateForm(forms.ModelForm):  # type: ignore[type-arg]
     """A rotation: the new secret, and how long the current one is still accepted."""
 
-    new_secret = forms.CharField(
-        label="new signing secret",
-        strip=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="The secret the Iverton dashboard now shows for this endpoint.",
+    new_secret = _secret_field(
+        "new signing secret", "The secret the Iverton dashboard now shows for this endpoint."
     )
     grace = forms.DurationField(
         label="grace period",
         initial=ROTATION_GRACE,
+        validators=[MinValueValidator(timedelta(0), "The grace period cannot be negative.")],
         help_text=(
             "How long the current secret is still accepted ([days] hh:mm:ss). The default "
             "outlasts the sender's retries of deliveries signed before the rotation; "
@@ -372,15 +355,6 @@ class EndpointRotateForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = WebhookEndpoint
         fields = ()
-
-    def clean_new_secret(self) -> str:
-        return str(_valid(validate_secrets, [self.cleaned_data["new_secret"]])[0])
-
-    def clean_grace(self) -> timedelta:
-        grace: timedelta = self.cleaned_data["grace"]
-        if grace < timedelta(0):
-            raise ValidationError("The grace period cannot be negative.")
-        return grace
 
 
 def _valid(check: Callable[[Any], Any], value: Any) -> Any:
@@ -405,11 +379,12 @@ def _own_endpoint() -> str | None:
 
 
 @admin.register(WebhookEndpoint)
+@method_decorator(sensitive_post_parameters("secret", "new_secret"), name="changeform_view")
 class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Endpoints kept in the database. Every write goes through the store's registry
     (add, rotate, enable, disable, remove), the one place its rules live; secrets are
-    typed into password fields, never rendered back, and shown masked (their first
-    characters only) on every page and in no history message."""
+    typed into password fields, never rendered back, kept out of Django's error reports
+    and shown masked (`masked_secret`) on every page and in no history message."""
 
     list_display = (
         "shown_name",
@@ -440,17 +415,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> Any:
         kwargs["form"] = EndpointAddForm if obj is None else EndpointRotateForm
         return super().get_form(request, obj, change, **kwargs)
-
-    @method_decorator(sensitive_post_parameters("secret", "new_secret"))
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # Kept out of Django's error reports, as its own password forms are.
-        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         data = form.cleaned_data
@@ -500,9 +464,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         _store(obj).remove_endpoint(load_text(obj.name))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        store = DjangoStore(queryset.db)
-        for name in queryset.values_list("name", flat=True):
-            store.remove_endpoint(load_text(name))
+        for obj in queryset:
+            self.delete_model(request, obj)
 
     @admin.action(description="Enable selected endpoints", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
@@ -525,16 +488,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 self.log_change(request, row, f"{done}.")
         self.message_user(request, f"{done} {changed} of {len(rows)} endpoints.", messages.SUCCESS)
 
-    @admin.display(description="name", ordering="name")
-    def shown_name(self, obj: WebhookEndpoint) -> str:
-        return shown(obj.name)
+    shown_name = _text_column("name", "name")
 
     @admin.display(description="secrets")
     def shown_secrets(self, obj: WebhookEndpoint) -> str:
         """Each secret masked, the current one first, the others with when they end."""
         shown_each = [
             printable(masked_secret(s.secret))
-            + (" current" if s.valid_until is None else f" until {_until(s.valid_until)}")
+            + (" current" if s.valid_until is None else f" until {_utc(s.valid_until)}")
             for s in load_secrets(obj.secrets)
         ]
         return "; ".join(shown_each) or "none (rotate to set one)"
@@ -548,9 +509,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return ""
 
 
-def _until(epoch: float) -> str:
+def _utc(epoch: float) -> str:
     # Any grace period may be asked for: a time past what a datetime holds is a number.
     try:
-        return _epoch(epoch)
+        return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
     except (OverflowError, ValueError, OSError):
         return repr(epoch)

@@ -1,21 +1,17 @@
-"""System checks (``manage.py check``): a missing, blank, malformed or placeholder
-secret, settings under which a legitimate retry would be refused or processed twice,
-webhook URLs included under a prefix ending in ``/`` or taken by another endpoint's
-registered-endpoint route, and (tagged ``database``: ``check --database default``) an
-inbox or endpoints table that ``migrate`` has not created or brought up to date.
+"""System checks (``manage.py check``; those tagged ``database`` run with ``check
+--database <alias>``). The settings are checked by building them (`Settings`), so a
+check and the receiver never disagree: its errors are translated here, not restated.
 
-The settings are checked by building them (`Settings`), so a check and the receiver
-never disagree. Ids: E001 no secret, E002 an unusable secret, E003/E004 retention and
-max_age against the sender's retries, E005 any other unusable setting, W006 unknown
-keys, W007 the inbox tables, W008 a handler module under the old name, W009 SQLite not
-in WAL mode, W010 the URL prefix, W011 what the store says it cannot keep, W012 a
-webhook URL answered as a registered endpoint of another pattern."""
+Ids: E001 no secret, E002 an unusable secret, E003/E004 retention and max_age against
+the sender's retries, E005 any other unusable setting, W006 unknown keys, W007 the
+inbox tables, W008 a handler module under the old name, W009 SQLite not in WAL mode,
+W010 the URL prefix, W011 what the store says it cannot keep, W012 a webhook URL
+answered as a registered endpoint of another pattern."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from types import ModuleType
 from typing import Any
 
 from django.apps import AppConfig
@@ -27,10 +23,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from ..._errors import ConfigurationError
 from ..._settings import RetentionError, SettingError
 from . import conf
+from .conf import SETTING
 from .models import WebhookEndpoint, WebhookEvent
 from .store import MIGRATE_HINT
-
-_SETTING = conf.SETTING
 
 
 @register("iverton_webhooks")
@@ -40,7 +35,7 @@ def check_settings(
     try:
         opts = conf.options()
     except ConfigurationError as exc:
-        return [Error(str(exc), id="iverton_webhooks.E005")]
+        return [_unusable(exc)]
     messages: list[CheckMessage] = []
     try:
         settings = conf.read(opts)
@@ -51,7 +46,7 @@ def check_settings(
                 Error(
                     _no_secret(opts),
                     hint=(
-                        f'Set {_SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} '
+                        f'Set {SETTING} = {{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]}} '
                         "with the endpoint's signing secret from the Iverton dashboard "
                         '(whsec_...), or "SECRETS": [new, old] while rotating; or '
                         '"ENDPOINT_REGISTRY": True to serve only endpoints kept in the '
@@ -62,16 +57,15 @@ def check_settings(
             )
     except SettingError as exc:
         messages.append(_unusable(exc))
-    if opts.get("ROUTER") is not None:
-        try:
-            conf.router(opts["ROUTER"])
-        except (ConfigurationError, ImportError) as exc:
-            messages.append(Error(str(exc), id="iverton_webhooks.E005"))
+    try:
+        conf.router(opts.get("ROUTER"))
+    except (ConfigurationError, ImportError) as exc:
+        messages.append(_unusable(exc))
     unknown = sorted(set(opts) - conf.KNOWN_KEYS)
     if unknown:
         messages.append(
             Warning(
-                f"{_SETTING} has unknown keys: {', '.join(unknown)}",
+                f"{SETTING} has unknown keys: {', '.join(unknown)}",
                 hint=f"Known keys: {', '.join(sorted(conf.KNOWN_KEYS))}.",
                 id="iverton_webhooks.W006",
             )
@@ -79,31 +73,23 @@ def check_settings(
     return messages
 
 
-def _unusable(exc: SettingError) -> Error:
-    """The check's error for a setting `Settings` refused, with the id of its kind."""
-    if exc.setting == "secrets":
+def _unusable(exc: Exception) -> Error:
+    """The error for a setting that cannot be used, with the id of its kind (the core's
+    message says what to fix)."""
+    if isinstance(exc, SettingError) and exc.setting == "secrets":
         return Error(
             str(exc),
             hint=(
-                f'Set {_SETTING} = {{"SECRETS": [os.environ["IVERTON_WEBHOOK_SECRET"]]}} '
+                f'Set {SETTING} = {{"SECRETS": [os.environ["IVERTON_WEBHOOK_SECRET"]]}} '
                 "(a list, newest first while rotating), or "
                 '{"SECRET": os.environ["IVERTON_WEBHOOK_SECRET"]} for one secret, with the '
                 "endpoint's signing secret copied exactly from the Iverton dashboard."
             ),
             id="iverton_webhooks.E002",
         )
-    if isinstance(exc, RetentionError) and exc.setting == "retention":
-        return Error(
-            str(exc),
-            hint="Keep events for at least 2 days; the default is 7.",
-            id="iverton_webhooks.E003",
-        )
     if isinstance(exc, RetentionError):
-        return Error(
-            str(exc),
-            hint="For example MAX_AGE = timedelta(days=3) with the default 7-day retention.",
-            id="iverton_webhooks.E004",
-        )
+        kind = "E003" if exc.setting == "retention" else "E004"
+        return Error(str(exc), id=f"iverton_webhooks.{kind}")
     return Error(str(exc), id="iverton_webhooks.E005")
 
 
@@ -112,12 +98,12 @@ def _no_secret(opts: dict[str, Any]) -> str:
     # missing key: say which, so the user looks at the environment rather than settings.
     if opts.get("SECRET") == "":
         return (
-            f"The Iverton webhook secret is blank: settings.{_SETTING}['SECRET'] is an empty "
+            f"The Iverton webhook secret is blank: settings.{SETTING}['SECRET'] is an empty "
             "string (is the environment variable it is read from set in this process?)."
         )
     if "SECRETS" in opts and not opts["SECRETS"] and opts.get("SECRET") is None:
-        return f"No Iverton webhook secret: settings.{_SETTING}['SECRETS'] is empty."
-    return f"No Iverton webhook secret: settings.{_SETTING} has no SECRET."
+        return f"No Iverton webhook secret: settings.{SETTING}['SECRETS'] is empty."
+    return f"No Iverton webhook secret: settings.{SETTING} has no SECRET."
 
 
 @register(Tags.compatibility)
@@ -132,7 +118,7 @@ def check_handler_modules(
     try:
         names = discovery.module_names(conf.options())
     except ConfigurationError as exc:
-        return [Error(str(exc), id="iverton_webhooks.E005")]
+        return [_unusable(exc)]
     if names is not None:
         return []  # the modules to import are named: nothing is guessed
     return [
@@ -142,7 +128,7 @@ def check_handler_modules(
             "iverton_webhooks, but other libraries use that name too.",
             hint=(
                 f"Rename it to {dotted.rpartition('.')[0]}.{discovery.DEFAULT_MODULE}, or "
-                f'name it in {_SETTING}["AUTODISCOVER"] = ["{discovery.DEFAULT_MODULE}", '
+                f'name it in {SETTING}["AUTODISCOVER"] = ["{discovery.DEFAULT_MODULE}", '
                 f'"{discovery.LEGACY_MODULE}"].'
             ),
             id="iverton_webhooks.W008",
@@ -184,6 +170,8 @@ def check_inbox_table(
     tables: list[tuple[Any, str, str]] = [(WebhookEvent, "inbox", "every webhook")]
     if _registry_on():
         tables.append((WebhookEndpoint, "endpoints", "every request to a registered endpoint"))
+    alias = connection.alias
+    where = "" if alias == "default" else f" (with --database {alias})"
     messages: list[CheckMessage] = []
     for model, kind, harmed in tables:
         table = model._meta.db_table
@@ -194,16 +182,10 @@ def check_inbox_table(
             continue
         messages.append(
             Warning(
-                f"The webhook {kind} table {table!r} {missing} in database "
-                f"{connection.alias!r}: {harmed} would be answered 503 (and the sender "
-                "disables the endpoint after 5 failed deliveries).",
-                hint=f"{MIGRATE_HINT[0].upper()}{MIGRATE_HINT[1:]}"
-                + (
-                    ""
-                    if connection.alias == "default"
-                    else f" (with --database {connection.alias})"
-                )
-                + ".",
+                f"The webhook {kind} table {table!r} {missing} in database {alias!r}: "
+                f"{harmed} would be answered 503 (and the sender disables the endpoint "
+                "after 5 failed deliveries).",
+                hint=f"{MIGRATE_HINT[0].upper()}{MIGRATE_HINT[1:]}{where}.",
                 id="iverton_webhooks.W007",
             )
         )
@@ -247,20 +229,12 @@ def check_sqlite_wal(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    """The inbox database, when SQLite, is in WAL mode.
-
-    In SQLite's default rollback-journal mode a writer locks readers out and every
-    commit rewrites the journal: webhook acks and the worker threads then queue on one
-    lock, acks take seconds under a burst, and some fail "database is locked" (a 503
-    the sender counts towards disabling the endpoint). WAL is a property of the file,
-    so the check asks the database rather than reading settings.
-    """
+    """The inbox database, when SQLite, is in WAL mode: a property of the file, so the
+    database is asked, not the settings."""
     connection = _inbox_connection(databases)
-    if connection is None:
+    if connection is None or connection.vendor != "sqlite":
         return []
     alias = connection.alias
-    if connection.vendor != "sqlite":
-        return []
     try:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA journal_mode")
@@ -322,16 +296,15 @@ _URLS_MODULE = "iverton_webhooks.contrib.django.urls"
 def check_url_prefix(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """The webhook URLs are not included under a prefix ending in ``/``.
-
-    ``path("webhooks/iverton/", include(...))`` answers only ``/webhooks/iverton/``; the
-    sender posts to the URL as registered, usually with no trailing slash, and then gets
-    a 301 (a failed delivery, as a redirect of a POST is not followed) or, under DEBUG,
-    a 500 from ``APPEND_SLASH``. With no slash after the prefix the included pattern
-    answers both forms.
-    """
+    """The webhook URLs are not included under a prefix ending in ``/``, which answers
+    only the URL with the slash the sender's URL usually lacks."""
     try:
-        prefixes = list(_webhook_prefixes(get_resolver().url_patterns, ""))
+        prefixes = [
+            above + str(entry.pattern)
+            for above, entry in _url_entries(get_resolver().url_patterns)
+            if isinstance(entry, URLResolver)
+            and getattr(entry.urlconf_name, "__name__", entry.urlconf_name) == _URLS_MODULE
+        ]
     except Exception:
         return []  # a broken URLconf is reported by Django's own URL checks
     messages: list[CheckMessage] = []
@@ -354,35 +327,26 @@ def check_url_prefix(
     return messages
 
 
-def _webhook_prefixes(patterns: Sequence[URLPattern | URLResolver], above: str) -> Iterator[str]:
-    """The full prefix of every include of the webhook URLconf, nested includes joined."""
+def _url_entries(
+    patterns: Sequence[URLPattern | URLResolver], above: str = ""
+) -> Iterator[tuple[str, URLPattern | URLResolver]]:
+    """Every entry of a URLconf with the prefix it is under, nested includes joined."""
     for entry in patterns:
-        if not isinstance(entry, URLResolver):
-            continue
-        prefix = above + str(entry.pattern)
-        module = entry.urlconf_name
-        name = module.__name__ if isinstance(module, ModuleType) else module
-        if name == _URLS_MODULE:
-            yield prefix
-        else:
-            yield from _webhook_prefixes(entry.url_patterns, prefix)
+        yield above, entry
+        if isinstance(entry, URLResolver):
+            yield from _url_entries(entry.url_patterns, above + str(entry.pattern))
 
 
 @register(Tags.urls)
 def check_shadowed_webhook_urls(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Each ``webhook_path`` URL is answered by its own endpoint.
-
-    A pattern serving registered endpoints (the include, with ``ENDPOINT_REGISTRY``)
-    takes ``/webhooks/iverton/<name>`` for any name: a ``webhook_path("webhooks/iverton/
-    eu", ...)`` listed after it would have every delivery answered 404 as an unknown
-    registered endpoint, and the sender would disable it. Django tries patterns in
-    order, so the fix is the order.
-    """
+    """Each ``webhook_path`` URL is answered by its own endpoint, not taken as a name by
+    a pattern serving registered endpoints listed before it (Django tries patterns in
+    order, so the fix is the order)."""
     try:
         resolver = get_resolver()
-        paths = list(_webhook_paths(resolver.url_patterns, ""))
+        paths = list(_webhook_paths(resolver.url_patterns))
     except Exception:
         return []  # a broken URLconf is reported by Django's own URL checks
     messages: list[CheckMessage] = []
@@ -410,15 +374,13 @@ def check_shadowed_webhook_urls(
     return messages
 
 
-def _webhook_paths(patterns: Sequence[URLPattern | URLResolver], above: str) -> Iterator[Any]:
+def _webhook_paths(patterns: Sequence[URLPattern | URLResolver]) -> Iterator[Any]:
     """``(path, pattern)`` for every ``webhook_path`` pattern whose path can be told from
     the URLconf (prefixes with converters or regex syntax are skipped)."""
     from .urls import WebhookPattern
 
-    for entry in patterns:
-        if isinstance(entry, URLResolver):
-            prefix = str(entry.pattern).removeprefix("^")
-            if not any(char in prefix for char in "<>()[]{}\\$?*+|"):
-                yield from _webhook_paths(entry.url_patterns, above + prefix)
-        elif isinstance(entry, WebhookPattern) and entry.route:
-            yield above + entry.route, entry
+    for above, entry in _url_entries(patterns):
+        prefix = above.replace("^", "")  # a regex prefix reads as a route
+        readable = not any(char in prefix for char in "<>()[]{}\\$?*+|")
+        if readable and isinstance(entry, WebhookPattern) and entry.route:
+            yield prefix + entry.route, entry
