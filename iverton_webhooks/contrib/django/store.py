@@ -52,7 +52,6 @@ from ...inbox.base import (
     MarkKey,
     Status,
     StoredEvent,
-    Verdict,
     store_text,
 )
 from ...inbox.sql import status_list
@@ -387,7 +386,7 @@ _KIND_CHARS = 32
 
 
 @base.store_edge(DatabaseError)
-class DjangoStore(base.RecordsRows):
+class DjangoStore(base.RecordsRows, base.ClaimedWrites):
     """Events in the ``WebhookEvent`` table of database ``using`` (default ``"default"``)."""
 
     blocking = True
@@ -510,13 +509,10 @@ class DjangoStore(base.RecordsRows):
             lease_until=now, due_at=now
         )
 
-    def _update_claimed(
-        self,
-        claim: Claim,
-        fields: Mapping[str, Any],
-        outcomes: Mapping[str, HandlerOutcome] | None = None,
+    @_migrate_hint
+    def _claimed(
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        """Apply a transition only the holder of the claim's lease may make."""
         held = [store_text(claim.event.endpoint), store_text(claim.event.id), claim.token]
         values = _db_fields(fields)
         if outcomes:
@@ -531,20 +527,6 @@ class DjangoStore(base.RecordsRows):
             values["outcomes"] = {**current, **_stored_outcomes(outcomes)}
         sql = _update_sql(tuple(values), _HELD)
         return self._write(sql, [*_params(values, connections[self.using]), *held]) == 1
-
-    @_migrate_hint
-    def renew(self, claim: Claim, lease_seconds: float) -> bool:
-        return self._update_claimed(claim, base.renew_fields(self.clock(), lease_seconds))
-
-    @_migrate_hint
-    def checkpoint(self, claim: Claim, outcomes: Mapping[str, HandlerOutcome]) -> bool:
-        return self._update_claimed(claim, {}, outcomes)
-
-    @_migrate_hint
-    def finish(
-        self, claim: Claim, outcomes: Mapping[str, HandlerOutcome], verdict: Verdict
-    ) -> bool:
-        return self._update_claimed(claim, base.finish_fields(verdict, self.clock()), outcomes)
 
     @_migrate_hint
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
