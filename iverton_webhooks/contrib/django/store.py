@@ -332,21 +332,24 @@ def _field(name: str) -> Field[Any, Any]:
     return field
 
 
-#: Field types whose values a database driver cannot take as Python holds them: Django
-#: prepares these (time zone and text form of a datetime, bytes, JSON). Text and numbers
-#: go to the driver as they are, as from any DB-API caller.
-_PREPARED_TYPES = frozenset({"DateTimeField", "BinaryField", "JSONField"})
+#: Columns whose values a database driver cannot take as Python holds them: Django
+#: prepares these (time zone and text form of a datetime, JSON). Text, numbers and
+#: bytes go to the driver as they are, as from any DB-API caller.
+_PREPARED = frozenset(
+    field.name
+    for field in WebhookEvent._meta.concrete_fields
+    if field.get_internal_type() in ("DateTimeField", "JSONField")
+)
 
 
 def _params(values: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
     """Model field values (see `_db_fields`) as the driver takes them."""
-    params = []
-    for name, value in values.items():
-        field = _field(name)
-        if value is not None and field.get_internal_type() in _PREPARED_TYPES:
-            value = field.get_db_prep_save(value, connection)
-        params.append(value)
-    return params
+    return [
+        _field(name).get_db_prep_save(value, connection)
+        if name in _PREPARED and value is not None
+        else value
+        for name, value in values.items()
+    ]
 
 
 # The statements run through Django's cursor: the insert-if-absent, and the transitions
