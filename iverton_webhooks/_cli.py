@@ -44,6 +44,7 @@ from .inbox.base import DEFAULT_ENDPOINT, Store
 
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
+NO_HANDLERS_HINT = "pass --app MODULE"
 
 
 class PrintableFormatter(logging.Formatter):
@@ -164,11 +165,11 @@ def _operate(args: argparse.Namespace) -> int:
     worker = args.inbox == "worker"
     if worker and not args.app and not ops.has_handlers(default_router):
         # Refused before any inbox is opened (opening one creates it).
-        raise OperationError("no handlers: pass --app MODULE")
+        raise OperationError(f"no handlers: {NO_HANDLERS_HINT}")
     # A worker may start before the web app has created the inbox: open it even if new.
     processor = _processor(args, read=not worker)
     try:
-        return ops.run(args.inbox, processor, _out, vars(args))
+        return ops.run(args.inbox, processor, _out, vars(args), no_handlers_hint=NO_HANDLERS_HINT)
     finally:
         processor.close()
         processor.store.close()

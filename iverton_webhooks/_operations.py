@@ -330,14 +330,15 @@ def work(
     once: bool = False,
     interval: float = DEFAULT_INTERVAL,
     batch: int = DEFAULT_BATCH,
-    no_handlers_hint: str = "pass --app MODULE",
+    no_handlers_hint: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Process due events (pending, retries whose time came, crashed workers' leases)
     with the processor's own handlers, ``batch`` at a time. ``once``: until nothing is
     due, then exit; otherwise every ``interval`` seconds until interrupted.
 
-    Refuses to start without a handler: it would mark every event unhandled.
+    Refuses to start without a handler (it would mark every event unhandled), saying
+    ``no handlers: {no_handlers_hint}``.
     """
     if batch < 1:
         raise OperationError(f"--batch must be at least 1, not {batch}")
@@ -499,10 +500,11 @@ def run(
     out: Echo,
     options: Mapping[str, Any],
     *,
-    no_handlers_hint: str = "pass --app MODULE",
+    no_handlers_hint: str,
 ) -> int:
     """Inbox command ``name`` of `COMMANDS` with the options a command line parsed (it
-    reads its own only); a ``worker`` with no handlers is told ``no_handlers_hint``."""
+    reads its own only); a ``worker`` with no handlers tells what to do: ``no handlers:
+    {no_handlers_hint}``."""
     values = {argument.key: options[argument.key] for argument in COMMANDS[name].arguments}
     if name == "worker":
         return work(processor, out, **values, no_handlers_hint=no_handlers_hint)

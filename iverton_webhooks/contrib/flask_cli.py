@@ -9,7 +9,7 @@ store of the blueprint that serves the registry; without it, the app's only one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
@@ -56,29 +56,18 @@ def _click_errors() -> Iterator[None]:
         raise kind(printable(error)) from None
 
 
-def _params(arguments: Iterable[ops.Argument]) -> list[click.Parameter]:
-    """click's form of the shared arguments (argparse's is `ops.Argument.add_to`)."""
-    params: list[click.Parameter] = []
-    for argument in arguments:
-        if argument.positional:
-            metavar = None if argument.many else argument.metavar
-            nargs = -1 if argument.many else 1
-            params.append(click.Argument([argument.key], nargs=nargs, metavar=metavar))
-        elif argument.flag:
-            params.append(
-                click.Option([argument.name, argument.key], is_flag=True, help=argument.help)
-            )
-        else:
-            kind = click.Choice(argument.choices) if argument.choices else argument.kind
-            params.append(
-                click.Option(
-                    [argument.name, argument.key],
-                    type=kind,
-                    default=argument.default,
-                    help=argument.help,
-                )
-            )
-    return params
+def _param(argument: ops.Argument) -> click.Parameter:
+    """click's form of a shared argument (argparse's is `ops.Argument.add_to`)."""
+    if argument.positional:
+        if argument.many:
+            return click.Argument([argument.key], nargs=-1)
+        return click.Argument([argument.key], metavar=argument.metavar)
+    if argument.flag:
+        return click.Option([argument.name, argument.key], is_flag=True, help=argument.help)
+    kind = click.Choice(argument.choices) if argument.choices else argument.kind
+    return click.Option(
+        [argument.name, argument.key], type=kind, default=argument.default, help=argument.help
+    )
 
 
 def _endpoint_option() -> click.Option:
@@ -109,7 +98,7 @@ def _add_operation(name: str, command: ops.Command) -> None:
             processor = _processor(endpoint)
             ops.run(name, processor, click.echo, options, no_handlers_hint=NO_HANDLERS_HINT)
 
-    params = [_endpoint_option(), *_params(command.arguments)]
+    params = [_endpoint_option(), *map(_param, command.arguments)]
     iverton_cli.command(name, help=command.sentence, params=params)(operate)
 
 
@@ -122,7 +111,7 @@ for _name, _command in ops.COMMANDS.items():
     help=ops.SEND_TEST.sentence,
     params=[
         _endpoint_option(),
-        *_params(ops.SEND_TEST.arguments),
+        *map(_param, ops.SEND_TEST.arguments),
         click.Option(["--url"], help="default: http://127.0.0.1:5000 + the endpoint's path"),
         click.Option(["--secret"], help="default: the endpoint's first secret"),
     ],
@@ -162,7 +151,7 @@ def _add_registry_command(action: str, command: ops.Command) -> None:
             store, serving = ops.registry_of(_processors())
             ops.endpoints(store, click.echo, action, options, serving=serving)
 
-    params = _params(command.arguments)
+    params = [_param(argument) for argument in command.arguments]
     endpoints_group.command(action, help=command.sentence, params=params)(operate)
 
 
