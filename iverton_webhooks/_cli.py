@@ -26,23 +26,25 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, cast
+from typing import cast
 
 from . import _operations as ops
 from ._errors import WebhookError
 from ._finders import LOOKED_FOR, processors_of
-from ._operations import OperationError, printable
+from ._operations import OperationError
 from ._placement import our_command
 from ._processor import Processor
 from ._router import default_router
 from ._signature import sign
-from .inbox import open_store
+from ._text import printable
+from .inbox import missing_inbox, open_store
 from .inbox.base import DEFAULT_ENDPOINT, Store
 
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
+NO_HANDLERS_HINT = "pass --app MODULE"
 
 
 class PrintableFormatter(logging.Formatter):
@@ -69,12 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with scope:
             return int(args.command(args))
-    except OperationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.code
     except WebhookError as error:
         print(f"error: {printable(error)}", file=sys.stderr)
-        return ops.USAGE
+        return ops.exit_code(error)
 
 
 def _plain(text: str) -> str:
@@ -103,83 +102,39 @@ def _parser() -> argparse.ArgumentParser:
 
     sign_cmd = commands.add_parser("sign", help="print the X-Iverton-Signature for a body")
     sign_cmd.add_argument("file", nargs="?", help="body file (default: stdin)")
-    sign_cmd.add_argument(
-        "--secret",
-        default=os.environ.get("IVERTON_WEBHOOK_SECRET"),
-        help="the signing secret (default: env IVERTON_WEBHOOK_SECRET)",
-    )
+    _secret_option(sign_cmd)
     sign_cmd.set_defaults(command=_sign)
 
-    events = _inbox_command(commands, "events", "list stored events, newest first")
-    ops.add_events_arguments(events)
-    events.set_defaults(command=_events)
+    for name, spec in ops.COMMANDS.items():
+        command = commands.add_parser(name, help=spec.help)
+        command.set_defaults(command=_operate, inbox=name)
+        _store_options(command)
+        command.add_argument(
+            "--endpoint",
+            default=None,
+            help=f"default: {DEFAULT_ENDPOINT!r} (or the --app receiver's own; or an endpoint "
+            "registered in its store)",
+        )
+        spec.add_arguments(command)
 
-    stats = _inbox_command(
-        commands, "stats", "events in each status; exit 1 past a --max-* threshold"
-    )
-    stats.add_argument("--json", action="store_true", help="one JSON object")
-    for flag, dest, kind, help_text in ops.THRESHOLD_FLAGS:
-        stats.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
-    stats.set_defaults(command=_stats)
-
-    replay = _inbox_command(commands, "replay", "queue events again (the worker runs them)")
-    replay.add_argument("ids", nargs="*", metavar="ID", help="the events to replay")
-    replay.add_argument("--dead", action="store_true", help="replay every dead event")
-    replay.add_argument(
-        "--unhandled",
-        action="store_true",
-        help="replay every unhandled event (once a handler for it exists)",
-    )
-    replay.add_argument("--rerun-all", action="store_true", help="re-run handlers that succeeded")
-    replay.set_defaults(command=_replay)
-
-    worker = _inbox_command(commands, "worker", "process due events (pending, retries, crashed)")
-    ops.add_worker_arguments(worker)
-    worker.set_defaults(command=_worker)
-
-    prune = _inbox_command(commands, "prune", "delete finished events past the retention")
-    prune.add_argument(
-        "--older-than-hours",
-        type=float,
-        default=None,
-        help="delete finished events received longer ago than this (default: the retention)",
-    )
-    prune.set_defaults(command=_prune)
-
-    registry = commands.add_parser(
-        "endpoints",
-        help="the endpoints registered in the store: add, list, rotate, disable, enable, "
-        "remove (secrets from standard input)",
-    )
+    registry = commands.add_parser("endpoints", help=ops.ENDPOINTS.help)
     registry.set_defaults(command=_endpoints, inbox="endpoints")
     ops.add_endpoints_arguments(registry, _store_options)
 
-    send = commands.add_parser("send-test", help="POST a signed sample event to a URL")
-    send.add_argument("event_type", metavar="TYPE", help="the event type, e.g. deal.won")
+    send = commands.add_parser("send-test", help=ops.SEND_TEST.help)
+    ops.SEND_TEST.add_arguments(send)
     send.add_argument("--url", required=True, help="the webhook URL, as the sender is given it")
-    send.add_argument(
-        "--secret",
-        default=os.environ.get("IVERTON_WEBHOOK_SECRET"),
-        help="the signing secret (default: env IVERTON_WEBHOOK_SECRET)",
-    )
-    send.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the answer (default: 10)"
-    )
+    _secret_option(send)
     send.set_defaults(command=_send_test)
     return parser
 
 
-def _inbox_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
-    command: argparse.ArgumentParser = commands.add_parser(name, help=help)
-    command.set_defaults(inbox=name)
-    _store_options(command)
+def _secret_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--endpoint",
-        default=None,
-        help=f"default: {DEFAULT_ENDPOINT!r} (or the --app receiver's own; or an endpoint "
-        "registered in its store)",
+        "--secret",
+        default=os.environ.get("IVERTON_WEBHOOK_SECRET"),
+        help="the signing secret (default: env IVERTON_WEBHOOK_SECRET)",
     )
-    return command
 
 
 def _store_options(command: argparse.ArgumentParser) -> None:
@@ -206,12 +161,15 @@ def _out(line: str) -> None:
 # The inbox operations: find the user's processor, hand over -------------------------
 
 
-def _with_processor(
-    args: argparse.Namespace, run: Callable[[Processor], int], *, read: bool = True
-) -> int:
-    processor = _processor(args, read=read)
+def _operate(args: argparse.Namespace) -> int:
+    worker = args.inbox == "worker"
+    if worker and not args.app and not ops.has_handlers(default_router):
+        # Refused before any inbox is opened (opening one creates it).
+        raise OperationError(f"no handlers: {NO_HANDLERS_HINT}")
+    # A worker may start before the web app has created the inbox: open it even if new.
+    processor = _processor(args, read=not worker)
     try:
-        return run(processor)
+        return ops.run(args.inbox, processor, _out, vars(args), no_handlers_hint=NO_HANDLERS_HINT)
     finally:
         processor.close()
         processor.store.close()
@@ -220,15 +178,9 @@ def _with_processor(
 def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
     """The processor the command works with: the --app receiver's own, else one over
     --store with the default router. ``read``: refuse a store that does not exist."""
-    found = _load_apps(args.app)
+    found = _app_processors(args)
     if found:
-        chosen = _pick(found, args.endpoint)
-        if args.store is not None:
-            raise OperationError(
-                f"--app {', '.join(args.app)} builds a receiver with its own store "
-                f"({chosen.store!r}): drop --store"
-            )
-        return chosen
+        return _pick(found, args.endpoint)
     url = _store_url(args, read=read)
     return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
 
@@ -244,20 +196,20 @@ def _store_url(args: argparse.Namespace, *, read: bool) -> str:
             f"choosing, pass --store URL (or set {STORE_ENV})"
         )
     url = given or DEFAULT_STORE
-    if read and (reason := ops.missing_inbox(url)):
+    if read and (reason := missing_inbox(url)):
         raise OperationError(reason)
     return url
 
 
-def _load_apps(specs: Sequence[str]) -> list[Processor]:
-    """Import each ``MODULE``, ``MODULE:NAME`` or ``MODULE:FACTORY()`` (the current
-    directory first on the path) and collect the processors of the receivers it holds."""
-    if not specs:
+def _app_processors(args: argparse.Namespace) -> list[Processor]:
+    """The processors of the receivers the --app modules hold (the current directory
+    first on the path): each ``MODULE``, ``MODULE:NAME`` or ``MODULE:FACTORY()``."""
+    if not args.app:
         return []
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     found: dict[int, Processor] = {}
-    for spec in specs:
+    for spec in args.app:
         module_name, _, attribute = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -281,6 +233,10 @@ def _load_apps(specs: Sequence[str]) -> list[Processor]:
             )
         for processor in processors:
             found.setdefault(id(processor), processor)
+    if found and args.store is not None:
+        raise OperationError(
+            f"--app {', '.join(args.app)} builds a receiver with its own store: drop --store"
+        )
     return list(found.values())
 
 
@@ -299,75 +255,16 @@ def _pick(found: list[Processor], endpoint: str | None) -> Processor:
     raise OperationError(f"--app has receivers for endpoints {names}: pass --endpoint NAME")
 
 
-def _events(args: argparse.Namespace) -> int:
-    return _with_processor(
-        args,
-        lambda p: ops.list_events(
-            p,
-            _out,
-            status=args.status,
-            event_type=args.event_type,
-            limit=args.limit,
-            as_json=args.json,
-        ),
-    )
-
-
-def _stats(args: argparse.Namespace) -> int:
-    limits = ops.thresholds(**{dest: getattr(args, dest) for _, dest, _, _ in ops.THRESHOLD_FLAGS})
-    return _with_processor(args, lambda p: ops.stats(p, _out, as_json=args.json, limits=limits))
-
-
-def _replay(args: argparse.Namespace) -> int:
-    return _with_processor(
-        args,
-        lambda p: ops.replay(
-            p, _out, args.ids, dead=args.dead, unhandled=args.unhandled, rerun_all=args.rerun_all
-        ),
-    )
-
-
-def _worker(args: argparse.Namespace) -> int:
-    if not args.app and not ops.has_handlers(default_router):
-        # Refused before any inbox is opened (opening one creates it).
-        raise OperationError("no handlers: pass --app MODULE")
-    # A worker may start before the web app has created the inbox: open it even if new.
-    return _with_processor(
-        args,
-        lambda p: ops.work(p, _out, once=args.once, interval=args.interval, batch=args.batch),
-        read=False,
-    )
-
-
-def _prune(args: argparse.Namespace) -> int:
-    return _with_processor(
-        args, lambda p: ops.prune(p, _out, older_than_hours=args.older_than_hours)
-    )
-
-
 def _endpoints(args: argparse.Namespace) -> int:
-    found = _load_apps(args.app)
+    found = _app_processors(args)
     serving: bool | None = None
     if found:
-        if args.store is not None:
-            raise OperationError(
-                f"--app {', '.join(args.app)} builds a receiver with its own store: drop --store"
-            )
         store, serving = ops.registry_of(found)
     else:
         # An endpoint may be added before the web app has first opened the inbox.
         store = open_store(_store_url(args, read=args.action != "add"))
     try:
-        return ops.endpoints(
-            store,
-            _out,
-            args.action,
-            getattr(args, "name", None),
-            grace=getattr(args, "grace", None),
-            as_json=getattr(args, "json", False),
-            force=getattr(args, "force", False),
-            serving=serving,
-        )
+        return ops.endpoints(store, _out, args.action, vars(args), serving=serving)
     finally:
         cast(Store, store).close()
 

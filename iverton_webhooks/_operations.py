@@ -1,10 +1,13 @@
-"""What every command line does, written once: list, replay, work, prune, stats,
-send-test and the endpoint registry's commands.
+"""What every command line does, written once: the inbox commands (events, stats,
+replay, worker, prune), send-test and the endpoint registry's commands, with their
+arguments.
 
 ``iverton-webhooks``, ``flask iverton`` and the Django management commands are thin
-shells around these functions: each finds the user's own `Processor` (its store,
-router, retry policy, lease and handler timeout) and passes it here, so the three agree
-on flags, defaults, messages and exit codes:
+shells around this module: each adds the arguments of `COMMANDS`, `SEND_TEST` and
+`ENDPOINT_ACTIONS` to its parser (argparse, or click built from the same table), finds
+the user's own `Processor` (its store, router, retry policy, lease and handler timeout)
+and passes it here with the parsed options, so the three agree on flags, defaults,
+messages and exit codes:
 
 - ``0`` (`OK`): done, or nothing to do (no events listed, no dead or unhandled
   event to replay, nothing due, nothing old enough to prune): a cron job that finds
@@ -15,9 +18,9 @@ on flags, defaults, messages and exit codes:
   span that breaks the retention rule, a worker with no handlers, a URL that cannot be
   reached).
 
-An operation writes its normal lines through ``out`` and, when it ends with a non-zero
-code, raises `OperationError` whose message is the last line; each shell shows
-that message the way its framework shows errors and exits with the code.
+An operation writes its normal lines through ``out``. When it cannot finish it raises
+a `WebhookError`: `OperationError` carries its exit code, any other is a usage error
+(`exit_code`); each shell shows the message the way its framework shows errors.
 
 Every human-readable line goes through `printable`: ids, types and errors come
 from signed but foreign input, and must not reach a terminal as escape sequences.
@@ -36,16 +39,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta, timezone
-from email.message import Message
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urljoin
 
-from . import inbox
 from ._directory import CACHE_SECONDS, check_endpoint_name
 from ._errors import ConfigurationError, WebhookError
-from ._health import Health, Thresholds
+from ._health import Thresholds
 from ._router import Router
 from ._settings import ROTATION_GRACE, SENDER_RETRY_SPAN
 from ._signature import validate_secrets
@@ -66,38 +68,33 @@ if TYPE_CHECKING:
     from ._worker import Result
 
 __all__ = [
-    "DEFAULT_BATCH",
-    "DEFAULT_INTERVAL",
-    "DEFAULT_LIMIT",
+    "COMMANDS",
+    "ENDPOINTS",
     "ENDPOINT_ACTIONS",
-    "ENDPOINT_HELP",
     "EVENTS_HEADER",
     "FAILED",
-    "GRACE_HELP",
-    "JSON_HELP",
-    "NAME_HELP",
     "OK",
+    "SEND_TEST",
     "USAGE",
-    "Operable",
+    "Argument",
+    "Command",
     "OperationError",
     "add_endpoints_arguments",
-    "add_events_arguments",
-    "add_worker_arguments",
     "endpoints",
     "event_line",
+    "exit_code",
     "grace_seconds",
     "has_handlers",
     "list_events",
-    "missing_inbox",
-    "printable",
     "prune",
     "read_secret",
     "registered_processor",
     "registry_of",
     "replay",
+    "run",
     "send_test",
     "stats",
-    "thresholds",
+    "unfinished_events",
     "work",
 ]
 
@@ -137,34 +134,77 @@ class OperationError(WebhookError):
         self.code = code
 
 
-class Operable(Protocol):
-    """What the operations need of a `Processor`."""
+def exit_code(error: WebhookError) -> int:
+    """The exit code of a command that ends with ``error``: an `OperationError`'s own,
+    `USAGE` for any other (a configuration the command cannot work with)."""
+    return error.code if isinstance(error, OperationError) else USAGE
+
+
+# The arguments, for argparse and click alike ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One option (``--limit``) or positional argument (``ids``) of a command."""
+
+    name: str
+    help: str
+    _: KW_ONLY
+    #: Where the parsed value goes, the operation's keyword (default: from ``name``).
+    dest: str = ""
+    kind: type[int] | type[float] | None = None
+    default: object = None
+    #: An option that takes no value: False, or True when given.
+    flag: bool = False
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    #: A positional argument given any number of times.
+    many: bool = False
 
     @property
-    def endpoint(self) -> str: ...
+    def positional(self) -> bool:
+        return not self.name.startswith("-")
 
     @property
-    def router(self) -> Router: ...
+    def key(self) -> str:
+        return self.dest or self.name.lstrip("-").replace("-", "_")
 
-    def recover(self, limit: int | None = None) -> dict[Result, int]: ...
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Add it to an argparse parser (ours, Django's)."""
+        if self.positional:
+            nargs = "*" if self.many else None
+            parser.add_argument(self.key, nargs=nargs, metavar=self.metavar, help=self.help)
+        elif self.flag:
+            parser.add_argument(self.name, dest=self.key, action="store_true", help=self.help)
+        else:
+            parser.add_argument(
+                self.name,
+                dest=self.key,
+                type=self.kind or str,
+                default=self.default,
+                choices=self.choices or None,
+                help=self.help,
+            )
 
-    def replay(self, event_id: str, *, rerun_all: bool = False) -> bool: ...
 
-    def replay_dead(self, *, rerun_all: bool = False) -> list[str]: ...
+@dataclass(frozen=True)
+class Command:
+    """A command's help (a phrase, as argparse lists it) and its arguments."""
 
-    def replay_unhandled(self) -> list[str]: ...
+    help: str
+    arguments: tuple[Argument, ...] = ()
 
-    def prune(self, older_than: timedelta | None = None) -> int: ...
+    @property
+    def sentence(self) -> str:
+        """The help as a sentence, as click and Django show a command's."""
+        return f"{self.help[0].upper()}{self.help[1:]}."
 
-    def stats(self) -> dict[Status, int]: ...
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        for argument in self.arguments:
+            argument.add_to(parser)
 
-    def health(self) -> Health: ...
 
-    def list(
-        self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100
-    ) -> Sequence[StoredEvent]: ...
-
-    def get(self, event_id: str) -> StoredEvent | None: ...
+# The inbox commands --------------------------------------------------------------------
 
 
 def when(moment: datetime | None) -> str:
@@ -199,7 +239,7 @@ def event_line(event: StoredEvent) -> str:
 
 
 def list_events(
-    processor: Operable,
+    processor: Processor,
     out: Echo,
     *,
     status: str | None = None,
@@ -215,18 +255,17 @@ def list_events(
     if as_json:
         for event in events:
             out(json.dumps(event.to_json()))
-        return OK
-    if not events:
+    elif not events:
         out("no events")
-        return OK
-    out(EVENTS_HEADER)
-    for event in events:
-        out(event_line(event))
+    else:
+        out(EVENTS_HEADER)
+        for event in events:
+            out(event_line(event))
     return OK
 
 
 def replay(
-    processor: Operable,
+    processor: Processor,
     out: Echo,
     ids: Sequence[str] = (),
     *,
@@ -272,7 +311,7 @@ def replay(
     return OK
 
 
-def _why_not_replayed(processor: Operable, event_id: str) -> str:
+def _why_not_replayed(processor: Processor, event_id: str) -> str:
     event = processor.get(event_id)
     if event is None:
         return f"{event_id} (no such event)"
@@ -285,20 +324,21 @@ def has_handlers(router: Router) -> bool:
 
 
 def work(
-    processor: Operable,
+    processor: Processor,
     out: Echo,
     *,
     once: bool = False,
     interval: float = DEFAULT_INTERVAL,
     batch: int = DEFAULT_BATCH,
-    no_handlers_hint: str = "pass --app MODULE",
+    no_handlers_hint: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Process due events (pending, retries whose time came, crashed workers' leases)
     with the processor's own handlers, ``batch`` at a time. ``once``: until nothing is
     due, then exit; otherwise every ``interval`` seconds until interrupted.
 
-    Refuses to start without a handler: it would mark every event unhandled.
+    Refuses to start without a handler (it would mark every event unhandled), saying
+    ``no handlers: {no_handlers_hint}``.
     """
     if batch < 1:
         raise OperationError(f"--batch must be at least 1, not {batch}")
@@ -336,7 +376,7 @@ def _processed(counts: dict[Result, int]) -> str:
     return f"processed {sum(counts.values())} event(s)" + (f" ({parts})" if parts else "")
 
 
-def prune(processor: Operable, out: Echo, *, older_than_hours: float | None = None) -> int:
+def prune(processor: Processor, out: Echo, *, older_than_hours: float | None = None) -> int:
     """Delete finished events received more than ``older_than_hours`` ago (default: the
     processor's retention). The processor refuses a span that would forget an id the
     sender may still retry, or one not longer than ``max_age``: exit 2 with the reason."""
@@ -349,72 +389,16 @@ def prune(processor: Operable, out: Echo, *, older_than_hours: float | None = No
     return OK
 
 
-#: The stats threshold flags, their help, and the keyword of `Thresholds` each sets.
-def add_events_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``events`` options, for every argparse-based command line (ours, Django's)."""
-    parser.add_argument(
-        "--status", choices=[s.value for s in Status], help="only events in this status"
-    )
-    parser.add_argument("--type", dest="event_type", help="only events of this type")
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=DEFAULT_LIMIT,
-        help=f"at most this many, newest first (default: {DEFAULT_LIMIT})",
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``worker`` options, for every argparse-based command line (ours, Django's)."""
-    parser.add_argument("--once", action="store_true", help="until nothing is due, then exit")
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=DEFAULT_INTERVAL,
-        help=f"seconds between passes (default: {DEFAULT_INTERVAL:g})",
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=DEFAULT_BATCH,
-        help=f"events per pass (default: {DEFAULT_BATCH})",
-    )
-
-
-THRESHOLD_FLAGS = (
-    ("--max-dead", "max_dead", int, "unhealthy above this many dead events"),
-    ("--max-quarantined", "max_quarantined", int, "unhealthy above this many quarantined"),
-    ("--max-unhandled", "max_unhandled", int, "unhealthy above this many unhandled"),
-    (
-        "--max-due-age",
-        "max_due_age",
-        float,
-        "unhealthy when the oldest due event has waited longer (seconds): no worker?",
-    ),
-)
-
-
-def thresholds(**limits: float | None) -> Thresholds:
-    """`Thresholds` from the flags' values; a negative one is a usage error."""
-    try:
-        return Thresholds(**limits)  # type: ignore[arg-type]
-    except ValueError as error:
-        raise OperationError(str(error)) from None
-
-
-def stats(
-    processor: Operable,
-    out: Echo,
-    *,
-    as_json: bool = False,
-    limits: Thresholds | None = None,
-) -> int:
+def stats(processor: Processor, out: Echo, *, as_json: bool = False, **limits: float | None) -> int:
     """How many events are in each status (zeros included) and how long the oldest due
-    event has waited. With ``limits``: exit 1 (`FAILED`) naming each limit
-    exceeded, for a cron job or a probe; 0 when healthy."""
+    event has waited. ``limits``, the keywords of `Thresholds` (``max_dead``, ...):
+    exit 1 (`FAILED`) naming each one exceeded, for a cron job or a probe."""
+    try:
+        thresholds = Thresholds(**limits)  # type: ignore[arg-type]
+    except ValueError as error:  # a negative limit
+        raise OperationError(str(error)) from None
     health = processor.health()
-    problems = limits.problems(health) if limits is not None else []
+    problems = thresholds.problems(health)
     if as_json:
         out(json.dumps({**health.to_json(), "problems": problems}))
     else:
@@ -425,14 +409,129 @@ def stats(
         out(f"  {'oldest-due':{STATUS_WIDTH}} {'-' if age is None else f'{age:.0f}s'}")
         for warning in health.warnings:
             out(f"  warning: {printable(warning)}")
-        if limits is not None and limits.any and not problems:
+        if thresholds.any and not problems:
             out("healthy")
     if problems:
         raise OperationError(f"unhealthy: {'; '.join(problems)}", FAILED)
     return OK
 
 
+#: The inbox commands: what each command line offers for the processor it finds.
+COMMANDS = {
+    "events": Command(
+        "list stored events, newest first",
+        (
+            Argument(
+                "--status",
+                "only events in this status",
+                choices=tuple(status.value for status in Status),
+            ),
+            Argument("--type", "only events of this type", dest="event_type"),
+            Argument(
+                "--limit",
+                f"at most this many, newest first (default: {DEFAULT_LIMIT})",
+                kind=int,
+                default=DEFAULT_LIMIT,
+            ),
+            Argument("--json", "one JSON object per line", dest="as_json", flag=True),
+        ),
+    ),
+    "stats": Command(
+        "events in each status; exit 1 past a --max-* threshold",
+        (
+            Argument("--json", "one JSON object", dest="as_json", flag=True),
+            Argument("--max-dead", "unhealthy above this many dead events", kind=int),
+            Argument("--max-quarantined", "unhealthy above this many quarantined", kind=int),
+            Argument("--max-unhandled", "unhealthy above this many unhandled", kind=int),
+            Argument(
+                "--max-due-age",
+                "unhealthy when the oldest due event has waited longer (seconds): no worker?",
+                kind=float,
+            ),
+        ),
+    ),
+    "replay": Command(
+        "queue events again (the app's runner or the worker processes them)",
+        (
+            Argument("ids", "the events to replay", metavar="ID", many=True),
+            Argument("--dead", "replay every dead event", flag=True),
+            Argument(
+                "--unhandled",
+                "replay every unhandled event (once a handler for it exists)",
+                flag=True,
+            ),
+            Argument("--rerun-all", "re-run handlers that succeeded", flag=True),
+        ),
+    ),
+    "worker": Command(
+        "process due events (pending, retries, crashed) with the app's handlers",
+        (
+            Argument("--once", "until nothing is due, then exit", flag=True),
+            Argument(
+                "--interval",
+                f"seconds between passes (default: {DEFAULT_INTERVAL:g})",
+                kind=float,
+                default=DEFAULT_INTERVAL,
+            ),
+            Argument(
+                "--batch",
+                f"events per pass (default: {DEFAULT_BATCH})",
+                kind=int,
+                default=DEFAULT_BATCH,
+            ),
+        ),
+    ),
+    "prune": Command(
+        "delete finished events past the retention",
+        (
+            Argument(
+                "--older-than-hours",
+                "delete finished events received longer ago than this (default: the retention)",
+                kind=float,
+            ),
+        ),
+    ),
+}
+
+
+def run(
+    name: str,
+    processor: Processor,
+    out: Echo,
+    options: Mapping[str, Any],
+    *,
+    no_handlers_hint: str,
+) -> int:
+    """Inbox command ``name`` of `COMMANDS` with the options a command line parsed (it
+    reads its own only); a ``worker`` with no handlers tells what to do: ``no handlers:
+    {no_handlers_hint}``."""
+    values = {argument.key: options[argument.key] for argument in COMMANDS[name].arguments}
+    if name == "worker":
+        return work(processor, out, **values, no_handlers_hint=no_handlers_hint)
+    operations: dict[str, Callable[..., int]] = {
+        "events": list_events,
+        "stats": stats,
+        "replay": replay,
+        "prune": prune,
+    }
+    return operations[name](processor, out, **values)
+
+
 # send-test ----------------------------------------------------------------------------
+
+#: Each shell adds its own ``--url`` and ``--secret`` (or takes the secret from its settings).
+SEND_TEST = Command(
+    'POST a signed sample event to a URL, as the dashboard\'s "Send Test" button does',
+    (
+        Argument("event_type", "the event type, e.g. deal.won", metavar="TYPE"),
+        Argument(
+            "--timeout",
+            "seconds to wait for the answer (default: 10)",
+            kind=float,
+            default=10.0,
+        ),
+    ),
+)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -464,9 +563,13 @@ def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: flo
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=timeout) as response:
-            status, headers, text = _answer(response.status, response.headers, response)
+            status, location, text = (
+                response.status,
+                response.headers["Location"],
+                _excerpt(response),
+            )
     except urllib.error.HTTPError as error:
-        status, headers, text = _answer(error.code, error.headers, error)
+        status, location, text = error.code, error.headers["Location"], _excerpt(error)
     except OSError as error:  # refused, unreachable, timed out
         reason = getattr(error, "reason", None) or error
         raise OperationError(f"could not reach {url}: {reason}") from None
@@ -475,7 +578,6 @@ def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: flo
     out(f"{status} {text}".rstrip())
     if 200 <= status < 300:
         return OK
-    location = headers.get("Location")
     if 300 <= status < 400 and location:
         raise OperationError(redirect_advice(url, status, location), FAILED)
     raise OperationError(
@@ -498,39 +600,70 @@ def redirect_advice(url: str, status: int, location: str) -> str:
     )
 
 
-def _answer(status: int, headers: Message, body: IO[bytes]) -> tuple[int, Message, str]:
+def _excerpt(body: IO[bytes]) -> str:
     # Read a little past the excerpt only: a debug page may be tens of kilobytes.
     raw = body.read(EXCERPT_CHARS * 4 + 1)
     text = raw.decode("utf-8", "replace")
     excerpt = printable(text[:EXCERPT_CHARS])
     if len(text) > EXCERPT_CHARS or len(raw) > EXCERPT_CHARS * 4:
         excerpt += " ..."
-    return int(status), headers, excerpt
-
-
-# Read commands must not create an inbox ---------------------------------------------
-
-
-def missing_inbox(url: str) -> str | None:
-    """Why the inbox at store URL ``url`` does not exist yet, or None if it does.
-
-    Opening a store creates it (file, table or keys); a read command on a typo'd URL
-    would then print nothing and exit 0. Call this first and refuse with the reason.
-    Each store says it for itself (`iverton_webhooks.inbox.missing_inbox`).
-    """
-    return inbox.missing_inbox(url)
+    return excerpt
 
 
 # Registered endpoints -----------------------------------------------------------------
 
-#: The ``endpoints`` subcommands, in the order help lists them.
-ENDPOINT_ACTIONS = ("add", "list", "rotate", "disable", "enable", "remove")
 #: A longer grace is taken for a typo: no rotation needs the previous secret that long.
 MAX_GRACE = timedelta(days=365)
 _GRACE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 SECRET_PROMPT = "signing secret from the Iverton dashboard (not shown): "
-_TAKES_EFFECT = f"running servers take the change within {CACHE_SECONDS:g} s"
+
+ENDPOINTS = Command(
+    "the endpoints registered in the store: add, list, rotate, disable, enable, remove "
+    "(secrets are read from standard input)"
+)
+_NAME = Argument("name", "the endpoint's name (part of its URL)", metavar="NAME")
+#: The ``endpoints`` subcommands, in the order help lists them. No option carries a
+#: secret: it is read from standard input (see `read_secret`).
+ENDPOINT_ACTIONS = {
+    "add": Command(
+        "register an endpoint, enabled (its secret is read from standard input)", (_NAME,)
+    ),
+    "list": Command(
+        "every registered endpoint, its secrets masked",
+        (
+            Argument(
+                "--json", "one JSON object per endpoint (secrets masked)", dest="as_json", flag=True
+            ),
+        ),
+    ),
+    "rotate": Command(
+        "make a new secret current (read from standard input); the previous one stays "
+        "valid for --grace",
+        (
+            _NAME,
+            Argument(
+                "--grace",
+                "how long the previous secret is still accepted: seconds, or with a unit "
+                "(30m, 27h, 2d); 0 for a leaked secret (default: "
+                f"{ROTATION_GRACE.total_seconds() / 3600:g}h, past the sender's retries)",
+            ),
+        ),
+    ),
+    "disable": Command("answer the endpoint's requests 404 (its events are kept)", (_NAME,)),
+    "enable": Command("accept the endpoint's requests again", (_NAME,)),
+    "remove": Command(
+        "forget the endpoint and its secrets (its events are kept)",
+        (
+            _NAME,
+            Argument(
+                "--force",
+                "remove it even though some of its events are not finished yet",
+                flag=True,
+            ),
+        ),
+    ),
+}
 
 
 def add_endpoints_arguments(
@@ -538,44 +671,15 @@ def add_endpoints_arguments(
     common: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
     """The ``endpoints`` subcommands and their options, for every argparse-based command
-    line (ours, Django's); ``common`` adds a shell's own options to each. There is no
-    option for the secret: it is read from standard input (see `read_secret`)."""
+    line (ours, Django's); ``common`` adds a shell's own options to each."""
     actions = parser.add_subparsers(
         dest="action", required=True, metavar="ACTION", help=", ".join(ENDPOINT_ACTIONS)
     )
-    for action in ENDPOINT_ACTIONS:
-        about = ENDPOINT_HELP[action]
-        sub = actions.add_parser(action, help=about, description=about)
-        if action == "list":
-            sub.add_argument("--json", action="store_true", help=JSON_HELP)
-        else:
-            sub.add_argument("name", metavar="NAME", help=NAME_HELP)
-        if action == "rotate":
-            sub.add_argument("--grace", default=None, help=GRACE_HELP)
-        if action == "remove":
-            sub.add_argument("--force", action="store_true", help=FORCE_HELP)
+    for action, command in ENDPOINT_ACTIONS.items():
+        sub = actions.add_parser(action, help=command.help, description=command.help)
+        command.add_arguments(sub)
         if common is not None:
             common(sub)
-
-
-#: Each ``endpoints`` subcommand's help, and its options', for every command line.
-ENDPOINT_HELP = {
-    "add": "register an endpoint, enabled (its secret is read from standard input)",
-    "list": "every registered endpoint, its secrets masked",
-    "rotate": "make a new secret current (read from standard input); the previous one "
-    "stays valid for --grace",
-    "disable": "answer the endpoint's requests 404 (its events are kept)",
-    "enable": "accept the endpoint's requests again",
-    "remove": "forget the endpoint and its secrets (its events are kept)",
-}
-NAME_HELP = "the endpoint's name (part of its URL)"
-JSON_HELP = "one JSON object per endpoint (secrets masked)"
-FORCE_HELP = "remove it even though some of its events are not finished yet"
-GRACE_HELP = (
-    "how long the previous secret is still accepted: seconds, or with a unit (30m, 27h, "
-    f"2d); 0 for a leaked secret (default: {ROTATION_GRACE.total_seconds() / 3600:g}h, past "
-    "the sender's retries)"
-)
 
 
 def grace_seconds(text: str | None) -> float:
@@ -696,53 +800,46 @@ def endpoints(
     store: object,
     out: Echo,
     action: str,
-    name: str | None = None,
+    options: Mapping[str, Any],
     *,
-    grace: str | None = None,
-    as_json: bool = False,
-    force: bool = False,
     serving: bool | None = None,
     secret: Callable[[], str] = read_secret,
 ) -> int:
-    """Run one ``endpoints`` subcommand (`ENDPOINT_ACTIONS`) on the registry of
-    ``store``. ``serving``: whether the app serves that registry (None: unknown); when
-    it does not, say so, since its requests would be refused. ``secret`` reads the
-    secret for ``add`` and ``rotate``, once the name and options are checked."""
+    """Run ``endpoints`` subcommand ``action`` (`ENDPOINT_ACTIONS`) on the registry of
+    ``store``, with the options a command line parsed. ``serving``: whether the app
+    serves that registry (None: unknown); when it does not, say so, since its requests
+    would be refused. ``secret`` reads the secret for ``add`` and ``rotate``, once the
+    name and options are checked."""
     if not isinstance(store, EndpointRegistry):
         raise OperationError(
             f"{type(store).__name__} keeps no endpoints (it does not implement "
             "EndpointRegistry): use a built-in store"
         )
     if action == "list":
-        code = _list_endpoints(store, out, as_json=as_json)
+        _list_endpoints(store, out, as_json=options["as_json"])
     else:
-        try:
-            name = check_endpoint_name(name)
-        except ConfigurationError as error:
-            raise OperationError(str(error)) from None
+        name = check_endpoint_name(options["name"])
         if action == "add":
-            code = _add(store, out, name, secret)
+            _add(store, out, name, secret)
         elif action == "rotate":
-            code = _rotate(store, out, name, grace_seconds(grace), secret)
-        elif action in ("disable", "enable"):
-            code = _set_enabled(store, out, name, action == "enable")
+            _rotate(store, out, name, grace_seconds(options["grace"]), secret)
         elif action == "remove":
-            code = _remove(store, out, name, force=force)
+            _remove(store, out, name, force=options["force"])
         else:
-            raise OperationError(f"no such endpoints command {action!r}")
+            _set_enabled(store, out, name, action == "enable")
     if serving is False:
         out(
             "warning: this app's receiver does not serve registered endpoints: their "
             "requests are answered 404 until endpoint_registry (ENDPOINT_REGISTRY) is on"
         )
-    return code
+    return OK
 
 
 def _unknown(name: str) -> OperationError:
     return OperationError(f"no registered endpoint {name}", FAILED)
 
 
-def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], str]) -> int:
+def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], str]) -> None:
     if registry.get_endpoint(name) is not None:
         raise _exists(name)  # before asking for a secret that would not be used
     new = secret()
@@ -753,7 +850,6 @@ def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], 
         f"its URL is the webhook path followed by /{name} (/webhooks/iverton/{name} by "
         f"default); running servers accept its requests within {CACHE_SECONDS:g} s"
     )
-    return OK
 
 
 def _exists(name: str) -> OperationError:
@@ -764,7 +860,7 @@ def _exists(name: str) -> OperationError:
 
 def _rotate(
     registry: EndpointRegistry, out: Echo, name: str, grace: float, secret: Callable[[], str]
-) -> int:
+) -> None:
     before = registry.get_endpoint(name)
     if before is None:
         raise _unknown(name)
@@ -793,18 +889,16 @@ def _rotate(
             f"warning: the sender retries a delivery for up to {hours:.1f} h: a retry "
             f"signed with the previous secret after {_utc(now + grace)} is refused"
         )
-    out(_TAKES_EFFECT)
-    return OK
+    out(f"running servers take the change within {CACHE_SECONDS:g} s")
 
 
-def _set_enabled(registry: EndpointRegistry, out: Echo, name: str, enabled: bool) -> int:
-    state = "enabled" if enabled else "disabled"
+def _set_enabled(registry: EndpointRegistry, out: Echo, name: str, enabled: bool) -> None:
     before = registry.get_endpoint(name)
     if before is None:
         raise _unknown(name)
     if before.enabled == enabled:
-        out(f"endpoint {name} is {state} already")
-        return OK
+        out(f"endpoint {name} is {'enabled' if enabled else 'disabled'} already")
+        return
     if not registry.set_endpoint_enabled(name, enabled):
         raise _unknown(name)
     if enabled:
@@ -818,7 +912,6 @@ def _set_enabled(registry: EndpointRegistry, out: Echo, name: str, enabled: bool
             "its requests 404, which the sender counts as failed deliveries; its stored "
             "events are kept and still processed"
         )
-    return OK
 
 
 def unfinished_events(registry: EndpointRegistry, name: str) -> int:
@@ -831,7 +924,7 @@ def unfinished_events(registry: EndpointRegistry, name: str) -> int:
     return sum(n for status, n in counts.items() if status in CLAIMABLE)
 
 
-def _remove(registry: EndpointRegistry, out: Echo, name: str, *, force: bool) -> int:
+def _remove(registry: EndpointRegistry, out: Echo, name: str, *, force: bool) -> None:
     unfinished = unfinished_events(registry, name)
     if unfinished and not force:
         raise OperationError(
@@ -851,41 +944,36 @@ def _remove(registry: EndpointRegistry, out: Echo, name: str, *, force: bool) ->
             f"warning: {unfinished} of its events are not finished, and no worker processes "
             "them while it is not registered: add it again to have them processed"
         )
-    return OK
 
 
-def _list_endpoints(registry: EndpointRegistry, out: Echo, *, as_json: bool) -> int:
-    found = registry.list_endpoints()
+def _list_endpoints(registry: EndpointRegistry, out: Echo, *, as_json: bool) -> None:
     now = _now(registry)
+    found = [_endpoint_json(record, now) for record in registry.list_endpoints()]
     if as_json:
-        for record in found:
-            out(json.dumps(_endpoint_json(record, now)))
-        return OK
+        for shown in found:
+            out(json.dumps(shown))
+        return
     if not found:
         out("no endpoints")
-        return OK
-    names = [printable(record.name) for record in found]
+        return
+    names = [printable(shown["name"]) for shown in found]
     width = max(len("NAME"), *map(len, names))
     columns = f"{{:{width}}} {{:8}} {{:{TIME_WIDTH}}} {{:{TIME_WIDTH}}} {{}}"
     out(columns.format("NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "SECRETS"))
-    for shown, record in zip(names, found, strict=True):
+    for name, shown in zip(names, found, strict=True):
         secrets = ", ".join(
-            f"{printable(masked_secret(s.secret))} {_secret_state(s.valid_until, now)}"
-            for s in record.secrets
+            f"{printable(s['masked'])} {s['state']}"
+            + (f" until {s['valid_until']}" if s["state"] == "valid" else "")
+            for s in shown["secrets"]
         )
-        out(
-            columns.format(
-                shown,
-                "enabled" if record.enabled else "disabled",
-                _utc(record.created_at),
-                _utc(record.updated_at),
-                secrets,
-            )
-        )
-    return OK
+        status = "enabled" if shown["enabled"] else "disabled"
+        out(columns.format(name, status, shown["created_at"], shown["updated_at"], secrets))
 
 
 def _endpoint_json(record: EndpointRecord, now: float) -> dict[str, Any]:
+    """What ``endpoints list`` shows of an endpoint, as ``--json`` prints it: the
+    secrets masked, each ``current``, ``valid`` (until a time) or ``expired``."""
+
     def state(valid_until: float | None) -> str:
         if valid_until is None:
             return "current"
@@ -905,14 +993,6 @@ def _endpoint_json(record: EndpointRecord, now: float) -> dict[str, Any]:
             for s in record.secrets
         ],
     }
-
-
-def _secret_state(valid_until: float | None, now: float) -> str:
-    if valid_until is None:
-        return "current"
-    if valid_until > now:
-        return f"valid until {_utc(valid_until)}"
-    return "expired"
 
 
 def _now(registry: EndpointRegistry) -> float:

@@ -1,12 +1,14 @@
-"""What the commands share: the settings' receiver for one endpoint (or for an endpoint
-registered in its store), a refusal when a table is missing, and the translation of an
-operation's outcome into Django's ``CommandError`` with the same exit code as
-``iverton-webhooks`` and ``flask iverton``."""
+"""What the commands share: the inbox commands of `iverton_webhooks._operations` on the
+settings' receiver for one endpoint (or for an endpoint registered in its store), a
+refusal when a table is missing, and an operation's refusal as Django's
+``CommandError`` with the exit code of ``iverton-webhooks`` and ``flask iverton``."""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
@@ -14,13 +16,13 @@ from django.db.models import Model
 
 from iverton_webhooks import _operations as ops
 from iverton_webhooks._errors import WebhookError
-from iverton_webhooks._operations import OperationError, printable
+from iverton_webhooks._operations import OperationError
 from iverton_webhooks._processor import Processor
 from iverton_webhooks._receiver import Receiver
-from iverton_webhooks.contrib.django import conf
+from iverton_webhooks._text import printable
 from iverton_webhooks.contrib.django.endpoint import build_receiver
-from iverton_webhooks.contrib.django.models import WebhookEndpoint, WebhookEvent
-from iverton_webhooks.contrib.django.store import MIGRATE_HINT, DjangoStore
+from iverton_webhooks.contrib.django.models import WebhookEvent
+from iverton_webhooks.contrib.django.store import MIGRATE_HINT
 from iverton_webhooks.inbox.base import DEFAULT_ENDPOINT
 
 NO_HANDLERS_HINT = (
@@ -28,36 +30,53 @@ NO_HANDLERS_HINT = (
     "app's iverton_handlers.py (or name a router in IVERTON_WEBHOOKS['ROUTER'])"
 )
 
-Operation = Callable[[Processor, ops.Echo], int]
 
-
-def add_endpoint_argument(parser: ArgumentParser) -> None:
-    parser.add_argument(
-        "--endpoint",
-        default=DEFAULT_ENDPOINT,
-        help=f"the endpoint whose events to work on (default: {DEFAULT_ENDPOINT!r}; or an "
-        "endpoint registered in the store)",
-    )
-
-
-def run_operation(command: BaseCommand, endpoint: str, operation: Operation) -> None:
-    """Run ``operation`` on the settings' processor for ``endpoint``; a non-zero outcome
-    becomes a ``CommandError`` carrying the operation's exit code."""
-    receiver: Receiver | None = None
+@contextmanager
+def command_errors() -> Iterator[None]:
+    """A `WebhookError` as Django's ``CommandError``, with the exit code the other
+    command lines give it."""
     try:
-        receiver = build_receiver(runner="inline")
-        _require_table(str(getattr(receiver.store, "using", "default")), WebhookEvent)
-        receiver, processor = _processor_for(receiver, endpoint)
-        code = operation(processor, command.stdout.write)
-    except OperationError as exc:
-        raise CommandError(str(exc), returncode=exc.code) from None
+        yield
     except WebhookError as exc:
-        raise CommandError(printable(exc), returncode=ops.USAGE) from None
-    finally:
-        if receiver is not None:
-            receiver.close()
-    if code:  # pragma: no cover - operations raise for every non-zero outcome
-        raise CommandError(f"exit {code}", returncode=code)
+        raise CommandError(printable(exc), returncode=ops.exit_code(exc)) from None
+
+
+class OperationCommand(BaseCommand):
+    """``manage.py iverton_webhooks_<operation>``: the inbox command ``operation`` of
+    `ops.COMMANDS` on the settings' receiver for ``--endpoint``."""
+
+    operation: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.help = ops.COMMANDS[cls.operation].sentence
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--endpoint",
+            default=DEFAULT_ENDPOINT,
+            help=f"the endpoint whose events to work on (default: {DEFAULT_ENDPOINT!r}; or "
+            "an endpoint registered in the store)",
+        )
+        ops.COMMANDS[self.operation].add_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        receiver: Receiver | None = None
+        try:
+            with command_errors():
+                receiver = build_receiver(runner="inline")
+                require_table(str(getattr(receiver.store, "using", "default")), WebhookEvent)
+                receiver, processor = _processor_for(receiver, options["endpoint"])
+                ops.run(
+                    self.operation,
+                    processor,
+                    self.stdout.write,
+                    options,
+                    no_handlers_hint=NO_HANDLERS_HINT,
+                )
+        finally:
+            if receiver is not None:
+                receiver.close()
 
 
 def _processor_for(settings_receiver: Receiver, endpoint: str) -> tuple[Receiver, Processor]:
@@ -75,25 +94,7 @@ def _processor_for(settings_receiver: Receiver, endpoint: str) -> tuple[Receiver
     return receiver, receiver.processor
 
 
-def run_registry_operation(command: BaseCommand, operation: Callable[..., int]) -> None:
-    """Run an ``endpoints`` operation on the registry of the settings' database:
-    ``operation(store, out, serving=...)``, its outcome translated as `run_operation`
-    does. No secret is needed in the settings: endpoints may carry them all."""
-    try:
-        opts = conf.options()
-        serving = conf.read(opts).endpoint_registry
-        using = conf.database(opts)
-        _require_table(using, WebhookEndpoint)
-        code = operation(DjangoStore(using), command.stdout.write, serving=serving)
-    except OperationError as exc:
-        raise CommandError(str(exc), returncode=exc.code) from None
-    except WebhookError as exc:
-        raise CommandError(printable(exc), returncode=ops.USAGE) from None
-    if code:  # pragma: no cover - operations raise for every non-zero outcome
-        raise CommandError(f"exit {code}", returncode=code)
-
-
-def _require_table(using: str, model: type[Model]) -> None:
+def require_table(using: str, model: type[Model]) -> None:
     """Refuse, rather than fail on every query, when ``migrate`` has not been run."""
     table = model._meta.db_table
     try:

@@ -9,30 +9,26 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from iverton_webhooks import _operations as ops
+from iverton_webhooks.contrib.django import conf
+from iverton_webhooks.contrib.django.models import WebhookEndpoint
+from iverton_webhooks.contrib.django.store import DjangoStore
 
-from ._base import run_registry_operation
+from ._base import command_errors, require_table
 
 
 class Command(BaseCommand):
-    help = (
-        "The webhook endpoints registered in the database: add, list, rotate, disable, "
-        "enable, remove. add and rotate read the secret from standard input."
-    )
+    help = ops.ENDPOINTS.sentence
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         ops.add_endpoints_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        run_registry_operation(
-            self,
-            lambda store, out, serving: ops.endpoints(
-                store,
-                out,
-                options["action"],
-                options.get("name"),
-                grace=options.get("grace"),
-                as_json=options.get("json", False),
-                force=options.get("force", False),
-                serving=serving,
-            ),
-        )
+        # No secret is needed in the settings: endpoints may carry them all.
+        with command_errors():
+            settings = conf.options()
+            serving = conf.read(settings).endpoint_registry
+            using = conf.database(settings)
+            require_table(using, WebhookEndpoint)
+            ops.endpoints(
+                DjangoStore(using), self.stdout.write, options["action"], options, serving=serving
+            )

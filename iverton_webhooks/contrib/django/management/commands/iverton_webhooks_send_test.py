@@ -5,46 +5,42 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.urls import NoReverseMatch, reverse
 
 from iverton_webhooks import _operations as ops
+from iverton_webhooks._operations import OperationError
 from iverton_webhooks.contrib.django import conf
-from iverton_webhooks.events import EVENT_TYPES
+
+from ._base import command_errors
 
 
 class Command(BaseCommand):
-    help = "POST a signed sample event of TYPE to the webhook URL and print the answer."
+    help = ops.SEND_TEST.sentence
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("type", choices=EVENT_TYPES, metavar="TYPE", help="e.g. deal.won")
+        ops.SEND_TEST.add_arguments(parser)
         parser.add_argument("--url", help="default: http://127.0.0.1:8000 + this app's URL")
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=10.0,
-            help="seconds to wait for the answer (default: 10)",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        secrets = conf.read(conf.options()).secrets
-        if not secrets:
-            raise CommandError(
-                f"settings.{conf.SETTING} has no SECRET to sign with", returncode=ops.USAGE
-            )
-        url = options["url"] or self._default_url()
-        try:
+        with command_errors():
+            secrets = conf.read(conf.options()).secrets
+            if not secrets:
+                raise OperationError(f"settings.{conf.SETTING} has no SECRET to sign with")
+            url = options["url"] or _default_url()
             ops.send_test(
-                self.stdout.write, url, options["type"], secrets[0], timeout=options["timeout"]
+                self.stdout.write,
+                url,
+                options["event_type"],
+                secrets[0],
+                timeout=options["timeout"],
             )
-        except ops.OperationError as exc:
-            raise CommandError(str(exc), returncode=exc.code) from None
 
-    def _default_url(self) -> str:
-        try:
-            return "http://127.0.0.1:8000" + reverse("iverton_webhooks:receive")
-        except NoReverseMatch:
-            raise CommandError(
-                "iverton_webhooks.contrib.django.urls is not in your URLconf: pass --url",
-                returncode=ops.USAGE,
-            ) from None
+
+def _default_url() -> str:
+    try:
+        return "http://127.0.0.1:8000" + reverse("iverton_webhooks:receive")
+    except NoReverseMatch:
+        raise OperationError(
+            "iverton_webhooks.contrib.django.urls is not in your URLconf: pass --url"
+        ) from None
