@@ -16,22 +16,8 @@ in its own test module and saying how to build a fresh, empty store::
             # returning epoch seconds; the tests move it forward by hand).
             return MyStore("my://test", clock=clock)
 
-        # Optional: clean up after each test (the default calls ``store.close()``).
-        def cleanup_store(self, store):
-            store.close()
-            drop_my_test_data()
-
-        # Optional: write a row the store cannot read back (a time outside what
-        # Python can hold, say), straight into the backend. Without it, that test
-        # is skipped.
-        def write_unreadable_row(self, store, event_id):
-            ...
-
-        # Optional: a store whose backend cannot be reached (a closed port, a file
-        # that cannot be opened). Every call must raise StoreUnavailable, never the
-        # driver's own exception. Without it, that test is skipped.
-        def make_unreachable_store(self, clock, tmp_path):
-            return MyStore("my://127.0.0.1:1", clock=clock, timeout=1.0)
+Three more hooks are optional, each described on the class: `cleanup_store` (after each
+test), `write_unreadable_row` and `make_unreachable_store`.
 
 Run it with plain ``pytest``: nothing beyond pytest itself is needed. The class name
 does not start with ``Test``, so pytest collects only your subclass. For full control,
@@ -56,6 +42,7 @@ from .inbox.base import (
     AnswerCounter,
     Claim,
     CompleteStore,
+    EndpointRecord,
     EndpointRegistry,
     EndpointSecret,
     HandlerOutcome,
@@ -181,9 +168,9 @@ class StoreContract:
 
     def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
         """Return a store whose backend cannot be reached: a server on a closed port, a
-        file that cannot be opened. Building it may already raise
-        `StoreUnavailable`. Optional: the test using it
-        is skipped without it."""
+        file that cannot be opened. Building it may already raise `StoreUnavailable`, and
+        every call on it must, never the driver's own exception. Optional: the test
+        using it is skipped without it."""
         pytest.skip(f"{type(self).__name__} does not implement make_unreachable_store()")
 
     # -- fixtures ------------------------------------------------------------------
@@ -229,31 +216,17 @@ class StoreContract:
         return event
 
     def claim_new(self, store: Store, event_id: str = "evt_1", **kw: Any) -> Claim:
-        """Record ``event_id`` and claim it."""
         self.record(store, event_id, **kw)
         return self.claimed(store, event_id, **kw)
 
     def finished(
-        self,
-        store: Store,
-        event_id: str = "evt_1",
-        verdict: Verdict = DONE,
-        outcomes: dict[str, HandlerOutcome] | None = None,
-        **kw: Any,
+        self, store: Store, event_id: str = "evt_1", verdict: Verdict = DONE, **kw: Any
     ) -> None:
-        """Claim the recorded ``event_id`` and finish it with ``verdict``."""
-        assert store.finish(self.claimed(store, event_id, **kw), outcomes or {}, verdict)
+        assert store.finish(self.claimed(store, event_id, **kw), {}, verdict)
 
-    def finish_new(
-        self,
-        store: Store,
-        event_id: str = "evt_1",
-        verdict: Verdict = DONE,
-        outcomes: dict[str, HandlerOutcome] | None = None,
-    ) -> None:
-        """Record ``event_id``, claim it and finish it with ``verdict``."""
+    def finish_new(self, store: Store, event_id: str = "evt_1", verdict: Verdict = DONE) -> None:
         self.record(store, event_id)
-        self.finished(store, event_id, verdict, outcomes)
+        self.finished(store, event_id, verdict)
 
     # -- recording -----------------------------------------------------------------
 
@@ -412,7 +385,8 @@ class StoreContract:
 
     def test_dead_replay_and_resolve(self, store: CompleteStore) -> None:
         outcomes = {"a": HandlerOutcome(ok=True), "b": HandlerOutcome(ok=False, error="x")}
-        self.finish_new(store, "evt_dead", Verdict(Status.DEAD, "b: x"), outcomes)
+        claim = self.claim_new(store, "evt_dead")
+        assert store.finish(claim, outcomes, Verdict(Status.DEAD, "b: x"))
         self.record(store, "evt_other")
         assert [e.id for e in store.list(status="dead")] == ["evt_dead"]
         assert "evt_dead" not in store.due()
@@ -880,6 +854,12 @@ class StoreContract:
             pytest.skip(f"{type(store).__name__} does not implement EndpointRegistry")
         return store
 
+    @staticmethod
+    def endpoint(registry: EndpointRegistry, name: str) -> EndpointRecord:
+        endpoint = registry.get_endpoint(name)
+        assert endpoint is not None, f"no endpoint {name!r}"
+        return endpoint
+
     def test_an_endpoint_is_added_once_and_read_back(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
@@ -889,8 +869,7 @@ class StoreContract:
         assert registry.add_endpoint("shop_1", "whsec_one") is True
         clock.advance(5)
         assert registry.add_endpoint("shop_1", "whsec_other") is False
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, "shop_1")
         assert (endpoint.name, endpoint.enabled) == ("shop_1", True)
         assert endpoint.secrets == (EndpointSecret("whsec_one"),)
         assert endpoint.created_at == pytest.approx(START)
@@ -903,12 +882,8 @@ class StoreContract:
         registry = self.registry(store)
         for name in ("shop_b", "shop_a", "shop_c"):
             assert registry.add_endpoint(name, f"whsec_{name}") is True
-        listed = registry.list_endpoints()
-        assert [endpoint.name for endpoint in listed] == ["shop_a", "shop_b", "shop_c"]
-        assert [endpoint.secrets[0].secret for endpoint in listed] == [
-            "whsec_shop_a",
-            "whsec_shop_b",
-            "whsec_shop_c",
+        assert [(e.name, e.secrets[0].secret) for e in registry.list_endpoints()] == [
+            (name, f"whsec_{name}") for name in ("shop_a", "shop_b", "shop_c")
         ]
 
     def test_a_rotation_keeps_the_old_secret_until_its_grace_period_ends(
@@ -918,8 +893,7 @@ class StoreContract:
         registry.add_endpoint("shop_1", "whsec_one")
         clock.advance(10)
         assert registry.rotate_endpoint("shop_1", "whsec_two", 60) is True
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, "shop_1")
         assert endpoint.secrets == (
             EndpointSecret("whsec_two"),
             EndpointSecret("whsec_one", START + 70),
@@ -933,8 +907,7 @@ class StoreContract:
         assert endpoint.valid_secrets(clock()) == ("whsec_two",)
         # The next rotation drops what has run out.
         assert registry.rotate_endpoint("shop_1", "whsec_three", 60) is True
-        again = registry.get_endpoint("shop_1")
-        assert again is not None
+        again = self.endpoint(registry, "shop_1")
         assert again.secrets == (
             EndpointSecret("whsec_three"),
             EndpointSecret("whsec_two", clock() + 60),
@@ -949,14 +922,12 @@ class StoreContract:
         registry.add_endpoint("shop_1", "whsec_one")
         clock.advance(3)
         assert registry.set_endpoint_enabled("shop_1", False) is True
-        disabled = registry.get_endpoint("shop_1")
-        assert disabled is not None
+        disabled = self.endpoint(registry, "shop_1")
         assert disabled.enabled is False
         assert disabled.updated_at == pytest.approx(START + 3)
         assert disabled.secrets == (EndpointSecret("whsec_one"),)
         assert registry.set_endpoint_enabled("shop_1", True) is True
-        enabled = registry.get_endpoint("shop_1")
-        assert enabled is not None
+        enabled = self.endpoint(registry, "shop_1")
         assert enabled.enabled is True
         assert registry.set_endpoint_enabled("shop_missing", False) is False
         assert registry.remove_endpoint("shop_1") is True
@@ -965,8 +936,7 @@ class StoreContract:
         assert registry.remove_endpoint("shop_1") is False
         # The name is free again, with nothing left of the old secrets.
         assert registry.add_endpoint("shop_1", "whsec_new") is True
-        again = registry.get_endpoint("shop_1")
-        assert again is not None
+        again = self.endpoint(registry, "shop_1")
         assert again.secrets == (EndpointSecret("whsec_new"),)
 
     @pytest.mark.parametrize(
@@ -980,8 +950,7 @@ class StoreContract:
         assert registry.add_endpoint(text, text) is True
         assert registry.add_endpoint(text + "x", "whsec_x") is True
         assert registry.rotate_endpoint(text, text + "2", 60) is True
-        endpoint = registry.get_endpoint(text)
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, text)
         assert endpoint.name == text
         assert endpoint.secrets == (EndpointSecret(text + "2"), EndpointSecret(text, clock() + 60))
         assert [e.name for e in registry.list_endpoints()] == [text, text + "x"]
@@ -996,8 +965,7 @@ class StoreContract:
         registry.add_endpoint("shop_1", "whsec_0")
         rotated = _together(8, lambda n: registry.rotate_endpoint("shop_1", f"whsec_{n + 1}", 3600))
         assert rotated == [True] * 8
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, "shop_1")
         # Every rotation read the one before it: each secret is current or in its grace.
         assert sorted(endpoint.valid_secrets(clock())) == [f"whsec_{n}" for n in range(9)]
         assert [s.valid_until is None for s in endpoint.secrets].count(True) == 1
