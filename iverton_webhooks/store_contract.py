@@ -16,22 +16,8 @@ in its own test module and saying how to build a fresh, empty store::
             # returning epoch seconds; the tests move it forward by hand).
             return MyStore("my://test", clock=clock)
 
-        # Optional: clean up after each test (the default calls ``store.close()``).
-        def cleanup_store(self, store):
-            store.close()
-            drop_my_test_data()
-
-        # Optional: write a row the store cannot read back (a time outside what
-        # Python can hold, say), straight into the backend. Without it, that test
-        # is skipped.
-        def write_unreadable_row(self, store, event_id):
-            ...
-
-        # Optional: a store whose backend cannot be reached (a closed port, a file
-        # that cannot be opened). Every call must raise StoreUnavailable, never the
-        # driver's own exception. Without it, that test is skipped.
-        def make_unreachable_store(self, clock, tmp_path):
-            return MyStore("my://127.0.0.1:1", clock=clock, timeout=1.0)
+Three more hooks are optional, each described on the class: `cleanup_store` (after each
+test), `write_unreadable_row` and `make_unreachable_store`.
 
 Run it with plain ``pytest``: nothing beyond pytest itself is needed. The class name
 does not start with ``Test``, so pytest collects only your subclass. For full control,
@@ -42,20 +28,21 @@ override the ``store`` fixture instead of ``make_store`` (it must yield a store 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from ._errors import StoreUnavailable, WebhookError
+from ._errors import ConfigurationError, StoreUnavailable, WebhookError
 from .inbox.base import (
     CLAIMABLE,
     FINISHED,
     AnswerCounter,
     Claim,
     CompleteStore,
+    EndpointRecord,
     EndpointRegistry,
     EndpointSecret,
     HandlerOutcome,
@@ -73,6 +60,9 @@ __all__ = ["ANY_TEXT", "EDGE_VALUES", "ContractClock", "StoreContract"]
 
 CREATED = datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)
 START = 1_700_000_000.0
+DONE = Verdict(Status.DONE)
+KEY = MarkKey("default", "deal/d_1", "h")
+_T = TypeVar("_T")
 
 
 class ContractClock:
@@ -133,6 +123,29 @@ def _ok(name: str = "h", at: float = 0.0) -> dict[str, HandlerOutcome]:
     return {name: HandlerOutcome(ok=True, at=at)}
 
 
+def _together(count: int, work: Callable[[int], _T]) -> list[_T]:
+    """``work(0)`` ... ``work(count - 1)``, each in its own thread, all let go at once:
+    their results, in order. An error in a thread fails the test."""
+    start = threading.Barrier(count, timeout=30)
+    results: dict[int, _T] = {}
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            results[n] = work(n)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    return [results[n] for n in range(count)]
+
+
 class StoreContract:
     """Every store-contract test. Subclass it (with a name starting ``Test``) and
     implement `make_store`; see the module docstring."""
@@ -155,9 +168,9 @@ class StoreContract:
 
     def make_unreachable_store(self, clock: ContractClock, tmp_path: Path) -> Store:
         """Return a store whose backend cannot be reached: a server on a closed port, a
-        file that cannot be opened. Building it may already raise
-        `StoreUnavailable`. Optional: the test using it
-        is skipped without it."""
+        file that cannot be opened. Building it may already raise `StoreUnavailable`, and
+        every call on it must, never the driver's own exception. Optional: the test
+        using it is skipped without it."""
         pytest.skip(f"{type(self).__name__} does not implement make_unreachable_store()")
 
     # -- fixtures ------------------------------------------------------------------
@@ -196,35 +209,44 @@ class StoreContract:
         event = store.get(event_id, **kw)
         return None if event is None else event.status
 
+    @staticmethod
+    def stored(store: Store, event_id: str = "evt_1", **kw: Any) -> StoredEvent:
+        event = store.get(event_id, **kw)
+        assert event is not None, f"{event_id} is not stored"
+        return event
+
+    def claim_new(self, store: Store, event_id: str = "evt_1", **kw: Any) -> Claim:
+        self.record(store, event_id, **kw)
+        return self.claimed(store, event_id, **kw)
+
+    def finished(
+        self, store: Store, event_id: str = "evt_1", verdict: Verdict = DONE, **kw: Any
+    ) -> None:
+        assert store.finish(self.claimed(store, event_id, **kw), {}, verdict)
+
+    def finish_new(self, store: Store, event_id: str = "evt_1", verdict: Verdict = DONE) -> None:
+        self.record(store, event_id)
+        self.finished(store, event_id, verdict)
+
     # -- recording -----------------------------------------------------------------
 
     def test_record_is_insert_if_absent_and_counts_deliveries(self, store: CompleteStore) -> None:
         assert self.record(store, body=b"first") is True
         assert self.record(store, body=b"second") is False
-        event = store.get("evt_1")
-        assert event is not None
+        event = self.stored(store)
         assert (event.body, event.deliveries, event.status) == (b"first", 2, Status.PENDING)
         assert (event.endpoint, event.attempts, event.unreadable) == ("default", 0, None)
         assert event.created_at == CREATED
         assert event.received_at.timestamp() == pytest.approx(START)
         assert store.count() == 1
         assert store.get("evt_missing") is None
+        assert store.claim("evt_missing", 30) is None
 
     def test_concurrent_records_of_one_id_store_it_once(self, store: CompleteStore) -> None:
-        results: list[bool] = []
-        lock = threading.Lock()
+        def record_all(_: int) -> list[bool]:
+            return [self.record(store, f"evt_{n}") for n in range(200)]
 
-        def worker() -> None:
-            for n in range(200):
-                outcome = store.record(f"evt_{n}", "deal.won", CREATED, b"{}")
-                with lock:
-                    results.append(outcome)
-
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        results = [outcome for batch in _together(4, record_all) for outcome in batch]
         assert results.count(True) == 200
         assert len(results) == 800
         assert store.count() == 200
@@ -247,33 +269,22 @@ class StoreContract:
         second = self.claimed(store)
         assert second.event.attempts == 2
         # The first worker woke up late: its token no longer counts.
-        assert store.finish(first, _ok(), Verdict(Status.DONE)) is False
+        assert store.finish(first, _ok(), DONE) is False
         assert store.checkpoint(first, _ok("late")) is False
-        assert store.finish(second, _ok(), Verdict(Status.DONE)) is True
+        assert store.finish(second, _ok(), DONE) is True
         assert self.status(store) is Status.DONE
-        assert "late" not in store.get("evt_1").outcomes  # type: ignore[union-attr]
-
-    def test_unknown_and_finished_events_are_not_claimable(
-        self, store: CompleteStore, clock: ContractClock
-    ) -> None:
-        assert store.claim("evt_missing", 30) is None
-        self.record(store)
-        store.finish(self.claimed(store), {}, Verdict(Status.DONE))
-        clock.advance(3600)
-        assert store.claim("evt_1", 30) is None
-        assert store.due() == []
+        assert "late" not in self.stored(store).outcomes
 
     def test_renew_extends_the_lease_and_fails_once_it_is_lost(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
-        self.record(store)
-        claim = self.claimed(store, lease=30)
+        claim = self.claim_new(store)
         clock.advance(20)
         assert store.renew(claim, 30) is True
         clock.advance(20)  # 40 s after the claim: past the first lease, within the renewed one
         assert store.due() == []
         assert store.claim("evt_1", 30) is None
-        lease_until = store.get("evt_1").lease_until  # type: ignore[union-attr]
+        lease_until = self.stored(store).lease_until
         assert lease_until is not None
         assert lease_until.timestamp() == pytest.approx(START + 50)
         clock.advance(11)
@@ -323,14 +334,12 @@ class StoreContract:
     def test_finish_with_each_verdict(
         self, store: CompleteStore, clock: ContractClock, status: Status
     ) -> None:
-        self.record(store)
-        claim = self.claimed(store)
+        claim = self.claim_new(store)
         clock.advance(1)
         retry_at = clock() + 100 if status is Status.FAILED else None
         error = None if status in (Status.DONE, Status.UNHANDLED) else f"why {status}"
         assert store.finish(claim, _ok(at=clock()), Verdict(status, error, retry_at)) is True
-        event = store.get("evt_1")
-        assert event is not None
+        event = self.stored(store)
         assert (event.status, event.last_error, event.attempts) == (status, error, 1)
         assert event.lease_until is None
         assert event.outcomes == _ok(at=clock())
@@ -343,80 +352,61 @@ class StoreContract:
             assert event.next_attempt_at is not None
             assert event.next_attempt_at.timestamp() == pytest.approx(clock() + 100)
         assert store.due() == []
-        clock.advance(101)
+        clock.advance(3600)  # past the retry time, and long past the lease
         assert store.due() == ([] if status in FINISHED else ["evt_1"])
+        assert (store.claim("evt_1", 30) is None) is (status in FINISHED)
         # The lease is gone with the verdict: the token cannot write again.
-        assert store.finish(claim, {}, Verdict(Status.DONE)) is False
+        assert store.finish(claim, {}, DONE) is False
 
     def test_outcomes_merge_across_checkpoint_failure_and_retry(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
-        self.record(store)
-        claim = self.claimed(store)
+        claim = self.claim_new(store)
         assert store.checkpoint(claim, {"a": HandlerOutcome(ok=True, at=1.0)})
-        failed_b = {"b": HandlerOutcome(ok=False, error="boom")}
+        failed_b = {"b": HandlerOutcome(ok=False, error="boom", at=1.0)}
         assert store.finish(claim, failed_b, Verdict(Status.FAILED, "b: boom", clock() + 100))
-        failed = store.get("evt_1")
-        assert failed is not None
-        assert failed.status is Status.FAILED
-        assert failed.succeeded_handlers == {"a"}
-        assert failed.outcomes["b"].error == "boom"
-        assert failed.last_error == "b: boom"
+        failed = self.stored(store)
+        assert (failed.status, failed.last_error) == (Status.FAILED, "b: boom")
+        assert failed.outcomes == {"a": HandlerOutcome(ok=True, at=1.0), **failed_b}
         assert store.claim("evt_1", 30) is None  # not due yet
         clock.advance(101)
         retry = self.claimed(store)
         assert retry.event.succeeded_handlers == {"a"}
-        assert store.finish(retry, {"b": HandlerOutcome(ok=True)}, Verdict(Status.DONE))
-        done = store.get("evt_1")
-        assert done is not None
-        assert done.succeeded_handlers == {"a", "b"}
+        assert store.finish(retry, _ok("b", at=2.0), DONE)
+        done = self.stored(store)
+        # b's success replaces its failure entirely: no error, no old time.
+        assert done.outcomes == {"a": HandlerOutcome(ok=True, at=1.0), **_ok("b", at=2.0)}
         assert done.last_error is None
         assert done.processed_at is not None
-
-    def test_a_later_success_replaces_an_earlier_failure_entirely(
-        self, store: CompleteStore, clock: ContractClock
-    ) -> None:
-        self.record(store)
-        claim = self.claimed(store)
-        store.finish(
-            claim,
-            {"h": HandlerOutcome(ok=False, error="boom", at=1.0)},
-            Verdict(Status.FAILED, "boom", clock()),
-        )
-        store.finish(self.claimed(store), _ok(at=2.0), Verdict(Status.DONE))
-        assert store.get("evt_1").outcomes == _ok(at=2.0)  # type: ignore[union-attr]
 
     # -- replay, resolve, list, prune, stats ------------------------------------------
 
     def test_dead_replay_and_resolve(self, store: CompleteStore) -> None:
-        self.record(store, "evt_dead")
-        self.record(store, "evt_other")
-        claim = self.claimed(store, "evt_dead")
         outcomes = {"a": HandlerOutcome(ok=True), "b": HandlerOutcome(ok=False, error="x")}
-        store.finish(claim, outcomes, Verdict(Status.DEAD, "b: x"))
+        claim = self.claim_new(store, "evt_dead")
+        assert store.finish(claim, outcomes, Verdict(Status.DEAD, "b: x"))
+        self.record(store, "evt_other")
         assert [e.id for e in store.list(status="dead")] == ["evt_dead"]
         assert "evt_dead" not in store.due()
         assert store.replay("evt_other") is False  # pending: nothing to replay
         assert store.replay("evt_missing") is False
         assert store.replay("evt_dead") is True
-        replayed = store.get("evt_dead")
-        assert replayed is not None
+        replayed = self.stored(store, "evt_dead")
         assert (replayed.status, replayed.attempts) == (Status.PENDING, 0)
         assert replayed.succeeded_handlers == {"a"}
         assert "evt_dead" in store.due()
-        store.finish(self.claimed(store, "evt_dead"), {}, Verdict(Status.DEAD, "still"))
+        self.finished(store, "evt_dead", Verdict(Status.DEAD, "still"))
         assert store.resolve("evt_dead") is True
         assert self.status(store, "evt_dead") is Status.DONE
         assert store.resolve("evt_other") is False
         assert store.resolve("evt_dead") is False  # done is not resolvable
         assert store.replay("evt_dead", rerun_all=True) is True
-        assert store.get("evt_dead").outcomes == {}  # type: ignore[union-attr]
+        assert self.stored(store, "evt_dead").outcomes == {}
 
     def test_a_processing_event_is_neither_replayed_nor_resolved(
         self, store: CompleteStore
     ) -> None:
-        self.record(store)
-        self.claimed(store)
+        self.claim_new(store)
         assert store.replay("evt_1") is False
         assert store.resolve("evt_1") is False
         assert self.status(store) is Status.PROCESSING
@@ -425,16 +415,14 @@ class StoreContract:
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
         for event_id in ("evt_u1", "evt_u2"):
-            self.record(store, event_id)
-            store.finish(self.claimed(store, event_id), {}, Verdict(Status.UNHANDLED))
+            self.finish_new(store, event_id, Verdict(Status.UNHANDLED))
         assert store.due() == []
         assert [e.id for e in store.list(status=Status.UNHANDLED)] == ["evt_u2", "evt_u1"]
         assert store.replay("evt_u1") is True
         assert store.due() == ["evt_u1"]
         assert store.resolve("evt_u2") is True
         assert self.status(store, "evt_u2") is Status.DONE
-        self.record(store, "evt_u3")
-        store.finish(self.claimed(store, "evt_u3"), {}, Verdict(Status.UNHANDLED))
+        self.finish_new(store, "evt_u3", Verdict(Status.UNHANDLED))
         clock.advance(10)
         assert store.prune(clock()) == 2  # evt_u2 (done) and evt_u3 (unhandled)
         assert store.get("evt_u1") is not None
@@ -447,8 +435,7 @@ class StoreContract:
             store, "sha256:ab", b"\xffnot json", status=Status.QUARANTINED, error=why
         )
         assert self.record(store, "sha256:ab", b"\xffnot json", status=Status.QUARANTINED) is False
-        event = store.get("sha256:ab")
-        assert event is not None
+        event = self.stored(store, "sha256:ab")
         assert (event.status, event.last_error, event.deliveries) == (Status.QUARANTINED, why, 2)
         assert event.body == b"\xffnot json"
         assert event.processed_at is not None
@@ -459,7 +446,7 @@ class StoreContract:
         # Replay re-parses it: back to pending, due now.
         assert store.replay("sha256:ab") is True
         assert store.due() == ["sha256:ab"]
-        store.finish(self.claimed(store, "sha256:ab"), {}, Verdict(Status.QUARANTINED, why))
+        self.finished(store, "sha256:ab", Verdict(Status.QUARANTINED, why))
         assert self.status(store, "sha256:ab") is Status.QUARANTINED
         assert self.record(store, "sha256:cd", b"?", status=Status.QUARANTINED, error=why)
         assert store.resolve("sha256:cd") is True
@@ -480,15 +467,11 @@ class StoreContract:
     def test_prune_deletes_only_finished_events_received_before_the_cutoff(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
-        for event_id in ("evt_old_done", "evt_old_pending", "evt_old_failed", "evt_new_done"):
-            self.record(store, event_id)
-            if event_id.endswith("done"):
-                store.finish(self.claimed(store, event_id), {}, Verdict(Status.DONE))
-            if event_id == "evt_old_failed":
-                store.finish(
-                    self.claimed(store, event_id), {}, Verdict(Status.FAILED, "x", clock() + 1)
-                )
-                clock.advance(1000)
+        self.finish_new(store, "evt_old_done")
+        self.record(store, "evt_old_pending")
+        self.finish_new(store, "evt_old_failed", Verdict(Status.FAILED, "x", clock() + 1))
+        clock.advance(1000)
+        self.finish_new(store, "evt_new_done")
         cutoff = clock() - 500
         assert store.prune(cutoff) == 1
         assert store.get("evt_old_done") is None
@@ -499,13 +482,11 @@ class StoreContract:
 
     def test_retention_guard_on_prune(self, store: CompleteStore) -> None:
         # The guard is the processor's, run here so every store's suite includes it.
-        from ._errors import ConfigurationError
         from ._processor import Processor
 
         # Both received at the contract clock's start, long before the wall clock's now.
         self.record(store, "evt_pending")
-        self.record(store, "evt_old_done")
-        store.finish(self.claimed(store, "evt_old_done"), {}, Verdict(Status.DONE))
+        self.finish_new(store, "evt_old_done")
         processor = Processor(store)
         with pytest.raises(ConfigurationError, match="retry span"):
             processor.prune(older_than=timedelta(hours=2))
@@ -518,13 +499,12 @@ class StoreContract:
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
         assert store.stats() == {}
-        for n in range(6):
-            self.record(store, f"evt_{n}")
-        store.finish(self.claimed(store, "evt_0"), {}, Verdict(Status.DONE))
-        store.finish(self.claimed(store, "evt_1"), {}, Verdict(Status.DONE))
-        store.finish(self.claimed(store, "evt_2"), {}, Verdict(Status.DEAD, "x"))
-        store.finish(self.claimed(store, "evt_3"), {}, Verdict(Status.FAILED, "x", clock() + 9))
-        self.claimed(store, "evt_4")
+        self.finish_new(store, "evt_0")
+        self.finish_new(store, "evt_1")
+        self.finish_new(store, "evt_2", Verdict(Status.DEAD, "x"))
+        self.finish_new(store, "evt_3", Verdict(Status.FAILED, "x", clock() + 9))
+        self.claim_new(store, "evt_4")
+        self.record(store, "evt_5")
         self.record(store, "sha256:q", status=Status.QUARANTINED, error="bad")
         assert store.stats() == {
             Status.DONE: 2,
@@ -545,8 +525,8 @@ class StoreContract:
         assert store.count() == 3
         assert store.count(endpoint="a") == 1
         assert store.get("evt_1") is None  # neither is on the default endpoint
-        assert store.get("evt_1", endpoint="a").body == b"a"  # type: ignore[union-attr]
-        assert store.get("evt_1", endpoint="b").endpoint == "b"  # type: ignore[union-attr]
+        assert self.stored(store, endpoint="a").body == b"a"
+        assert self.stored(store, endpoint="b").endpoint == "b"
         assert store.due() == []
         assert store.due(endpoint="a") == ["evt_1"]
         assert sorted(store.due(endpoint="b")) == ["evt_1", "evt_only_b"]
@@ -570,8 +550,8 @@ class StoreContract:
         assert store.resolve("evt_1", endpoint="b") is False
         assert store.replay("evt_1") is False
         assert store.replay("evt_1", endpoint="a") is True
-        store.finish(self.claimed(store, "evt_1", endpoint="a"), {}, Verdict(Status.DONE))
-        store.finish(self.claimed(store, "evt_1", endpoint="b"), {}, Verdict(Status.DONE))
+        self.finished(store, endpoint="a")
+        self.finished(store, endpoint="b")
         clock.advance(10)
         assert store.prune(clock(), endpoint="b") == 1
         assert store.get("evt_1", endpoint="a") is not None
@@ -597,15 +577,14 @@ class StoreContract:
         assert store.due() == [event_id]
         claim = self.claimed(store, event_id)
         assert store.checkpoint(claim, {event_type: HandlerOutcome(ok=False, error=event_id)})
-        assert store.finish(claim, _ok(event_type), Verdict(Status.DONE))
+        assert store.finish(claim, _ok(event_type), DONE)
         listed = store.list(limit=10)
         assert [e.id for e in listed] == [event_id]
-        for event in (listed[0], store.get(event_id), claim.event):
-            assert event is not None
+        for event in (listed[0], self.stored(store, event_id), claim.event):
             assert event.unreadable is None
             assert (event.id, event.type, event.body) == (event_id, event_type, body)
             assert event.created_at == created_at
-        assert store.get(event_id).outcomes == _ok(event_type)  # type: ignore[union-attr]
+        assert self.stored(store, event_id).outcomes == _ok(event_type)
         assert store.stats() == {Status.DONE: 1}
 
     # -- the store's edge ------------------------------------------------------------
@@ -613,10 +592,10 @@ class StoreContract:
     def test_an_unreachable_store_raises_store_unavailable_from_every_call(
         self, clock: ContractClock, tmp_path: Path
     ) -> None:
-        def check(error: StoreUnavailable) -> None:
+        def check(error: StoreUnavailable, call: str = "make_unreachable_store") -> None:
             # The driver's error is kept as the cause, for the log; nothing of ours.
-            assert isinstance(error.__cause__, Exception)
-            assert not isinstance(error.__cause__, WebhookError)
+            assert isinstance(error.__cause__, Exception), call
+            assert not isinstance(error.__cause__, WebhookError), call
 
         try:
             store = self.make_unreachable_store(clock, tmp_path)
@@ -631,7 +610,7 @@ class StoreContract:
             "claim": lambda: store.claim("evt_1", 30),
             "renew": lambda: store.renew(claim, 30),
             "checkpoint": lambda: store.checkpoint(claim, _ok()),
-            "finish": lambda: store.finish(claim, _ok(), Verdict(Status.DONE)),
+            "finish": lambda: store.finish(claim, _ok(), DONE),
             "due": lambda: store.due(),
             "get": lambda: store.get("evt_1"),
             "list": lambda: store.list(endpoint=None),
@@ -648,8 +627,7 @@ class StoreContract:
             for name, call in calls.items():
                 with pytest.raises(StoreUnavailable) as raised:
                     call()
-                check(raised.value)
-                assert raised.value.__cause__ is not None, name
+                check(raised.value, name)
         finally:
             store.close()
 
@@ -670,8 +648,7 @@ class StoreContract:
         assert store.checkpoint(claim, {text: HandlerOutcome(ok=True, at=1.0)})
         failed = {"h" + text: HandlerOutcome(ok=False, error=text, at=2.0)}
         assert store.finish(claim, failed, Verdict(Status.FAILED, text, clock() + 10))
-        event = store.get(text, endpoint=text)
-        assert event is not None
+        event = self.stored(store, text, endpoint=text)
         assert event.unreadable is None
         assert (event.id, event.type, event.endpoint, event.last_error) == (text, text, text, text)
         assert event.outcomes == {
@@ -687,9 +664,9 @@ class StoreContract:
         retry = self.claimed(store, text, endpoint=text)
         assert retry.event.succeeded_handlers == {text}
         assert store.finish(retry, {}, Verdict(Status.DEAD, text))
-        assert store.get(text, endpoint=text).last_error == text  # type: ignore[union-attr]
+        assert self.stored(store, text, endpoint=text).last_error == text
         assert store.replay(text, endpoint=text) is True
-        store.finish(self.claimed(store, text, endpoint=text), {}, Verdict(Status.DEAD, text))
+        self.finished(store, text, Verdict(Status.DEAD, text), endpoint=text)
         assert store.resolve(text, endpoint=text) is True
         assert self.status(store, text, endpoint=text) is Status.DONE
         # A quarantined body: its reason is text too.
@@ -703,8 +680,7 @@ class StoreContract:
             error=text,
             endpoint=text,
         )
-        kept = store.get(quarantined, endpoint=text)
-        assert kept is not None
+        kept = self.stored(store, quarantined, endpoint=text)
         assert (kept.status, kept.last_error, kept.type) == (Status.QUARANTINED, text, text)
         # Failed answers in a row are counted per endpoint, whatever its name.
         assert store.note_failure(text, text) == 1
@@ -729,14 +705,14 @@ class StoreContract:
         bad = listed["evt_bad"]
         assert bad.unreadable is not None
         assert bad.status is Status.QUARANTINED
-        assert store.get("evt_bad").unreadable  # type: ignore[union-attr]
+        assert self.stored(store, "evt_bad").unreadable
         assert set(store.due()) >= {"evt_before", "evt_after"}
         for event_id in store.due():
             claim = self.claimed(store, event_id)
             if claim.event.unreadable:
                 verdict = Verdict(Status.QUARANTINED, claim.event.unreadable)
             else:
-                verdict = Verdict(Status.DONE)
+                verdict = DONE
             assert store.finish(claim, {}, verdict)
         assert store.due() == []
         assert self.status(store, "evt_after") is Status.DONE
@@ -754,70 +730,70 @@ class StoreContract:
         return store
 
     def test_a_mark_supersedes_older_and_the_same_event(self, store: CompleteStore) -> None:
-        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
-        assert marks.take_mark(key, 100.0, "evt_b", "w1", 30) is MarkAnswer.RUN
-        marks.release_mark(key, "w1", (100.0, "evt_b"))
-        assert marks.take_mark(key, 100.0, "evt_b", "w2", 30) is MarkAnswer.SUPERSEDED
-        assert marks.take_mark(key, 99.0, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
+        marks = self.marks(store)
+        assert marks.take_mark(KEY, 100.0, "evt_b", "w1", 30) is MarkAnswer.RUN
+        marks.release_mark(KEY, "w1", (100.0, "evt_b"))
+        assert marks.take_mark(KEY, 100.0, "evt_b", "w2", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(KEY, 99.0, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
         # Same created_at, another id: not ordered, so it runs.
-        assert marks.take_mark(key, 100.0, "evt_c", "w2", 30) is MarkAnswer.RUN
-        marks.release_mark(key, "w2", (100.0, "evt_c"))
-        assert marks.take_mark(key, 101.0, "evt_d", "w3", 30) is MarkAnswer.RUN
+        assert marks.take_mark(KEY, 100.0, "evt_c", "w2", 30) is MarkAnswer.RUN
+        marks.release_mark(KEY, "w2", (100.0, "evt_c"))
+        assert marks.take_mark(KEY, 101.0, "evt_d", "w3", 30) is MarkAnswer.RUN
         # Other handlers, resources and endpoints have marks of their own.
-        for other in (key._replace(handler="h2"), key._replace(resource="deal/d_2")):
+        for other in (KEY._replace(handler="h2"), KEY._replace(resource="deal/d_2")):
             assert marks.take_mark(other, 1.0, "evt_a", "w9", 30) is MarkAnswer.RUN
-        other_endpoint = key._replace(endpoint="other")
+        other_endpoint = KEY._replace(endpoint="other")
         assert marks.take_mark(other_endpoint, 1.0, "evt_a", "w9", 30) is MarkAnswer.RUN
 
     def test_a_held_mark_is_busy_until_its_hold_runs_out(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
-        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
-        assert marks.take_mark(key, 100.0, "evt_a", "w1", 30) is MarkAnswer.RUN
-        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
+        marks = self.marks(store)
+        assert marks.take_mark(KEY, 100.0, "evt_a", "w1", 30) is MarkAnswer.RUN
+        assert marks.take_mark(KEY, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
         clock.advance(20)
-        assert marks.renew_mark(key, "w2", 30) is False  # not the holder
-        assert marks.renew_mark(key, "w1", 30) is True
+        assert marks.renew_mark(KEY, "w2", 30) is False  # not the holder
+        assert marks.renew_mark(KEY, "w1", 30) is True
         clock.advance(20)  # past the first hold, within the renewed one
-        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
+        assert marks.take_mark(KEY, 200.0, "evt_b", "w2", 30) is MarkAnswer.BUSY
         clock.advance(11)
-        assert marks.take_mark(key, 200.0, "evt_b", "w2", 30) is MarkAnswer.RUN
-        assert marks.renew_mark(key, "w1", 30) is False  # it lost the mark
+        assert marks.take_mark(KEY, 200.0, "evt_b", "w2", 30) is MarkAnswer.RUN
+        assert marks.renew_mark(KEY, "w1", 30) is False  # it lost the mark
         # The first holder did apply its event: recorded, though its hold was lost.
-        marks.release_mark(key, "w1", (100.0, "evt_a"))
-        assert marks.take_mark(key, 300.0, "evt_c", "w3", 30) is MarkAnswer.BUSY
-        marks.release_mark(key, "w2", (200.0, "evt_b"))
-        assert marks.take_mark(key, 150.0, "evt_x", "w3", 30) is MarkAnswer.SUPERSEDED
+        marks.release_mark(KEY, "w1", (100.0, "evt_a"))
+        assert marks.take_mark(KEY, 300.0, "evt_c", "w3", 30) is MarkAnswer.BUSY
+        marks.release_mark(KEY, "w2", (200.0, "evt_b"))
+        assert marks.take_mark(KEY, 150.0, "evt_x", "w3", 30) is MarkAnswer.SUPERSEDED
 
     def test_a_holder_may_take_its_mark_again_and_times_keep_every_digit(
         self, store: CompleteStore
     ) -> None:
-        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
+        marks = self.marks(store)
         # One ulp apart near a real epoch: kept with fewer than 17 significant digits,
         # the two would be one time and the older would not be superseded.
         early = 1_700_000_000.123456
         late = early + 2.384185791015625e-07
-        assert marks.take_mark(key, early, "evt_a", "w1", 30) is MarkAnswer.RUN
-        assert marks.take_mark(key, early, "evt_a", "w1", 30) is MarkAnswer.RUN  # its own
-        marks.release_mark(key, "w1", (late, "evt_b"))
-        assert marks.take_mark(key, early, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
-        never_taken = key._replace(handler="never_taken")
+        assert marks.take_mark(KEY, early, "evt_a", "w1", 30) is MarkAnswer.RUN
+        assert marks.take_mark(KEY, early, "evt_a", "w1", 30) is MarkAnswer.RUN  # its own
+        marks.release_mark(KEY, "w1", (late, "evt_b"))
+        assert marks.take_mark(KEY, early, "evt_a", "w2", 30) is MarkAnswer.SUPERSEDED
+        never_taken = KEY._replace(handler="never_taken")
         assert marks.renew_mark(never_taken, "w1", 30) is False
 
     def test_releasing_a_mark_never_moves_the_applied_event_backwards(
         self, store: CompleteStore
     ) -> None:
-        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
-        assert marks.take_mark(key, 200.0, "evt_b", "w1", 30) is MarkAnswer.RUN
-        marks.release_mark(key, "w1", (200.0, "evt_b"))
-        assert marks.take_mark(key, 300.0, "evt_c", "w2", 30) is MarkAnswer.RUN
-        marks.release_mark(key, "w2", None)  # its handler failed: evt_b stays applied
-        assert marks.take_mark(key, 150.0, "evt_a", "w3", 30) is MarkAnswer.SUPERSEDED
-        assert marks.take_mark(key, 300.0, "evt_c", "w3", 30) is MarkAnswer.RUN
-        marks.release_mark(key, "w3", (300.0, "evt_c"))
-        marks.release_mark(key, "w0", (100.0, "evt_0"))  # late and older: ignored
-        assert marks.take_mark(key, 250.0, "evt_x", "w4", 30) is MarkAnswer.SUPERSEDED
-        assert marks.take_mark(key, 300.0, "evt_c", "w4", 30) is MarkAnswer.SUPERSEDED
+        marks = self.marks(store)
+        assert marks.take_mark(KEY, 200.0, "evt_b", "w1", 30) is MarkAnswer.RUN
+        marks.release_mark(KEY, "w1", (200.0, "evt_b"))
+        assert marks.take_mark(KEY, 300.0, "evt_c", "w2", 30) is MarkAnswer.RUN
+        marks.release_mark(KEY, "w2", None)  # its handler failed: evt_b stays applied
+        assert marks.take_mark(KEY, 150.0, "evt_a", "w3", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(KEY, 300.0, "evt_c", "w3", 30) is MarkAnswer.RUN
+        marks.release_mark(KEY, "w3", (300.0, "evt_c"))
+        marks.release_mark(KEY, "w0", (100.0, "evt_0"))  # late and older: ignored
+        assert marks.take_mark(KEY, 250.0, "evt_x", "w4", 30) is MarkAnswer.SUPERSEDED
+        assert marks.take_mark(KEY, 300.0, "evt_c", "w4", 30) is MarkAnswer.SUPERSEDED
 
     @pytest.mark.parametrize("text", [pytest.param(t, id=label) for label, t in ANY_TEXT])
     def test_any_text_is_kept_exactly_in_every_mark_field(
@@ -834,30 +810,17 @@ class StoreContract:
             assert marks.take_mark(other, 100.0, text, "w3", 30) is MarkAnswer.RUN
 
     def test_racing_takers_of_one_mark_get_exactly_one_run(self, store: CompleteStore) -> None:
-        marks, key = self.marks(store), MarkKey("default", "deal/d_1", "h")
-        answers: list[MarkAnswer] = []
-        start = threading.Barrier(8, timeout=30)
-
-        def taker(n: int) -> None:
-            start.wait()
-            answers.append(marks.take_mark(key, 100.0 + n, f"evt_{n}", f"w{n}", 30))
-
-        threads = [threading.Thread(target=taker, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        marks = self.marks(store)
+        answers = _together(8, lambda n: marks.take_mark(KEY, 100.0 + n, f"evt_{n}", f"w{n}", 30))
         assert sorted(answers) == sorted([MarkAnswer.RUN] + [MarkAnswer.BUSY] * 7)
 
     def test_a_superseded_outcome_is_kept_and_old_outcomes_still_load(
         self, store: CompleteStore
     ) -> None:
-        self.record(store)
-        claim = self.claimed(store)
+        claim = self.claim_new(store)
         skipped = HandlerOutcome.superseded_at(3.0)
-        assert store.finish(claim, {"newest": skipped, **_ok()}, Verdict(Status.DONE))
-        event = store.get("evt_1")
-        assert event is not None
+        assert store.finish(claim, {"newest": skipped, **_ok()}, DONE)
+        event = self.stored(store)
         assert event.outcomes == {"newest": skipped, "h": HandlerOutcome(ok=True, at=0.0)}
         assert event.outcomes["newest"].superseded
         assert not event.outcomes["h"].superseded
@@ -866,12 +829,10 @@ class StoreContract:
     def test_a_busy_verdict_is_pending_again_without_counting_the_attempt(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
-        self.record(store)
-        claim = self.claimed(store)
+        claim = self.claim_new(store)
         assert claim.event.attempts == 1
         assert store.finish(claim, _ok("done_already"), Verdict.busy(clock() + 1, 1))
-        event = store.get("evt_1")
-        assert event is not None
+        event = self.stored(store)
         assert (event.status, event.attempts) == (Status.PENDING, 0)
         assert event.succeeded_handlers == {"done_already"}
         assert store.due() == []
@@ -890,6 +851,12 @@ class StoreContract:
             pytest.skip(f"{type(store).__name__} does not implement EndpointRegistry")
         return store
 
+    @staticmethod
+    def endpoint(registry: EndpointRegistry, name: str) -> EndpointRecord:
+        endpoint = registry.get_endpoint(name)
+        assert endpoint is not None, f"no endpoint {name!r}"
+        return endpoint
+
     def test_an_endpoint_is_added_once_and_read_back(
         self, store: CompleteStore, clock: ContractClock
     ) -> None:
@@ -899,8 +866,7 @@ class StoreContract:
         assert registry.add_endpoint("shop_1", "whsec_one") is True
         clock.advance(5)
         assert registry.add_endpoint("shop_1", "whsec_other") is False
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, "shop_1")
         assert (endpoint.name, endpoint.enabled) == ("shop_1", True)
         assert endpoint.secrets == (EndpointSecret("whsec_one"),)
         assert endpoint.created_at == pytest.approx(START)
@@ -913,12 +879,8 @@ class StoreContract:
         registry = self.registry(store)
         for name in ("shop_b", "shop_a", "shop_c"):
             assert registry.add_endpoint(name, f"whsec_{name}") is True
-        listed = registry.list_endpoints()
-        assert [endpoint.name for endpoint in listed] == ["shop_a", "shop_b", "shop_c"]
-        assert [endpoint.secrets[0].secret for endpoint in listed] == [
-            "whsec_shop_a",
-            "whsec_shop_b",
-            "whsec_shop_c",
+        assert [(e.name, e.secrets[0].secret) for e in registry.list_endpoints()] == [
+            (name, f"whsec_{name}") for name in ("shop_a", "shop_b", "shop_c")
         ]
 
     def test_a_rotation_keeps_the_old_secret_until_its_grace_period_ends(
@@ -928,8 +890,7 @@ class StoreContract:
         registry.add_endpoint("shop_1", "whsec_one")
         clock.advance(10)
         assert registry.rotate_endpoint("shop_1", "whsec_two", 60) is True
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, "shop_1")
         assert endpoint.secrets == (
             EndpointSecret("whsec_two"),
             EndpointSecret("whsec_one", START + 70),
@@ -943,8 +904,7 @@ class StoreContract:
         assert endpoint.valid_secrets(clock()) == ("whsec_two",)
         # The next rotation drops what has run out.
         assert registry.rotate_endpoint("shop_1", "whsec_three", 60) is True
-        again = registry.get_endpoint("shop_1")
-        assert again is not None
+        again = self.endpoint(registry, "shop_1")
         assert again.secrets == (
             EndpointSecret("whsec_three"),
             EndpointSecret("whsec_two", clock() + 60),
@@ -959,14 +919,12 @@ class StoreContract:
         registry.add_endpoint("shop_1", "whsec_one")
         clock.advance(3)
         assert registry.set_endpoint_enabled("shop_1", False) is True
-        disabled = registry.get_endpoint("shop_1")
-        assert disabled is not None
+        disabled = self.endpoint(registry, "shop_1")
         assert disabled.enabled is False
         assert disabled.updated_at == pytest.approx(START + 3)
         assert disabled.secrets == (EndpointSecret("whsec_one"),)
         assert registry.set_endpoint_enabled("shop_1", True) is True
-        enabled = registry.get_endpoint("shop_1")
-        assert enabled is not None
+        enabled = self.endpoint(registry, "shop_1")
         assert enabled.enabled is True
         assert registry.set_endpoint_enabled("shop_missing", False) is False
         assert registry.remove_endpoint("shop_1") is True
@@ -975,8 +933,7 @@ class StoreContract:
         assert registry.remove_endpoint("shop_1") is False
         # The name is free again, with nothing left of the old secrets.
         assert registry.add_endpoint("shop_1", "whsec_new") is True
-        again = registry.get_endpoint("shop_1")
-        assert again is not None
+        again = self.endpoint(registry, "shop_1")
         assert again.secrets == (EndpointSecret("whsec_new"),)
 
     @pytest.mark.parametrize(
@@ -990,8 +947,7 @@ class StoreContract:
         assert registry.add_endpoint(text, text) is True
         assert registry.add_endpoint(text + "x", "whsec_x") is True
         assert registry.rotate_endpoint(text, text + "2", 60) is True
-        endpoint = registry.get_endpoint(text)
-        assert endpoint is not None
+        endpoint = self.endpoint(registry, text)
         assert endpoint.name == text
         assert endpoint.secrets == (EndpointSecret(text + "2"), EndpointSecret(text, clock() + 60))
         assert [e.name for e in registry.list_endpoints()] == [text, text + "x"]
@@ -1004,24 +960,9 @@ class StoreContract:
     ) -> None:
         registry = self.registry(store)
         registry.add_endpoint("shop_1", "whsec_0")
-        start = threading.Barrier(8, timeout=30)
-        errors: list[BaseException] = []
-
-        def rotate(n: int) -> None:
-            try:
-                start.wait()
-                assert registry.rotate_endpoint("shop_1", f"whsec_{n}", 3600) is True
-            except BaseException as exc:  # reported below, not lost in the thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=rotate, args=(n,)) for n in range(1, 9)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert errors == []
-        endpoint = registry.get_endpoint("shop_1")
-        assert endpoint is not None
+        rotated = _together(8, lambda n: registry.rotate_endpoint("shop_1", f"whsec_{n + 1}", 3600))
+        assert rotated == [True] * 8
+        endpoint = self.endpoint(registry, "shop_1")
         # Every rotation read the one before it: each secret is current or in its grace.
         assert sorted(endpoint.valid_secrets(clock())) == [f"whsec_{n}" for n in range(9)]
         assert [s.valid_until is None for s in endpoint.secrets].count(True) == 1
