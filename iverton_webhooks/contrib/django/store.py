@@ -261,10 +261,10 @@ def _stored_outcomes(outcomes: Mapping[str, HandlerOutcome]) -> dict[str, Any]:
 
 
 def _model_values(row: Mapping[str, Any], resource_id: str) -> dict[str, Any]:
-    """A row from ``base.new_row`` as model field values."""
+    """A row from ``base.new_row`` as model field values (``outcomes`` left to the
+    model's default, the empty object)."""
     values = _db_fields(row)
     values["resource_id"] = resource_id
-    values["outcomes"] = {}
     return values
 
 
@@ -332,21 +332,17 @@ def _field(name: str) -> Field[Any, Any]:
     return field
 
 
-#: Columns whose values a database driver cannot take as Python holds them: Django
-#: prepares these (time zone and text form of a datetime, JSON). Text, numbers and
-#: bytes go to the driver as they are, as from any DB-API caller.
-_PREPARED = frozenset(
-    field.name
-    for field in WebhookEvent._meta.concrete_fields
-    if field.get_internal_type() in ("DateTimeField", "JSONField")
-)
-
-
 def _params(values: Mapping[str, Any], connection: BaseDatabaseWrapper) -> list[Any]:
-    """Model field values (see `_db_fields`) as the driver takes them."""
+    """Model field values (see `_db_fields`) as the driver takes them: times as the
+    database keeps them (Django's adaptation), JSON through its field; text, numbers and
+    bytes as they are, as from any DB-API caller."""
     return [
-        _field(name).get_db_prep_save(value, connection)
-        if name in _PREPARED and value is not None
+        value
+        if value is None
+        else connection.ops.adapt_datetimefield_value(value)
+        if name in _DATETIME_COLUMNS
+        else _field(name).get_db_prep_save(value, connection)
+        if name == "outcomes"
         else value
         for name, value in values.items()
     ]
@@ -364,8 +360,13 @@ _HELD = f"{_KEY} AND lease_token = %s AND status = '{Status.PROCESSING.value}'"
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(names: tuple[str, ...]) -> str:
-    marks = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {_TABLE} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    # A new event's outcomes are the empty object, written as a literal: JSON text for
+    # SQLite, a jsonb constant for PostgreSQL.
+    columns, marks = ", ".join(names), ", ".join(["%s"] * len(names))
+    return (
+        f"INSERT INTO {_TABLE} ({columns}, outcomes) VALUES ({marks}, '{{}}') "
+        "ON CONFLICT DO NOTHING"
+    )
 
 
 @functools.lru_cache(maxsize=64)
