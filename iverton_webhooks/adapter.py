@@ -99,12 +99,13 @@ def make_receiver(
 
 
 def serves_registry(options: Mapping[str, Any]) -> bool:
-    """Whether `Receiver` options turn the endpoint registry on (``endpoint_registry=True``,
-    or ``settings=`` with it on): the receiver's own secret is then optional."""
+    """Whether `Receiver` options turn the endpoint registry on (``endpoint_registry=``,
+    else ``settings=``'s): the receiver's own secret is then optional."""
+    given = options.get("endpoint_registry")
+    if given is not None:
+        return given is True
     settings = options.get("settings")
-    return options.get("endpoint_registry") is True or (
-        isinstance(settings, Settings) and settings.endpoint_registry
-    )
+    return isinstance(settings, Settings) and settings.endpoint_registry
 
 
 def check_secrets(
