@@ -100,15 +100,10 @@ def _blueprint(
     receiver_options: dict[str, Any],
     missing: str,
 ) -> Blueprint:
-    def build(**defaults: Any) -> Receiver:
-        # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
-        given = {k: v for k, v in receiver_options.items() if v is not None or k not in defaults}
-        options = given if receiver is not None else {**defaults, **given}
-        return make_receiver(receiver, secret, secrets, missing_secret=missing, **options)
-
     # Mistakes fail here, where the blueprint is made, not at registration.
     if receiver is not None:
-        build()  # a ready receiver with options is refused
+        # A ready receiver with options is refused.
+        make_receiver(receiver, secret, secrets, missing_secret=missing, **receiver_options)
     else:
         check_secrets(
             secret, secrets, missing_secret=missing, required=not serves_registry(receiver_options)
@@ -123,11 +118,16 @@ def _blueprint(
         if receiver is not None:
             endpoints[full_name] = Endpoint(receiver)
         else:
-            built = build(
-                store=f"sqlite:///{app.instance_path}/{full_name}.sqlite3",
-                process_context=app.app_context,
-                endpoint=endpoint_name(full_name),
-            )
+            defaults = {
+                "store": f"sqlite:///{app.instance_path}/{full_name}.sqlite3",
+                "process_context": app.app_context,
+                "endpoint": endpoint_name(full_name),
+            }
+            # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
+            given = {
+                k: v for k, v in receiver_options.items() if v is not None or k not in defaults
+            }
+            built = Receiver(secret, secrets=secrets, **{**defaults, **given})
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
         served = endpoints[full_name].receiver
         if served.directory is not None:
