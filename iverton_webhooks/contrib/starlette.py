@@ -212,10 +212,10 @@ def webhook_route(path: str, receiver: Receiver, *, name: str | None = "iverton_
 
 
 class _WebhookRoute(Route):
-    """A ``Route`` that also takes its path's other trailing-slash form (the router's
-    redirect to it would fail the delivery: the sender does not follow redirects) and,
-    with the endpoint registry on, every path below it, the rest being the ``endpoint``
-    path parameter (so a name nobody registered, slashes and all, gets the core's 404)."""
+    """A ``Route`` that also takes its path's other trailing-slash form (the router would
+    redirect, and the sender does not follow redirects) and, with the endpoint registry
+    on, every path below it as the ``endpoint`` path parameter (the core 404s a name
+    nobody registered)."""
 
     def __init__(self, path: str, endpoint: WebhookEndpoint, *, name: str | None) -> None:
         super().__init__(path, endpoint, name=name)

@@ -49,8 +49,7 @@ async def respond_async(
     """`respond` for an async view: reading the body and recording it run in
     ``sync_to_async`` (thread-sensitive), as any ORM call from an async view does, so
     the request's database connection is the one Django closes when the request ends."""
-    receiver = endpoint.receiver
-    receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
+    endpoint.receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
     # One hop for both: Django's ASGI request body is a spooled file (maybe on disk),
     # and the insert is a blocking database call.
     reply = await sync_to_async(_reply, thread_sensitive=True)(endpoint, request, name)
