@@ -5,20 +5,12 @@ only says how to read its request's body and how to write a `Reply`::
 
     reply = handle(receiver, request.method, request.headers, request.stream.read)
 
-The kit owns the rules:
-
-- a body that cannot be read to its end (the client disconnected or half-closed mid-body,
-  a chunk cut short: whatever the server's stream raises) is a 400, logged on one line;
-- a request that is not a POST gets the core's 405 without a byte of its body being read
-  (a 2 MB PUT is not read, a 3 MB GET is not a 413);
-- the body is read under the receiver's cap (or a lower framework cap): a declared
-  Content-Length over it is a 413 before reading; a chunked body with no Content-Length is
-  read until it ends or passes the cap; only ASCII digits are a length;
-- ``/webhooks/iverton`` and ``/webhooks/iverton/`` are one endpoint (`normalise_path`):
-  a redirect between them would turn the sender's POST into a failed delivery;
-- a receiver is either given ready or built from a secret, never both, and a missing secret
-  is a `ConfigurationError` that says where this adapter's secret goes
-  (`make_receiver`), unless the endpoint registry is on (`serves_registry`).
+The kit owns the rules: a request that is not a POST gets the core's 405 with nothing
+read; the body is read under the receiver's cap (`handle`), and one that cannot be read to
+its end (the client went away) is a 400, logged on one line; ``/webhooks/iverton`` and
+``/webhooks/iverton/`` are one endpoint (`normalise_path`), as a redirect would fail the
+sender's POST; a receiver is given ready or built from a secret, never both, and a missing
+secret says where this adapter's secret goes (`make_receiver`).
 
 >>> from iverton_webhooks import Receiver
 >>> receiver = Receiver(secret="whsec_kit_doc", store="memory://", runner="inline")
@@ -99,12 +91,13 @@ def make_receiver(
 
 
 def serves_registry(options: Mapping[str, Any]) -> bool:
-    """Whether `Receiver` options turn the endpoint registry on (``endpoint_registry=True``,
-    or ``settings=`` with it on): the receiver's own secret is then optional."""
+    """Whether `Receiver` options turn the endpoint registry on (``endpoint_registry=``,
+    else ``settings=``'s): the receiver's own secret is then optional."""
+    given = options.get("endpoint_registry")
+    if given is not None:
+        return given is True
     settings = options.get("settings")
-    return options.get("endpoint_registry") is True or (
-        isinstance(settings, Settings) and settings.endpoint_registry
-    )
+    return isinstance(settings, Settings) and settings.endpoint_registry
 
 
 def check_secrets(
@@ -148,10 +141,10 @@ def handle(
     """Answer one request from a blocking body stream (to the registered endpoint
     ``endpoint`` when the URL names one).
 
-    ``read`` is not called for a non-POST request nor for a declared length over the cap
-    (``receiver.max_body_bytes``, or ``limit`` when a framework's own cap is lower); it may
-    raise `BodyTooLarge` (a 413); anything else it raises is an unreadable body
-    (a 400).
+    ``read`` is not called for a non-POST request nor for a declared Content-Length over
+    the cap (``receiver.max_body_bytes``, or ``limit`` when a framework's own cap is
+    lower); a body with no length is read until it ends or passes the cap. ``read`` may
+    raise `BodyTooLarge` (a 413); anything else it raises is an unreadable body (a 400).
     """
     if method.upper() != "POST":
         return receiver.receive(method, b"", headers, endpoint)  # the 405, with nothing read

@@ -17,23 +17,12 @@ Your own path operation::
 
 Or all of it at once: ``app.include_router(webhook_router(receiver))``.
 
-With the receiver's endpoint registry on (``Receiver(..., endpoint_registry=True)``), a
-path parameter ``endpoint`` names the registered endpoint a request is for (declare
-``"/webhooks/iverton/{endpoint}"`` on your path operation); `webhook_router` adds
-that route itself.
+With the receiver's endpoint registry on, a path parameter ``endpoint`` names the
+registered endpoint a request is for (``"/webhooks/iverton/{endpoint}"``).
 
-By the time the path operation runs, the event is verified, recorded in the inbox and
-handed to the runner (your handlers process it off the request path); the function
-only decides what the 2xx says. Anything the sender must retry or stop (401, 413, 405,
-503) never reaches it: the dependency raises `WebhookRefused`, an
-``HTTPException`` with the core's status and headers. Under `WebhookRoute` (or
-with `answer_refused` as the app's handler for it) the answer is the core's reply
-exactly; under a plain route, FastAPI writes it as ``{"detail": <the core's body>}``.
-
-Do not declare a body parameter on the path operation: the signature is over the raw
-bytes, which the dependency reads itself (under the receiver's cap, chunk by chunk). A
-body parameter would make FastAPI parse the body first, and a malformed one would be
-its 422 instead of a recorded, quarantined event.
+The path operation runs only for a recorded event and decides what the 2xx says; a refusal
+(401, 405, 413, 503) raises `WebhookRefused` instead. Declare no body parameter: the
+signature is over the raw bytes, which the dependency reads itself.
 """
 
 from __future__ import annotations
@@ -55,9 +44,9 @@ from .._errors import InvalidPayload
 from .._finders import register_finder
 from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
-from ..adapter import handle_async
+from ..adapter import handle_async, normalise_path, path_forms
 from ..events import Event, parse_event
-from .starlette import DEFAULT_PATH, endpoint_param, startup
+from .starlette import DEFAULT_PATH, endpoint_param, reply_response, startup
 
 __all__ = [
     "Delivery",
@@ -80,11 +69,6 @@ class WebhookRefused(HTTPException):
         headers = {k: v for k, v in reply.headers if k.lower() != "content-type"}
         super().__init__(reply.status, detail=detail, headers=headers or None)
         self.reply = reply
-
-
-def reply_response(reply: Reply) -> Response:
-    """The core's `Reply` as a FastAPI/Starlette response."""
-    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
 
 async def answer_refused(request: Request, exc: Exception) -> Response:
@@ -191,11 +175,8 @@ class IvertonWebhook:
     """A FastAPI dependency: ``Depends(IvertonWebhook(receiver))`` gives a `Delivery`.
 
     It reads the raw body under the receiver's cap, lets the receiver verify, record and
-    hand off, and raises `WebhookRefused` for every non-2xx answer (a 404 for a
-    registered endpoint, named by the ``endpoint`` path parameter, that does not
-    exist or is disabled). The first
-    request on a loop starts the receiver's runner there, unless the app's lifespan
-    (`receiver_lifespan`) already did.
+    hand off, and raises `WebhookRefused` for every non-2xx answer. The first request on
+    a loop starts the receiver's runner there, unless `receiver_lifespan` already did.
     """
 
     def __init__(self, receiver: Receiver) -> None:
@@ -286,6 +267,9 @@ def _event(body: bytes, answer: str, endpoint: str) -> Event[Any] | None:
         return None
 
 
+_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
 def webhook_router(
     receiver: Receiver,
     path: str = DEFAULT_PATH,
@@ -294,18 +278,16 @@ def webhook_router(
     on_delivery: Callable[[Delivery], Awaitable[None] | None] | None = None,
     **router_options: Any,
 ) -> APIRouter:
-    """An ``APIRouter`` answering webhooks at ``path`` (with or without a trailing ``/``).
+    """An ``APIRouter`` answering webhooks at ``path`` (with or without a trailing ``/``),
+    and with the receiver's endpoint registry on, at ``path + "/<name>"``.
 
     ``include_in_schema``: show the POST in OpenAPI, with its body and header documented.
     ``on_delivery``: called (sync or async) with each `Delivery` before the 2xx.
-    Other methods get the core's 405. With the receiver's endpoint registry on, it also
-    answers ``path + "/<name>"`` for each registered endpoint (any other name, slashes
-    and all, gets the core's 404). Give the app
-    ``lifespan=receiver_lifespan(receiver)`` to recover at start-up and drain at shutdown.
+    Other methods get the core's 405. Give the app ``lifespan=receiver_lifespan(receiver)``.
     """
     webhook = IvertonWebhook(receiver)
     router = APIRouter(route_class=WebhookRoute, **router_options)
-    bare = path.rstrip("/") or "/"
+    bare = normalise_path(path)
 
     async def receive(delivery: Delivery = Depends(webhook)) -> Response:  # noqa: B008
         if on_delivery is not None:
@@ -314,7 +296,7 @@ def webhook_router(
                 await outcome
         return delivery.response()
 
-    for form in (bare,) if bare == "/" else (bare, bare + "/"):
+    for form in path_forms(path):
         shown = include_in_schema and form == bare
         router.add_api_route(
             form,
@@ -324,18 +306,13 @@ def webhook_router(
             **webhook.route_options(include_in_schema=shown),
         )
         # Every other method reaches the receiver too, for its 405 (Allow: POST).
-        router.add_api_route(
-            form,
-            receive,
-            methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            include_in_schema=False,
-        )
+        router.add_api_route(form, receive, methods=_OTHER_METHODS, include_in_schema=False)
     if receiver.directory is not None:
         # A path parameter, so everything below the path reaches the core.
         router.add_api_route(
             bare.rstrip("/") + "/{endpoint:path}",
             receive,
-            methods=["POST", "GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            methods=["POST", *_OTHER_METHODS],
             name="iverton_webhooks_endpoint",
             include_in_schema=False,
         )

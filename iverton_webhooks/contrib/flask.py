@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, cast
 
-from flask import Blueprint, Flask, Request, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .._finders import register_finder
 from .._placement import start_if_serving
-from .._receiver import JSON_HEADERS, HeadersLike, Receiver, Reply
+from .._receiver import HeadersLike, Receiver, Reply
 from .._settings import options_from, refuse_asyncio_runner
 from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver, serves_registry
 from ..inbox.base import DEFAULT_ENDPOINT
@@ -73,14 +73,11 @@ def webhooks_blueprint(
     (`endpoint_name`) and handlers run inside that app's context. Or pass a ready
     ``receiver=`` (shared by every app the blueprint is registered on). Either way its
     processing starts at registration in a process that serves (``flask run``, gunicorn
-    workers, ...; see `iverton_webhooks._placement`), so events left from a previous
-    run are recovered with no request; never in ``flask routes``, ``flask iverton ...``,
-    shells or test sessions.
+    workers, ...), never in other commands, shells or test sessions.
 
     With ``endpoint_registry=True`` (or a ready receiver that has it on) the blueprint
-    also answers ``<url_prefix>/<name>`` (with or without a trailing ``/``) for the
-    endpoint ``name`` registered in the store, and the secret is optional: without one
-    only registered endpoints are served and ``url_prefix`` itself answers 404.
+    also answers ``<url_prefix>/<name>`` for the endpoint ``name`` registered in the
+    store, and the secret is optional (without one ``url_prefix`` itself answers 404).
     """
     return _blueprint(name, url_prefix, secret, secrets, receiver, receiver_options, _MISSING)
 
@@ -103,15 +100,10 @@ def _blueprint(
     receiver_options: dict[str, Any],
     missing: str,
 ) -> Blueprint:
-    def build(**defaults: Any) -> Receiver:
-        # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
-        given = {k: v for k, v in receiver_options.items() if v is not None or k not in defaults}
-        options = given if receiver is not None else {**defaults, **given}
-        return make_receiver(receiver, secret, secrets, missing_secret=missing, **options)
-
     # Mistakes fail here, where the blueprint is made, not at registration.
     if receiver is not None:
-        build()  # a ready receiver with options is refused
+        # A ready receiver with options is refused.
+        make_receiver(receiver, secret, secrets, missing_secret=missing, **receiver_options)
     else:
         check_secrets(
             secret, secrets, missing_secret=missing, required=not serves_registry(receiver_options)
@@ -126,11 +118,16 @@ def _blueprint(
         if receiver is not None:
             endpoints[full_name] = Endpoint(receiver)
         else:
-            built = build(
-                store=f"sqlite:///{app.instance_path}/{full_name}.sqlite3",
-                process_context=app.app_context,
-                endpoint=endpoint_name(full_name),
-            )
+            defaults = {
+                "store": f"sqlite:///{app.instance_path}/{full_name}.sqlite3",
+                "process_context": app.app_context,
+                "endpoint": endpoint_name(full_name),
+            }
+            # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
+            given = {
+                k: v for k, v in receiver_options.items() if v is not None or k not in defaults
+            }
+            built = Receiver(secret, secrets=secrets, **{**defaults, **given})
             endpoints[full_name] = Endpoint(built, secret or next(iter(secrets or ()), None))
         served = endpoints[full_name].receiver
         if served.directory is not None:
@@ -171,9 +168,7 @@ def _webhook_view(name: str | None = None) -> Response:
     assert blueprint is not None  # only ever routed through a blueprint
     # "/acme" and "/acme/" name one endpoint, as the prefix's two forms are one.
     endpoint = None if name is None else name.rstrip("/")
-    reply = _receive(state_of(current_app).receiver(blueprint), request, endpoint)
-    if reply.headers is JSON_HEADERS:
-        return Response(reply.body, status=reply.status, content_type="application/json")
+    reply = receive(state_of(current_app).receiver(blueprint), endpoint)
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 
@@ -182,22 +177,19 @@ def receive(receiver: Receiver, endpoint: str | None = None) -> Reply:
     type, refused with 413 before reading when over the receiver's cap or Flask's
     ``MAX_CONTENT_LENGTH``; any other method than POST gets 405 with nothing read.
     ``endpoint``: the registered endpoint the URL names, if any (see `Receiver.receive`)."""
-    return _receive(receiver, request, endpoint)
 
-
-def _receive(receiver: Receiver, req: Request, endpoint: str | None = None) -> Reply:
     def read(size: int) -> bytes:
         # Any other error (a client gone mid-body) is the kit's 400.
         try:
-            return req.stream.read(size)
+            return request.stream.read(size)
         except RequestEntityTooLarge:  # Werkzeug's own cap (MAX_CONTENT_LENGTH)
             raise BodyTooLarge from None
 
     # Werkzeug's Headers: a case-insensitive .get() that returns the first of repeated
     # headers, which is all the core uses.
-    headers: HeadersLike = req.headers
+    headers: HeadersLike = request.headers
     return handle(
-        receiver, req.method, headers, read, limit=req.max_content_length, endpoint=endpoint
+        receiver, request.method, headers, read, limit=request.max_content_length, endpoint=endpoint
     )
 
 
@@ -206,18 +198,11 @@ class IvertonWebhooks:
     mounted at ``/webhooks/iverton`` (``IVERTON_WEBHOOK_URL_PREFIX``).
 
     Read at `init_app`: every settings key after ``IVERTON_WEBHOOK_`` (see
-    `Settings.from_mapping`): ``IVERTON_WEBHOOK_SECRET`` or ``IVERTON_WEBHOOK_SECRETS``
-    (a list), ``IVERTON_WEBHOOK_STORE`` (URL; default a SQLite file in the instance folder),
-    ``IVERTON_WEBHOOK_RUNNER`` (``"thread"`` or ``"inline"``), ``IVERTON_WEBHOOK_LEASE``,
-    ``IVERTON_WEBHOOK_HANDLER_TIMEOUT``, ``IVERTON_WEBHOOK_RETENTION``,
-    ``IVERTON_WEBHOOK_ENDPOINT_REGISTRY`` (``True``: also serve the endpoints registered in
-    the store at ``<prefix>/<name>``; the secret is then optional), ...; and
-    ``IVERTON_WEBHOOK_URL_PREFIX`` (default ``/webhooks/iverton``). From the environment,
-    ``app.config.from_prefixed_env()`` reads ``FLASK_IVERTON_WEBHOOK_SECRET`` and
-    ``FLASK_IVERTON_WEBHOOK_SECRETS='["new", "old"]'``.
-    Keyword arguments (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's
-    `Receiver`; config keys win over them. Processing starts at ``init_app`` in a
-    process that serves (see `webhooks_blueprint`).
+    `Settings.from_mapping`; ``IVERTON_WEBHOOK_SECRET``, ``IVERTON_WEBHOOK_SECRETS``,
+    ``IVERTON_WEBHOOK_STORE``, ...) and ``IVERTON_WEBHOOK_URL_PREFIX``. Keyword arguments
+    (``router=``, ``retry=``, ``max_age=``, ...) are passed to every app's `Receiver`;
+    config keys win over them. Processing starts at ``init_app`` in a process that serves
+    (see `webhooks_blueprint`).
     """
 
     def __init__(

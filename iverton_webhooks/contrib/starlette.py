@@ -14,29 +14,28 @@ Or as a route in a routing table, with `receiver_lifespan` as the app's lifespan
                     lifespan=receiver_lifespan(receiver))
 
 With ``endpoint_registry=True`` (a `Receiver` option) both also answer ``<path>/<name>``
-for the endpoint ``name`` registered in the store.
-
-Everything else (other paths, websockets) passes through untouched. No ``BaseHTTPMiddleware``:
-the body is read here from the ASGI ``receive`` channel, with the size cap enforced as it
-streams in, so other middleware before or after this one does not matter.
+for the endpoint ``name`` registered in the store. No ``BaseHTTPMiddleware``: the body is
+read from the ASGI ``receive`` channel under the size cap, whatever other middleware does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, ItemsView, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import ConfigurationError
 from .._finders import register_finder
 from .._placement import lifespan_starts
-from .._receiver import JSON_HEADERS, Receiver, Reply
+from .._receiver import Receiver, Reply
 from ..adapter import handle_async, make_receiver, normalise_path
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
@@ -90,10 +89,10 @@ class WebhookEndpoint:
         # A client gone mid-body is the kit's 400, logged once; it is not sent, as ASGI
         # lets a server raise on a send to a closed connection.
         reply = await handle_async(
-            self.receiver, scope["method"], _headers(scope), next_chunk, endpoint=endpoint
+            self.receiver, scope["method"], Headers(scope=scope), next_chunk, endpoint=endpoint
         )
         if not gone:
-            await send_reply(send, reply)
+            await reply_response(reply)(scope, receive, send)
 
     async def startup(self) -> None:
         """Start the receiver's runner on the running loop: due events are recovered now."""
@@ -110,18 +109,15 @@ class IvertonWebhookMiddleware:
     Pass ``secret=`` (or ``secrets=[new, old]`` while rotating), ``endpoint=`` (the name
     its events are kept under, default ``"default"``) plus any other `Receiver`
     option (``store=``, ``router=``, ``max_body_bytes=``, ...), or a ready ``receiver=``.
-    The receiver built here uses ``runner="asyncio"``: async handlers run on the server's
-    loop, sync ones in worker threads. At lifespan startup (after the wrapped app's own)
-    it recovers pending events; at shutdown (before the wrapped app's) it waits up to
-    ``drain_timeout`` seconds for events in progress; the rest stay pending for the next
-    start. Without a lifespan, the first request starts it.
+    The receiver built here uses ``runner="asyncio"``. At lifespan startup (after the
+    wrapped app's own) it recovers pending events; at shutdown (before the wrapped app's)
+    it waits up to ``drain_timeout`` seconds for events in progress. Without a lifespan,
+    the first request starts it.
 
-    A configuration mistake (no secret, a string for ``secrets``, ...) is logged when the
-    middleware is built and fails the app's lifespan startup with the
-    `ConfigurationError`, so the server refuses to start and says why (Starlette
-    builds middleware lazily, on the first ASGI call, where an exception would only read
-    as "lifespan unsupported" and then a 500 on every route). Without a lifespan, requests
-    to ``path`` raise it; other routes are not affected.
+    A configuration mistake is logged when the middleware is built and fails the app's
+    lifespan startup with the `ConfigurationError` (raised here, it would only read as
+    "lifespan unsupported": Starlette builds middleware on the first ASGI call). Without a
+    lifespan, requests to ``path`` raise it; other routes are not affected.
     """
 
     endpoint: WebhookEndpoint
@@ -216,10 +212,10 @@ def webhook_route(path: str, receiver: Receiver, *, name: str | None = "iverton_
 
 
 class _WebhookRoute(Route):
-    """A ``Route`` that also takes its path's other trailing-slash form (the router's
-    redirect to it would fail the delivery: the sender does not follow redirects) and,
-    with the endpoint registry on, every path below it, the rest being the ``endpoint``
-    path parameter (so a name nobody registered, slashes and all, gets the core's 404)."""
+    """A ``Route`` that also takes its path's other trailing-slash form (the router would
+    redirect, and the sender does not follow redirects) and, with the endpoint registry
+    on, every path below it as the ``endpoint`` path parameter (the core 404s a name
+    nobody registered)."""
 
     def __init__(self, path: str, endpoint: WebhookEndpoint, *, name: str | None) -> None:
         super().__init__(path, endpoint, name=name)
@@ -282,47 +278,9 @@ class ClientDisconnected(Exception):
     """The client closed the connection before its body was complete."""
 
 
-_JSON_ASGI = (b"content-type", b"application/json")
-
-
-async def send_reply(send: Send, reply: Reply) -> None:
-    """Write the core's `Reply` as an ASGI response."""
-    if reply.headers is JSON_HEADERS:  # every reply but the 405: nothing to encode
-        headers = [_JSON_ASGI]
-    else:
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
-
-
-class _ScopeHeaders:
-    """A request's headers as the core reads them: one name at a time (two per
-    request), each found when asked rather than every header decoded into a dict.
-    ASGI gives lower-case names; the first of repeated headers wins (a second
-    signature header cannot replace the first)."""
-
-    __slots__ = ("_raw",)
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        self._raw = raw
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        wanted = name.lower().encode("latin-1")
-        for key, value in self._raw:
-            if key == wanted:
-                return value.decode("latin-1")
-        return default
-
-    def items(self) -> ItemsView[str, str]:
-        found: dict[str, str] = {}
-        for key, value in self._raw:
-            found.setdefault(key.decode("latin-1"), value.decode("latin-1"))
-        return found.items()
-
-
-def _headers(scope: Scope) -> _ScopeHeaders:
-    return _ScopeHeaders(scope["headers"])
+def reply_response(reply: Reply) -> Response:
+    """The core's `Reply` as a Starlette (or FastAPI) response."""
+    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
 
 def endpoint_param(receiver: Receiver, path_params: Mapping[str, Any]) -> str | None:

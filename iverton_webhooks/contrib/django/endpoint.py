@@ -17,7 +17,7 @@ from django.db import transaction
 from ..._errors import ConfigurationError
 from ..._processor import Processor
 from ..._receiver import Receiver
-from ...adapter import check_secrets
+from ...adapter import check_secrets, serves_registry
 from ...runners import BaseRunner, make_runner
 from . import conf
 from .router import SignalRouter
@@ -106,11 +106,10 @@ def build_receiver(**overrides: Any) -> Receiver:
     base = kwargs.pop("router")
     runner = kwargs.pop("runner", kwargs["settings"].runner)
     secret, secrets = kwargs.pop("secret", None), kwargs.pop("secrets", None)
-    settings = kwargs["settings"].replace(endpoint_registry=kwargs.get("endpoint_registry"))
-    if not settings.endpoint_registry:
-        # Said here, with where the secret goes in a Django project (the Receiver
-        # refuses the same, in general words). With the registry the secret is optional.
-        check_secrets(secret, secrets, missing_secret=MISSING_SECRET)
+    # Said here, with where the secret goes in a Django project.
+    check_secrets(
+        secret, secrets, missing_secret=MISSING_SECRET, required=not serves_registry(kwargs)
+    )
     return Receiver(
         secret,
         secrets=secrets,
@@ -179,10 +178,6 @@ def start_endpoints() -> None:
     # Endpoints made by webhook_view(...) in the URLconf exist once it is imported, which
     # Django does at the first request: import it as soon as the app registry is ready,
     # so they too recover with no request.
-    _load_urlconf_soon()
-
-
-def _load_urlconf_soon() -> None:
     threading.Thread(target=_load_urlconf, name="iverton-urlconf", daemon=True).start()
 
 

@@ -1,22 +1,14 @@
 """``path("webhooks/iverton", include("iverton_webhooks.contrib.django.urls"))``.
 
-The webhook answers with and without a trailing slash: the sender's URL form has none
-(``https://yourapp.com/webhooks/iverton``), and a redirect (``APPEND_SLASH``) would turn
-its POST into a failed delivery. Include it with no slash after the prefix, as above;
-or use `webhook_path` for an endpoint of your own.
+Include it with no slash after the prefix, as above: the webhook answers with and
+without one (a redirect, ``APPEND_SLASH``, would turn the sender's POST into a failed
+delivery). Or use `webhook_path` for an endpoint of your own.
 
-Sync or async: the patterns made here hold both views of their endpoint and give Django
-the async one when it resolves the URL on its event loop, which it does only when it
-serves the request under ASGI (uvicorn, daphne, hypercorn, ``AsyncClient``), and the
-sync one under WSGI (gunicorn, uWSGI, ``runserver``, ``Client``). So one URLconf and
-one settings module serve both kinds of process, each without an adapter thread hop
-of Django's: no setting to keep in step with how the project is deployed.
-
-Registered endpoints: with ``ENDPOINT_REGISTRY`` on (or ``endpoint_registry=True`` for a
-`webhook_path`), one more path segment names an endpoint kept in the database,
-``/webhooks/iverton/<name>`` (``reverse("iverton_webhooks:receive", kwargs={"name":
-"acme"})``), and the core answers for it. With the registry off such a path is not
-matched at all, so patterns listed after the include keep their URLs below its prefix.
+The patterns hold both views of their endpoint and give Django the async one when it
+resolves the URL on its event loop (under ASGI), the sync one under WSGI. With
+``ENDPOINT_REGISTRY`` on, ``/webhooks/iverton/<name>`` (``reverse("iverton_webhooks:receive",
+kwargs={"name": "acme"})``) serves the endpoint ``name`` kept in the database; with it off
+such a path is not matched, so patterns after the include keep their URLs.
 """
 
 from __future__ import annotations
@@ -68,8 +60,11 @@ class WebhookPattern(URLPattern):
         match = super().resolve(path)
         if match is None or ("name" in match.kwargs and not self.serves_registry()):
             return None
-        if _on_event_loop():
-            match.func = self.async_callback
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return match
+        match.func = self.async_callback
         return match
 
     def serves_registry(self) -> bool:
@@ -78,14 +73,6 @@ class WebhookPattern(URLPattern):
             return endpoint is not None and endpoint.receiver.directory is not None
         except ConfigurationError:
             return False  # the checks and the pattern's own URL report the setting
-
-
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def webhook_path(

@@ -1,10 +1,8 @@
 """The webhook views: raw body and headers in, the core's ``Reply`` out.
 
-`webhook_view` is a sync view (WSGI); `async_webhook_view` an async one
-(ASGI), which records through ``sync_to_async``. The URL patterns of
-`webhook_path` (and the included ``urls``)
-hold both and give Django the one that matches how it serves the request. A URL
-argument ``name`` is passed on as the registered endpoint the request is for.
+`webhook_view` is the sync view (WSGI), `async_webhook_view` the async one (ASGI);
+`webhook_path` (and the included ``urls``) holds both. A URL argument ``name`` is the
+registered endpoint the request is for.
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ async def respond_async(
     """`respond` for an async view: reading the body and recording it run in
     ``sync_to_async`` (thread-sensitive), as any ORM call from an async view does, so
     the request's database connection is the one Django closes when the request ends."""
-    receiver = endpoint.receiver
-    receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
+    endpoint.receiver.runner.attach(asyncio.get_running_loop())  # an asyncio runner runs here
     # One hop for both: Django's ASGI request body is a spooled file (maybe on disk),
     # and the insert is a blocking database call.
     reply = await sync_to_async(_reply, thread_sensitive=True)(endpoint, request, name)
@@ -112,13 +109,10 @@ def _reader(request: HttpRequest, consumed: list[RawPostDataException]) -> Read:
 def webhook_view(**overrides: Any) -> View:
     """A sync view for one endpoint. With no arguments it serves the ``IVERTON_WEBHOOKS``
     setting; keyword arguments (``endpoint=``, ``secret=``, ``secrets=``, ``router=``,
-    ``runner=``, ..., as for `Receiver`) override it, e.g. for a
-    second account, whose events are kept under its own endpoint name::
+    ``runner=``, ..., as for `Receiver`) override it, e.g. for a second account, whose
+    events are kept under its own endpoint name::
 
         webhook_path("webhooks/iverton/eu", endpoint="eu", secret=os.environ["EU_SECRET"])
-
-    (`webhook_path` answers with and without
-    the trailing slash, and serves the async view under ASGI.)
     """
     return make_view(endpoint_for(overrides))
 
