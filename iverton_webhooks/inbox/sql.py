@@ -12,11 +12,10 @@ status list from its sets: a new column or status changes no SQL here.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_not
 from typing import Any, Protocol
 
 from . import base
@@ -45,25 +44,6 @@ _READ = (
 TIME_COLUMNS = frozenset(_TIMES.split())
 #: What `read_row` needs, in the order every query selects it.
 READ_COLUMNS = tuple(_READ.split())
-
-
-def bound(values: Iterable[Any]) -> tuple[tuple[bool, ...], list[Any]]:
-    """Which of ``values`` are bound as parameters (those not None), and those values.
-
-    A None is written into the statement as ``NULL`` instead, so a statement's shape
-    (part of its cache key) says which columns it sets to NULL.
-
-    >>> bound([1, None, "a"])
-    ((True, False, True), [1, 'a'])
-    """
-    values = list(values)
-    present = bound_mask(values)
-    return present, list(compress(values, present))
-
-
-def bound_mask(values: Iterable[Any]) -> tuple[bool, ...]:
-    """For each of ``values``, whether it is bound (not None); see `bound`."""
-    return tuple(map(is_not, values, repeat(None)))
 
 
 def status_list(statuses: frozenset[Status]) -> str:
@@ -96,7 +76,7 @@ SQLITE = Dialect(
     param="?",
     time_param="?",
     time_column="{0}",
-    merge_outcomes="outcomes = json_patch(coalesce(outcomes, '{{}}'), ?)",
+    merge_outcomes="outcomes = json_patch(coalesce(outcomes, '{}'), ?)",
     arrival="rowid",
 )
 
@@ -108,7 +88,7 @@ POSTGRES = Dialect(
     time_param="to_timestamp(%s)",
     time_column="extract(epoch from {0})",
     # jsonb || replaces whole top-level keys: a handler's latest outcome replaces its last.
-    merge_outcomes="outcomes = coalesce(outcomes, '{{}}'::jsonb) || %s::jsonb",
+    merge_outcomes="outcomes = coalesce(outcomes, '{}'::jsonb) || %s::jsonb",
     arrival="seq",
     lock_rows=" FOR UPDATE",
 )
@@ -134,6 +114,17 @@ _CLAIMABLE = status_list(base.CLAIMABLE)
 _FINISHED = status_list(base.FINISHED)
 _REPLAYABLE = status_list(base.REPLAYABLE)
 _RESOLVABLE = status_list(base.RESOLVABLE)
+
+
+@functools.cache
+def _insert(table: str, names: tuple[str, ...], marks: tuple[str, ...]) -> str:
+    """The insert of a new event (DO NOTHING and the row count: one autocommitted
+    statement), built once per table and shape: every receive runs it, and building it
+    each time shows in ``python -m benchmarks.core --only receive``."""
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
+        "ON CONFLICT (endpoint, id) DO NOTHING"
+    )
 
 
 class SQLStore(base.RecordsRows, base.ClaimedWrites):
@@ -173,35 +164,30 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
 
     @property
     def _select(self) -> str:
-        cached: str | None = self.__dict__.get("_select_cache")
-        if cached is None:
-            cached = ", ".join(
-                f"{self.dialect.time_column.format(name)} AS {name}"
-                if name in TIME_COLUMNS
-                else name
-                for name in READ_COLUMNS
-            )
-            self.__dict__["_select_cache"] = cached
-        return cached
+        return ", ".join(
+            f"{self.dialect.time_column.format(name)} AS {name}" if name in TIME_COLUMNS else name
+            for name in READ_COLUMNS
+        )
 
-    def _placeholder(self, column: str, present: bool = True) -> str:
-        if not present:
-            return "NULL"
-        return self.dialect.time_param if column in TIME_COLUMNS else self.dialect.param
+    def _bind(self, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        """A placeholder for each of ``fields`` and the values bound. A None is written
+        into the statement as ``NULL`` instead of bound: Python's sqlite3 binds a None
+        only after a failed attribute lookup."""
+        marks: list[str] = []
+        params: list[Any] = []
+        for name, value in fields.items():
+            if value is None:
+                marks.append("NULL")
+            else:
+                timed = name in TIME_COLUMNS
+                marks.append(self.dialect.time_param if timed else self.dialect.param)
+                params.append(value)
+        return marks, params
 
     def _assign(self, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        """``col = ?, ...`` for a transition's fields (``col = NULL`` for a None), and
-        the values bound, in order."""
-        names = tuple(fields)
-        present, params = bound(fields.values())
-        cache: dict[Any, str] = self.__dict__.setdefault("_assign_cache", {})
-        sql = cache.get((names, present))
-        if sql is None:
-            # A handful of shapes (a few per transition): built once each.
-            sql = cache[names, present] = ", ".join(
-                f"{n} = {self._placeholder(n, p)}" for n, p in zip(names, present, strict=True)
-            )
-        return sql, params
+        """``col = ?, ...`` for a transition's fields, and the values bound, in order."""
+        marks, params = self._bind(fields)
+        return ", ".join(f"{n} = {m}" for n, m in zip(fields, marks, strict=True)), params
 
     def _where(self, conditions: Mapping[str, str | None]) -> tuple[str, list[Any]]:
         """``WHERE a = ? AND ...`` for the text conditions whose value is not None."""
@@ -216,31 +202,11 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             base.read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()
         ]
 
-    @property
-    def _statements(self) -> dict[tuple[Any, ...], str]:
-        """Statements built once per shape, by what they are and the columns they set."""
-        cache: dict[tuple[Any, ...], str] | None = self.__dict__.get("_statement_cache")
-        if cache is None:
-            cache = self.__dict__["_statement_cache"] = {}
-        return cache
-
     # -- the protocol ----------------------------------------------------------------
 
     def insert_row(self, row: dict[str, Any]) -> bool:
-        names = tuple(row)
-        present, params = bound(row.values())
-        cache: dict[Any, str] = self.__dict__.setdefault("_insert_cache", {})
-        sql = cache.get((names, present))
-        if sql is None:  # the columns of new_row: a shape or two, built once each
-            marks = ", ".join(
-                self._placeholder(name, p) for name, p in zip(names, present, strict=True)
-            )
-            # DO NOTHING and the row count: a new event is one autocommitted statement.
-            sql = cache[names, present] = (
-                f"INSERT INTO {self._table} ({', '.join(names)}) VALUES ({marks}) "
-                "ON CONFLICT (endpoint, id) DO NOTHING"
-            )
-        if self._execute(sql, params).rowcount == 1:
+        marks, params = self._bind(row)
+        if self._execute(_insert(self._table, tuple(row), tuple(marks)), params).rowcount == 1:
             return True
         p = self.dialect.param
         self._execute(
@@ -254,55 +220,36 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now, token = self.clock(), base.new_token()
-        fields = base.claim_fields(now, lease_seconds, token)
-        present, params = bound(fields.values())
-        key = ("claim", present, *fields)
-        cache = self._statements
-        sql = cache.get(key)
-        if sql is None:  # one shape: built once
-            sets = self._assign(fields)[0]
-            p, t = self.dialect.param, self.dialect.time_param
-            sql = cache[key] = (
-                f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
-                f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
-                f"AND due_at <= {t} RETURNING {self._select}"
-            )
-        where = [store_text(endpoint), store_text(event_id)]
-        rows = self._execute(sql, [*params, *where, now]).fetchall()
+        sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
+        p, t = self.dialect.param, self.dialect.time_param
+        rows = self._execute(
+            f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
+            f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
+            f"AND due_at <= {t} RETURNING {self._select}",
+            [*params, store_text(endpoint), store_text(event_id), now],
+        ).fetchall()
         if not rows:
             return None
         return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
 
     def _claimed(
-        self,
-        claim: Claim,
-        fields: Mapping[str, Any],
-        outcomes: Mapping[str, HandlerOutcome] | None = None,
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        """Apply a transition that only the holder of the claim's lease may make."""
+        sets, params = self._assign(fields)
+        parts = [sets] if fields else []
         # No outcomes, no merge: a row whose stored outcomes cannot be parsed (the
         # reason it is being quarantined) can still be finished.
-        merge = bool(outcomes)
-        present, params = bound(fields.values())
-        key = ("claimed", merge, present, *fields)
-        cache = self._statements
-        sql = cache.get(key)
-        if sql is None:  # a shape or two per transition: built once each
-            parts = [self._assign(fields)[0]] if fields else []
-            if merge:
-                parts.append(self.dialect.merge_outcomes.format())
-            # Nothing to write: just check the lease.
-            sets = ", ".join(parts) or "lease_token = lease_token"
-            p = self.dialect.param
-            sql = cache[key] = (
-                f"UPDATE {self._table} SET {sets} "
-                f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}"
-            )
         if outcomes:
+            parts.append(self.dialect.merge_outcomes)
             params.append(base.dump_outcomes(outcomes))
-        event = claim.event
-        params += (store_text(event.endpoint), store_text(event.id), claim.token)
-        return self._execute(sql, params).rowcount == 1
+        p, event = self.dialect.param, claim.event
+        cursor = self._execute(
+            # Nothing to write: just check the lease.
+            f"UPDATE {self._table} SET {', '.join(parts) or 'lease_token = lease_token'} "
+            f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}",
+            [*params, store_text(event.endpoint), store_text(event.id), claim.token],
+        )
+        return cursor.rowcount == 1
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         p, t = self.dialect.param, self.dialect.time_param
