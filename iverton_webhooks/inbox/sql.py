@@ -1,9 +1,9 @@
 """The inbox in SQL, written once for SQLite and PostgreSQL.
 
-`SQLStore` holds every store method; the two stores differ only in a
-`Dialect` (placeholder style, how times go in and come out, how outcomes are
-merged, which column keeps arrival order) and in how they hold connections, which
-each store file does by implementing `SQLStore._execute`.
+`SQLStore` holds every store method and each process's connections; the two stores
+differ only in a `Dialect` (placeholder style, how times go in and come out, how
+outcomes are merged, which column keeps arrival order) and in how they connect and run
+a statement, which each store file implements.
 
 Every transition's columns come from the field writers in `base`, and every
 status list from its sets: a new column or status changes no SQL here.
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import builtins
 import functools
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import base
 from .base import (
@@ -105,6 +107,35 @@ class Cursor(Protocol):
     def fetchall(self) -> Any: ...
 
 
+class Connection(Protocol):
+    """What `SQLStore` does itself with a connection (sqlite3's and psycopg's fit)."""
+
+    def close(self) -> None: ...
+
+
+_Conn = TypeVar("_Conn", bound=Connection)
+
+
+class _Process(Generic[_Conn]):
+    """What one process holds of a store: its threads' connections and its write lock.
+
+    A forked child must not use (or close) a connection its parent opened: the session,
+    or SQLite's locks and file state, are the parent's. So a store keeps one of these per
+    process id, found where a connection is used, as connection pools check the pid at
+    checkout; a parent's stays referenced in the child, so the child never closes (nor
+    lets the garbage collector close) the parent's connections.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        # Every connection this process opened, for close().
+        self.connections: list[_Conn] = []
+        self.lock = threading.Lock()
+        # SQLite: this process's writers take turns here instead of all waiting in
+        # SQLite's busy handler, which polls with sleeps growing to 100 ms.
+        self.write_lock = threading.Lock()
+
+
 #: Runs one statement inside `SQLStore._transaction`.
 Execute = Callable[[str, Sequence[Any]], Cursor]
 #: The columns of a registered endpoint, in the order `base.read_endpoint` takes them.
@@ -127,9 +158,10 @@ def _insert(table: str, names: tuple[str, ...], marks: tuple[str, ...]) -> str:
     )
 
 
-class SQLStore(base.RecordsRows, base.ClaimedWrites):
-    """Every `Store` method over one SQL table. A subclass sets
-    ``dialect`` and ``_table`` (the quoted table name) and implements `_execute`."""
+class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
+    """Every `Store` method over one SQL table, one connection per thread of each
+    process. A subclass sets ``dialect`` and ``_table`` (the quoted table name) and
+    implements `_connect`, `_execute` and `_transaction`."""
 
     blocking = True
     dialect: Dialect
@@ -144,6 +176,50 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
     #: The (quoted) table of registered endpoints, shared and keyed like ``_marks``.
     _registry: str
     clock: Callable[[], float]
+    #: By process id (see `_Process`).
+    _processes: dict[int, _Process[_Conn]]
+
+    def _connect(self) -> _Conn:
+        """A new connection, ready for `_execute`."""
+        raise NotImplementedError
+
+    def _usable(self, conn: _Conn) -> bool:
+        """Whether this thread's connection can still be used (else it is replaced)."""
+        return True
+
+    def _process(self) -> _Process[_Conn]:
+        pid = os.getpid()
+        found = self._processes.get(pid)
+        if found is None:
+            # setdefault: two threads of a new process starting at once get one entry.
+            found = self._processes.setdefault(pid, _Process())
+        return found
+
+    @property
+    def _conn(self) -> _Conn:
+        """This thread's connection in this process, opened at its first use."""
+        process = self._process()
+        conn: _Conn | None = getattr(process.local, "conn", None)
+        if conn is not None:
+            if self._usable(conn):
+                return conn
+            conn.close()  # a broken one: free its socket, then start afresh
+            with process.lock:
+                process.connections = [c for c in process.connections if c is not conn]
+        conn = process.local.conn = self._connect()
+        with process.lock:
+            process.connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connections (a forked child leaves its parent's alone)."""
+        process = self._processes.pop(os.getpid(), None)
+        if process is None:
+            return
+        with process.lock:
+            for conn in process.connections:
+                conn.close()
+            process.connections.clear()
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one autocommitted statement on this thread's connection."""

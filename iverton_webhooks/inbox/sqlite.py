@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -140,26 +139,8 @@ def _run(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> _Ra
     return _Ran(cursor.fetchall(), cursor.rowcount)
 
 
-class _Process:
-    """What one process holds of a store: its threads' connections and its write lock.
-
-    A forked child must not use (or close) a connection its parent opened: SQLite's
-    locks and file state are the parent's. So a store keeps one of these per process
-    id, found where a connection is used, as connection pools check the pid at checkout.
-    """
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        # Every connection this process opened, for close().
-        self.connections: list[sqlite3.Connection] = []
-        self.lock = threading.Lock()
-        # This process's writers take turns here instead of all waiting in SQLite's busy
-        # handler, which polls with sleeps growing to 100 ms.
-        self.write_lock = threading.Lock()
-
-
 @store_edge(sqlite3.Error, OSError)
-class SQLiteStore(SQLStore):
+class SQLiteStore(SQLStore[sqlite3.Connection]):
     """Events in a SQLite file, one connection per thread of each process.
 
     ``timeout`` is how long a write waits for another writer (SQLite's busy timeout)
@@ -201,9 +182,7 @@ class SQLiteStore(SQLStore):
         self.synchronous = synchronous.upper()
         self.clock = clock
         self.wal_pages = wal_pages
-        # By process id; a parent's entry stays referenced in a child, so the child
-        # never closes (or lets the garbage collector close) the parent's connections.
-        self._processes: dict[int, _Process] = {}
+        self._processes = {}
         self._migrate(self._conn)
 
     def __repr__(self) -> str:
@@ -236,25 +215,6 @@ class SQLiteStore(SQLStore):
         if found is None:
             return f"{where} holds no {_TABLE} table: not an inbox"
         return None
-
-    def _process(self) -> _Process:
-        pid = os.getpid()
-        found = self._processes.get(pid)
-        if found is None:
-            # setdefault: two threads of a new process starting at once get one entry.
-            found = self._processes.setdefault(pid, _Process())
-        return found
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection in this process, opened at its first use."""
-        process = self._process()
-        conn: sqlite3.Connection | None = getattr(process.local, "conn", None)
-        if conn is None:
-            conn = process.local.conn = self._connect()
-            with process.lock:
-                process.connections.append(conn)
-        return conn
 
     def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -336,13 +296,3 @@ class SQLiteStore(SQLStore):
             f"SQLiteStore {self.path}: database or disk is full; free space on the volume "
             f"holding {where} (the store takes writes again by itself once there is room)"
         )
-
-    def close(self) -> None:
-        """Close this process's connections (a forked child leaves its parent's alone)."""
-        process = self._processes.pop(os.getpid(), None)
-        if process is None:
-            return
-        with process.lock:
-            for conn in process.connections:
-                conn.close()
-            process.connections.clear()
