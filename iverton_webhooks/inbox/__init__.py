@@ -1,10 +1,7 @@
-"""Durable inboxes of received events. `open_store` turns a URL into a store, through
-a registry of URL schemes: each store registers its schemes with `register_store`
-(one line below for the stores of this package), and its class builds itself from a URL
-(``from_url``) and says whether an inbox exists at one (``missing_inbox``).
-
-A store is named by ``"module:Class"`` and imported on first use, so the core needs
-neither psycopg nor redis-py installed.
+"""Durable inboxes of received events, and `open_store`, which turns a URL into a store
+through the schemes registered with `register_store` (one line below for each store of
+this package). A store named by ``"module:Class"`` is imported on first use, so the core
+needs neither psycopg nor redis-py installed.
 """
 
 from __future__ import annotations
@@ -137,11 +134,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _registered(url: str) -> _Registered | None:
-    scheme, sep, _ = url.partition("://")
-    return _SCHEMES.get(scheme) if sep else None
-
-
 #: What a store must have (`Store`); the other parts are optional.
 _REQUIRED = (
     "blocking",
@@ -187,7 +179,8 @@ def missing_inbox(url: str) -> str | None:
     """Why no inbox exists yet at store URL ``url``, or None if one does (or if the URL
     is not one `open_store` takes, or its driver is missing: opening it reports
     that). Opening a store creates its inbox; a read command checks this first."""
-    entry = _registered(url)
+    scheme, sep, _ = url.partition("://")
+    entry = _SCHEMES.get(scheme) if sep else None
     if entry is None:
         return None
     try:

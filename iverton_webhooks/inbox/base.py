@@ -73,15 +73,8 @@ def values(statuses: frozenset[Status]) -> tuple[str, ...]:
 
 # Text in a store --------------------------------------------------------------------
 #
-# Any str the JSON parser produces may reach a store (ids, types, endpoints, handler
-# names and errors, quarantine reasons), but not every store can hold every str:
-# PostgreSQL text and jsonb refuse NUL, and a lone surrogate ("\ud83d") has no UTF-8
-# form, so the SQLite, PostgreSQL and Redis drivers cannot send it. Every store keeps
-# text through this one codec, applied by the row builders and read_row below: a text
-# is stored as it is, unless it holds a NUL or a lone surrogate (or starts with the
-# marker); then it is stored as ``json:`` followed by the text as an ASCII JSON string
-# literal. That form is visible to whoever reads the table or the keys by hand
-# (``json:"a\u0000b"``), valid UTF-8 without NUL everywhere, and read back exactly.
+# The one codec every store keeps text through (why and how: docs/stores.md, "Any
+# text, in every store"), applied by the row builders and read_row below.
 
 #: What a text stored in its escaped form starts with.
 ESCAPED_PREFIX = 'json:"'
@@ -213,10 +206,6 @@ def load_outcomes(
                 outcome.ok, error, outcome.at, outcome.superseded
             )
     return loaded
-
-
-def to_datetime(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
 # What each transition writes ------------------------------------------------------
@@ -827,25 +816,18 @@ class ResourceMarks(Protocol):
 
 # Endpoints that live in the store ---------------------------------------------------
 
-#: The most leading characters of a secret that a repr, a log line or a page may show
-#: (the dashboard's ``whsec_``, which tells nothing), and how many trailing ones of a
-#: long secret, so that two secrets of one endpoint can be told apart.
-SECRET_SHOWN = 6
-SECRET_TAIL_SHOWN = 4
-#: A secret shorter than this shows no tail: those characters would be too much of it.
-SECRET_TAIL_FROM = 28
-
 
 def masked_secret(secret: str) -> str:
     """``secret`` as a repr, a log line or a page may show it: its first characters
-    (at most 6, and never more than a third of it), an ellipsis, and for a secret as
-    long as the dashboard's its last 4.
+    (at most 6, the dashboard's ``whsec_``, which tells nothing, and never more than a
+    third of it), an ellipsis, and for a secret of 28 characters or more (as long as the
+    dashboard's) its last 4, so that two secrets of one endpoint can be told apart.
 
     >>> masked_secret("whsec_9f8a7b6c5d4e3f2a1b0c9d8e7f6a"), masked_secret("short")
     ('whsec_…7f6a', 's…')
     """
-    tail = secret[-SECRET_TAIL_SHOWN:] if len(secret) >= SECRET_TAIL_FROM else ""
-    return secret[: min(SECRET_SHOWN, len(secret) // 3)] + "…" + tail
+    tail = secret[-4:] if len(secret) >= 28 else ""
+    return secret[: min(6, len(secret) // 3)] + "…" + tail
 
 
 @dataclass(frozen=True, repr=False)
