@@ -6,8 +6,9 @@ to its WAL). Dedupe rests on the primary key ``(endpoint, id)``; "one worker at 
 on ``UPDATE ... WHERE <claimable>``, which PostgreSQL re-checks on the latest row
 version when two claims race, so exactly one of them gets the row.
 
-The queries live in `sql`; this module holds connections, the schema and its
-migrations (versions are kept in a small table, ``iverton_schema``, next to the events).
+The queries and connection bookkeeping live in `sql`; this module connects, and holds
+the schema and its migrations (versions are kept in a small table, ``iverton_schema``,
+next to the events).
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""The embedded default store: one SQLite file in WAL mode, shared by threads and processes.
+"""The embedded default store: one SQLite file in WAL mode, shared by threads and processes
+(its durability and concurrency: docs/stores.md, "Durability").
 
-Durability: with ``synchronous="NORMAL"`` (the default) a recorded event survives the
-death of any process; surviving an operating-system crash or power cut as well needs
-``synchronous="FULL"``, which costs an fsync per acknowledged event.
-
-Concurrency is SQLite's own: WAL mode (readers never wait for the writer), one writer at
-a time with ``busy_timeout`` as the wait, ``BEGIN IMMEDIATE`` for transactions that
-write, and SQLite's automatic checkpoint to keep the log short.
-
-The queries live in `sql`; this module holds connections, the schema and its
-migrations (the schema version is SQLite's ``PRAGMA user_version``).
+The queries and connection bookkeeping live in `sql`; this module connects, and holds
+the schema and its migrations (the schema version is SQLite's ``PRAGMA user_version``).
 """
 
 from __future__ import annotations
@@ -265,34 +258,36 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor | _Ran:
         if statement.startswith("SELECT"):
             return self._conn.execute(statement, params)  # WAL: reads never wait on writes
-        with self._process().write_lock:
-            try:
-                return _run(self._conn, statement, params)
-            except sqlite3.OperationalError as error:
-                if _disk_full(error):
-                    raise StoreUnavailable(self._full_advice()) from error
-                raise
+        with self._writing() as conn:
+            return _run(conn, statement, params)
 
     @contextmanager
     def _transaction(self) -> Iterator[Execute]:
         # BEGIN IMMEDIATE takes SQLite's write lock at once (waiting for it as any write
         # does), so what the block reads cannot change before it writes.
-        conn = self._conn
-        with self._process().write_lock:
+        with self._writing() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield partial(_run, conn)
                 conn.execute("COMMIT")
-            except BaseException as error:
+            except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(error, sqlite3.OperationalError) and _disk_full(error):
-                    raise StoreUnavailable(self._full_advice()) from error
                 raise
 
-    def _full_advice(self) -> str:
-        where = os.path.dirname(os.path.abspath(self.path))
-        return (
-            f"SQLiteStore {self.path}: database or disk is full; free space on the volume "
-            f"holding {where} (the store takes writes again by itself once there is room)"
-        )
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for writes this process makes one at a time; a full
+        disk raises `StoreUnavailable` saying what to do."""
+        with self._process().write_lock:
+            try:
+                yield self._conn
+            except sqlite3.OperationalError as error:
+                if not _disk_full(error):
+                    raise
+                where = os.path.dirname(os.path.abspath(self.path))
+                raise StoreUnavailable(
+                    f"SQLiteStore {self.path}: database or disk is full; free space on the "
+                    f"volume holding {where} (the store takes writes again by itself once "
+                    "there is room)"
+                ) from error
