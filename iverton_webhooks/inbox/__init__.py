@@ -81,13 +81,18 @@ class _Registered:
         store = self.store
         return store.rpartition(":")[2] if isinstance(store, str) else store.__name__
 
-    def load(self) -> type[OpensFromURL]:
+    def imported(self) -> type[OpensFromURL]:
         """The store class (imported now if named by a string)."""
         if not isinstance(self.store, str):
             return self.store
         module, _, name = self.store.partition(":")
+        found: type[OpensFromURL] = getattr(import_module(module, __name__), name)
+        return found
+
+    def load(self) -> type[OpensFromURL]:
+        """`imported`, with a missing driver a `ConfigurationError` naming its extra."""
         try:
-            found: type[OpensFromURL] = getattr(import_module(module, __name__), name)
+            return self.imported()
         except ImportError as exc:
             if self.extra is None:
                 raise
@@ -95,7 +100,6 @@ class _Registered:
                 f"{self.name} needs an extra package ({exc.name or exc}): "
                 f"pip install 'iverton-webhooks[{self.extra}]'"
             ) from exc
-        return found
 
 
 _SCHEMES: dict[str, _Registered] = {}
@@ -129,8 +133,7 @@ def __getattr__(name: str) -> Any:
     # missing driver is the ImportError it is, naming the extra.
     for entry in _SCHEMES.values():
         if isinstance(entry.store, str) and entry.name == name:
-            module, _, attribute = entry.store.partition(":")
-            return getattr(import_module(module, __name__), attribute)
+            return entry.imported()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -28,7 +28,7 @@ import inspect
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -199,12 +199,10 @@ def load_outcomes(
     for name, value in raw.items():
         if isinstance(value, HandlerOutcome):
             loaded[name] = value
-        else:
-            outcome = HandlerOutcome.from_json(value)
-            error = None if outcome.error is None else load_text(outcome.error)
-            loaded[load_text(name)] = HandlerOutcome(
-                outcome.ok, error, outcome.at, outcome.superseded
-            )
+            continue
+        outcome = HandlerOutcome.from_json(value)
+        error = None if outcome.error is None else load_text(outcome.error)
+        loaded[load_text(name)] = replace(outcome, error=error)
     return loaded
 
 
@@ -843,11 +841,12 @@ class EndpointSecret:
         return f"EndpointSecret({masked_secret(self.secret)!r}, valid_until={self.valid_until!r})"
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class EndpointRecord:
     """An endpoint kept in the store (`EndpointRegistry`): its name, its secrets (the
     current one first), whether it takes requests, and when it was created and last
-    changed (epoch seconds on the store's clock). Its repr masks the secrets."""
+    changed (epoch seconds on the store's clock). Its repr masks the secrets (each
+    `EndpointSecret`'s does)."""
 
     name: str
     secrets: tuple[EndpointSecret, ...]
@@ -863,13 +862,6 @@ class EndpointRecord:
             s.secret for s in self.secrets if s.valid_until is not None and s.valid_until > now
         ]
         return (*current, *earlier)
-
-    def __repr__(self) -> str:
-        return (
-            f"EndpointRecord(name={self.name!r}, secrets={self.secrets!r}, "
-            f"enabled={self.enabled!r}, created_at={self.created_at!r}, "
-            f"updated_at={self.updated_at!r})"
-        )
 
 
 def rotated(

@@ -104,7 +104,6 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        """Apply a transition that only the holder of the claim's lease may make."""
         with self._lock:
             row = self._rows.get(_key(claim.event.endpoint, claim.event.id))
             if row is None or row["lease_token"] != claim.token:

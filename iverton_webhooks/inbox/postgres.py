@@ -146,7 +146,6 @@ class PostgresStore(SQLStore[Connection]):
     server is down.
     """
 
-    blocking = True
     dialect = POSTGRES
 
     def __init__(

@@ -143,7 +143,6 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
     an older version made upgrades its schema in place.
     """
 
-    blocking = True
     dialect = SQLITE
     _table = _TABLE
     _answers = "iverton_answers"
