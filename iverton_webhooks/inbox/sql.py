@@ -432,9 +432,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         return int(cursor.fetchone()[0])
 
     def clear_failures(self, endpoint: str) -> None:
-        p = self.dialect.param
-        key = f"WHERE scope = {p} AND endpoint = {p}"
-        params = [self._answers_scope, store_text(endpoint)]
+        key, params = self._where({"scope": self._answers_scope, "endpoint": endpoint})
         # Read first: an UPDATE would take the write lock even with nothing to change.
         row = self._execute(f"SELECT failures FROM {self._answers} {key}", params).fetchone()
         if row is not None and row[0]:
@@ -447,14 +445,16 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
 
     # -- ResourceMarks (see base.ResourceMarks for the semantics) ----------------------
 
-    def _mark_params(self, key: MarkKey) -> tuple[str, ...]:
-        return (self._answers_scope, *map(store_text, key))
+    def _mark(self, key: MarkKey) -> tuple[str, builtins.list[Any]]:
+        """``WHERE`` for one mark, and its values."""
+        return self._where({"scope": self._answers_scope, **key._asdict()})
 
     def take_mark(
         self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
     ) -> MarkAnswer:
         p, now, stored_id = self.dialect.param, self.clock(), store_text(event_id)
         holder = store_text(holder)
+        where, params = self._mark(key)
         # Taking is the one atomic statement; telling SUPERSEDED from BUSY after it
         # fails is a read, which is safe because the applied event only moves forward.
         taken = self._execute(
@@ -465,39 +465,27 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
             f"WHERE (m.applied_id IS NULL OR (m.applied_id <> {p} AND m.applied_at <= {p})) "
             f"AND (m.holder IS NULL OR m.holder = {p} OR m.hold_until <= {p}) "
             "RETURNING holder",
-            [
-                *self._mark_params(key),
-                holder,
-                now + hold_seconds,
-                stored_id,
-                created_at,
-                holder,
-                now,
-            ],
+            [*params, holder, now + hold_seconds, stored_id, created_at, holder, now],
         ).fetchall()
         if taken:
             return MarkAnswer.RUN
         row = self._execute(
-            f"SELECT applied_at, applied_id FROM {self._marks} "
-            f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}",
-            self._mark_params(key),
+            f"SELECT applied_at, applied_id FROM {self._marks} {where}", params
         ).fetchone()
         if row is not None and row[1] is not None and (row[1] == stored_id or row[0] > created_at):
             return MarkAnswer.SUPERSEDED
         return MarkAnswer.BUSY
 
     def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
-        p = self.dialect.param
+        p, (where, params) = self.dialect.param, self._mark(key)
         cursor = self._execute(
-            f"UPDATE {self._marks} SET hold_until = {p} WHERE scope = {p} AND endpoint = {p} "
-            f"AND resource = {p} AND handler = {p} AND holder = {p}",
-            [self.clock() + hold_seconds, *self._mark_params(key), store_text(holder)],
+            f"UPDATE {self._marks} SET hold_until = {p} {where} AND holder = {p}",
+            [self.clock() + hold_seconds, *params, store_text(holder)],
         )
         return cursor.rowcount == 1
 
     def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
-        p = self.dialect.param
-        where = f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}"
+        p, (where, params) = self.dialect.param, self._mark(key)
         # Every SET expression reads the row as it was, so "held by holder" and "older
         # than the applied event" are judged once, before anything changes.
         mine = f"holder = {p}"
@@ -509,7 +497,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         if applied is None:
             self._execute(
                 f"UPDATE {self._marks} SET {release} {where}",
-                [stored_holder, stored_holder, *self._mark_params(key)],
+                [stored_holder, stored_holder, *params],
             )
             return
         at, stored_id = applied[0], store_text(applied[1])
@@ -518,13 +506,14 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
             f"UPDATE {self._marks} SET "
             f"applied_at = CASE WHEN {newer} THEN {p} ELSE applied_at END, "
             f"applied_id = CASE WHEN {newer} THEN {p} ELSE applied_id END, {release} {where}",
-            [at, at, at, stored_id, stored_holder, stored_holder, *self._mark_params(key)],
+            [at, at, at, stored_id, stored_holder, stored_holder, *params],
         )
 
     # -- EndpointRegistry (see base.EndpointRegistry for the semantics) ----------------
 
-    def _endpoint_key(self, name: str) -> builtins.list[str]:
-        return [self._answers_scope, store_text(name)]
+    def _endpoint(self, name: str | None) -> tuple[str, builtins.list[Any]]:
+        """``WHERE`` for the endpoint ``name`` (every endpoint if None), and its values."""
+        return self._where({"scope": self._answers_scope, "name": name})
 
     def add_endpoint(self, name: str, secret: str) -> bool:
         p, now = self.dialect.param, self.clock()
@@ -532,35 +521,31 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         cursor = self._execute(
             f"INSERT INTO {self._registry} (scope, {_ENDPOINT_COLUMNS}) "
             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (scope, name) DO NOTHING",
-            [*self._endpoint_key(name), secrets, True, now, now],
+            [*self._endpoint(name)[1], secrets, True, now, now],
         )
         return cursor.rowcount == 1
 
     def get_endpoint(self, name: str) -> EndpointRecord | None:
-        p = self.dialect.param
+        where, params = self._endpoint(name)
         row = self._execute(
-            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {p} AND name = {p}",
-            self._endpoint_key(name),
+            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} {where}", params
         ).fetchone()
         return None if row is None else base.read_endpoint(*row)
 
     # builtins.list: in this class, list names the listing method.
     def list_endpoints(self) -> builtins.list[EndpointRecord]:
-        cursor = self._execute(
-            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {self.dialect.param}",
-            [self._answers_scope],
-        )
+        where, params = self._endpoint(None)
+        cursor = self._execute(f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} {where}", params)
         # Sorted here, by the names as read: a database orders the stored (possibly
         # escaped) text by its own collation.
         found = [base.read_endpoint(*row) for row in cursor.fetchall()]
         return sorted(found, key=lambda endpoint: endpoint.name)
 
     def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
-        p, key = self.dialect.param, self._endpoint_key(name)
-        where = f"WHERE scope = {p} AND name = {p}"
+        p, (where, params) = self.dialect.param, self._endpoint(name)
         with self._transaction() as execute:
             row = execute(
-                f"SELECT secrets FROM {self._registry} {where}{self.dialect.lock_rows}", key
+                f"SELECT secrets FROM {self._registry} {where}{self.dialect.lock_rows}", params
             ).fetchone()
             if row is None:
                 return False
@@ -568,23 +553,18 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
             secrets = base.rotated(base.load_secrets(row[0]), secret, now, grace_seconds)
             execute(
                 f"UPDATE {self._registry} SET secrets = {p}, updated_at = {p} {where}",
-                [base.dump_secrets(secrets), now, *key],
+                [base.dump_secrets(secrets), now, *params],
             )
         return True
 
     def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
-        p = self.dialect.param
+        p, (where, params) = self.dialect.param, self._endpoint(name)
         cursor = self._execute(
-            f"UPDATE {self._registry} SET enabled = {p}, updated_at = {p} "
-            f"WHERE scope = {p} AND name = {p}",
-            [bool(enabled), self.clock(), *self._endpoint_key(name)],
+            f"UPDATE {self._registry} SET enabled = {p}, updated_at = {p} {where}",
+            [bool(enabled), self.clock(), *params],
         )
         return cursor.rowcount == 1
 
     def remove_endpoint(self, name: str) -> bool:
-        p = self.dialect.param
-        cursor = self._execute(
-            f"DELETE FROM {self._registry} WHERE scope = {p} AND name = {p}",
-            self._endpoint_key(name),
-        )
-        return cursor.rowcount == 1
+        where, params = self._endpoint(name)
+        return self._execute(f"DELETE FROM {self._registry} {where}", params).rowcount == 1
