@@ -28,6 +28,7 @@ from .base import (
     StoredEvent,
     StoreOperations,
     Verdict,
+    missing_members,
     operations_of,
     rotated,
     store_edge,
@@ -137,22 +138,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: What a store must have (`Store`); the other parts are optional.
-_REQUIRED = (
-    "blocking",
-    "clock",
-    "record",
-    "claim",
-    "renew",
-    "checkpoint",
-    "finish",
-    "due",
-    "get",
-    "oldest_due",
-    "close",
-)
-
-
 def open_store(spec: Store | str | None) -> Store:
     """``None`` -> SQLite file ``webhooks.sqlite3``; ``"sqlite:///rel.db"``,
     ``"sqlite:////abs/path.db"``, ``"memory://"``, ``"postgresql://user@host/db"``
@@ -165,8 +150,7 @@ def open_store(spec: Store | str | None) -> Store:
         if isinstance(spec, Store):
             return spec
         raise ConfigurationError(
-            f"{spec!r} is not a Store (missing: "
-            f"{', '.join(name for name in _REQUIRED if not hasattr(spec, name))})"
+            f"{spec!r} is not a Store (missing: {', '.join(missing_members(spec, Store))})"
         )
     scheme, sep, _ = spec.partition("://")
     if not sep:

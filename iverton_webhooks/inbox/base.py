@@ -749,14 +749,23 @@ def operations_of(store: Store) -> StoreOperations:
     when a store lacks that part."""
     if isinstance(store, StoreOperations):
         return store
-    missing = [name for name in _OPERATIONS if not callable(getattr(store, name, None))]
     raise ConfigurationError(
         f"{type(store).__name__} does not implement StoreOperations (missing: "
-        f"{', '.join(missing)}): listing, replay, resolve, prune and stats need it"
+        f"{', '.join(missing_members(store, StoreOperations))}): listing, replay, resolve, "
+        "prune and stats need it"
     )
 
 
-_OPERATIONS = ("list", "replay", "resolve", "prune", "stats", "count")
+def missing_members(obj: object, part: type) -> list[str]:
+    """What ``obj`` lacks of the protocol ``part``, in the protocol's order: attributes it
+    does not have, methods it has not as something callable."""
+    attributes = [name for name in inspect.get_annotations(part) if not hasattr(obj, name)]
+    methods = [name for name, value in vars(part).items() if inspect.isfunction(value)]
+    return attributes + [
+        name
+        for name in methods
+        if not name.startswith("_") and not callable(getattr(obj, name, None))
+    ]
 
 
 # Newest-only marks ------------------------------------------------------------------
