@@ -52,11 +52,10 @@ MARKS_TABLE = "iverton_marks"
 ENDPOINTS_TABLE = "iverton_endpoints"
 
 # Forward migrations: version -> statements ({table}, {index} and {index_name} filled in
-# with quoted names), each version in one transaction at open. ``seq`` keeps arrival
-# order for listing (ids are the sender's, received_at may tie). Indexes are paid for on
-# every acknowledged request, so there are two: the primary key (dedupe) and a partial
-# index on ``due_at`` holding only unfinished events, which stays small however long the
-# history grows. Listing and pruning are rare and scan.
+# with quoted names), each version in one transaction at open. The indexes are
+# SQLite's two (see `sqlite.MIGRATIONS`): the primary key and a partial one on
+# ``due_at``. ``seq`` keeps arrival order for listing (ids are the sender's,
+# received_at may tie).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The first schema: keyed by id alone (its tables have no version row).
     1: (

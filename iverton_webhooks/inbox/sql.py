@@ -297,16 +297,16 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
     ) -> Claim | None:
         now, token = self.clock(), base.new_token()
         sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
-        p, t = self.dialect.param, self.dialect.time_param
-        rows = self._execute(
-            f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
-            f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
-            f"AND due_at <= {t} RETURNING {self._select}",
-            [*params, store_text(endpoint), store_text(event_id), now],
-        ).fetchall()
-        if not rows:
-            return None
-        return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
+        where, key = self._where({"endpoint": endpoint, "id": event_id})
+        claimed = self._rows(
+            self._execute(
+                f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 {where} "
+                f"AND status IN {_CLAIMABLE} AND due_at <= {self.dialect.time_param} "
+                f"RETURNING {self._select}",
+                [*params, *key, now],
+            )
+        )
+        return Claim(claimed[0], token) if claimed else None
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
@@ -318,12 +318,12 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         if outcomes:
             parts.append(self.dialect.merge_outcomes)
             params.append(base.dump_outcomes(outcomes))
-        p, event = self.dialect.param, claim.event
+        where, key = self._where({"endpoint": claim.event.endpoint, "id": claim.event.id})
         cursor = self._execute(
             # Nothing to write: just check the lease.
             f"UPDATE {self._table} SET {', '.join(parts) or 'lease_token = lease_token'} "
-            f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}",
-            [*params, store_text(event.endpoint), store_text(event.id), claim.token],
+            f"{where} AND lease_token = {self.dialect.param}",
+            [*params, *key, claim.token],
         )
         return cursor.rowcount == 1
 
@@ -365,11 +365,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         self, event_id: str, endpoint: str, allowed: str, fields: Mapping[str, Any]
     ) -> bool:
         sets, params = self._assign(fields)
-        p = self.dialect.param
+        where, key = self._where({"endpoint": endpoint, "id": event_id})
         cursor = self._execute(
-            f"UPDATE {self._table} SET {sets} "
-            f"WHERE endpoint = {p} AND id = {p} AND status IN {allowed}",
-            [*params, store_text(endpoint), store_text(event_id)],
+            f"UPDATE {self._table} SET {sets} {where} AND status IN {allowed}", [*params, *key]
         )
         return cursor.rowcount == 1
 

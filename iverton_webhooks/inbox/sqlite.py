@@ -44,11 +44,10 @@ _COPIED_V1 = (
 )
 
 # Forward migrations: version -> statements, run in one transaction each at open.
-# ``due_at`` is the one time a worker looks at (a pending event's arrival, a failed
-# one's retry, a processing one's lease end). Its partial index holds only unfinished
-# events, so it stays small however large the history grows; every index is paid for
-# on each acknowledged request, so there are just two: the unique key and that one.
-# Listing goes by rowid (arrival order); pruning, a rare maintenance job, scans.
+# Every index is paid for on each acknowledged request, so there are just two: the
+# unique key and a partial index on ``due_at`` holding only unfinished events (small
+# however large the history grows). Listing goes by rowid (arrival order); pruning, a
+# rare maintenance job, scans.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The first schema: keyed by id alone (a file it made has user_version 0 and this table).
     1: (
