@@ -505,8 +505,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _when(value: Any) -> datetime | None:
-    """A stored time (epoch seconds, or a datetime from a store that keeps those) as an
-    aware UTC datetime."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -615,9 +613,8 @@ def _unavailable_on(
 @runtime_checkable
 class Store(Protocol):
     """What the receiver and the processor need from a durable inbox: the required part
-    of a store. `StoreOperations` (listing, replay, resolve, prune, stats) and
-    `AnswerCounter` (failed answers in a row) are optional parts, checked for where
-    they are used; every built-in store has all three.
+    of a store (the optional ones, checked for where they are used: `StoreOperations`,
+    `AnswerCounter`, `ResourceMarks`, `EndpointRegistry`).
 
     Implementations must make `record` and `claim` atomic across every
     process and host that shares the store: that is what makes dedupe and

@@ -327,13 +327,17 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         )
         return cursor.rowcount == 1
 
-    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+    def _due(self, endpoint: str) -> tuple[str, list[Any]]:
+        """``WHERE`` for the events of ``endpoint`` a worker may claim now, and its values."""
         p, t = self.dialect.param, self.dialect.time_param
+        where = f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}"
+        return where, [store_text(endpoint), self.clock()]
+
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        where, params = self._due(endpoint)
         cursor = self._execute(
-            f"SELECT id FROM {self._table} "
-            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
-            f"ORDER BY due_at, id LIMIT {p}",
-            [store_text(endpoint), self.clock(), limit],
+            f"SELECT id FROM {self._table} {where} ORDER BY due_at, id LIMIT {self.dialect.param}",
+            [*params, limit],
         )
         return [load_text(str(row[0])) for row in cursor.fetchall()]
 
@@ -409,12 +413,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
         return counts
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        p, t = self.dialect.param, self.dialect.time_param
-        cursor = self._execute(
-            f"SELECT {self.dialect.time_column.format('min(due_at)')} FROM {self._table} "
-            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}",
-            [store_text(endpoint), self.clock()],
-        )
+        where, params = self._due(endpoint)
+        oldest = self.dialect.time_column.format("min(due_at)")
+        cursor = self._execute(f"SELECT {oldest} FROM {self._table} {where}", params)
         found = cursor.fetchone()[0]
         return None if found is None else float(found)
 
