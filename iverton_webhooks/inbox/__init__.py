@@ -1,10 +1,7 @@
-"""Durable inboxes of received events. `open_store` turns a URL into a store, through
-a registry of URL schemes: each store registers its schemes with `register_store`
-(one line below for the stores of this package), and its class builds itself from a URL
-(``from_url``) and says whether an inbox exists at one (``missing_inbox``).
-
-A store is named by ``"module:Class"`` and imported on first use, so the core needs
-neither psycopg nor redis-py installed.
+"""Durable inboxes of received events, and `open_store`, which turns a URL into a store
+through the schemes registered with `register_store` (one line below for each store of
+this package). A store named by ``"module:Class"`` is imported on first use, so the core
+needs neither psycopg nor redis-py installed.
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ from .base import (
     StoredEvent,
     StoreOperations,
     Verdict,
+    missing_members,
     operations_of,
     rotated,
     store_edge,
@@ -84,13 +82,18 @@ class _Registered:
         store = self.store
         return store.rpartition(":")[2] if isinstance(store, str) else store.__name__
 
-    def load(self) -> type[OpensFromURL]:
+    def imported(self) -> type[OpensFromURL]:
         """The store class (imported now if named by a string)."""
         if not isinstance(self.store, str):
             return self.store
         module, _, name = self.store.partition(":")
+        found: type[OpensFromURL] = getattr(import_module(module, __name__), name)
+        return found
+
+    def load(self) -> type[OpensFromURL]:
+        """`imported`, with a missing driver a `ConfigurationError` naming its extra."""
         try:
-            found: type[OpensFromURL] = getattr(import_module(module, __name__), name)
+            return self.imported()
         except ImportError as exc:
             if self.extra is None:
                 raise
@@ -98,7 +101,6 @@ class _Registered:
                 f"{self.name} needs an extra package ({exc.name or exc}): "
                 f"pip install 'iverton-webhooks[{self.extra}]'"
             ) from exc
-        return found
 
 
 _SCHEMES: dict[str, _Registered] = {}
@@ -132,30 +134,8 @@ def __getattr__(name: str) -> Any:
     # missing driver is the ImportError it is, naming the extra.
     for entry in _SCHEMES.values():
         if isinstance(entry.store, str) and entry.name == name:
-            module, _, attribute = entry.store.partition(":")
-            return getattr(import_module(module, __name__), attribute)
+            return entry.imported()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _registered(url: str) -> _Registered | None:
-    scheme, sep, _ = url.partition("://")
-    return _SCHEMES.get(scheme) if sep else None
-
-
-#: What a store must have (`Store`); the other parts are optional.
-_REQUIRED = (
-    "blocking",
-    "clock",
-    "record",
-    "claim",
-    "renew",
-    "checkpoint",
-    "finish",
-    "due",
-    "get",
-    "oldest_due",
-    "close",
-)
 
 
 def open_store(spec: Store | str | None) -> Store:
@@ -170,8 +150,7 @@ def open_store(spec: Store | str | None) -> Store:
         if isinstance(spec, Store):
             return spec
         raise ConfigurationError(
-            f"{spec!r} is not a Store (missing: "
-            f"{', '.join(name for name in _REQUIRED if not hasattr(spec, name))})"
+            f"{spec!r} is not a Store (missing: {', '.join(missing_members(spec, Store))})"
         )
     scheme, sep, _ = spec.partition("://")
     if not sep:
@@ -187,7 +166,8 @@ def missing_inbox(url: str) -> str | None:
     """Why no inbox exists yet at store URL ``url``, or None if one does (or if the URL
     is not one `open_store` takes, or its driver is missing: opening it reports
     that). Opening a store creates its inbox; a read command checks this first."""
-    entry = _registered(url)
+    scheme, sep, _ = url.partition("://")
+    entry = _SCHEMES.get(scheme) if sep else None
     if entry is None:
         return None
     try:

@@ -28,7 +28,7 @@ import inspect
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -73,15 +73,8 @@ def values(statuses: frozenset[Status]) -> tuple[str, ...]:
 
 # Text in a store --------------------------------------------------------------------
 #
-# Any str the JSON parser produces may reach a store (ids, types, endpoints, handler
-# names and errors, quarantine reasons), but not every store can hold every str:
-# PostgreSQL text and jsonb refuse NUL, and a lone surrogate ("\ud83d") has no UTF-8
-# form, so the SQLite, PostgreSQL and Redis drivers cannot send it. Every store keeps
-# text through this one codec, applied by the row builders and read_row below: a text
-# is stored as it is, unless it holds a NUL or a lone surrogate (or starts with the
-# marker); then it is stored as ``json:`` followed by the text as an ASCII JSON string
-# literal. That form is visible to whoever reads the table or the keys by hand
-# (``json:"a\u0000b"``), valid UTF-8 without NUL everywhere, and read back exactly.
+# The one codec every store keeps text through (why and how: docs/stores.md, "Any
+# text, in every store"), applied by the row builders and read_row below.
 
 #: What a text stored in its escaped form starts with.
 ESCAPED_PREFIX = 'json:"'
@@ -206,17 +199,11 @@ def load_outcomes(
     for name, value in raw.items():
         if isinstance(value, HandlerOutcome):
             loaded[name] = value
-        else:
-            outcome = HandlerOutcome.from_json(value)
-            error = None if outcome.error is None else load_text(outcome.error)
-            loaded[load_text(name)] = HandlerOutcome(
-                outcome.ok, error, outcome.at, outcome.superseded
-            )
+            continue
+        outcome = HandlerOutcome.from_json(value)
+        error = None if outcome.error is None else load_text(outcome.error)
+        loaded[load_text(name)] = replace(outcome, error=error)
     return loaded
-
-
-def to_datetime(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
 # What each transition writes ------------------------------------------------------
@@ -518,8 +505,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _when(value: Any) -> datetime | None:
-    """A stored time (epoch seconds, or a datetime from a store that keeps those) as an
-    aware UTC datetime."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -628,9 +613,8 @@ def _unavailable_on(
 @runtime_checkable
 class Store(Protocol):
     """What the receiver and the processor need from a durable inbox: the required part
-    of a store. `StoreOperations` (listing, replay, resolve, prune, stats) and
-    `AnswerCounter` (failed answers in a row) are optional parts, checked for where
-    they are used; every built-in store has all three.
+    of a store (the optional ones, checked for where they are used: `StoreOperations`,
+    `AnswerCounter`, `ResourceMarks`, `EndpointRegistry`).
 
     Implementations must make `record` and `claim` atomic across every
     process and host that shares the store: that is what makes dedupe and
@@ -762,14 +746,23 @@ def operations_of(store: Store) -> StoreOperations:
     when a store lacks that part."""
     if isinstance(store, StoreOperations):
         return store
-    missing = [name for name in _OPERATIONS if not callable(getattr(store, name, None))]
     raise ConfigurationError(
         f"{type(store).__name__} does not implement StoreOperations (missing: "
-        f"{', '.join(missing)}): listing, replay, resolve, prune and stats need it"
+        f"{', '.join(missing_members(store, StoreOperations))}): listing, replay, resolve, "
+        "prune and stats need it"
     )
 
 
-_OPERATIONS = ("list", "replay", "resolve", "prune", "stats", "count")
+def missing_members(obj: object, part: type) -> list[str]:
+    """What ``obj`` lacks of the protocol ``part``, in the protocol's order: attributes it
+    does not have, methods it has not as something callable."""
+    attributes = [name for name in inspect.get_annotations(part) if not hasattr(obj, name)]
+    methods = [name for name, value in vars(part).items() if inspect.isfunction(value)]
+    return attributes + [
+        name
+        for name in methods
+        if not name.startswith("_") and not callable(getattr(obj, name, None))
+    ]
 
 
 # Newest-only marks ------------------------------------------------------------------
@@ -827,25 +820,18 @@ class ResourceMarks(Protocol):
 
 # Endpoints that live in the store ---------------------------------------------------
 
-#: The most leading characters of a secret that a repr, a log line or a page may show
-#: (the dashboard's ``whsec_``, which tells nothing), and how many trailing ones of a
-#: long secret, so that two secrets of one endpoint can be told apart.
-SECRET_SHOWN = 6
-SECRET_TAIL_SHOWN = 4
-#: A secret shorter than this shows no tail: those characters would be too much of it.
-SECRET_TAIL_FROM = 28
-
 
 def masked_secret(secret: str) -> str:
     """``secret`` as a repr, a log line or a page may show it: its first characters
-    (at most 6, and never more than a third of it), an ellipsis, and for a secret as
-    long as the dashboard's its last 4.
+    (at most 6, the dashboard's ``whsec_``, which tells nothing, and never more than a
+    third of it), an ellipsis, and for a secret of 28 characters or more (as long as the
+    dashboard's) its last 4, so that two secrets of one endpoint can be told apart.
 
     >>> masked_secret("whsec_9f8a7b6c5d4e3f2a1b0c9d8e7f6a"), masked_secret("short")
     ('whsec_…7f6a', 's…')
     """
-    tail = secret[-SECRET_TAIL_SHOWN:] if len(secret) >= SECRET_TAIL_FROM else ""
-    return secret[: min(SECRET_SHOWN, len(secret) // 3)] + "…" + tail
+    tail = secret[-4:] if len(secret) >= 28 else ""
+    return secret[: min(6, len(secret) // 3)] + "…" + tail
 
 
 @dataclass(frozen=True, repr=False)
@@ -861,11 +847,12 @@ class EndpointSecret:
         return f"EndpointSecret({masked_secret(self.secret)!r}, valid_until={self.valid_until!r})"
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class EndpointRecord:
     """An endpoint kept in the store (`EndpointRegistry`): its name, its secrets (the
     current one first), whether it takes requests, and when it was created and last
-    changed (epoch seconds on the store's clock). Its repr masks the secrets."""
+    changed (epoch seconds on the store's clock). Its repr masks the secrets (each
+    `EndpointSecret`'s does)."""
 
     name: str
     secrets: tuple[EndpointSecret, ...]
@@ -881,13 +868,6 @@ class EndpointRecord:
             s.secret for s in self.secrets if s.valid_until is not None and s.valid_until > now
         ]
         return (*current, *earlier)
-
-    def __repr__(self) -> str:
-        return (
-            f"EndpointRecord(name={self.name!r}, secrets={self.secrets!r}, "
-            f"enabled={self.enabled!r}, created_at={self.created_at!r}, "
-            f"updated_at={self.updated_at!r})"
-        )
 
 
 def rotated(

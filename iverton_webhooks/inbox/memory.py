@@ -104,7 +104,6 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        """Apply a transition that only the holder of the claim's lease may make."""
         with self._lock:
             row = self._rows.get(_key(claim.event.endpoint, claim.event.id))
             if row is None or row["lease_token"] != claim.token:
@@ -116,15 +115,19 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
                 row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
             return True
 
-    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        now, where_stored = self.clock(), store_text(endpoint)
+    def _due(self, endpoint: str) -> list[tuple[float, str]]:
+        """``(due_at, stored id)`` of the events due now, soonest first."""
+        now = self.clock()
         with self._lock:
-            times = [
-                float(row["due_at"])
-                for (where, _), row in self._rows.items()
-                if where == where_stored and _is_due(row, now)
-            ]
-        return min(times, default=None)
+            rows = self._select(endpoint)
+            return sorted((row["due_at"], row["id"]) for row in rows if _is_due(row, now))
+
+    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
+        return [base.load_text(event_id) for _, event_id in self._due(endpoint)[:limit]]
+
+    def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        due = self._due(endpoint)
+        return float(due[0][0]) if due else None
 
     def note_failure(self, endpoint: str, kind: str) -> int:
         with self._lock:
@@ -134,16 +137,6 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def clear_failures(self, endpoint: str) -> None:
         with self._lock:
             self._failures.pop(endpoint, None)
-
-    def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
-        now, where_stored = self.clock(), store_text(endpoint)
-        with self._lock:
-            ready = sorted(
-                (row["due_at"], row["id"])
-                for (where, _), row in self._rows.items()
-                if where == where_stored and _is_due(row, now)
-            )
-        return [base.load_text(event_id) for _, event_id in ready[:limit]]
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         with self._lock:
@@ -177,13 +170,13 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
 
     def _transition(
         self, endpoint: str, event_id: str, allowed: tuple[str, ...], fields: Mapping[str, Any]
-    ) -> Row | None:
+    ) -> bool:
         with self._lock:
             row = self._rows.get(_key(endpoint, event_id))
             if row is None or row["status"] not in allowed:
-                return None
+                return False
             row.update(fields)
-            return row
+            return True
 
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
@@ -191,11 +184,11 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         fields = base.replay_fields(self.clock())
         if rerun_all:
             fields["outcomes"] = None
-        return self._transition(endpoint, event_id, _REPLAYABLE, fields) is not None
+        return self._transition(endpoint, event_id, _REPLAYABLE, fields)
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
         fields = base.resolve_fields(self.clock())
-        return self._transition(endpoint, event_id, _RESOLVABLE, fields) is not None
+        return self._transition(endpoint, event_id, _RESOLVABLE, fields)
 
     def prune(self, received_before: float, *, endpoint: str | None = None) -> int:
         with self._lock:

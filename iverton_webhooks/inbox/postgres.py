@@ -6,17 +6,16 @@ to its WAL). Dedupe rests on the primary key ``(endpoint, id)``; "one worker at 
 on ``UPDATE ... WHERE <claimable>``, which PostgreSQL re-checks on the latest row
 version when two claims race, so exactly one of them gets the row.
 
-The queries live in `sql`; this module holds connections, the schema and its
-migrations (versions are kept in a small table, ``iverton_schema``, next to the events).
+The queries and connection bookkeeping live in `sql`; this module connects, and holds
+the schema and its migrations (versions are kept in a small table, ``iverton_schema``,
+next to the events).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import select
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -53,11 +52,10 @@ MARKS_TABLE = "iverton_marks"
 ENDPOINTS_TABLE = "iverton_endpoints"
 
 # Forward migrations: version -> statements ({table}, {index} and {index_name} filled in
-# with quoted names), each version in one transaction at open. ``seq`` keeps arrival
-# order for listing (ids are the sender's, received_at may tie). Indexes are paid for on
-# every acknowledged request, so there are two: the primary key (dedupe) and a partial
-# index on ``due_at`` holding only unfinished events, which stays small however long the
-# history grows. Listing and pruning are rare and scan.
+# with quoted names), each version in one transaction at open. The indexes are
+# SQLite's two (see `sqlite.MIGRATIONS`): the primary key and a partial one on
+# ``due_at``. ``seq`` keeps arrival order for listing (ids are the sender's,
+# received_at may tie).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The first schema: keyed by id alone (its tables have no version row).
     1: (
@@ -135,7 +133,7 @@ def _went_away(conn: Connection) -> bool:
 
 
 @store_edge(psycopg.Error)
-class PostgresStore(SQLStore):
+class PostgresStore(SQLStore[Connection]):
     """Events in one PostgreSQL table, one autocommit connection per thread and process.
 
     ``url_or_conninfo``: a ``postgresql://`` URL or a libpq conninfo string. ``timeout``
@@ -147,7 +145,6 @@ class PostgresStore(SQLStore):
     server is down.
     """
 
-    blocking = True
     dialect = POSTGRES
 
     def __init__(
@@ -177,13 +174,7 @@ class PostgresStore(SQLStore):
         self._marks = _quote(*filter(None, (schema, MARKS_TABLE)))
         self._registry = _quote(*filter(None, (schema, ENDPOINTS_TABLE)))
         self._schema_ready = False
-        self._local = threading.local()
-        # Every connection opened, with the process that opened it. A forked child keeps
-        # its parent's referenced and never closes them (nor lets the garbage collector):
-        # closing one would end the parent's session.
-        self._all: list[tuple[int, Connection]] = []
-        self._all_lock = threading.Lock()
-        self._all_pid = os.getpid()
+        self._processes = {}
 
     def __repr__(self) -> str:
         host = self._params.get("host") or "local socket"
@@ -237,18 +228,8 @@ class PostgresStore(SQLStore):
         )
         return params
 
-    @property
-    def _conn(self) -> Connection:
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            if not conn.closed and not _went_away(conn):
-                return conn
-            conn.close()  # a broken one: free its socket, then start afresh
-        # After a fork the parent's connection is left alone (closing it from here would
-        # end the parent's session): this process gets its own.
-        conn = self._connect()
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+    def _usable(self, conn: Connection) -> bool:
+        return not conn.closed and not _went_away(conn)
 
     def _connect(self) -> Connection:
         conn = psycopg.connect(autocommit=True, **self._params)
@@ -259,18 +240,7 @@ class PostgresStore(SQLStore):
         except BaseException:
             conn.close()
             raise
-        pid = os.getpid()
-        with self._guard(pid):
-            self._all = [(p, c) for p, c in self._all if not (p == pid and c.closed)]
-            self._all.append((pid, conn))
         return conn
-
-    def _guard(self, pid: int) -> threading.Lock:
-        """The lock on ``_all``, made afresh in a forked child: a parent thread may have
-        held it at the fork, and it would stay held in the child."""
-        if self._all_pid != pid:
-            self._all_lock, self._all_pid = threading.Lock(), pid
-        return self._all_lock
 
     def _names(self, conn: Connection) -> dict[str, str]:
         index_name = f"{self._name}_due"
@@ -336,14 +306,3 @@ class PostgresStore(SQLStore):
             # Pruning a long history may take longer than a request-path statement may.
             conn.execute("SET LOCAL statement_timeout = '10min'")
             return conn.execute(statement, params)
-
-    def close(self) -> None:
-        """Close this process's connections (a forked child's copies of the parent's
-        connections are left to the parent)."""
-        pid = os.getpid()
-        with self._guard(pid):
-            mine = [conn for p, conn in self._all if p == pid]
-            self._all = [(p, conn) for p, conn in self._all if p != pid]
-        for conn in mine:
-            conn.close()
-        self._local = threading.local()

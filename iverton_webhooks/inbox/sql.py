@@ -1,9 +1,9 @@
 """The inbox in SQL, written once for SQLite and PostgreSQL.
 
-`SQLStore` holds every store method; the two stores differ only in a
-`Dialect` (placeholder style, how times go in and come out, how outcomes are
-merged, which column keeps arrival order) and in how they hold connections, which
-each store file does by implementing `SQLStore._execute`.
+`SQLStore` holds every store method and each process's connections; the two stores
+differ only in a `Dialect` (placeholder style, how times go in and come out, how
+outcomes are merged, which column keeps arrival order) and in how they connect and run
+a statement, which each store file implements.
 
 Every transition's columns come from the field writers in `base`, and every
 status list from its sets: a new column or status changes no SQL here.
@@ -12,12 +12,13 @@ status list from its sets: a new column or status changes no SQL here.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_not
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import base
 from .base import (
@@ -45,25 +46,6 @@ _READ = (
 TIME_COLUMNS = frozenset(_TIMES.split())
 #: What `read_row` needs, in the order every query selects it.
 READ_COLUMNS = tuple(_READ.split())
-
-
-def bound(values: Iterable[Any]) -> tuple[tuple[bool, ...], list[Any]]:
-    """Which of ``values`` are bound as parameters (those not None), and those values.
-
-    A None is written into the statement as ``NULL`` instead, so a statement's shape
-    (part of its cache key) says which columns it sets to NULL.
-
-    >>> bound([1, None, "a"])
-    ((True, False, True), [1, 'a'])
-    """
-    values = list(values)
-    present = bound_mask(values)
-    return present, list(compress(values, present))
-
-
-def bound_mask(values: Iterable[Any]) -> tuple[bool, ...]:
-    """For each of ``values``, whether it is bound (not None); see `bound`."""
-    return tuple(map(is_not, values, repeat(None)))
 
 
 def status_list(statuses: frozenset[Status]) -> str:
@@ -96,7 +78,7 @@ SQLITE = Dialect(
     param="?",
     time_param="?",
     time_column="{0}",
-    merge_outcomes="outcomes = json_patch(coalesce(outcomes, '{{}}'), ?)",
+    merge_outcomes="outcomes = json_patch(coalesce(outcomes, '{}'), ?)",
     arrival="rowid",
 )
 
@@ -108,7 +90,7 @@ POSTGRES = Dialect(
     time_param="to_timestamp(%s)",
     time_column="extract(epoch from {0})",
     # jsonb || replaces whole top-level keys: a handler's latest outcome replaces its last.
-    merge_outcomes="outcomes = coalesce(outcomes, '{{}}'::jsonb) || %s::jsonb",
+    merge_outcomes="outcomes = coalesce(outcomes, '{}'::jsonb) || %s::jsonb",
     arrival="seq",
     lock_rows=" FOR UPDATE",
 )
@@ -125,6 +107,35 @@ class Cursor(Protocol):
     def fetchall(self) -> Any: ...
 
 
+class Connection(Protocol):
+    """What `SQLStore` does itself with a connection (sqlite3's and psycopg's fit)."""
+
+    def close(self) -> None: ...
+
+
+_Conn = TypeVar("_Conn", bound=Connection)
+
+
+class _Process(Generic[_Conn]):
+    """What one process holds of a store: its threads' connections and its write lock.
+
+    A forked child must not use (or close) a connection its parent opened: the session,
+    or SQLite's locks and file state, are the parent's. So a store keeps one of these per
+    process id, found where a connection is used, as connection pools check the pid at
+    checkout; a parent's stays referenced in the child, so the child never closes (nor
+    lets the garbage collector close) the parent's connections.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        # Every connection this process opened, for close().
+        self.connections: list[_Conn] = []
+        self.lock = threading.Lock()
+        # SQLite: this process's writers take turns here instead of all waiting in
+        # SQLite's busy handler, which polls with sleeps growing to 100 ms.
+        self.write_lock = threading.Lock()
+
+
 #: Runs one statement inside `SQLStore._transaction`.
 Execute = Callable[[str, Sequence[Any]], Cursor]
 #: The columns of a registered endpoint, in the order `base.read_endpoint` takes them.
@@ -136,9 +147,21 @@ _REPLAYABLE = status_list(base.REPLAYABLE)
 _RESOLVABLE = status_list(base.RESOLVABLE)
 
 
-class SQLStore(base.RecordsRows, base.ClaimedWrites):
-    """Every `Store` method over one SQL table. A subclass sets
-    ``dialect`` and ``_table`` (the quoted table name) and implements `_execute`."""
+@functools.cache
+def _insert(table: str, names: tuple[str, ...], marks: tuple[str, ...]) -> str:
+    """The insert of a new event (DO NOTHING and the row count: one autocommitted
+    statement), built once per table and shape: every receive runs it, and building it
+    each time shows in ``python -m benchmarks.core --only receive``."""
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
+        "ON CONFLICT (endpoint, id) DO NOTHING"
+    )
+
+
+class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
+    """Every `Store` method over one SQL table, one connection per thread of each
+    process. A subclass sets ``dialect`` and ``_table`` (the quoted table name) and
+    implements `_connect`, `_execute` and `_transaction`."""
 
     blocking = True
     dialect: Dialect
@@ -153,6 +176,50 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
     #: The (quoted) table of registered endpoints, shared and keyed like ``_marks``.
     _registry: str
     clock: Callable[[], float]
+    #: By process id (see `_Process`).
+    _processes: dict[int, _Process[_Conn]]
+
+    def _connect(self) -> _Conn:
+        """A new connection, ready for `_execute`."""
+        raise NotImplementedError
+
+    def _usable(self, conn: _Conn) -> bool:
+        """Whether this thread's connection can still be used (else it is replaced)."""
+        return True
+
+    def _process(self) -> _Process[_Conn]:
+        pid = os.getpid()
+        found = self._processes.get(pid)
+        if found is None:
+            # setdefault: two threads of a new process starting at once get one entry.
+            found = self._processes.setdefault(pid, _Process())
+        return found
+
+    @property
+    def _conn(self) -> _Conn:
+        """This thread's connection in this process, opened at its first use."""
+        process = self._process()
+        conn: _Conn | None = getattr(process.local, "conn", None)
+        if conn is not None:
+            if self._usable(conn):
+                return conn
+            conn.close()  # a broken one: free its socket, then start afresh
+            with process.lock:
+                process.connections = [c for c in process.connections if c is not conn]
+        conn = process.local.conn = self._connect()
+        with process.lock:
+            process.connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connections (a forked child leaves its parent's alone)."""
+        process = self._processes.pop(os.getpid(), None)
+        if process is None:
+            return
+        with process.lock:
+            for conn in process.connections:
+                conn.close()
+            process.connections.clear()
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one autocommitted statement on this thread's connection."""
@@ -173,35 +240,30 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
 
     @property
     def _select(self) -> str:
-        cached: str | None = self.__dict__.get("_select_cache")
-        if cached is None:
-            cached = ", ".join(
-                f"{self.dialect.time_column.format(name)} AS {name}"
-                if name in TIME_COLUMNS
-                else name
-                for name in READ_COLUMNS
-            )
-            self.__dict__["_select_cache"] = cached
-        return cached
+        return ", ".join(
+            f"{self.dialect.time_column.format(name)} AS {name}" if name in TIME_COLUMNS else name
+            for name in READ_COLUMNS
+        )
 
-    def _placeholder(self, column: str, present: bool = True) -> str:
-        if not present:
-            return "NULL"
-        return self.dialect.time_param if column in TIME_COLUMNS else self.dialect.param
+    def _bind(self, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        """A placeholder for each of ``fields`` and the values bound. A None is written
+        into the statement as ``NULL`` instead of bound: Python's sqlite3 binds a None
+        only after a failed attribute lookup."""
+        marks: list[str] = []
+        params: list[Any] = []
+        for name, value in fields.items():
+            if value is None:
+                marks.append("NULL")
+            else:
+                timed = name in TIME_COLUMNS
+                marks.append(self.dialect.time_param if timed else self.dialect.param)
+                params.append(value)
+        return marks, params
 
     def _assign(self, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        """``col = ?, ...`` for a transition's fields (``col = NULL`` for a None), and
-        the values bound, in order."""
-        names = tuple(fields)
-        present, params = bound(fields.values())
-        cache: dict[Any, str] = self.__dict__.setdefault("_assign_cache", {})
-        sql = cache.get((names, present))
-        if sql is None:
-            # A handful of shapes (a few per transition): built once each.
-            sql = cache[names, present] = ", ".join(
-                f"{n} = {self._placeholder(n, p)}" for n, p in zip(names, present, strict=True)
-            )
-        return sql, params
+        """``col = ?, ...`` for a transition's fields, and the values bound, in order."""
+        marks, params = self._bind(fields)
+        return ", ".join(f"{n} = {m}" for n, m in zip(fields, marks, strict=True)), params
 
     def _where(self, conditions: Mapping[str, str | None]) -> tuple[str, list[Any]]:
         """``WHERE a = ? AND ...`` for the text conditions whose value is not None."""
@@ -216,31 +278,11 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             base.read_row(dict(zip(READ_COLUMNS, row, strict=True))) for row in cursor.fetchall()
         ]
 
-    @property
-    def _statements(self) -> dict[tuple[Any, ...], str]:
-        """Statements built once per shape, by what they are and the columns they set."""
-        cache: dict[tuple[Any, ...], str] | None = self.__dict__.get("_statement_cache")
-        if cache is None:
-            cache = self.__dict__["_statement_cache"] = {}
-        return cache
-
     # -- the protocol ----------------------------------------------------------------
 
     def insert_row(self, row: dict[str, Any]) -> bool:
-        names = tuple(row)
-        present, params = bound(row.values())
-        cache: dict[Any, str] = self.__dict__.setdefault("_insert_cache", {})
-        sql = cache.get((names, present))
-        if sql is None:  # the columns of new_row: a shape or two, built once each
-            marks = ", ".join(
-                self._placeholder(name, p) for name, p in zip(names, present, strict=True)
-            )
-            # DO NOTHING and the row count: a new event is one autocommitted statement.
-            sql = cache[names, present] = (
-                f"INSERT INTO {self._table} ({', '.join(names)}) VALUES ({marks}) "
-                "ON CONFLICT (endpoint, id) DO NOTHING"
-            )
-        if self._execute(sql, params).rowcount == 1:
+        marks, params = self._bind(row)
+        if self._execute(_insert(self._table, tuple(row), tuple(marks)), params).rowcount == 1:
             return True
         p = self.dialect.param
         self._execute(
@@ -254,63 +296,48 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now, token = self.clock(), base.new_token()
-        fields = base.claim_fields(now, lease_seconds, token)
-        present, params = bound(fields.values())
-        key = ("claim", present, *fields)
-        cache = self._statements
-        sql = cache.get(key)
-        if sql is None:  # one shape: built once
-            sets = self._assign(fields)[0]
-            p, t = self.dialect.param, self.dialect.time_param
-            sql = cache[key] = (
-                f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 "
-                f"WHERE endpoint = {p} AND id = {p} AND status IN {_CLAIMABLE} "
-                f"AND due_at <= {t} RETURNING {self._select}"
+        sets, params = self._assign(base.claim_fields(now, lease_seconds, token))
+        where, key = self._where({"endpoint": endpoint, "id": event_id})
+        claimed = self._rows(
+            self._execute(
+                f"UPDATE {self._table} SET {sets}, attempts = attempts + 1 {where} "
+                f"AND status IN {_CLAIMABLE} AND due_at <= {self.dialect.time_param} "
+                f"RETURNING {self._select}",
+                [*params, *key, now],
             )
-        where = [store_text(endpoint), store_text(event_id)]
-        rows = self._execute(sql, [*params, *where, now]).fetchall()
-        if not rows:
-            return None
-        return Claim(base.read_row(dict(zip(READ_COLUMNS, rows[0], strict=True))), token)
+        )
+        return Claim(claimed[0], token) if claimed else None
 
     def _claimed(
-        self,
-        claim: Claim,
-        fields: Mapping[str, Any],
-        outcomes: Mapping[str, HandlerOutcome] | None = None,
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        """Apply a transition that only the holder of the claim's lease may make."""
+        sets, params = self._assign(fields)
+        parts = [sets] if fields else []
         # No outcomes, no merge: a row whose stored outcomes cannot be parsed (the
         # reason it is being quarantined) can still be finished.
-        merge = bool(outcomes)
-        present, params = bound(fields.values())
-        key = ("claimed", merge, present, *fields)
-        cache = self._statements
-        sql = cache.get(key)
-        if sql is None:  # a shape or two per transition: built once each
-            parts = [self._assign(fields)[0]] if fields else []
-            if merge:
-                parts.append(self.dialect.merge_outcomes.format())
-            # Nothing to write: just check the lease.
-            sets = ", ".join(parts) or "lease_token = lease_token"
-            p = self.dialect.param
-            sql = cache[key] = (
-                f"UPDATE {self._table} SET {sets} "
-                f"WHERE endpoint = {p} AND id = {p} AND lease_token = {p}"
-            )
         if outcomes:
+            parts.append(self.dialect.merge_outcomes)
             params.append(base.dump_outcomes(outcomes))
-        event = claim.event
-        params += (store_text(event.endpoint), store_text(event.id), claim.token)
-        return self._execute(sql, params).rowcount == 1
+        where, key = self._where({"endpoint": claim.event.endpoint, "id": claim.event.id})
+        cursor = self._execute(
+            # Nothing to write: just check the lease.
+            f"UPDATE {self._table} SET {', '.join(parts) or 'lease_token = lease_token'} "
+            f"{where} AND lease_token = {self.dialect.param}",
+            [*params, *key, claim.token],
+        )
+        return cursor.rowcount == 1
+
+    def _due(self, endpoint: str) -> tuple[str, list[Any]]:
+        """``WHERE`` for the events of ``endpoint`` a worker may claim now, and its values."""
+        p, t = self.dialect.param, self.dialect.time_param
+        where = f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}"
+        return where, [store_text(endpoint), self.clock()]
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
-        p, t = self.dialect.param, self.dialect.time_param
+        where, params = self._due(endpoint)
         cursor = self._execute(
-            f"SELECT id FROM {self._table} "
-            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t} "
-            f"ORDER BY due_at, id LIMIT {p}",
-            [store_text(endpoint), self.clock(), limit],
+            f"SELECT id FROM {self._table} {where} ORDER BY due_at, id LIMIT {self.dialect.param}",
+            [*params, limit],
         )
         return [load_text(str(row[0])) for row in cursor.fetchall()]
 
@@ -342,11 +369,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         self, event_id: str, endpoint: str, allowed: str, fields: Mapping[str, Any]
     ) -> bool:
         sets, params = self._assign(fields)
-        p = self.dialect.param
+        where, key = self._where({"endpoint": endpoint, "id": event_id})
         cursor = self._execute(
-            f"UPDATE {self._table} SET {sets} "
-            f"WHERE endpoint = {p} AND id = {p} AND status IN {allowed}",
-            [*params, store_text(endpoint), store_text(event_id)],
+            f"UPDATE {self._table} SET {sets} {where} AND status IN {allowed}", [*params, *key]
         )
         return cursor.rowcount == 1
 
@@ -388,12 +413,9 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         return counts
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        p, t = self.dialect.param, self.dialect.time_param
-        cursor = self._execute(
-            f"SELECT {self.dialect.time_column.format('min(due_at)')} FROM {self._table} "
-            f"WHERE endpoint = {p} AND status IN {_CLAIMABLE} AND due_at <= {t}",
-            [store_text(endpoint), self.clock()],
-        )
+        where, params = self._due(endpoint)
+        oldest = self.dialect.time_column.format("min(due_at)")
+        cursor = self._execute(f"SELECT {oldest} FROM {self._table} {where}", params)
         found = cursor.fetchone()[0]
         return None if found is None else float(found)
 
@@ -409,9 +431,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         return int(cursor.fetchone()[0])
 
     def clear_failures(self, endpoint: str) -> None:
-        p = self.dialect.param
-        key = f"WHERE scope = {p} AND endpoint = {p}"
-        params = [self._answers_scope, store_text(endpoint)]
+        key, params = self._where({"scope": self._answers_scope, "endpoint": endpoint})
         # Read first: an UPDATE would take the write lock even with nothing to change.
         row = self._execute(f"SELECT failures FROM {self._answers} {key}", params).fetchone()
         if row is not None and row[0]:
@@ -424,14 +444,16 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
 
     # -- ResourceMarks (see base.ResourceMarks for the semantics) ----------------------
 
-    def _mark_params(self, key: MarkKey) -> tuple[str, ...]:
-        return (self._answers_scope, *map(store_text, key))
+    def _mark(self, key: MarkKey) -> tuple[str, builtins.list[Any]]:
+        """``WHERE`` for one mark, and its values."""
+        return self._where({"scope": self._answers_scope, **key._asdict()})
 
     def take_mark(
         self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
     ) -> MarkAnswer:
         p, now, stored_id = self.dialect.param, self.clock(), store_text(event_id)
         holder = store_text(holder)
+        where, params = self._mark(key)
         # Taking is the one atomic statement; telling SUPERSEDED from BUSY after it
         # fails is a read, which is safe because the applied event only moves forward.
         taken = self._execute(
@@ -442,39 +464,27 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             f"WHERE (m.applied_id IS NULL OR (m.applied_id <> {p} AND m.applied_at <= {p})) "
             f"AND (m.holder IS NULL OR m.holder = {p} OR m.hold_until <= {p}) "
             "RETURNING holder",
-            [
-                *self._mark_params(key),
-                holder,
-                now + hold_seconds,
-                stored_id,
-                created_at,
-                holder,
-                now,
-            ],
+            [*params, holder, now + hold_seconds, stored_id, created_at, holder, now],
         ).fetchall()
         if taken:
             return MarkAnswer.RUN
         row = self._execute(
-            f"SELECT applied_at, applied_id FROM {self._marks} "
-            f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}",
-            self._mark_params(key),
+            f"SELECT applied_at, applied_id FROM {self._marks} {where}", params
         ).fetchone()
         if row is not None and row[1] is not None and (row[1] == stored_id or row[0] > created_at):
             return MarkAnswer.SUPERSEDED
         return MarkAnswer.BUSY
 
     def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
-        p = self.dialect.param
+        p, (where, params) = self.dialect.param, self._mark(key)
         cursor = self._execute(
-            f"UPDATE {self._marks} SET hold_until = {p} WHERE scope = {p} AND endpoint = {p} "
-            f"AND resource = {p} AND handler = {p} AND holder = {p}",
-            [self.clock() + hold_seconds, *self._mark_params(key), store_text(holder)],
+            f"UPDATE {self._marks} SET hold_until = {p} {where} AND holder = {p}",
+            [self.clock() + hold_seconds, *params, store_text(holder)],
         )
         return cursor.rowcount == 1
 
     def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
-        p = self.dialect.param
-        where = f"WHERE scope = {p} AND endpoint = {p} AND resource = {p} AND handler = {p}"
+        p, (where, params) = self.dialect.param, self._mark(key)
         # Every SET expression reads the row as it was, so "held by holder" and "older
         # than the applied event" are judged once, before anything changes.
         mine = f"holder = {p}"
@@ -486,7 +496,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         if applied is None:
             self._execute(
                 f"UPDATE {self._marks} SET {release} {where}",
-                [stored_holder, stored_holder, *self._mark_params(key)],
+                [stored_holder, stored_holder, *params],
             )
             return
         at, stored_id = applied[0], store_text(applied[1])
@@ -495,13 +505,14 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             f"UPDATE {self._marks} SET "
             f"applied_at = CASE WHEN {newer} THEN {p} ELSE applied_at END, "
             f"applied_id = CASE WHEN {newer} THEN {p} ELSE applied_id END, {release} {where}",
-            [at, at, at, stored_id, stored_holder, stored_holder, *self._mark_params(key)],
+            [at, at, at, stored_id, stored_holder, stored_holder, *params],
         )
 
     # -- EndpointRegistry (see base.EndpointRegistry for the semantics) ----------------
 
-    def _endpoint_key(self, name: str) -> builtins.list[str]:
-        return [self._answers_scope, store_text(name)]
+    def _endpoint(self, name: str | None) -> tuple[str, builtins.list[Any]]:
+        """``WHERE`` for the endpoint ``name`` (every endpoint if None), and its values."""
+        return self._where({"scope": self._answers_scope, "name": name})
 
     def add_endpoint(self, name: str, secret: str) -> bool:
         p, now = self.dialect.param, self.clock()
@@ -509,35 +520,31 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
         cursor = self._execute(
             f"INSERT INTO {self._registry} (scope, {_ENDPOINT_COLUMNS}) "
             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (scope, name) DO NOTHING",
-            [*self._endpoint_key(name), secrets, True, now, now],
+            [*self._endpoint(name)[1], secrets, True, now, now],
         )
         return cursor.rowcount == 1
 
     def get_endpoint(self, name: str) -> EndpointRecord | None:
-        p = self.dialect.param
+        where, params = self._endpoint(name)
         row = self._execute(
-            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {p} AND name = {p}",
-            self._endpoint_key(name),
+            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} {where}", params
         ).fetchone()
         return None if row is None else base.read_endpoint(*row)
 
     # builtins.list: in this class, list names the listing method.
     def list_endpoints(self) -> builtins.list[EndpointRecord]:
-        cursor = self._execute(
-            f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} WHERE scope = {self.dialect.param}",
-            [self._answers_scope],
-        )
+        where, params = self._endpoint(None)
+        cursor = self._execute(f"SELECT {_ENDPOINT_COLUMNS} FROM {self._registry} {where}", params)
         # Sorted here, by the names as read: a database orders the stored (possibly
         # escaped) text by its own collation.
         found = [base.read_endpoint(*row) for row in cursor.fetchall()]
         return sorted(found, key=lambda endpoint: endpoint.name)
 
     def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
-        p, key = self.dialect.param, self._endpoint_key(name)
-        where = f"WHERE scope = {p} AND name = {p}"
+        p, (where, params) = self.dialect.param, self._endpoint(name)
         with self._transaction() as execute:
             row = execute(
-                f"SELECT secrets FROM {self._registry} {where}{self.dialect.lock_rows}", key
+                f"SELECT secrets FROM {self._registry} {where}{self.dialect.lock_rows}", params
             ).fetchone()
             if row is None:
                 return False
@@ -545,23 +552,18 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites):
             secrets = base.rotated(base.load_secrets(row[0]), secret, now, grace_seconds)
             execute(
                 f"UPDATE {self._registry} SET secrets = {p}, updated_at = {p} {where}",
-                [base.dump_secrets(secrets), now, *key],
+                [base.dump_secrets(secrets), now, *params],
             )
         return True
 
     def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
-        p = self.dialect.param
+        p, (where, params) = self.dialect.param, self._endpoint(name)
         cursor = self._execute(
-            f"UPDATE {self._registry} SET enabled = {p}, updated_at = {p} "
-            f"WHERE scope = {p} AND name = {p}",
-            [bool(enabled), self.clock(), *self._endpoint_key(name)],
+            f"UPDATE {self._registry} SET enabled = {p}, updated_at = {p} {where}",
+            [bool(enabled), self.clock(), *params],
         )
         return cursor.rowcount == 1
 
     def remove_endpoint(self, name: str) -> bool:
-        p = self.dialect.param
-        cursor = self._execute(
-            f"DELETE FROM {self._registry} WHERE scope = {p} AND name = {p}",
-            self._endpoint_key(name),
-        )
-        return cursor.rowcount == 1
+        where, params = self._endpoint(name)
+        return self._execute(f"DELETE FROM {self._registry} {where}", params).rowcount == 1

@@ -1,15 +1,8 @@
-"""The embedded default store: one SQLite file in WAL mode, shared by threads and processes.
+"""The embedded default store: one SQLite file in WAL mode, shared by threads and processes
+(its durability and concurrency: docs/stores.md, "Durability").
 
-Durability: with ``synchronous="NORMAL"`` (the default) a recorded event survives the
-death of any process; surviving an operating-system crash or power cut as well needs
-``synchronous="FULL"``, which costs an fsync per acknowledged event.
-
-Concurrency is SQLite's own: WAL mode (readers never wait for the writer), one writer at
-a time with ``busy_timeout`` as the wait, ``BEGIN IMMEDIATE`` for transactions that
-write, and SQLite's automatic checkpoint to keep the log short.
-
-The queries live in `sql`; this module holds connections, the schema and its
-migrations (the schema version is SQLite's ``PRAGMA user_version``).
+The queries and connection bookkeeping live in `sql`; this module connects, and holds
+the schema and its migrations (the schema version is SQLite's ``PRAGMA user_version``).
 """
 
 from __future__ import annotations
@@ -17,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,11 +44,10 @@ _COPIED_V1 = (
 )
 
 # Forward migrations: version -> statements, run in one transaction each at open.
-# ``due_at`` is the one time a worker looks at (a pending event's arrival, a failed
-# one's retry, a processing one's lease end). Its partial index holds only unfinished
-# events, so it stays small however large the history grows; every index is paid for
-# on each acknowledged request, so there are just two: the unique key and that one.
-# Listing goes by rowid (arrival order); pruning, a rare maintenance job, scans.
+# Every index is paid for on each acknowledged request, so there are just two: the
+# unique key and a partial index on ``due_at`` holding only unfinished events (small
+# however large the history grows). Listing goes by rowid (arrival order); pruning, a
+# rare maintenance job, scans.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The first schema: keyed by id alone (a file it made has user_version 0 and this table).
     1: (
@@ -140,26 +131,8 @@ def _run(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> _Ra
     return _Ran(cursor.fetchall(), cursor.rowcount)
 
 
-class _Process:
-    """What one process holds of a store: its threads' connections and its write lock.
-
-    A forked child must not use (or close) a connection its parent opened: SQLite's
-    locks and file state are the parent's. So a store keeps one of these per process
-    id, found where a connection is used, as connection pools check the pid at checkout.
-    """
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        # Every connection this process opened, for close().
-        self.connections: list[sqlite3.Connection] = []
-        self.lock = threading.Lock()
-        # This process's writers take turns here instead of all waiting in SQLite's busy
-        # handler, which polls with sleeps growing to 100 ms.
-        self.write_lock = threading.Lock()
-
-
 @store_edge(sqlite3.Error, OSError)
-class SQLiteStore(SQLStore):
+class SQLiteStore(SQLStore[sqlite3.Connection]):
     """Events in a SQLite file, one connection per thread of each process.
 
     ``timeout`` is how long a write waits for another writer (SQLite's busy timeout)
@@ -169,7 +142,6 @@ class SQLiteStore(SQLStore):
     an older version made upgrades its schema in place.
     """
 
-    blocking = True
     dialect = SQLITE
     _table = _TABLE
     _answers = "iverton_answers"
@@ -201,9 +173,7 @@ class SQLiteStore(SQLStore):
         self.synchronous = synchronous.upper()
         self.clock = clock
         self.wal_pages = wal_pages
-        # By process id; a parent's entry stays referenced in a child, so the child
-        # never closes (or lets the garbage collector close) the parent's connections.
-        self._processes: dict[int, _Process] = {}
+        self._processes = {}
         self._migrate(self._conn)
 
     def __repr__(self) -> str:
@@ -236,25 +206,6 @@ class SQLiteStore(SQLStore):
         if found is None:
             return f"{where} holds no {_TABLE} table: not an inbox"
         return None
-
-    def _process(self) -> _Process:
-        pid = os.getpid()
-        found = self._processes.get(pid)
-        if found is None:
-            # setdefault: two threads of a new process starting at once get one entry.
-            found = self._processes.setdefault(pid, _Process())
-        return found
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection in this process, opened at its first use."""
-        process = self._process()
-        conn: sqlite3.Connection | None = getattr(process.local, "conn", None)
-        if conn is None:
-            conn = process.local.conn = self._connect()
-            with process.lock:
-                process.connections.append(conn)
-        return conn
 
     def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -305,44 +256,36 @@ class SQLiteStore(SQLStore):
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> sqlite3.Cursor | _Ran:
         if statement.startswith("SELECT"):
             return self._conn.execute(statement, params)  # WAL: reads never wait on writes
-        with self._process().write_lock:
-            try:
-                return _run(self._conn, statement, params)
-            except sqlite3.OperationalError as error:
-                if _disk_full(error):
-                    raise StoreUnavailable(self._full_advice()) from error
-                raise
+        with self._writing() as conn:
+            return _run(conn, statement, params)
 
     @contextmanager
     def _transaction(self) -> Iterator[Execute]:
         # BEGIN IMMEDIATE takes SQLite's write lock at once (waiting for it as any write
         # does), so what the block reads cannot change before it writes.
-        conn = self._conn
-        with self._process().write_lock:
+        with self._writing() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield partial(_run, conn)
                 conn.execute("COMMIT")
-            except BaseException as error:
+            except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(error, sqlite3.OperationalError) and _disk_full(error):
-                    raise StoreUnavailable(self._full_advice()) from error
                 raise
 
-    def _full_advice(self) -> str:
-        where = os.path.dirname(os.path.abspath(self.path))
-        return (
-            f"SQLiteStore {self.path}: database or disk is full; free space on the volume "
-            f"holding {where} (the store takes writes again by itself once there is room)"
-        )
-
-    def close(self) -> None:
-        """Close this process's connections (a forked child leaves its parent's alone)."""
-        process = self._processes.pop(os.getpid(), None)
-        if process is None:
-            return
-        with process.lock:
-            for conn in process.connections:
-                conn.close()
-            process.connections.clear()
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for writes this process makes one at a time; a full
+        disk raises `StoreUnavailable` saying what to do."""
+        with self._process().write_lock:
+            try:
+                yield self._conn
+            except sqlite3.OperationalError as error:
+                if not _disk_full(error):
+                    raise
+                where = os.path.dirname(os.path.abspath(self.path))
+                raise StoreUnavailable(
+                    f"SQLiteStore {self.path}: database or disk is full; free space on the "
+                    f"volume holding {where} (the store takes writes again by itself once "
+                    "there is room)"
+                ) from error
