@@ -9,22 +9,8 @@
 >>> receiver.receive("POST", delivery.body, delivery.headers).status, won
 (200, ['deal_1'])
 
-With pytest, the plugin (loaded automatically once the package is installed) gives these
-fixtures (``pytest --fixtures`` describes each):
-
-- ``iverton_secret``: the signing secret the other fixtures use;
-- ``iverton_router``: a fresh strict `Router`;
-- ``iverton_receiver``: an inline, in-memory receiver over that router;
-- ``iverton_captured``: every event dispatched through ``iverton_router``;
-- ``iverton_signed_post``: posts a signed delivery with a Django, Flask or
-  Starlette/FastAPI test client;
-- ``iverton_isolate``: ``iverton_isolate(app)`` gives your real app's receivers a fresh
-  in-memory inbox and an inline runner for one test, and signs with the app's own secret
-  (an `AppWebhooks`).
-
-Inside a test, `signed_delivery`, `deliver` and `inline_receiver` sign with the
-``iverton_secret`` fixture's value unless given a secret, so overriding that fixture
-changes every signature the test makes.
+With pytest, the plugin (loaded automatically once the package is installed) gives the
+``iverton_*`` fixtures: see docs/testing.md, or ``pytest --fixtures``.
 
 Loading the plugin is cheap: this module imports only the standard library and the
 signature code; the receiver, the event models (pydantic) and any framework are imported
@@ -365,8 +351,7 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
 
 
 # The fixtures exist only inside a pytest session (which is when pytest loads this plugin):
-# importing pytest costs more than half a second, which a script using signed_delivery()
-# should not pay.
+# a script using signed_delivery() should not pay for importing pytest.
 if "pytest" in sys.modules:
     import pytest
 
