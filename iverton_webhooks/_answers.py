@@ -106,9 +106,7 @@ class StoreAnswerLog:
         # A store without the AnswerCounter part: each process counts alone.
         self.counter = store if isinstance(store, AnswerCounter) else None
         self.clear_every = clear_every
-        # Until when a 2xx has nothing to do, by endpoint: set by a clear, dropped by any
-        # failure (see AnswerLog).
-        self.quiet: dict[str, float] = {}
+        self.quiet: dict[str, float] = {}  # see AnswerLog
         self._local = LocalAnswerLog()
         self._seen: dict[str, int] = {}  # the shared count as this process last saw it
 
@@ -118,10 +116,8 @@ class StoreAnswerLog:
             if now < self.quiet.get(endpoint, 0.0):
                 return 0
             self.quiet[endpoint] = now + self.clear_every
-            if self._local._failures:
-                self._local.note(endpoint, True, kind)
-            if self._seen:
-                self._seen.pop(endpoint, None)
+            self._local.note(endpoint, True, kind)
+            self._seen.pop(endpoint, None)
             if self.counter is not None:
                 self.counter.clear_failures(endpoint)
             return 0
@@ -135,7 +131,6 @@ class StoreAnswerLog:
             return seen + 1
         if kind == STORE_DOWN or self.counter is None:
             # The store just failed: asking it again would only hold the reply longer.
-            # (Or it cannot count: then this process counts alone.)
             return self._local.note(endpoint, False, kind)
         try:
             count = self.counter.note_failure(endpoint, kind)
