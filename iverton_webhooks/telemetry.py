@@ -60,9 +60,6 @@ class _NoSpan:
     def set_attribute(self, key: str, value: Any) -> None:
         pass
 
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        pass
-
     def is_recording(self) -> bool:
         return False
 

@@ -168,10 +168,7 @@ class Captured:
 
     def attach(self, router: Router) -> None:
         """Record every event ``router`` dispatches from now on."""
-        router.add(self._record, "*", name=f"{__name__}.Captured#{id(self)}")
-
-    def _record(self, event: Event) -> None:
-        self.events.append(event)
+        router.add(self.events.append, "*", name=f"{__name__}.Captured#{id(self)}")
 
     @property
     def types(self) -> list[str]:
