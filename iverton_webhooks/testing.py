@@ -29,13 +29,10 @@ from typing import TYPE_CHECKING, Any, cast
 from ._signature import SIGNATURE_HEADER, Verifier, sign
 
 if TYPE_CHECKING:
-    from ._answers import AnswerLog
-    from ._directory import EndpointDirectory
     from ._receiver import Receiver
     from ._router import Router
     from .events import Event
     from .inbox.base import EndpointRegistry, Status, Store
-    from .runners import BaseRunner
 
 __all__ = [
     "TEST_SECRET",
@@ -194,15 +191,6 @@ class Captured:
         return self.events[index]
 
 
-@dataclass
-class _Saved:
-    receiver: Receiver
-    store: Store
-    answer_log: AnswerLog
-    runner: BaseRunner
-    directory: EndpointDirectory | None
-
-
 class AppWebhooks:
     """Your app's own webhook receivers, isolated for one test (see `isolate`).
 
@@ -327,7 +315,7 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
 
     receivers = _receivers_of(target)
     inbox = open_store(store)
-    saved = [_Saved(r, r.store, r.answer_log, r.runner, r.directory) for r in receivers]
+    saved = [(r, r.store, r.answer_log, r.runner, r.directory) for r in receivers]
     try:
         for receiver in receivers:
             runner = InlineRunner()
@@ -339,11 +327,11 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
             receiver.runner = runner
         yield AppWebhooks(receivers, inbox)
     finally:
-        for old in saved:
-            old.receiver.store = old.receiver.processor.store = old.store
-            old.receiver.directory = old.directory
-            old.receiver.answer_log = old.answer_log
-            old.receiver.runner = old.runner
+        for receiver, old_store, old_log, old_runner, old_directory in saved:
+            receiver.store = receiver.processor.store = old_store
+            receiver.directory = old_directory
+            receiver.answer_log = old_log
+            receiver.runner = old_runner
         inbox.close()
 
 
