@@ -1,9 +1,4 @@
-"""The disablement warning: consecutive non-2xx answers per endpoint.
-
-The sender switches an endpoint off after five failed deliveries in a row. The
-receiver notes every answer it gives; at the third failure in a row it logs an ERROR
-naming the likely cause and fires `ENDPOINT_AT_RISK`,
-two deliveries before the sender gives up. Any 2xx starts the count again.
+"""The disablement warning (docs/monitoring.md): consecutive non-2xx answers per endpoint.
 
 The count has to be shared by every process serving the endpoint (the sender's
 deliveries land on any of them): `StoreAnswerLog`, the receiver's default, keeps
@@ -92,13 +87,11 @@ class StoreAnswerLog:
     """Counts in the store, so every process serving an endpoint adds to one count.
 
     A failure is one atomic increment in the store. A success clears the count at most
-    once a second per process (a read, and a write only when there were failures), so
-    2xx answers add next to nothing to the request path. The price: a success reaches
-    the shared count up to ``clear_every`` seconds late, and failures in other
-    processes within that time may be counted as one streak with older ones. Once a
-    process has seen the warning's count, it stops writing until the next success, so
-    a flood of forged requests costs a few writes, not one each. When the store itself
-    fails (the 503s this warning is also about), this process counts alone.
+    once every ``clear_every`` seconds per process, so 2xx answers add next to nothing to
+    the request path; the price is that failures in other processes within that time
+    may be counted as one streak with older ones. Once a process has seen the warning's
+    count, it stops writing until the next success, so a flood of forged requests costs
+    a few writes, not one each. When the store itself fails, this process counts alone.
     """
 
     def __init__(self, store: Store, *, clear_every: float = 1.0) -> None:
@@ -106,9 +99,7 @@ class StoreAnswerLog:
         # A store without the AnswerCounter part: each process counts alone.
         self.counter = store if isinstance(store, AnswerCounter) else None
         self.clear_every = clear_every
-        # Until when a 2xx has nothing to do, by endpoint: set by a clear, dropped by any
-        # failure (see AnswerLog).
-        self.quiet: dict[str, float] = {}
+        self.quiet: dict[str, float] = {}  # see AnswerLog
         self._local = LocalAnswerLog()
         self._seen: dict[str, int] = {}  # the shared count as this process last saw it
 
@@ -118,10 +109,8 @@ class StoreAnswerLog:
             if now < self.quiet.get(endpoint, 0.0):
                 return 0
             self.quiet[endpoint] = now + self.clear_every
-            if self._local._failures:
-                self._local.note(endpoint, True, kind)
-            if self._seen:
-                self._seen.pop(endpoint, None)
+            self._local.note(endpoint, True, kind)
+            self._seen.pop(endpoint, None)
             if self.counter is not None:
                 self.counter.clear_failures(endpoint)
             return 0
@@ -135,7 +124,6 @@ class StoreAnswerLog:
             return seen + 1
         if kind == STORE_DOWN or self.counter is None:
             # The store just failed: asking it again would only hold the reply longer.
-            # (Or it cannot count: then this process counts alone.)
             return self._local.note(endpoint, False, kind)
         try:
             count = self.counter.note_failure(endpoint, kind)

@@ -108,12 +108,12 @@ class Catalogue:
 
     def model_for(self, event_type: str) -> type[Resource]:
         """The resource model for ``data``: the family's model, `Resource` if unknown."""
-        family = self._family_of.get(event_type)
+        family = self.family_of(event_type)
         return family.model if family else Resource
 
     def sample_data(self, event_type: str) -> dict[str, Any]:
         """A fresh copy of the sample ``data`` for a known type; ValueError otherwise."""
-        family = self._family_of.get(event_type)
+        family = self.family_of(event_type)
         if family is None:
             raise ValueError(f"no sample for {event_type!r}; known types: {', '.join(self.types)}")
         action = event_type.partition(".")[2]

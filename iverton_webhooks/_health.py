@@ -29,11 +29,9 @@ class Health:
     ``counts``: events by status (statuses with none may be left out).
     ``oldest_due_age``: seconds the event that has waited longest for a worker has
     been due (pending, a retry whose time came, or a crashed worker's lease that ran
-    out); None when nothing is due. It stays near zero while workers keep up, and
-    grows when none runs.
+    out); None when nothing is due.
     ``warnings``: what the store says it cannot keep (see `store_warnings`), e.g.
-    a Redis server without persistence. They do not make the inbox unhealthy for
-    `Thresholds`: they are about the setup, not about the events.
+    a Redis server without persistence: about the setup, so not for `Thresholds`.
     """
 
     endpoint: str

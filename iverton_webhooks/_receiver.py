@@ -172,11 +172,10 @@ class Receiver:
     recorded (off by default; see README).
     ``lease``, ``handler_timeout``, ``retry``, ``process_context``: see `Processor`,
     which the receiver builds and keeps as `processor`.
-    ``hooks``: the `Hooks` to fire (default: a new set,
-    as `hooks`). ``telemetry``: where spans and metrics go (default: the global
-    OpenTelemetry providers, when installed). ``answer_log``: where consecutive non-2xx
-    answers are counted for the disablement warning (default: in the store, shared by
-    every process).
+    ``hooks``: the `Hooks` to fire (default: a new set, as `hooks`). ``telemetry``: where
+    spans and metrics go (default: the global OpenTelemetry providers, when installed).
+    ``answer_log``: where consecutive non-2xx answers are counted for the disablement
+    warning (default: in the store, shared by every process).
     """
 
     def __init__(
@@ -393,7 +392,6 @@ class Receiver:
         record = self.store.record
         event_id, event_type, created_at = envelope.id, envelope.type, envelope.created_at
         try:
-            # No context manager unless tracing: entering one costs more than the dedupe.
             if span is None:
                 is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
             else:

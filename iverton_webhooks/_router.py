@@ -217,23 +217,12 @@ class Router:
     def handlers_for(self, event_type: str) -> list[Handler]:
         """Every handler matching ``event_type``, each once, in registration order."""
         family = event_type.partition(".")[0]
-        keys = (event_type, f"{family}.*", "*")
-        found: dict[str, Handler] = {}
-        for router in self._walk():
-            for key in keys:
-                for handler in router._handlers.get(key, ()):
-                    found.setdefault(handler.name, handler)
-        return sorted(found.values(), key=lambda handler: handler.order)
+        return self._collect((event_type, f"{family}.*", "*"))
 
     def handlers(self) -> list[Handler]:
         """Every registered handler (included routers' too), each once, in registration
         order."""
-        found: dict[str, Handler] = {}
-        for router in self._walk():
-            for bucket in router._handlers.values():
-                for handler in bucket:
-                    found.setdefault(handler.name, handler)
-        return sorted(found.values(), key=lambda handler: handler.order)
+        return self._collect(None)
 
     def has_handlers(self) -> bool:
         """Whether some handler would run for at least one known event type.
@@ -251,6 +240,15 @@ class Router:
         """Forget every handler and included router (useful between tests)."""
         self._handlers.clear()
         self._included.clear()
+
+    def _collect(self, keys: tuple[str, ...] | None) -> list[Handler]:
+        """The handlers under ``keys`` (all of them for None), each once, in order."""
+        found: dict[str, Handler] = {}
+        for router in self._walk():
+            for key in router._handlers if keys is None else keys:
+                for handler in router._handlers.get(key, ()):
+                    found.setdefault(handler.name, handler)
+        return sorted(found.values(), key=lambda handler: handler.order)
 
     def _walk(self) -> list[Router]:
         routers = [self]

@@ -19,9 +19,10 @@ settings.IVERTON_WEBHOOKS['RETENTION']: retention 1:00:00 is shorter than the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -82,9 +83,10 @@ class Settings:
     endpoint_registry: bool = False
 
     def __post_init__(self) -> None:
-        fix = _setter(self)
+        # A frozen dataclass: its own checks normalise the values while it is built.
+        fix = partial(object.__setattr__, self)
         if self.secrets:
-            fix("secrets", tuple(_checked("secrets", validate_secrets, list(self.secrets))))
+            fix("secrets", tuple(_checked_secrets(list(self.secrets))))
         endpoint = self.endpoint
         if not isinstance(endpoint, str) or not endpoint.strip() or endpoint != endpoint.strip():
             raise SettingError("endpoint", f"endpoint must be a non-blank name, got {endpoint!r}")
@@ -140,8 +142,6 @@ def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> 
     try:
         Settings().replace(**options)
     except SettingError as exc:
-        if str(exc).startswith(f"{where}["):
-            raise
         key = next((k for k, n in KEYS.items() if n == exc.setting), exc.setting.upper())
         raise type(exc)(exc.setting, f"{where}[{prefix + key!r}]: {exc}") from None
     return options
@@ -171,7 +171,7 @@ def secrets_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> 
     found: list[str] = []
     single = values.get(prefix + "SECRET")
     if single is not None and single != "":
-        found += _checked("secrets", validate_secrets, [single], one)
+        found += _checked_secrets([single], one)
     many = values.get(prefix + "SECRETS")
     if isinstance(many, (str, bytes)):
         raise SettingError(
@@ -187,7 +187,7 @@ def secrets_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> 
             'write ["whsec_new...", "whsec_old..."]',
         )
     if many:
-        found += _checked("secrets", validate_secrets, list(many), many_key)
+        found += _checked_secrets(list(many), many_key)
     return found
 
 
@@ -248,21 +248,8 @@ def runner_named(spec: str) -> Any:
         ) from None
 
 
-def _checked(
-    name: str, check: Callable[[Any], list[str]], value: Any, where: str | None = None
-) -> list[str]:
+def _checked_secrets(secrets: list[Any], where: str | None = None) -> list[str]:
     try:
-        return check(value)
-    except SettingError:
-        raise
+        return validate_secrets(secrets)
     except ConfigurationError as exc:
-        raise SettingError(name, f"{where}: {exc}" if where else str(exc)) from None
-
-
-def _setter(obj: object) -> Callable[[str, object], None]:
-    """Sets a field of a frozen dataclass while it is being built (its checks normalise)."""
-
-    def fix(name: str, value: object) -> None:
-        object.__setattr__(obj, name, value)
-
-    return fix
+        raise SettingError("secrets", f"{where}: {exc}" if where else str(exc)) from None

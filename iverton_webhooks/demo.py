@@ -7,7 +7,7 @@ import json
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -16,11 +16,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from ._operations import event_line
 from ._receiver import Receiver
 from ._router import Router
-from ._signature import sign
 from .events import EVENT_TYPES, Event
 from .inbox.sqlite import SQLiteStore
 from .runners import ThreadRunner
 from .samples import sample_body
+from .testing import deliver
 from .wsgi import WebhookApp
 
 SECRET = "whsec_demo_4f9c2a7e61d04b"
@@ -62,9 +62,10 @@ class _Case:
     millis: float = 0.0
 
 
-def _signed(label: str, body: bytes, event_id: str | None, expected: int = 200) -> _Case:
-    headers = {"Content-Type": "application/json", "X-Iverton-Signature": sign(body, SECRET)}
-    return _Case(label, "POST", body, headers, expected, event_id)
+def _signed(
+    label: str, body: bytes, event_id: str | None, expected: int = 200, secret: str = SECRET
+) -> _Case:
+    return _Case(label, "POST", body, deliver(body, secret).headers, expected, event_id)
 
 
 def _demo_router(ran: dict[str, list[str]], lock: threading.Lock) -> Router:
@@ -101,15 +102,7 @@ def _cases() -> list[_Case]:
     first = cases[0]
     cases.append(_signed("duplicate of contact.created", first.body, None))
     forged = sample_body("deal.won", id="evt_demo_forged")
-    cases.append(
-        _Case(
-            "forged signature",
-            "POST",
-            forged,
-            {"X-Iverton-Signature": sign(forged, "whsec_not_the_secret")},
-            401,
-        )
-    )
+    cases.append(_signed("forged signature", forged, None, 401, "whsec_not_the_secret"))
     cases.append(_signed("oversized body (1 MiB + 1)", b"x" * (1024 * 1024 + 1), None, 413))
     # Signed but unreadable: kept aside as quarantined with a 200, so the sender never
     # counts it as a failed delivery (see the README's status table).
@@ -184,9 +177,7 @@ def _report(cases: list[_Case], ran: dict[str, list[str]], lock: threading.Lock)
 
 def _show_inbox(store: SQLiteStore) -> None:
     events = store.list(limit=100)
-    counts: dict[str, int] = defaultdict(int)
-    for event in events:
-        counts[event.status.value] += 1
+    counts = Counter(event.status.value for event in events)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"\ninbox: {len(events)} events stored ({summary})")
     for event in events[:5]:

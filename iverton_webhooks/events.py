@@ -60,7 +60,7 @@ _LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
 def _parsers_utc() -> object:
     """The zone pydantic-core gives a time it parses with a "Z" (one shared object): a
-    time in it needs no offset asked for (a call into pydantic-core on every event)."""
+    time in it needs no offset asked for."""
 
     class Probe(BaseModel):
         at: datetime
@@ -105,9 +105,7 @@ UtcDatetime = Annotated[datetime, Field(strict=True), AfterValidator(_to_utc)]
 ``datetime`` holds at either end, so any time zone can still show it."""
 
 # The envelope's copy is the same instant, checked the same way, but a "Z" time keeps
-# the parser's own UTC tzinfo: rebuilding the datetime around ``timezone.utc`` would
-# cost every acknowledged request about a twentieth of its time, for a value that is
-# only turned into an epoch number.
+# the parser's own UTC tzinfo: the receiver only turns it into an epoch number.
 _UtcInstant = Annotated[datetime, Field(strict=True), AfterValidator(_utc_instant)]
 
 
@@ -175,8 +173,8 @@ class _DataRef(TypedDict):
 class Envelope(_TypeNamed, BaseModel):
     """The fields the receiver needs to dedupe and store, checked as `Event`
     checks them. ``data`` must be an object with an ``id``; the rest of it is skipped
-    and ``data`` is a plain dict (a model per request would cost every ack a sixth of
-    its parse). ``created_at`` is in UTC (offset zero), its ``tzinfo`` the parser's own.
+    and ``data`` is a plain dict. ``created_at`` is in UTC (offset zero), its ``tzinfo``
+    the parser's own.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -189,7 +187,6 @@ class Envelope(_TypeNamed, BaseModel):
 
 _validate_envelope = Envelope.__pydantic_validator__.validate_json
 
-# Built once: parametrising a generic model is a cache lookup, but not a free one.
 _FAMILY_MODELS: dict[str, type[Event[Any]]] = {
     family.name: Event[family.model]  # type: ignore[name-defined]  # a runtime parameter
     for family in CATALOGUE.families
@@ -202,8 +199,8 @@ def event_model(event_type: str) -> type[Event[Any]]:
     return _FAMILY_MODELS[family.name] if family else Event[Resource]
 
 
-# Each type's validator, called directly as the envelope's is (model_validate_json's
-# wrapper costs a handler's event a tenth of its parse).
+# Each type's validator, called directly as the envelope's is (no model_validate_json
+# wrapper around it).
 _VALIDATE_BY_TYPE: dict[str, Callable[[bytes], Any]] = {
     event_type: event_model(event_type).__pydantic_validator__.validate_json
     for event_type in EVENT_TYPES
@@ -214,8 +211,6 @@ _validate_unknown = Event[Resource].__pydantic_validator__.validate_json
 def parse_envelope(body: bytes) -> Envelope:
     """Validate the envelope of a raw body; raise `InvalidPayload` if it is malformed."""
     try:
-        # The validator itself: skips model_validate_json's wrapper, about a fifth of the
-        # cost of this call, which every acknowledged request pays.
         envelope: Envelope = _validate_envelope(body)
         return envelope
     except ValidationError as exc:
@@ -248,6 +243,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         location = ".".join(str(part) for part in error["loc"]) or "body"
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts) or "invalid payload"
+
+
+# What reading an unvalidated body may raise (ValueError: bad JSON or bad UTF-8).
+_UNREADABLE = (ValueError, TypeError, RecursionError, MemoryError)
 
 
 def _usable_key(value: object) -> str | None:
@@ -285,8 +284,7 @@ def salvage_id_and_type(body: bytes) -> tuple[str | None, str | None]:
     """
     try:
         payload = json.loads(body, parse_int=Decimal)
-    except (ValueError, TypeError, RecursionError, MemoryError):
-        # ValueError covers bad JSON and bad UTF-8; RecursionError deep nesting.
+    except _UNREADABLE:
         return None, None
     if not isinstance(payload, dict):
         return None, None
@@ -305,14 +303,12 @@ _NUMBERS_AS_TEXT = json.JSONDecoder(parse_int=str, parse_float=str)
 def resource_id_of(body: bytes) -> str:
     r"""The ``data.id`` of a raw body, as a store keeps it for searching; "" if none.
 
-    Read with the semantics every reader of the event shares: a duplicated key counts
-    at its last occurrence (as pydantic's parser gives it to handlers and PostgreSQL's
-    jsonb keeps it), strings as they are, numbers as written. Made storable
-    and readable in one step: control, invisible and bidi characters, NUL and lone
-    surrogates are written as the escapes `printable`
-    shows everywhere (``\x00``, ``\ud83d``), so the stored value is valid UTF-8 without
-    NUL in every database, and is what an admin sees and types into a search box. Cut to
-    `RESOURCE_ID_CHARS`. Never raises.
+    Read as every reader of the event reads it: a duplicated key counts at its last
+    occurrence (as pydantic gives it to handlers and PostgreSQL's jsonb keeps it), numbers
+    as written. Control, invisible and bidi characters, NUL and lone surrogates are
+    written as the escapes `printable` shows everywhere (``\x00``, ``\ud83d``), so the
+    value is storable in every database and is what an admin sees and searches for. Cut
+    to `RESOURCE_ID_CHARS`. Never raises.
 
     >>> resource_id_of(b'{"data": {"id": "first", "id": "second"}}')
     'second'
@@ -323,7 +319,7 @@ def resource_id_of(body: bytes) -> str:
     """
     try:
         payload = _NUMBERS_AS_TEXT.decode(body.decode("utf-8"))
-    except (ValueError, TypeError, RecursionError, MemoryError):
+    except _UNREADABLE:
         return ""
     data = payload.get("data") if isinstance(payload, dict) else None
     value = data.get("id") if isinstance(data, dict) else None

@@ -1,17 +1,9 @@
-"""Lifecycle hooks: one way, for every framework, to be told what happens to events.
+"""Lifecycle hooks: one way, for every framework, to be told what happens to events
+(see docs/monitoring.md). A subscriber is given a `Notice`.
 
-Subscribe a function to the moments you care about; it gets a `Notice`::
-
-    from iverton_webhooks.hooks import Hook
-
-    @receiver.hooks.on(Hook.DEAD, Hook.ENDPOINT_AT_RISK)
-    def page_someone(notice):
-        alerts.send(f"{notice.hook.value}: {notice.event_id} {notice.error or notice.detail}")
-
-Hooks only observe. A subscriber that raises is logged and skipped: it never changes
-the reply the sender gets nor what happens to the event. Subscribers run in the
-thread that reached the moment (the request thread for the receive-side hooks), so
-keep them quick: queue slow work elsewhere.
+Hooks only observe: a subscriber that raises is logged and skipped. Subscribers run in
+the thread that reached the moment (the request thread for the receive-side hooks), so
+keep them quick.
 
 >>> hooks = Hooks()
 >>> seen = []

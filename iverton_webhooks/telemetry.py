@@ -1,22 +1,9 @@
 """OpenTelemetry traces and metrics, when ``opentelemetry-api`` is installed
 (``pip install 'iverton-webhooks[otel]'``); without it every call here does nothing.
 
-Traces: one ``iverton.receive`` span per request (children ``iverton.verify``,
-``iverton.parse``, ``iverton.record``) and one ``iverton.process`` span per processing
-of an event, with an ``iverton.handler`` child per handler run. The processing span is
-a child of the receive span that acknowledged the event when both happen in the same
-process (inline, thread and asyncio runners). Processing in another process (a Celery
-worker, recovery after a restart) starts a new trace; the ``iverton.event.id``
-attribute ties the two together.
-
-Metrics: ``iverton.requests`` (by ``answer``), ``iverton.handler.runs`` (by ``handler``
-and ``outcome``), the ``iverton.ack.duration`` histogram (seconds), and, once
-`observe_inbox` is called for a processor, the gauges ``iverton.inbox.events``
-(by ``status``) and ``iverton.inbox.oldest_due_age`` (seconds). Every point carries
-``iverton.endpoint``.
-
-Spans and metrics go to the global providers unless a `Telemetry` built with
-explicit ones is passed to ``Receiver(telemetry=...)`` / ``Processor(telemetry=...)``.
+The spans, instruments and their attributes are listed in docs/monitoring.md. They go
+to the global providers unless a `Telemetry` built with explicit ones is passed to
+``Receiver(telemetry=...)`` / ``Processor(telemetry=...)``.
 """
 
 from __future__ import annotations
@@ -28,7 +15,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ._health import Health
@@ -71,9 +58,6 @@ class _NoSpan:
     """Stands in for a span when OpenTelemetry is absent."""
 
     def set_attribute(self, key: str, value: Any) -> None:
-        pass
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         pass
 
     def is_recording(self) -> bool:
@@ -159,11 +143,9 @@ class Telemetry:
             stand_ins = (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
             self._tracing = not isinstance(self._trace.get_tracer_provider(), stand_ins)
         if not self._metering:
-            # The metrics API exports no class for its stand-in proxy, so this asks for
-            # the SDK's provider (the implementation OpenTelemetry ships, and the one
-            # vendor distributions configure; another one can be passed explicitly).
-            # None can exist before the SDK is imported, and importing it here would
-            # slow the start of every process that never uses it.
+            # The metrics API exports no class for its stand-in proxy, so this looks for
+            # the SDK's provider (another one can be passed explicitly), and only once the
+            # SDK is imported: none exists before, and importing it would slow every start.
             sdk = sys.modules.get("opentelemetry.sdk.metrics")
             provider = self._metrics.get_meter_provider()
             self._metering = sdk is not None and isinstance(provider, sdk.MeterProvider)
@@ -218,11 +200,9 @@ class Telemetry:
         ) as span:
             yield span
 
-    @contextmanager
-    def handler(self, name: str) -> Iterator[Any]:
+    def handler(self, name: str) -> AbstractContextManager[Any]:
         """The ``iverton.handler`` span around one handler run."""
-        with self.span("iverton.handler", {HANDLER: name}) as span:
-            yield span
+        return self.span("iverton.handler", {HANDLER: name})
 
     def ran(
         self,

@@ -9,22 +9,8 @@
 >>> receiver.receive("POST", delivery.body, delivery.headers).status, won
 (200, ['deal_1'])
 
-With pytest, the plugin (loaded automatically once the package is installed) gives these
-fixtures (``pytest --fixtures`` describes each):
-
-- ``iverton_secret``: the signing secret the other fixtures use;
-- ``iverton_router``: a fresh strict `Router`;
-- ``iverton_receiver``: an inline, in-memory receiver over that router;
-- ``iverton_captured``: every event dispatched through ``iverton_router``;
-- ``iverton_signed_post``: posts a signed delivery with a Django, Flask or
-  Starlette/FastAPI test client;
-- ``iverton_isolate``: ``iverton_isolate(app)`` gives your real app's receivers a fresh
-  in-memory inbox and an inline runner for one test, and signs with the app's own secret
-  (an `AppWebhooks`).
-
-Inside a test, `signed_delivery`, `deliver` and `inline_receiver` sign with the
-``iverton_secret`` fixture's value unless given a secret, so overriding that fixture
-changes every signature the test makes.
+With pytest, the plugin (loaded automatically once the package is installed) gives the
+``iverton_*`` fixtures: see docs/testing.md, or ``pytest --fixtures``.
 
 Loading the plugin is cheap: this module imports only the standard library and the
 signature code; the receiver, the event models (pydantic) and any framework are imported
@@ -43,13 +29,10 @@ from typing import TYPE_CHECKING, Any, cast
 from ._signature import SIGNATURE_HEADER, Verifier, sign
 
 if TYPE_CHECKING:
-    from ._answers import AnswerLog
-    from ._directory import EndpointDirectory
     from ._receiver import Receiver
     from ._router import Router
     from .events import Event
     from .inbox.base import EndpointRegistry, Status, Store
-    from .runners import BaseRunner
 
 __all__ = [
     "TEST_SECRET",
@@ -182,10 +165,7 @@ class Captured:
 
     def attach(self, router: Router) -> None:
         """Record every event ``router`` dispatches from now on."""
-        router.add(self._record, "*", name=f"{__name__}.Captured#{id(self)}")
-
-    def _record(self, event: Event) -> None:
-        self.events.append(event)
+        router.add(self.events.append, "*", name=f"{__name__}.Captured#{id(self)}")
 
     @property
     def types(self) -> list[str]:
@@ -209,15 +189,6 @@ class Captured:
 
     def __getitem__(self, index: int) -> Event:
         return self.events[index]
-
-
-@dataclass
-class _Saved:
-    receiver: Receiver
-    store: Store
-    answer_log: AnswerLog
-    runner: BaseRunner
-    directory: EndpointDirectory | None
 
 
 class AppWebhooks:
@@ -344,7 +315,7 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
 
     receivers = _receivers_of(target)
     inbox = open_store(store)
-    saved = [_Saved(r, r.store, r.answer_log, r.runner, r.directory) for r in receivers]
+    saved = [(r, r.store, r.answer_log, r.runner, r.directory) for r in receivers]
     try:
         for receiver in receivers:
             runner = InlineRunner()
@@ -356,17 +327,16 @@ def isolate(target: object, store: Store | str = "memory://") -> Iterator[AppWeb
             receiver.runner = runner
         yield AppWebhooks(receivers, inbox)
     finally:
-        for old in saved:
-            old.receiver.store = old.receiver.processor.store = old.store
-            old.receiver.directory = old.directory
-            old.receiver.answer_log = old.answer_log
-            old.receiver.runner = old.runner
+        for receiver, old_store, old_log, old_runner, old_directory in saved:
+            receiver.store = receiver.processor.store = old_store
+            receiver.directory = old_directory
+            receiver.answer_log = old_log
+            receiver.runner = old_runner
         inbox.close()
 
 
 # The fixtures exist only inside a pytest session (which is when pytest loads this plugin):
-# importing pytest costs more than half a second, which a script using signed_delivery()
-# should not pay.
+# a script using signed_delivery() should not pay for importing pytest.
 if "pytest" in sys.modules:
     import pytest
 
