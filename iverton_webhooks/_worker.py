@@ -1,8 +1,7 @@
 """One claimed event on its way through its handlers: the decisions, without the driving.
 
 `Job` holds every decision about one event (which handlers it still owes, what a
-failure means, what is written when); `Processor`
-drives it, blocking or on an event loop.
+failure means, what is written when); `Processor` drives it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import InvalidPayload, StoreUnavailable
 from ._logs import fields
@@ -36,6 +35,8 @@ from .inbox.base import (
 from .telemetry import Telemetry, default_telemetry
 
 log = logging.getLogger("iverton_webhooks")
+
+T = TypeVar("T")
 
 
 class Result(str, Enum):
@@ -74,7 +75,6 @@ RESULT_OF_VERDICT = {
 #: again: the other worker's handler is usually quick, and the wait is not an attempt.
 BUSY_DELAY = 1.0
 
-
 #: Seconds a sync handler still running when its event is cancelled (shutdown) is given
 #: to end before the event is handed back without its outcome.
 CANCEL_GRACE = 1.0
@@ -105,10 +105,6 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         delay = min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
-
-
-# The statuses a verdict is compared with once per event, looked up once.
-_DONE, _DEAD = Status.DONE, Status.DEAD
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -193,8 +189,7 @@ class Job:
         return f"event {printable(self.event.id)} ({printable(self.event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
-        if self.hooks.wants(hook):
-            _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
+        _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
 
     @classmethod
     def begin(
@@ -259,7 +254,7 @@ class Job:
             extra=_event_fields(claim, endpoint, verdict.status),
         )
         store.finish(claim, {}, verdict)
-        if hooks:
+        if hooks is not None:
             _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
         return verdict
 
@@ -327,14 +322,11 @@ class Job:
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
-        return self._finished(self.store.finish(self.claim, self.outcomes, verdict), verdict)
-
-    def _finished(self, kept: bool, verdict: Verdict) -> Result:
-        if not kept:
+        if not self.store.finish(self.claim, self.outcomes, verdict):
             return self.lost()
         event = self.claim.event
         status = verdict.status
-        if status is _DEAD:
+        if status is Status.DEAD:
             log.error(
                 "event %s (%s) is dead after %d attempts",
                 printable(event.id),
@@ -342,7 +334,7 @@ class Job:
                 event.attempts,
                 extra=self.fields(status),
             )
-        elif status is _DONE and log.isEnabledFor(logging.INFO):
+        elif status is Status.DONE and log.isEnabledFor(logging.INFO):
             log.info(
                 "event %s (%s) done",
                 printable(event.id),
@@ -350,8 +342,8 @@ class Job:
                 extra=self.fields(status),
             )
         hook = HOOK_OF_VERDICT.get(status)
-        if hook is not None and self.hooks.wants(hook):
-            _notify(self.hooks, hook, self.claim, self.endpoint, error=verdict.error)
+        if hook is not None:
+            self.notify(hook, error=verdict.error)
         return RESULT_OF_VERDICT[status]
 
     def interrupted(self) -> Verdict:
@@ -395,6 +387,8 @@ def _notify(
     handler: str | None = None,
     error: str | None = None,
 ) -> None:
+    if not hooks.wants(hook):
+        return
     event = claim.event
     hooks.emit(
         Notice(
@@ -441,39 +435,31 @@ async def persist(
     except StoreUnavailable as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
-        _retrying(job, failure, pause)
+        log.warning(
+            "%s: store unavailable (%s); retrying in %.2f s",
+            job.describe(),
+            printable(failure),
+            pause,
+            extra=job.fields(),
+        )
         await asyncio.sleep(pause)
         try:
             return True, await offload(write)
         except StoreUnavailable as exc:
             failure = exc
-    _gave_up(job, failure)
-    return False, None
-
-
-def _retrying(job: Job, failure: Exception, pause: float) -> None:
-    log.warning(
-        "%s: store unavailable (%s); retrying in %.2f s",
-        job.describe(),
-        printable(failure),
-        pause,
-        extra=job.fields(),
-    )
-
-
-def _gave_up(job: Job, failure: Exception) -> None:
     log.error(
         "%s: the store stayed unavailable (%s); giving up",
         job.describe(),
         printable(failure),
         extra=job.fields(),
     )
+    return False, None
 
 
 _thread_loops = threading.local()
 
 
-def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run a handler's coroutine to completion from synchronous code.
 
     Each thread keeps one event loop for this, so a handler's loop-bound resources
@@ -487,7 +473,7 @@ def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
         # Called from inside a running loop (an inline runner under ASGI): a nested
         # run_until_complete is impossible there, so use a short-lived thread.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(run_coroutine, coro).result()
+            return pool.submit(lambda: run_coroutine(coro)).result()
     loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
