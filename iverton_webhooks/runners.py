@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ._settings import SettingError, runner_named
 from ._text import printable
@@ -34,8 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("iverton_webhooks")
-
-T = TypeVar("T")
 
 
 class BaseRunner:
@@ -216,7 +212,10 @@ class AsyncioRunner(BaseRunner):
             room = min(500, self.queue_size - len(self._in_flight))
             if room > 0:
                 try:
-                    due = await self._store_call(functools.partial(processor.due, room))
+                    if self.store_calls_here:
+                        due = processor.due(room)
+                    else:
+                        due = await processor.run_blocking(processor.due, room)
                 except Exception as exc:
                     self._poll_failed(exc)
                 else:
@@ -224,11 +223,6 @@ class AsyncioRunner(BaseRunner):
                     for endpoint, event_id in due:
                         self._spawn(event_id, endpoint)
             await asyncio.sleep(self.poll_interval)
-
-    async def _store_call(self, call: Callable[[], T]) -> T:
-        if self.store_calls_here:
-            return call()
-        return await self.processor.run_blocking(call)
 
     def _poll_failed(self, exc: Exception) -> None:
         # One line, and the same failure (a missing table, a server down) at most once
@@ -279,11 +273,10 @@ class ThreadRunner(BaseRunner):
 
     Up to ``workers`` events are processed at once (their sync handlers in a thread
     pool that grows only as calls overlap; store calls on the loop's thread); up to
-    ``queue_size`` ids are held, more
-    are left pending for the poll, which recovers due events (retries, expired leases,
-    overflow) every ``poll_interval`` s. Nothing starts before the first
-    `submit` or `start`; in a forked child (gunicorn, Celery prefork) the
-    first use starts it afresh, as the parent's thread did not come along.
+    ``queue_size`` ids are held, more are left pending for the poll, which recovers due
+    events (retries, expired leases, overflow) every ``poll_interval`` s. Nothing starts
+    before the first `submit` or `start`; in a forked child (gunicorn, Celery prefork)
+    the first use starts it afresh, as the parent's thread did not come along.
     """
 
     def __init__(
