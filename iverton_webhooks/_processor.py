@@ -223,9 +223,7 @@ class Processor:
         """Claim and process one stored event on the running loop: async handlers on the
         loop, sync handlers in threads, and blocking store calls in threads too unless
         ``store_calls_here`` (a loop that serves nothing else may wait for them)."""
-        offload = self.run_blocking
-        if store_calls_here:
-            offload = _call_here
+        offload: _Offload = _call_here if store_calls_here else self.run_blocking
         job = await offload(self._begin, event_id)
         if not isinstance(job, Job):
             return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]

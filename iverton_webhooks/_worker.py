@@ -24,7 +24,6 @@ from ._text import printable
 from .events import Event, parse_event
 from .hooks import Hook, Hooks, Notice
 from .inbox.base import (
-    DEFAULT_ENDPOINT,
     Claim,
     HandlerOutcome,
     MarkKey,
@@ -32,7 +31,7 @@ from .inbox.base import (
     Store,
     Verdict,
 )
-from .telemetry import Telemetry, default_telemetry
+from .telemetry import Telemetry
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -155,9 +154,9 @@ class Job:
         matched: bool,
         policy: RetryPolicy,
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        hooks: Hooks | None = None,
-        telemetry: Telemetry | None = None,
+        endpoint: str,
+        hooks: Hooks,
+        telemetry: Telemetry,
     ) -> None:
         self.store = store
         self.claim = claim
@@ -166,8 +165,8 @@ class Job:
         self.matched = matched
         self.policy = policy
         self.endpoint = endpoint
-        self.hooks = hooks if hooks is not None else Hooks()
-        self.telemetry = telemetry if telemetry is not None else default_telemetry()
+        self.hooks = hooks
+        self.telemetry = telemetry
         self.outcomes: dict[str, HandlerOutcome] = {}
         #: How many handler runs of this attempt failed (timeouts included).
         self.failures = 0
@@ -186,7 +185,8 @@ class Job:
 
     def describe(self) -> str:
         """``event <id> (<type>)``, for log messages."""
-        return f"event {printable(self.event.id)} ({printable(self.event.type)})"
+        event = self.claim.event
+        return f"event {printable(event.id)} ({printable(event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
         _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
@@ -201,8 +201,8 @@ class Job:
         endpoint: str,
         lease_seconds: float,
         policy: RetryPolicy,
-        hooks: Hooks | None = None,
-        telemetry: Telemetry | None = None,
+        hooks: Hooks,
+        telemetry: Telemetry,
     ) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
         it is not claimable, or the verdict to write at once when it cannot be run."""
@@ -243,7 +243,7 @@ class Job:
 
     @staticmethod
     def _closed(
-        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks | None
+        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks
     ) -> Verdict:
         log.error(
             "event %s (%s) is %s: %s",
@@ -254,8 +254,7 @@ class Job:
             extra=_event_fields(claim, endpoint, verdict.status),
         )
         store.finish(claim, {}, verdict)
-        if hooks is not None:
-            _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
+        _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
         return verdict
 
     def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
@@ -269,10 +268,9 @@ class Job:
         self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
         self.failures += 1
         log.warning(
-            "handler %s failed on event %s (%s): %s",
+            "handler %s failed on %s: %s",
             printable(handler.name),
-            printable(self.event.id),
-            printable(self.event.type),
+            self.describe(),
             printable(described),
             extra=self.fields(handler=handler.name),
         )
@@ -290,10 +288,9 @@ class Job:
         self.outcomes[handler.name] = HandlerOutcome.superseded_at(self.store.clock())
         self.telemetry.ran(span, self.endpoint, handler.name, None, superseded=True)
         log.info(
-            "handler %s not given event %s (%s): a newer event of its resource was applied",
+            "handler %s not given %s: a newer event of its resource was applied",
             printable(handler.name),
-            printable(self.event.id),
-            printable(self.event.type),
+            self.describe(),
             extra=self.fields(handler=handler.name),
         )
         self.notify(Hook.SUPERSEDED, handler=handler.name)
@@ -324,23 +321,16 @@ class Job:
         """Write the verdict; raises if the store does (the caller retries)."""
         if not self.store.finish(self.claim, self.outcomes, verdict):
             return self.lost()
-        event = self.claim.event
         status = verdict.status
         if status is Status.DEAD:
             log.error(
-                "event %s (%s) is dead after %d attempts",
-                printable(event.id),
-                printable(event.type),
-                event.attempts,
+                "%s is dead after %d attempts",
+                self.describe(),
+                self.claim.event.attempts,
                 extra=self.fields(status),
             )
         elif status is Status.DONE and log.isEnabledFor(logging.INFO):
-            log.info(
-                "event %s (%s) done",
-                printable(event.id),
-                printable(event.type),
-                extra=self.fields(status),
-            )
+            log.info("%s done", self.describe(), extra=self.fields(status))
         hook = HOOK_OF_VERDICT.get(status)
         if hook is not None:
             self.notify(hook, error=verdict.error)
@@ -356,11 +346,10 @@ class Job:
             return
         self.lease_warned = True
         log.warning(
-            "event %s (%s): processing outlived its lease, so another worker may run its "
+            "%s: processing outlived its lease, so another worker may run its "
             "handlers too; give long handlers a longer lease, and handlers that hold the GIL "
             "(long C loops) a process-based runner such as Celery",
-            printable(self.claim.event.id),
-            printable(self.claim.event.type),
+            self.describe(),
             extra=self.fields(),
         )
 
