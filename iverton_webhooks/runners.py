@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._settings import SettingError, runner_named
 from ._text import printable
@@ -255,11 +255,7 @@ class AsyncioRunner(BaseRunner):
         if not pending:
             return 0
         _, still_running = await asyncio.wait(pending, timeout=timeout)
-        for task in still_running:
-            task.cancel()
-        if still_running:
-            # Each gets CANCEL_GRACE for a handler thread to end, then hands its event back.
-            await asyncio.wait(still_running, timeout=CANCEL_GRACE + 2.0)
+        await _cancel(still_running)
         return len(still_running)
 
     def close(self, timeout: float | None = None) -> None:
@@ -368,12 +364,16 @@ def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: thread
     finally:
         # Whatever is left (close() gave up waiting) is cancelled and given its chance to
         # hand its event back, rather than destroyed pending with the loop.
-        left = asyncio.all_tasks(loop)
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left, timeout=CANCEL_GRACE + 2.0))
+        loop.run_until_complete(_cancel(asyncio.all_tasks(loop)))
         loop.close()
+
+
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    # Each gets CANCEL_GRACE for a handler thread to end, then hands its event back.
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE + 2.0)
 
 
 def make_runner(spec: object) -> BaseRunner:
