@@ -199,10 +199,9 @@ def _flask(argv: Sequence[str], environ: Mapping[str, str]) -> Verdict:
     elif "FLASK_RUN_RELOAD" in environ:
         reloads = _truthy(environ["FLASK_RUN_RELOAD"])
     else:  # Flask reloads in debug mode unless told otherwise
-        debug = "--debug" in argv or (
+        reloads = "--debug" in argv or (
             "--no-debug" not in argv and _truthy(environ.get("FLASK_DEBUG", ""))
         )
-        reloads = debug
     if reloads:
         return Verdict(Decision.NO, "flask run, the reloader's parent: its child serves")
     return Verdict(Decision.START, "flask run")
@@ -273,7 +272,8 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     """Call ``start()`` now if this process serves, or in each worker forked from it if
     it is a pre-fork master; otherwise never. Returns the decision taken.
 
-    A bound method is held weakly: its object may go away before a fork."""
+    A bound method (a receiver's) is held weakly: dropped before the fork, its object is
+    neither kept alive nor started."""
     found = verdict()
     if found.decision is Decision.START:
         log.debug("%s starts in this process: %s", what, found.why)
@@ -281,7 +281,9 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     elif found.decision is Decision.IN_FORKED_WORKERS:
         global _master_pid
         log.debug("%s starts in each forked worker, not here: %s", what, found.why)
-        holder = _hold(start)
+        holder: Callable[[], Callable[[], object] | None] = (
+            weakref.WeakMethod(start) if inspect.ismethod(start) else lambda: start
+        )
         with _lock:
             _master_pid = os.getpid()
             if not any(held() == start for held in _deferred):
@@ -289,14 +291,6 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     else:
         log.debug("%s does not start in this process: %s", what, found.why)
     return found.decision
-
-
-def _hold(start: Callable[[], object]) -> Callable[[], Callable[[], object] | None]:
-    # A receiver's method is held weakly, so a receiver dropped before the fork is not
-    # kept alive (nor started) by this list; a plain function is held as it is.
-    if inspect.ismethod(start):
-        return weakref.WeakMethod(start)
-    return lambda: start
 
 
 def start_if_serving(*startables: Startable) -> Decision:
