@@ -112,13 +112,12 @@ class Processor:
     as ``timedelta`` or seconds), checked once by `Settings`. ``lease``: how long a
     claim is held before another worker may take the event over; renewed every third
     of it while a handler runs, so it only bounds how soon a crashed worker's event is
-    picked up again. ``handler_timeout``: a handler running
-    longer is recorded as failed ("timed out after N s") and the event retried; a sync
-    handler's thread is abandoned, an async handler is cancelled. ``process_context``:
-    a context-manager factory entered around each handler call and each store call in
-    a worker thread (e.g. a Flask app context). ``hooks``: the lifecycle hooks to fire
-    (handler_failed, dead, unhandled, done, quarantined). ``telemetry``: where spans
-    and metrics go.
+    picked up again. ``handler_timeout``: a handler running longer is recorded as
+    failed ("timed out after N s") and the event retried; a sync handler's thread is
+    abandoned, an async handler is cancelled. ``process_context``: a context-manager
+    factory entered around each handler call and each store call in a worker thread
+    (e.g. a Flask app context). ``hooks``: the `Hooks` to fire. ``telemetry``: where
+    spans and metrics go.
     """
 
     def __init__(
