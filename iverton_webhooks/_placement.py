@@ -1,23 +1,13 @@
 """Where processing starts by itself: the one policy every adapter asks.
 
 An adapter that loads a receiver (Django's ``ready()``, Flask's ``init_app``, a
-`WebhookApp`) calls `start_if_serving`; an ASGI
-lifespan asks `lifespan_starts`. Whether this process starts its runners is decided
-here from the command line, the environment and the modules loaded:
-
-- processes that serve HTTP start: gunicorn and uWSGI workers, waitress, mod_wsgi,
-  ``flask run`` and ``manage.py runserver`` (the reloader's child, or without reloader),
-  uvicorn, hypercorn and daphne;
-- a pre-forking server's master (gunicorn, uWSGI) never processes, even when it loads the
-  app before forking (``--preload``): each worker forked from it starts instead;
-- everything else does not: other ``flask``/``manage.py`` commands, shells, migrations,
-  our own commands (the ``worker`` commands process in the foreground, by themselves),
-  test sessions, and scripts that merely import the app.
-
-``IVERTON_WEBHOOKS_PROCESSING=on`` makes any process start as a serving one would, ``off``
-stops every start (the runner still processes the events this process itself receives,
-as it is handed them); ``auto`` (the default) is the policy above. The table is in
-``docs/processing.md``.
+`WebhookApp`) calls `start_if_serving`; an ASGI lifespan asks `lifespan_starts`. `decide`
+answers from the command line, the environment and the modules loaded: processes that
+serve HTTP start; a pre-forking server's master (gunicorn, uWSGI), even one that loads
+the app with ``--preload``, leaves it to each worker it forks; everything else (other
+commands, shells, our own commands, test sessions, scripts) does not.
+``IVERTON_WEBHOOKS_PROCESSING`` (`ENV`: ``auto``, ``on`` or ``off``) overrides it. The
+table is in ``docs/processing.md``.
 """
 
 from __future__ import annotations
