@@ -288,8 +288,8 @@ class Processor:
                 await write(job.finish, job.interrupted())
             except Exception as exc:
                 log.warning(
-                    "event %s: could not hand it back (%s); taken up again once its lease ends",
-                    printable(job.event.id),
+                    "%s: could not hand it back (%s); taken up again once its lease ends",
+                    job.describe(),
                     printable(exc),
                     extra=job.fields(),
                 )
@@ -416,8 +416,8 @@ class Processor:
                 job.lease_lost()  # the mark is held as long as the lease, and lost with it
         except Exception as exc:
             log.warning(
-                "event %s: could not renew the lease (%s)",
-                printable(job.event.id),
+                "%s: could not renew the lease (%s)",
+                job.describe(),
                 printable(exc),
                 extra=job.fields(),
             )
