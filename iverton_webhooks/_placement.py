@@ -1,23 +1,13 @@
 """Where processing starts by itself: the one policy every adapter asks.
 
 An adapter that loads a receiver (Django's ``ready()``, Flask's ``init_app``, a
-`WebhookApp`) calls `start_if_serving`; an ASGI
-lifespan asks `lifespan_starts`. Whether this process starts its runners is decided
-here from the command line, the environment and the modules loaded:
-
-- processes that serve HTTP start: gunicorn and uWSGI workers, waitress, mod_wsgi,
-  ``flask run`` and ``manage.py runserver`` (the reloader's child, or without reloader),
-  uvicorn, hypercorn and daphne;
-- a pre-forking server's master (gunicorn, uWSGI) never processes, even when it loads the
-  app before forking (``--preload``): each worker forked from it starts instead;
-- everything else does not: other ``flask``/``manage.py`` commands, shells, migrations,
-  our own commands (the ``worker`` commands process in the foreground, by themselves),
-  test sessions, and scripts that merely import the app.
-
-``IVERTON_WEBHOOKS_PROCESSING=on`` makes any process start as a serving one would, ``off``
-stops every start (the runner still processes the events this process itself receives,
-as it is handed them); ``auto`` (the default) is the policy above. The table is in
-``docs/processing.md``.
+`WebhookApp`) calls `start_if_serving`; an ASGI lifespan asks `lifespan_starts`. `decide`
+answers from the command line, the environment and the modules loaded: processes that
+serve HTTP start; a pre-forking server's master (gunicorn, uWSGI), even one that loads
+the app with ``--preload``, leaves it to each worker it forks; everything else (other
+commands, shells, our own commands, test sessions, scripts) does not.
+``IVERTON_WEBHOOKS_PROCESSING`` (`ENV`: ``auto``, ``on`` or ``off``) overrides it. The
+table is in ``docs/processing.md``.
 """
 
 from __future__ import annotations
@@ -199,10 +189,9 @@ def _flask(argv: Sequence[str], environ: Mapping[str, str]) -> Verdict:
     elif "FLASK_RUN_RELOAD" in environ:
         reloads = _truthy(environ["FLASK_RUN_RELOAD"])
     else:  # Flask reloads in debug mode unless told otherwise
-        debug = "--debug" in argv or (
+        reloads = "--debug" in argv or (
             "--no-debug" not in argv and _truthy(environ.get("FLASK_DEBUG", ""))
         )
-        reloads = debug
     if reloads:
         return Verdict(Decision.NO, "flask run, the reloader's parent: its child serves")
     return Verdict(Decision.START, "flask run")
@@ -273,7 +262,8 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     """Call ``start()`` now if this process serves, or in each worker forked from it if
     it is a pre-fork master; otherwise never. Returns the decision taken.
 
-    A bound method is held weakly: its object may go away before a fork."""
+    A bound method (a receiver's) is held weakly: dropped before the fork, its object is
+    neither kept alive nor started."""
     found = verdict()
     if found.decision is Decision.START:
         log.debug("%s starts in this process: %s", what, found.why)
@@ -281,7 +271,9 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     elif found.decision is Decision.IN_FORKED_WORKERS:
         global _master_pid
         log.debug("%s starts in each forked worker, not here: %s", what, found.why)
-        holder = _hold(start)
+        holder: Callable[[], Callable[[], object] | None] = (
+            weakref.WeakMethod(start) if inspect.ismethod(start) else lambda: start
+        )
         with _lock:
             _master_pid = os.getpid()
             if not any(held() == start for held in _deferred):
@@ -289,14 +281,6 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     else:
         log.debug("%s does not start in this process: %s", what, found.why)
     return found.decision
-
-
-def _hold(start: Callable[[], object]) -> Callable[[], Callable[[], object] | None]:
-    # A receiver's method is held weakly, so a receiver dropped before the fork is not
-    # kept alive (nor started) by this list; a plain function is held as it is.
-    if inspect.ismethod(start):
-        return weakref.WeakMethod(start)
-    return lambda: start
 
 
 def start_if_serving(*startables: Startable) -> Decision:

@@ -64,7 +64,7 @@ from .inbox.base import (
     Verdict,
     operations_of,
 )
-from .telemetry import NO_SPAN, OUTCOME, RESULT, Telemetry, default_telemetry
+from .telemetry import NO_SPAN, RESULT, Telemetry, default_telemetry
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -104,8 +104,6 @@ class _Threads:
         if pool is not None and self._pid == os.getpid():
             pool.shutdown(wait=False)
 
-    close = abandon
-
 
 class Processor:
     """Claims and processes the events of one endpoint of a store.
@@ -114,18 +112,12 @@ class Processor:
     as ``timedelta`` or seconds), checked once by `Settings`. ``lease``: how long a
     claim is held before another worker may take the event over; renewed every third
     of it while a handler runs, so it only bounds how soon a crashed worker's event is
-    picked up again. ``handler_timeout``: a handler running
-    longer is recorded as failed ("timed out after N s") and the event retried; a sync
-    handler's thread is abandoned, an async handler is cancelled. ``process_context``:
-    a context-manager factory entered around each handler call and each store call in
-    a worker thread (e.g. a Flask app context). ``hooks``: the lifecycle hooks to fire
-    (handler_failed, dead, unhandled, done, quarantined). ``telemetry``: where spans
-    and metrics go.
-
-    Sync handlers and blocking store calls run in a thread pool; the event itself is
-    driven by one coroutine (`process_async`), which waits for each handler with
-    its deadline and renews the lease while it waits. `process` runs that
-    coroutine to the end from synchronous code.
+    picked up again. ``handler_timeout``: a handler running longer is recorded as
+    failed ("timed out after N s") and the event retried; a sync handler's thread is
+    abandoned, an async handler is cancelled. ``process_context``: a context-manager
+    factory entered around each handler call and each store call in a worker thread
+    (e.g. a Flask app context). ``hooks``: the `Hooks` to fire. ``telemetry``: where
+    spans and metrics go.
     """
 
     def __init__(
@@ -157,6 +149,9 @@ class Processor:
         self.endpoint = settings.endpoint
         self.retry = settings.retry
         self.lease_seconds = settings.lease.total_seconds()
+        # Retry a failed write for at most half the lease: past that another worker may
+        # take the event over, and the handlers would run twice anyway.
+        self._write_budget = self.lease_seconds / 2
         self.handler_timeout_seconds = settings.handler_timeout.total_seconds()
         self.process_context = process_context or nullcontext
         self.retention = settings.retention
@@ -191,8 +186,8 @@ class Processor:
         """
         if name is None or name == self.endpoint:
             return self
-        # A copy per call, not a cache: it is cheap, and it sees this processor as it is
-        # now (a test's `isolate` swaps the store).
+        # A copy per call, not a cache: it sees this processor as it is now (a test's
+        # `isolate` swaps the store).
         sibling = copy.copy(self)
         sibling.endpoint = name
         return sibling
@@ -216,31 +211,18 @@ class Processor:
             found += [(name, i) for i in self.store.due(limit - len(found), endpoint=name)]
         return found
 
-    @property
-    def _heartbeat(self) -> float:
-        return self.lease_seconds / 3
-
-    @property
-    def _write_budget(self) -> float:
-        # Retry a failed write for at most half the lease: past that another worker may
-        # take the event over, and the handlers would run twice anyway.
-        return self.lease_seconds / 2
-
     # One event -------------------------------------------------------------------
 
     def process(self, event_id: str) -> Result:
         """Claim and process one stored event; returns once it is finished or handed
         back (a handler that overran ``handler_timeout`` is left behind in its thread)."""
-        result: Result = run_coroutine(self.process_async(event_id))
-        return result
+        return run_coroutine(self.process_async(event_id))
 
     async def process_async(self, event_id: str, *, store_calls_here: bool = False) -> Result:
         """Claim and process one stored event on the running loop: async handlers on the
         loop, sync handlers in threads, and blocking store calls in threads too unless
         ``store_calls_here`` (a loop that serves nothing else may wait for them)."""
-        offload = self.run_blocking
-        if store_calls_here:
-            offload = _call_here
+        offload: _Offload = _call_here if store_calls_here else self.run_blocking
         job = await offload(self._begin, event_id)
         if not isinstance(job, Job):
             return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
@@ -284,19 +266,15 @@ class Processor:
         event = job.claim.event
         return self.telemetry.processing(self.endpoint, event.id, event.type, event.attempts)
 
-    def _handler_span(self, job: Job, handler: Handler) -> AbstractContextManager[Any]:
-        return self.telemetry.handler(handler.name) if job.traced else _UNTRACED
-
     async def _run(self, job: Job, write: _Offload) -> Result:
         self._warn_if_unhandled(job)
         try:
             for position, handler in enumerate(job.pending, 1):
-                with self._handler_span(job, handler) as span:
+                with self.telemetry.handler(handler.name) if job.traced else _UNTRACED as span:
                     if handler.newest_only:
                         await self._call_newest_only(job, handler, write, span)
                     else:
-                        error = await self._call(job, handler, write)
-                        self._record(job, handler, error, span)
+                        job.record(handler, await self._call(job, handler, write), span)
                 if position < len(job.pending):
                     saved, kept = await persist(job.checkpoint, self._write_budget, job, write)
                     if not saved:
@@ -310,8 +288,8 @@ class Processor:
                 await write(job.finish, job.interrupted())
             except Exception as exc:
                 log.warning(
-                    "event %s: could not hand it back (%s); taken up again once its lease ends",
-                    printable(job.event.id),
+                    "%s: could not hand it back (%s); taken up again once its lease ends",
+                    job.describe(),
                     printable(exc),
                     extra=job.fields(),
                 )
@@ -319,12 +297,6 @@ class Processor:
         verdict = job.verdict()
         saved, result = await persist(lambda: job.finish(verdict), self._write_budget, job, write)
         return result if saved else Result.STORE_DOWN
-
-    @staticmethod
-    def _record(job: Job, handler: Handler, error: BaseException | None, span: Any) -> None:
-        if isinstance(error, HandlerTimeout):
-            span.set_attribute(OUTCOME, "timed_out")
-        job.record(handler, error, span)
 
     async def _call_newest_only(
         self, job: Job, handler: Handler, write: _Offload, span: Any
@@ -359,7 +331,7 @@ class Processor:
         job.held = key
         error = await self._call(job, handler, write)
         job.held = None
-        self._record(job, handler, error, span)
+        job.record(handler, error, span)
         if isinstance(error, HandlerTimeout):
             return  # its thread may still be writing: the hold runs out with the lease
         applied = None if error is not None else (created_at, job.event.id)
@@ -390,7 +362,7 @@ class Processor:
         try:
             while True:
                 left = deadline - time.monotonic()
-                await asyncio.wait({running}, timeout=min(self._heartbeat, max(left, 0)))
+                await asyncio.wait({running}, timeout=min(self.lease_seconds / 3, max(left, 0)))
                 if running.done():
                     error = _error(running)
                     if not in_thread:  # _awaited gives the handler's error as its value
@@ -444,8 +416,8 @@ class Processor:
                 job.lease_lost()  # the mark is held as long as the lease, and lost with it
         except Exception as exc:
             log.warning(
-                "event %s: could not renew the lease (%s)",
-                printable(job.event.id),
+                "%s: could not renew the lease (%s)",
+                job.describe(),
                 printable(exc),
                 extra=job.fields(),
             )
@@ -495,8 +467,7 @@ class Processor:
         return counts
 
     def _operations(self) -> StoreOperations:
-        """The store's optional operations part; `ConfigurationError` naming it when
-        the store lacks it (receiving and processing never need it)."""
+        # The store's optional part: `ConfigurationError` naming it when the store lacks it.
         return operations_of(self.store)
 
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
@@ -507,16 +478,16 @@ class Processor:
     def replay_dead(self, *, rerun_all: bool = False) -> list[str]:
         """Replay every event dead now; returns their ids. The ids are read first, so an
         event that dies again while this runs is not replayed twice."""
-        dead = self._operations().list(Status.DEAD, limit=2**31 - 1, endpoint=self.endpoint)
-        return [e.id for e in dead if self.replay(e.id, rerun_all=rerun_all)]
+        return self._replay_every(Status.DEAD, rerun_all)
 
     def replay_unhandled(self) -> list[str]:
         """Replay every event ``unhandled`` now (no handler matched it then), once a
         handler for it exists; returns their ids, read first as in `replay_dead`."""
-        unhandled = self._operations().list(
-            Status.UNHANDLED, limit=2**31 - 1, endpoint=self.endpoint
-        )
-        return [e.id for e in unhandled if self.replay(e.id)]
+        return self._replay_every(Status.UNHANDLED, False)
+
+    def _replay_every(self, status: Status, rerun_all: bool) -> list[str]:
+        found = self._operations().list(status, limit=2**31 - 1, endpoint=self.endpoint)
+        return [e.id for e in found if self.replay(e.id, rerun_all=rerun_all)]
 
     def prune(self, older_than: timedelta | None = None) -> int:
         """Delete finished events received more than ``older_than`` ago (default: the
@@ -555,7 +526,7 @@ class Processor:
 
     def close(self) -> None:
         """Let idle worker threads exit."""
-        self._threads.close()
+        self._threads.abandon()
 
 
 def _no_marks(store: Store, handler: Handler) -> ConfigurationError:

@@ -1,8 +1,7 @@
 """One claimed event on its way through its handlers: the decisions, without the driving.
 
 `Job` holds every decision about one event (which handlers it still owes, what a
-failure means, what is written when); `Processor`
-drives it, blocking or on an event loop.
+failure means, what is written when); `Processor` drives it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import InvalidPayload, StoreUnavailable
 from ._logs import fields
@@ -25,7 +24,6 @@ from ._text import printable
 from .events import Event, parse_event
 from .hooks import Hook, Hooks, Notice
 from .inbox.base import (
-    DEFAULT_ENDPOINT,
     Claim,
     HandlerOutcome,
     MarkKey,
@@ -33,9 +31,11 @@ from .inbox.base import (
     Store,
     Verdict,
 )
-from .telemetry import Telemetry, default_telemetry
+from .telemetry import Telemetry
 
 log = logging.getLogger("iverton_webhooks")
+
+T = TypeVar("T")
 
 
 class Result(str, Enum):
@@ -74,7 +74,6 @@ RESULT_OF_VERDICT = {
 #: again: the other worker's handler is usually quick, and the wait is not an attempt.
 BUSY_DELAY = 1.0
 
-
 #: Seconds a sync handler still running when its event is cancelled (shutdown) is given
 #: to end before the event is handed back without its outcome.
 CANCEL_GRACE = 1.0
@@ -105,10 +104,6 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         delay = min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
-
-
-# The statuses a verdict is compared with once per event, looked up once.
-_DONE, _DEAD = Status.DONE, Status.DEAD
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -159,9 +154,9 @@ class Job:
         matched: bool,
         policy: RetryPolicy,
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        hooks: Hooks | None = None,
-        telemetry: Telemetry | None = None,
+        endpoint: str,
+        hooks: Hooks,
+        telemetry: Telemetry,
     ) -> None:
         self.store = store
         self.claim = claim
@@ -170,8 +165,8 @@ class Job:
         self.matched = matched
         self.policy = policy
         self.endpoint = endpoint
-        self.hooks = hooks if hooks is not None else Hooks()
-        self.telemetry = telemetry if telemetry is not None else default_telemetry()
+        self.hooks = hooks
+        self.telemetry = telemetry
         self.outcomes: dict[str, HandlerOutcome] = {}
         #: How many handler runs of this attempt failed (timeouts included).
         self.failures = 0
@@ -190,11 +185,11 @@ class Job:
 
     def describe(self) -> str:
         """``event <id> (<type>)``, for log messages."""
-        return f"event {printable(self.event.id)} ({printable(self.event.type)})"
+        event = self.claim.event
+        return f"event {printable(event.id)} ({printable(event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
-        if self.hooks.wants(hook):
-            _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
+        _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
 
     @classmethod
     def begin(
@@ -206,8 +201,8 @@ class Job:
         endpoint: str,
         lease_seconds: float,
         policy: RetryPolicy,
-        hooks: Hooks | None = None,
-        telemetry: Telemetry | None = None,
+        hooks: Hooks,
+        telemetry: Telemetry,
     ) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
         it is not claimable, or the verdict to write at once when it cannot be run."""
@@ -248,7 +243,7 @@ class Job:
 
     @staticmethod
     def _closed(
-        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks | None
+        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks
     ) -> Verdict:
         log.error(
             "event %s (%s) is %s: %s",
@@ -259,8 +254,7 @@ class Job:
             extra=_event_fields(claim, endpoint, verdict.status),
         )
         store.finish(claim, {}, verdict)
-        if hooks:
-            _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
+        _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
         return verdict
 
     def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
@@ -274,10 +268,9 @@ class Job:
         self.outcomes[handler.name] = HandlerOutcome(ok=False, error=described, at=now)
         self.failures += 1
         log.warning(
-            "handler %s failed on event %s (%s): %s",
+            "handler %s failed on %s: %s",
             printable(handler.name),
-            printable(self.event.id),
-            printable(self.event.type),
+            self.describe(),
             printable(described),
             extra=self.fields(handler=handler.name),
         )
@@ -295,10 +288,9 @@ class Job:
         self.outcomes[handler.name] = HandlerOutcome.superseded_at(self.store.clock())
         self.telemetry.ran(span, self.endpoint, handler.name, None, superseded=True)
         log.info(
-            "handler %s not given event %s (%s): a newer event of its resource was applied",
+            "handler %s not given %s: a newer event of its resource was applied",
             printable(handler.name),
-            printable(self.event.id),
-            printable(self.event.type),
+            self.describe(),
             extra=self.fields(handler=handler.name),
         )
         self.notify(Hook.SUPERSEDED, handler=handler.name)
@@ -327,31 +319,21 @@ class Job:
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
-        return self._finished(self.store.finish(self.claim, self.outcomes, verdict), verdict)
-
-    def _finished(self, kept: bool, verdict: Verdict) -> Result:
-        if not kept:
+        if not self.store.finish(self.claim, self.outcomes, verdict):
             return self.lost()
-        event = self.claim.event
         status = verdict.status
-        if status is _DEAD:
+        if status is Status.DEAD:
             log.error(
-                "event %s (%s) is dead after %d attempts",
-                printable(event.id),
-                printable(event.type),
-                event.attempts,
+                "%s is dead after %d attempts",
+                self.describe(),
+                self.claim.event.attempts,
                 extra=self.fields(status),
             )
-        elif status is _DONE and log.isEnabledFor(logging.INFO):
-            log.info(
-                "event %s (%s) done",
-                printable(event.id),
-                printable(event.type),
-                extra=self.fields(status),
-            )
+        elif status is Status.DONE and log.isEnabledFor(logging.INFO):
+            log.info("%s done", self.describe(), extra=self.fields(status))
         hook = HOOK_OF_VERDICT.get(status)
-        if hook is not None and self.hooks.wants(hook):
-            _notify(self.hooks, hook, self.claim, self.endpoint, error=verdict.error)
+        if hook is not None:
+            self.notify(hook, error=verdict.error)
         return RESULT_OF_VERDICT[status]
 
     def interrupted(self) -> Verdict:
@@ -364,11 +346,10 @@ class Job:
             return
         self.lease_warned = True
         log.warning(
-            "event %s (%s): processing outlived its lease, so another worker may run its "
+            "%s: processing outlived its lease, so another worker may run its "
             "handlers too; give long handlers a longer lease, and handlers that hold the GIL "
             "(long C loops) a process-based runner such as Celery",
-            printable(self.claim.event.id),
-            printable(self.claim.event.type),
+            self.describe(),
             extra=self.fields(),
         )
 
@@ -395,6 +376,8 @@ def _notify(
     handler: str | None = None,
     error: str | None = None,
 ) -> None:
+    if not hooks.wants(hook):
+        return
     event = claim.event
     hooks.emit(
         Notice(
@@ -441,39 +424,31 @@ async def persist(
     except StoreUnavailable as exc:
         failure: Exception = exc
     for pause in write_backoff(budget):
-        _retrying(job, failure, pause)
+        log.warning(
+            "%s: store unavailable (%s); retrying in %.2f s",
+            job.describe(),
+            printable(failure),
+            pause,
+            extra=job.fields(),
+        )
         await asyncio.sleep(pause)
         try:
             return True, await offload(write)
         except StoreUnavailable as exc:
             failure = exc
-    _gave_up(job, failure)
-    return False, None
-
-
-def _retrying(job: Job, failure: Exception, pause: float) -> None:
-    log.warning(
-        "%s: store unavailable (%s); retrying in %.2f s",
-        job.describe(),
-        printable(failure),
-        pause,
-        extra=job.fields(),
-    )
-
-
-def _gave_up(job: Job, failure: Exception) -> None:
     log.error(
         "%s: the store stayed unavailable (%s); giving up",
         job.describe(),
         printable(failure),
         extra=job.fields(),
     )
+    return False, None
 
 
 _thread_loops = threading.local()
 
 
-def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run a handler's coroutine to completion from synchronous code.
 
     Each thread keeps one event loop for this, so a handler's loop-bound resources
@@ -487,7 +462,7 @@ def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
         # Called from inside a running loop (an inline runner under ASGI): a nested
         # run_until_complete is impossible there, so use a short-lived thread.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(run_coroutine, coro).result()
+            return pool.submit(lambda: run_coroutine(coro)).result()
     loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()

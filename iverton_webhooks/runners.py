@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._settings import SettingError, runner_named
 from ._text import printable
@@ -34,8 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("iverton_webhooks")
-
-T = TypeVar("T")
 
 
 class BaseRunner:
@@ -216,7 +212,10 @@ class AsyncioRunner(BaseRunner):
             room = min(500, self.queue_size - len(self._in_flight))
             if room > 0:
                 try:
-                    due = await self._store_call(functools.partial(processor.due, room))
+                    if self.store_calls_here:
+                        due = processor.due(room)
+                    else:
+                        due = await processor.run_blocking(processor.due, room)
                 except Exception as exc:
                     self._poll_failed(exc)
                 else:
@@ -224,11 +223,6 @@ class AsyncioRunner(BaseRunner):
                     for endpoint, event_id in due:
                         self._spawn(event_id, endpoint)
             await asyncio.sleep(self.poll_interval)
-
-    async def _store_call(self, call: Callable[[], T]) -> T:
-        if self.store_calls_here:
-            return call()
-        return await self.processor.run_blocking(call)
 
     def _poll_failed(self, exc: Exception) -> None:
         # One line, and the same failure (a missing table, a server down) at most once
@@ -261,11 +255,7 @@ class AsyncioRunner(BaseRunner):
         if not pending:
             return 0
         _, still_running = await asyncio.wait(pending, timeout=timeout)
-        for task in still_running:
-            task.cancel()
-        if still_running:
-            # Each gets CANCEL_GRACE for a handler thread to end, then hands its event back.
-            await asyncio.wait(still_running, timeout=CANCEL_GRACE + 2.0)
+        await _cancel(still_running)
         return len(still_running)
 
     def close(self, timeout: float | None = None) -> None:
@@ -279,11 +269,10 @@ class ThreadRunner(BaseRunner):
 
     Up to ``workers`` events are processed at once (their sync handlers in a thread
     pool that grows only as calls overlap; store calls on the loop's thread); up to
-    ``queue_size`` ids are held, more
-    are left pending for the poll, which recovers due events (retries, expired leases,
-    overflow) every ``poll_interval`` s. Nothing starts before the first
-    `submit` or `start`; in a forked child (gunicorn, Celery prefork) the
-    first use starts it afresh, as the parent's thread did not come along.
+    ``queue_size`` ids are held, more are left pending for the poll, which recovers due
+    events (retries, expired leases, overflow) every ``poll_interval`` s. Nothing starts
+    before the first `submit` or `start`; in a forked child (gunicorn, Celery prefork)
+    the first use starts it afresh, as the parent's thread did not come along.
     """
 
     def __init__(
@@ -375,12 +364,16 @@ def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: thread
     finally:
         # Whatever is left (close() gave up waiting) is cancelled and given its chance to
         # hand its event back, rather than destroyed pending with the loop.
-        left = asyncio.all_tasks(loop)
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left, timeout=CANCEL_GRACE + 2.0))
+        loop.run_until_complete(_cancel(asyncio.all_tasks(loop)))
         loop.close()
+
+
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    # Each gets CANCEL_GRACE for a handler thread to end, then hands its event back.
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE + 2.0)
 
 
 def make_runner(spec: object) -> BaseRunner:

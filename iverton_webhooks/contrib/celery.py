@@ -76,19 +76,18 @@ class _Tasks:
 
     def processor(self, endpoint: str) -> Processor | None:
         found = self.processors.get(endpoint)
-        if found is None:
-            # An endpoint of the store's registry: the receiver that serves the registry.
-            serving = (p for p in self.processors.values() if p.settings.endpoint_registry)
-            registry = next(serving, None)
-            if registry is not None:
-                return registry.for_endpoint(endpoint)
-        if found is None:
-            log.error(
-                "Celery task for endpoint %r, but no Receiver with that endpoint was built in "
-                "this worker (import the module that builds it); the event stays pending",
-                printable(endpoint),
-            )
-        return found
+        if found is not None:
+            return found
+        # An endpoint of the store's registry: the receiver that serves the registry.
+        for processor in self.processors.values():
+            if processor.settings.endpoint_registry:
+                return processor.for_endpoint(endpoint)
+        log.error(
+            "Celery task for endpoint %r, but no Receiver with that endpoint was built in "
+            "this worker (import the module that builds it); the event stays pending",
+            printable(endpoint),
+        )
+        return None
 
 
 def _process_task(tasks: _Tasks) -> Any:

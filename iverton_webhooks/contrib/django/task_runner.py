@@ -120,15 +120,8 @@ class DjangoTasksRunner(BaseRunner):
         poll_interval: float | None = 60.0,
     ) -> None:
         tasks_framework()  # a missing framework is a configuration error, said now
-        self.options = {
-            key: value
-            for key, value in (
-                ("backend", backend),
-                ("queue_name", queue_name),
-                ("priority", priority),
-            )
-            if value is not None
-        }
+        chosen = {"backend": backend, "queue_name": queue_name, "priority": priority}
+        self.options = {key: value for key, value in chosen.items() if value is not None}
         self.poll_interval = poll_interval
         self._pid: int | None = None
         self._stop = threading.Event()
