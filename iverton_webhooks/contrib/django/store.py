@@ -432,8 +432,8 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         values = _model_values(row, resource_id_of(row["body"]))
         if self._insert(values):
             return True
-        stored = self._all().filter(event_id=row["id"], endpoint=row["endpoint"])
-        self._count_delivery(stored)
+        key = [row["endpoint"], row["id"]]  # as new_row stored them
+        self._write(f"UPDATE {_TABLE} SET deliveries = deliveries + 1 WHERE {_KEY}", key)
         return False
 
     def _insert(self, values: dict[str, Any]) -> bool:
@@ -466,10 +466,6 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         except IntegrityError:
             return False
         return True
-
-    @_serialized
-    def _count_delivery(self, stored: QuerySet[WebhookEvent]) -> None:
-        stored.update(deliveries=F("deliveries") + 1)
 
     @_migrate_hint
     def claim(
