@@ -5,8 +5,9 @@ Same semantics as the other stores: the unique ``(endpoint, event_id)`` key make
 after ``claim`` is a conditional UPDATE on the lease token, so a worker that lost its
 lease changes nothing. What each transition writes, and how text is kept (the codec of
 ``inbox/base.py``), come from the core; this module only maps them onto the model,
-through Django's public API: the ORM, and one statement run through Django's own
-cursor (the insert-if-absent, where the database has a way to say "if absent").
+through Django's public API: single statements run through Django's own cursor for what
+every event goes through (the insert-if-absent, the claim, the lease-checked writes), the
+ORM for the rest.
 
 Connections are Django's: a request gets a usable one from Django; every other thread
 (processing, lease renewal, recovery) gets one from the processor's
