@@ -389,14 +389,14 @@ class Receiver:
                     extra=self._about(envelope, endpoint),
                 )
                 return EXPIRED
-        record = self.store.record
-        event_id, event_type, created_at = envelope.id, envelope.type, envelope.created_at
+        args = (envelope.id, envelope.type, envelope.created_at, body)
+        resource_id = envelope.resource_id
         try:
             if span is None:
-                is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
+                is_new = self.store.record(*args, endpoint=endpoint, resource_id=resource_id)
             else:
                 with span("iverton.record"):
-                    is_new = record(event_id, event_type, created_at, body, endpoint=endpoint)
+                    is_new = self.store.record(*args, endpoint=endpoint, resource_id=resource_id)
         except Exception:
             self._store_failed(envelope.id, envelope.type, endpoint)
             return STORE_DOWN

@@ -184,6 +184,12 @@ class Envelope(_TypeNamed, BaseModel):
     created_at: _UtcInstant
     data: _DataRef
 
+    @property
+    def resource_id(self) -> str:
+        """``data.id`` as a store keeps it for searching: `resource_id_of` the body,
+        without reading the body again."""
+        return _searchable(self.data["id"])
+
 
 _validate_envelope = Envelope.__pydantic_validator__.validate_json
 
@@ -323,4 +329,8 @@ def resource_id_of(body: bytes) -> str:
         return ""
     data = payload.get("data") if isinstance(payload, dict) else None
     value = data.get("id") if isinstance(data, dict) else None
-    return printable(value)[:RESOURCE_ID_CHARS] if isinstance(value, str) else ""
+    return _searchable(value) if isinstance(value, str) else ""
+
+
+def _searchable(resource_id: str) -> str:
+    return printable(resource_id)[:RESOURCE_ID_CHARS]

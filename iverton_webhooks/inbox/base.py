@@ -332,24 +332,25 @@ class RecordsRows:
         endpoint: str = DEFAULT_ENDPOINT,
         status: Status = Status.PENDING,
         error: str | None = None,
+        resource_id: str | None = None,
     ) -> bool:
         """Store the event if its id is new (True) or count one more delivery (False)."""
-        return self.insert_row(
-            new_row(
-                endpoint=endpoint,
-                event_id=event_id,
-                event_type=event_type,
-                created_at=created_at.timestamp(),
-                body=body,
-                now=self.clock(),
-                status=status,
-                error=error,
-            )
+        row = new_row(
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type=event_type,
+            created_at=created_at.timestamp(),
+            body=body,
+            now=self.clock(),
+            status=status,
+            error=error,
         )
+        return self.insert_row(row, resource_id)
 
-    def insert_row(self, row: dict[str, Any]) -> bool:
+    def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         """Insert ``row`` unless ``(row["endpoint"], row["id"])`` exists; then add one
-        to that event's ``deliveries``. True if inserted. Atomic across processes."""
+        to that event's ``deliveries``. True if inserted. Atomic across processes.
+        ``resource_id`` is as `Store.record` was given it."""
         raise NotImplementedError
 
 
@@ -638,9 +639,12 @@ class Store(Protocol):
         endpoint: str = DEFAULT_ENDPOINT,
         status: Status = Status.PENDING,
         error: str | None = None,
+        resource_id: str | None = None,
     ) -> bool:
         """Store the event if its id is new (True) or count one more delivery (False).
-        ``status`` is pending, or quarantined (with ``error`` saying why)."""
+        ``status`` is pending, or quarantined (with ``error`` saying why).
+        ``resource_id`` is ``Envelope.resource_id`` when the caller parsed the body: a
+        store that keeps it (for searching) reads it with ``resource_id_of`` when None."""
         ...
 
     def claim(

@@ -77,7 +77,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def missing_inbox(cls, url: str) -> str | None:
         return None  # always there, and always empty
 
-    def insert_row(self, row: dict[str, Any]) -> bool:
+    def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         key = (row["endpoint"], row["id"])
         with self._lock:
             existing = self._rows.get(key)

@@ -567,7 +567,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     # Transitions -----------------------------------------------------------------------
 
-    def insert_row(self, row: dict[str, Any]) -> bool:
+    def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         event_id, endpoint = row["id"], row["endpoint"]  # as stored, by new_row
         keys = self._ready(load_text(endpoint))
         args = [event_id, endpoint, *_fields(row)]

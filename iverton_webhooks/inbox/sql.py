@@ -280,7 +280,7 @@ class SQLStore(base.RecordsRows, base.ClaimedWrites, Generic[_Conn]):
 
     # -- the protocol ----------------------------------------------------------------
 
-    def insert_row(self, row: dict[str, Any]) -> bool:
+    def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         marks, params = self._bind(row)
         if self._execute(_insert(self._table, tuple(row), tuple(marks)), params).rowcount == 1:
             return True

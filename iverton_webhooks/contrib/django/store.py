@@ -425,12 +425,14 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         return rows
 
     @_migrate_hint
-    def insert_row(self, row: dict[str, Any]) -> bool:
+    def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         # In autocommit the insert is its own committed transaction when it returns, and
         # a duplicate is not an error, so a caller's transaction (ATOMIC_REQUESTS) is
         # never left broken. Values are made before the write lock is taken: other
         # writers wait only for the SQL.
-        values = _model_values(row, resource_id_of(row["body"]))
+        if resource_id is None:
+            resource_id = resource_id_of(row["body"])
+        values = _model_values(row, resource_id)
         if self._insert(values):
             return True
         key = [row["endpoint"], row["id"]]  # as new_row stored them
