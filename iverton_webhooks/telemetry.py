@@ -72,7 +72,10 @@ class Telemetry:
         self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.meter_provider = meter_provider
-        self._switches = (False, False)
+        # Whether an SDK takes the spans / the metric points. Given providers are taken
+        # as real; the global ones are looked up until one appears (OpenTelemetry lets
+        # each be set only once, so a True stays True).
+        self._tracing = self._metering = False
         self._look_again_at = math.inf  # without the API there is nothing to look for
         try:
             from opentelemetry import metrics, trace
@@ -82,9 +85,6 @@ class Telemetry:
         self.enabled = True
         self._trace = trace
         self._metrics = metrics
-        # Whether an SDK takes the spans / the metric points. Given providers are taken
-        # as real; the global ones are looked up until one appears (OpenTelemetry lets
-        # each be set only once, so a True stays True).
         self._tracing = tracer_provider is not None
         self._metering = meter_provider is not None
         self._look_again_at = 0.0
@@ -127,7 +127,7 @@ class Telemetry:
         again once both are found."""
         now = time.monotonic()
         if now < self._look_again_at:
-            return self._switches
+            return self._tracing, self._metering
         self._look_again_at = now + 1.0
         if not self._tracing:
             # The API's stand-ins, public in opentelemetry.trace: a proxy that awaits
@@ -141,10 +141,9 @@ class Telemetry:
             sdk = sys.modules.get("opentelemetry.sdk.metrics")
             provider = self._metrics.get_meter_provider()
             self._metering = sdk is not None and isinstance(provider, sdk.MeterProvider)
-        self._switches = (self._tracing, self._metering)
         if self._tracing and self._metering:
             self._look_again_at = math.inf
-        return self._switches
+        return self._tracing, self._metering
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
         if self.metering:

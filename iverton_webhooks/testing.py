@@ -282,15 +282,13 @@ def _receivers_of(target: object) -> list[Receiver]:
 
     if isinstance(target, str):
         target = importlib.import_module(target)
-    found: dict[int, Receiver] = {}
-    for item in receivers_of(target):
-        if isinstance(item, Receiver):
-            found.setdefault(id(item), item)
+    # The same receiver may be found more than once: each is kept once, in order.
+    found = list(dict.fromkeys(r for r in receivers_of(target) if isinstance(r, Receiver)))
     if not found:
         raise LookupError(
             f"found no webhook receiver in {target!r}; looked for {'; '.join(LOOKED_FOR)}"
         )
-    return list(found.values())
+    return found
 
 
 @contextmanager
