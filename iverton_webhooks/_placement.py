@@ -2,12 +2,8 @@
 
 An adapter that loads a receiver (Django's ``ready()``, Flask's ``init_app``, a
 `WebhookApp`) calls `start_if_serving`; an ASGI lifespan asks `lifespan_starts`. `decide`
-answers from the command line, the environment and the modules loaded: processes that
-serve HTTP start; a pre-forking server's master (gunicorn, uWSGI), even one that loads
-the app with ``--preload``, leaves it to each worker it forks; everything else (other
-commands, shells, our own commands, test sessions, scripts) does not.
-``IVERTON_WEBHOOKS_PROCESSING`` (`ENV`: ``auto``, ``on`` or ``off``) overrides it. The
-table is in ``docs/processing.md``.
+answers from the command line, the environment (`ENV` overrides it) and the modules
+loaded, as the table in ``docs/processing.md`` says.
 """
 
 from __future__ import annotations
@@ -220,15 +216,9 @@ _deferred: list[Callable[[], Callable[[], object] | None]] = []
 
 
 def _in_prefork_worker(modules: Mapping[str, Any]) -> bool:
-    """Whether this process is a worker of gunicorn or uWSGI, not their master.
-
-    uWSGI says so itself: ``uwsgi.worker_id()`` is 0 in the master. gunicorn gives a
-    worker its signal handlers before the worker loads the app (``SIGUSR1`` reopens the
-    log files; uvicorn's gunicorn worker sets it too), while the master installs its
-    own only after loading the app with ``--preload``: so a handler set for ``SIGUSR1``
-    means a worker. A process that already deferred its start is a master (a reload on
-    ``SIGHUP`` loads the app again there, with the master's handlers set), and one
-    forked from such a master is a worker.
+    """Whether this process is a worker of gunicorn or uWSGI, not their master, told
+    as docs/processing.md explains (uvicorn's gunicorn worker sets ``SIGUSR1`` too). A
+    process that deferred its start stays a master, and one forked from it is a worker.
     """
     pid = os.getpid()
     if _forked_worker_pid == pid:
