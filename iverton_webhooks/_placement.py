@@ -2,12 +2,8 @@
 
 An adapter that loads a receiver (Django's ``ready()``, Flask's ``init_app``, a
 `WebhookApp`) calls `start_if_serving`; an ASGI lifespan asks `lifespan_starts`. `decide`
-answers from the command line, the environment and the modules loaded: processes that
-serve HTTP start; a pre-forking server's master (gunicorn, uWSGI), even one that loads
-the app with ``--preload``, leaves it to each worker it forks; everything else (other
-commands, shells, our own commands, test sessions, scripts) does not.
-``IVERTON_WEBHOOKS_PROCESSING`` (`ENV`: ``auto``, ``on`` or ``off``) overrides it. The
-table is in ``docs/processing.md``.
+answers from the command line, the environment (`ENV` overrides it) and the modules
+loaded, as the table in ``docs/processing.md`` says.
 """
 
 from __future__ import annotations
@@ -61,11 +57,9 @@ class Startable(Protocol):
     def start(self) -> None: ...
 
 
-#: ASGI servers: their lifespan start-up is the trigger, but an app without one (Django)
-#: starts when it is loaded in them.
-ASGI_SERVERS = frozenset({"uvicorn", "hypercorn", "daphne"})
-#: WSGI servers that load the app in the processes that serve it.
-WSGI_SERVERS = frozenset({"waitress-serve"})
+#: Servers that load the app in the processes that serve it. In an ASGI server the
+#: lifespan start-up is the trigger, but an app without one (Django) starts when loaded.
+SERVERS = frozenset({"uvicorn", "hypercorn", "daphne", "waitress-serve"})
 #: Servers whose master may load the app and then fork the workers that serve it.
 PREFORK_SERVERS = frozenset({"gunicorn", "uwsgi"})
 #: ``manage.py`` commands that serve requests.
@@ -118,14 +112,13 @@ def decide(
     chosen = setting(environ)
     if chosen == "off":
         return Verdict(Decision.NO, f"{ENV}=off")
+    name = program(argv)
+    if command is None:
+        command = _our_command(name, argv)
     if command is not None:
         # The worker commands process in the foreground and nothing else may claim
         # beside them; the others only read or requeue.
         return Verdict(Decision.NO, f"our {command!r} command")
-    name = program(argv)
-    ours = _our_command(name, argv)
-    if ours:
-        return Verdict(Decision.NO, f"our {ours!r} command")
     prefork = name in PREFORK_SERVERS or "uwsgi" in modules
     prefork = prefork or environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/")
     if chosen == "on":
@@ -139,12 +132,11 @@ def decide(
         if prefork_worker:
             return Verdict(Decision.START, f"a {server} worker")
         return Verdict(Decision.IN_FORKED_WORKERS, f"the {server} master: its workers process")
-    if name in ASGI_SERVERS or name in WSGI_SERVERS:
+    if name in SERVERS:
         return Verdict(Decision.START, f"served by {name}")
-    if "mod_wsgi" in modules:
-        return Verdict(Decision.START, "served by mod_wsgi")
-    if "waitress" in modules:
-        return Verdict(Decision.START, "served by waitress")
+    for server in ("mod_wsgi", "waitress"):
+        if server in modules:
+            return Verdict(Decision.START, f"served by {server}")
     if name == "flask":
         return _flask(argv, environ)
     if _is_django(name):
@@ -224,15 +216,9 @@ _deferred: list[Callable[[], Callable[[], object] | None]] = []
 
 
 def _in_prefork_worker(modules: Mapping[str, Any]) -> bool:
-    """Whether this process is a worker of gunicorn or uWSGI, not their master.
-
-    uWSGI says so itself: ``uwsgi.worker_id()`` is 0 in the master. gunicorn gives a
-    worker its signal handlers before the worker loads the app (``SIGUSR1`` reopens the
-    log files; uvicorn's gunicorn worker sets it too), while the master installs its
-    own only after loading the app with ``--preload``: so a handler set for ``SIGUSR1``
-    means a worker. A process that already deferred its start is a master (a reload on
-    ``SIGHUP`` loads the app again there, with the master's handlers set), and one
-    forked from such a master is a worker.
+    """Whether this process is a worker of gunicorn or uWSGI, not their master, told
+    as docs/processing.md explains (uvicorn's gunicorn worker sets ``SIGUSR1`` too). A
+    process that deferred its start stays a master, and one forked from it is a worker.
     """
     pid = os.getpid()
     if _forked_worker_pid == pid:
@@ -246,25 +232,19 @@ def _in_prefork_worker(modules: Mapping[str, Any]) -> bool:
     return usr1 is not None and callable(signal.getsignal(usr1))
 
 
-def verdict() -> Verdict:
-    """The policy's answer for this process, now."""
-    modules = sys.modules
-    return decide(
-        sys.argv,
-        os.environ,
-        modules,
-        prefork_worker=_in_prefork_worker(modules),
-        command=_command,
-    )
-
-
 def when_serving(start: Callable[[], object], *, what: str = "webhook processing") -> Decision:
     """Call ``start()`` now if this process serves, or in each worker forked from it if
     it is a pre-fork master; otherwise never. Returns the decision taken.
 
     A bound method (a receiver's) is held weakly: dropped before the fork, its object is
     neither kept alive nor started."""
-    found = verdict()
+    found = decide(
+        sys.argv,
+        os.environ,
+        sys.modules,
+        prefork_worker=_in_prefork_worker(sys.modules),
+        command=_command,
+    )
     if found.decision is Decision.START:
         log.debug("%s starts in this process: %s", what, found.why)
         start()
@@ -283,12 +263,9 @@ def when_serving(start: Callable[[], object], *, what: str = "webhook processing
     return found.decision
 
 
-def start_if_serving(*startables: Startable) -> Decision:
-    """`when_serving` for receivers or runners: their ``start()``."""
-    decision = Decision.NO
-    for item in startables:
-        decision = when_serving(item.start, what=f"processing of {type(item).__name__}")
-    return decision
+def start_if_serving(startable: Startable) -> Decision:
+    """`when_serving` for a receiver or a runner: its ``start()``."""
+    return when_serving(startable.start, what=f"processing of {type(startable).__name__}")
 
 
 def lifespan_starts() -> bool:
@@ -313,8 +290,13 @@ def _after_fork_in_child() -> None:
     # A worker forked from a pre-fork master that deferred its starts: start them here.
     global _lock, _forked_worker_pid, _master_pid
     _lock = threading.Lock()  # it may have been copied held
-    if _master_pid is None or setting_or_auto() == "off":
+    if _master_pid is None:
         return
+    try:
+        if setting(os.environ) == "off":
+            return
+    except ConfigurationError:
+        pass  # a bad value is refused where the app loads; here it reads as auto
     _forked_worker_pid, _master_pid = os.getpid(), None
     deferred, _deferred[:] = list(_deferred), []
     for holder in deferred:
@@ -325,13 +307,6 @@ def _after_fork_in_child() -> None:
             start()
         except Exception:
             log.exception("webhook processing could not start in this worker")
-
-
-def setting_or_auto() -> str:
-    try:
-        return setting(os.environ)
-    except ConfigurationError:
-        return "auto"
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

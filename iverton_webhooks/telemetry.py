@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from . import __version__
 from ._health import Health
 
 
@@ -48,12 +49,6 @@ ATTEMPT = "iverton.attempt"
 HTTP_STATUS = "http.response.status_code"
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
 class _NoSpan:
     """Stands in for a span when OpenTelemetry is absent."""
 
@@ -77,7 +72,10 @@ class Telemetry:
         self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.meter_provider = meter_provider
-        self._switches = (False, False)
+        # Whether an SDK takes the spans / the metric points. Given providers are taken
+        # as real; the global ones are looked up until one appears (OpenTelemetry lets
+        # each be set only once, so a True stays True).
+        self._tracing = self._metering = False
         self._look_again_at = math.inf  # without the API there is nothing to look for
         try:
             from opentelemetry import metrics, trace
@@ -87,14 +85,11 @@ class Telemetry:
         self.enabled = True
         self._trace = trace
         self._metrics = metrics
-        # Whether an SDK takes the spans / the metric points. Given providers are taken
-        # as real; the global ones are looked up until one appears (OpenTelemetry lets
-        # each be set only once, so a True stays True).
         self._tracing = tracer_provider is not None
         self._metering = meter_provider is not None
         self._look_again_at = 0.0
-        self.tracer = trace.get_tracer(NAME, _version(), tracer_provider=tracer_provider)
-        meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(NAME, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(NAME, __version__, meter_provider=meter_provider)
         self.requests = meter.create_counter(
             "iverton.requests", unit="{request}", description="Webhook requests, by answer"
         )
@@ -131,12 +126,9 @@ class Telemetry:
         looked up at most once a second (each lookup reads the environment), and never
         again once both are found."""
         now = time.monotonic()
-        if now >= self._look_again_at:
-            self._look_again_at = now + 1.0
-            self._look()
-        return self._switches
-
-    def _look(self) -> None:
+        if now < self._look_again_at:
+            return self._tracing, self._metering
+        self._look_again_at = now + 1.0
         if not self._tracing:
             # The API's stand-ins, public in opentelemetry.trace: a proxy that awaits
             # the real provider, and a provider that makes non-recording spans.
@@ -149,9 +141,9 @@ class Telemetry:
             sdk = sys.modules.get("opentelemetry.sdk.metrics")
             provider = self._metrics.get_meter_provider()
             self._metering = sdk is not None and isinstance(provider, sdk.MeterProvider)
-        self._switches = (self._tracing, self._metering)
         if self._tracing and self._metering:
             self._look_again_at = math.inf
+        return self._tracing, self._metering
 
     def answered(self, endpoint: str, answer: str, seconds: float) -> None:
         if self.metering:
@@ -216,8 +208,6 @@ class Telemetry:
         """Record one handler run: its outcome (``ok``, ``failed``, or ``superseded`` for a
         newest-only handler not given an older event) on ``span`` and in
         ``iverton.handler.runs``."""
-        if not self.enabled:
-            return
         outcome = "superseded" if superseded else "ok" if error is None else "failed"
         if self.metering:
             self.handler_runs.add(1, {ENDPOINT: endpoint, HANDLER: handler, OUTCOME: outcome})
@@ -273,7 +263,7 @@ def observe_inbox(processor: Observed, meter_provider: Any = None) -> bool:
         watched = weakref.WeakSet([processor])
         _observed.append((meter_provider, watched))
     # One pair of gauges per meter provider, reporting every processor observed with it.
-    meter = metrics.get_meter(NAME, _version(), meter_provider=meter_provider)
+    meter = metrics.get_meter(NAME, __version__, meter_provider=meter_provider)
 
     def events(_options: Any) -> Iterable[Any]:
         return [

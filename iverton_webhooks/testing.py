@@ -230,25 +230,20 @@ class AppWebhooks:
     def deliver(self, body: bytes, *, endpoint: str | None = None) -> Delivery:
         """Sign ``body`` with the app's (newest) secret for ``endpoint``: a receiver's
         own, or that of an endpoint registered in the store."""
-        signature = self._signer(endpoint).sign(body)
-        return Delivery(
-            body=body, headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature}
-        )
-
-    def _signer(self, endpoint: str | None) -> Verifier:
         receiver = self.receiver(endpoint)
-        if endpoint is None or endpoint == receiver.endpoint:
-            if receiver.verifier is None:
-                raise LookupError(
-                    f"endpoint {receiver.endpoint!r} has no secret of its own: pass the "
-                    "endpoint=NAME of a registered endpoint"
-                )
-            return receiver.verifier
-        registry = cast("EndpointRegistry", receiver.store)
-        record = registry.get_endpoint(endpoint)
-        if record is None or not record.secrets:
-            raise LookupError(f"no endpoint named {endpoint!r} is registered in the store")
-        return Verifier([record.secrets[0].secret])
+        signer = receiver.verifier
+        if endpoint is not None and endpoint != receiver.endpoint:
+            record = cast("EndpointRegistry", receiver.store).get_endpoint(endpoint)
+            if record is None or not record.secrets:
+                raise LookupError(f"no endpoint named {endpoint!r} is registered in the store")
+            signer = Verifier([record.secrets[0].secret])
+        if signer is None:
+            raise LookupError(
+                f"endpoint {receiver.endpoint!r} has no secret of its own: pass the "
+                "endpoint=NAME of a registered endpoint"
+            )
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signer.sign(body)}
+        return Delivery(body=body, headers=headers)
 
     def signed_delivery(
         self, event_type: str = "deal.won", *, endpoint: str | None = None, **overrides: Any
@@ -287,15 +282,13 @@ def _receivers_of(target: object) -> list[Receiver]:
 
     if isinstance(target, str):
         target = importlib.import_module(target)
-    found: dict[int, Receiver] = {}
-    for item in receivers_of(target):
-        if isinstance(item, Receiver):
-            found.setdefault(id(item), item)
+    # The same receiver may be found more than once: each is kept once, in order.
+    found = list(dict.fromkeys(r for r in receivers_of(target) if isinstance(r, Receiver)))
     if not found:
         raise LookupError(
             f"found no webhook receiver in {target!r}; looked for {'; '.join(LOOKED_FOR)}"
         )
-    return list(found.values())
+    return found
 
 
 @contextmanager

@@ -55,6 +55,30 @@ class _Tasks:
 
     def __init__(self, app: Celery, prefix: str) -> None:
         self.processors: dict[str, Processor] = {}
+
+        def process(task: Any, event_id: str, endpoint: str = DEFAULT_ENDPOINT) -> str | None:
+            processor = self.processor(endpoint)
+            if processor is None:
+                return None
+            result = processor.process(event_id)
+            if result is Result.BUSY:
+                task.retry(countdown=BUSY_DELAY)  # raises celery's Retry: the task comes back
+            return result.value
+
+        def recover(limit: int | None = None, endpoint: str | None = None) -> dict[str, int]:
+            """Process every due event of one endpoint, or of every endpoint this worker knows."""
+            if endpoint is None:
+                chosen = list(self.processors.values())
+            else:
+                one = self.processor(endpoint)
+                chosen = [] if one is None else [one]
+            totals: dict[str, int] = {}
+            for processor in chosen:
+                for result, n in processor.recover(limit).items():
+                    totals[result.value] = totals.get(result.value, 0) + n
+            return totals
+
+        process.__qualname__, recover.__qualname__ = "process", "recover"
         # shared=False: a shared task would also be registered in every Celery app created
         # later, running this app's processors there.
         # acks_late: the message is acknowledged after processing, so a worker killed
@@ -69,9 +93,9 @@ class _Tasks:
             acks_late=True,
             ignore_result=True,
             shared=False,
-        )(_process_task(self))
+        )(process)
         self.recover: Any = app.task(name=f"{prefix}.recover", ignore_result=True, shared=False)(
-            _recover_task(self)
+            recover
         )
 
     def processor(self, endpoint: str) -> Processor | None:
@@ -88,38 +112,6 @@ class _Tasks:
             printable(endpoint),
         )
         return None
-
-
-def _process_task(tasks: _Tasks) -> Any:
-    def process(task: Any, event_id: str, endpoint: str = DEFAULT_ENDPOINT) -> str | None:
-        processor = tasks.processor(endpoint)
-        if processor is None:
-            return None
-        result = processor.process(event_id)
-        if result is Result.BUSY:
-            task.retry(countdown=BUSY_DELAY)  # raises celery's Retry: the task comes back
-        return result.value
-
-    process.__name__ = process.__qualname__ = "process"
-    return process
-
-
-def _recover_task(tasks: _Tasks) -> Any:
-    def recover(limit: int | None = None, endpoint: str | None = None) -> dict[str, int]:
-        """Process every due event of one endpoint, or of every endpoint this worker knows."""
-        if endpoint is None:
-            chosen = list(tasks.processors.values())
-        else:
-            one = tasks.processor(endpoint)
-            chosen = [] if one is None else [one]
-        totals: dict[str, int] = {}
-        for processor in chosen:
-            for result, n in processor.recover(limit).items():
-                totals[result.value] = totals.get(result.value, 0) + n
-        return totals
-
-    recover.__name__ = recover.__qualname__ = "recover"
-    return recover
 
 
 class CeleryRunner(BaseRunner):
