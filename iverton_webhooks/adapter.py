@@ -34,7 +34,6 @@ from ._body import (
     BodyTooLarge,
     BodyUnreadable,
     NextChunk,
-    declared_length,
     read_capped,
     read_capped_async,
 )
@@ -148,19 +147,13 @@ def handle(
     """
     if method.upper() != "POST":
         return receiver.receive(method, b"", headers, endpoint)  # the 405, with nothing read
-    cap = _cap(receiver, limit)
-    length = declared_length(header(headers, "Content-Length"))
-    if length is not None and length > cap:
-        return TOO_LARGE
     try:
-        body = read_capped(read, cap, length)
+        body = read_capped(read, _cap(receiver, limit), header(headers, "Content-Length"))
     except BodyTooLarge:
         return TOO_LARGE
     except BodyUnreadable as error:
         return unreadable(receiver, error)
-    if body is None:
-        return TOO_LARGE
-    return receiver.receive(method, body, headers, endpoint)
+    return TOO_LARGE if body is None else receiver.receive(method, body, headers, endpoint)
 
 
 async def handle_async(

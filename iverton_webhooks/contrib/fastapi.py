@@ -44,7 +44,7 @@ from .._errors import InvalidPayload
 from .._finders import register_finder
 from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
-from ..adapter import handle_async, normalise_path, path_forms
+from ..adapter import handle_async, normalise_path
 from ..events import Event, parse_event
 from .starlette import DEFAULT_PATH, endpoint_param, reply_response, startup
 
@@ -267,9 +267,6 @@ def _event(body: bytes, answer: str, endpoint: str) -> Event[Any] | None:
         return None
 
 
-_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
 def webhook_router(
     receiver: Receiver,
     path: str = DEFAULT_PATH,
@@ -286,6 +283,7 @@ def webhook_router(
     Other methods get the core's 405. Give the app ``lifespan=receiver_lifespan(receiver)``.
     """
     webhook = IvertonWebhook(receiver)
+    # A WebhookRoute also answers its path's other form and every method (the core's 405).
     router = APIRouter(route_class=WebhookRoute, **router_options)
     bare = normalise_path(path)
 
@@ -296,23 +294,19 @@ def webhook_router(
                 await outcome
         return delivery.response()
 
-    for form in path_forms(path):
-        shown = include_in_schema and form == bare
-        router.add_api_route(
-            form,
-            receive,
-            methods=["POST"],
-            name="iverton_webhooks",
-            **webhook.route_options(include_in_schema=shown),
-        )
-        # Every other method reaches the receiver too, for its 405 (Allow: POST).
-        router.add_api_route(form, receive, methods=_OTHER_METHODS, include_in_schema=False)
+    router.add_api_route(
+        bare,
+        receive,
+        methods=["POST"],
+        name="iverton_webhooks",
+        **webhook.route_options(include_in_schema=include_in_schema),
+    )
     if receiver.directory is not None:
         # A path parameter, so everything below the path reaches the core.
         router.add_api_route(
             bare.rstrip("/") + "/{endpoint:path}",
             receive,
-            methods=["POST", *_OTHER_METHODS],
+            methods=["POST"],
             name="iverton_webhooks_endpoint",
             include_in_schema=False,
         )
