@@ -27,7 +27,6 @@ signature is over the raw bytes, which the dependency reads itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -44,9 +43,9 @@ from .._errors import InvalidPayload
 from .._finders import register_finder
 from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
-from ..adapter import handle_async, normalise_path
+from ..adapter import normalise_path
 from ..events import Event, parse_event
-from .starlette import DEFAULT_PATH, endpoint_param, reply_response, startup
+from .starlette import DEFAULT_PATH, WebhookEndpoint, endpoint_param, reply_response
 
 __all__ = [
     "Delivery",
@@ -181,13 +180,9 @@ class IvertonWebhook:
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self._started: asyncio.AbstractEventLoop | None = None
+        self._endpoint = WebhookEndpoint(receiver)
 
     async def __call__(self, request: Request) -> Delivery:
-        loop = asyncio.get_running_loop()
-        if self._started is not loop:
-            self._started = loop
-            await startup(self.receiver)
         chunks = request.stream().__aiter__()
         body = bytearray()
 
@@ -200,9 +195,7 @@ class IvertonWebhook:
             return chunk, True
 
         endpoint = endpoint_param(self.receiver, request.path_params)
-        reply = await handle_async(
-            self.receiver, request.method, request.headers, next_chunk, endpoint=endpoint
-        )
+        reply = await self._endpoint.reply(request.method, request.headers, next_chunk, endpoint)
         if not 200 <= reply.status < 300:
             raise WebhookRefused(reply)
         answer = ANSWER_OF.get(reply, "accepted")
