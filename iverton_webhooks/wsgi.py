@@ -30,6 +30,8 @@ _REASONS = {
     413: "Payload Too Large",
     503: "Service Unavailable",
 }
+#: The two request headers a WSGI environ keeps without the ``HTTP_`` prefix.
+_UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")
 
 
 class EnvironHeaders(Mapping[str, str]):
@@ -40,16 +42,14 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         key = name.upper().replace("-", "_")
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH") and key in self._environ:
+        if key in _UNPREFIXED and key in self._environ:
             return str(self._environ[key])
         return str(self._environ["HTTP_" + key])
 
     def __iter__(self) -> Iterator[str]:
         for key in self._environ:
-            if key.startswith("HTTP_") and key[5:] not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                yield key[5:].replace("_", "-").title()
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                yield key.replace("_", "-").title()
+            if key in _UNPREFIXED or (key.startswith("HTTP_") and key[5:] not in _UNPREFIXED):
+                yield key.removeprefix("HTTP_").replace("_", "-").title()
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -75,7 +75,6 @@ class WebhookApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         headers = EnvironHeaders(environ)
         method = environ["REQUEST_METHOD"]
-        # A declared body over the cap is answered 413 unread, as every adapter does.
         name = None
         if self.receiver.directory is not None:
             name = environ.get("PATH_INFO", "").strip("/") or None
