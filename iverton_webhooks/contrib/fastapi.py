@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,7 +200,12 @@ class IvertonWebhook:
         if not 200 <= reply.status < 300:
             raise WebhookRefused(reply)
         answer = ANSWER_OF.get(reply, "accepted")
-        event = _event(bytes(body), answer, endpoint or self.receiver.endpoint)
+        event: Event[Any] | None = None
+        if answer != "quarantined":
+            # The envelope passed the receiver; only this type's data model may refuse it
+            # (the processor reports that), and then there is nothing typed to give.
+            with suppress(InvalidPayload):
+                event = parse_event(bytes(body), endpoint=endpoint or self.receiver.endpoint)
         return Delivery(answer, event, reply, bytes(body))
 
     def route_options(self, *, include_in_schema: bool = False) -> dict[str, Any]:
@@ -247,17 +253,6 @@ class IvertonWebhook:
                 },
             },
         }
-
-
-def _event(body: bytes, answer: str, endpoint: str) -> Event[Any] | None:
-    if answer == "quarantined":
-        return None
-    try:
-        return parse_event(body, endpoint=endpoint)
-    except InvalidPayload:
-        # The envelope passed the receiver; only this type's data model refuses it (the
-        # processor reports that). Nothing typed to give.
-        return None
 
 
 def webhook_router(

@@ -255,11 +255,8 @@ def receiver_lifespan(
 
 
 async def startup(receiver: Receiver) -> None:
-    """Start the receiver's runner on this loop: due events are recovered at once.
-
-    A lifespan start-up (or a first request) is a server asking the app to serve, so it
-    starts here, in each worker (``uvicorn --workers 4``), unless the core's policy is
-    overridden with ``IVERTON_WEBHOOKS_PROCESSING=off``."""
+    """Start the receiver's runner on this loop, in each worker, where the core's policy
+    (`lifespan_starts`) lets a lifespan start it: due events are recovered at once."""
     if not lifespan_starts():
         return
     receiver.runner.attach(asyncio.get_running_loop())
