@@ -128,6 +128,15 @@ def path_forms(path: str) -> tuple[str, ...]:
     return (bare,) if bare == "/" else (bare, bare + "/")
 
 
+def named_endpoint(receiver: Receiver, name: object) -> str | None:
+    """The registered endpoint ``name``, the URL's part below the webhook path, names
+    when the receiver serves the registry (else None: the receiver's own endpoint).
+    ``acme`` and ``acme/`` name one endpoint, as a webhook path's two forms are one."""
+    if receiver.directory is None or name is None:
+        return None
+    return str(name).rstrip("/")
+
+
 def handle(
     receiver: Receiver,
     method: str,

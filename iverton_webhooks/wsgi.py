@@ -13,7 +13,7 @@ from typing import Any
 
 from ._placement import start_if_serving
 from ._receiver import Receiver
-from .adapter import handle
+from .adapter import handle, named_endpoint
 
 __all__ = [
     "EnvironHeaders",
@@ -75,9 +75,7 @@ class WebhookApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         headers = EnvironHeaders(environ)
         method = environ["REQUEST_METHOD"]
-        name = None
-        if self.receiver.directory is not None:
-            name = environ.get("PATH_INFO", "").strip("/") or None
+        name = named_endpoint(self.receiver, environ.get("PATH_INFO", "").lstrip("/") or None)
         reply = handle(self.receiver, method, headers, environ["wsgi.input"].read, endpoint=name)
         out = [*reply.headers, ("Content-Length", str(len(reply.body)))]
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", out)

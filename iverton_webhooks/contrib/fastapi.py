@@ -44,9 +44,9 @@ from .._errors import InvalidPayload
 from .._finders import register_finder
 from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
-from ..adapter import normalise_path
+from ..adapter import named_endpoint, normalise_path
 from ..events import Event, parse_event
-from .starlette import DEFAULT_PATH, WebhookEndpoint, endpoint_param, reply_response
+from .starlette import DEFAULT_PATH, WebhookEndpoint, reply_response
 
 __all__ = [
     "Delivery",
@@ -195,7 +195,7 @@ class IvertonWebhook:
             body.extend(chunk)
             return chunk, True
 
-        endpoint = endpoint_param(self.receiver, request.path_params)
+        endpoint = named_endpoint(self.receiver, request.path_params.get("endpoint"))
         reply = await self._endpoint.reply(request.method, request.headers, next_chunk, endpoint)
         if not 200 <= reply.status < 300:
             raise WebhookRefused(reply)

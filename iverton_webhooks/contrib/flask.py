@@ -28,11 +28,12 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .._body import BodyTooLarge
 from .._finders import register_finder
 from .._placement import start_if_serving
 from .._receiver import HeadersLike, Receiver, Reply
 from .._settings import options_from, refuse_asyncio_runner
-from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver, serves_registry
+from ..adapter import check_secrets, handle, make_receiver, named_endpoint, serves_registry
 from ..inbox.base import DEFAULT_ENDPOINT
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
@@ -153,9 +154,8 @@ def endpoint_name(blueprint_name: str) -> str:
 def _webhook_view(name: str | None = None) -> Response:
     blueprint = request.blueprint
     assert blueprint is not None  # only ever routed through a blueprint
-    # "/acme" and "/acme/" name one endpoint, as the prefix's two forms are one.
-    endpoint = None if name is None else name.rstrip("/")
-    reply = receive(state_of(current_app).receiver(blueprint), endpoint)
+    receiver = state_of(current_app).receiver(blueprint)
+    reply = receive(receiver, named_endpoint(receiver, name))
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 

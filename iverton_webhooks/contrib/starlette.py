@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -37,7 +37,7 @@ from .._errors import ConfigurationError
 from .._finders import register_finder
 from .._placement import lifespan_starts
 from .._receiver import Receiver, Reply
-from ..adapter import handle_async, make_receiver, normalise_path
+from ..adapter import handle_async, make_receiver, named_endpoint, normalise_path
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
 
@@ -64,7 +64,7 @@ class WebhookEndpoint:
         self._started: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = endpoint_param(self.receiver, scope.get("path_params", {}))
+        name = named_endpoint(self.receiver, scope.get("path_params", {}).get("endpoint"))
         await self.answer(scope, receive, send, name)
 
     async def answer(
@@ -281,16 +281,6 @@ class ClientDisconnected(Exception):
 def reply_response(reply: Reply) -> Response:
     """The core's `Reply` as a Starlette (or FastAPI) response."""
     return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
-
-
-def endpoint_param(receiver: Receiver, path_params: Mapping[str, Any]) -> str | None:
-    """The registered endpoint a request's ``endpoint`` path parameter names, when the
-    receiver serves the registry (else None: the receiver's own endpoint). ``/acme`` and
-    ``/acme/`` name one endpoint, as a webhook path's two forms are one."""
-    if receiver.directory is None:
-        return None
-    named = path_params.get("endpoint")
-    return None if named is None else str(named).rstrip("/")
 
 
 def _name_below(path: str, root: str) -> str | None:
