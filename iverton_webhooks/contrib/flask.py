@@ -102,7 +102,7 @@ def webhooks_blueprint(
                 "process_context": app.app_context,
                 "endpoint": endpoint_name(full_name),
             }
-            # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
+            # An option passed as None keeps the default, as it does for a Receiver.
             given = {
                 k: v for k, v in receiver_options.items() if v is not None or k not in defaults
             }
