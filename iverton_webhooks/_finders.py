@@ -36,11 +36,6 @@ LOOKED_FOR = (
     "the project's WSGI/ASGI application",
 )
 
-#: Modules recognised by a name they define before their adapter is imported, and the
-#: adapter module that then registers the finder for them: a Django settings module
-#: imports no Django, so nothing would register a finder for it otherwise.
-_PROJECT_MARKERS = (("INSTALLED_APPS", "iverton_webhooks.contrib.django.project"),)
-
 
 def register_finder(finder: Finder) -> None:
     """Add ``finder`` (once); an adapter calls it when it is imported."""
@@ -73,9 +68,10 @@ def receivers_of(target: object) -> list[Receiver | Processor]:
         ]
         if inside:
             return inside
-        for marker, adapter in _PROJECT_MARKERS:
-            if hasattr(target, marker):
-                importlib.import_module(adapter)
+        if hasattr(target, "INSTALLED_APPS"):
+            # A Django settings module imports no Django, so nothing has registered the
+            # finder that knows it: its adapter does when imported.
+            importlib.import_module("iverton_webhooks.contrib.django.project")
     # Every finder that knows the object adds what it finds (a FastAPI app is a
     # Starlette app too: the middleware and the dependency are found by different ones).
     found: list[Receiver | Processor] = []

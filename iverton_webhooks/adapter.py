@@ -34,7 +34,6 @@ from ._body import (
     BodyTooLarge,
     BodyUnreadable,
     NextChunk,
-    declared_length,
     read_capped,
     read_capped_async,
 )
@@ -129,6 +128,15 @@ def path_forms(path: str) -> tuple[str, ...]:
     return (bare,) if bare == "/" else (bare, bare + "/")
 
 
+def named_endpoint(receiver: Receiver, name: object) -> str | None:
+    """The registered endpoint ``name``, the URL's part below the webhook path, names
+    when the receiver serves the registry (else None: the receiver's own endpoint).
+    ``acme`` and ``acme/`` name one endpoint, as a webhook path's two forms are one."""
+    if receiver.directory is None or name is None:
+        return None
+    return str(name).rstrip("/")
+
+
 def handle(
     receiver: Receiver,
     method: str,
@@ -148,19 +156,13 @@ def handle(
     """
     if method.upper() != "POST":
         return receiver.receive(method, b"", headers, endpoint)  # the 405, with nothing read
-    cap = _cap(receiver, limit)
-    length = declared_length(header(headers, "Content-Length"))
-    if length is not None and length > cap:
-        return TOO_LARGE
     try:
-        body = read_capped(read, cap, length)
+        body = read_capped(read, _cap(receiver, limit), header(headers, "Content-Length"))
     except BodyTooLarge:
         return TOO_LARGE
     except BodyUnreadable as error:
         return unreadable(receiver, error)
-    if body is None:
-        return TOO_LARGE
-    return receiver.receive(method, body, headers, endpoint)
+    return TOO_LARGE if body is None else receiver.receive(method, body, headers, endpoint)
 
 
 async def handle_async(

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._placement import start_if_serving
 from ._receiver import Receiver
-from .adapter import handle
+from .adapter import handle, named_endpoint
 
 __all__ = [
     "EnvironHeaders",
@@ -30,6 +30,8 @@ _REASONS = {
     413: "Payload Too Large",
     503: "Service Unavailable",
 }
+#: The two request headers a WSGI environ keeps without the ``HTTP_`` prefix.
+_UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")
 
 
 class EnvironHeaders(Mapping[str, str]):
@@ -40,16 +42,14 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         key = name.upper().replace("-", "_")
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH") and key in self._environ:
+        if key in _UNPREFIXED and key in self._environ:
             return str(self._environ[key])
         return str(self._environ["HTTP_" + key])
 
     def __iter__(self) -> Iterator[str]:
         for key in self._environ:
-            if key.startswith("HTTP_") and key[5:] not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                yield key[5:].replace("_", "-").title()
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                yield key.replace("_", "-").title()
+            if key in _UNPREFIXED or (key.startswith("HTTP_") and key[5:] not in _UNPREFIXED):
+                yield key.removeprefix("HTTP_").replace("_", "-").title()
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -75,10 +75,7 @@ class WebhookApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         headers = EnvironHeaders(environ)
         method = environ["REQUEST_METHOD"]
-        # A declared body over the cap is answered 413 unread, as every adapter does.
-        name = None
-        if self.receiver.directory is not None:
-            name = environ.get("PATH_INFO", "").strip("/") or None
+        name = named_endpoint(self.receiver, environ.get("PATH_INFO", "").lstrip("/") or None)
         reply = handle(self.receiver, method, headers, environ["wsgi.input"].read, endpoint=name)
         out = [*reply.headers, ("Content-Length", str(len(reply.body)))]
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}", out)

@@ -27,9 +27,9 @@ signature is over the raw bytes, which the dependency reads itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +44,9 @@ from .._errors import InvalidPayload
 from .._finders import register_finder
 from .._receiver import ANSWER_OF, Receiver, Reply
 from .._signature import SIGNATURE_HEADER
-from ..adapter import handle_async, normalise_path, path_forms
+from ..adapter import named_endpoint, normalise_path
 from ..events import Event, parse_event
-from .starlette import DEFAULT_PATH, endpoint_param, reply_response, startup
+from .starlette import DEFAULT_PATH, WebhookEndpoint, reply_response
 
 __all__ = [
     "Delivery",
@@ -181,13 +181,9 @@ class IvertonWebhook:
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self._started: asyncio.AbstractEventLoop | None = None
+        self._endpoint = WebhookEndpoint(receiver)
 
     async def __call__(self, request: Request) -> Delivery:
-        loop = asyncio.get_running_loop()
-        if self._started is not loop:
-            self._started = loop
-            await startup(self.receiver)
         chunks = request.stream().__aiter__()
         body = bytearray()
 
@@ -199,14 +195,17 @@ class IvertonWebhook:
             body.extend(chunk)
             return chunk, True
 
-        endpoint = endpoint_param(self.receiver, request.path_params)
-        reply = await handle_async(
-            self.receiver, request.method, request.headers, next_chunk, endpoint=endpoint
-        )
+        endpoint = named_endpoint(self.receiver, request.path_params.get("endpoint"))
+        reply = await self._endpoint.reply(request.method, request.headers, next_chunk, endpoint)
         if not 200 <= reply.status < 300:
             raise WebhookRefused(reply)
         answer = ANSWER_OF.get(reply, "accepted")
-        event = _event(bytes(body), answer, endpoint or self.receiver.endpoint)
+        event: Event[Any] | None = None
+        if answer != "quarantined":
+            # The envelope passed the receiver; only this type's data model may refuse it
+            # (the processor reports that), and then there is nothing typed to give.
+            with suppress(InvalidPayload):
+                event = parse_event(bytes(body), endpoint=endpoint or self.receiver.endpoint)
         return Delivery(answer, event, reply, bytes(body))
 
     def route_options(self, *, include_in_schema: bool = False) -> dict[str, Any]:
@@ -256,20 +255,6 @@ class IvertonWebhook:
         }
 
 
-def _event(body: bytes, answer: str, endpoint: str) -> Event[Any] | None:
-    if answer == "quarantined":
-        return None
-    try:
-        return parse_event(body, endpoint=endpoint)
-    except InvalidPayload:
-        # The envelope passed the receiver; only this type's data model refuses it (the
-        # processor reports that). Nothing typed to give.
-        return None
-
-
-_OTHER_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
 def webhook_router(
     receiver: Receiver,
     path: str = DEFAULT_PATH,
@@ -286,6 +271,7 @@ def webhook_router(
     Other methods get the core's 405. Give the app ``lifespan=receiver_lifespan(receiver)``.
     """
     webhook = IvertonWebhook(receiver)
+    # A WebhookRoute also answers its path's other form and every method (the core's 405).
     router = APIRouter(route_class=WebhookRoute, **router_options)
     bare = normalise_path(path)
 
@@ -296,23 +282,19 @@ def webhook_router(
                 await outcome
         return delivery.response()
 
-    for form in path_forms(path):
-        shown = include_in_schema and form == bare
-        router.add_api_route(
-            form,
-            receive,
-            methods=["POST"],
-            name="iverton_webhooks",
-            **webhook.route_options(include_in_schema=shown),
-        )
-        # Every other method reaches the receiver too, for its 405 (Allow: POST).
-        router.add_api_route(form, receive, methods=_OTHER_METHODS, include_in_schema=False)
+    router.add_api_route(
+        bare,
+        receive,
+        methods=["POST"],
+        name="iverton_webhooks",
+        **webhook.route_options(include_in_schema=include_in_schema),
+    )
     if receiver.directory is not None:
         # A path parameter, so everything below the path reaches the core.
         router.add_api_route(
             bare.rstrip("/") + "/{endpoint:path}",
             receive,
-            methods=["POST", *_OTHER_METHODS],
+            methods=["POST"],
             name="iverton_webhooks_endpoint",
             include_in_schema=False,
         )

@@ -28,11 +28,12 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .._body import BodyTooLarge
 from .._finders import register_finder
 from .._placement import start_if_serving
 from .._receiver import HeadersLike, Receiver, Reply
 from .._settings import options_from, refuse_asyncio_runner
-from ..adapter import BodyTooLarge, check_secrets, handle, make_receiver, serves_registry
+from ..adapter import check_secrets, handle, make_receiver, named_endpoint, serves_registry
 from ..inbox.base import DEFAULT_ENDPOINT
 from .flask_cli import iverton_cli
 from .flask_state import EXTENSION_KEY, VIEW, Endpoint, WebhooksState, state_of
@@ -79,35 +80,13 @@ def webhooks_blueprint(
     also answers ``<url_prefix>/<name>`` for the endpoint ``name`` registered in the
     store, and the secret is optional (without one ``url_prefix`` itself answers 404).
     """
-    return _blueprint(name, url_prefix, secret, secrets, receiver, receiver_options, _MISSING)
-
-
-_MISSING = "pass secret='whsec_...' (or secrets=[new, old] while rotating)"
-_MISSING_CONFIG = (
-    "set IVERTON_WEBHOOK_SECRET in app.config (or the environment variable "
-    "FLASK_IVERTON_WEBHOOK_SECRET, read by app.config.from_prefixed_env()) to the endpoint's "
-    "signing secret from the Iverton dashboard; while rotating, IVERTON_WEBHOOK_SECRETS = "
-    "[new, old]"
-)
-
-
-def _blueprint(
-    name: str,
-    url_prefix: str,
-    secret: str | None,
-    secrets: Sequence[str] | None,
-    receiver: Receiver | None,
-    receiver_options: dict[str, Any],
-    missing: str,
-) -> Blueprint:
     # Mistakes fail here, where the blueprint is made, not at registration.
     if receiver is not None:
         # A ready receiver with options is refused.
-        make_receiver(receiver, secret, secrets, missing_secret=missing, **receiver_options)
+        make_receiver(receiver, secret, secrets, missing_secret=_MISSING, **receiver_options)
     else:
-        check_secrets(
-            secret, secrets, missing_secret=missing, required=not serves_registry(receiver_options)
-        )
+        required = not serves_registry(receiver_options)
+        check_secrets(secret, secrets, missing_secret=_MISSING, required=required)
 
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 
@@ -123,7 +102,7 @@ def _blueprint(
                 "process_context": app.app_context,
                 "endpoint": endpoint_name(full_name),
             }
-            # An option left None (e.g. IVERTON_WEBHOOK_STORE unset) keeps the default.
+            # An option passed as None keeps the default, as it does for a Receiver.
             given = {
                 k: v for k, v in receiver_options.items() if v is not None or k not in defaults
             }
@@ -156,6 +135,15 @@ def _blueprint(
     return blueprint
 
 
+_MISSING = "pass secret='whsec_...' (or secrets=[new, old] while rotating)"
+_MISSING_CONFIG = (
+    "set IVERTON_WEBHOOK_SECRET in app.config (or the environment variable "
+    "FLASK_IVERTON_WEBHOOK_SECRET, read by app.config.from_prefixed_env()) to the endpoint's "
+    "signing secret from the Iverton dashboard; while rotating, IVERTON_WEBHOOK_SECRETS = "
+    "[new, old]"
+)
+
+
 def endpoint_name(blueprint_name: str) -> str:
     """The endpoint a blueprint's events are kept under: its name, except that the
     default blueprint keeps the core's ``"default"`` (so ``iverton-webhooks`` commands and
@@ -166,9 +154,8 @@ def endpoint_name(blueprint_name: str) -> str:
 def _webhook_view(name: str | None = None) -> Response:
     blueprint = request.blueprint
     assert blueprint is not None  # only ever routed through a blueprint
-    # "/acme" and "/acme/" name one endpoint, as the prefix's two forms are one.
-    endpoint = None if name is None else name.rstrip("/")
-    reply = receive(state_of(current_app).receiver(blueprint), endpoint)
+    receiver = state_of(current_app).receiver(blueprint)
+    reply = receive(receiver, named_endpoint(receiver, name))
     return Response(reply.body, status=reply.status, headers=list(reply.headers))
 
 
@@ -219,15 +206,18 @@ class IvertonWebhooks:
         options = dict(self.receiver_options)
         options.update(options_from(config, where="app.config", prefix=CONFIG_PREFIX))
         refuse_asyncio_runner(options.get("runner"), "IVERTON_WEBHOOK_RUNNER")
-        secrets = options.pop("secrets", None)
-        blueprint = _blueprint(
-            self.name,
-            DEFAULT_URL_PREFIX,
+        given = options.pop("secrets", None)
+        secrets = list(given) if given else None
+        # Checked first, so that a missing secret says which config key to set.
+        required = not serves_registry(options)
+        check_secrets(None, secrets, missing_secret=_MISSING_CONFIG, required=required)
+        blueprint = webhooks_blueprint(
             None,
-            list(secrets) if secrets else None,
-            None,
-            options,
-            _MISSING_CONFIG,
+            secrets=secrets,
+            name=self.name,
+            url_prefix=DEFAULT_URL_PREFIX,
+            receiver=None,
+            **options,
         )
         app.register_blueprint(
             blueprint, url_prefix=config.get("IVERTON_WEBHOOK_URL_PREFIX", DEFAULT_URL_PREFIX)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -32,11 +32,12 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._body import NextChunk
 from .._errors import ConfigurationError
 from .._finders import register_finder
 from .._placement import lifespan_starts
 from .._receiver import Receiver, Reply
-from ..adapter import handle_async, make_receiver, normalise_path
+from ..adapter import handle_async, make_receiver, named_endpoint, normalise_path
 
 __all__ = ["IvertonWebhookMiddleware", "WebhookEndpoint", "receiver_lifespan", "webhook_route"]
 
@@ -63,7 +64,7 @@ class WebhookEndpoint:
         self._started: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = endpoint_param(self.receiver, scope.get("path_params", {}))
+        name = named_endpoint(self.receiver, scope.get("path_params", {}).get("endpoint"))
         await self.answer(scope, receive, send, name)
 
     async def answer(
@@ -73,9 +74,6 @@ class WebhookEndpoint:
         receiver's own)."""
         if scope["type"] != "http":
             raise RuntimeError(f"the webhook endpoint serves HTTP only, not {scope['type']!r}")
-        if self._started is not asyncio.get_running_loop():
-            await self.startup()
-
         gone = False
 
         async def next_chunk() -> tuple[bytes, bool]:
@@ -88,11 +86,18 @@ class WebhookEndpoint:
 
         # A client gone mid-body is the kit's 400, logged once; it is not sent, as ASGI
         # lets a server raise on a send to a closed connection.
-        reply = await handle_async(
-            self.receiver, scope["method"], Headers(scope=scope), next_chunk, endpoint=endpoint
-        )
+        reply = await self.reply(scope["method"], Headers(scope=scope), next_chunk, endpoint)
         if not gone:
             await reply_response(reply)(scope, receive, send)
+
+    async def reply(
+        self, method: str, headers: Headers, next_chunk: NextChunk, endpoint: str | None
+    ) -> Reply:
+        """The core's reply to a request whose body ``next_chunk`` reads (the FastAPI
+        dependency's too), starting the runner on this loop first if nothing has."""
+        if self._started is not asyncio.get_running_loop():
+            await self.startup()
+        return await handle_async(self.receiver, method, headers, next_chunk, endpoint=endpoint)
 
     async def startup(self) -> None:
         """Start the receiver's runner on the running loop: due events are recovered now."""
@@ -139,24 +144,22 @@ class IvertonWebhookMiddleware:
         self.error: ConfigurationError | None = None
         if receiver is None:
             receiver_options.setdefault("runner", "asyncio")
-        self._receiver: Receiver | None = None
         try:
-            self._receiver = make_receiver(
+            built = make_receiver(
                 receiver, secret, secrets, missing_secret=_MISSING, **receiver_options
             )
         except ConfigurationError as error:
             log.error("IvertonWebhookMiddleware: %s", error)
             self.error = error
             return
-        self.endpoint = WebhookEndpoint(self._receiver)
+        self.endpoint = WebhookEndpoint(built)
 
     @property
     def receiver(self) -> Receiver:
         """The receiver; raises the configuration error when it could not be built."""
-        if self._receiver is None:
-            assert self.error is not None
+        if self.error is not None:
             raise self.error
-        return self._receiver
+        return self.endpoint.receiver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -166,7 +169,7 @@ class IvertonWebhookMiddleware:
                     raise self.error
                 await self.endpoint.answer(scope, receive, send)
                 return
-            if self._receiver is not None and self._receiver.directory is not None:
+            if self.error is None and self.endpoint.receiver.directory is not None:
                 name = _name_below(path, self.path)
                 if name is not None:
                     await self.endpoint.answer(scope, receive, send, name)
@@ -252,11 +255,8 @@ def receiver_lifespan(
 
 
 async def startup(receiver: Receiver) -> None:
-    """Start the receiver's runner on this loop: due events are recovered at once.
-
-    A lifespan start-up (or a first request) is a server asking the app to serve, so it
-    starts here, in each worker (``uvicorn --workers 4``), unless the core's policy is
-    overridden with ``IVERTON_WEBHOOKS_PROCESSING=off``."""
+    """Start the receiver's runner on this loop, in each worker, where the core's policy
+    (`lifespan_starts`) lets a lifespan start it: due events are recovered at once."""
     if not lifespan_starts():
         return
     receiver.runner.attach(asyncio.get_running_loop())
@@ -281,16 +281,6 @@ class ClientDisconnected(Exception):
 def reply_response(reply: Reply) -> Response:
     """The core's `Reply` as a Starlette (or FastAPI) response."""
     return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
-
-
-def endpoint_param(receiver: Receiver, path_params: Mapping[str, Any]) -> str | None:
-    """The registered endpoint a request's ``endpoint`` path parameter names, when the
-    receiver serves the registry (else None: the receiver's own endpoint). ``/acme`` and
-    ``/acme/`` name one endpoint, as a webhook path's two forms are one."""
-    if receiver.directory is None:
-        return None
-    named = path_params.get("endpoint")
-    return None if named is None else str(named).rstrip("/")
 
 
 def _name_below(path: str, root: str) -> str | None:
