@@ -14,17 +14,21 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from django.apps import apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from ..._errors import ConfigurationError
+from ..._health import store_warnings
 from ..._settings import RetentionError, SettingError
-from . import conf
+from . import conf, discovery
 from .conf import SETTING
+from .endpoint import _endpoints, default_endpoint
 from .models import WebhookEndpoint, WebhookEvent
 from .store import MIGRATE_HINT
+from .urls import WebhookPattern
 
 
 @register("iverton_webhooks")
@@ -106,10 +110,6 @@ def _no_secret(opts: dict[str, Any]) -> str:
 @register(Tags.compatibility)
 def check_handler_modules(**kwargs: Any) -> list[CheckMessage]:
     """A bad ``AUTODISCOVER``, and handler modules still under the older, shared name."""
-    from django.apps import apps
-
-    from . import discovery
-
     try:
         names = discovery.module_names(conf.options())
     except ConfigurationError as exc:
@@ -242,9 +242,6 @@ def check_store_warnings(**kwargs: Any) -> list[CheckMessage]:
     """What an endpoint's store says it cannot keep (a Redis without persistence loses
     every acknowledged event on a restart): the same sentences ``stats`` and the health
     view show. Tagged ``database``: asking a server is I/O."""
-    from ..._health import store_warnings
-    from .endpoint import _endpoints, default_endpoint
-
     said: dict[str, None] = {}
     for endpoint in (default_endpoint, *_endpoints):
         try:
@@ -273,8 +270,6 @@ def check_webhook_urls(**kwargs: Any) -> list[CheckMessage]:
     URL is answered by its own endpoint, not taken as a name by a pattern serving
     registered endpoints listed before it (Django tries patterns in order, so the fix is
     the order)."""
-    from .urls import WebhookPattern
-
     try:
         resolver = get_resolver()
         entries = list(_url_entries(resolver.url_patterns))
