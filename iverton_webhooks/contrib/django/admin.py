@@ -327,7 +327,11 @@ class EndpointAddForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
         _valid(check_endpoint_name, name)
-        if name == _own_endpoint():
+        try:
+            own = conf.read(conf.options()).endpoint
+        except ConfigurationError:
+            own = None  # the system checks report the setting
+        if name == own:
             raise ValidationError(
                 f"{name!r} is the name of the endpoint in settings.{conf.SETTING}, which "
                 "would answer its requests instead: pick another name."
@@ -369,13 +373,6 @@ def _valid(check: Callable[[Any], Any], value: Any) -> Any:
 def _store(obj: WebhookEndpoint | None = None) -> DjangoStore:
     """The registry holding ``obj`` (or where a new endpoint is written)."""
     return DjangoStore(router.db_for_write(WebhookEndpoint, instance=obj))
-
-
-def _own_endpoint() -> str | None:
-    try:
-        return conf.read(conf.options()).endpoint
-    except ConfigurationError:
-        return None  # the system checks report the setting
 
 
 @admin.register(WebhookEndpoint)

@@ -6,8 +6,6 @@ recovery needs no request."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from functools import partial
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
@@ -30,7 +28,7 @@ class IvertonWebhooksConfig(AppConfig):
             discovery,
             project,  # noqa: F401 - lets `iverton-webhooks --app` find this project's receivers
         )
-        from .endpoint import reset_endpoints, start_endpoints
+        from .endpoint import reset_endpoints
 
         setting_changed.connect(reset_endpoints, dispatch_uid="iverton_webhooks_reset")
         # Like admin.autodiscover(): `@on(...)` handlers in <app>/iverton_handlers.py
@@ -38,21 +36,23 @@ class IvertonWebhooksConfig(AppConfig):
         discovery.discover(apps.get_app_configs(), discovery.module_names(conf.options()))
         # The core's policy: at once in a serving process, in each forked worker under a
         # pre-fork master (gunicorn --preload), never in other commands or test sessions.
-        when_serving(partial(_once_apps_are_ready, start_endpoints), what="webhook endpoints")
+        when_serving(_start_once_apps_are_ready, what="webhook endpoints")
 
 
-def _once_apps_are_ready(start: Callable[[], None]) -> None:
+def _start_once_apps_are_ready() -> None:
     # ready() runs while Django is still setting up its app registry: a query made before
     # that ends (the runner's first recovery poll) is what Django warns about ("database
     # access during app initialization"). Start as soon as the registry is ready.
     from django.apps import apps
 
+    from .endpoint import start_endpoints
+
     if apps.ready:
-        start()
+        start_endpoints()
         return
 
     def wait_then_start() -> None:
         if apps.ready_event.wait(60):
-            start()
+            start_endpoints()
 
     threading.Thread(target=wait_then_start, name="iverton-start", daemon=True).start()

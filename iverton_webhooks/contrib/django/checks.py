@@ -14,24 +14,25 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from ..._errors import ConfigurationError
+from ..._health import store_warnings
 from ..._settings import RetentionError, SettingError
-from . import conf
+from . import conf, discovery
 from .conf import SETTING
+from .endpoint import _endpoints, default_endpoint
 from .models import WebhookEndpoint, WebhookEvent
 from .store import MIGRATE_HINT
+from .urls import WebhookPattern
 
 
 @register("iverton_webhooks")
-def check_settings(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
     try:
         opts = conf.options()
     except ConfigurationError as exc:
@@ -107,14 +108,8 @@ def _no_secret(opts: dict[str, Any]) -> str:
 
 
 @register(Tags.compatibility)
-def check_handler_modules(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
+def check_handler_modules(**kwargs: Any) -> list[CheckMessage]:
     """A bad ``AUTODISCOVER``, and handler modules still under the older, shared name."""
-    from django.apps import apps
-
-    from . import discovery
-
     try:
         names = discovery.module_names(conf.options())
     except ConfigurationError as exc:
@@ -150,11 +145,7 @@ def _inbox_connection(databases: Sequence[str] | None) -> BaseDatabaseWrapper | 
 
 
 @register(Tags.database)
-def check_inbox_table(
-    app_configs: Sequence[AppConfig] | None = None,
-    databases: Sequence[str] | None = None,
-    **kwargs: Any,
-) -> list[CheckMessage]:
+def check_inbox_table(databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The inbox table exists with every column of the current model, and so does the
     endpoints table when the registry is on.
 
@@ -162,13 +153,18 @@ def check_inbox_table(
     an Error would stop the very command that fixes it. Under ``migrate`` itself the
     check is silent: telling the user to run the command they are running is noise.
     """
-    if _running_migrate():
-        return []
+    # The subcommand is argv[1] for manage.py, django-admin and python -m django alike
+    # (Django's ManagementUtility reads it there). call_command("migrate") skips the
+    # system checks unless asked, so a command-line run is the case to recognise.
     connection = _inbox_connection(databases)
-    if connection is None:
+    if sys.argv[1:2] == ["migrate"] or connection is None:
         return []
+    try:
+        registry = conf.read(conf.options()).endpoint_registry
+    except ConfigurationError:
+        registry = False  # reported by check_settings
     tables: list[tuple[Any, str, str]] = [(WebhookEvent, "inbox", "every webhook")]
-    if _registry_on():
+    if registry:
         tables.append((WebhookEndpoint, "endpoints", "every request to a registered endpoint"))
     alias = connection.alias
     where = "" if alias == "default" else f" (with --database {alias})"
@@ -192,13 +188,6 @@ def check_inbox_table(
     return messages
 
 
-def _registry_on() -> bool:
-    try:
-        return conf.read(conf.options()).endpoint_registry
-    except ConfigurationError:
-        return False  # reported by check_settings
-
-
 def _missing(connection: BaseDatabaseWrapper, model: Any) -> str | None:
     """What ``model``'s table lacks ("" when nothing), or None if the database cannot be
     asked."""
@@ -216,19 +205,8 @@ def _missing(connection: BaseDatabaseWrapper, model: Any) -> str | None:
     return f"lacks the column(s) {', '.join(lacking)}" if lacking else ""
 
 
-def _running_migrate() -> bool:
-    # The subcommand is argv[1] for manage.py, django-admin and python -m django alike
-    # (Django's ManagementUtility reads it there). call_command("migrate") skips the
-    # system checks unless asked, so a command-line run is the case to recognise.
-    return sys.argv[1:2] == ["migrate"]
-
-
 @register(Tags.database)
-def check_sqlite_wal(
-    app_configs: Sequence[AppConfig] | None = None,
-    databases: Sequence[str] | None = None,
-    **kwargs: Any,
-) -> list[CheckMessage]:
+def check_sqlite_wal(databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The inbox database, when SQLite, is in WAL mode: a property of the file, so the
     database is asked, not the settings."""
     connection = _inbox_connection(databases)
@@ -260,17 +238,10 @@ def check_sqlite_wal(
 
 
 @register(Tags.database)
-def check_store_warnings(
-    app_configs: Sequence[AppConfig] | None = None,
-    databases: Sequence[str] | None = None,
-    **kwargs: Any,
-) -> list[CheckMessage]:
+def check_store_warnings(**kwargs: Any) -> list[CheckMessage]:
     """What an endpoint's store says it cannot keep (a Redis without persistence loses
     every acknowledged event on a restart): the same sentences ``stats`` and the health
     view show. Tagged ``database``: asking a server is I/O."""
-    from ..._health import store_warnings
-    from .endpoint import _endpoints, default_endpoint
-
     said: dict[str, None] = {}
     for endpoint in (default_endpoint, *_endpoints):
         try:
@@ -293,22 +264,24 @@ _URLS_MODULE = "iverton_webhooks.contrib.django.urls"
 
 
 @register(Tags.urls)
-def check_url_prefix(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
+def check_webhook_urls(**kwargs: Any) -> list[CheckMessage]:
     """The webhook URLs are not included under a prefix ending in ``/``, which answers
-    only the URL with the slash the sender's URL usually lacks."""
+    only the URL with the slash the sender's URL usually lacks; and each ``webhook_path``
+    URL is answered by its own endpoint, not taken as a name by a pattern serving
+    registered endpoints listed before it (Django tries patterns in order, so the fix is
+    the order)."""
     try:
-        prefixes = [
-            above + str(entry.pattern)
-            for above, entry in _url_entries(get_resolver().url_patterns)
-            if isinstance(entry, URLResolver)
-            and getattr(entry.urlconf_name, "__name__", entry.urlconf_name) == _URLS_MODULE
-        ]
+        resolver = get_resolver()
+        entries = list(_url_entries(resolver.url_patterns))
     except Exception:
         return []  # a broken URLconf is reported by Django's own URL checks
     messages: list[CheckMessage] = []
-    for prefix in prefixes:
+    for above, entry in entries:
+        if not isinstance(entry, URLResolver):
+            continue
+        if getattr(entry.urlconf_name, "__name__", entry.urlconf_name) != _URLS_MODULE:
+            continue
+        prefix = above + str(entry.pattern)
         route = prefix.replace("^", "").strip("/")  # a regex prefix reads as a route
         if not prefix.endswith("/") or not route:
             continue
@@ -324,38 +297,19 @@ def check_url_prefix(
                 id="iverton_webhooks.W010",
             )
         )
-    return messages
-
-
-def _url_entries(
-    patterns: Sequence[URLPattern | URLResolver], above: str = ""
-) -> Iterator[tuple[str, URLPattern | URLResolver]]:
-    """Every entry of a URLconf with the prefix it is under, nested includes joined."""
-    for entry in patterns:
-        yield above, entry
-        if isinstance(entry, URLResolver):
-            yield from _url_entries(entry.url_patterns, above + str(entry.pattern))
-
-
-@register(Tags.urls)
-def check_shadowed_webhook_urls(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
-    """Each ``webhook_path`` URL is answered by its own endpoint, not taken as a name by
-    a pattern serving registered endpoints listed before it (Django tries patterns in
-    order, so the fix is the order)."""
-    try:
-        resolver = get_resolver()
-        paths = list(_webhook_paths(resolver.url_patterns))
-    except Exception:
-        return []  # a broken URLconf is reported by Django's own URL checks
-    messages: list[CheckMessage] = []
-    for path, pattern in paths:
+    for above, entry in entries:
+        # Only a path that can be told from the URLconf: no converters, no regex syntax.
+        prefix = above.replace("^", "")  # a regex prefix reads as a route
+        if any(char in prefix for char in "<>()[]{}\\$?*+|"):
+            continue
+        if not isinstance(entry, WebhookPattern) or not entry.route:
+            continue
+        path = prefix + entry.route
         try:
             match = resolver.resolve("/" + path)
         except Exception:  # no match, or a setting check_settings reports
             continue
-        own = getattr(pattern.callback, "endpoint", None)
+        own = getattr(entry.callback, "endpoint", None)
         if "name" not in match.kwargs or getattr(match.func, "endpoint", None) is own:
             continue
         messages.append(
@@ -374,13 +328,11 @@ def check_shadowed_webhook_urls(
     return messages
 
 
-def _webhook_paths(patterns: Sequence[URLPattern | URLResolver]) -> Iterator[Any]:
-    """``(path, pattern)`` for every ``webhook_path`` pattern whose path can be told from
-    the URLconf (prefixes with converters or regex syntax are skipped)."""
-    from .urls import WebhookPattern
-
-    for above, entry in _url_entries(patterns):
-        prefix = above.replace("^", "")  # a regex prefix reads as a route
-        readable = not any(char in prefix for char in "<>()[]{}\\$?*+|")
-        if readable and isinstance(entry, WebhookPattern) and entry.route:
-            yield prefix + entry.route, entry
+def _url_entries(
+    patterns: Sequence[URLPattern | URLResolver], above: str = ""
+) -> Iterator[tuple[str, URLPattern | URLResolver]]:
+    """Every entry of a URLconf with the prefix it is under, nested includes joined."""
+    for entry in patterns:
+        yield above, entry
+        if isinstance(entry, URLResolver):
+            yield from _url_entries(entry.url_patterns, above + str(entry.pattern))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,9 +79,10 @@ def fresh_connections() -> Iterator[None]:
         recycle_connections()
 
 
-def receiver_options(**overrides: Any) -> dict[str, Any]:
-    """Receiver keyword arguments from ``IVERTON_WEBHOOKS``, then ``overrides``
-    (the same lower-case names ``Receiver`` takes)."""
+def build_receiver(**overrides: Any) -> Receiver:
+    """A Receiver over the ``WebhookEvent`` table, dispatching to the router and to the
+    signals, handing work off after commit. ``overrides`` (the lower-case names
+    ``Receiver`` takes) beat the ``IVERTON_WEBHOOKS`` setting."""
     opts = conf.options()
     settings = conf.read(opts)
     kwargs: dict[str, Any] = {
@@ -95,13 +95,7 @@ def receiver_options(**overrides: Any) -> dict[str, Any]:
     if "secret" in overrides or "secrets" in overrides:
         kwargs["secrets"] = None
     kwargs.update(overrides)
-    return {key: value for key, value in kwargs.items() if value is not None}
-
-
-def build_receiver(**overrides: Any) -> Receiver:
-    """A Receiver over the ``WebhookEvent`` table, dispatching to the router and to the
-    signals, handing work off after commit. ``overrides`` beat the setting."""
-    kwargs = receiver_options(**overrides)
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
     using = str(kwargs.pop("database", "default"))
     base = kwargs.pop("router")
     runner = kwargs.pop("runner", kwargs["settings"].runner)
@@ -176,20 +170,17 @@ def start_endpoints() -> None:
     for endpoint in list(_endpoints):
         endpoint.receiver.start()
     # Endpoints made by webhook_view(...) in the URLconf exist once it is imported, which
-    # Django does at the first request: import it as soon as the app registry is ready,
-    # so they too recover with no request.
+    # Django does at the first request: import it now (the app registry is ready), so
+    # they too recover with no request.
     threading.Thread(target=_load_urlconf, name="iverton-urlconf", daemon=True).start()
 
 
-def _load_urlconf(wait: float = 30.0) -> None:
+def _load_urlconf() -> None:
     from django.apps import apps
     from django.urls import get_resolver
 
-    deadline = time.monotonic() + wait
-    while not apps.ready:
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
+    if not apps.ready:
+        return  # it would raise AppRegistryNotReady: the first request imports it
     try:
         get_resolver().url_patterns  # noqa: B018 - imports the URLconf (cached by Django)
     except Exception:  # the first request will raise it where Django reports it
@@ -201,7 +192,7 @@ def project_receivers() -> list[Receiver]:
     settings' default one (when it has a secret or the registry) and those of
     ``webhook_view(...)`` in the URLconf (imported here). None of them is started: a
     worker command processes their events in the foreground."""
-    _load_urlconf(wait=0.0)
+    _load_urlconf()
     found: dict[str, Receiver] = {}
     error: ConfigurationError | None = None
     for endpoint in [default_endpoint, *_endpoints]:

@@ -67,33 +67,11 @@ HOOK_SIGNALS: dict[Hook, Signal] = {hook: Signal() for hook in Hook}
 globals().update({f"iverton_{hook.value}": signal for hook, signal in HOOK_SIGNALS.items()})
 
 
-def send_hook_signal(notice: Notice) -> None:
-    """Send the signal of ``notice.hook``; a receiver that raises is logged, the others
-    still run."""
-    from .models import WebhookEvent  # at send time: the app registry is ready
-
-    signal = HOOK_SIGNALS[notice.hook]
-    for receiver, outcome in signal.send_robust(sender=WebhookEvent, notice=notice):
-        if isinstance(outcome, Exception):
-            log.error(
-                "signal iverton_%s receiver %s raised (ignored): %s",
-                notice.hook.value,
-                printable(getattr(receiver, "__qualname__", receiver)),
-                printable(outcome),
-                exc_info=outcome,
-                extra=fields(
-                    event_id=notice.event_id,
-                    event_type=notice.event_type,
-                    endpoint=notice.endpoint,
-                    handler=notice.handler,
-                ),
-            )
-
-
 class SignalHooks(Hooks):
     """Hooks that also send each hook's signal. A hook is wanted while a plain
     subscriber or a signal receiver listens to it, so an ack that nobody observes
-    builds no `Notice` and sends nothing."""
+    builds no `Notice` and sends nothing. A signal receiver that raises is logged, and
+    the others still run."""
 
     def wants(self, hook: Hook) -> bool:
         return bool(HOOK_SIGNALS[hook].receivers) or super().wants(hook)
@@ -102,8 +80,25 @@ class SignalHooks(Hooks):
         return any(signal.receivers for signal in HOOK_SIGNALS.values()) or super().__bool__()
 
     def emit(self, notice: Notice) -> None:
-        if HOOK_SIGNALS[notice.hook].receivers:
-            send_hook_signal(notice)
+        signal = HOOK_SIGNALS[notice.hook]
+        if signal.receivers:
+            from .models import WebhookEvent  # at send time: the app registry is ready
+
+            for receiver, outcome in signal.send_robust(sender=WebhookEvent, notice=notice):
+                if isinstance(outcome, Exception):
+                    log.error(
+                        "signal iverton_%s receiver %s raised (ignored): %s",
+                        notice.hook.value,
+                        printable(getattr(receiver, "__qualname__", receiver)),
+                        printable(outcome),
+                        exc_info=outcome,
+                        extra=fields(
+                            event_id=notice.event_id,
+                            event_type=notice.event_type,
+                            endpoint=notice.endpoint,
+                            handler=notice.handler,
+                        ),
+                    )
         super().emit(notice)
 
 

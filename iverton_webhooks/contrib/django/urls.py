@@ -21,14 +21,7 @@ from django.urls import URLPattern, re_path
 from django.urls.resolvers import RegexPattern, ResolverMatch
 
 from ..._errors import ConfigurationError
-from .views import (
-    AsyncView,
-    View,
-    endpoint_for,
-    make_async_view,
-    make_view,
-    receive_webhook,
-)
+from .views import AsyncView, View, endpoint_for, make_async_view, make_view
 
 __all__ = ["WebhookPattern", "app_name", "urlpatterns", "webhook_path"]
 
@@ -86,7 +79,8 @@ def webhook_path(
     ``ENDPOINT_REGISTRY`` in the setting) ``route/<name>`` serves the registered
     endpoints too. A ``view`` given is served as it is, at ``route`` only.
     """
-    pattern = re.escape(route.strip("/"))
+    route = route.strip("/")
+    pattern = re.escape(route)
     if view is not None:
         if overrides:
             raise TypeError("pass either view= or webhook_view() options, not both")
@@ -95,23 +89,14 @@ def webhook_path(
         given: URLPattern = re_path(rf"^{pattern}(?:/)?$", callback, name=name)
         return given
     endpoint = endpoint_for(overrides)
-    regex = rf"^{pattern}{_NAMED}/?$"
-    return _pattern(regex, make_view(endpoint), make_async_view(endpoint), name, route.strip("/"))
-
-
-def _pattern(
-    regex: str, view: View, async_view: AsyncView, name: str | None, route: str = ""
-) -> WebhookPattern:
-    regex_pattern = RegexPattern(regex, name=name, is_endpoint=True)
-    return WebhookPattern(regex_pattern, view, async_view, name, route=route)
+    return WebhookPattern(
+        RegexPattern(rf"^{pattern}{_NAMED}/?$", name=name, is_endpoint=True),
+        make_view(endpoint),
+        make_async_view(endpoint),
+        name,
+        route=route,
+    )
 
 
 app_name = "iverton_webhooks"
-urlpatterns = [
-    _pattern(
-        rf"^{_NAMED}/?$",
-        receive_webhook,
-        make_async_view(receive_webhook.endpoint),  # type: ignore[attr-defined]
-        "receive",
-    )
-]
+urlpatterns = [webhook_path("", name="receive")]

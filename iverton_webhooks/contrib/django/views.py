@@ -157,6 +157,3 @@ def make_async_view(endpoint: Endpoint) -> AsyncView:
         return await respond_async(endpoint, request, name)
 
     return _exempt(receive_webhook, endpoint)
-
-
-receive_webhook = webhook_view()
