@@ -244,6 +244,17 @@ def test_a_task_worker_finds_an_endpoint_of_the_urlconf() -> None:
         task_runner.processor_for("nowhere")
 
 
+def test_a_task_worker_finds_the_default_endpoint_under_its_configured_name(
+    settings: Any,
+) -> None:
+    _framework()
+    from iverton_webhooks.contrib.django import task_runner
+
+    settings.IVERTON_WEBHOOKS = {**settings.IVERTON_WEBHOOKS, "ENDPOINT": "renamed"}
+    task_runner._PROCESSORS.clear()  # a worker process: no runner bound yet
+    assert task_runner.processor_for("renamed").endpoint == "renamed"
+
+
 def test_the_task_is_found_by_its_path() -> None:
     _framework()
     from django.utils.module_loading import import_string

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import ConfigurationError
 from ..._text import printable
-from ...inbox.base import DEFAULT_ENDPOINT
 from ...runners import BaseRunner
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ def processor_for(endpoint: str) -> Processor:
     get_resolver().url_patterns  # noqa: B018 - its webhook_path(...) endpoints exist now
     candidates = [endpoints.default_endpoint, *endpoints._endpoints]
     for candidate in candidates:
-        if candidate.overrides.get("endpoint", DEFAULT_ENDPOINT) == endpoint:
+        if candidate.receiver.processor.endpoint == endpoint:
             return candidate.receiver.processor
     # An endpoint of the store's registry: the receiver that serves the registry.
     for candidate in candidates:
