@@ -104,9 +104,10 @@ def _lua_set(statuses: frozenset[Status]) -> str:
 
 
 # Shared by the transition scripts, whose KEYS always are: event hash, due, finished, all,
-# seq, endpoints, then one sorted set per status in _STATUSES order; ARGV[1] is the id.
-# Numbers that are stored are passed in from Python as strings: Lua would print them back
-# with only 14 significant digits.
+# seq, endpoints, then one sorted set per status in _STATUSES order. ARGV: the id, one
+# argument of the script's own, then the fields `apply` writes. Numbers that are stored
+# are passed in from Python as strings: Lua would print them back with only 14
+# significant digits.
 _PRELUDE = f"""
 local EVENT, DUE, FINISHED, ALL, SEQ, ENDPOINTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
                                                   KEYS[5], KEYS[6]
@@ -116,17 +117,17 @@ local BY_STATUS = {{}}
 for i, name in ipairs(STATUSES) do BY_STATUS[name] = KEYS[6 + i] end
 local CLAIMABLE = {_lua_set(CLAIMABLE)}
 local IS_FINISHED = {_lua_set(FINISHED)}
-local REPLAYABLE = {_lua_set(REPLAYABLE)}
-local RESOLVABLE = {_lua_set(RESOLVABLE)}
+local FROM = {{replay = {_lua_set(REPLAYABLE)}, resolve = {_lua_set(RESOLVABLE)}}}
 
--- Writes one transition's fields, given at ARGV[i] as: n, n field/value pairs, m, m
--- fields to delete. 'due_at' goes to the due index; a new 'status' moves the event
--- between the status indexes and in or out of the finished one. Returns the next index.
-local function apply(i)
+-- Writes one transition's fields, given from ARGV[3] as: n, n field/value pairs, m, m
+-- fields to delete. 'due_at' goes to the due index; deleting 'outcomes' deletes every
+-- 'o:<handler>' field; a new 'status' moves the event between the status indexes and in
+-- or out of the finished one.
+local function apply()
   local old = redis.call('HGET', EVENT, 'status')
   local new, due, clear_due = nil, nil, false
-  local n = tonumber(ARGV[i]); i = i + 1
-  for k = 1, n do
+  local i = 4
+  for k = 1, tonumber(ARGV[3]) do
     local field, value = ARGV[i], ARGV[i + 1]; i = i + 2
     if field == 'due_at' then due = value
     else
@@ -137,7 +138,12 @@ local function apply(i)
   local m = tonumber(ARGV[i]); i = i + 1
   for k = 1, m do
     local field = ARGV[i]; i = i + 1
-    if field == 'due_at' then clear_due = true else redis.call('HDEL', EVENT, field) end
+    if field == 'due_at' then clear_due = true
+    elseif field == 'outcomes' then
+      for _, name in ipairs(redis.call('HKEYS', EVENT)) do
+        if string.sub(name, 1, 2) == 'o:' then redis.call('HDEL', EVENT, name) end
+      end
+    else redis.call('HDEL', EVENT, field) end
   end
   if due then redis.call('ZADD', DUE, due, ID) elseif clear_due then redis.call('ZREM', DUE, ID) end
   if new and new ~= old then
@@ -149,12 +155,13 @@ local function apply(i)
       redis.call('ZREM', FINISHED, ID)
     end
   end
-  return i
 end
 """
 
-# ARGV: id, endpoint, fields of the new row.
-_RECORD = """
+# ARGV[2]: the endpoint, as stored.
+_RECORD = (
+    _PRELUDE
+    + """
 if redis.call('EXISTS', EVENT) == 1 then
   redis.call('HINCRBY', EVENT, 'deliveries', 1)
   return 0
@@ -163,53 +170,45 @@ local seq = redis.call('INCR', SEQ)
 redis.call('HSET', EVENT, 'seq', seq)
 redis.call('SADD', ENDPOINTS, ARGV[2])
 redis.call('ZADD', ALL, seq, ID)
-apply(3)
+apply()
 return 1
 """
+)
 
-# ARGV: id, now, claim fields. Returns the event's hash, or nil.
-_CLAIM = """
+# ARGV[2]: now. Returns the event's hash, or nil.
+_CLAIM = (
+    _PRELUDE
+    + """
 local status = redis.call('HGET', EVENT, 'status')
 if not status or not CLAIMABLE[status] then return false end
 local due = redis.call('ZSCORE', DUE, ID)
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
 redis.call('HINCRBY', EVENT, 'attempts', 1)
-apply(3)
+apply()
 return redis.call('HGETALL', EVENT)
 """
+)
 
-# Renew, checkpoint and finish, only while the token holds the lease. ARGV: id, token,
-# n, n handler/outcome JSON pairs, then the fields.
-_CLAIMED = """
+# Renew, checkpoint and finish, only while the token in ARGV[2] holds the lease.
+_CLAIMED = (
+    _PRELUDE
+    + """
 if redis.call('HGET', EVENT, 'lease_token') ~= ARGV[2] then return 0 end
-local i = 4
-for k = 1, tonumber(ARGV[3]) do
-  redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1]); i = i + 2
-end
-apply(i)
+apply()
 return 1
 """
+)
 
-# ARGV: id, rerun_all ('1' or '0'), replay fields.
-_REPLAY = """
+# Replay and resolve. ARGV[2]: which of the two, so which statuses the event may leave.
+_MOVE = (
+    _PRELUDE
+    + """
 local status = redis.call('HGET', EVENT, 'status')
-if not status or not REPLAYABLE[status] then return 0 end
-apply(3)
-if ARGV[2] == '1' then
-  for _, field in ipairs(redis.call('HKEYS', EVENT)) do
-    if string.sub(field, 1, 2) == 'o:' then redis.call('HDEL', EVENT, field) end
-  end
-end
+if not status or not FROM[ARGV[2]][status] then return 0 end
+apply()
 return 1
 """
-
-# ARGV: id, resolve fields.
-_RESOLVE = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not RESOLVABLE[status] then return 0 end
-apply(2)
-return 1
-"""
+)
 
 # KEYS: finished, due, all, then the status sets, then one event hash per id.
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
@@ -296,29 +295,13 @@ end
 return 1
 """
 
-# The registry scripts: KEYS[1] is the set of names, KEYS[2] the endpoint's hash;
-# times are given as repr() strings. Rotation is a read-modify-write in Python instead
-# (WATCH/MULTI), so the rule stays in base.rotated.
-
-# ARGV: name, secrets, now.
+# Registering an endpoint: KEYS: the set of names, the endpoint's hash; ARGV: name,
+# secrets, now (as a repr() string). Its other changes are read-modify-writes in Python
+# (WATCH/MULTI), so the rotation rule stays in base.rotated.
 _ADD_ENDPOINT = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'secrets', ARGV[2], 'enabled', '1', 'created_at', ARGV[3],
            'updated_at', ARGV[3])
-return 1
-"""
-
-# ARGV: "1" or "0", now.
-_ENABLE_ENDPOINT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'enabled', ARGV[1], 'updated_at', ARGV[2])
-return 1
-"""
-
-# ARGV: name.
-_REMOVE_ENDPOINT = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2])
 return 1
 """
 
@@ -450,20 +433,6 @@ class RedisStore(RecordsRows, ClaimedWrites):
         self._schema = f"{self._tag}:schema"
         self._migrated = False
         self._warnings: list[str] | None = None
-        register = self.redis.register_script
-        self._record = register(_PRELUDE + _RECORD)
-        self._claim = register(_PRELUDE + _CLAIM)
-        self._claimed_script = register(_PRELUDE + _CLAIMED)
-        self._replay = register(_PRELUDE + _REPLAY)
-        self._resolve = register(_PRELUDE + _RESOLVE)
-        self._prune = register(_PRUNE)
-        self._migrate = register(_MIGRATE)
-        self._take_mark = register(_TAKE_MARK)
-        self._renew_mark = register(_RENEW_MARK)
-        self._release_mark = register(_RELEASE_MARK)
-        self._add_endpoint = register(_ADD_ENDPOINT)
-        self._enable_endpoint = register(_ENABLE_ENDPOINT)
-        self._remove_endpoint = register(_REMOVE_ENDPOINT)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
@@ -508,7 +477,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         k = _Keys(self.prefix, DEFAULT_ENDPOINT)
         keys = [self._schema, k.seq, k.all, k.endpoints]
         try:
-            found = int(self._migrate(keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
+            found = int(self._run(_MIGRATE, keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
         except redis.ResponseError as exc:
             if "newer than this code" in str(exc):
                 raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
@@ -567,89 +536,94 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     # Transitions -----------------------------------------------------------------------
 
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return self.redis.register_script(script)(keys, args)
+
+    def _transition(
+        self, script: str, endpoint: str, event_id: str, arg: str, fields: Mapping[str, Any]
+    ) -> Any:
+        """Run a transition script (see ``_PRELUDE``) on one event, as given."""
+        stored_id = store_text(event_id)
+        keys = self._ready(endpoint).script(stored_id)
+        return self._run(script, keys, [stored_id, arg, *_fields(fields)])
+
     def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
-        event_id, endpoint = row["id"], row["endpoint"]  # as stored, by new_row
-        keys = self._ready(load_text(endpoint))
-        args = [event_id, endpoint, *_fields(row)]
-        return bool(self._record(keys.script(event_id), args))
+        endpoint = row["endpoint"]  # as stored, by new_row
+        return bool(
+            self._transition(_RECORD, load_text(endpoint), load_text(row["id"]), endpoint, row)
+        )
 
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
-        keys, stored_id = self._ready(endpoint), store_text(event_id)
         now = self.clock()
         token = new_token()
-        args = [stored_id, _num(now), *_fields(claim_fields(now, lease_seconds, token))]
-        flat = self._claim(keys.script(stored_id), args)
+        fields = claim_fields(now, lease_seconds, token)
+        flat = self._transition(_CLAIM, endpoint, event_id, _num(now), fields)
         if flat is None:
             return None
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Claim(_row(keys.endpoint, stored_id, fields), token)
+        stored = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Claim(_row(store_text(endpoint), store_text(event_id), stored), token)
 
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
-        stored_id = store_text(claim.event.id)
-        keys = self._ready(claim.event.endpoint).script(stored_id)
-        args: list[str | bytes] = [stored_id, claim.token, str(len(outcomes))]
-        for name, outcome in outcomes.items():
-            args += (store_text(name), outcome_json(outcome))
-        return bool(self._claimed_script(keys, [*args, *_fields(fields)]))
+        written = {f"o:{store_text(name)}": outcome_json(o) for name, o in outcomes.items()}
+        event = claim.event
+        return bool(
+            self._transition(_CLAIMED, event.endpoint, event.id, claim.token, {**fields, **written})
+        )
 
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        stored_id = store_text(event_id)
-        keys = self._ready(endpoint).script(stored_id)
-        args = [stored_id, "1" if rerun_all else "0", *_fields(replay_fields(self.clock()))]
-        return bool(self._replay(keys, args))
+        fields = replay_fields(self.clock())
+        if rerun_all:
+            fields["outcomes"] = None
+        return bool(self._transition(_MOVE, endpoint, event_id, "replay", fields))
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        stored_id = store_text(event_id)
-        keys = self._ready(endpoint).script(stored_id)
-        return bool(self._resolve(keys, [stored_id, *_fields(resolve_fields(self.clock()))]))
+        fields = resolve_fields(self.clock())
+        return bool(self._transition(_MOVE, endpoint, event_id, "resolve", fields))
 
     # Newest-only marks ------------------------------------------------------------------
 
-    def _mark(self, key: MarkKey) -> list[str]:
+    def _mark(self, script: str, key: MarkKey, *args: str) -> Any:
         keys = self._ready(key.endpoint)
-        return [keys.mark(store_text(key.resource), store_text(key.handler))]
+        mark = keys.mark(store_text(key.resource), store_text(key.handler))
+        return self._run(script, [mark], list(args))
 
     def take_mark(
         self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
     ) -> MarkAnswer:
         now = self.clock()
-        args = [
+        answer = self._mark(
+            _TAKE_MARK,
+            key,
             _num(created_at),
             store_text(event_id),
             store_text(holder),
             _num(now),
             _num(now + hold_seconds),
-        ]
-        return MarkAnswer(_text(self._take_mark(self._mark(key), args)))
+        )
+        return MarkAnswer(_text(answer))
 
     def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
         until = _num(self.clock() + hold_seconds)
-        return bool(self._renew_mark(self._mark(key), [store_text(holder), until]))
+        return bool(self._mark(_RENEW_MARK, key, store_text(holder), until))
 
     def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
-        args = [store_text(holder)]
-        if applied is not None:
-            args += (_num(applied[0]), store_text(applied[1]))
-        self._release_mark(self._mark(key), args)
+        event = () if applied is None else (_num(applied[0]), store_text(applied[1]))
+        self._mark(_RELEASE_MARK, key, store_text(holder), *event)
 
     # Endpoint registry (see base.EndpointRegistry for the semantics) --------------------
 
-    def _registry(self) -> str:
-        """The set of registered names; each name's hash is this key, ":" and the name."""
+    def _registry(self, stored_name: str | None = None) -> str:
+        """The set of registered names, or the hash of the one given (as stored)."""
         if not self._migrated:
             self.migrate()
-        return f"{self._tag}:registry"
-
-    def _registered(self, name: str) -> tuple[list[str], str]:
-        """KEYS of the registry scripts for ``name``, and the name as stored."""
-        names, stored = self._registry(), store_text(name)
-        return [names, f"{names}:{quote(stored, safe='')}"], stored
+        names = f"{self._tag}:registry"
+        return names if stored_name is None else f"{names}:{quote(stored_name, safe='')}"
 
     @staticmethod
     def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> EndpointRecord:
@@ -662,56 +636,66 @@ class RedisStore(RecordsRows, ClaimedWrites):
         )
 
     def add_endpoint(self, name: str, secret: str) -> bool:
-        keys, stored = self._registered(name)
+        stored = store_text(name)
+        keys = [self._registry(), self._registry(stored)]
         secrets = dump_secrets((EndpointSecret(secret),))
-        return bool(self._add_endpoint(keys, [stored, secrets, _num(self.clock())]))
+        return bool(self._run(_ADD_ENDPOINT, keys, [stored, secrets, _num(self.clock())]))
 
     def get_endpoint(self, name: str) -> EndpointRecord | None:
-        keys, stored = self._registered(name)
-        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys[1]))
+        stored = store_text(name)
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(self._registry(stored)))
         return self._endpoint(stored, fields) if fields else None
 
     def list_endpoints(self) -> list[EndpointRecord]:
-        names_key = self._registry()
-        names = sorted(_text(name) for name in cast("set[bytes]", self.redis.smembers(names_key)))
+        names = cast("set[bytes]", self.redis.smembers(self._registry()))
+        stored_names = [_text(name) for name in names]
         pipe = self.redis.pipeline(transaction=False)
-        for stored in names:
-            pipe.hgetall(f"{names_key}:{quote(stored, safe='')}")
+        for stored in stored_names:
+            pipe.hgetall(self._registry(stored))
         found = [
             self._endpoint(stored, fields)
-            for stored, fields in zip(names, pipe.execute(), strict=True)
+            for stored, fields in zip(stored_names, pipe.execute(), strict=True)
             if fields  # removed since the names were read
         ]
         return sorted(found, key=lambda endpoint: endpoint.name)
 
-    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
-        key = self._registered(name)[0][1]
+    def _update_endpoint(self, name: str, field: str, value: Callable[[bytes, float], str]) -> bool:
+        """Set ``field`` of ``name`` to ``value(its secrets as stored, now)``; False if
+        there is no such endpoint."""
+        key = self._registry(store_text(name))
         found: list[bool] = []
 
-        def rotate(pipe: redis.client.Pipeline) -> None:
+        def write(pipe: redis.client.Pipeline) -> None:
             # Runs under WATCH: the write is applied only if nothing changed the endpoint
             # since it was read; else redis-py runs this again on a fresh read.
             found.clear()
-            stored = cast("bytes | None", pipe.hget(key, "secrets"))
-            if stored is None:
+            secrets = cast("bytes | None", pipe.hget(key, "secrets"))
+            if secrets is None:
                 return
             now = self.clock()
-            secrets = rotated(load_secrets(stored), secret, now, grace_seconds)
             pipe.multi()
-            pipe.hset(key, mapping={"secrets": dump_secrets(secrets), "updated_at": _num(now)})
+            pipe.hset(key, mapping={field: value(secrets, now), "updated_at": _num(now)})
             found.append(True)
 
-        self.redis.transaction(rotate, key)
+        self.redis.transaction(write, key)
         return bool(found)
 
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        def rotate(secrets: bytes, now: float) -> str:
+            return dump_secrets(rotated(load_secrets(secrets), secret, now, grace_seconds))
+
+        return self._update_endpoint(name, "secrets", rotate)
+
     def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
-        keys, _ = self._registered(name)
-        args = ["1" if enabled else "0", _num(self.clock())]
-        return bool(self._enable_endpoint(keys, args))
+        return self._update_endpoint(name, "enabled", lambda _, __: "1" if enabled else "0")
 
     def remove_endpoint(self, name: str) -> bool:
-        keys, stored = self._registered(name)
-        return bool(self._remove_endpoint(keys, [stored]))
+        stored = store_text(name)
+        pipe = self.redis.pipeline()  # MULTI/EXEC: both or neither
+        pipe.srem(self._registry(), stored)
+        pipe.delete(self._registry(stored))
+        removed, _ = pipe.execute()
+        return bool(removed)
 
     # Reading ---------------------------------------------------------------------------
 
@@ -816,7 +800,8 @@ class RedisStore(RecordsRows, ClaimedWrites):
             names = [_text(event_id) for event_id in ids]
             if not names:
                 return deleted
-            gone, removed = self._prune(fixed + [keys.event(n) for n in names], [cutoff, *names])
+            events = [keys.event(name) for name in names]
+            gone, removed = self._run(_PRUNE, fixed + events, [cutoff, *names])
             deleted += int(gone)
             if not removed:
                 return deleted
