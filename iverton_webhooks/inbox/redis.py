@@ -103,14 +103,12 @@ def _lua_set(statuses: frozenset[Status]) -> str:
     return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in values(statuses)) + "}"
 
 
-# Shared by the transition scripts, whose KEYS always are: event hash, due, finished, all,
-# seq, endpoints, then one sorted set per status in _STATUSES order. ARGV: the id, one
-# argument of the script's own, then the fields `apply` writes. Numbers that are stored
-# are passed in from Python as strings: Lua would print them back with only 14
-# significant digits.
+# Begins each transition script, whose KEYS always are: event hash, seq, endpoints, then
+# the endpoint's indexes (see `_Keys`). ARGV: the id, one argument of the script's own,
+# then the fields `apply` writes. Numbers that are stored are passed in from Python as
+# strings: Lua would print them back with only 14 significant digits.
 _PRELUDE = f"""
-local EVENT, DUE, FINISHED, ALL, SEQ, ENDPOINTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
-                                                  KEYS[5], KEYS[6]
+local EVENT, SEQ, ENDPOINTS, DUE, FINISHED, ALL = unpack(KEYS, 1, 6)
 local ID = ARGV[1]
 local STATUSES = {{{", ".join(json.dumps(name) for name in _STATUSES)}}}
 local BY_STATUS = {{}}
@@ -159,9 +157,7 @@ end
 """
 
 # ARGV[2]: the endpoint, as stored.
-_RECORD = (
-    _PRELUDE
-    + """
+_RECORD = """
 if redis.call('EXISTS', EVENT) == 1 then
   redis.call('HINCRBY', EVENT, 'deliveries', 1)
   return 0
@@ -173,12 +169,9 @@ redis.call('ZADD', ALL, seq, ID)
 apply()
 return 1
 """
-)
 
 # ARGV[2]: now. Returns the event's hash, or nil.
-_CLAIM = (
-    _PRELUDE
-    + """
+_CLAIM = """
 local status = redis.call('HGET', EVENT, 'status')
 if not status or not CLAIMABLE[status] then return false end
 local due = redis.call('ZSCORE', DUE, ID)
@@ -187,30 +180,23 @@ redis.call('HINCRBY', EVENT, 'attempts', 1)
 apply()
 return redis.call('HGETALL', EVENT)
 """
-)
 
 # Renew, checkpoint and finish, only while the token in ARGV[2] holds the lease.
-_CLAIMED = (
-    _PRELUDE
-    + """
+_CLAIMED = """
 if redis.call('HGET', EVENT, 'lease_token') ~= ARGV[2] then return 0 end
 apply()
 return 1
 """
-)
 
 # Replay and resolve. ARGV[2]: which of the two, so which statuses the event may leave.
-_MOVE = (
-    _PRELUDE
-    + """
+_MOVE = """
 local status = redis.call('HGET', EVENT, 'status')
 if not status or not FROM[ARGV[2]][status] then return 0 end
 apply()
 return 1
 """
-)
 
-# KEYS: finished, due, all, then the status sets, then one event hash per id.
+# KEYS: the endpoint's indexes (see `_Keys`), then one event hash per id.
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
 # Returns {deleted, left the finished set}.
 _PRUNE = f"""
@@ -226,7 +212,7 @@ for i = 2, #ARGV do
     for k = 1, fixed do redis.call('ZREM', KEYS[k], id) end
     deleted = deleted + 1
   elseif not (status and IS_FINISHED[status]) then
-    dropped = dropped + redis.call('ZREM', KEYS[1], id)
+    dropped = dropped + redis.call('ZREM', KEYS[2], id)
   end
 end
 return {{deleted, deleted + dropped}}
@@ -373,6 +359,8 @@ class _Keys:
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
         self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
         self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
+        # Every sorted set an event may be in, in the order the scripts expect them.
+        self.indexes = [self.due, self.finished, self.all, *self.by_status.values()]
         self.mark_prefix = f"{base}:m:"
 
     def event(self, event_id: str) -> str:
@@ -384,8 +372,7 @@ class _Keys:
 
     def script(self, event_id: str) -> list[str]:
         """KEYS of a transition script (see ``_PRELUDE``)."""
-        fixed = [self.due, self.finished, self.all, self.seq, self.endpoints]
-        return [self.event(event_id), *fixed, *self.by_status.values()]
+        return [self.event(event_id), self.seq, self.endpoints, *self.indexes]
 
 
 @store_edge(redis.RedisError)
@@ -469,7 +456,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         """The fixed keys this store uses for one endpoint (plus the shared ones); each
         event adds one ``<base>:e:<id>`` hash."""
         k = _Keys(self.prefix, store_text(endpoint))
-        return [k.due, k.finished, k.all, *k.by_status.values(), k.seq, k.endpoints, self._schema]
+        return [*k.indexes, k.seq, k.endpoints, self._schema]
 
     def migrate(self) -> int:
         """Bring the layout up to `SCHEMA_VERSION` (atomic; safe from many processes
@@ -545,7 +532,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         """Run a transition script (see ``_PRELUDE``) on one event, as given."""
         stored_id = store_text(event_id)
         keys = self._ready(endpoint).script(stored_id)
-        return self._run(script, keys, [stored_id, arg, *_fields(fields)])
+        return self._run(_PRELUDE + script, keys, [stored_id, arg, *_fields(fields)])
 
     def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         endpoint = row["endpoint"]  # as stored, by new_row
@@ -588,33 +575,25 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     # Newest-only marks ------------------------------------------------------------------
 
-    def _mark(self, script: str, key: MarkKey, *args: str) -> Any:
+    def _mark(self, script: str, key: MarkKey, *args: str | float) -> Any:
+        """Run a mark script; text goes in through `store_text`, times through `_num`."""
         keys = self._ready(key.endpoint)
         mark = keys.mark(store_text(key.resource), store_text(key.handler))
-        return self._run(script, [mark], list(args))
+        stored = [store_text(arg) if isinstance(arg, str) else _num(arg) for arg in args]
+        return self._run(script, [mark], stored)
 
     def take_mark(
         self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
     ) -> MarkAnswer:
         now = self.clock()
-        answer = self._mark(
-            _TAKE_MARK,
-            key,
-            _num(created_at),
-            store_text(event_id),
-            store_text(holder),
-            _num(now),
-            _num(now + hold_seconds),
-        )
+        answer = self._mark(_TAKE_MARK, key, created_at, event_id, holder, now, now + hold_seconds)
         return MarkAnswer(_text(answer))
 
     def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
-        until = _num(self.clock() + hold_seconds)
-        return bool(self._mark(_RENEW_MARK, key, store_text(holder), until))
+        return bool(self._mark(_RENEW_MARK, key, holder, self.clock() + hold_seconds))
 
     def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
-        event = () if applied is None else (_num(applied[0]), store_text(applied[1]))
-        self._mark(_RELEASE_MARK, key, store_text(holder), *event)
+        self._mark(_RELEASE_MARK, key, holder, *(applied or ()))
 
     # Endpoint registry (see base.EndpointRegistry for the semantics) --------------------
 
@@ -790,7 +769,6 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     def _prune_one(self, keys: _Keys, received_before: float) -> int:
         cutoff = _num(received_before)
-        fixed = [keys.finished, keys.due, keys.all, *keys.by_status.values()]
         deleted = 0
         # Batches keep each script short (Redis serves nobody else while one runs). Every
         # candidate leaves the finished set, so this ends; stopping when a batch removes
@@ -801,7 +779,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
             if not names:
                 return deleted
             events = [keys.event(name) for name in names]
-            gone, removed = self._run(_PRUNE, fixed + events, [cutoff, *names])
+            gone, removed = self._run(_PRUNE, keys.indexes + events, [cutoff, *names])
             deleted += int(gone)
             if not removed:
                 return deleted
