@@ -39,6 +39,7 @@ generic ``apply`` that also keeps the indexes in step.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -309,12 +310,9 @@ def _encode(value: Any) -> str | bytes:
 
 def _fields(fields: Mapping[str, Any]) -> list[str | bytes]:
     """A transition's field dict as the ``apply`` arguments: what to write, what to delete."""
-    written = [(name, value) for name, value in fields.items() if value is not None]
+    written = [(name, _encode(value)) for name, value in fields.items() if value is not None]
     deleted = [name for name, value in fields.items() if value is None]
-    args: list[str | bytes] = [str(len(written))]
-    for name, value in written:
-        args += (name, _encode(value))
-    return [*args, str(len(deleted)), *deleted]
+    return [str(len(written)), *itertools.chain(*written), str(len(deleted)), *deleted]
 
 
 def _text(value: bytes) -> str:
@@ -354,21 +352,20 @@ class _Keys:
         # Percent-encoding leaves no ':' in the name, so no two endpoints' keys can meet.
         base = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
         self.endpoint = endpoint
-        self.event_prefix = f"{base}:e:"
+        self.base = base
         self.due, self.finished, self.all = f"{base}:due", f"{base}:finished", f"{base}:all"
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
         self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
         self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
         # Every sorted set an event may be in, in the order the scripts expect them.
         self.indexes = [self.due, self.finished, self.all, *self.by_status.values()]
-        self.mark_prefix = f"{base}:m:"
 
     def event(self, event_id: str) -> str:
-        return self.event_prefix + event_id
+        return f"{self.base}:e:{event_id}"
 
     def mark(self, resource: str, handler: str) -> str:
         """The hash of one mark; percent-encoding leaves no ':' in either part."""
-        return f"{self.mark_prefix}{quote(resource, safe='')}:{quote(handler, safe='')}"
+        return f"{self.base}:m:{quote(resource, safe='')}:{quote(handler, safe='')}"
 
     def script(self, event_id: str) -> list[str]:
         """KEYS of a transition script (see ``_PRELUDE``)."""
@@ -679,18 +676,11 @@ class RedisStore(RecordsRows, ClaimedWrites):
     # Reading ---------------------------------------------------------------------------
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
-        keys = self._ready(endpoint)
-        ids = self._range(keys.due, "-inf", _num(self.clock()), limit)
+        ids = self._range(self._ready(endpoint).due, _num(self.clock()), limit)
         return [load_text(_text(event_id)) for event_id in ids]
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        keys = self._ready(endpoint)
-        first = cast(
-            "list[tuple[bytes, float]]",
-            self.redis.zrangebyscore(
-                keys.due, "-inf", _num(self.clock()), start=0, num=1, withscores=True
-            ),
-        )
+        first = self._range(self._ready(endpoint).due, _num(self.clock()), 1, withscores=True)
         return float(first[0][1]) if first else None
 
     def note_failure(self, endpoint: str, kind: str) -> int:
@@ -703,9 +693,9 @@ class RedisStore(RecordsRows, ClaimedWrites):
         if self.redis.hget(keys.answers, keys.endpoint) not in (None, b"0"):
             self.redis.hset(keys.answers, keys.endpoint, 0)
 
-    def _range(self, key: str, low: str, high: str, limit: int) -> list[bytes]:
-        # redis-py types replies loosely (sync and asyncio clients share the stubs).
-        return cast("list[bytes]", self.redis.zrangebyscore(key, low, high, start=0, num=limit))
+    def _range(self, key: str, high: str, limit: int, withscores: bool = False) -> Any:
+        """The first ``limit`` members of ``key`` scored up to ``high``."""
+        return self.redis.zrangebyscore(key, "-inf", high, 0, limit, withscores=withscores)
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         keys, stored_id = self._ready(endpoint), store_text(event_id)
@@ -733,10 +723,8 @@ class RedisStore(RecordsRows, ClaimedWrites):
             for event_id, _ in ranked:
                 pipe.hgetall(keys.event(_text(event_id)))
             for (event_id, seq), fields in zip(ranked, pipe.execute(), strict=True):
-                if not fields:
-                    continue
-                stored = fields.get(b"status")
-                if wanted is not None and stored != wanted.value.encode():
+                status = fields.get(b"status")
+                if not fields or (wanted is not None and status != wanted.value.encode()):
                     continue
                 event = _row(keys.endpoint, _text(event_id), fields)
                 if event_type in (None, event.type):
@@ -774,7 +762,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         # candidate leaves the finished set, so this ends; stopping when a batch removes
         # nothing guards against an index gone wrong.
         while True:
-            ids = self._range(keys.finished, "-inf", f"({cutoff}", _PRUNE_BATCH)
+            ids = self._range(keys.finished, f"({cutoff}", _PRUNE_BATCH)
             names = [_text(event_id) for event_id in ids]
             if not names:
                 return deleted
