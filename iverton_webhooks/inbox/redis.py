@@ -58,38 +58,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from .._errors import ConfigurationError
-from .base import (
-    CLAIMABLE,
-    DEFAULT_ENDPOINT,
-    FINISHED,
-    REPLAYABLE,
-    RESOLVABLE,
-    Claim,
-    ClaimedWrites,
-    EndpointRecord,
-    EndpointSecret,
-    HandlerOutcome,
-    MarkAnswer,
-    MarkKey,
-    RecordsRows,
-    Status,
-    StoredEvent,
-    claim_fields,
-    dump_secrets,
-    load_secrets,
-    load_text,
-    new_token,
-    outcome_json,
-    pop_query,
-    read_endpoint,
-    read_row,
-    replay_fields,
-    resolve_fields,
-    rotated,
-    store_edge,
-    store_text,
-    values,
-)
+from . import base
+from .base import DEFAULT_ENDPOINT, Claim, MarkAnswer, MarkKey, Status, StoredEvent, store_text
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -101,7 +71,7 @@ SCHEMA_VERSION = 2
 
 
 def _lua_set(statuses: frozenset[Status]) -> str:
-    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in values(statuses)) + "}"
+    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in base.values(statuses)) + "}"
 
 
 # Begins each transition script, whose KEYS always are: event hash, seq, endpoints, then
@@ -114,9 +84,9 @@ local ID = ARGV[1]
 local STATUSES = {{{", ".join(json.dumps(name) for name in _STATUSES)}}}
 local BY_STATUS = {{}}
 for i, name in ipairs(STATUSES) do BY_STATUS[name] = KEYS[6 + i] end
-local CLAIMABLE = {_lua_set(CLAIMABLE)}
-local IS_FINISHED = {_lua_set(FINISHED)}
-local FROM = {{replay = {_lua_set(REPLAYABLE)}, resolve = {_lua_set(RESOLVABLE)}}}
+local CLAIMABLE = {_lua_set(base.CLAIMABLE)}
+local IS_FINISHED = {_lua_set(base.FINISHED)}
+local FROM = {{replay = {_lua_set(base.REPLAYABLE)}, resolve = {_lua_set(base.RESOLVABLE)}}}
 
 -- Writes one transition's fields, given from ARGV[3] as: n, n field/value pairs, m, m
 -- fields to delete. 'due_at' goes to the due index; deleting 'outcomes' deletes every
@@ -201,7 +171,7 @@ return 1
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
 # Returns {deleted, left the finished set}.
 _PRUNE = f"""
-local IS_FINISHED = {_lua_set(FINISHED)}
+local IS_FINISHED = {_lua_set(base.FINISHED)}
 local fixed = 3 + {len(_STATUSES)}
 local deleted, dropped = 0, 0
 for i = 2, #ARGV do
@@ -332,7 +302,7 @@ def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredE
             row[name] = value if name == "body" else _text(value)
     row["id"], row["endpoint"] = event_id, endpoint
     row["outcomes"] = "{" + ",".join(outcomes) + "}"
-    return read_row(row)
+    return base.read_row(row)
 
 
 def _config(reply: Any, name: str) -> str:
@@ -349,31 +319,31 @@ class _Keys:
 
     def __init__(self, prefix: str, endpoint: str) -> None:
         tag = "{" + prefix + "}"
-        # Percent-encoding leaves no ':' in the name, so no two endpoints' keys can meet.
-        base = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
-        self.endpoint = endpoint
-        self.base = base
-        self.due, self.finished, self.all = f"{base}:due", f"{base}:finished", f"{base}:all"
+        # ``<base>`` in the layout. Percent-encoding leaves no ':' in the name, so no two
+        # endpoints' keys can meet.
+        root = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
+        self.endpoint, self.root = endpoint, root
+        self.due, self.finished, self.all = f"{root}:due", f"{root}:finished", f"{root}:all"
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
         self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
-        self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
+        self.by_status = {name: f"{root}:s:{name}" for name in _STATUSES}
         # Every sorted set an event may be in, in the order the scripts expect them.
         self.indexes = [self.due, self.finished, self.all, *self.by_status.values()]
 
     def event(self, event_id: str) -> str:
-        return f"{self.base}:e:{event_id}"
+        return f"{self.root}:e:{event_id}"
 
     def mark(self, resource: str, handler: str) -> str:
         """The hash of one mark; percent-encoding leaves no ':' in either part."""
-        return f"{self.base}:m:{quote(resource, safe='')}:{quote(handler, safe='')}"
+        return f"{self.root}:m:{quote(resource, safe='')}:{quote(handler, safe='')}"
 
     def script(self, event_id: str) -> list[str]:
         """KEYS of a transition script (see ``_PRELUDE``)."""
         return [self.event(event_id), self.seq, self.endpoints, *self.indexes]
 
 
-@store_edge(redis.RedisError)
-class RedisStore(RecordsRows, ClaimedWrites):
+@base.store_edge(redis.RedisError)
+class RedisStore(base.RecordsRows, base.ClaimedWrites):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts. Also keeps newest-only marks
     (`ResourceMarks`) and registered endpoints (`EndpointRegistry`).
@@ -425,12 +395,12 @@ class RedisStore(RecordsRows, ClaimedWrites):
     def from_url(cls, url: str) -> RedisStore:
         """``redis://host:6379/0`` or ``rediss://...``; ``?prefix=name`` picks the key
         prefix, every other parameter goes to redis-py."""
-        dsn, prefix = pop_query(url, "prefix")
+        dsn, prefix = base.pop_query(url, "prefix")
         return cls(dsn) if prefix is None else cls(dsn, prefix=prefix)
 
     @classmethod
     def missing_inbox(cls, url: str) -> str | None:
-        dsn, prefix = pop_query(url, "prefix")
+        dsn, prefix = base.pop_query(url, "prefix")
         prefix = prefix or "iverton"
         client: Any = redis.Redis.from_url(dsn, socket_timeout=5, socket_connect_timeout=5)
         try:
@@ -532,17 +502,16 @@ class RedisStore(RecordsRows, ClaimedWrites):
         return self._run(_PRELUDE + script, keys, [stored_id, arg, *_fields(fields)])
 
     def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
-        endpoint = row["endpoint"]  # as stored, by new_row
-        return bool(
-            self._transition(_RECORD, load_text(endpoint), load_text(row["id"]), endpoint, row)
-        )
+        stored = row["endpoint"]  # as stored, by new_row
+        endpoint, event_id = base.load_text(stored), base.load_text(row["id"])
+        return bool(self._transition(_RECORD, endpoint, event_id, stored, row))
 
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
         now = self.clock()
-        token = new_token()
-        fields = claim_fields(now, lease_seconds, token)
+        token = base.new_token()
+        fields = base.claim_fields(now, lease_seconds, token)
         flat = self._transition(_CLAIM, endpoint, event_id, _num(now), fields)
         if flat is None:
             return None
@@ -550,9 +519,9 @@ class RedisStore(RecordsRows, ClaimedWrites):
         return Claim(_row(store_text(endpoint), store_text(event_id), stored), token)
 
     def _claimed(
-        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, base.HandlerOutcome]
     ) -> bool:
-        written = {f"o:{store_text(name)}": outcome_json(o) for name, o in outcomes.items()}
+        written = {f"o:{store_text(name)}": base.outcome_json(o) for name, o in outcomes.items()}
         event = claim.event
         return bool(
             self._transition(_CLAIMED, event.endpoint, event.id, claim.token, {**fields, **written})
@@ -561,13 +530,13 @@ class RedisStore(RecordsRows, ClaimedWrites):
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        fields = replay_fields(self.clock())
+        fields = base.replay_fields(self.clock())
         if rerun_all:
             fields["outcomes"] = None
         return bool(self._transition(_MOVE, endpoint, event_id, "replay", fields))
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        fields = resolve_fields(self.clock())
+        fields = base.resolve_fields(self.clock())
         return bool(self._transition(_MOVE, endpoint, event_id, "resolve", fields))
 
     # Newest-only marks ------------------------------------------------------------------
@@ -602,8 +571,8 @@ class RedisStore(RecordsRows, ClaimedWrites):
         return names if stored_name is None else f"{names}:{quote(stored_name, safe='')}"
 
     @staticmethod
-    def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> EndpointRecord:
-        return read_endpoint(
+    def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> base.EndpointRecord:
+        return base.read_endpoint(
             stored_name,
             fields[b"secrets"],
             fields[b"enabled"] == b"1",
@@ -614,15 +583,15 @@ class RedisStore(RecordsRows, ClaimedWrites):
     def add_endpoint(self, name: str, secret: str) -> bool:
         stored = store_text(name)
         keys = [self._registry(), self._registry(stored)]
-        secrets = dump_secrets((EndpointSecret(secret),))
+        secrets = base.dump_secrets((base.EndpointSecret(secret),))
         return bool(self._run(_ADD_ENDPOINT, keys, [stored, secrets, _num(self.clock())]))
 
-    def get_endpoint(self, name: str) -> EndpointRecord | None:
+    def get_endpoint(self, name: str) -> base.EndpointRecord | None:
         stored = store_text(name)
         fields = cast("dict[bytes, bytes]", self.redis.hgetall(self._registry(stored)))
         return self._endpoint(stored, fields) if fields else None
 
-    def list_endpoints(self) -> list[EndpointRecord]:
+    def list_endpoints(self) -> list[base.EndpointRecord]:
         names = cast("set[bytes]", self.redis.smembers(self._registry()))
         stored_names = [_text(name) for name in names]
         pipe = self.redis.pipeline(transaction=False)
@@ -658,7 +627,8 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
         def rotate(secrets: bytes, now: float) -> str:
-            return dump_secrets(rotated(load_secrets(secrets), secret, now, grace_seconds))
+            kept = base.load_secrets(secrets)
+            return base.dump_secrets(base.rotated(kept, secret, now, grace_seconds))
 
         return self._update_endpoint(name, "secrets", rotate)
 
@@ -677,7 +647,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
         ids = self._range(self._ready(endpoint).due, _num(self.clock()), limit)
-        return [load_text(_text(event_id)) for event_id in ids]
+        return [base.load_text(_text(event_id)) for event_id in ids]
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
         first = self._range(self._ready(endpoint).due, _num(self.clock()), 1, withscores=True)
