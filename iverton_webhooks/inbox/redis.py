@@ -176,8 +176,7 @@ local fixed = 3 + {len(_STATUSES)}
 local deleted, dropped = 0, 0
 for i = 2, #ARGV do
   local id, event = ARGV[i], KEYS[fixed + i - 1]
-  local fields = redis.call('HMGET', event, 'status', 'received_at')
-  local status, received = fields[1], fields[2]
+  local status, received = unpack(redis.call('HMGET', event, 'status', 'received_at'))
   if status and IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
     redis.call('DEL', event)
     for k = 1, fixed do redis.call('ZREM', KEYS[k], id) end
@@ -521,11 +520,10 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
     def _claimed(
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, base.HandlerOutcome]
     ) -> bool:
-        written = {f"o:{store_text(name)}": base.outcome_json(o) for name, o in outcomes.items()}
         event = claim.event
-        return bool(
-            self._transition(_CLAIMED, event.endpoint, event.id, claim.token, {**fields, **written})
-        )
+        written = {f"o:{store_text(name)}": base.outcome_json(o) for name, o in outcomes.items()}
+        written.update(fields)
+        return bool(self._transition(_CLAIMED, event.endpoint, event.id, claim.token, written))
 
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
@@ -592,14 +590,13 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
         return self._endpoint(stored, fields) if fields else None
 
     def list_endpoints(self) -> list[base.EndpointRecord]:
-        names = cast("set[bytes]", self.redis.smembers(self._registry()))
-        stored_names = [_text(name) for name in names]
+        names = [_text(name) for name in cast("set[bytes]", self.redis.smembers(self._registry()))]
         pipe = self.redis.pipeline(transaction=False)
-        for stored in stored_names:
+        for stored in names:
             pipe.hgetall(self._registry(stored))
         found = [
             self._endpoint(stored, fields)
-            for stored, fields in zip(stored_names, pipe.execute(), strict=True)
+            for stored, fields in zip(names, pipe.execute(), strict=True)
             if fields  # removed since the names were read
         ]
         return sorted(found, key=lambda endpoint: endpoint.name)
