@@ -106,10 +106,9 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if row is None or row["lease_token"] != claim.token:
                 return False
             row.update(fields)
-            if outcomes:
-                # The (frozen) outcomes themselves, which read_row takes as they are; a
-                # new dict, so no event handed out shares it.
-                row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
+            # The (frozen) outcomes themselves, which read_row takes as they are; a new
+            # dict, so no event handed out shares it.
+            row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
             return True
 
     def _due(self, endpoint: str) -> list[tuple[float, str]]:

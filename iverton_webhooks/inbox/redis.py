@@ -98,11 +98,8 @@ local function apply()
   local i = 4
   for k = 1, tonumber(ARGV[3]) do
     local field, value = ARGV[i], ARGV[i + 1]; i = i + 2
-    if field == 'due_at' then due = value
-    else
-      if field == 'status' then new = value end
-      redis.call('HSET', EVENT, field, value)
-    end
+    if field == 'due_at' then due = value else redis.call('HSET', EVENT, field, value) end
+    if field == 'status' then new = value end
   end
   local m = tonumber(ARGV[i]); i = i + 1
   for k = 1, m do
@@ -143,8 +140,7 @@ return 1
 
 # ARGV[2]: now. Returns the event's hash, or nil.
 _CLAIM = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not CLAIMABLE[status] then return false end
+if not CLAIMABLE[redis.call('HGET', EVENT, 'status')] then return false end
 local due = redis.call('ZSCORE', DUE, ID)
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
 redis.call('HINCRBY', EVENT, 'attempts', 1)
@@ -161,8 +157,7 @@ return 1
 
 # Replay and resolve. ARGV[2]: which of the two, so which statuses the event may leave.
 _MOVE = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not FROM[ARGV[2]][status] then return 0 end
+if not FROM[ARGV[2]][redis.call('HGET', EVENT, 'status')] then return 0 end
 apply()
 return 1
 """
