@@ -93,27 +93,26 @@ local FROM = {{replay = {_lua_set(base.REPLAYABLE)}, resolve = {_lua_set(base.RE
 -- 'o:<handler>' field; a new 'status' moves the event between the status indexes and in
 -- or out of the finished one.
 local function apply()
-  local old = redis.call('HGET', EVENT, 'status')
-  local new, due, clear_due = nil, nil, false
+  local old, new = redis.call('HGET', EVENT, 'status'), nil
   local i = 4
   for k = 1, tonumber(ARGV[3]) do
     local field, value = ARGV[i], ARGV[i + 1]; i = i + 2
-    if field == 'due_at' then due = value else redis.call('HSET', EVENT, field, value) end
+    if field == 'due_at' then redis.call('ZADD', DUE, value, ID)
+    else redis.call('HSET', EVENT, field, value) end
     if field == 'status' then new = value end
   end
   local m = tonumber(ARGV[i]); i = i + 1
   for k = 1, m do
     local field = ARGV[i]; i = i + 1
-    if field == 'due_at' then clear_due = true
+    if field == 'due_at' then redis.call('ZREM', DUE, ID)
     elseif field == 'outcomes' then
       for _, name in ipairs(redis.call('HKEYS', EVENT)) do
         if string.sub(name, 1, 2) == 'o:' then redis.call('HDEL', EVENT, name) end
       end
     else redis.call('HDEL', EVENT, field) end
   end
-  if due then redis.call('ZADD', DUE, due, ID) elseif clear_due then redis.call('ZREM', DUE, ID) end
   if new and new ~= old then
-    if old and BY_STATUS[old] then redis.call('ZREM', BY_STATUS[old], ID) end
+    if BY_STATUS[old] then redis.call('ZREM', BY_STATUS[old], ID) end
     redis.call('ZADD', BY_STATUS[new], redis.call('HGET', EVENT, 'seq'), ID)
     if IS_FINISHED[new] then
       redis.call('ZADD', FINISHED, redis.call('HGET', EVENT, 'received_at'), ID)
@@ -172,11 +171,11 @@ local deleted, dropped = 0, 0
 for i = 2, #ARGV do
   local id, event = ARGV[i], KEYS[fixed + i - 1]
   local status, received = unpack(redis.call('HMGET', event, 'status', 'received_at'))
-  if status and IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
+  if IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
     redis.call('DEL', event)
     for k = 1, fixed do redis.call('ZREM', KEYS[k], id) end
     deleted = deleted + 1
-  elseif not (status and IS_FINISHED[status]) then
+  elseif not IS_FINISHED[status] then
     dropped = dropped + redis.call('ZREM', KEYS[2], id)
   end
 end
