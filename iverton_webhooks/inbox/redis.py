@@ -690,8 +690,6 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
                 event = _row(keys.endpoint, _text(event_id), fields)
                 if event_type in (None, event.type):
                     found.append((seq, event))
-                    if len(found) == limit:
-                        break
         return found
 
     def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
