@@ -477,8 +477,7 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
     def _endpoints(self, endpoint: str | None) -> list[_Keys]:
         if endpoint is not None:
             return [self._ready(endpoint)]
-        shared = self._ready(DEFAULT_ENDPOINT).endpoints
-        names = cast("set[bytes]", self.redis.smembers(shared))
+        names = cast("set[bytes]", self.redis.smembers(self._ready(DEFAULT_ENDPOINT).endpoints))
         return [_Keys(self.prefix, _text(name)) for name in sorted(names)]
 
     # Transitions -----------------------------------------------------------------------
@@ -721,8 +720,7 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
         # candidate leaves the finished set, so this ends; stopping when a batch removes
         # nothing guards against an index gone wrong.
         while True:
-            ids = self._range(keys.finished, f"({cutoff}", _PRUNE_BATCH)
-            names = [_text(event_id) for event_id in ids]
+            names = [_text(i) for i in self._range(keys.finished, f"({cutoff}", _PRUNE_BATCH)]
             if not names:
                 return deleted
             events = [keys.event(name) for name in names]
