@@ -329,7 +329,7 @@ def test_lua_status_sets_come_from_the_lifecycle_module() -> None:
         table = module._lua_set(statuses)
         assert all(f'["{status.value}"] = true' in table for status in statuses)
     # No status name is spelled out in the scripts themselves.
-    scripts = [module._RECORD, module._CLAIM, module._CLAIMED, module._REPLAY, module._RESOLVE]
+    scripts = [module._RECORD, module._CLAIM, module._CLAIMED, module._MOVE]
     for status in Status:
         assert all(f"'{status.value}'" not in script for script in scripts)
 

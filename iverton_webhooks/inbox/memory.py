@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import builtins
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,16 +28,9 @@ _REPLAYABLE = base.values(base.REPLAYABLE)
 _RESOLVABLE = base.values(base.RESOLVABLE)
 
 Row = dict[str, Any]
-#: A registered endpoint as kept: its secrets (``base.dump_secrets``), ``enabled``,
-#: ``created_at`` and ``updated_at``; keyed by its name as stored.
-Endpoint = dict[str, Any]
-#: A mark as kept: the applied event (``(created_at, stored id)`` or None), the
-#: holder (or None) and the end of its hold.
-Mark = dict[str, Any]
 
 
 def _key(endpoint: str, event_id: str) -> tuple[str, str]:
-    """An event's key: its endpoint and id as the rows hold them (see ``base.store_text``)."""
     return store_text(endpoint), store_text(event_id)
 
 
@@ -61,8 +54,12 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         # Insertion order is arrival order: listing walks it backwards.
         self._rows: dict[tuple[str, str], Row] = {}
         self._failures: dict[str, int] = {}
-        self._marks: dict[tuple[str, str, str], Mark] = {}
-        self._registry: dict[str, Endpoint] = {}
+        # A mark: the applied event (``(created_at, stored id)`` or None), the holder (or
+        # None) and the end of its hold.
+        self._marks: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # By name as stored: its secrets (``base.dump_secrets``), ``enabled``,
+        # ``created_at`` and ``updated_at``.
+        self._registry: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -109,10 +106,9 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             if row is None or row["lease_token"] != claim.token:
                 return False
             row.update(fields)
-            if outcomes:
-                # The (frozen) outcomes themselves, which read_row takes as they are; a
-                # new dict, so no event handed out shares it.
-                row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
+            # The (frozen) outcomes themselves, which read_row takes as they are; a new
+            # dict, so no event handed out shares it.
+            row["outcomes"] = {**(row["outcomes"] or {}), **outcomes}
             return True
 
     def _due(self, endpoint: str) -> list[tuple[float, str]]:
@@ -149,25 +145,6 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
         where = store_text(endpoint)
         return [row for row in self._rows.values() if row["endpoint"] == where]
 
-    def list(
-        self,
-        status: Status | str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-        *,
-        endpoint: str | None = DEFAULT_ENDPOINT,
-    ) -> list[StoredEvent]:
-        wanted = None if status is None else Status(status).value
-        of_type = None if event_type is None else store_text(event_type)
-        found: list[StoredEvent] = []
-        with self._lock:
-            for row in reversed(self._select(endpoint)):
-                if len(found) >= limit:
-                    break
-                if wanted in (None, row["status"]) and of_type in (None, row["type"]):
-                    found.append(base.read_row(row))
-        return found
-
     def _transition(
         self, endpoint: str, event_id: str, allowed: tuple[str, ...], fields: Mapping[str, Any]
     ) -> bool:
@@ -202,12 +179,8 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             return len(old)
 
     def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
-        counts: dict[Status, int] = {}
         with self._lock:
-            for row in self._select(endpoint):
-                status = Status(row["status"])
-                counts[status] = counts.get(status, 0) + 1
-        return counts
+            return dict(Counter(Status(row["status"]) for row in self._select(endpoint)))
 
     def count(self, *, endpoint: str | None = None) -> int:
         with self._lock:
@@ -275,8 +248,7 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
             found = self._registry.get(key)
             return None if found is None else base.read_endpoint(key, **found)
 
-    # builtins.list: in this class, list names the listing method.
-    def list_endpoints(self) -> builtins.list[EndpointRecord]:
+    def list_endpoints(self) -> list[EndpointRecord]:
         with self._lock:
             found = [base.read_endpoint(key, **row) for key, row in self._registry.items()]
         return sorted(found, key=lambda endpoint: endpoint.name)
@@ -302,6 +274,26 @@ class MemoryStore(base.RecordsRows, base.ClaimedWrites):
     def remove_endpoint(self, name: str) -> bool:
         with self._lock:
             return self._registry.pop(store_text(name), None) is not None
+
+    # Last in the class: below here, ``list`` names this method, not the builtin.
+    def list(
+        self,
+        status: Status | str | None = None,
+        event_type: str | None = None,
+        limit: int = 100,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
+    ) -> list[StoredEvent]:
+        wanted = None if status is None else Status(status).value
+        of_type = None if event_type is None else store_text(event_type)
+        found: list[StoredEvent] = []
+        with self._lock:
+            for row in reversed(self._select(endpoint)):
+                if len(found) >= limit:
+                    break
+                if wanted in (None, row["status"]) and of_type in (None, row["type"]):
+                    found.append(base.read_row(row))
+        return found
 
     def close(self) -> None:
         pass

@@ -39,6 +39,7 @@ generic ``apply`` that also keeps the indexes in step.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -57,38 +58,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from .._errors import ConfigurationError
-from .base import (
-    CLAIMABLE,
-    DEFAULT_ENDPOINT,
-    FINISHED,
-    REPLAYABLE,
-    RESOLVABLE,
-    Claim,
-    ClaimedWrites,
-    EndpointRecord,
-    EndpointSecret,
-    HandlerOutcome,
-    MarkAnswer,
-    MarkKey,
-    RecordsRows,
-    Status,
-    StoredEvent,
-    claim_fields,
-    dump_secrets,
-    load_secrets,
-    load_text,
-    new_token,
-    outcome_json,
-    pop_query,
-    read_endpoint,
-    read_row,
-    replay_fields,
-    resolve_fields,
-    rotated,
-    store_edge,
-    store_text,
-    values,
-)
+from . import base
+from .base import DEFAULT_ENDPOINT, Claim, MarkAnswer, MarkKey, Status, StoredEvent, store_text
 
 log = logging.getLogger("iverton_webhooks")
 
@@ -100,48 +71,48 @@ SCHEMA_VERSION = 2
 
 
 def _lua_set(statuses: frozenset[Status]) -> str:
-    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in values(statuses)) + "}"
+    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in base.values(statuses)) + "}"
 
 
-# Shared by the transition scripts, whose KEYS always are: event hash, due, finished, all,
-# seq, endpoints, then one sorted set per status in _STATUSES order; ARGV[1] is the id.
-# Numbers that are stored are passed in from Python as strings: Lua would print them back
-# with only 14 significant digits.
+# Begins each transition script, whose KEYS always are: event hash, seq, endpoints, then
+# the endpoint's indexes (see `_Keys`). ARGV: the id, one argument of the script's own,
+# then the fields `apply` writes. Numbers that are stored are passed in from Python as
+# strings: Lua would print them back with only 14 significant digits.
 _PRELUDE = f"""
-local EVENT, DUE, FINISHED, ALL, SEQ, ENDPOINTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
-                                                  KEYS[5], KEYS[6]
+local EVENT, SEQ, ENDPOINTS, DUE, FINISHED, ALL = unpack(KEYS, 1, 6)
 local ID = ARGV[1]
 local STATUSES = {{{", ".join(json.dumps(name) for name in _STATUSES)}}}
 local BY_STATUS = {{}}
 for i, name in ipairs(STATUSES) do BY_STATUS[name] = KEYS[6 + i] end
-local CLAIMABLE = {_lua_set(CLAIMABLE)}
-local IS_FINISHED = {_lua_set(FINISHED)}
-local REPLAYABLE = {_lua_set(REPLAYABLE)}
-local RESOLVABLE = {_lua_set(RESOLVABLE)}
+local CLAIMABLE = {_lua_set(base.CLAIMABLE)}
+local IS_FINISHED = {_lua_set(base.FINISHED)}
+local FROM = {{replay = {_lua_set(base.REPLAYABLE)}, resolve = {_lua_set(base.RESOLVABLE)}}}
 
--- Writes one transition's fields, given at ARGV[i] as: n, n field/value pairs, m, m
--- fields to delete. 'due_at' goes to the due index; a new 'status' moves the event
--- between the status indexes and in or out of the finished one. Returns the next index.
-local function apply(i)
-  local old = redis.call('HGET', EVENT, 'status')
-  local new, due, clear_due = nil, nil, false
-  local n = tonumber(ARGV[i]); i = i + 1
-  for k = 1, n do
+-- Writes one transition's fields, given from ARGV[3] as: n, n field/value pairs, m, m
+-- fields to delete. 'due_at' goes to the due index; deleting 'outcomes' deletes every
+-- 'o:<handler>' field; a new 'status' moves the event between the status indexes and in
+-- or out of the finished one.
+local function apply()
+  local old, new = redis.call('HGET', EVENT, 'status'), nil
+  local i = 4
+  for k = 1, tonumber(ARGV[3]) do
     local field, value = ARGV[i], ARGV[i + 1]; i = i + 2
-    if field == 'due_at' then due = value
-    else
-      if field == 'status' then new = value end
-      redis.call('HSET', EVENT, field, value)
-    end
+    if field == 'due_at' then redis.call('ZADD', DUE, value, ID)
+    else redis.call('HSET', EVENT, field, value) end
+    if field == 'status' then new = value end
   end
   local m = tonumber(ARGV[i]); i = i + 1
   for k = 1, m do
     local field = ARGV[i]; i = i + 1
-    if field == 'due_at' then clear_due = true else redis.call('HDEL', EVENT, field) end
+    if field == 'due_at' then redis.call('ZREM', DUE, ID)
+    elseif field == 'outcomes' then
+      for _, name in ipairs(redis.call('HKEYS', EVENT)) do
+        if string.sub(name, 1, 2) == 'o:' then redis.call('HDEL', EVENT, name) end
+      end
+    else redis.call('HDEL', EVENT, field) end
   end
-  if due then redis.call('ZADD', DUE, due, ID) elseif clear_due then redis.call('ZREM', DUE, ID) end
   if new and new ~= old then
-    if old and BY_STATUS[old] then redis.call('ZREM', BY_STATUS[old], ID) end
+    if BY_STATUS[old] then redis.call('ZREM', BY_STATUS[old], ID) end
     redis.call('ZADD', BY_STATUS[new], redis.call('HGET', EVENT, 'seq'), ID)
     if IS_FINISHED[new] then
       redis.call('ZADD', FINISHED, redis.call('HGET', EVENT, 'received_at'), ID)
@@ -149,11 +120,10 @@ local function apply(i)
       redis.call('ZREM', FINISHED, ID)
     end
   end
-  return i
 end
 """
 
-# ARGV: id, endpoint, fields of the new row.
+# ARGV[2]: the endpoint, as stored.
 _RECORD = """
 if redis.call('EXISTS', EVENT) == 1 then
   redis.call('HINCRBY', EVENT, 'deliveries', 1)
@@ -163,71 +133,50 @@ local seq = redis.call('INCR', SEQ)
 redis.call('HSET', EVENT, 'seq', seq)
 redis.call('SADD', ENDPOINTS, ARGV[2])
 redis.call('ZADD', ALL, seq, ID)
-apply(3)
+apply()
 return 1
 """
 
-# ARGV: id, now, claim fields. Returns the event's hash, or nil.
+# ARGV[2]: now. Returns the event's hash, or nil.
 _CLAIM = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not CLAIMABLE[status] then return false end
+if not CLAIMABLE[redis.call('HGET', EVENT, 'status')] then return false end
 local due = redis.call('ZSCORE', DUE, ID)
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
 redis.call('HINCRBY', EVENT, 'attempts', 1)
-apply(3)
+apply()
 return redis.call('HGETALL', EVENT)
 """
 
-# Renew, checkpoint and finish, only while the token holds the lease. ARGV: id, token,
-# n, n handler/outcome JSON pairs, then the fields.
+# Renew, checkpoint and finish, only while the token in ARGV[2] holds the lease.
 _CLAIMED = """
 if redis.call('HGET', EVENT, 'lease_token') ~= ARGV[2] then return 0 end
-local i = 4
-for k = 1, tonumber(ARGV[3]) do
-  redis.call('HSET', EVENT, 'o:' .. ARGV[i], ARGV[i + 1]); i = i + 2
-end
-apply(i)
+apply()
 return 1
 """
 
-# ARGV: id, rerun_all ('1' or '0'), replay fields.
-_REPLAY = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not REPLAYABLE[status] then return 0 end
-apply(3)
-if ARGV[2] == '1' then
-  for _, field in ipairs(redis.call('HKEYS', EVENT)) do
-    if string.sub(field, 1, 2) == 'o:' then redis.call('HDEL', EVENT, field) end
-  end
-end
+# Replay and resolve. ARGV[2]: which of the two, so which statuses the event may leave.
+_MOVE = """
+if not FROM[ARGV[2]][redis.call('HGET', EVENT, 'status')] then return 0 end
+apply()
 return 1
 """
 
-# ARGV: id, resolve fields.
-_RESOLVE = """
-local status = redis.call('HGET', EVENT, 'status')
-if not status or not RESOLVABLE[status] then return 0 end
-apply(2)
-return 1
-"""
-
-# KEYS: finished, due, all, then the status sets, then one event hash per id.
+# KEYS: the endpoint's indexes (see `_Keys`), then one event hash per id.
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
 # Returns {deleted, left the finished set}.
 _PRUNE = f"""
-local IS_FINISHED = {_lua_set(FINISHED)}
+local IS_FINISHED = {_lua_set(base.FINISHED)}
 local fixed = 3 + {len(_STATUSES)}
 local deleted, dropped = 0, 0
 for i = 2, #ARGV do
   local id, event = ARGV[i], KEYS[fixed + i - 1]
-  local fields = redis.call('HMGET', event, 'status', 'received_at')
-  local status, received = fields[1], fields[2]
-  if status and IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
+  local status, received = unpack(redis.call('HMGET', event, 'status', 'received_at'))
+  if IS_FINISHED[status] and tonumber(received) < tonumber(ARGV[1]) then
     redis.call('DEL', event)
     for k = 1, fixed do redis.call('ZREM', KEYS[k], id) end
     deleted = deleted + 1
-  elseif not (status and IS_FINISHED[status]) then
-    dropped = dropped + redis.call('ZREM', KEYS[1], id)
+  elseif not IS_FINISHED[status] then
+    dropped = dropped + redis.call('ZREM', KEYS[2], id)
   end
 end
 return {{deleted, deleted + dropped}}
@@ -296,29 +245,13 @@ end
 return 1
 """
 
-# The registry scripts: KEYS[1] is the set of names, KEYS[2] the endpoint's hash;
-# times are given as repr() strings. Rotation is a read-modify-write in Python instead
-# (WATCH/MULTI), so the rule stays in base.rotated.
-
-# ARGV: name, secrets, now.
+# Registering an endpoint: KEYS: the set of names, the endpoint's hash; ARGV: name,
+# secrets, now (as a repr() string). Its other changes are read-modify-writes in Python
+# (WATCH/MULTI), so the rotation rule stays in base.rotated.
 _ADD_ENDPOINT = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'secrets', ARGV[2], 'enabled', '1', 'created_at', ARGV[3],
            'updated_at', ARGV[3])
-return 1
-"""
-
-# ARGV: "1" or "0", now.
-_ENABLE_ENDPOINT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'enabled', ARGV[1], 'updated_at', ARGV[2])
-return 1
-"""
-
-# ARGV: name.
-_REMOVE_ENDPOINT = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2])
 return 1
 """
 
@@ -340,12 +273,9 @@ def _encode(value: Any) -> str | bytes:
 
 def _fields(fields: Mapping[str, Any]) -> list[str | bytes]:
     """A transition's field dict as the ``apply`` arguments: what to write, what to delete."""
-    written = [(name, value) for name, value in fields.items() if value is not None]
+    written = [(name, _encode(value)) for name, value in fields.items() if value is not None]
     deleted = [name for name, value in fields.items() if value is None]
-    args: list[str | bytes] = [str(len(written))]
-    for name, value in written:
-        args += (name, _encode(value))
-    return [*args, str(len(deleted)), *deleted]
+    return [str(len(written)), *itertools.chain(*written), str(len(deleted)), *deleted]
 
 
 def _text(value: bytes) -> str:
@@ -365,7 +295,7 @@ def _row(endpoint: str, event_id: str, fields: Mapping[bytes, bytes]) -> StoredE
             row[name] = value if name == "body" else _text(value)
     row["id"], row["endpoint"] = event_id, endpoint
     row["outcomes"] = "{" + ",".join(outcomes) + "}"
-    return read_row(row)
+    return base.read_row(row)
 
 
 def _config(reply: Any, name: str) -> str:
@@ -382,31 +312,31 @@ class _Keys:
 
     def __init__(self, prefix: str, endpoint: str) -> None:
         tag = "{" + prefix + "}"
-        # Percent-encoding leaves no ':' in the name, so no two endpoints' keys can meet.
-        base = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
-        self.endpoint = endpoint
-        self.event_prefix = f"{base}:e:"
-        self.due, self.finished, self.all = f"{base}:due", f"{base}:finished", f"{base}:all"
+        # ``<base>`` in the layout. Percent-encoding leaves no ':' in the name, so no two
+        # endpoints' keys can meet.
+        root = tag if endpoint == DEFAULT_ENDPOINT else f"{tag}:@{quote(endpoint, safe='')}"
+        self.endpoint, self.root = endpoint, root
+        self.due, self.finished, self.all = f"{root}:due", f"{root}:finished", f"{root}:all"
         self.seq, self.endpoints = f"{tag}:seq", f"{tag}:endpoints"
         self.answers = f"{tag}:answers"  # failed answers in a row, by endpoint
-        self.by_status = {name: f"{base}:s:{name}" for name in _STATUSES}
-        self.mark_prefix = f"{base}:m:"
+        self.by_status = {name: f"{root}:s:{name}" for name in _STATUSES}
+        # Every sorted set an event may be in, in the order the scripts expect them.
+        self.indexes = [self.due, self.finished, self.all, *self.by_status.values()]
 
     def event(self, event_id: str) -> str:
-        return self.event_prefix + event_id
+        return f"{self.root}:e:{event_id}"
 
     def mark(self, resource: str, handler: str) -> str:
         """The hash of one mark; percent-encoding leaves no ':' in either part."""
-        return f"{self.mark_prefix}{quote(resource, safe='')}:{quote(handler, safe='')}"
+        return f"{self.root}:m:{quote(resource, safe='')}:{quote(handler, safe='')}"
 
     def script(self, event_id: str) -> list[str]:
         """KEYS of a transition script (see ``_PRELUDE``)."""
-        fixed = [self.due, self.finished, self.all, self.seq, self.endpoints]
-        return [self.event(event_id), *fixed, *self.by_status.values()]
+        return [self.event(event_id), self.seq, self.endpoints, *self.indexes]
 
 
-@store_edge(redis.RedisError)
-class RedisStore(RecordsRows, ClaimedWrites):
+@base.store_edge(redis.RedisError)
+class RedisStore(base.RecordsRows, base.ClaimedWrites):
     """Events in Redis under one key prefix; safe to share across threads, processes
     (redis-py reconnects after a fork) and hosts. Also keeps newest-only marks
     (`ResourceMarks`) and registered endpoints (`EndpointRegistry`).
@@ -450,20 +380,6 @@ class RedisStore(RecordsRows, ClaimedWrites):
         self._schema = f"{self._tag}:schema"
         self._migrated = False
         self._warnings: list[str] | None = None
-        register = self.redis.register_script
-        self._record = register(_PRELUDE + _RECORD)
-        self._claim = register(_PRELUDE + _CLAIM)
-        self._claimed_script = register(_PRELUDE + _CLAIMED)
-        self._replay = register(_PRELUDE + _REPLAY)
-        self._resolve = register(_PRELUDE + _RESOLVE)
-        self._prune = register(_PRUNE)
-        self._migrate = register(_MIGRATE)
-        self._take_mark = register(_TAKE_MARK)
-        self._renew_mark = register(_RENEW_MARK)
-        self._release_mark = register(_RELEASE_MARK)
-        self._add_endpoint = register(_ADD_ENDPOINT)
-        self._enable_endpoint = register(_ENABLE_ENDPOINT)
-        self._remove_endpoint = register(_REMOVE_ENDPOINT)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
@@ -472,12 +388,12 @@ class RedisStore(RecordsRows, ClaimedWrites):
     def from_url(cls, url: str) -> RedisStore:
         """``redis://host:6379/0`` or ``rediss://...``; ``?prefix=name`` picks the key
         prefix, every other parameter goes to redis-py."""
-        dsn, prefix = pop_query(url, "prefix")
+        dsn, prefix = base.pop_query(url, "prefix")
         return cls(dsn) if prefix is None else cls(dsn, prefix=prefix)
 
     @classmethod
     def missing_inbox(cls, url: str) -> str | None:
-        dsn, prefix = pop_query(url, "prefix")
+        dsn, prefix = base.pop_query(url, "prefix")
         prefix = prefix or "iverton"
         client: Any = redis.Redis.from_url(dsn, socket_timeout=5, socket_connect_timeout=5)
         try:
@@ -500,7 +416,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         """The fixed keys this store uses for one endpoint (plus the shared ones); each
         event adds one ``<base>:e:<id>`` hash."""
         k = _Keys(self.prefix, store_text(endpoint))
-        return [k.due, k.finished, k.all, *k.by_status.values(), k.seq, k.endpoints, self._schema]
+        return [*k.indexes, k.seq, k.endpoints, self._schema]
 
     def migrate(self) -> int:
         """Bring the layout up to `SCHEMA_VERSION` (atomic; safe from many processes
@@ -508,7 +424,7 @@ class RedisStore(RecordsRows, ClaimedWrites):
         k = _Keys(self.prefix, DEFAULT_ENDPOINT)
         keys = [self._schema, k.seq, k.all, k.endpoints]
         try:
-            found = int(self._migrate(keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
+            found = int(self._run(_MIGRATE, keys, [SCHEMA_VERSION, DEFAULT_ENDPOINT]))
         except redis.ResponseError as exc:
             if "newer than this code" in str(exc):
                 raise ConfigurationError(f"Redis inbox {self.prefix!r}: {exc}") from None
@@ -561,99 +477,93 @@ class RedisStore(RecordsRows, ClaimedWrites):
     def _endpoints(self, endpoint: str | None) -> list[_Keys]:
         if endpoint is not None:
             return [self._ready(endpoint)]
-        shared = self._ready(DEFAULT_ENDPOINT).endpoints
-        names = cast("set[bytes]", self.redis.smembers(shared))
+        names = cast("set[bytes]", self.redis.smembers(self._ready(DEFAULT_ENDPOINT).endpoints))
         return [_Keys(self.prefix, _text(name)) for name in sorted(names)]
 
     # Transitions -----------------------------------------------------------------------
 
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return self.redis.register_script(script)(keys, args)
+
+    def _transition(
+        self, script: str, endpoint: str, event_id: str, arg: str, fields: Mapping[str, Any]
+    ) -> Any:
+        """Run a transition script (see ``_PRELUDE``) on one event, as given."""
+        stored_id = store_text(event_id)
+        keys = self._ready(endpoint).script(stored_id)
+        return self._run(_PRELUDE + script, keys, [stored_id, arg, *_fields(fields)])
+
     def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
-        event_id, endpoint = row["id"], row["endpoint"]  # as stored, by new_row
-        keys = self._ready(load_text(endpoint))
-        args = [event_id, endpoint, *_fields(row)]
-        return bool(self._record(keys.script(event_id), args))
+        stored = row["endpoint"]  # as stored, by new_row
+        endpoint, event_id = base.load_text(stored), base.load_text(row["id"])
+        return bool(self._transition(_RECORD, endpoint, event_id, stored, row))
 
     def claim(
         self, event_id: str, lease_seconds: float, *, endpoint: str = DEFAULT_ENDPOINT
     ) -> Claim | None:
-        keys, stored_id = self._ready(endpoint), store_text(event_id)
         now = self.clock()
-        token = new_token()
-        args = [stored_id, _num(now), *_fields(claim_fields(now, lease_seconds, token))]
-        flat = self._claim(keys.script(stored_id), args)
+        token = base.new_token()
+        fields = base.claim_fields(now, lease_seconds, token)
+        flat = self._transition(_CLAIM, endpoint, event_id, _num(now), fields)
         if flat is None:
             return None
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Claim(_row(keys.endpoint, stored_id, fields), token)
+        stored = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Claim(_row(store_text(endpoint), store_text(event_id), stored), token)
 
     def _claimed(
-        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
+        self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, base.HandlerOutcome]
     ) -> bool:
-        stored_id = store_text(claim.event.id)
-        keys = self._ready(claim.event.endpoint).script(stored_id)
-        args: list[str | bytes] = [stored_id, claim.token, str(len(outcomes))]
-        for name, outcome in outcomes.items():
-            args += (store_text(name), outcome_json(outcome))
-        return bool(self._claimed_script(keys, [*args, *_fields(fields)]))
+        event = claim.event
+        written = {f"o:{store_text(name)}": base.outcome_json(o) for name, o in outcomes.items()}
+        written.update(fields)
+        return bool(self._transition(_CLAIMED, event.endpoint, event.id, claim.token, written))
 
     def replay(
         self, event_id: str, *, rerun_all: bool = False, endpoint: str = DEFAULT_ENDPOINT
     ) -> bool:
-        stored_id = store_text(event_id)
-        keys = self._ready(endpoint).script(stored_id)
-        args = [stored_id, "1" if rerun_all else "0", *_fields(replay_fields(self.clock()))]
-        return bool(self._replay(keys, args))
+        fields = base.replay_fields(self.clock())
+        if rerun_all:
+            fields["outcomes"] = None
+        return bool(self._transition(_MOVE, endpoint, event_id, "replay", fields))
 
     def resolve(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> bool:
-        stored_id = store_text(event_id)
-        keys = self._ready(endpoint).script(stored_id)
-        return bool(self._resolve(keys, [stored_id, *_fields(resolve_fields(self.clock()))]))
+        fields = base.resolve_fields(self.clock())
+        return bool(self._transition(_MOVE, endpoint, event_id, "resolve", fields))
 
     # Newest-only marks ------------------------------------------------------------------
 
-    def _mark(self, key: MarkKey) -> list[str]:
+    def _mark(self, script: str, key: MarkKey, *args: str | float) -> Any:
+        """Run a mark script; text goes in through `store_text`, times through `_num`."""
         keys = self._ready(key.endpoint)
-        return [keys.mark(store_text(key.resource), store_text(key.handler))]
+        mark = keys.mark(store_text(key.resource), store_text(key.handler))
+        stored = [store_text(arg) if isinstance(arg, str) else _num(arg) for arg in args]
+        return self._run(script, [mark], stored)
 
     def take_mark(
         self, key: MarkKey, created_at: float, event_id: str, holder: str, hold_seconds: float
     ) -> MarkAnswer:
         now = self.clock()
-        args = [
-            _num(created_at),
-            store_text(event_id),
-            store_text(holder),
-            _num(now),
-            _num(now + hold_seconds),
-        ]
-        return MarkAnswer(_text(self._take_mark(self._mark(key), args)))
+        answer = self._mark(_TAKE_MARK, key, created_at, event_id, holder, now, now + hold_seconds)
+        return MarkAnswer(_text(answer))
 
     def renew_mark(self, key: MarkKey, holder: str, hold_seconds: float) -> bool:
-        until = _num(self.clock() + hold_seconds)
-        return bool(self._renew_mark(self._mark(key), [store_text(holder), until]))
+        return bool(self._mark(_RENEW_MARK, key, holder, self.clock() + hold_seconds))
 
     def release_mark(self, key: MarkKey, holder: str, applied: tuple[float, str] | None) -> None:
-        args = [store_text(holder)]
-        if applied is not None:
-            args += (_num(applied[0]), store_text(applied[1]))
-        self._release_mark(self._mark(key), args)
+        self._mark(_RELEASE_MARK, key, holder, *(applied or ()))
 
     # Endpoint registry (see base.EndpointRegistry for the semantics) --------------------
 
-    def _registry(self) -> str:
-        """The set of registered names; each name's hash is this key, ":" and the name."""
+    def _registry(self, stored_name: str | None = None) -> str:
+        """The set of registered names, or the hash of the one given (as stored)."""
         if not self._migrated:
             self.migrate()
-        return f"{self._tag}:registry"
-
-    def _registered(self, name: str) -> tuple[list[str], str]:
-        """KEYS of the registry scripts for ``name``, and the name as stored."""
-        names, stored = self._registry(), store_text(name)
-        return [names, f"{names}:{quote(stored, safe='')}"], stored
+        names = f"{self._tag}:registry"
+        return names if stored_name is None else f"{names}:{quote(stored_name, safe='')}"
 
     @staticmethod
-    def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> EndpointRecord:
-        return read_endpoint(
+    def _endpoint(stored_name: str, fields: Mapping[bytes, bytes]) -> base.EndpointRecord:
+        return base.read_endpoint(
             stored_name,
             fields[b"secrets"],
             fields[b"enabled"] == b"1",
@@ -662,21 +572,21 @@ class RedisStore(RecordsRows, ClaimedWrites):
         )
 
     def add_endpoint(self, name: str, secret: str) -> bool:
-        keys, stored = self._registered(name)
-        secrets = dump_secrets((EndpointSecret(secret),))
-        return bool(self._add_endpoint(keys, [stored, secrets, _num(self.clock())]))
+        stored = store_text(name)
+        keys = [self._registry(), self._registry(stored)]
+        secrets = base.dump_secrets((base.EndpointSecret(secret),))
+        return bool(self._run(_ADD_ENDPOINT, keys, [stored, secrets, _num(self.clock())]))
 
-    def get_endpoint(self, name: str) -> EndpointRecord | None:
-        keys, stored = self._registered(name)
-        fields = cast("dict[bytes, bytes]", self.redis.hgetall(keys[1]))
+    def get_endpoint(self, name: str) -> base.EndpointRecord | None:
+        stored = store_text(name)
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(self._registry(stored)))
         return self._endpoint(stored, fields) if fields else None
 
-    def list_endpoints(self) -> list[EndpointRecord]:
-        names_key = self._registry()
-        names = sorted(_text(name) for name in cast("set[bytes]", self.redis.smembers(names_key)))
+    def list_endpoints(self) -> list[base.EndpointRecord]:
+        names = [_text(name) for name in cast("set[bytes]", self.redis.smembers(self._registry()))]
         pipe = self.redis.pipeline(transaction=False)
         for stored in names:
-            pipe.hgetall(f"{names_key}:{quote(stored, safe='')}")
+            pipe.hgetall(self._registry(stored))
         found = [
             self._endpoint(stored, fields)
             for stored, fields in zip(names, pipe.execute(), strict=True)
@@ -684,50 +594,53 @@ class RedisStore(RecordsRows, ClaimedWrites):
         ]
         return sorted(found, key=lambda endpoint: endpoint.name)
 
-    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
-        key = self._registered(name)[0][1]
+    def _update_endpoint(self, name: str, field: str, value: Callable[[bytes, float], str]) -> bool:
+        """Set ``field`` of ``name`` to ``value(its secrets as stored, now)``; False if
+        there is no such endpoint."""
+        key = self._registry(store_text(name))
         found: list[bool] = []
 
-        def rotate(pipe: redis.client.Pipeline) -> None:
+        def write(pipe: redis.client.Pipeline) -> None:
             # Runs under WATCH: the write is applied only if nothing changed the endpoint
             # since it was read; else redis-py runs this again on a fresh read.
             found.clear()
-            stored = cast("bytes | None", pipe.hget(key, "secrets"))
-            if stored is None:
+            secrets = cast("bytes | None", pipe.hget(key, "secrets"))
+            if secrets is None:
                 return
             now = self.clock()
-            secrets = rotated(load_secrets(stored), secret, now, grace_seconds)
             pipe.multi()
-            pipe.hset(key, mapping={"secrets": dump_secrets(secrets), "updated_at": _num(now)})
+            pipe.hset(key, mapping={field: value(secrets, now), "updated_at": _num(now)})
             found.append(True)
 
-        self.redis.transaction(rotate, key)
+        self.redis.transaction(write, key)
         return bool(found)
 
+    def rotate_endpoint(self, name: str, secret: str, grace_seconds: float) -> bool:
+        def rotate(secrets: bytes, now: float) -> str:
+            kept = base.load_secrets(secrets)
+            return base.dump_secrets(base.rotated(kept, secret, now, grace_seconds))
+
+        return self._update_endpoint(name, "secrets", rotate)
+
     def set_endpoint_enabled(self, name: str, enabled: bool) -> bool:
-        keys, _ = self._registered(name)
-        args = ["1" if enabled else "0", _num(self.clock())]
-        return bool(self._enable_endpoint(keys, args))
+        return self._update_endpoint(name, "enabled", lambda _, __: "1" if enabled else "0")
 
     def remove_endpoint(self, name: str) -> bool:
-        keys, stored = self._registered(name)
-        return bool(self._remove_endpoint(keys, [stored]))
+        stored = store_text(name)
+        pipe = self.redis.pipeline()  # MULTI/EXEC: both or neither
+        pipe.srem(self._registry(), stored)
+        pipe.delete(self._registry(stored))
+        removed, _ = pipe.execute()
+        return bool(removed)
 
     # Reading ---------------------------------------------------------------------------
 
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
-        keys = self._ready(endpoint)
-        ids = self._range(keys.due, "-inf", _num(self.clock()), limit)
-        return [load_text(_text(event_id)) for event_id in ids]
+        ids = self._range(self._ready(endpoint).due, _num(self.clock()), limit)
+        return [base.load_text(_text(event_id)) for event_id in ids]
 
     def oldest_due(self, *, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
-        keys = self._ready(endpoint)
-        first = cast(
-            "list[tuple[bytes, float]]",
-            self.redis.zrangebyscore(
-                keys.due, "-inf", _num(self.clock()), start=0, num=1, withscores=True
-            ),
-        )
+        first = self._range(self._ready(endpoint).due, _num(self.clock()), 1, withscores=True)
         return float(first[0][1]) if first else None
 
     def note_failure(self, endpoint: str, kind: str) -> int:
@@ -740,9 +653,9 @@ class RedisStore(RecordsRows, ClaimedWrites):
         if self.redis.hget(keys.answers, keys.endpoint) not in (None, b"0"):
             self.redis.hset(keys.answers, keys.endpoint, 0)
 
-    def _range(self, key: str, low: str, high: str, limit: int) -> list[bytes]:
-        # redis-py types replies loosely (sync and asyncio clients share the stubs).
-        return cast("list[bytes]", self.redis.zrangebyscore(key, low, high, start=0, num=limit))
+    def _range(self, key: str, high: str, limit: int, withscores: bool = False) -> Any:
+        """The first ``limit`` members of ``key`` scored up to ``high``."""
+        return self.redis.zrangebyscore(key, "-inf", high, 0, limit, withscores=withscores)
 
     def get(self, event_id: str, *, endpoint: str = DEFAULT_ENDPOINT) -> StoredEvent | None:
         keys, stored_id = self._ready(endpoint), store_text(event_id)
@@ -770,16 +683,12 @@ class RedisStore(RecordsRows, ClaimedWrites):
             for event_id, _ in ranked:
                 pipe.hgetall(keys.event(_text(event_id)))
             for (event_id, seq), fields in zip(ranked, pipe.execute(), strict=True):
-                if not fields:
-                    continue
-                stored = fields.get(b"status")
-                if wanted is not None and stored != wanted.value.encode():
+                status = fields.get(b"status")
+                if not fields or (wanted is not None and status != wanted.value.encode()):
                     continue
                 event = _row(keys.endpoint, _text(event_id), fields)
                 if event_type in (None, event.type):
                     found.append((seq, event))
-                    if len(found) == limit:
-                        break
         return found
 
     def stats(self, *, endpoint: str | None = DEFAULT_ENDPOINT) -> dict[Status, int]:
@@ -806,17 +715,16 @@ class RedisStore(RecordsRows, ClaimedWrites):
 
     def _prune_one(self, keys: _Keys, received_before: float) -> int:
         cutoff = _num(received_before)
-        fixed = [keys.finished, keys.due, keys.all, *keys.by_status.values()]
         deleted = 0
         # Batches keep each script short (Redis serves nobody else while one runs). Every
         # candidate leaves the finished set, so this ends; stopping when a batch removes
         # nothing guards against an index gone wrong.
         while True:
-            ids = self._range(keys.finished, "-inf", f"({cutoff}", _PRUNE_BATCH)
-            names = [_text(event_id) for event_id in ids]
+            names = [_text(i) for i in self._range(keys.finished, f"({cutoff}", _PRUNE_BATCH)]
             if not names:
                 return deleted
-            gone, removed = self._prune(fixed + [keys.event(n) for n in names], [cutoff, *names])
+            events = [keys.event(name) for name in names]
+            gone, removed = self._run(_PRUNE, keys.indexes + events, [cutoff, *names])
             deleted += int(gone)
             if not removed:
                 return deleted
