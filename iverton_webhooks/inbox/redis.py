@@ -124,7 +124,9 @@ end
 """
 
 # ARGV[2]: the endpoint, as stored.
-_RECORD = """
+_RECORD = (
+    _PRELUDE
+    + """
 if redis.call('EXISTS', EVENT) == 1 then
   redis.call('HINCRBY', EVENT, 'deliveries', 1)
   return 0
@@ -136,9 +138,12 @@ redis.call('ZADD', ALL, seq, ID)
 apply()
 return 1
 """
+)
 
 # ARGV[2]: now. Returns the event's hash, or nil.
-_CLAIM = """
+_CLAIM = (
+    _PRELUDE
+    + """
 if not CLAIMABLE[redis.call('HGET', EVENT, 'status')] then return false end
 local due = redis.call('ZSCORE', DUE, ID)
 if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
@@ -146,20 +151,27 @@ redis.call('HINCRBY', EVENT, 'attempts', 1)
 apply()
 return redis.call('HGETALL', EVENT)
 """
+)
 
 # Renew, checkpoint and finish, only while the token in ARGV[2] holds the lease.
-_CLAIMED = """
+_CLAIMED = (
+    _PRELUDE
+    + """
 if redis.call('HGET', EVENT, 'lease_token') ~= ARGV[2] then return 0 end
 apply()
 return 1
 """
+)
 
 # Replay and resolve. ARGV[2]: which of the two, so which statuses the event may leave.
-_MOVE = """
+_MOVE = (
+    _PRELUDE
+    + """
 if not FROM[ARGV[2]][redis.call('HGET', EVENT, 'status')] then return 0 end
 apply()
 return 1
 """
+)
 
 # KEYS: the endpoint's indexes (see `_Keys`), then one event hash per id.
 # ARGV: cutoff, then the ids. Re-checks each candidate: it may have been replayed since.
@@ -255,6 +267,18 @@ redis.call('HSET', KEYS[2], 'secrets', ARGV[2], 'enabled', '1', 'created_at', AR
 return 1
 """
 
+_SCRIPTS = (
+    _RECORD,
+    _CLAIM,
+    _CLAIMED,
+    _MOVE,
+    _PRUNE,
+    _MIGRATE,
+    _TAKE_MARK,
+    _RENEW_MARK,
+    _RELEASE_MARK,
+    _ADD_ENDPOINT,
+)
 _PRUNE_BATCH = 500
 
 
@@ -380,6 +404,8 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
         self._schema = f"{self._tag}:schema"
         self._migrated = False
         self._warnings: list[str] | None = None
+        # Registered once: each holds its SHA1, for EVALSHA.
+        self._scripts = {script: self.redis.register_script(script) for script in _SCRIPTS}
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._where()} prefix={self.prefix!r}>"
@@ -483,7 +509,7 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
     # Transitions -----------------------------------------------------------------------
 
     def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return self.redis.register_script(script)(keys, args)
+        return self._scripts[script](keys, args)
 
     def _transition(
         self, script: str, endpoint: str, event_id: str, arg: str, fields: Mapping[str, Any]
@@ -491,7 +517,7 @@ class RedisStore(base.RecordsRows, base.ClaimedWrites):
         """Run a transition script (see ``_PRELUDE``) on one event, as given."""
         stored_id = store_text(event_id)
         keys = self._ready(endpoint).script(stored_id)
-        return self._run(_PRELUDE + script, keys, [stored_id, arg, *_fields(fields)])
+        return self._run(script, keys, [stored_id, arg, *_fields(fields)])
 
     def insert_row(self, row: dict[str, Any], resource_id: str | None) -> bool:
         stored = row["endpoint"]  # as stored, by new_row
