@@ -163,7 +163,7 @@ def _out(line: str) -> None:
 
 def _operate(args: argparse.Namespace) -> int:
     worker = args.inbox == "worker"
-    if worker and not args.app and not ops.has_handlers(default_router):
+    if worker and not args.app and not default_router.has_handlers():
         # Refused before any inbox is opened (opening one creates it).
         raise OperationError(f"no handlers: {NO_HANDLERS_HINT}")
     # A worker may start before the web app has created the inbox: open it even if new.

@@ -48,11 +48,9 @@ from urllib.parse import urljoin
 from ._directory import CACHE_SECONDS, check_endpoint_name
 from ._errors import ConfigurationError, WebhookError
 from ._health import Thresholds
-from ._router import Router
 from ._settings import ROTATION_GRACE, SENDER_RETRY_SPAN
-from ._signature import validate_secrets
+from ._signature import SIGNATURE_HEADER, sign, validate_secrets
 from ._text import printable
-from .events import EVENT_TYPES
 from .inbox.base import (
     CLAIMABLE,
     EndpointRecord,
@@ -62,41 +60,11 @@ from .inbox.base import (
     StoreOperations,
     masked_secret,
 )
+from .samples import sample_body
 
 if TYPE_CHECKING:
     from ._processor import Processor
     from ._worker import Result
-
-__all__ = [
-    "COMMANDS",
-    "ENDPOINTS",
-    "ENDPOINT_ACTIONS",
-    "EVENTS_HEADER",
-    "FAILED",
-    "OK",
-    "SEND_TEST",
-    "USAGE",
-    "Argument",
-    "Command",
-    "OperationError",
-    "add_endpoints_arguments",
-    "endpoints",
-    "event_line",
-    "exit_code",
-    "grace_seconds",
-    "has_handlers",
-    "list_events",
-    "prune",
-    "read_secret",
-    "registered_processor",
-    "registry_of",
-    "replay",
-    "run",
-    "send_test",
-    "stats",
-    "unfinished_events",
-    "work",
-]
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -286,10 +254,9 @@ def replay(
         raise OperationError("name event ids, or pass --dead or --unhandled: one of them")
     if dead or unhandled:
         group = "dead" if dead else "unhandled"
-        if unhandled:
-            replayed = processor.replay_unhandled()
-        else:
-            replayed = processor.replay_dead(rerun_all=rerun_all)
+        replayed = (
+            processor.replay_dead(rerun_all=rerun_all) if dead else processor.replay_unhandled()
+        )
         if not replayed:
             out(f"no {group} events: nothing to replay")
         else:
@@ -302,25 +269,14 @@ def replay(
         if processor.replay(event_id, rerun_all=rerun_all):
             out(f"{printable(event_id)}: replayed")
         else:
-            refused.append(_why_not_replayed(processor, event_id))
-    done = len(ids) - len(refused)
-    summary = f"replayed {done} of {len(ids)} event(s)"
+            event = processor.get(event_id)
+            why = "no such event" if event is None else f"it is {event.status.value}"
+            refused.append(f"{event_id} ({why})")
+    summary = f"replayed {len(ids) - len(refused)} of {len(ids)} event(s)"
     if refused:
         raise OperationError(f"{summary}; not replayed: {', '.join(refused)}", FAILED)
     out(f"{summary}; the worker will process them")
     return OK
-
-
-def _why_not_replayed(processor: Processor, event_id: str) -> str:
-    event = processor.get(event_id)
-    if event is None:
-        return f"{event_id} (no such event)"
-    return f"{event_id} (it is {event.status.value})"
-
-
-def has_handlers(router: Router) -> bool:
-    """True when some handler would run for at least one known event type."""
-    return any(router.handlers_for(event_type) for event_type in EVENT_TYPES)
 
 
 def work(
@@ -344,7 +300,7 @@ def work(
         raise OperationError(f"--batch must be at least 1, not {batch}")
     if interval < 0:
         raise OperationError(f"--interval must not be negative, not {interval}")
-    if not has_handlers(processor.router):
+    if not processor.router.has_handlers():
         raise OperationError(f"no handlers: {no_handlers_hint}")
     total: dict[Result, int] = {}
     try:
@@ -547,9 +503,6 @@ def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: flo
     Test" button does, and show the status with at most `EXCERPT_CHARS` of the
     answer, escaped. A redirect is explained (the sender would not follow it); any
     answer but a 2xx exits 1, an unreachable URL 2."""
-    from ._signature import SIGNATURE_HEADER, sign
-    from .samples import sample_body
-
     try:
         body = sample_body(event_type)
         request = urllib.request.Request(
