@@ -56,6 +56,7 @@ from .inbox.base import (
     EndpointRecord,
     EndpointRegistry,
     Status,
+    Store,
     StoredEvent,
     StoreOperations,
     masked_secret,
@@ -242,14 +243,9 @@ def replay(
     rerun_all: bool = False,
 ) -> int:
     """Put events back to pending: the ones named, every dead event (``dead``), or every
-    unhandled one (``unhandled``: once a handler for it exists). The ids of a group are
-    read once before any is replayed (one that dies again is not replayed twice); an
-    empty group is nothing to do (exit 0).
-
-    Replay only requeues: the app's runner or a running ``worker`` processes them, so
-    the command behaves the same whichever process runs it. Handlers that already
-    succeeded are kept unless ``rerun_all``.
-    """
+    unhandled one (``unhandled``: once a handler for it exists); an empty group is
+    nothing to do. Replay only requeues: the app's runner or a running ``worker``
+    processes them, so the command behaves the same whichever process runs it."""
     if sum((bool(ids), dead, unhandled)) > 1:
         raise OperationError("name event ids, or pass --dead or --unhandled: one of them")
     if dead or unhandled:
@@ -291,11 +287,8 @@ def work(
 ) -> int:
     """Process due events (pending, retries whose time came, crashed workers' leases)
     with the processor's own handlers, ``batch`` at a time. ``once``: until nothing is
-    due, then exit; otherwise every ``interval`` seconds until interrupted.
-
-    Refuses to start without a handler (it would mark every event unhandled), saying
-    ``no handlers: {no_handlers_hint}``.
-    """
+    due, then exit; otherwise every ``interval`` seconds until interrupted. Refuses to
+    start without a handler: it would mark every event unhandled."""
     if batch < 1:
         raise OperationError(f"--batch must be at least 1, not {batch}")
     if interval < 0:
@@ -334,8 +327,7 @@ def _processed(counts: dict[Result, int]) -> str:
 
 def prune(processor: Processor, out: Echo, *, older_than_hours: float | None = None) -> int:
     """Delete finished events received more than ``older_than_hours`` ago (default: the
-    processor's retention). The processor refuses a span that would forget an id the
-    sender may still retry, or one not longer than ``max_age``: exit 2 with the reason."""
+    processor's retention); a span the processor refuses is a usage error."""
     span = None if older_than_hours is None else timedelta(hours=older_than_hours)
     try:
         deleted = processor.prune(span)
@@ -701,7 +693,7 @@ def _first_line(stdin: IO[str] | None) -> str:
         ) from None
 
 
-def registry_of(processors: Sequence[Processor]) -> tuple[object, bool]:
+def registry_of(processors: Sequence[Processor]) -> tuple[Store, bool]:
     """The store whose registry the ``endpoints`` commands change for an app with these
     processors, and whether the app serves that registry (``endpoint_registry``).
 
@@ -726,8 +718,8 @@ def registry_of(processors: Sequence[Processor]) -> tuple[object, bool]:
     )
 
 
-def _stores(processors: Iterable[Processor]) -> list[object]:
-    found: dict[int, object] = {}
+def _stores(processors: Iterable[Processor]) -> list[Store]:
+    found: dict[int, Store] = {}
     for processor in processors:
         found.setdefault(id(processor.store), processor.store)
     return list(found.values())
@@ -750,7 +742,7 @@ def registered_processor(processors: Sequence[Processor], name: str) -> Processo
 
 
 def endpoints(
-    store: object,
+    store: Store,
     out: Echo,
     action: str,
     options: Mapping[str, Any],
