@@ -20,6 +20,7 @@ threshold, or send-test refused), 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -44,6 +45,7 @@ from .inbox.base import DEFAULT_ENDPOINT
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
 NO_HANDLERS_HINT = "pass --app MODULE"
+_out = functools.partial(print, flush=True)
 
 
 class PrintableFormatter(logging.Formatter):
@@ -147,10 +149,6 @@ def _store_options(command: argparse.ArgumentParser) -> None:
         help="your app or module: its receivers (a Receiver, a Flask, Starlette or FastAPI "
         "app, a Django settings module), or handlers registered with @on (repeatable)",
     )
-
-
-def _out(line: str) -> None:
-    print(line, flush=True)
 
 
 # The inbox operations: find the user's processor, hand over -------------------------

@@ -104,8 +104,7 @@ class OperationError(WebhookError):
 
 
 def exit_code(error: WebhookError) -> int:
-    """The exit code of a command that ends with ``error``: an `OperationError`'s own,
-    `USAGE` for any other (a configuration the command cannot work with)."""
+    """The exit code of a command that ends with ``error``."""
     return error.code if isinstance(error, OperationError) else USAGE
 
 
@@ -283,7 +282,6 @@ def work(
     interval: float = DEFAULT_INTERVAL,
     batch: int = DEFAULT_BATCH,
     no_handlers_hint: str,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Process due events (pending, retries whose time came, crashed workers' leases)
     with the processor's own handlers, ``batch`` at a time. ``once``: until nothing is
@@ -311,7 +309,7 @@ def work(
                 out(_processed(total))
                 return OK
             if drained:
-                sleep(interval)
+                time.sleep(interval)
     except KeyboardInterrupt:
         out("stopped")
         return OK
@@ -563,10 +561,6 @@ _GRACE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 SECRET_PROMPT = "signing secret from the Iverton dashboard (not shown): "
 
-ENDPOINTS = Command(
-    "the endpoints registered in the store: add, list, rotate, disable, enable, remove "
-    "(secrets are read from standard input)"
-)
 _NAME = Argument("name", "the endpoint's name (part of its URL)", metavar="NAME")
 #: The ``endpoints`` subcommands, in the order help lists them. No option carries a
 #: secret: it is read from standard input (see `read_secret`).
@@ -609,6 +603,10 @@ ENDPOINT_ACTIONS = {
         ),
     ),
 }
+ENDPOINTS = Command(
+    f"the endpoints registered in the store: {', '.join(ENDPOINT_ACTIONS)} (secrets are read "
+    "from standard input)"
+)
 
 
 def add_endpoints_arguments(
