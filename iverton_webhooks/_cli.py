@@ -28,7 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 
 from . import _operations as ops
 from ._errors import WebhookError
@@ -65,12 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True
     )
     # While one of the inbox commands runs, the app it loads starts nothing by itself.
-    inbox: str | None = getattr(args, "inbox", None)
-    scope: AbstractContextManager[None] = (
-        our_command(f"iverton-webhooks {inbox}") if inbox else nullcontext()
-    )
+    inbox = getattr(args, "inbox", None)
     try:
-        with scope:
+        with our_command(f"iverton-webhooks {inbox}") if inbox else nullcontext():
             return int(args.command(args))
     except WebhookError as error:
         print(f"error: {printable(error)}", file=sys.stderr)

@@ -649,13 +649,13 @@ def grace_seconds(text: str | None) -> float:
     return seconds
 
 
-def read_secret(stream: IO[str] | None = None) -> str:
-    """A signing secret from standard input (``stream``): its first line without the
-    line ending, or typed at a prompt that does not echo it when the input is a
-    terminal. Never from an argument, which other users see in ``ps`` and the shell
-    keeps in its history. Refuses what `validate_secrets` refuses, and bytes that are
-    not UTF-8 (the sender signs with the secret's UTF-8 bytes)."""
-    stdin = sys.stdin if stream is None else stream
+def read_secret() -> str:
+    """A signing secret from standard input: its first line without the line ending,
+    or typed at a prompt that does not echo it when the input is a terminal. Never from
+    an argument, which other users see in ``ps`` and the shell keeps in its history.
+    Refuses what `validate_secrets` refuses, and bytes that are not UTF-8 (the sender
+    signs with the secret's UTF-8 bytes)."""
+    stdin = sys.stdin
     try:
         if stdin is not None and stdin.isatty():
             line = getpass.getpass(SECRET_PROMPT)
@@ -746,13 +746,12 @@ def endpoints(
     options: Mapping[str, Any],
     *,
     serving: bool | None = None,
-    secret: Callable[[], str] = read_secret,
 ) -> int:
     """Run ``endpoints`` subcommand ``action`` (`ENDPOINT_ACTIONS`) on the registry of
     ``store``, with the options a command line parsed. ``serving``: whether the app
     serves that registry (None: unknown); when it does not, say so, since its requests
-    would be refused. ``secret`` reads the secret for ``add`` and ``rotate``, once the
-    name and options are checked."""
+    would be refused. ``add`` and ``rotate`` read the secret once the name and options
+    are checked."""
     if not isinstance(store, EndpointRegistry):
         raise OperationError(
             f"{type(store).__name__} keeps no endpoints (it does not implement "
@@ -763,9 +762,9 @@ def endpoints(
     else:
         name = check_endpoint_name(options["name"])
         if action == "add":
-            _add(store, out, name, secret)
+            _add(store, out, name)
         elif action == "rotate":
-            _rotate(store, out, name, grace_seconds(options["grace"]), secret)
+            _rotate(store, out, name, grace_seconds(options["grace"]))
         elif action == "remove":
             _remove(store, out, name, force=options["force"])
         else:
@@ -782,10 +781,10 @@ def _unknown(name: str) -> OperationError:
     return OperationError(f"no registered endpoint {name}", FAILED)
 
 
-def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], str]) -> None:
+def _add(registry: EndpointRegistry, out: Echo, name: str) -> None:
     if registry.get_endpoint(name) is not None:
         raise _exists(name)  # before asking for a secret that would not be used
-    new = secret()
+    new = read_secret()
     if not registry.add_endpoint(name, new):
         raise _exists(name)
     out(f"added endpoint {name}, enabled, secret {printable(masked_secret(new))}")
@@ -801,13 +800,11 @@ def _exists(name: str) -> OperationError:
     )
 
 
-def _rotate(
-    registry: EndpointRegistry, out: Echo, name: str, grace: float, secret: Callable[[], str]
-) -> None:
+def _rotate(registry: EndpointRegistry, out: Echo, name: str, grace: float) -> None:
     before = registry.get_endpoint(name)
     if before is None:
         raise _unknown(name)
-    new = secret()
+    new = read_secret()
     if not registry.rotate_endpoint(name, new, grace):
         raise _unknown(name)  # removed meanwhile
     after = registry.get_endpoint(name)
