@@ -183,9 +183,8 @@ def when(moment: datetime | None) -> str:
 
 
 def event_line(event: StoredEvent) -> str:
-    """One escaped line for a terminal, under `EVENTS_HEADER`: id, type, status,
-    received and next attempt times, attempts, deliveries, last error (or the
-    newest-only handlers the event was superseded for)."""
+    """One escaped line for a terminal, under `EVENTS_HEADER`; without an error, the
+    newest-only handlers the event was superseded for."""
     superseded = [printable(name) for name, o in sorted(event.outcomes.items()) if o.superseded]
     error = ""
     if event.last_error:
@@ -693,10 +692,8 @@ def _first_line(stdin: IO[str] | None) -> str:
 
 def registry_of(processors: Sequence[Processor]) -> tuple[Store, bool]:
     """The store whose registry the ``endpoints`` commands change for an app with these
-    processors, and whether the app serves that registry (``endpoint_registry``).
-
-    The store of the one that serves it; else the app's only store (endpoints may be
-    registered before the setting is turned on)."""
+    processors (the one that serves a registry, else the app's only store: endpoints may
+    be registered before ``endpoint_registry`` is on), and whether the app serves it."""
     serving = _stores(p for p in processors if p.settings.endpoint_registry)
     if len(serving) == 1:
         return serving[0], True
