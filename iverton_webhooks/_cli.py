@@ -20,6 +20,7 @@ threshold, or send-test refused), 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -27,8 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import cast
+from contextlib import nullcontext
 
 from . import _operations as ops
 from ._errors import WebhookError
@@ -40,11 +40,12 @@ from ._router import default_router
 from ._signature import sign
 from ._text import printable
 from .inbox import missing_inbox, open_store
-from .inbox.base import DEFAULT_ENDPOINT, Store
+from .inbox.base import DEFAULT_ENDPOINT
 
 STORE_ENV = "IVERTON_WEBHOOK_STORE"
 DEFAULT_STORE = "sqlite:///webhooks.sqlite3"
 NO_HANDLERS_HINT = "pass --app MODULE"
+_out = functools.partial(print, flush=True)
 
 
 class PrintableFormatter(logging.Formatter):
@@ -64,27 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True
     )
     # While one of the inbox commands runs, the app it loads starts nothing by itself.
-    inbox: str | None = getattr(args, "inbox", None)
-    scope: AbstractContextManager[None] = (
-        our_command(f"iverton-webhooks {inbox}") if inbox else nullcontext()
-    )
+    inbox = getattr(args, "inbox", None)
     try:
-        with scope:
+        with our_command(f"iverton-webhooks {inbox}") if inbox else nullcontext():
             return int(args.command(args))
     except WebhookError as error:
         print(f"error: {printable(error)}", file=sys.stderr)
         return ops.exit_code(error)
 
 
-def _plain(text: str) -> str:
-    """Docstring text as a terminal shows it: code spans without their backticks."""
-    return re.sub(r"``?([^`]+)``?", r"\1", text)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iverton-webhooks",
-        description=_plain(__doc__ or ""),
+        # The docstring as a terminal shows it: code spans without their backticks.
+        description=re.sub(r"``?([^`]+)``?", r"\1", __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -154,35 +148,26 @@ def _store_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _out(line: str) -> None:
-    print(line, flush=True)
-
-
 # The inbox operations: find the user's processor, hand over -------------------------
 
 
 def _operate(args: argparse.Namespace) -> int:
     worker = args.inbox == "worker"
-    if worker and not args.app and not ops.has_handlers(default_router):
+    if worker and not args.app and not default_router.has_handlers():
         # Refused before any inbox is opened (opening one creates it).
         raise OperationError(f"no handlers: {NO_HANDLERS_HINT}")
-    # A worker may start before the web app has created the inbox: open it even if new.
-    processor = _processor(args, read=not worker)
+    found = _app_processors(args)
+    if found:
+        processor = _pick(found, args.endpoint)
+    else:
+        # A worker may start before the web app has created the inbox: open it even if new.
+        store = open_store(_store_url(args, read=not worker))
+        processor = Processor(store, default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
     try:
         return ops.run(args.inbox, processor, _out, vars(args), no_handlers_hint=NO_HANDLERS_HINT)
     finally:
         processor.close()
         processor.store.close()
-
-
-def _processor(args: argparse.Namespace, *, read: bool) -> Processor:
-    """The processor the command works with: the --app receiver's own, else one over
-    --store with the default router. ``read``: refuse a store that does not exist."""
-    found = _app_processors(args)
-    if found:
-        return _pick(found, args.endpoint)
-    url = _store_url(args, read=read)
-    return Processor(open_store(url), default_router, endpoint=args.endpoint or DEFAULT_ENDPOINT)
 
 
 def _store_url(args: argparse.Namespace, *, read: bool) -> str:
@@ -266,7 +251,7 @@ def _endpoints(args: argparse.Namespace) -> int:
     try:
         return ops.endpoints(store, _out, args.action, vars(args), serving=serving)
     finally:
-        cast(Store, store).close()
+        store.close()
 
 
 # The other commands --------------------------------------------------------------------

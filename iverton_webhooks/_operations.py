@@ -48,55 +48,24 @@ from urllib.parse import urljoin
 from ._directory import CACHE_SECONDS, check_endpoint_name
 from ._errors import ConfigurationError, WebhookError
 from ._health import Thresholds
-from ._router import Router
 from ._settings import ROTATION_GRACE, SENDER_RETRY_SPAN
-from ._signature import validate_secrets
+from ._signature import SIGNATURE_HEADER, sign, validate_secrets
 from ._text import printable
-from .events import EVENT_TYPES
 from .inbox.base import (
     CLAIMABLE,
     EndpointRecord,
     EndpointRegistry,
     Status,
+    Store,
     StoredEvent,
     StoreOperations,
     masked_secret,
 )
+from .samples import sample_body
 
 if TYPE_CHECKING:
     from ._processor import Processor
     from ._worker import Result
-
-__all__ = [
-    "COMMANDS",
-    "ENDPOINTS",
-    "ENDPOINT_ACTIONS",
-    "EVENTS_HEADER",
-    "FAILED",
-    "OK",
-    "SEND_TEST",
-    "USAGE",
-    "Argument",
-    "Command",
-    "OperationError",
-    "add_endpoints_arguments",
-    "endpoints",
-    "event_line",
-    "exit_code",
-    "grace_seconds",
-    "has_handlers",
-    "list_events",
-    "prune",
-    "read_secret",
-    "registered_processor",
-    "registry_of",
-    "replay",
-    "run",
-    "send_test",
-    "stats",
-    "unfinished_events",
-    "work",
-]
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -135,8 +104,7 @@ class OperationError(WebhookError):
 
 
 def exit_code(error: WebhookError) -> int:
-    """The exit code of a command that ends with ``error``: an `OperationError`'s own,
-    `USAGE` for any other (a configuration the command cannot work with)."""
+    """The exit code of a command that ends with ``error``."""
     return error.code if isinstance(error, OperationError) else USAGE
 
 
@@ -215,9 +183,8 @@ def when(moment: datetime | None) -> str:
 
 
 def event_line(event: StoredEvent) -> str:
-    """One escaped line for a terminal, under `EVENTS_HEADER`: id, type, status,
-    received and next attempt times, attempts, deliveries, last error (or the
-    newest-only handlers the event was superseded for)."""
+    """One escaped line for a terminal, under `EVENTS_HEADER`; without an error, the
+    newest-only handlers the event was superseded for."""
     superseded = [printable(name) for name, o in sorted(event.outcomes.items()) if o.superseded]
     error = ""
     if event.last_error:
@@ -274,22 +241,16 @@ def replay(
     rerun_all: bool = False,
 ) -> int:
     """Put events back to pending: the ones named, every dead event (``dead``), or every
-    unhandled one (``unhandled``: once a handler for it exists). The ids of a group are
-    read once before any is replayed (one that dies again is not replayed twice); an
-    empty group is nothing to do (exit 0).
-
-    Replay only requeues: the app's runner or a running ``worker`` processes them, so
-    the command behaves the same whichever process runs it. Handlers that already
-    succeeded are kept unless ``rerun_all``.
-    """
+    unhandled one (``unhandled``: once a handler for it exists); an empty group is
+    nothing to do. Replay only requeues: the app's runner or a running ``worker``
+    processes them, so the command behaves the same whichever process runs it."""
     if sum((bool(ids), dead, unhandled)) > 1:
         raise OperationError("name event ids, or pass --dead or --unhandled: one of them")
     if dead or unhandled:
         group = "dead" if dead else "unhandled"
-        if unhandled:
-            replayed = processor.replay_unhandled()
-        else:
-            replayed = processor.replay_dead(rerun_all=rerun_all)
+        replayed = (
+            processor.replay_dead(rerun_all=rerun_all) if dead else processor.replay_unhandled()
+        )
         if not replayed:
             out(f"no {group} events: nothing to replay")
         else:
@@ -302,25 +263,14 @@ def replay(
         if processor.replay(event_id, rerun_all=rerun_all):
             out(f"{printable(event_id)}: replayed")
         else:
-            refused.append(_why_not_replayed(processor, event_id))
-    done = len(ids) - len(refused)
-    summary = f"replayed {done} of {len(ids)} event(s)"
+            event = processor.get(event_id)
+            why = "no such event" if event is None else f"it is {event.status.value}"
+            refused.append(f"{event_id} ({why})")
+    summary = f"replayed {len(ids) - len(refused)} of {len(ids)} event(s)"
     if refused:
         raise OperationError(f"{summary}; not replayed: {', '.join(refused)}", FAILED)
     out(f"{summary}; the worker will process them")
     return OK
-
-
-def _why_not_replayed(processor: Processor, event_id: str) -> str:
-    event = processor.get(event_id)
-    if event is None:
-        return f"{event_id} (no such event)"
-    return f"{event_id} (it is {event.status.value})"
-
-
-def has_handlers(router: Router) -> bool:
-    """True when some handler would run for at least one known event type."""
-    return any(router.handlers_for(event_type) for event_type in EVENT_TYPES)
 
 
 def work(
@@ -331,20 +281,16 @@ def work(
     interval: float = DEFAULT_INTERVAL,
     batch: int = DEFAULT_BATCH,
     no_handlers_hint: str,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Process due events (pending, retries whose time came, crashed workers' leases)
     with the processor's own handlers, ``batch`` at a time. ``once``: until nothing is
-    due, then exit; otherwise every ``interval`` seconds until interrupted.
-
-    Refuses to start without a handler (it would mark every event unhandled), saying
-    ``no handlers: {no_handlers_hint}``.
-    """
+    due, then exit; otherwise every ``interval`` seconds until interrupted. Refuses to
+    start without a handler: it would mark every event unhandled."""
     if batch < 1:
         raise OperationError(f"--batch must be at least 1, not {batch}")
     if interval < 0:
         raise OperationError(f"--interval must not be negative, not {interval}")
-    if not has_handlers(processor.router):
+    if not processor.router.has_handlers():
         raise OperationError(f"no handlers: {no_handlers_hint}")
     total: dict[Result, int] = {}
     try:
@@ -362,7 +308,7 @@ def work(
                 out(_processed(total))
                 return OK
             if drained:
-                sleep(interval)
+                time.sleep(interval)
     except KeyboardInterrupt:
         out("stopped")
         return OK
@@ -378,8 +324,7 @@ def _processed(counts: dict[Result, int]) -> str:
 
 def prune(processor: Processor, out: Echo, *, older_than_hours: float | None = None) -> int:
     """Delete finished events received more than ``older_than_hours`` ago (default: the
-    processor's retention). The processor refuses a span that would forget an id the
-    sender may still retry, or one not longer than ``max_age``: exit 2 with the reason."""
+    processor's retention); a span the processor refuses is a usage error."""
     span = None if older_than_hours is None else timedelta(hours=older_than_hours)
     try:
         deleted = processor.prune(span)
@@ -547,9 +492,6 @@ def send_test(out: Echo, url: str, event_type: str, secret: str, *, timeout: flo
     Test" button does, and show the status with at most `EXCERPT_CHARS` of the
     answer, escaped. A redirect is explained (the sender would not follow it); any
     answer but a 2xx exits 1, an unreachable URL 2."""
-    from ._signature import SIGNATURE_HEADER, sign
-    from .samples import sample_body
-
     try:
         body = sample_body(event_type)
         request = urllib.request.Request(
@@ -618,10 +560,6 @@ _GRACE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 SECRET_PROMPT = "signing secret from the Iverton dashboard (not shown): "
 
-ENDPOINTS = Command(
-    "the endpoints registered in the store: add, list, rotate, disable, enable, remove "
-    "(secrets are read from standard input)"
-)
 _NAME = Argument("name", "the endpoint's name (part of its URL)", metavar="NAME")
 #: The ``endpoints`` subcommands, in the order help lists them. No option carries a
 #: secret: it is read from standard input (see `read_secret`).
@@ -664,6 +602,10 @@ ENDPOINT_ACTIONS = {
         ),
     ),
 }
+ENDPOINTS = Command(
+    f"the endpoints registered in the store: {', '.join(ENDPOINT_ACTIONS)} (secrets are read "
+    "from standard input)"
+)
 
 
 def add_endpoints_arguments(
@@ -706,13 +648,13 @@ def grace_seconds(text: str | None) -> float:
     return seconds
 
 
-def read_secret(stream: IO[str] | None = None) -> str:
-    """A signing secret from standard input (``stream``): its first line without the
-    line ending, or typed at a prompt that does not echo it when the input is a
-    terminal. Never from an argument, which other users see in ``ps`` and the shell
-    keeps in its history. Refuses what `validate_secrets` refuses, and bytes that are
-    not UTF-8 (the sender signs with the secret's UTF-8 bytes)."""
-    stdin = sys.stdin if stream is None else stream
+def read_secret() -> str:
+    """A signing secret from standard input: its first line without the line ending,
+    or typed at a prompt that does not echo it when the input is a terminal. Never from
+    an argument, which other users see in ``ps`` and the shell keeps in its history.
+    Refuses what `validate_secrets` refuses, and bytes that are not UTF-8 (the sender
+    signs with the secret's UTF-8 bytes)."""
+    stdin = sys.stdin
     try:
         if stdin is not None and stdin.isatty():
             line = getpass.getpass(SECRET_PROMPT)
@@ -748,12 +690,10 @@ def _first_line(stdin: IO[str] | None) -> str:
         ) from None
 
 
-def registry_of(processors: Sequence[Processor]) -> tuple[object, bool]:
+def registry_of(processors: Sequence[Processor]) -> tuple[Store, bool]:
     """The store whose registry the ``endpoints`` commands change for an app with these
-    processors, and whether the app serves that registry (``endpoint_registry``).
-
-    The store of the one that serves it; else the app's only store (endpoints may be
-    registered before the setting is turned on)."""
+    processors (the one that serves a registry, else the app's only store: endpoints may
+    be registered before ``endpoint_registry`` is on), and whether the app serves it."""
     serving = _stores(p for p in processors if p.settings.endpoint_registry)
     if len(serving) == 1:
         return serving[0], True
@@ -773,8 +713,8 @@ def registry_of(processors: Sequence[Processor]) -> tuple[object, bool]:
     )
 
 
-def _stores(processors: Iterable[Processor]) -> list[object]:
-    found: dict[int, object] = {}
+def _stores(processors: Iterable[Processor]) -> list[Store]:
+    found: dict[int, Store] = {}
     for processor in processors:
         found.setdefault(id(processor.store), processor.store)
     return list(found.values())
@@ -797,19 +737,18 @@ def registered_processor(processors: Sequence[Processor], name: str) -> Processo
 
 
 def endpoints(
-    store: object,
+    store: Store,
     out: Echo,
     action: str,
     options: Mapping[str, Any],
     *,
     serving: bool | None = None,
-    secret: Callable[[], str] = read_secret,
 ) -> int:
     """Run ``endpoints`` subcommand ``action`` (`ENDPOINT_ACTIONS`) on the registry of
     ``store``, with the options a command line parsed. ``serving``: whether the app
     serves that registry (None: unknown); when it does not, say so, since its requests
-    would be refused. ``secret`` reads the secret for ``add`` and ``rotate``, once the
-    name and options are checked."""
+    would be refused. ``add`` and ``rotate`` read the secret once the name and options
+    are checked."""
     if not isinstance(store, EndpointRegistry):
         raise OperationError(
             f"{type(store).__name__} keeps no endpoints (it does not implement "
@@ -820,9 +759,9 @@ def endpoints(
     else:
         name = check_endpoint_name(options["name"])
         if action == "add":
-            _add(store, out, name, secret)
+            _add(store, out, name)
         elif action == "rotate":
-            _rotate(store, out, name, grace_seconds(options["grace"]), secret)
+            _rotate(store, out, name, grace_seconds(options["grace"]))
         elif action == "remove":
             _remove(store, out, name, force=options["force"])
         else:
@@ -839,10 +778,10 @@ def _unknown(name: str) -> OperationError:
     return OperationError(f"no registered endpoint {name}", FAILED)
 
 
-def _add(registry: EndpointRegistry, out: Echo, name: str, secret: Callable[[], str]) -> None:
+def _add(registry: EndpointRegistry, out: Echo, name: str) -> None:
     if registry.get_endpoint(name) is not None:
         raise _exists(name)  # before asking for a secret that would not be used
-    new = secret()
+    new = read_secret()
     if not registry.add_endpoint(name, new):
         raise _exists(name)
     out(f"added endpoint {name}, enabled, secret {printable(masked_secret(new))}")
@@ -858,13 +797,11 @@ def _exists(name: str) -> OperationError:
     )
 
 
-def _rotate(
-    registry: EndpointRegistry, out: Echo, name: str, grace: float, secret: Callable[[], str]
-) -> None:
+def _rotate(registry: EndpointRegistry, out: Echo, name: str, grace: float) -> None:
     before = registry.get_endpoint(name)
     if before is None:
         raise _unknown(name)
-    new = secret()
+    new = read_secret()
     if not registry.rotate_endpoint(name, new, grace):
         raise _unknown(name)  # removed meanwhile
     after = registry.get_endpoint(name)

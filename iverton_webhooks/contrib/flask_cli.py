@@ -29,7 +29,7 @@ NO_HANDLERS_HINT = "register them with @on(...) (or pass router=) where the app 
 
 iverton_cli = AppGroup(
     "iverton",
-    help="Iverton webhooks: events, stats, replay, worker, prune, send-test, endpoints.",
+    help=f"Iverton webhooks: {', '.join(ops.COMMANDS)}, send-test, endpoints.",
 )
 
 

@@ -17,7 +17,6 @@ from django.db.models import Model
 from iverton_webhooks import _operations as ops
 from iverton_webhooks._errors import WebhookError
 from iverton_webhooks._operations import OperationError
-from iverton_webhooks._processor import Processor
 from iverton_webhooks._receiver import Receiver
 from iverton_webhooks._text import printable
 from iverton_webhooks.contrib.django.endpoint import build_receiver
@@ -66,7 +65,16 @@ class OperationCommand(BaseCommand):
             with command_errors():
                 receiver = build_receiver(runner="inline")
                 require_table(str(getattr(receiver.store, "using", "default")), WebhookEvent)
-                receiver, processor = _processor_for(receiver, options["endpoint"])
+                processor, endpoint = receiver.processor, options["endpoint"]
+                if endpoint != processor.endpoint:
+                    # An endpoint registered in the settings' store, else the settings'
+                    # receiver built for that endpoint.
+                    found = ops.registered_processor([processor], endpoint)
+                    if found is None:
+                        receiver.close()
+                        receiver = build_receiver(runner="inline", endpoint=endpoint)
+                        found = receiver.processor
+                    processor = found
                 ops.run(
                     self.operation,
                     processor,
@@ -77,21 +85,6 @@ class OperationCommand(BaseCommand):
         finally:
             if receiver is not None:
                 receiver.close()
-
-
-def _processor_for(settings_receiver: Receiver, endpoint: str) -> tuple[Receiver, Processor]:
-    """The receiver to close afterwards, and the processor for ``endpoint``: the
-    settings' own, or its processor for an endpoint registered in its store, or one
-    built from the settings for that endpoint."""
-    own = settings_receiver.processor
-    if endpoint == own.endpoint:
-        return settings_receiver, own
-    registered = ops.registered_processor([own], endpoint)
-    if registered is not None:
-        return settings_receiver, registered
-    settings_receiver.close()
-    receiver = build_receiver(runner="inline", endpoint=endpoint)
-    return receiver, receiver.processor
 
 
 def require_table(using: str, model: type[Model]) -> None:
