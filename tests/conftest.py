@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -43,6 +44,20 @@ def _reachable(name: str) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def _command_logging_removed() -> Iterator[None]:
+    """The command line's ``main`` configures the root logger, as a command's process
+    should. In this shared test process its handler would outlive the test and write to
+    that test's closed capture stream: take it away after each test."""
+    yield
+    from iverton_webhooks._cli import PrintableFormatter
+
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if isinstance(handler.formatter, PrintableFormatter):
+            root.removeHandler(handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
