@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._errors import InvalidPayload, StoreUnavailable
 from ._logs import fields
@@ -120,10 +120,23 @@ class HandlerTimeout(Exception):
         super().__init__(f"timed out after {seconds:g} s")
 
 
+class Driver(Protocol):
+    """What a `Job` reads of the `Processor` that drives it."""
+
+    store: Store
+    router: Router
+    endpoint: str
+    retry: RetryPolicy
+    lease_seconds: float
+    hooks: Hooks
+    telemetry: Telemetry
+
+
 class Job:
     """One claimed event: the handlers it still owes and the outcomes so far.
 
-    ``hooks`` and ``telemetry`` are told of each handler run and of the verdict.
+    The driver's ``hooks`` and ``telemetry`` are told of each handler run and of the
+    verdict.
     """
 
     # One is made per event: slots make that and every attribute read cheaper.
@@ -146,27 +159,17 @@ class Job:
     )
 
     def __init__(
-        self,
-        store: Store,
-        claim: Claim,
-        event: Event[Any],
-        handlers: list[Handler],
-        matched: bool,
-        policy: RetryPolicy,
-        *,
-        endpoint: str,
-        hooks: Hooks,
-        telemetry: Telemetry,
+        self, driver: Driver, claim: Claim, event: Event[Any], owed: list[Handler], matched: bool
     ) -> None:
-        self.store = store
+        self.store = driver.store
+        self.endpoint = driver.endpoint
+        self.policy = driver.retry
+        self.hooks = driver.hooks
+        self.telemetry = driver.telemetry
         self.claim = claim
         self.event = event
-        self.pending = handlers
+        self.pending = owed
         self.matched = matched
-        self.policy = policy
-        self.endpoint = endpoint
-        self.hooks = hooks
-        self.telemetry = telemetry
         self.outcomes: dict[str, HandlerOutcome] = {}
         #: How many handler runs of this attempt failed (timeouts included).
         self.failures = 0
@@ -192,28 +195,18 @@ class Job:
         _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
 
     @classmethod
-    def begin(
-        cls,
-        store: Store,
-        router: Router,
-        event_id: str,
-        *,
-        endpoint: str,
-        lease_seconds: float,
-        policy: RetryPolicy,
-        hooks: Hooks,
-        telemetry: Telemetry,
-    ) -> Job | Verdict | None:
+    def begin(cls, driver: Driver, event_id: str) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
         it is not claimable, or the verdict to write at once when it cannot be run."""
-        claim = store.claim(event_id, lease_seconds, endpoint=endpoint)
+        endpoint = driver.endpoint
+        claim = driver.store.claim(event_id, driver.lease_seconds, endpoint=endpoint)
         if claim is None:
             return None
         stored = claim.event
         verdict: Verdict | None = None
         if stored.unreadable:
             verdict = Verdict(Status.QUARANTINED, stored.unreadable)
-        elif stored.attempts > policy.max_attempts:
+        elif stored.attempts > driver.retry.max_attempts:
             # Only reachable when earlier workers died holding the lease: a poison event.
             verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
         else:
@@ -222,39 +215,28 @@ class Job:
             except InvalidPayload as exc:
                 verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
         if verdict is not None:
-            return cls._closed(store, claim, verdict, endpoint, hooks)
-        matching = router.handlers_for(parsed.type)
+            return cls._closed(driver, claim, verdict)
+        matching = driver.router.handlers_for(parsed.type)
         if stored.outcomes:
             done = stored.succeeded_handlers
             owed = [handler for handler in matching if handler.name not in done]
         else:  # a first attempt: every handler is owed (handlers_for gave a new list)
             owed = matching
-        return cls(
-            store,
-            claim,
-            parsed,
-            owed,
-            bool(matching),
-            policy,
-            endpoint=endpoint,
-            hooks=hooks,
-            telemetry=telemetry,
-        )
+        return cls(driver, claim, parsed, owed, bool(matching))
 
     @staticmethod
-    def _closed(
-        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks
-    ) -> Verdict:
+    def _closed(driver: Driver, claim: Claim, verdict: Verdict) -> Verdict:
         log.error(
             "event %s (%s) is %s: %s",
             printable(claim.event.id),
             printable(claim.event.type),
             verdict.status.value,
             printable(verdict.error or ""),
-            extra=_event_fields(claim, endpoint, verdict.status),
+            extra=_event_fields(claim, driver.endpoint, verdict.status),
         )
-        store.finish(claim, {}, verdict)
-        _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
+        driver.store.finish(claim, {}, verdict)
+        hook = HOOK_OF_VERDICT[verdict.status]
+        _notify(driver.hooks, hook, claim, driver.endpoint, error=verdict.error)
         return verdict
 
     def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
