@@ -158,18 +158,18 @@ class Job:
         "waiting",
     )
 
-    def __init__(
-        self, driver: Driver, claim: Claim, event: Event[Any], owed: list[Handler], matched: bool
-    ) -> None:
+    def __init__(self, driver: Driver, claim: Claim) -> None:
         self.store = driver.store
         self.endpoint = driver.endpoint
         self.policy = driver.retry
         self.hooks = driver.hooks
         self.telemetry = driver.telemetry
         self.claim = claim
-        self.event = event
-        self.pending = owed
-        self.matched = matched
+        #: The stored body read as an event (set by `begin`, for a job that runs).
+        self.event: Event[Any]
+        #: The handlers still owed, and whether any handler matches its type at all.
+        self.pending: list[Handler] = []
+        self.matched = False
         self.outcomes: dict[str, HandlerOutcome] = {}
         #: How many handler runs of this attempt failed (timeouts included).
         self.failures = 0
@@ -184,7 +184,14 @@ class Job:
 
     def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
         """Structured log fields for this event."""
-        return _event_fields(self.claim, self.endpoint, status, handler)
+        event = self.claim.event
+        return fields(
+            event_id=event.id,
+            event_type=event.type,
+            endpoint=self.endpoint,
+            handler=handler,
+            status=status,
+        )
 
     def describe(self) -> str:
         """``event <id> (<type>)``, for log messages."""
@@ -192,51 +199,57 @@ class Job:
         return f"event {printable(event.id)} ({printable(event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
-        _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
+        if not self.hooks.wants(hook):
+            return
+        event = self.claim.event
+        self.hooks.emit(
+            Notice(
+                hook,
+                self.endpoint,
+                event_id=event.id,
+                event_type=event.type,
+                handler=handler,
+                error=error,
+            )
+        )
 
     @classmethod
     def begin(cls, driver: Driver, event_id: str) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
-        it is not claimable, or the verdict to write at once when it cannot be run."""
-        endpoint = driver.endpoint
-        claim = driver.store.claim(event_id, driver.lease_seconds, endpoint=endpoint)
+        it is not claimable, or the verdict written at once when it cannot be run."""
+        claim = driver.store.claim(event_id, driver.lease_seconds, endpoint=driver.endpoint)
         if claim is None:
             return None
-        stored = claim.event
-        verdict: Verdict | None = None
+        job, stored = cls(driver, claim), claim.event
         if stored.unreadable:
-            verdict = Verdict(Status.QUARANTINED, stored.unreadable)
-        elif stored.attempts > driver.retry.max_attempts:
+            return job.close(Verdict(Status.QUARANTINED, stored.unreadable))
+        if stored.attempts > driver.retry.max_attempts:
             # Only reachable when earlier workers died holding the lease: a poison event.
-            verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
-        else:
-            try:
-                parsed = parse_event(stored.body, stored.type, endpoint=endpoint)
-            except InvalidPayload as exc:
-                verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
-        if verdict is not None:
-            return cls._closed(driver, claim, verdict)
-        matching = driver.router.handlers_for(parsed.type)
+            return job.close(Verdict(Status.DEAD, "worker died while processing, attempts used up"))
+        try:
+            job.event = parse_event(stored.body, stored.type, endpoint=driver.endpoint)
+        except InvalidPayload as exc:
+            return job.close(Verdict(Status.QUARANTINED, str(exc)[:500]))
+        matching = driver.router.handlers_for(job.event.type)
         if stored.outcomes:
             done = stored.succeeded_handlers
-            owed = [handler for handler in matching if handler.name not in done]
+            job.pending = [handler for handler in matching if handler.name not in done]
         else:  # a first attempt: every handler is owed (handlers_for gave a new list)
-            owed = matching
-        return cls(driver, claim, parsed, owed, bool(matching))
+            job.pending = matching
+        job.matched = bool(matching)
+        return job
 
-    @staticmethod
-    def _closed(driver: Driver, claim: Claim, verdict: Verdict) -> Verdict:
+    def close(self, verdict: Verdict) -> Verdict:
+        """Write at once the verdict on an event that cannot be run."""
         log.error(
-            "event %s (%s) is %s: %s",
-            printable(claim.event.id),
-            printable(claim.event.type),
+            "%s is %s: %s",
+            self.describe(),
             verdict.status.value,
             printable(verdict.error or ""),
-            extra=_event_fields(claim, driver.endpoint, verdict.status),
+            extra=self.fields(verdict.status),
         )
-        driver.store.finish(claim, {}, verdict)
-        hook = HOOK_OF_VERDICT[verdict.status]
-        _notify(driver.hooks, hook, claim, driver.endpoint, error=verdict.error)
+        self.store.finish(self.claim, {}, verdict)
+        self.notify(HOOK_OF_VERDICT[verdict.status], error=verdict.error)
         return verdict
 
     def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
@@ -338,39 +351,6 @@ class Job:
     def lost(self) -> Result:
         self.lease_lost()
         return Result.LOST_LEASE
-
-
-def _event_fields(
-    claim: Claim, endpoint: str, status: Status | None = None, handler: str | None = None
-) -> dict[str, Any]:
-    event = claim.event
-    return fields(
-        event_id=event.id, event_type=event.type, endpoint=endpoint, handler=handler, status=status
-    )
-
-
-def _notify(
-    hooks: Hooks,
-    hook: Hook,
-    claim: Claim,
-    endpoint: str,
-    *,
-    handler: str | None = None,
-    error: str | None = None,
-) -> None:
-    if not hooks.wants(hook):
-        return
-    event = claim.event
-    hooks.emit(
-        Notice(
-            hook,
-            endpoint,
-            event_id=event.id,
-            event_type=event.type,
-            handler=handler,
-            error=error,
-        )
-    )
 
 
 def write_backoff(budget: float) -> list[float]:
