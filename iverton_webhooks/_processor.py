@@ -322,10 +322,7 @@ class Processor:
             return  # its thread may still be writing: the hold runs out with the lease
         applied = None if error is not None else (created_at, job.event.id)
         saved, _ = await persist(
-            functools.partial(marks.release_mark, key, holder, applied),
-            self._write_budget,
-            job,
-            write,
+            lambda: marks.release_mark(key, holder, applied), self._write_budget, job, write
         )
         if not saved and applied is not None:
             log.error(

@@ -134,10 +134,6 @@ class HeadersLike(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-RunnerSpec = BaseRunner | str | type[BaseRunner] | None
-StoreSpec = Store | str | None
-
-
 class Receiver:
     """Verifies, records and hands off Iverton webhook requests. Framework-free.
 
@@ -168,8 +164,8 @@ class Receiver:
         secrets: Sequence[str] | None = None,
         endpoint: str | None = None,
         router: Router | None = None,
-        store: StoreSpec = None,
-        runner: RunnerSpec = None,
+        store: Store | str | None = None,
+        runner: BaseRunner | str | type[BaseRunner] | None = None,
         max_body_bytes: int | None = None,
         max_age: timedelta | float | None = None,
         retention: timedelta | float | None = None,
