@@ -129,6 +129,13 @@ class Settings:
         return cls().replace(**options_from(values, where=where, prefix=prefix))
 
 
+#: The fields a mapping sets under their names in capitals (``MAX_AGE``); ``secrets``
+#: comes from ``SECRET`` and ``SECRETS`` (`secrets_from`).
+_MAPPED = [f.name for f in dataclasses.fields(Settings) if f.name != "secrets"]
+#: Every key `Settings.from_mapping` reads.
+SETTING_KEYS = frozenset({"SECRET", "SECRETS", *(name.upper() for name in _MAPPED)})
+
+
 def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> dict[str, Any]:
     """The `Settings` fields a mapping sets (see `Settings.from_mapping`), checked
     together: a `SettingError` names the key it comes from."""
@@ -136,32 +143,15 @@ def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> 
     secrets = secrets_from(values, where=where, prefix=prefix)
     if secrets:
         options["secrets"] = tuple(secrets)
-    for key, name in KEYS.items():
-        if values.get(prefix + key) is not None:
-            options[name] = values[prefix + key]
+    for name in _MAPPED:
+        value = values.get(prefix + name.upper())
+        if value is not None:
+            options[name] = value
     try:
         Settings().replace(**options)
     except SettingError as exc:
-        key = next((k for k, n in KEYS.items() if n == exc.setting), exc.setting.upper())
-        raise type(exc)(exc.setting, f"{where}[{prefix + key!r}]: {exc}") from None
+        raise type(exc)(exc.setting, f"{where}[{prefix + exc.setting.upper()!r}]: {exc}") from None
     return options
-
-
-#: Upper-case keys of the mappings (Django's setting, Flask's config) and their fields.
-KEYS = {
-    "ENDPOINT": "endpoint",
-    "STORE": "store",
-    "RUNNER": "runner",
-    "MAX_BODY_BYTES": "max_body_bytes",
-    "MAX_AGE": "max_age",
-    "RETENTION": "retention",
-    "RETRY": "retry",
-    "LEASE": "lease",
-    "HANDLER_TIMEOUT": "handler_timeout",
-    "ENDPOINT_REGISTRY": "endpoint_registry",
-}
-#: Every key `Settings.from_mapping` reads.
-SETTING_KEYS = frozenset({"SECRET", "SECRETS", *KEYS})
 
 
 def secrets_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> list[str]:
