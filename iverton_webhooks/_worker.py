@@ -353,51 +353,33 @@ class Job:
         return Result.LOST_LEASE
 
 
-def write_backoff(budget: float) -> list[float]:
-    """Pauses between attempts at a store write that failed, summing to about ``budget``
-    seconds: quick at first (a blip), then up to 5 s apart (a restart).
-
-    >>> write_backoff(1.0)
-    [0.05, 0.1, 0.2, 0.4, 0.25]
-    """
-    pauses: list[float] = []
-    pause, left = 0.05, budget
-    while left > 1e-9:
-        step = min(pause, left)
-        pauses.append(round(step, 6))
-        left -= step
-        pause = min(pause * 2, 5.0)
-    return pauses
-
-
 async def persist(
-    write: Callable[[], Any],
-    budget: float,
-    job: Job,
-    offload: Callable[..., Awaitable[Any]],
+    write: Callable[[], Any], budget: float, job: Job, offload: Callable[..., Awaitable[Any]]
 ) -> tuple[bool, Any]:
     """Call ``write`` (through ``offload``, e.g. in a thread) until it stops raising
-    `StoreUnavailable`, for up to ``budget`` seconds. Returns (True, its value), or
-    (False, None) when the store stayed down: then the lease runs out and the event is
-    taken up again. Any other exception is a bug, not an outage, and propagates at once:
-    every store turns its driver's errors into `StoreUnavailable` at its edge."""
-    try:
-        return True, await offload(write)
-    except StoreUnavailable as exc:
-        failure: Exception = exc
-    for pause in write_backoff(budget):
-        log.warning(
-            "%s: store unavailable (%s); retrying in %.2f s",
-            job.describe(),
-            printable(failure),
-            pause,
-            extra=job.fields(),
-        )
-        await asyncio.sleep(pause)
+    `StoreUnavailable`, for up to ``budget`` seconds: quick at first (a blip), then up to
+    5 s apart (a restart). Returns (True, its value), or (False, None) when the store
+    stayed down: then the lease runs out and the event is taken up again. Any other
+    exception is a bug, not an outage, and propagates at once: every store turns its
+    driver's errors into `StoreUnavailable` at its edge."""
+    pause, left = 0.05, budget
+    while True:
         try:
             return True, await offload(write)
         except StoreUnavailable as exc:
             failure = exc
+        if left <= 1e-9:
+            break
+        step = min(pause, left)
+        log.warning(
+            "%s: store unavailable (%s); retrying in %.2f s",
+            job.describe(),
+            printable(failure),
+            step,
+            extra=job.fields(),
+        )
+        await asyncio.sleep(step)
+        left, pause = left - step, min(pause * 2, 5.0)
     log.error(
         "%s: the store stayed unavailable (%s); giving up",
         job.describe(),
