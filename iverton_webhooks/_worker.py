@@ -306,11 +306,8 @@ class Job:
             matched=self.matched,
             attempts=self.claim.event.attempts,
             max_attempts=self.policy.max_attempts,
-            retry_at=self._retry_at,
+            retry_at=lambda: self.store.clock() + self.policy.delay(self.claim.event.attempts),
         )
-
-    def _retry_at(self) -> float:
-        return self.store.clock() + self.policy.delay(self.claim.event.attempts)
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
