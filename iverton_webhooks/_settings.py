@@ -33,10 +33,6 @@ from .inbox.base import DEFAULT_ENDPOINT
 
 #: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
 SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_LEASE = timedelta(seconds=60)
-DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: How long a registered endpoint's previous secret stays valid after a rotation: past
 #: the sender's whole retry span, so a delivery first signed before the rotation is
 #: still accepted at its last retry.
@@ -74,12 +70,12 @@ class Settings:
     endpoint: str = DEFAULT_ENDPOINT
     store: Any = None
     runner: Any = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int = 1024 * 1024
     max_age: timedelta | None = None
-    retention: timedelta = DEFAULT_RETENTION
+    retention: timedelta = timedelta(days=7)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    lease: timedelta = DEFAULT_LEASE
-    handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT
+    lease: timedelta = timedelta(seconds=60)
+    handler_timeout: timedelta = timedelta(minutes=2)
     endpoint_registry: bool = False
 
     def __post_init__(self) -> None:
