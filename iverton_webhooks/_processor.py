@@ -84,15 +84,14 @@ class _Threads:
     finish on its own and later calls go to a fresh pool.
     """
 
-    def __init__(self, max_workers: int = 32) -> None:
-        self.max_workers = max_workers
+    def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
 
     def pool(self) -> ThreadPoolExecutor:
         pool = self._pool
         if pool is None or self._pid != os.getpid():
-            pool = self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="iverton")
+            pool = self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="iverton")
             self._pid = os.getpid()
         return pool
 

@@ -209,15 +209,15 @@ class Receiver:
             hooks=hooks,
             telemetry=telemetry,
         )
-        if answer_log is not None and not isinstance(answer_log, AnswerLog):
+        if answer_log is None:
+            answer_log = StoreAnswerLog(self.store)
+        elif not isinstance(answer_log, AnswerLog):
             raise ConfigurationError(
                 f"answer_log must have note(endpoint, ok, kind) and a quiet dict (it may "
                 f"stay empty), as iverton_webhooks._answers.AnswerLog says; got "
                 f"{type(answer_log).__name__}"
             )
-        self.answer_log: AnswerLog = (
-            answer_log if answer_log is not None else StoreAnswerLog(self.store)
-        )
+        self.answer_log = answer_log
         self.max_body_bytes = settings.max_body_bytes
         self.runner = make_runner(settings.runner)
         self.runner.bind(self.processor)
