@@ -60,8 +60,6 @@ from .inbox.base import (
     Status,
     Store,
     StoredEvent,
-    StoreOperations,
-    Verdict,
     operations_of,
 )
 from .telemetry import NO_SPAN, RESULT, Telemetry, default_telemetry
@@ -86,15 +84,14 @@ class _Threads:
     finish on its own and later calls go to a fresh pool.
     """
 
-    def __init__(self, max_workers: int = 32) -> None:
-        self.max_workers = max_workers
+    def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
 
     def pool(self) -> ThreadPoolExecutor:
         pool = self._pool
         if pool is None or self._pid != os.getpid():
-            pool = self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="iverton")
+            pool = self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="iverton")
             self._pid = os.getpid()
         return pool
 
@@ -223,7 +220,7 @@ class Processor:
         loop, sync handlers in threads, and blocking store calls in threads too unless
         ``store_calls_here`` (a loop that serves nothing else may wait for them)."""
         offload: _Offload = _call_here if store_calls_here else self.run_blocking
-        job = await offload(self._begin, event_id)
+        job = await offload(Job.begin, self, event_id)
         if not isinstance(job, Job):
             return Result.SKIPPED if job is None else RESULT_OF_VERDICT[job.status]
         with self._span(job) as span:
@@ -246,18 +243,6 @@ class Processor:
     def _in_context(self, func: Callable[..., T], /, *args: Any) -> T:
         with self.process_context():
             return func(*args)
-
-    def _begin(self, event_id: str) -> Job | Verdict | None:
-        return Job.begin(
-            self.store,
-            self.router,
-            event_id,
-            endpoint=self.endpoint,
-            lease_seconds=self.lease_seconds,
-            policy=self.retry,
-            hooks=self.hooks,
-            telemetry=self.telemetry,
-        )
 
     def _span(self, job: Job) -> AbstractContextManager[Any]:
         if not self.telemetry.tracing:
@@ -336,10 +321,7 @@ class Processor:
             return  # its thread may still be writing: the hold runs out with the lease
         applied = None if error is not None else (created_at, job.event.id)
         saved, _ = await persist(
-            functools.partial(marks.release_mark, key, holder, applied),
-            self._write_budget,
-            job,
-            write,
+            lambda: marks.release_mark(key, holder, applied), self._write_budget, job, write
         )
         if not saved and applied is not None:
             log.error(
@@ -466,14 +448,12 @@ class Processor:
                 counts[result] = counts.get(result, 0) + 1
         return counts
 
-    def _operations(self) -> StoreOperations:
-        # The store's optional part: `ConfigurationError` naming it when the store lacks it.
-        return operations_of(self.store)
-
     def replay(self, event_id: str, *, rerun_all: bool = False) -> bool:
         """Put a finished or failed event back to pending (it is processed by whatever
         runs this endpoint). Handlers that succeeded are kept unless ``rerun_all``."""
-        return self._operations().replay(event_id, rerun_all=rerun_all, endpoint=self.endpoint)
+        return operations_of(self.store).replay(
+            event_id, rerun_all=rerun_all, endpoint=self.endpoint
+        )
 
     def replay_dead(self, *, rerun_all: bool = False) -> list[str]:
         """Replay every event dead now; returns their ids. The ids are read first, so an
@@ -486,7 +466,7 @@ class Processor:
         return self._replay_every(Status.UNHANDLED, False)
 
     def _replay_every(self, status: Status, rerun_all: bool) -> list[str]:
-        found = self._operations().list(status, limit=2**31 - 1, endpoint=self.endpoint)
+        found = operations_of(self.store).list(status, limit=2**31 - 1, endpoint=self.endpoint)
         return [e.id for e in found if self.replay(e.id, rerun_all=rerun_all)]
 
     def prune(self, older_than: timedelta | None = None) -> int:
@@ -495,11 +475,13 @@ class Processor:
         or that max_age would still accept."""
         span = self.retention if older_than is None else older_than
         check_retention(span, self.max_age)
-        return self._operations().prune(time.time() - span.total_seconds(), endpoint=self.endpoint)
+        return operations_of(self.store).prune(
+            time.time() - span.total_seconds(), endpoint=self.endpoint
+        )
 
     def stats(self) -> dict[Status, int]:
         """How many of this endpoint's events are in each status."""
-        return self._operations().stats(endpoint=self.endpoint)
+        return operations_of(self.store).stats(endpoint=self.endpoint)
 
     def health(self) -> Health:
         """Counts by status and how long the oldest due event has waited for a worker
@@ -515,14 +497,14 @@ class Processor:
         self, status: Status | str | None = None, event_type: str | None = None, limit: int = 100
     ) -> Sequence[StoredEvent]:
         """This endpoint's events, newest first."""
-        return self._operations().list(status, event_type, limit, endpoint=self.endpoint)
+        return operations_of(self.store).list(status, event_type, limit, endpoint=self.endpoint)
 
     def get(self, event_id: str) -> StoredEvent | None:
         return self.store.get(event_id, endpoint=self.endpoint)
 
     def resolve(self, event_id: str) -> bool:
         """Mark a failed, dead, unhandled or quarantined event done without running it."""
-        return self._operations().resolve(event_id, endpoint=self.endpoint)
+        return operations_of(self.store).resolve(event_id, endpoint=self.endpoint)
 
     def close(self) -> None:
         """Let idle worker threads exit."""

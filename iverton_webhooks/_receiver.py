@@ -48,11 +48,6 @@ __all__ = ["Receiver", "Reply", "header"]
 
 log = logging.getLogger("iverton_webhooks")
 
-#: The headers of every reply but the 405: a JSON body and nothing else. Replies share
-#: this tuple, so an adapter can test ``reply.headers is JSON_HEADERS`` and set the
-#: content type alone (cheaper than copying headers into its framework's structure).
-JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
-
 
 @dataclass(frozen=True)
 class Reply:
@@ -60,7 +55,7 @@ class Reply:
 
     status: int
     body: bytes
-    headers: tuple[tuple[str, str], ...] = field(default=JSON_HEADERS)
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
     #: What the reply is called in metrics (``iverton.requests``'s ``answer``) and logs;
     #: not part of what is sent, so not compared.
     answer: str = field(default="other", compare=False, repr=False)
@@ -71,8 +66,15 @@ class Reply:
         return cls(code, json.dumps(content, separators=(",", ":")).encode())
 
 
-def _answer(answer: str, code: int, **content: str) -> Reply:
-    return replace(Reply.json(code, **content), answer=answer)
+#: What each reply below is called in metrics and logs, for a reply built elsewhere.
+ANSWER_OF: dict[Reply, str] = {}
+
+
+def _answer(answer: str, code: int, *headers: tuple[str, str], **content: str) -> Reply:
+    reply = Reply.json(code, **content)
+    reply = replace(reply, headers=reply.headers + headers, answer=answer)
+    ANSWER_OF[reply] = answer
+    return reply
 
 
 # Replies that never vary are built once.
@@ -89,27 +91,8 @@ TOO_LARGE = _answer("too_large", 413, error="body too large")
 #: The adapter could not read the body to its end (client gone, chunk cut short).
 UNREADABLE = _answer("unreadable", 400, error="the request body could not be read")
 STORE_DOWN = _answer("store_down", 503, error="temporarily unable to record the event; retry later")
-WRONG_METHOD = Reply(
-    405, b'{"error":"method not allowed"}', (*JSON_HEADERS, ("Allow", "POST")), "wrong_method"
-)
+WRONG_METHOD = _answer("wrong_method", 405, ("Allow", "POST"), error="method not allowed")
 
-#: What each reply is called in metrics and logs, for a reply built elsewhere.
-ANSWER_OF = {
-    reply: reply.answer
-    for reply in (
-        ACCEPTED,
-        UNKNOWN_TYPE,
-        DUPLICATE,
-        QUARANTINED,
-        EXPIRED,
-        BAD_SIGNATURE,
-        STORE_DOWN,
-        TOO_LARGE,
-        UNREADABLE,
-        WRONG_METHOD,
-        UNKNOWN_ENDPOINT,
-    )
-}
 #: The hook each answer fires.
 HOOK_OF_ANSWER = {
     "accepted": Hook.RECEIVED,
@@ -151,10 +134,6 @@ class HeadersLike(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-RunnerSpec = BaseRunner | str | type[BaseRunner] | None
-StoreSpec = Store | str | None
-
-
 class Receiver:
     """Verifies, records and hands off Iverton webhook requests. Framework-free.
 
@@ -185,8 +164,8 @@ class Receiver:
         secrets: Sequence[str] | None = None,
         endpoint: str | None = None,
         router: Router | None = None,
-        store: StoreSpec = None,
-        runner: RunnerSpec = None,
+        store: Store | str | None = None,
+        runner: BaseRunner | str | type[BaseRunner] | None = None,
         max_body_bytes: int | None = None,
         max_age: timedelta | float | None = None,
         retention: timedelta | float | None = None,
@@ -230,15 +209,15 @@ class Receiver:
             hooks=hooks,
             telemetry=telemetry,
         )
-        if answer_log is not None and not isinstance(answer_log, AnswerLog):
+        if answer_log is None:
+            answer_log = StoreAnswerLog(self.store)
+        elif not isinstance(answer_log, AnswerLog):
             raise ConfigurationError(
                 f"answer_log must have note(endpoint, ok, kind) and a quiet dict (it may "
                 f"stay empty), as iverton_webhooks._answers.AnswerLog says; got "
                 f"{type(answer_log).__name__}"
             )
-        self.answer_log: AnswerLog = (
-            answer_log if answer_log is not None else StoreAnswerLog(self.store)
-        )
+        self.answer_log = answer_log
         self.max_body_bytes = settings.max_body_bytes
         self.runner = make_runner(settings.runner)
         self.runner.bind(self.processor)

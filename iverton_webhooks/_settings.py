@@ -33,10 +33,6 @@ from .inbox.base import DEFAULT_ENDPOINT
 
 #: From the first attempt to the sender's last retry: 1 min + 5 min + 30 min + 2 h + 24 h.
 SENDER_RETRY_SPAN = timedelta(minutes=1 + 5 + 30 + 120 + 1440)
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_LEASE = timedelta(seconds=60)
-DEFAULT_HANDLER_TIMEOUT = timedelta(minutes=2)
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: How long a registered endpoint's previous secret stays valid after a rotation: past
 #: the sender's whole retry span, so a delivery first signed before the rotation is
 #: still accepted at its last retry.
@@ -74,12 +70,12 @@ class Settings:
     endpoint: str = DEFAULT_ENDPOINT
     store: Any = None
     runner: Any = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int = 1024 * 1024
     max_age: timedelta | None = None
-    retention: timedelta = DEFAULT_RETENTION
+    retention: timedelta = timedelta(days=7)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    lease: timedelta = DEFAULT_LEASE
-    handler_timeout: timedelta = DEFAULT_HANDLER_TIMEOUT
+    lease: timedelta = timedelta(seconds=60)
+    handler_timeout: timedelta = timedelta(minutes=2)
     endpoint_registry: bool = False
 
     def __post_init__(self) -> None:
@@ -129,6 +125,13 @@ class Settings:
         return cls().replace(**options_from(values, where=where, prefix=prefix))
 
 
+#: The fields a mapping sets under their names in capitals (``MAX_AGE``); ``secrets``
+#: comes from ``SECRET`` and ``SECRETS`` (`secrets_from`).
+_MAPPED = [f.name for f in dataclasses.fields(Settings) if f.name != "secrets"]
+#: Every key `Settings.from_mapping` reads.
+SETTING_KEYS = frozenset({"SECRET", "SECRETS", *(name.upper() for name in _MAPPED)})
+
+
 def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> dict[str, Any]:
     """The `Settings` fields a mapping sets (see `Settings.from_mapping`), checked
     together: a `SettingError` names the key it comes from."""
@@ -136,32 +139,15 @@ def options_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> 
     secrets = secrets_from(values, where=where, prefix=prefix)
     if secrets:
         options["secrets"] = tuple(secrets)
-    for key, name in KEYS.items():
-        if values.get(prefix + key) is not None:
-            options[name] = values[prefix + key]
+    for name in _MAPPED:
+        value = values.get(prefix + name.upper())
+        if value is not None:
+            options[name] = value
     try:
         Settings().replace(**options)
     except SettingError as exc:
-        key = next((k for k, n in KEYS.items() if n == exc.setting), exc.setting.upper())
-        raise type(exc)(exc.setting, f"{where}[{prefix + key!r}]: {exc}") from None
+        raise type(exc)(exc.setting, f"{where}[{prefix + exc.setting.upper()!r}]: {exc}") from None
     return options
-
-
-#: Upper-case keys of the mappings (Django's setting, Flask's config) and their fields.
-KEYS = {
-    "ENDPOINT": "endpoint",
-    "STORE": "store",
-    "RUNNER": "runner",
-    "MAX_BODY_BYTES": "max_body_bytes",
-    "MAX_AGE": "max_age",
-    "RETENTION": "retention",
-    "RETRY": "retry",
-    "LEASE": "lease",
-    "HANDLER_TIMEOUT": "handler_timeout",
-    "ENDPOINT_REGISTRY": "endpoint_registry",
-}
-#: Every key `Settings.from_mapping` reads.
-SETTING_KEYS = frozenset({"SECRET", "SECRETS", *KEYS})
 
 
 def secrets_from(values: Mapping[str, Any], *, where: str, prefix: str = "") -> list[str]:

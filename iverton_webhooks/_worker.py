@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._errors import InvalidPayload, StoreUnavailable
 from ._logs import fields
@@ -120,10 +120,23 @@ class HandlerTimeout(Exception):
         super().__init__(f"timed out after {seconds:g} s")
 
 
+class Driver(Protocol):
+    """What a `Job` reads of the `Processor` that drives it."""
+
+    store: Store
+    router: Router
+    endpoint: str
+    retry: RetryPolicy
+    lease_seconds: float
+    hooks: Hooks
+    telemetry: Telemetry
+
+
 class Job:
     """One claimed event: the handlers it still owes and the outcomes so far.
 
-    ``hooks`` and ``telemetry`` are told of each handler run and of the verdict.
+    The driver's ``hooks`` and ``telemetry`` are told of each handler run and of the
+    verdict.
     """
 
     # One is made per event: slots make that and every attribute read cheaper.
@@ -145,28 +158,18 @@ class Job:
         "waiting",
     )
 
-    def __init__(
-        self,
-        store: Store,
-        claim: Claim,
-        event: Event[Any],
-        handlers: list[Handler],
-        matched: bool,
-        policy: RetryPolicy,
-        *,
-        endpoint: str,
-        hooks: Hooks,
-        telemetry: Telemetry,
-    ) -> None:
-        self.store = store
+    def __init__(self, driver: Driver, claim: Claim) -> None:
+        self.store = driver.store
+        self.endpoint = driver.endpoint
+        self.policy = driver.retry
+        self.hooks = driver.hooks
+        self.telemetry = driver.telemetry
         self.claim = claim
-        self.event = event
-        self.pending = handlers
-        self.matched = matched
-        self.policy = policy
-        self.endpoint = endpoint
-        self.hooks = hooks
-        self.telemetry = telemetry
+        #: The stored body read as an event (set by `begin`, for a job that runs).
+        self.event: Event[Any]
+        #: The handlers still owed, and whether any handler matches its type at all.
+        self.pending: list[Handler] = []
+        self.matched = False
         self.outcomes: dict[str, HandlerOutcome] = {}
         #: How many handler runs of this attempt failed (timeouts included).
         self.failures = 0
@@ -181,7 +184,14 @@ class Job:
 
     def fields(self, status: Status | None = None, handler: str | None = None) -> dict[str, Any]:
         """Structured log fields for this event."""
-        return _event_fields(self.claim, self.endpoint, status, handler)
+        event = self.claim.event
+        return fields(
+            event_id=event.id,
+            event_type=event.type,
+            endpoint=self.endpoint,
+            handler=handler,
+            status=status,
+        )
 
     def describe(self) -> str:
         """``event <id> (<type>)``, for log messages."""
@@ -189,72 +199,57 @@ class Job:
         return f"event {printable(event.id)} ({printable(event.type)})"
 
     def notify(self, hook: Hook, *, handler: str | None = None, error: str | None = None) -> None:
-        _notify(self.hooks, hook, self.claim, self.endpoint, handler=handler, error=error)
+        if not self.hooks.wants(hook):
+            return
+        event = self.claim.event
+        self.hooks.emit(
+            Notice(
+                hook,
+                self.endpoint,
+                event_id=event.id,
+                event_type=event.type,
+                handler=handler,
+                error=error,
+            )
+        )
 
     @classmethod
-    def begin(
-        cls,
-        store: Store,
-        router: Router,
-        event_id: str,
-        *,
-        endpoint: str,
-        lease_seconds: float,
-        policy: RetryPolicy,
-        hooks: Hooks,
-        telemetry: Telemetry,
-    ) -> Job | Verdict | None:
+    def begin(cls, driver: Driver, event_id: str) -> Job | Verdict | None:
         """Claim the event and work out which handlers it still needs. Returns None when
-        it is not claimable, or the verdict to write at once when it cannot be run."""
-        claim = store.claim(event_id, lease_seconds, endpoint=endpoint)
+        it is not claimable, or the verdict written at once when it cannot be run."""
+        claim = driver.store.claim(event_id, driver.lease_seconds, endpoint=driver.endpoint)
         if claim is None:
             return None
-        stored = claim.event
-        verdict: Verdict | None = None
+        job, stored = cls(driver, claim), claim.event
         if stored.unreadable:
-            verdict = Verdict(Status.QUARANTINED, stored.unreadable)
-        elif stored.attempts > policy.max_attempts:
+            return job.close(Verdict(Status.QUARANTINED, stored.unreadable))
+        if stored.attempts > driver.retry.max_attempts:
             # Only reachable when earlier workers died holding the lease: a poison event.
-            verdict = Verdict(Status.DEAD, "worker died while processing, attempts used up")
-        else:
-            try:
-                parsed = parse_event(stored.body, stored.type, endpoint=endpoint)
-            except InvalidPayload as exc:
-                verdict = Verdict(Status.QUARANTINED, str(exc)[:500])
-        if verdict is not None:
-            return cls._closed(store, claim, verdict, endpoint, hooks)
-        matching = router.handlers_for(parsed.type)
+            return job.close(Verdict(Status.DEAD, "worker died while processing, attempts used up"))
+        try:
+            job.event = parse_event(stored.body, stored.type, endpoint=driver.endpoint)
+        except InvalidPayload as exc:
+            return job.close(Verdict(Status.QUARANTINED, str(exc)[:500]))
+        matching = driver.router.handlers_for(job.event.type)
         if stored.outcomes:
             done = stored.succeeded_handlers
-            owed = [handler for handler in matching if handler.name not in done]
+            job.pending = [handler for handler in matching if handler.name not in done]
         else:  # a first attempt: every handler is owed (handlers_for gave a new list)
-            owed = matching
-        return cls(
-            store,
-            claim,
-            parsed,
-            owed,
-            bool(matching),
-            policy,
-            endpoint=endpoint,
-            hooks=hooks,
-            telemetry=telemetry,
-        )
+            job.pending = matching
+        job.matched = bool(matching)
+        return job
 
-    @staticmethod
-    def _closed(
-        store: Store, claim: Claim, verdict: Verdict, endpoint: str, hooks: Hooks
-    ) -> Verdict:
+    def close(self, verdict: Verdict) -> Verdict:
+        """Write at once the verdict on an event that cannot be run."""
         log.error(
-            "event %s (%s) is %s: %s",
-            printable(claim.event.id),
-            printable(claim.event.type),
+            "%s is %s: %s",
+            self.describe(),
             verdict.status.value,
             printable(verdict.error or ""),
-            extra=_event_fields(claim, endpoint, verdict.status),
+            extra=self.fields(verdict.status),
         )
-        store.finish(claim, {}, verdict)
-        _notify(hooks, HOOK_OF_VERDICT[verdict.status], claim, endpoint, error=verdict.error)
+        self.store.finish(self.claim, {}, verdict)
+        self.notify(HOOK_OF_VERDICT[verdict.status], error=verdict.error)
         return verdict
 
     def record(self, handler: Handler, error: BaseException | None, span: Any = None) -> None:
@@ -311,11 +306,8 @@ class Job:
             matched=self.matched,
             attempts=self.claim.event.attempts,
             max_attempts=self.policy.max_attempts,
-            retry_at=self._retry_at,
+            retry_at=lambda: self.store.clock() + self.policy.delay(self.claim.event.attempts),
         )
-
-    def _retry_at(self) -> float:
-        return self.store.clock() + self.policy.delay(self.claim.event.attempts)
 
     def finish(self, verdict: Verdict) -> Result:
         """Write the verdict; raises if the store does (the caller retries)."""
@@ -358,84 +350,33 @@ class Job:
         return Result.LOST_LEASE
 
 
-def _event_fields(
-    claim: Claim, endpoint: str, status: Status | None = None, handler: str | None = None
-) -> dict[str, Any]:
-    event = claim.event
-    return fields(
-        event_id=event.id, event_type=event.type, endpoint=endpoint, handler=handler, status=status
-    )
-
-
-def _notify(
-    hooks: Hooks,
-    hook: Hook,
-    claim: Claim,
-    endpoint: str,
-    *,
-    handler: str | None = None,
-    error: str | None = None,
-) -> None:
-    if not hooks.wants(hook):
-        return
-    event = claim.event
-    hooks.emit(
-        Notice(
-            hook,
-            endpoint,
-            event_id=event.id,
-            event_type=event.type,
-            handler=handler,
-            error=error,
-        )
-    )
-
-
-def write_backoff(budget: float) -> list[float]:
-    """Pauses between attempts at a store write that failed, summing to about ``budget``
-    seconds: quick at first (a blip), then up to 5 s apart (a restart).
-
-    >>> write_backoff(1.0)
-    [0.05, 0.1, 0.2, 0.4, 0.25]
-    """
-    pauses: list[float] = []
-    pause, left = 0.05, budget
-    while left > 1e-9:
-        step = min(pause, left)
-        pauses.append(round(step, 6))
-        left -= step
-        pause = min(pause * 2, 5.0)
-    return pauses
-
-
 async def persist(
-    write: Callable[[], Any],
-    budget: float,
-    job: Job,
-    offload: Callable[..., Awaitable[Any]],
+    write: Callable[[], Any], budget: float, job: Job, offload: Callable[..., Awaitable[Any]]
 ) -> tuple[bool, Any]:
     """Call ``write`` (through ``offload``, e.g. in a thread) until it stops raising
-    `StoreUnavailable`, for up to ``budget`` seconds. Returns (True, its value), or
-    (False, None) when the store stayed down: then the lease runs out and the event is
-    taken up again. Any other exception is a bug, not an outage, and propagates at once:
-    every store turns its driver's errors into `StoreUnavailable` at its edge."""
-    try:
-        return True, await offload(write)
-    except StoreUnavailable as exc:
-        failure: Exception = exc
-    for pause in write_backoff(budget):
-        log.warning(
-            "%s: store unavailable (%s); retrying in %.2f s",
-            job.describe(),
-            printable(failure),
-            pause,
-            extra=job.fields(),
-        )
-        await asyncio.sleep(pause)
+    `StoreUnavailable`, for up to ``budget`` seconds: quick at first (a blip), then up to
+    5 s apart (a restart). Returns (True, its value), or (False, None) when the store
+    stayed down: then the lease runs out and the event is taken up again. Any other
+    exception is a bug, not an outage, and propagates at once: every store turns its
+    driver's errors into `StoreUnavailable` at its edge."""
+    pause, left = 0.05, budget
+    while True:
         try:
             return True, await offload(write)
         except StoreUnavailable as exc:
             failure = exc
+        if left <= 1e-9:
+            break
+        step = min(pause, left)
+        log.warning(
+            "%s: store unavailable (%s); retrying in %.2f s",
+            job.describe(),
+            printable(failure),
+            step,
+            extra=job.fields(),
+        )
+        await asyncio.sleep(step)
+        left, pause = left - step, min(pause * 2, 5.0)
     log.error(
         "%s: the store stayed unavailable (%s); giving up",
         job.describe(),

@@ -189,8 +189,6 @@ class AsyncioRunner(BaseRunner):
                         BUSY_DELAY, self._spawn, event_id, endpoint
                     )
                 return result
-            except asyncio.CancelledError:
-                raise
             except RuntimeError as exc:
                 # The interpreter is exiting (no thread may be started any more): nothing
                 # is wrong with the event, whose lease lets the next start take it up.
