@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
@@ -509,6 +509,26 @@ class Processor:
     def close(self) -> None:
         """Let idle worker threads exit."""
         self._threads.abandon()
+
+
+def processor_of(processors: Iterable[Processor], endpoint: str) -> Processor | None:
+    """The processor for the events of ``endpoint`` among ``processors`` (a runner's
+    workers, which serve no request): the one whose endpoint it is, else the one that
+    serves the endpoint registry, for that endpoint; None if neither.
+
+    >>> from iverton_webhooks import MemoryStore
+    >>> mine = Processor(MemoryStore(), endpoint="mine")
+    >>> processor_of([mine], "mine") is mine, processor_of([mine], "acme")
+    (True, None)
+    """
+    processors = list(processors)
+    for processor in processors:
+        if processor.endpoint == endpoint:
+            return processor
+    for processor in processors:
+        if processor.settings.endpoint_registry:
+            return processor.for_endpoint(endpoint)
+    return None
 
 
 def _no_marks(store: Store, handler: Handler) -> ConfigurationError:

@@ -28,17 +28,15 @@ import os
 import queue as queues
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery
 
+from .._processor import Processor, processor_of
 from .._text import printable
 from .._worker import BUSY_DELAY, Result
 from ..inbox.base import DEFAULT_ENDPOINT
 from ..runners import BaseRunner
-
-if TYPE_CHECKING:
-    from .._processor import Processor
 
 __all__ = [
     "CeleryRunner",
@@ -99,13 +97,9 @@ class _Tasks:
         )
 
     def processor(self, endpoint: str) -> Processor | None:
-        found = self.processors.get(endpoint)
+        found = processor_of(self.processors.values(), endpoint)
         if found is not None:
             return found
-        # An endpoint of the store's registry: the receiver that serves the registry.
-        for processor in self.processors.values():
-            if processor.settings.endpoint_registry:
-                return processor.for_endpoint(endpoint)
         log.error(
             "Celery task for endpoint %r, but no Receiver with that endpoint was built in "
             "this worker (import the module that builds it); the event stays pending",

@@ -26,14 +26,12 @@ import importlib
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._errors import ConfigurationError
+from ..._processor import Processor, processor_of
 from ..._text import printable
 from ...runners import BaseRunner
-
-if TYPE_CHECKING:
-    from ..._processor import Processor
 
 __all__ = ["DjangoTasksRunner", "process_event"]
 
@@ -91,14 +89,9 @@ def processor_for(endpoint: str) -> Processor:
 
     get_resolver().url_patterns  # noqa: B018 - its webhook_path(...) endpoints exist now
     candidates = [endpoints.default_endpoint, *endpoints._endpoints]
-    for candidate in candidates:
-        if candidate.receiver.processor.endpoint == endpoint:
-            return candidate.receiver.processor
-    # An endpoint of the store's registry: the receiver that serves the registry.
-    for candidate in candidates:
-        processor = candidate.receiver.processor
-        if processor.settings.endpoint_registry:
-            return processor.for_endpoint(endpoint)
+    found = processor_of((c.receiver.processor for c in candidates), endpoint)
+    if found is not None:
+        return found
     raise LookupError(f"no webhook endpoint named {endpoint!r} in this process")
 
 
