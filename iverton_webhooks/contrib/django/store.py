@@ -320,9 +320,9 @@ def _recycled() -> Iterator[None]:
         recycle_connections()
 
 
-#: Databases whose SQL has ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (SQLite
-#: 3.35+, PostgreSQL 9.5+): a duplicate is counted in the same statement, with no error,
-#: no savepoint and no error line in the server's log.
+#: Databases whose SQL has ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite 3.24+,
+#: PostgreSQL 9.5+): a duplicate inserts nothing and says so in the row count, with no
+#: error, no savepoint and no error line in the server's log.
 _ON_CONFLICT_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
@@ -361,15 +361,12 @@ _HELD = f"{_KEY} AND lease_token = %s AND status = '{Status.PROCESSING.value}'"
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(names: tuple[str, ...]) -> str:
-    # Insert a new event, or count a delivery of a known one: a new row holds one
-    # delivery, so ``deliveries`` says which happened. A new event's outcomes are the
-    # empty object, written as a literal: JSON text for SQLite, a jsonb constant for
-    # PostgreSQL.
+    # A new event's outcomes are the empty object, written as a literal: JSON text for
+    # SQLite, a jsonb constant for PostgreSQL.
     columns, marks = ", ".join(names), ", ".join(["%s"] * len(names))
     return (
-        f"INSERT INTO {_TABLE} AS e ({columns}, outcomes) VALUES ({marks}, '{{}}') "
-        "ON CONFLICT (endpoint, event_id) DO UPDATE SET deliveries = e.deliveries + 1 "
-        "RETURNING deliveries"
+        f"INSERT INTO {_TABLE} ({columns}, outcomes) VALUES ({marks}, '{{}}') "
+        "ON CONFLICT DO NOTHING"
     )
 
 
@@ -436,22 +433,19 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         if resource_id is None:
             resource_id = resource_id_of(row["body"])
         values = _model_values(row, resource_id)
+        if self._insert(values):
+            return True
+        key = [row["endpoint"], row["id"]]  # as new_row stored them
+        self._write(f"UPDATE {_TABLE} SET deliveries = deliveries + 1 WHERE {_KEY}", key)
+        return False
+
+    def _insert(self, values: dict[str, Any]) -> bool:
         connection = connections[self.using]
         if connection.vendor not in _ON_CONFLICT_VENDORS:
             return self._create(values)
         # A NULL column is left to the table's own NULL: only what a new event holds is sent.
         values = {name: value for name, value in values.items() if value is not None}
-        return self._inserted(_insert_sql(tuple(values)), _params(values, connection))
-
-    @_serialized
-    def _inserted(self, sql: str, params: Sequence[Any]) -> bool:
-        """Run `_insert_sql`'s statement: True if it inserted, False if it counted a
-        delivery of a known event."""
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(sql, params)
-            # Read to the end: SQLite commits a RETURNING statement once it is stepped through.
-            ((deliveries,),) = cursor.fetchall()
-            return bool(deliveries == 1)
+        return self._write(_insert_sql(tuple(values)), _params(values, connection)) == 1
 
     @_serialized
     def _write(self, sql: str, params: Sequence[Any]) -> int:
@@ -473,8 +467,6 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
             with transaction.atomic(using=self.using):
                 self._all().create(**values)
         except IntegrityError:
-            known = self._all().filter(endpoint=values["endpoint"], event_id=values["event_id"])
-            known.update(deliveries=F("deliveries") + 1)
             return False
         return True
 
