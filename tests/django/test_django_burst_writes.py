@@ -148,9 +148,9 @@ def test_only_sqlite_connections_of_inbox_aliases_are_tuned() -> None:
 
 
 @db_mark("default")
-def test_a_claim_holds_the_write_lock_for_its_update_only() -> None:
-    # The row is read once the lock is given back: other writers wait for one
-    # statement, not four (BEGIN, UPDATE, SELECT, COMMIT).
+def test_a_claim_is_one_statement_under_the_write_lock() -> None:
+    # UPDATE ... RETURNING: other writers wait for one statement, not four (BEGIN,
+    # UPDATE, SELECT, COMMIT), and the claim costs one round trip.
     store = DjangoStore("default")
     store.record("evt_claimed", "deal.won", CREATED, b"{}")
     lock = store_module._write_lock("default")
@@ -165,11 +165,11 @@ def test_a_claim_holds_the_write_lock_for_its_update_only() -> None:
     assert claim is not None
     assert claim.event.id == "evt_claimed"
     assert claim.event.attempts == 1
-    assert seen == [("UPDATE", True), ("SELECT", False)]  # the read after the lock
+    assert seen == [("UPDATE", True)]
 
 
 @db_mark("default")
-def test_a_finish_holds_the_write_lock_for_its_update_only() -> None:
+def test_a_finish_is_one_statement_under_the_write_lock() -> None:
     from iverton_webhooks.inbox.base import HandlerOutcome, Status, Verdict
 
     store = DjangoStore("default")
@@ -187,8 +187,8 @@ def test_a_finish_holds_the_write_lock_for_its_update_only() -> None:
     with connections["default"].execute_wrapper(spy):
         assert store.checkpoint(claim, outcome)
         assert store.finish(claim, outcome, Verdict(Status.DONE))
-    # Each: the outcomes read without the lock, the UPDATE under it.
-    assert seen == [("SELECT", False), ("UPDATE", True)] * 2
+    # Each: the outcomes merged by the UPDATE itself, no read first.
+    assert seen == [("UPDATE", True)] * 2
     event = store.get("evt_finished")
     assert event is not None
     assert event.status is Status.DONE

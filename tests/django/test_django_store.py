@@ -285,17 +285,39 @@ def test_the_write_lock_is_not_taken_inside_an_atomic_block() -> None:
 def test_a_claim_whose_row_cannot_be_read_gives_its_lease_back(
     store: DjangoStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The lease is taken in one statement and the row read in the next: if the read
-    # fails, the event must be claimable again at once, not when the lease runs out.
+    # Where an UPDATE returns no rows, the lease is taken in one statement and the row
+    # read in the next: if the read fails, the event must be claimable again at once,
+    # not when the lease runs out.
     store.record("evt_unread", "deal.won", CREATED, b"{}")
 
-    def broken(vendor: str) -> str:
+    def broken(sql: str, params: object) -> object:
         raise DatabaseError("connection lost")
 
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "_claimed_sql", broken)
+        patch.setattr(store_module, "_returns_rows", lambda connection: False)
+        patch.setattr(store, "_read", broken)
         with pytest.raises(StoreUnavailable):
             store.claim("evt_unread", 300.0)
     claim = store.claim("evt_unread", 300.0)
     assert claim is not None
     assert claim.event.attempts == 2
+
+
+def test_where_sql_cannot_merge_outcomes_a_finish_reads_merges_and_writes_back(
+    store: DjangoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Databases other than SQLite and PostgreSQL: outcomes are merged in Python, and the
+    # lease still guards both statements.
+    monkeypatch.setattr(store_module, "_MERGE_OUTCOMES", {})
+    monkeypatch.setattr(store_module, "_returns_rows", lambda connection: False)
+    store.record("evt_merged", "deal.won", CREATED, b"{}")
+    claim = store.claim("evt_merged", 300.0)
+    assert claim is not None
+    assert store.checkpoint(claim, {"a": HandlerOutcome(ok=True, at=1.0)})
+    failed = {"b": HandlerOutcome(ok=False, error="boom", at=2.0)}
+    assert store.finish(claim, failed, Verdict(Status.FAILED, "b: boom", retry_at=9.0))
+    assert not store.finish(claim, failed, Verdict(Status.DONE))  # the lease is gone
+    event = store.get("evt_merged")
+    assert event is not None
+    assert event.status is Status.FAILED
+    assert event.outcomes == {"a": HandlerOutcome(ok=True, at=1.0), **failed}

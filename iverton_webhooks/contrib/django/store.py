@@ -55,7 +55,7 @@ from ...inbox.base import (
     StoredEvent,
     store_text,
 )
-from ...inbox.sql import status_list
+from ...inbox.sql import POSTGRES, SQLITE, status_list
 from .models import FailedAnswers, ResourceMark, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger("iverton_webhooks")
@@ -377,13 +377,28 @@ def _update_sql(names: tuple[str, ...], where: str, also: str = "") -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _claimed_sql(vendor: str) -> str:
+def _claimed_columns(vendor: str) -> str:
     raw = _RAW_TIME_SQL.get(vendor, "{0}")
-    columns = ", ".join([*_READ_FIELDS, *(raw.format(c) for c in sorted(_DATETIME_COLUMNS))])
-    return f"SELECT {columns} FROM {_TABLE} WHERE {_KEY} AND lease_token = %s"
+    return ", ".join([*_READ_FIELDS, *(raw.format(c) for c in sorted(_DATETIME_COLUMNS))])
 
 
-#: The keys of a row `_claimed_sql` reads, as `_stored` takes them.
+def _returns_rows(connection: BaseDatabaseWrapper) -> bool:
+    """Whether an UPDATE can return the rows it changed: PostgreSQL, and SQLite from
+    3.35 (the version Django's own INSERT ... RETURNING needs)."""
+    return connection.vendor == "postgresql" or (
+        connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
+    )
+
+
+#: How a finish merges a JSON object parameter into ``outcomes`` in one UPDATE, as the
+#: core's SQL stores do; any other database reads, merges and writes back.
+_MERGE_OUTCOMES = {
+    "sqlite": SQLITE.merge_outcomes.replace("?", "%s"),
+    "postgresql": POSTGRES.merge_outcomes,
+}
+
+
+#: The keys of a row `_claimed_columns` reads, as `_stored` takes them.
 _CLAIMED_NAMES = (*_READ_FIELDS, *_READ_TIMES)
 
 
@@ -478,22 +493,51 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         token = base.new_token()
         fields = _db_fields(base.claim_fields(now, lease_seconds, token))
         key = [store_text(endpoint), store_text(event_id)]
+        connection = connections[self.using]
+        columns = _claimed_columns(connection.vendor)
         sql = _update_sql(tuple(fields), _CLAIMABLE_NOW, "attempts = attempts + 1")
-        if not self._write(sql, [*_params(fields, connections[self.using]), *key, now]):
+        params = [*_params(fields, connection), *key, now]
+        if _returns_rows(connection):
+            row = self._returning(f"{sql} RETURNING {columns}", params)
+        else:
+            row = self._claim_then_read(sql, params, columns, event_id, endpoint, token)
+        if row is None:
             return None
-        # Read once the write lock is given back: while the lease holds, its holder is
-        # the only writer of the row. Found gone only if the lease has already expired
-        # (then as if this worker had crashed: the event is recovered).
+        return Claim(event=_stored(dict(zip(_CLAIMED_NAMES, row, strict=True))), token=token)
+
+    @_serialized
+    def _returning(self, sql: str, params: Sequence[Any]) -> Any:
+        """The row one autocommitted ``UPDATE ... RETURNING`` changed, or None."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            # Read to the end: SQLite commits a RETURNING statement once it is stepped through.
+            rows = cursor.fetchall()
+        return rows[0] if rows else None
+
+    def _claim_then_read(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        columns: str,
+        event_id: str,
+        endpoint: str,
+        token: str,
+    ) -> Any:
+        """The claim where an UPDATE returns no rows: the UPDATE, then the row read by
+        its new lease token once the write lock is given back (while the lease holds,
+        its holder is the only writer of the row)."""
+        if not self._write(sql, params):
+            return None
         try:
-            row = self._read(_claimed_sql(connections[self.using].vendor), [*key, token])
+            return self._read(
+                f"SELECT {columns} FROM {_TABLE} WHERE {_KEY} AND lease_token = %s",
+                [store_text(endpoint), store_text(event_id), token],
+            )
         except Exception:
             # Taken but not read (the connection broke between the two statements): give
             # the lease back now, or the event would wait for it to run out.
             self._give_back(event_id, endpoint, token)
             raise
-        if row is None:
-            return None
-        return Claim(event=_stored(dict(zip(_CLAIMED_NAMES, row, strict=True))), token=token)
 
     def _give_back(self, event_id: str, endpoint: str, token: str) -> None:
         now = self.clock()
@@ -517,19 +561,25 @@ class DjangoStore(base.RecordsRows, base.ClaimedWrites):
         self, claim: Claim, fields: Mapping[str, Any], outcomes: Mapping[str, HandlerOutcome]
     ) -> bool:
         held = [store_text(claim.event.endpoint), store_text(claim.event.id), claim.token]
+        connection = connections[self.using]
         values = _db_fields(fields)
-        if outcomes:
+        params = _params(values, connection)
+        merge = _MERGE_OUTCOMES.get(connection.vendor)
+        also = ""
+        if outcomes and merge is not None:
+            also = merge
+            params.append(base.dump_outcomes(outcomes))
+        elif outcomes:
             # Read, merge, write back, each guarded by the lease token. No transaction is
-            # needed: while the lease holds, its holder is the only writer of the row (and
-            # a read-then-write transaction would fail at once on a busy SQLite database).
-            # For the same reason the read takes no write lock: only the UPDATE waits.
+            # needed: while the lease holds, its holder is the only writer of the row.
             row = self._read(f"SELECT outcomes FROM {_TABLE} WHERE {_HELD}", held)
             if row is None:
                 return False
             current = json.loads(row[0]) if row[0] else {}
             values["outcomes"] = {**current, **_stored_outcomes(outcomes)}
-        sql = _update_sql(tuple(values), _HELD)
-        return self._write(sql, [*_params(values, connections[self.using]), *held]) == 1
+            params = _params(values, connection)
+        sql = _update_sql(tuple(values), _HELD, also)
+        return self._write(sql, [*params, *held]) == 1
 
     @_migrate_hint
     def due(self, limit: int = 100, *, endpoint: str = DEFAULT_ENDPOINT) -> list[str]:
