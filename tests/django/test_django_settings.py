@@ -53,3 +53,13 @@ def test_the_asyncio_runner_is_refused_with_the_choices(settings: Any) -> None:
     (message,) = run_checks(tags=["iverton_webhooks"])
     assert message.id == "iverton_webhooks.E005"
     assert "'thread' or 'inline'" in message.msg
+
+
+def test_a_setting_that_is_not_a_dict_is_reported_once(settings: Any) -> None:
+    # A common slip: the secret itself assigned to the setting. Every check reads it;
+    # one of them says so.
+    settings.IVERTON_WEBHOOKS = SECRET
+    ours = [m for m in run_checks() if m.id and m.id.startswith("iverton_webhooks.")]
+    assert [(m.id, m.msg) for m in ours] == [
+        ("iverton_webhooks.E005", "settings.IVERTON_WEBHOOKS must be a dict, not str")
+    ]

@@ -111,7 +111,11 @@ def _no_secret(opts: dict[str, Any]) -> str:
 def check_handler_modules(**kwargs: Any) -> list[CheckMessage]:
     """A bad ``AUTODISCOVER``, and handler modules still under the older, shared name."""
     try:
-        names = discovery.module_names(conf.options())
+        opts = conf.options()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    try:
+        names = discovery.module_names(opts)
     except ConfigurationError as exc:
         return [_unusable(exc)]
     if names is not None:
