@@ -266,9 +266,10 @@ class Processor:
                         return Result.STORE_DOWN
                     if not kept:
                         return job.lost()
-        except asyncio.CancelledError:
-            # Shutting down mid-event: hand the event back at once (due now) instead of
-            # leaving it leased until the lease runs out.
+        except (asyncio.CancelledError, RuntimeError):
+            # Shutting down mid-event (cancelled, or an exiting interpreter that starts no
+            # more threads): hand the event back at once (due now) instead of leaving it
+            # leased until the lease runs out.
             try:
                 await write(job.finish, job.interrupted())
             except Exception as exc:

@@ -128,6 +128,7 @@ class AsyncioRunner(BaseRunner):
         self._poller: asyncio.Task[None] | None = None
         self._limit: asyncio.Semaphore | None = None
         self._poll_failure: tuple[str, float] | None = None
+        self._exiting = False
 
     async def startup(self) -> None:
         """Attach to the running loop and start recovery polling (idempotent per loop)."""
@@ -178,6 +179,8 @@ class AsyncioRunner(BaseRunner):
     async def _run(self, event_id: str, endpoint: str | None) -> object:
         assert self._limit is not None
         async with self._limit:
+            if self._exiting:
+                return None  # left pending, as it is, for the next start
             try:
                 result = await self.processor.for_endpoint(endpoint).process_async(
                     event_id, store_calls_here=self.store_calls_here
@@ -191,11 +194,14 @@ class AsyncioRunner(BaseRunner):
                 return result
             except RuntimeError as exc:
                 # The interpreter is exiting (no thread may be started any more): nothing
-                # is wrong with the event, whose lease lets the next start take it up.
+                # is wrong with the event, which was handed back, nor with those still
+                # queued, which are not started. Said once, not once per queued event.
+                self._exiting = True
                 log.warning(
-                    "event %s: not processed here (%s); left for recovery",
-                    printable(event_id),
+                    "processing stopped in this process (%s); event %s and any still "
+                    "queued are left for recovery",
                     printable(exc),
+                    printable(event_id),
                 )
                 return None
             except Exception:

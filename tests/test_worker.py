@@ -344,3 +344,47 @@ def test_receive_async_attaches_the_asyncio_runner_without_lifespan(tmp_path: Pa
 
     asyncio.run(serve())
     assert seen == ["evt_nolifespan"]
+
+
+def test_a_process_that_can_start_no_thread_hands_events_back_and_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An exiting interpreter (a gunicorn worker stopping mid-burst) refuses new threads:
+    # each queued event is claimed, then cannot reach its handler's thread. It must be
+    # handed back due now, not left leased, and the log must not get a line per event.
+    calls = Counter[str]()
+    router = Router()
+    router.add(lambda event: calls.update([event.id]), "deal.won", name="count")
+    store = SQLiteStore(tmp_path / "exiting.db")
+    ids = [stored(store, f"evt_exit_{n}") for n in range(3)]
+
+    def refused(self: Processor, func: object, *args: object) -> None:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    # As ThreadRunner runs a SQLite store: store calls on the loop, handlers in threads.
+    runner = AsyncioRunner(poll_interval=60, store_calls_here=True)
+    runner.bind(Processor(store, router, lease=timedelta(seconds=300)))
+
+    async def exiting() -> None:
+        await runner.startup()
+        for event_id in ids:
+            runner.submit(event_id)
+        await runner.idle()
+        await runner.drain()
+
+    with monkeypatch.context() as patch, caplog.at_level("WARNING", "iverton_webhooks"):
+        patch.setattr(Processor, "_in_thread", refused)
+        asyncio.run(exiting())
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1, said
+    assert "left for recovery" in said[0]
+    # The one claimed was handed back; the rest were never claimed: all due at once.
+    assert sorted(store.due(10)) == sorted(ids)
+    assert [store.get(i).status for i in ids] == [  # type: ignore[union-attr]
+        Status.FAILED,
+        Status.PENDING,
+        Status.PENDING,
+    ]
+    assert Processor(store, router).recover() == {Result.DONE: 3}
+    assert calls == Counter(ids)
+    store.close()
