@@ -127,8 +127,8 @@ class AsyncioRunner(BaseRunner):
         self._in_flight: set[tuple[str, str]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._limit: asyncio.Semaphore | None = None
-        self._poll_failure: tuple[str, float] | None = None
-        self._exiting = False
+        # What was last said of each kind of trouble, and when (see `_warn_rarely`).
+        self._said: dict[str, tuple[str, float]] = {}
 
     async def startup(self) -> None:
         """Attach to the running loop and start recovery polling (idempotent per loop)."""
@@ -179,8 +179,6 @@ class AsyncioRunner(BaseRunner):
     async def _run(self, event_id: str, endpoint: str | None) -> object:
         assert self._limit is not None
         async with self._limit:
-            if self._exiting:
-                return None  # left pending, as it is, for the next start
             try:
                 result = await self.processor.for_endpoint(endpoint).process_async(
                     event_id, store_calls_here=self.store_calls_here
@@ -193,15 +191,13 @@ class AsyncioRunner(BaseRunner):
                     )
                 return result
             except RuntimeError as exc:
-                # The interpreter is exiting (no thread may be started any more): nothing
-                # is wrong with the event, which was handed back, nor with those still
-                # queued, which are not started. Said once, not once per queued event.
-                self._exiting = True
-                log.warning(
-                    "processing stopped in this process (%s); event %s and any still "
-                    "queued are left for recovery",
-                    printable(exc),
-                    printable(event_id),
+                # No thread may be started (the interpreter is exiting, or the process is
+                # out of threads): nothing is wrong with the event, which was handed back
+                # due now. One line, not one per queued event.
+                self._warn_rarely(
+                    "threads",
+                    f"processing stopped in this process ({printable(exc)}); events are "
+                    "handed back and left for recovery",
                 )
                 return None
             except Exception:
@@ -221,28 +217,28 @@ class AsyncioRunner(BaseRunner):
                     else:
                         due = await processor.run_blocking(processor.due, room)
                 except Exception as exc:
-                    self._poll_failed(exc)
+                    failure = printable(f"{type(exc).__name__}: {exc}")
+                    self._warn_rarely(
+                        "poll",
+                        f"recovery poll failed ({failure}); "
+                        f"trying again every {self.poll_interval:g} s",
+                    )
                 else:
-                    self._poll_failure = None
+                    self._said.pop("poll", None)
                     for endpoint, event_id in due:
                         self._spawn(event_id, endpoint)
             await asyncio.sleep(self.poll_interval)
 
-    def _poll_failed(self, exc: Exception) -> None:
-        # One line, and the same failure (a missing table, a server down) at most once
-        # a minute: the poll runs every few seconds for as long as it lasts.
-        said = f"{type(exc).__name__}: {exc}"
+    def _warn_rarely(self, kind: str, said: str) -> None:
+        """Log ``said`` unless it is what was last said of ``kind`` less than a minute
+        ago: a failing poll runs every few seconds, and a process that can start no
+        thread fails every queued event, for as long as it lasts."""
         now = time.monotonic()
-        if self._poll_failure is not None:
-            last, at = self._poll_failure
-            if last == said and now - at < 60:
-                return
-        self._poll_failure = (said, now)
-        log.warning(
-            "recovery poll failed (%s); trying again every %g s",
-            printable(said),
-            self.poll_interval,
-        )
+        last = self._said.get(kind)
+        if last is not None and last[0] == said and now - last[1] < 60:
+            return
+        self._said[kind] = (said, now)
+        log.warning("%s", said)
 
     async def idle(self) -> None:
         """Return once no event is in flight."""
