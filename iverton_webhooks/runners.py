@@ -8,6 +8,7 @@ process exit) is still ``pending`` in the store and is found by recovery.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import os
@@ -272,8 +273,15 @@ class ThreadRunner(BaseRunner):
     ``queue_size`` ids are held, more are left pending for the poll, which recovers due
     events (retries, expired leases, overflow) every ``poll_interval`` s. Nothing starts
     before the first `submit` or `start`; in a forked child (gunicorn, Celery prefork)
-    the first use starts it afresh, as the parent's thread did not come along.
+    the first use starts it afresh, as the parent's thread did not come along. When the
+    interpreter exits (a server stopping its worker), what is in flight gets up to
+    `EXIT_GRACE` s to be recorded and the rest is handed back due now, as `close` does:
+    the loop thread is a daemon, and would otherwise stop with a handler's success not
+    yet written, to be run again after its lease.
     """
+
+    #: Seconds an exiting process waits for the events in flight (see `close`).
+    EXIT_GRACE = 5.0
 
     def __init__(
         self, workers: int = 4, *, queue_size: int = 10_000, poll_interval: float = 5.0
@@ -325,6 +333,10 @@ class ThreadRunner(BaseRunner):
                 thread.start()
                 ready.wait()
                 self._inner, self._loop, self._thread, self._pid = inner, loop, thread, pid
+                # Once per runner, though a forked child starts it again; close() does
+                # nothing in a process that did not start the runner.
+                atexit.unregister(self._close_at_exit)
+                atexit.register(self._close_at_exit)
             return self._inner, self._loop
 
     def join(self, timeout: float | None = None) -> bool:
@@ -353,6 +365,9 @@ class ThreadRunner(BaseRunner):
             log.exception("could not finish the events in flight")
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
+
+    def _close_at_exit(self) -> None:
+        self.close(self.EXIT_GRACE)
 
 
 def _serve(loop: asyncio.AbstractEventLoop, runner: AsyncioRunner, ready: threading.Event) -> None:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -384,4 +387,57 @@ def test_a_process_that_can_start_no_thread_hands_events_back_and_says_so_once(
     assert not calls
     assert Processor(store, router).recover() == {Result.DONE: 3}
     assert calls == Counter(ids)
+    store.close()
+
+
+EXITING_APP = textwrap.dedent(
+    """
+    import sys, time
+    from iverton_webhooks import Receiver, Router, SQLiteStore, sign
+    from iverton_webhooks.samples import sample_body
+
+    db, ran = sys.argv[1], sys.argv[2]
+    router = Router()
+
+    @router.on("deal.won")
+    def slow(event):
+        time.sleep(0.3)
+        with open(ran, "a") as out:
+            out.write(event.id + "\\n")
+
+    receiver = Receiver("whsec_exit_test_0123456789", router=router, store=SQLiteStore(db))
+    for n in range(12):
+        body = sample_body("deal.won", id=f"evt_exit_{n}")
+        headers = {"X-Iverton-Signature": sign(body, "whsec_exit_test_0123456789")}
+        assert receiver.receive("POST", body, headers).status == 200
+    time.sleep(0.1)  # handlers are running: the process exits under them
+    """
+)
+
+
+def test_an_exiting_process_records_what_its_handlers_finished_and_hands_back_the_rest(
+    tmp_path: Path,
+) -> None:
+    # A server stopping its worker: the thread runner's loop is a daemon thread. What a
+    # handler finished must be recorded before it stops (else it runs again after its
+    # lease), and what never started must be due at once, not leased.
+    db, ran = tmp_path / "exit.db", tmp_path / "ran.txt"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_APP, str(db), str(ran)],
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    handled = ran.read_text().split()
+    assert handled  # some handlers were running when it exited
+    store = SQLiteStore(db)
+    events = {event.id: event for event in store.list(limit=100)}
+    assert len(events) == 12
+    assert {i for i, e in events.items() if e.status is Status.DONE} == set(handled)
+    assert not [i for i, e in events.items() if e.status is Status.PROCESSING]
+    assert sorted(store.due(100)) == sorted(set(events) - set(handled))
     store.close()
