@@ -5,6 +5,7 @@ runner: acks compete with the workers for the database, as in production).
     python -m benchmarks.burst                         # flask and django, every shape
     python -m benchmarks.burst --framework flask --shape c128
     python -m benchmarks.burst --old /path/to/older/checkout   # also that code's "ours"
+    python -m benchmarks.burst --bursts 3              # each app 3 times, in turn: medians
     python -m benchmarks.burst --quick                 # smoke run
 
 Shapes (gunicorn ``gthread`` workers x threads, clients in flight):
@@ -20,7 +21,10 @@ keep-alive). Per app: p50/p99/max ack, acks/s (2xx answers per second of the bur
 non-2xx answers, and p99 as a multiple of the peer's (``benchmarks.peer``: verify, one
 autocommitted ``INSERT ... ON CONFLICT DO NOTHING``; the target is ours within 2x).
 Apps run one after another on the same server settings; the machine's load moves the
-absolute numbers, so compare ours with peer and bare within one run.
+absolute numbers, so compare ours with peer and bare within one run. One burst's p99 moves
+by tens of percent from run to run: with ``--bursts N`` the apps take turns N times, each
+on a fresh database, and the table gives the median of each figure and of each burst's
+p99 over the peer's.
 """
 
 from __future__ import annotations
@@ -195,12 +199,39 @@ def burst(server: Server, deliveries: list[Any], concurrent: int) -> dict[str, A
     }
 
 
+def _ratios(mine: list[dict[str, Any]], peer: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{m['p99'] / p['p99']:.2f}" for m, p in zip(mine, peer, strict=True))
+
+
+def _row(name: str, mine: list[dict[str, Any]], peer: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """One app's line: the median of each figure over the bursts, and the median of its
+    p99 over the peer's p99 of the same turn."""
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in mine)
+
+    ratio = statistics.median(m["p99"] / p["p99"] for m, p in zip(mine, peer, strict=True))
+    return (
+        name,
+        median("p50"),
+        median("p99"),
+        median("max"),
+        median("acks_s"),
+        sum(r["non2xx"] for r in mine),
+        sum(r["over_1s"] for r in mine),
+        ratio,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common_args(__doc__ or "")
     parser.add_argument("--framework", choices=("flask", "django"), action="append")
     parser.add_argument("--shape", choices=tuple(SHAPES), action="append")
     parser.add_argument("--events", type=int, default=0, help="distinct events per burst")
     parser.add_argument("--old", type=Path, help="an older checkout: its 'ours' runs too")
+    parser.add_argument(
+        "--bursts", type=int, default=1, help="bursts per app, in turn; the table gives medians"
+    )
     args = parser.parse_args(argv)
     frameworks = args.framework or ["flask", "django"]
     shapes = args.shape or (["c12"] if args.quick else list(SHAPES))
@@ -214,30 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             deliveries = make_deliveries(distinct, seed=len(shape_name)) * 3
             random.Random(5).shuffle(deliveries)
             for framework in frameworks:
-                rows: list[tuple[Any, ...]] = []
                 began = _when()
-                for app in apps:
-                    code = args.old.resolve() if app == "ours (old)" else ROOT
-                    home = workdir / f"{shape_name}-{framework}-{app.replace(' ', '')}"
-                    server = Server(framework, app, shape, home, code)
-                    try:
-                        server.wait_ready()
-                        r = burst(server, deliveries, shape[2])
-                    finally:
-                        server.stop()
-                    rows.append(
-                        (
-                            f"{framework} {app}",
-                            r["p50"],
-                            r["p99"],
-                            r["max"],
-                            r["acks_s"],
-                            r["non2xx"],
-                            r["over_1s"],
-                        )
-                    )
-                peer_p99 = rows[1][2]
-                rows = [(*row, row[2] / peer_p99 if peer_p99 else None) for row in rows]
+                # Burst after burst, the apps in turn: each burst's p99 is compared with
+                # the peer's of the same turn, so a slow minute moves both.
+                runs: dict[str, list[dict[str, Any]]] = {app: [] for app in apps}
+                for _ in range(args.bursts):
+                    for app in apps:
+                        code = args.old.resolve() if app == "ours (old)" else ROOT
+                        home = workdir / f"{shape_name}-{framework}-{app.replace(' ', '')}"
+                        shutil.rmtree(home, ignore_errors=True)
+                        server = Server(framework, app, shape, home, code)
+                        try:
+                            server.wait_ready()
+                            runs[app].append(burst(server, deliveries, shape[2]))
+                        finally:
+                            server.stop()
+                rows = [_row(f"{framework} {app}", runs[app], runs["peer"]) for app in apps]
                 w, t, c = shape
                 print(
                     f"\n## {shape_name}: {framework}, gunicorn gthread {w} x {t}, {c} concurrent, "
@@ -258,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rows,
                     )
                 )
+                if args.bursts > 1:
+                    print()
+                    for app in apps:
+                        ratios = _ratios(runs[app], runs["peer"])
+                        print(f"{framework} {app}, p99 x peer by burst: {ratios}")
                 print(f"\n{began} to {_when()}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Wave 2 of the inbox table (written by hand, checked with ``makemigrations --check``).
+"""The inbox table, second version (written by hand, checked with ``makemigrations --check``).
 
 - ``endpoint``: receivers with different endpoints share the table; existing rows
   belong to ``"default"``, the endpoint a receiver has when not given one.
