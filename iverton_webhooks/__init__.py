@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 # The public API, in one table: each name, the section of the API reference that
 # documents it, and the module that defines it. ``__all__``, the lazy loader below and
-# the generated part of docs/reference.md (``python -m iverton_webhooks._gen_reference``)
+# the generated part of docs/reference.md (``python -m tools.gen_reference``)
 # follow from it. Names are imported on first use (PEP 562), so ``import
 # iverton_webhooks.testing`` (the pytest plugin, loaded in every pytest session of every
 # user) does not pay for pydantic, the event models, the stores and the runners.

@@ -38,7 +38,7 @@ AnyHandler = TypeVar("AnyHandler", bound=AnyEventHandler)
 """A handler for ``"*"``, names of several families, or names the catalogue lacks."""
 
 # The overloads below give each family's names their handler type. They are written by
-# `python -m iverton_webhooks._gen_typing` from the catalogue: edit the catalogue and rerun.
+# `python -m tools.gen_typing` from the catalogue: edit the catalogue and rerun.
 # <generated:names>
 # fmt: off
 ContactName = Literal[

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import iverton_webhooks
-from iverton_webhooks import _gen_reference
+from tools import gen_reference
 
 PACKAGE = Path(iverton_webhooks.__file__).parent
 # The checkout's page (tox runs these tests against an installed package).
@@ -68,8 +68,8 @@ def test_importing_the_package_loads_none_of_its_modules() -> None:
 
 
 def test_the_reference_page_is_generated_from_the_api() -> None:
-    assert PAGE.read_text(encoding="utf-8") == _gen_reference.render(), (
-        "docs/reference.md is stale: run python -m iverton_webhooks._gen_reference"
+    assert PAGE.read_text(encoding="utf-8") == gen_reference.render(), (
+        "docs/reference.md is stale: run python -m tools.gen_reference"
     )
 
 
@@ -79,11 +79,11 @@ def test_the_reference_documents_every_public_name_and_no_private_module() -> No
     assert not [t for t in targets if any(part.startswith("_") for part in t.split("."))]
     for name in iverton_webhooks.__all__:
         assert f"::: iverton_webhooks.{name}\n" in page
-    for _, module in _gen_reference.MODULES:
-        for name in _gen_reference.public_names(module):
+    for _, module in gen_reference.MODULES:
+        for name in gen_reference.public_names(module):
             assert name in page, f"{module}.{name}"
 
 
 def test_a_public_module_needs_a_literal_all() -> None:
     with pytest.raises(ValueError, match="has no literal __all__"):
-        _gen_reference.public_names("iverton_webhooks.contrib")
+        gen_reference.public_names("iverton_webhooks.contrib")

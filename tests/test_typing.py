@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from iverton_webhooks import _gen_typing
 from iverton_webhooks import _router as router
 from iverton_webhooks._catalogue import CATALOGUE, Catalogue, Family, Resource
+from tools import gen_typing
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Path(__file__).resolve().parent / "typing_samples" / "handlers.py"
@@ -93,17 +93,17 @@ def test_mypy_refuses_exactly_the_marked_handlers(tmp_path: Path) -> None:
 
 def test_router_overloads_agree_with_the_catalogue() -> None:
     source = Path(router.__file__).read_text(encoding="utf-8")
-    assert _gen_typing.render(source) == source, (
-        "_router.py is stale: run python -m iverton_webhooks._gen_typing"
+    assert gen_typing.render(source) == source, (
+        "_router.py is stale: run python -m tools.gen_typing"
     )
-    assert _gen_typing.main(["--check"]) == 0
+    assert gen_typing.main(["--check"]) == 0
 
 
 def test_a_new_family_changes_the_generated_overloads() -> None:
     invoice = Family("invoice", Resource, ("paid", "voided"), sample={"id": "inv_1"})
     bigger = Catalogue((*CATALOGUE.families, invoice))
     source = Path(router.__file__).read_text(encoding="utf-8")
-    rendered = _gen_typing.render(source, bigger)
+    rendered = gen_typing.render(source, bigger)
 
     assert rendered != source  # so the check above fails until the generator is rerun
     assert 'InvoiceName = Literal[\n    "invoice.*",\n    "invoice.paid",' in rendered
@@ -111,8 +111,8 @@ def test_a_new_family_changes_the_generated_overloads() -> None:
     overload = "name: InvoiceName, /, *names: InvoiceName, newest_only: bool = ...\n"
     assert rendered.count(overload) == 2  # Router.on and the module-level on()
     # Regenerating is idempotent, and the families already there are untouched.
-    assert _gen_typing.render(rendered, bigger) == rendered
-    assert _gen_typing.render(rendered, CATALOGUE) == source
+    assert gen_typing.render(rendered, bigger) == rendered
+    assert gen_typing.render(rendered, CATALOGUE) == source
 
 
 def test_a_model_outside_the_catalogue_module_is_refused() -> None:
@@ -122,9 +122,9 @@ def test_a_model_outside_the_catalogue_module_is_refused() -> None:
     invoice = Family("invoice", Invoice, ("paid",), sample={"id": "inv_1"})
     source = Path(router.__file__).read_text(encoding="utf-8")
     with pytest.raises(ValueError, match=r"catalogue\.py"):
-        _gen_typing.render(source, Catalogue((*CATALOGUE.families, invoice)))
+        gen_typing.render(source, Catalogue((*CATALOGUE.families, invoice)))
 
 
 def test_a_router_without_the_markers_is_refused() -> None:
     with pytest.raises(ValueError, match="generated blocks"):
-        _gen_typing.render("def on(): ...\n")
+        gen_typing.render("def on(): ...\n")

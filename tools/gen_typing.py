@@ -4,8 +4,8 @@ The type checker needs the event names as ``Literal`` strings, so they are spell
 ``_router.py`` between ``# <generated:...>`` markers. After adding a family to
 `iverton_webhooks._catalogue`, run::
 
-    python -m iverton_webhooks._gen_typing          # rewrite _router.py
-    python -m iverton_webhooks._gen_typing --check  # exit 1 if _router.py is stale
+    python -m tools.gen_typing          # rewrite _router.py
+    python -m tools.gen_typing --check  # exit 1 if _router.py is stale
 
 ``tests/test_typing.py`` fails while the catalogue and the overloads disagree.
 """
@@ -17,9 +17,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._catalogue import CATALOGUE, Catalogue, Family
+import iverton_webhooks
+from iverton_webhooks._catalogue import CATALOGUE, Catalogue, Family
 
-ROUTER = Path(__file__).with_name("_router.py")
+ROUTER = Path(iverton_webhooks.__file__).with_name("_router.py")
 _BLOCK = re.compile(
     r"(?P<open>^(?P<indent>[ ]*)# <generated:(?P<name>[a-z-]+)>\n)"
     r"(?P<body>.*?)"
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{ROUTER.name} is up to date with the catalogue")
         return 0
     if "--check" in args:
-        print(f"{ROUTER.name} is stale: run python -m iverton_webhooks._gen_typing")
+        print(f"{ROUTER.name} is stale: run python -m tools.gen_typing")
         return 1
     ROUTER.write_text(wanted, encoding="utf-8")
     print(f"rewrote the typed overloads in {ROUTER.name}")

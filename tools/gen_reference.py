@@ -5,8 +5,8 @@ A name exported by the package is documented once, under its section; a public m
 section lists what it adds. Run after changing ``PUBLIC`` or a public module's
 ``__all__``::
 
-    python -m iverton_webhooks._gen_reference          # rewrite docs/reference.md
-    python -m iverton_webhooks._gen_reference --check  # exit 1 if it is stale
+    python -m tools.gen_reference          # rewrite docs/reference.md
+    python -m tools.gen_reference --check  # exit 1 if it is stale
 
 ``tests/test_public_api.py`` fails while the page and the API disagree.
 """
@@ -18,9 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import PUBLIC
+import iverton_webhooks
+from iverton_webhooks import PUBLIC
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
+PACKAGE = Path(iverton_webhooks.__file__).resolve().parent
+PAGE = PACKAGE.parent / "docs" / "reference.md"
 
 #: The public modules and what each is for, in the page's order. Every other module of
 #: the package is private (its name starts with ``_``) or belongs to an adapter's
@@ -48,7 +50,7 @@ MODULES: tuple[tuple[str, str], ...] = (
 _INTRO = """\
 # API reference
 
-Generated from the docstrings by `python -m iverton_webhooks._gen_reference`: first
+Generated from the docstrings by `python -m tools.gen_reference`: first
 everything `import iverton_webhooks` offers, then what each public module adds. Modules
 whose names start with `_` are internal and may change in any release.
 """
@@ -78,7 +80,7 @@ def public_names(module: str) -> list[str]:
     """``module.__all__``, read from its source (importing the Django app's modules would
     need a configured project); a public module without one is an error, not a guess."""
     parts = module.split(".")[1:]
-    path = Path(__file__).resolve().parent.joinpath(*parts)
+    path = PACKAGE.joinpath(*parts)
     source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     for node in ast.parse(source.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and any(
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render()
     if "--check" in args:
         if PAGE.read_text(encoding="utf-8") != text:
-            print(f"{PAGE} is stale: run python -m iverton_webhooks._gen_reference")
+            print(f"{PAGE} is stale: run python -m tools.gen_reference")
             return 1
         return 0
     PAGE.write_text(text, encoding="utf-8")

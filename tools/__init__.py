@@ -1,0 +1,1 @@
+"""Maintainers' scripts that regenerate files kept in the repository; not shipped."""
