@@ -139,25 +139,6 @@ class Job:
     verdict.
     """
 
-    # One is made per event: slots make that and every attribute read cheaper.
-    __slots__ = (
-        "claim",
-        "endpoint",
-        "event",
-        "failures",
-        "held",
-        "hooks",
-        "lease_warned",
-        "matched",
-        "outcomes",
-        "pending",
-        "policy",
-        "store",
-        "telemetry",
-        "traced",
-        "waiting",
-    )
-
     def __init__(self, driver: Driver, claim: Claim) -> None:
         self.store = driver.store
         self.endpoint = driver.endpoint
