@@ -6,6 +6,7 @@ runner: acks compete with the workers for the database, as in production).
     python -m benchmarks.burst --framework flask --shape c128
     python -m benchmarks.burst --old /path/to/older/checkout   # also that code's "ours"
     python -m benchmarks.burst --bursts 3              # each app 3 times, in turn: medians
+    python -m benchmarks.burst --ack-only              # also ours with processing off
     python -m benchmarks.burst --quick                 # smoke run
 
 Shapes (gunicorn ``gthread`` workers x threads, clients in flight):
@@ -43,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .apps import path_for
 from .common import common_args, machine, make_deliveries, table
 from .http.run import ROOT, free_port
 
@@ -52,7 +54,6 @@ SHAPES: dict[str, tuple[int, int, int]] = {  # workers, threads, concurrent clie
     "c128": (4, 32, 128),
 }
 CLIENT_PROCESSES = 4
-PATHS = {"bare": "/bare/", "peer": "/peer/", "ours": "/webhooks/iverton/"}
 
 
 def _target_case(framework: str, app: str) -> str:
@@ -67,8 +68,8 @@ class Server:
     ) -> None:
         workers, threads, _ = shape
         self.port = free_port()
-        base = "ours" if app.startswith("ours") else app
-        self.path = PATHS[base] if framework == "django" else "/webhooks/iverton/"
+        base = "ours" if app == "ours (old)" else app
+        self.path = path_for(_target_case(framework, base))
         home.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -230,12 +231,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=0, help="distinct events per burst")
     parser.add_argument("--old", type=Path, help="an older checkout: its 'ours' runs too")
     parser.add_argument(
+        "--ack-only", action="store_true", help="also ours with processing off (NullRunner)"
+    )
+    parser.add_argument(
         "--bursts", type=int, default=1, help="bursts per app, in turn; the table gives medians"
     )
     args = parser.parse_args(argv)
     frameworks = args.framework or ["flask", "django"]
     shapes = args.shape or (["c12"] if args.quick else list(SHAPES))
     apps = ["bare", "peer", "ours"] + (["ours (old)"] if args.old else [])
+    apps += ["ours, ack only"] if args.ack_only else []
     print(f"# benchmarks.burst: {machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="iverton-burst-"))
     try:
