@@ -24,8 +24,8 @@ autocommitted ``INSERT ... ON CONFLICT DO NOTHING``; the target is ours within 2
 Apps run one after another on the same server settings; the machine's load moves the
 absolute numbers, so compare ours with peer and bare within one run. One burst's p99 moves
 by tens of percent from run to run: with ``--bursts N`` the apps take turns N times, each
-on a fresh database, and the table gives the median of each figure and of each burst's
-p99 over the peer's.
+on a fresh database, and the table gives the median of each figure (the counts: their
+sums) and of each burst's p99 over the peer's.
 """
 
 from __future__ import annotations
@@ -205,8 +205,9 @@ def _ratios(mine: list[dict[str, Any]], peer: list[dict[str, Any]]) -> str:
 
 
 def _row(name: str, mine: list[dict[str, Any]], peer: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """One app's line: the median of each figure over the bursts, and the median of its
-    p99 over the peer's p99 of the same turn."""
+    """One app's line: the median of each figure over the bursts (the counts of non-2xx
+    answers and of acks over 1 s: their sums), and the median of its p99 over the peer's
+    p99 of the same turn."""
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in mine)
