@@ -18,11 +18,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import iverton_webhooks
 from iverton_webhooks import PUBLIC
 
-PACKAGE = Path(iverton_webhooks.__file__).resolve().parent
-PAGE = PACKAGE.parent / "docs" / "reference.md"
+# The checkout this script lives in, whichever copy of the package is installed: it
+# reads the source and writes the page kept beside it.
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "iverton_webhooks"
+PAGE = ROOT / "docs" / "reference.md"
 
 #: The public modules and what each is for, in the page's order. Every other module of
 #: the package is private (its name starts with ``_``) or belongs to an adapter's

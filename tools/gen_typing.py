@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import iverton_webhooks
 from iverton_webhooks._catalogue import CATALOGUE, Catalogue, Family
 
-ROUTER = Path(iverton_webhooks.__file__).with_name("_router.py")
+# The checkout's source, which this script rewrites (not an installed copy).
+ROUTER = Path(__file__).resolve().parent.parent / "iverton_webhooks" / "_router.py"
 _BLOCK = re.compile(
     r"(?P<open>^(?P<indent>[ ]*)# <generated:(?P<name>[a-z-]+)>\n)"
     r"(?P<body>.*?)"
